@@ -1,0 +1,189 @@
+//! The command line as clap sees it: flags, help text and value parsers for our units.
+//!
+//! Nothing here touches the file system or the environment; `config.rs` turns these raw values
+//! into a validated `Config`.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+
+const AFTER_LONG_HELP: &str = "\
+PLACEHOLDERS (usable anywhere inside a command word):
+  {}        the path                         data/year=2024/part-0.parquet
+  {.}       the path without its extension   data/year=2024/part-0
+  {/}       the base name                    part-0.parquet
+  {//}      the parent directory             data/year=2024
+  {/.}      the base name without extension  part-0
+  {#}       job number, 1-based, in input order
+  {%}       worker slot, 1..=jobs
+  {threads} max(1, logical CPUs / jobs): hand it to multi-threaded tools
+  {{ }}     literal braces
+A template without a path placeholder gets {} appended as its last argument.
+
+EXAMPLES:
+  Print every parquet file's row count with a tool of your own:
+    fanout -e parquet data/ -- python3 rows.py {}
+  Compress every CSV, four at a time:
+    fanout -j 4 -e csv data/ -- gzip -k {}
+  Use shell syntax (pipes, redirections); substituted values are quoted for you:
+    fanout -s -e log logs/ -- 'grep -c ERROR {} > {}.count'
+  See what would run, without running it:
+    fanout -n -e parquet data/ -- duckdb -c \"COPY (FROM '{}') TO '{.}.csv'\"
+  Paths from another program:
+    git ls-files -z '*.json' | fanout -0 - -- jq -e . {}
+
+Output of different jobs never interleaves; by default each job's output appears when it
+finishes (order unspecified), -k/--keep-order prints in input order.
+
+EXIT STATUS: 0 all jobs succeeded (or nothing matched), 1 some file failed or a walk step failed,
+2 usage or preflight error (nothing ran), 130 after SIGINT, 143 after SIGTERM, 141 when fanout's
+own standard output was closed.";
+
+/// Run a command over many files: in parallel, safely, with a per-file summary.
+#[derive(Debug, Parser)]
+#[command(
+    name = "fanout",
+    version,
+    about,
+    after_long_help = AFTER_LONG_HELP,
+    override_usage = "fanout [OPTIONS] [PATH]... -- COMMAND [ARG]...",
+    max_term_width = 100
+)]
+pub(crate) struct Cli {
+    /// Files or directories to process; directories are walked recursively. `-` reads paths
+    /// from standard input (one per line, or NUL-separated with -0). Default: `.`
+    #[arg(value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+
+    /// The command template, after `--`
+    #[arg(last = true, value_name = "COMMAND", required = true, num_args = 1..)]
+    pub command: Vec<OsString>,
+
+    /// Only files with this extension (no dot, case-insensitive; repeatable)
+    #[arg(short = 'e', long = "ext", value_name = "EXT")]
+    pub ext: Vec<String>,
+
+    /// Only files matching this gitignore-style glob (repeatable; `!GLOB` excludes)
+    #[arg(
+        short = 'g',
+        long = "glob",
+        value_name = "GLOB",
+        allow_hyphen_values = true
+    )]
+    pub glob: Vec<String>,
+
+    /// Include hidden files and directories
+    #[arg(short = 'H', long)]
+    pub hidden: bool,
+
+    /// Do not read .gitignore, .ignore or git's exclude files
+    #[arg(short = 'I', long)]
+    pub no_ignore: bool,
+
+    /// Follow symbolic links while walking
+    #[arg(short = 'L', long)]
+    pub follow: bool,
+
+    /// Descend at most N directory levels below each PATH
+    #[arg(short = 'd', long, value_name = "N")]
+    pub max_depth: Option<usize>,
+
+    /// Paths read from standard input (`-`) are NUL-separated
+    #[arg(short = '0', long = "null")]
+    pub null: bool,
+
+    /// Run at most N jobs at once [default: logical CPUs]
+    #[arg(short = 'j', long, value_name = "N", value_parser = parse_jobs)]
+    pub jobs: Option<usize>,
+
+    /// Run the command with `sh -c`; every substituted value is shell-quoted
+    #[arg(short = 's', long)]
+    pub shell: bool,
+
+    /// Print job output in input order (default: as jobs finish)
+    #[arg(short = 'k', long)]
+    pub keep_order: bool,
+
+    /// Print each command (shell-quoted) instead of running it
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
+
+    /// Stop a job that runs longer than this (`30s`, `5m`, `1h30m`; a bare number is seconds)
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
+
+    /// After SIGTERM, wait this long before a stopped job's process group gets SIGKILL
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "5s")]
+    pub kill_grace: Duration,
+
+    /// Write a JSON Lines record per file, and a final record, to FILE
+    #[arg(long, value_name = "FILE")]
+    pub summary: Option<PathBuf>,
+
+    /// Show a progress bar even when standard error is not a terminal
+    #[arg(long, overrides_with = "no_progress")]
+    pub progress: bool,
+
+    /// Never show a progress bar
+    #[arg(long)]
+    pub no_progress: bool,
+
+    /// Hide the progress bar and the end summary
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+}
+
+fn parse_jobs(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("'{s}' is not a whole number")),
+    }
+}
+
+/// Parses `30s`, `5m`, `1h30m`, `250ms`; a bare number means seconds.
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    if let Ok(secs) = s.parse::<f64>() {
+        return Duration::try_from_secs_f64(secs).map_err(|_| format!("'{s}' is not a duration"));
+    }
+    humantime::parse_duration(s)
+        .map_err(|e| format!("'{s}' is not a duration ({e}); try 30s, 5m or 1h30m"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn jobs_must_be_positive() {
+        assert!(parse_jobs("0").is_err());
+        assert!(parse_jobs("x").is_err());
+        assert_eq!(parse_jobs("8"), Ok(8));
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_duration("0.5"), Ok(Duration::from_millis(500)));
+        assert!(parse_duration("-1").is_err());
+        assert!(parse_duration("soon").is_err());
+    }
+
+    #[test]
+    fn command_after_double_dash_keeps_hyphens() {
+        let cli = Cli::try_parse_from(["fanout", "-j", "2", "d", "--", "ls", "-l", "{}"]).unwrap();
+        assert_eq!(cli.paths, vec![PathBuf::from("d")]);
+        assert_eq!(cli.command, vec!["ls", "-l", "{}"]);
+    }
+}

@@ -1,0 +1,153 @@
+//! `Config`: the validated, read-only description of a run, built once from the command line.
+//!
+//! Cross-flag checks, defaults that depend on the environment (CPU count, terminal), parsing
+//! the template, compiling globs, checking that roots exist and resolving the program on PATH
+//! all happen here, before anything runs. Nothing here starts threads or processes.
+
+use std::io::IsTerminal;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+
+use crate::cli::Cli;
+use crate::template::Template;
+use crate::walk::{build_overrides, Root, WalkOptions};
+
+#[derive(Debug)]
+pub(crate) struct Config {
+    /// What to discover and how.
+    pub walk: WalkOptions,
+    /// The parsed command template.
+    pub template: Template,
+    /// The program, resolved on PATH at start-up; `None` when it comes from a placeholder.
+    pub program: Option<PathBuf>,
+    /// At most this many jobs at once.
+    pub jobs: usize,
+    /// `{threads}`: max(1, logical CPUs / jobs).
+    pub threads: usize,
+    /// Capture job output (false with one job: output streams live).
+    pub capture: bool,
+    /// Print job output in input order.
+    pub keep_order: bool,
+    /// Print commands instead of running them.
+    pub dry_run: bool,
+    /// Where to write the JSON Lines journal.
+    pub summary: Option<PathBuf>,
+    /// Show the progress bar.
+    pub progress: bool,
+    /// Hide progress and the end summary.
+    pub quiet: bool,
+    /// Per-job time limit.
+    pub timeout: Option<Duration>,
+    /// Time between SIGTERM and SIGKILL when a job is stopped.
+    pub kill_grace: Duration,
+}
+
+impl Config {
+    pub(crate) fn from_cli(cli: Cli) -> Result<Config> {
+        let roots = roots(&cli.paths)?;
+        let extensions = cli
+            .ext
+            .iter()
+            .map(|e| e.trim_start_matches('.').to_ascii_lowercase())
+            .collect::<Vec<_>>();
+        if extensions.iter().any(String::is_empty) {
+            bail!("-e/--ext needs an extension, e.g. -e parquet");
+        }
+        build_overrides(Path::new("."), &cli.glob).context("invalid -g/--glob pattern")?;
+
+        let template = Template::parse(&cli.command, cli.shell)?;
+        let program = match template.program() {
+            Some(p) => Some(resolve_program(Path::new(&p))?),
+            None => None,
+        };
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let jobs = cli.jobs.unwrap_or(cpus);
+        let progress = !cli.quiet
+            && !cli.no_progress
+            && !cli.dry_run
+            && (cli.progress || std::io::stderr().is_terminal());
+        Ok(Config {
+            walk: WalkOptions {
+                roots,
+                extensions,
+                globs: cli.glob,
+                hidden: cli.hidden,
+                no_ignore: cli.no_ignore,
+                follow: cli.follow,
+                max_depth: cli.max_depth,
+                null: cli.null,
+            },
+            template,
+            program,
+            jobs,
+            threads: (cpus / jobs).max(1),
+            capture: jobs > 1,
+            keep_order: cli.keep_order,
+            dry_run: cli.dry_run,
+            summary: cli.summary,
+            progress,
+            quiet: cli.quiet,
+            timeout: cli.timeout,
+            kill_grace: cli.kill_grace,
+        })
+    }
+}
+
+fn roots(paths: &[PathBuf]) -> Result<Vec<Root>> {
+    if paths.is_empty() {
+        return Ok(vec![Root::Dir {
+            path: PathBuf::from("."),
+            implicit: true,
+        }]);
+    }
+    let mut roots = Vec::with_capacity(paths.len());
+    for path in paths {
+        if path.as_os_str() == "-" {
+            if roots.contains(&Root::Stdin) {
+                bail!("`-` (read paths from standard input) is given more than once");
+            }
+            roots.push(Root::Stdin);
+            continue;
+        }
+        let md = std::fs::metadata(path)
+            .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), crate::error::io_reason(&e)))?;
+        roots.push(if md.is_dir() {
+            Root::Dir {
+                path: path.clone(),
+                implicit: false,
+            }
+        } else {
+            Root::File(path.clone())
+        });
+    }
+    Ok(roots)
+}
+
+/// Finds the program once, so "not found" is one message at start-up, not one per file.
+fn resolve_program(program: &Path) -> Result<PathBuf> {
+    if program.as_os_str().is_empty() {
+        bail!("the command is empty");
+    }
+    if program.components().count() > 1 || program.starts_with(".") {
+        let md = std::fs::metadata(program).map_err(|e| {
+            anyhow::anyhow!(
+                "command {}: {}",
+                program.display(),
+                crate::error::io_reason(&e)
+            )
+        })?;
+        if !md.is_file() || md.permissions().mode() & 0o111 == 0 {
+            bail!("command {}: not an executable file", program.display());
+        }
+        return Ok(program.to_path_buf());
+    }
+    which::which(program).map_err(|_| {
+        anyhow::anyhow!(
+            "command not found: {} (not an executable on PATH; use -s/--shell for shell built-ins)",
+            program.display()
+        )
+    })
+}

@@ -1,0 +1,415 @@
+//! Spawning and supervising one job's process.
+//!
+//! A job runs in its own process group with stdin on /dev/null. Its stdout and stderr are
+//! drained together through `poll` (a job that fills one pipe before touching the other never
+//! deadlocks) into spools that move to a temporary file past a limit. The child is reaped with
+//! `wait4` for its peak memory. Whenever the job must stop (interrupt, timeout, processes left
+//! behind by a finished job) the whole group gets SIGTERM, then SIGKILL after the grace period.
+
+use std::ffi::OsString;
+use std::fs::File;
+use std::io::{self, Read, Seek, Write};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::sys;
+use crate::cancel::Cancel;
+
+/// Output kept in memory per stream before it moves to a temporary file.
+const SPOOL_MEMORY: usize = 1 << 20;
+/// How much of the end of stderr is kept for the summary.
+const TAIL_BYTES: usize = 2048;
+/// How long pipes held open by processes outside the job's group may delay its end.
+const ORPHAN_PIPE_WAIT: Duration = Duration::from_millis(500);
+/// Poll interval when the kernel offers no pidfd.
+const FALLBACK_POLL_MS: i32 = 10;
+
+/// What one job needs to run.
+pub(crate) struct Launch<'a> {
+    pub argv: &'a [OsString],
+    /// The program resolved on PATH at start-up, if it was known then.
+    pub program: Option<&'a Path>,
+    /// Capture output (false: inherit fanout's stdout and stderr, for `-j 1`).
+    pub capture: bool,
+    pub timeout: Option<Duration>,
+    pub kill_grace: Duration,
+    pub cancel: &'a Cancel,
+}
+
+/// How the process ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Ending {
+    Exited(i32),
+    Signaled(i32),
+    /// It could not be started at all.
+    SpawnFailed(String),
+}
+
+/// Everything known about a finished job's process.
+#[derive(Debug)]
+pub(crate) struct Finished {
+    pub ending: Ending,
+    /// It ran past `--timeout` and was stopped.
+    pub timed_out: bool,
+    /// fanout stopped it because the run is being cancelled.
+    pub interrupted: bool,
+    pub duration: Duration,
+    pub peak_rss_bytes: Option<u64>,
+    pub stdout: Option<Spool>,
+    pub stderr: Option<Spool>,
+}
+
+/// A stream of captured output: in memory up to a limit, then in an unnamed temporary file.
+#[derive(Debug, Default)]
+pub(crate) struct Spool {
+    memory: Vec<u8>,
+    file: Option<File>,
+    len: u64,
+    tail: Vec<u8>,
+    /// Set when the output could not be kept in full (e.g. the disk is full).
+    pub error: Option<String>,
+}
+
+impl Spool {
+    fn push(&mut self, data: &[u8]) {
+        self.len += data.len() as u64;
+        self.tail.extend_from_slice(data);
+        if self.tail.len() > 2 * TAIL_BYTES {
+            self.tail.drain(..self.tail.len() - TAIL_BYTES);
+        }
+        if self.error.is_some() {
+            return;
+        }
+        if self.file.is_none() && self.memory.len() + data.len() <= SPOOL_MEMORY {
+            self.memory.extend_from_slice(data);
+            return;
+        }
+        let result = (|| -> io::Result<()> {
+            if self.file.is_none() {
+                let mut file = tempfile::tempfile()?;
+                file.write_all(&self.memory)?;
+                self.memory = Vec::new();
+                self.file = Some(file);
+            }
+            self.file.as_mut().expect("spool file").write_all(data)
+        })();
+        if let Err(err) = result {
+            self.error = Some(format!("could not keep the job's output: {err}"));
+        }
+    }
+
+    /// Bytes the job wrote to this stream.
+    pub(crate) fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// The last non-empty line, at most a few hundred bytes, lossy UTF-8.
+    pub(crate) fn last_line(&self) -> Option<String> {
+        let text = String::from_utf8_lossy(&self.tail);
+        let line = text
+            .lines()
+            .rev()
+            .map(str::trim_end)
+            .find(|l| !l.is_empty())?;
+        let mut start = line.len().saturating_sub(400);
+        while !line.is_char_boundary(start) {
+            start += 1;
+        }
+        Some(line[start..].to_string())
+    }
+
+    /// Writes the whole stream to `w`.
+    pub(crate) fn write_to(&mut self, w: &mut dyn Write) -> io::Result<()> {
+        match &mut self.file {
+            None => w.write_all(&self.memory),
+            Some(file) => {
+                file.flush()?;
+                file.rewind()?;
+                io::copy(file, w).map(|_| ())
+            }
+        }
+    }
+}
+
+/// Where a stop of the job's process group stands.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Stop {
+    None,
+    Termed(Instant),
+    Killed,
+}
+
+/// Runs one job to its end.
+pub(crate) fn run(launch: &Launch) -> Finished {
+    let start = Instant::now();
+    let mut cmd = Command::new(
+        launch
+            .program
+            .map_or(launch.argv[0].as_os_str(), Path::as_os_str),
+    );
+    cmd.arg0(&launch.argv[0])
+        .args(&launch.argv[1..])
+        .stdin(Stdio::null())
+        .process_group(0);
+    if launch.capture {
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    }
+    let mut child = match cmd.spawn() {
+        Ok(child) => child,
+        Err(err) => {
+            return Finished {
+                ending: Ending::SpawnFailed(crate::error::io_reason(&err)),
+                timed_out: false,
+                interrupted: false,
+                duration: start.elapsed(),
+                peak_rss_bytes: None,
+                stdout: None,
+                stderr: None,
+            }
+        }
+    };
+    let pid = child.id() as i32;
+    let mut streams: Vec<Stream> = [
+        child.stdout.take().map(OwnedFd::from),
+        child.stderr.take().map(OwnedFd::from),
+    ]
+    .into_iter()
+    .flatten()
+    .map(|fd| {
+        let _ = sys::set_nonblocking(fd.as_fd());
+        Stream {
+            fd: Some(File::from(fd)),
+            spool: Spool::default(),
+        }
+    })
+    .collect();
+    let pidfd = sys::pidfd_open(pid).ok();
+    let deadline = launch.timeout.map(|t| start + t);
+
+    let mut sup = Supervisor {
+        pid,
+        stop: Stop::None,
+        timed_out: false,
+        interrupted: false,
+        saw_cancel: false,
+        reaped: None,
+        reaped_at: None,
+        grace: launch.kill_grace,
+    };
+    let mut ready = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let open_pipes = streams.iter().any(|s| s.fd.is_some());
+        if sup.reaped.is_some() && !open_pipes {
+            break;
+        }
+        // Poll set: open pipes, then the pidfd while the child runs, then the cancel pipe.
+        let mut fds: Vec<BorrowedFd> = streams
+            .iter()
+            .filter_map(|s| s.fd.as_ref().map(|f| f.as_fd()))
+            .collect();
+        let n_pipes = fds.len();
+        let watch_pid = sup.reaped.is_none() && pidfd.is_some();
+        if watch_pid {
+            fds.push(pidfd.as_ref().expect("pidfd").as_fd());
+        }
+        let watch_cancel = !sup.saw_cancel;
+        if watch_cancel {
+            if let Some(fd) = launch.cancel.wake_fd() {
+                fds.push(fd);
+            }
+        }
+        let timeout = sup.poll_timeout(deadline, pidfd.is_none());
+        if sys::poll_readable(&fds, timeout, &mut ready).is_err() {
+            // poll only fails on resource exhaustion; slow down rather than spin.
+            std::thread::sleep(Duration::from_millis(FALLBACK_POLL_MS as u64));
+        }
+        drop(fds);
+        for (stream, _) in streams
+            .iter_mut()
+            .filter(|s| s.fd.is_some())
+            .zip(ready.iter().take(n_pipes))
+            .filter(|(_, r)| **r)
+        {
+            stream.drain(&mut buf);
+        }
+        if sup.reaped.is_none() {
+            sup.try_reap();
+        }
+        let now = Instant::now();
+        if !sup.saw_cancel && launch.cancel.stopping() {
+            sup.saw_cancel = true;
+            // A job that had already ended on its own keeps its own status.
+            sup.interrupted = sup.reaped.is_none();
+            sup.begin_stop(launch.cancel.is_hard());
+        } else if sup.saw_cancel && launch.cancel.is_hard() && sup.stop != Stop::Killed {
+            sup.kill();
+        }
+        if let Some(d) = deadline {
+            if now >= d && !sup.timed_out && sup.reaped.is_none() {
+                sup.timed_out = true;
+                sup.begin_stop(false);
+            }
+        }
+        sup.escalate(now);
+        // Pipes held open by processes that left the job's group must not hold the job forever.
+        if let Some(at) = sup.reaped_at {
+            if now.duration_since(at) >= ORPHAN_PIPE_WAIT + sup.grace
+                || (sup.stop == Stop::None
+                    && now.duration_since(at) >= ORPHAN_PIPE_WAIT
+                    && !sup.group_alive())
+            {
+                for s in &mut streams {
+                    s.drain(&mut buf);
+                    s.fd = None;
+                }
+            }
+        }
+    }
+    let reaped = sup.reaped.expect("reaped");
+    let mut outputs = streams.into_iter().map(|s| s.spool);
+    Finished {
+        ending: match (reaped.exit_code(), reaped.signal()) {
+            (Some(code), _) => Ending::Exited(code),
+            (None, Some(sig)) => Ending::Signaled(sig),
+            _ => Ending::Exited(reaped.status),
+        },
+        timed_out: sup.timed_out,
+        interrupted: sup.interrupted,
+        duration: start.elapsed(),
+        peak_rss_bytes: Some(reaped.max_rss_bytes),
+        stdout: outputs.next(),
+        stderr: outputs.next(),
+    }
+}
+
+struct Stream {
+    fd: Option<File>,
+    spool: Spool,
+}
+
+impl Stream {
+    /// Reads what the pipe holds now; closes it at end of file.
+    fn drain(&mut self, buf: &mut [u8]) {
+        let Some(fd) = &mut self.fd else { return };
+        loop {
+            match fd.read(buf) {
+                Ok(0) => {
+                    self.fd = None;
+                    return;
+                }
+                Ok(n) => self.spool.push(&buf[..n]),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(_) => {
+                    self.fd = None;
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// The state of one job's process group while it is supervised.
+struct Supervisor {
+    pid: i32,
+    stop: Stop,
+    timed_out: bool,
+    interrupted: bool,
+    /// The run's stop has been seen (and acted on) by this job.
+    saw_cancel: bool,
+    reaped: Option<sys::Reaped>,
+    reaped_at: Option<Instant>,
+    grace: Duration,
+}
+
+impl Supervisor {
+    fn try_reap(&mut self) {
+        match sys::wait4(self.pid, true) {
+            Ok(Some(r)) => {
+                self.reaped = Some(r);
+                self.reaped_at = Some(Instant::now());
+                sys::reap_group_orphans(self.pid);
+                // Processes the job left behind in its group are stopped: no job is orphaned.
+                if self.stop == Stop::None && self.group_alive() {
+                    self.begin_stop(false);
+                }
+            }
+            Ok(None) => {}
+            Err(_) => {
+                // ECHILD: nothing left to wait for; treat as reaped with an unknown status.
+                self.reaped = Some(sys::Reaped {
+                    status: 0,
+                    max_rss_bytes: 0,
+                });
+                self.reaped_at = Some(Instant::now());
+            }
+        }
+    }
+
+    fn group_alive(&self) -> bool {
+        sys::reap_group_orphans(self.pid);
+        sys::kill_group(self.pid, 0).unwrap_or(false)
+    }
+
+    fn begin_stop(&mut self, hard: bool) {
+        if hard || self.grace.is_zero() {
+            self.kill();
+        } else if self.stop == Stop::None {
+            let _ = sys::kill_group(self.pid, libc::SIGTERM);
+            // A stopped (SIGSTOP) job would never see the TERM.
+            let _ = sys::kill_group(self.pid, libc::SIGCONT);
+            self.stop = Stop::Termed(Instant::now());
+        }
+    }
+
+    fn kill(&mut self) {
+        let _ = sys::kill_group(self.pid, libc::SIGKILL);
+        self.stop = Stop::Killed;
+    }
+
+    fn escalate(&mut self, now: Instant) {
+        if let Stop::Termed(at) = self.stop {
+            if now.duration_since(at) >= self.grace {
+                if self.reaped.is_none() || self.group_alive() {
+                    self.kill();
+                } else {
+                    self.stop = Stop::Killed;
+                }
+            }
+        }
+    }
+
+    /// How long the next poll may block.
+    fn poll_timeout(&self, deadline: Option<Instant>, no_pidfd: bool) -> i32 {
+        let now = Instant::now();
+        let mut wait: Option<Duration> = None;
+        let mut at = |t: Instant| {
+            let d = t.saturating_duration_since(now);
+            wait = Some(wait.map_or(d, |w: Duration| w.min(d)));
+        };
+        if let (Some(d), None) = (deadline, self.reaped) {
+            at(d);
+        }
+        if let Stop::Termed(t) = self.stop {
+            at(t + self.grace);
+        }
+        if let Some(r) = self.reaped_at {
+            at(r + ORPHAN_PIPE_WAIT);
+            if self.stop != Stop::None {
+                at(r + ORPHAN_PIPE_WAIT + self.grace);
+            }
+        }
+        if self.stop == Stop::Killed || (no_pidfd && self.reaped.is_none()) {
+            at(now + Duration::from_millis(FALLBACK_POLL_MS as u64));
+        }
+        match wait {
+            None => -1,
+            // Round up so a deadline is never polled for zero ms in a busy loop.
+            Some(d) => d.as_millis().min(i32::MAX as u128) as i32 + 1,
+        }
+    }
+}

@@ -1,0 +1,371 @@
+//! The worker pool: the walker feeds a bounded channel, `jobs` scoped worker threads take
+//! inputs from it, run one job each at a time and send finished records to the collector.
+//!
+//! The collector (on the main thread) is the only writer of stdout, stderr, the progress bar
+//! and the journal. Cancellation (signals, a closed stdout) goes through `Cancel`: admission
+//! stops, running jobs are stopped by `child.rs`, and every input still in the channel becomes
+//! a `not_started` record, so the records always add up to the inputs.
+
+mod child;
+mod sys;
+
+use std::collections::BTreeMap;
+use std::io::{self, Write};
+use std::os::fd::AsFd;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use crossbeam_channel::{bounded, select, Receiver, Sender};
+
+use crate::cancel::{self, Cancel, Level, Reason};
+use crate::config::Config;
+use crate::error::{print_notice, ExitStatus};
+use crate::progress::Progress;
+use crate::summary::{JobRecord, Journal, Status, Totals};
+use crate::template::JobValues;
+use crate::walk::{self, Input, Notice, WalkReport};
+use child::{Ending, Finished, Launch, Spool};
+
+/// A finished input on its way to the collector, with the job's captured output.
+struct Done {
+    record: JobRecord,
+    stdout: Option<Spool>,
+    stderr: Option<Spool>,
+}
+
+/// What every worker shares.
+struct Shared<'a> {
+    config: &'a Config,
+    cancel: &'a Cancel,
+    running: AtomicU64,
+}
+
+/// Runs the whole pipeline and returns the exit status.
+pub(crate) fn run(config: &Config) -> Result<ExitStatus> {
+    let cancel = Arc::new(Cancel::new().context("cannot create a pipe")?);
+    cancel::watch_signals(Arc::clone(&cancel)).context("cannot install signal handlers")?;
+    sys::become_subreaper();
+    let mut journal = match &config.summary {
+        Some(path) => Some(
+            Journal::create(path)
+                .with_context(|| format!("cannot write the summary {}", path.display()))?,
+        ),
+        None => None,
+    };
+
+    let start = Instant::now();
+    let capacity = 2 * config.jobs + 16;
+    let (input_tx, input_rx) = bounded::<Input>(capacity);
+    let (done_tx, done_rx) = bounded::<Done>(capacity);
+    let (notice_tx, notice_rx) = bounded::<Notice>(64);
+    let found = AtomicU64::new(0);
+    let shared = Shared {
+        config,
+        cancel: &cancel,
+        running: AtomicU64::new(0),
+    };
+
+    let (totals, walk_report) = std::thread::scope(|s| -> Result<(Totals, WalkReport)> {
+        let walker = std::thread::Builder::new()
+            .name("walk".into())
+            .spawn_scoped(s, || {
+                let report = walk::scan(&config.walk, &input_tx, &notice_tx, &cancel, &found);
+                drop(input_tx);
+                drop(notice_tx);
+                report
+            })?;
+        for slot in 1..=config.jobs {
+            let rx = input_rx.clone();
+            let tx = done_tx.clone();
+            let shared = &shared;
+            std::thread::Builder::new()
+                .name(format!("worker-{slot}"))
+                .spawn_scoped(s, move || work(shared, slot, &rx, &tx))?;
+        }
+        drop(input_rx);
+        drop(done_tx);
+        let mut collector = Collector {
+            config,
+            cancel: &cancel,
+            progress: Progress::new(config.progress),
+            journal: journal.as_mut(),
+            journal_failed: false,
+            totals: Totals::default(),
+            reorder: BTreeMap::new(),
+            next_job: 1,
+            stdout_closed: false,
+        };
+        collector.collect(&done_rx, &notice_rx, &found, &shared.running);
+        collector.progress.finish();
+        let report = walker.join().expect("walker thread")?;
+        let mut totals = collector.totals;
+        if collector.journal_failed {
+            // A journal that could not be written is a failure scripts must see.
+            totals.walk_errors += 1;
+        }
+        Ok((totals, report))
+    })?;
+    let mut totals = totals;
+    totals.walk_errors += walk_report.errors;
+    let wall = start.elapsed();
+    let stopped = cancel.reason();
+    let exit = totals.exit_status(stopped);
+
+    if !config.quiet && stopped != Some(Reason::ClosedStdout) {
+        if totals.total() == 0 {
+            print_notice(&nothing_matched(walk_report.hint.as_deref()));
+        } else {
+            let _ = writeln!(io::stderr(), "{}", totals.report(wall));
+        }
+    }
+    if let Some(j) = journal.as_mut() {
+        if let Err(err) = j.finish(&totals, wall, exit, stopped) {
+            print_notice(&format!(
+                "cannot write the summary {}: {err}",
+                j.path().display()
+            ));
+            return Ok(ExitStatus::Failure.max_with(exit));
+        }
+    }
+    Ok(exit)
+}
+
+pub(crate) fn nothing_matched(hint: Option<&str>) -> String {
+    match hint {
+        Some(h) => format!("no files matched; {h}"),
+        None => "no files matched".to_string(),
+    }
+}
+
+/// One worker: takes inputs until the channel closes, one job at a time.
+fn work(shared: &Shared, slot: usize, inputs: &Receiver<Input>, done: &Sender<Done>) {
+    for input in inputs {
+        let finished = if let Some(problem) = &input.problem {
+            let mut record = JobRecord::new(input.job, &input.path, Status::Failed);
+            record.error = Some(problem.clone());
+            Done {
+                record,
+                stdout: None,
+                stderr: None,
+            }
+        } else if shared.cancel.no_new_jobs() {
+            Done {
+                record: JobRecord::new(input.job, &input.path, Status::NotStarted),
+                stdout: None,
+                stderr: None,
+            }
+        } else {
+            shared.running.fetch_add(1, Ordering::Relaxed);
+            let done = run_job(shared, slot, &input);
+            shared.running.fetch_sub(1, Ordering::Relaxed);
+            done
+        };
+        if done.send(finished).is_err() {
+            return;
+        }
+    }
+}
+
+fn run_job(shared: &Shared, slot: usize, input: &Input) -> Done {
+    let config = shared.config;
+    let argv = config.template.expand(&JobValues {
+        path: &input.path,
+        job: input.job,
+        slot,
+        threads: config.threads,
+    });
+    let finished = child::run(&Launch {
+        argv: &argv,
+        program: config.program.as_deref(),
+        capture: config.capture,
+        timeout: config.timeout,
+        kill_grace: config.kill_grace,
+        cancel: shared.cancel,
+    });
+    let mut record = JobRecord::new(input.job, &input.path, Status::Ok);
+    record.set_command(&argv);
+    record.attempts = 1;
+    judge(&mut record, &finished, config);
+    Done {
+        record,
+        stdout: finished.stdout,
+        stderr: finished.stderr,
+    }
+}
+
+/// Turns how the process ended into the record's status and fields.
+fn judge(record: &mut JobRecord, f: &Finished, config: &Config) {
+    record.set_duration(f.duration);
+    record.peak_rss_bytes = f.peak_rss_bytes;
+    record.stdout_bytes = f.stdout.as_ref().map(Spool::len);
+    record.stderr_bytes = f.stderr.as_ref().map(Spool::len);
+    record.stderr_tail = f.stderr.as_ref().and_then(Spool::last_line);
+    match &f.ending {
+        Ending::Exited(code) => record.exit_code = Some(*code),
+        Ending::Signaled(sig) => record.signal = Some(*sig),
+        Ending::SpawnFailed(reason) => {
+            record.status = Status::Failed;
+            record.error = Some(format!("cannot run the command: {reason}"));
+            return;
+        }
+    }
+    record.status = if f.interrupted {
+        Status::Interrupted
+    } else if f.timed_out {
+        let limit = config.timeout.unwrap_or_default();
+        record.error = Some(format!(
+            "timed out after {}",
+            humantime::format_duration(limit)
+        ));
+        Status::Timeout
+    } else if f.ending == Ending::Exited(0) {
+        Status::Ok
+    } else {
+        Status::Failed
+    };
+    let spool_error = [&f.stdout, &f.stderr]
+        .into_iter()
+        .flatten()
+        .find_map(|s| s.error.clone());
+    if let Some(err) = spool_error {
+        if record.status == Status::Ok {
+            record.status = Status::Failed;
+        }
+        record.error = Some(err);
+    }
+}
+
+/// The single owner of stdout, stderr, the progress bar and the journal.
+struct Collector<'a> {
+    config: &'a Config,
+    cancel: &'a Cancel,
+    progress: Progress,
+    journal: Option<&'a mut Journal>,
+    journal_failed: bool,
+    totals: Totals,
+    /// With `--keep-order`: finished records waiting for their turn.
+    reorder: BTreeMap<u64, Done>,
+    next_job: u64,
+    stdout_closed: bool,
+}
+
+impl Collector<'_> {
+    fn collect(
+        &mut self,
+        done: &Receiver<Done>,
+        notices: &Receiver<Notice>,
+        found: &AtomicU64,
+        running: &AtomicU64,
+    ) {
+        let mut notices_open = true;
+        loop {
+            let event = if notices_open {
+                select! {
+                    recv(done) -> d => d.map(Some),
+                    recv(notices) -> n => match n {
+                        Ok(n) => { self.notice(n); Ok(None) }
+                        Err(_) => { notices_open = false; Ok(None) }
+                    },
+                }
+            } else {
+                done.recv().map(Some)
+            };
+            match event {
+                Ok(Some(d)) => self.accept(d),
+                Ok(None) => {}
+                Err(_) => break,
+            }
+            self.progress.update(
+                self.totals.total(),
+                found.load(Ordering::Relaxed),
+                running.load(Ordering::Relaxed),
+                self.totals.failed(),
+            );
+        }
+        // Anything still held for ordering (only if job numbers had gaps) goes out now.
+        let rest = std::mem::take(&mut self.reorder);
+        for (_, d) in rest {
+            self.emit(d);
+        }
+        while let Ok(n) = notices.try_recv() {
+            self.notice(n);
+        }
+    }
+
+    fn notice(&mut self, notice: Notice) {
+        match notice {
+            Notice::Error(msg) => {
+                self.progress.suspend(|| print_notice(&msg));
+            }
+        }
+    }
+
+    fn accept(&mut self, done: Done) {
+        if !self.config.keep_order {
+            return self.emit(done);
+        }
+        self.reorder.insert(done.record.job, done);
+        while let Some(d) = self.reorder.remove(&self.next_job) {
+            self.next_job += 1;
+            self.emit(d);
+        }
+    }
+
+    fn emit(&mut self, mut done: Done) {
+        if let Some(out) = done.stdout.as_mut() {
+            if !self.stdout_closed {
+                let result = self.progress.suspend(|| {
+                    let mut stdout = io::stdout().lock();
+                    out.write_to(&mut stdout).and_then(|_| stdout.flush())
+                });
+                if let Err(err) = result {
+                    if err.kind() == io::ErrorKind::BrokenPipe {
+                        self.close_stdout();
+                    }
+                }
+            }
+        } else if !self.config.capture
+            && !self.stdout_closed
+            && sys::peer_closed(io::stdout().as_fd())
+        {
+            // Output goes straight through with -j 1: notice a closed stdout all the same.
+            self.close_stdout();
+        }
+        if let Some(err) = done.stderr.as_mut() {
+            let _ = self.progress.suspend(|| {
+                let mut stderr = io::stderr().lock();
+                err.write_to(&mut stderr).and_then(|_| stderr.flush())
+            });
+        }
+        if let Some(journal) = self.journal.as_deref_mut() {
+            if let Err(err) = journal.record(&done.record) {
+                if !self.journal_failed {
+                    self.journal_failed = true;
+                    print_notice(&format!(
+                        "cannot write the summary {}: {err}",
+                        journal.path().display()
+                    ));
+                }
+            }
+        }
+        self.totals.add(&done.record);
+    }
+
+    fn close_stdout(&mut self) {
+        self.stdout_closed = true;
+        self.cancel.raise(Level::Stop, Reason::ClosedStdout);
+    }
+}
+
+impl ExitStatus {
+    /// The more serious of two statuses (a stop by signal outranks a failure).
+    fn max_with(self, other: ExitStatus) -> ExitStatus {
+        if other.code() > self.code() {
+            other
+        } else {
+            self
+        }
+    }
+}

@@ -1,0 +1,444 @@
+//! Per-file records, their aggregate, the JSON Lines journal, the human report and the exit
+//! status. Nothing here runs anything.
+
+use std::ffi::OsString;
+use std::fmt;
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use base64::Engine;
+use serde::Serialize;
+
+use crate::cancel::Reason;
+use crate::error::ExitStatus;
+
+/// How one input file ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Status {
+    Ok,
+    Failed,
+    Timeout,
+    InvalidOutput,
+    InvalidInput,
+    Skipped,
+    NotStarted,
+    Interrupted,
+}
+
+impl Status {
+    const ALL: [Status; 8] = [
+        Status::Ok,
+        Status::Failed,
+        Status::Timeout,
+        Status::InvalidOutput,
+        Status::InvalidInput,
+        Status::Skipped,
+        Status::NotStarted,
+        Status::Interrupted,
+    ];
+
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Status::Ok => "ok",
+            Status::Failed => "failed",
+            Status::Timeout => "timeout",
+            Status::InvalidOutput => "invalid_output",
+            Status::InvalidInput => "invalid_input",
+            Status::Skipped => "skipped",
+            Status::NotStarted => "not_started",
+            Status::Interrupted => "interrupted",
+        }
+    }
+
+    /// Whether this status makes the run fail (exit status 1).
+    pub(crate) fn is_failure(self) -> bool {
+        !matches!(self, Status::Ok | Status::Skipped)
+    }
+}
+
+/// The record of one input file, as written to the `--summary` journal.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct JobRecord {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub job: u64,
+    /// The path, lossy UTF-8.
+    pub path: String,
+    /// The exact bytes of the path, base64, when it is not valid UTF-8.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path_b64: Option<String>,
+    pub status: Status,
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    pub attempts: u32,
+    pub duration_ms: Option<u64>,
+    pub peak_rss_bytes: Option<u64>,
+    pub stdout_bytes: Option<u64>,
+    pub stderr_bytes: Option<u64>,
+    pub stderr_tail: Option<String>,
+    pub command: Vec<String>,
+    /// Why the file did not end `ok`, in words, when fanout knows more than an exit code.
+    pub error: Option<String>,
+}
+
+impl JobRecord {
+    /// A record for a file that has not run (yet): `not_started`, no command.
+    pub(crate) fn new(job: u64, path: &Path, status: Status) -> JobRecord {
+        let bytes = path.as_os_str().as_bytes();
+        let (path, path_b64) = match std::str::from_utf8(bytes) {
+            Ok(s) => (s.to_string(), None),
+            Err(_) => (
+                String::from_utf8_lossy(bytes).into_owned(),
+                Some(base64::engine::general_purpose::STANDARD.encode(bytes)),
+            ),
+        };
+        JobRecord {
+            kind: "file",
+            job,
+            path,
+            path_b64,
+            status,
+            exit_code: None,
+            signal: None,
+            attempts: 0,
+            duration_ms: None,
+            peak_rss_bytes: None,
+            stdout_bytes: None,
+            stderr_bytes: None,
+            stderr_tail: None,
+            command: Vec::new(),
+            error: None,
+        }
+    }
+
+    pub(crate) fn set_command(&mut self, argv: &[OsString]) {
+        self.command = argv
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+    }
+
+    pub(crate) fn set_duration(&mut self, d: Duration) {
+        self.duration_ms = Some(d.as_millis() as u64);
+    }
+
+    /// A short reason for the human report: exit code or signal, and the last stderr line.
+    fn reason(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(sig) = self.signal {
+            parts.push(format!("killed by signal {sig} ({})", signal_name(sig)));
+        } else if let Some(code) = self.exit_code.filter(|c| *c != 0) {
+            parts.push(format!("exit {code}"));
+        }
+        if let Some(e) = &self.error {
+            parts.push(e.clone());
+        }
+        if let Some(t) = &self.stderr_tail {
+            parts.push(t.clone());
+        }
+        parts.join(": ")
+    }
+}
+
+pub(crate) fn signal_name(sig: i32) -> &'static str {
+    match sig {
+        libc::SIGHUP => "SIGHUP",
+        libc::SIGINT => "SIGINT",
+        libc::SIGQUIT => "SIGQUIT",
+        libc::SIGILL => "SIGILL",
+        libc::SIGABRT => "SIGABRT",
+        libc::SIGBUS => "SIGBUS",
+        libc::SIGFPE => "SIGFPE",
+        libc::SIGKILL => "SIGKILL",
+        libc::SIGSEGV => "SIGSEGV",
+        libc::SIGPIPE => "SIGPIPE",
+        libc::SIGALRM => "SIGALRM",
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGXCPU => "SIGXCPU",
+        libc::SIGXFSZ => "SIGXFSZ",
+        _ => "signal",
+    }
+}
+
+/// The final record of the journal.
+#[derive(Debug, Clone, Serialize)]
+struct FinalRecord<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    total: u64,
+    ok: u64,
+    failed: u64,
+    timeout: u64,
+    invalid_output: u64,
+    invalid_input: u64,
+    skipped: u64,
+    not_started: u64,
+    interrupted: u64,
+    walk_errors: u64,
+    wall_ms: u64,
+    jobs_per_s: f64,
+    exit_code: i32,
+    /// Why the run stopped early, if it did.
+    stopped_by: Option<&'a str>,
+    complete: bool,
+}
+
+/// Counts per status and the failed files worth naming, built as records arrive.
+#[derive(Debug, Default)]
+pub(crate) struct Totals {
+    counts: [u64; Status::ALL.len()],
+    pub walk_errors: u64,
+    /// Jobs that actually ran (for jobs/s).
+    pub ran: u64,
+    failures: Vec<(String, Status, String)>,
+    more_failures: u64,
+}
+
+/// How many failed files the human report names.
+const NAMED_FAILURES: usize = 10;
+
+impl Totals {
+    pub(crate) fn add(&mut self, record: &JobRecord) {
+        self.counts[record.status as usize] += 1;
+        if record.attempts > 0 {
+            self.ran += 1;
+        }
+        if record.status.is_failure() && record.status != Status::NotStarted {
+            if self.failures.len() < NAMED_FAILURES {
+                self.failures
+                    .push((record.path.clone(), record.status, record.reason()));
+            } else {
+                self.more_failures += 1;
+            }
+        }
+    }
+
+    pub(crate) fn count(&self, status: Status) -> u64 {
+        self.counts[status as usize]
+    }
+
+    pub(crate) fn total(&self) -> u64 {
+        self.counts.iter().sum()
+    }
+
+    pub(crate) fn failed(&self) -> u64 {
+        Status::ALL
+            .iter()
+            .filter(|s| s.is_failure())
+            .map(|s| self.count(*s))
+            .sum()
+    }
+
+    /// The exit status: a stop by signal or closed stdout wins, then any failure.
+    pub(crate) fn exit_status(&self, stopped: Option<Reason>) -> ExitStatus {
+        match stopped {
+            Some(Reason::Signal(libc::SIGINT)) => ExitStatus::Interrupted,
+            Some(Reason::Signal(libc::SIGTERM)) => ExitStatus::Terminated,
+            Some(Reason::ClosedStdout) => ExitStatus::ClosedStdout,
+            _ if self.failed() > 0 || self.walk_errors > 0 => ExitStatus::Failure,
+            _ => ExitStatus::Success,
+        }
+    }
+
+    /// The human report for stderr.
+    pub(crate) fn report(&self, wall: Duration) -> Report<'_> {
+        Report { totals: self, wall }
+    }
+}
+
+pub(crate) struct Report<'a> {
+    totals: &'a Totals,
+    wall: Duration,
+}
+
+impl fmt::Display for Report<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let t = self.totals;
+        let secs = self.wall.as_secs_f64();
+        let parts: Vec<String> = Status::ALL
+            .iter()
+            .filter(|s| t.count(**s) > 0 || **s == Status::Ok)
+            .map(|s| format!("{} {}", t.count(*s), s.name()))
+            .collect();
+        let files = if t.total() == 1 { "file" } else { "files" };
+        write!(f, "fanout: {} {files}: {}", t.total(), parts.join(", "))?;
+        if t.walk_errors > 0 {
+            write!(f, ", {} walk errors", t.walk_errors)?;
+        }
+        write!(f, " in {secs:.2} s")?;
+        if t.ran > 0 && secs > 0.0 {
+            write!(f, " ({:.1} jobs/s)", t.ran as f64 / secs)?;
+        }
+        for (path, status, reason) in &t.failures {
+            write!(
+                f,
+                "\n  {:<11} {}",
+                status.name(),
+                crate::error::escape(path)
+            )?;
+            if !reason.is_empty() {
+                write!(f, ": {}", crate::error::escape(reason))?;
+            }
+        }
+        if t.more_failures > 0 {
+            write!(f, "\n  and {} more", t.more_failures)?;
+        }
+        Ok(())
+    }
+}
+
+/// The `--summary` journal: a record per file, flushed as it is written, then a final record.
+pub(crate) struct Journal {
+    out: BufWriter<File>,
+    path: PathBuf,
+}
+
+impl Journal {
+    pub(crate) fn create(path: &Path) -> io::Result<Journal> {
+        Ok(Journal {
+            out: BufWriter::new(File::create(path)?),
+            path: path.to_path_buf(),
+        })
+    }
+
+    pub(crate) fn record(&mut self, record: &JobRecord) -> io::Result<()> {
+        serde_json::to_writer(&mut self.out, record)?;
+        self.out.write_all(b"\n")?;
+        self.out.flush()
+    }
+
+    pub(crate) fn finish(
+        &mut self,
+        totals: &Totals,
+        wall: Duration,
+        exit: ExitStatus,
+        stopped: Option<Reason>,
+    ) -> io::Result<()> {
+        let stopped_by = stopped.map(|r| match r {
+            Reason::Signal(libc::SIGINT) => "SIGINT",
+            Reason::Signal(libc::SIGTERM) => "SIGTERM",
+            Reason::Signal(libc::SIGHUP) => "SIGHUP",
+            Reason::Signal(_) => "signal",
+            Reason::ClosedStdout => "closed_stdout",
+            Reason::Halt => "halt",
+        });
+        let secs = wall.as_secs_f64();
+        let c = |s| totals.count(s);
+        let record = FinalRecord {
+            kind: "summary",
+            total: totals.total(),
+            ok: c(Status::Ok),
+            failed: c(Status::Failed),
+            timeout: c(Status::Timeout),
+            invalid_output: c(Status::InvalidOutput),
+            invalid_input: c(Status::InvalidInput),
+            skipped: c(Status::Skipped),
+            not_started: c(Status::NotStarted),
+            interrupted: c(Status::Interrupted),
+            walk_errors: totals.walk_errors,
+            wall_ms: wall.as_millis() as u64,
+            jobs_per_s: if secs > 0.0 {
+                (totals.ran as f64 / secs * 10.0).round() / 10.0
+            } else {
+                0.0
+            },
+            exit_code: exit.code(),
+            stopped_by,
+            complete: true,
+        };
+        serde_json::to_writer(&mut self.out, &record)?;
+        self.out.write_all(b"\n")?;
+        self.out.flush()?;
+        self.out.get_ref().sync_all()
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::OsStr;
+
+    #[test]
+    fn non_utf8_path_keeps_its_bytes() {
+        let raw = OsStr::from_bytes(b"a\xffb.txt");
+        let r = JobRecord::new(3, Path::new(raw), Status::Ok);
+        assert_eq!(r.path, "a\u{fffd}b.txt");
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(r.path_b64.as_deref().unwrap())
+            .unwrap();
+        assert_eq!(bytes, b"a\xffb.txt");
+        let utf8 = JobRecord::new(1, Path::new("ok.txt"), Status::Ok);
+        assert!(utf8.path_b64.is_none());
+        assert!(!serde_json::to_string(&utf8).unwrap().contains("path_b64"));
+    }
+
+    #[test]
+    fn record_has_every_contract_key() {
+        let r = JobRecord::new(1, Path::new("x"), Status::NotStarted);
+        let v: serde_json::Value = serde_json::to_value(&r).unwrap();
+        for key in [
+            "type",
+            "job",
+            "path",
+            "status",
+            "exit_code",
+            "signal",
+            "attempts",
+            "duration_ms",
+            "peak_rss_bytes",
+            "stdout_bytes",
+            "stderr_bytes",
+            "stderr_tail",
+            "command",
+        ] {
+            assert!(v.get(key).is_some(), "missing {key}");
+        }
+        assert_eq!(v["status"], "not_started");
+    }
+
+    #[test]
+    fn exit_status_rules() {
+        let mut t = Totals::default();
+        t.add(&JobRecord::new(1, Path::new("a"), Status::Ok));
+        t.add(&JobRecord::new(2, Path::new("b"), Status::Skipped));
+        assert_eq!(t.exit_status(None), ExitStatus::Success);
+        t.walk_errors = 1;
+        assert_eq!(t.exit_status(None), ExitStatus::Failure);
+        t.walk_errors = 0;
+        t.add(&JobRecord::new(3, Path::new("c"), Status::Timeout));
+        assert_eq!(t.exit_status(None), ExitStatus::Failure);
+        assert_eq!(
+            t.exit_status(Some(Reason::Signal(libc::SIGTERM))),
+            ExitStatus::Terminated
+        );
+        assert_eq!(t.total(), 3);
+    }
+
+    #[test]
+    fn report_names_failures_then_counts_the_rest() {
+        let mut t = Totals::default();
+        for i in 0..13 {
+            let mut r = JobRecord::new(i, Path::new(&format!("f{i}")), Status::Failed);
+            r.exit_code = Some(3);
+            r.attempts = 1;
+            r.stderr_tail = Some("boom".into());
+            t.add(&r);
+        }
+        let text = t.report(Duration::from_secs(2)).to_string();
+        let first = text.lines().next().unwrap();
+        assert_eq!(
+            first,
+            "fanout: 13 files: 0 ok, 13 failed in 2.00 s (6.5 jobs/s)"
+        );
+        assert!(text.contains("\n  failed      f0: exit 3: boom"), "{text}");
+        assert!(text.ends_with("and 3 more"), "{text}");
+    }
+}

@@ -1,0 +1,440 @@
+//! The command template: parsing placeholders once at start-up and expanding them per job.
+//!
+//! Each template word is parsed on its own into tokens and expands to exactly one argv
+//! element, so nothing in a file name can split a word or inject anything. In shell mode the
+//! whole script is one word and every substituted value is shell-quoted before it enters the
+//! script text. This module works on bytes (`OsStr`), never on lossy strings, and touches
+//! neither processes nor the file system.
+
+use std::borrow::Cow;
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::Path;
+
+use anyhow::{bail, Result};
+
+/// A placeholder that expands per job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Placeholder {
+    /// `{}`: the path.
+    Path,
+    /// `{.}`: the path without its extension.
+    NoExt,
+    /// `{/}`: the base name.
+    Basename,
+    /// `{//}`: the parent directory.
+    Parent,
+    /// `{/.}`: the base name without its extension.
+    BasenameNoExt,
+    /// `{#}`: the 1-based job number in input order.
+    JobNumber,
+    /// `{%}`: the worker slot, 1..=jobs.
+    Slot,
+    /// `{threads}`: max(1, logical CPUs / jobs).
+    Threads,
+}
+
+/// Every placeholder with its spelling, for parsing and for hints.
+const PLACEHOLDERS: &[(&str, Placeholder)] = &[
+    ("", Placeholder::Path),
+    (".", Placeholder::NoExt),
+    ("/", Placeholder::Basename),
+    ("//", Placeholder::Parent),
+    ("/.", Placeholder::BasenameNoExt),
+    ("#", Placeholder::JobNumber),
+    ("%", Placeholder::Slot),
+    ("threads", Placeholder::Threads),
+];
+
+impl Placeholder {
+    fn is_path(self) -> bool {
+        matches!(
+            self,
+            Placeholder::Path
+                | Placeholder::NoExt
+                | Placeholder::Basename
+                | Placeholder::Parent
+                | Placeholder::BasenameNoExt
+        )
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Token {
+    Text(Vec<u8>),
+    Value(Placeholder),
+}
+
+/// One parsed template word.
+#[derive(Debug, Clone)]
+struct Word {
+    tokens: Vec<Token>,
+}
+
+impl Word {
+    fn parse(raw: &OsStr, shell: bool) -> Result<Word> {
+        let bytes = raw.as_bytes();
+        let mut tokens = Vec::new();
+        let mut text = Vec::new();
+        let mut i = 0;
+        while i < bytes.len() {
+            let b = bytes[i];
+            if (b == b'{' || b == b'}') && bytes.get(i + 1) == Some(&b) {
+                text.push(b);
+                i += 2;
+                continue;
+            }
+            if b == b'{' {
+                if let Some(len) = bytes[i + 1..].iter().position(|&c| c == b'}') {
+                    let name = &bytes[i + 1..i + 1 + len];
+                    if let Some(&(_, ph)) = PLACEHOLDERS.iter().find(|(n, _)| n.as_bytes() == name)
+                    {
+                        if !text.is_empty() {
+                            tokens.push(Token::Text(std::mem::take(&mut text)));
+                        }
+                        tokens.push(Token::Value(ph));
+                        i += len + 2;
+                        continue;
+                    }
+                    // `${name}` in a shell script is parameter expansion, not a typo.
+                    let after_dollar = shell && i > 0 && bytes[i - 1] == b'$';
+                    if !name.is_empty() && name.iter().all(u8::is_ascii_lowercase) && !after_dollar
+                    {
+                        let name = String::from_utf8_lossy(name);
+                        bail!(
+                            "unknown placeholder {{{name}}} in the command{}; write {{{{{name}}}}} for literal braces",
+                            hint(&name)
+                        );
+                    }
+                }
+            }
+            text.push(b);
+            i += 1;
+        }
+        if !text.is_empty() {
+            tokens.push(Token::Text(text));
+        }
+        Ok(Word { tokens })
+    }
+
+    fn has_path(&self) -> bool {
+        self.tokens
+            .iter()
+            .any(|t| matches!(t, Token::Value(p) if p.is_path()))
+    }
+
+    fn is_literal(&self) -> bool {
+        self.tokens.iter().all(|t| matches!(t, Token::Text(_)))
+    }
+
+    fn expand_into(&self, job: &JobValues, quote: bool, out: &mut Vec<u8>) {
+        for token in &self.tokens {
+            match token {
+                Token::Text(t) => out.extend_from_slice(t),
+                Token::Value(ph) => {
+                    let value = job.value(*ph);
+                    if quote {
+                        out.extend_from_slice(&shell_quote(&value));
+                    } else {
+                        out.extend_from_slice(&value);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Suggests the closest placeholder for a misspelt `{name}`.
+fn hint(name: &str) -> String {
+    let known = ["threads"];
+    match known.iter().find(|k| k.starts_with(&name[..1])) {
+        Some(k) => format!(" (did you mean {{{k}}}?)"),
+        None => String::from(" (placeholders: {} {.} {/} {//} {/.} {#} {%} {threads})"),
+    }
+}
+
+/// The values one job's placeholders expand to.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct JobValues<'a> {
+    pub path: &'a Path,
+    pub job: u64,
+    pub slot: usize,
+    pub threads: usize,
+}
+
+impl JobValues<'_> {
+    fn value(&self, ph: Placeholder) -> Cow<'_, [u8]> {
+        let path = self.path;
+        match ph {
+            Placeholder::Path => Cow::Borrowed(path.as_os_str().as_bytes()),
+            Placeholder::NoExt => match path.extension() {
+                Some(_) => Cow::Owned(path.with_extension("").into_os_string().into_vec()),
+                None => Cow::Borrowed(path.as_os_str().as_bytes()),
+            },
+            Placeholder::Basename => {
+                Cow::Borrowed(path.file_name().unwrap_or(path.as_os_str()).as_bytes())
+            }
+            Placeholder::Parent => match path.parent() {
+                Some(p) if !p.as_os_str().is_empty() => Cow::Borrowed(p.as_os_str().as_bytes()),
+                _ => Cow::Borrowed(b"."),
+            },
+            Placeholder::BasenameNoExt => {
+                Cow::Borrowed(path.file_stem().unwrap_or(path.as_os_str()).as_bytes())
+            }
+            Placeholder::JobNumber => Cow::Owned(self.job.to_string().into_bytes()),
+            Placeholder::Slot => Cow::Owned(self.slot.to_string().into_bytes()),
+            Placeholder::Threads => Cow::Owned(self.threads.to_string().into_bytes()),
+        }
+    }
+}
+
+/// Quotes one value as a single POSIX shell word.
+pub(crate) fn shell_quote(value: &[u8]) -> Cow<'_, [u8]> {
+    // Paths cannot contain NUL, the only byte shlex refuses; fall back to quoting by hand.
+    shlex::bytes::try_quote(value).unwrap_or_else(|_| {
+        let mut q = b"'".to_vec();
+        for &b in value {
+            if b == b'\'' {
+                q.extend_from_slice(b"'\\''");
+            } else {
+                q.push(b);
+            }
+        }
+        q.push(b'\'');
+        Cow::Owned(q)
+    })
+}
+
+/// A parsed command template.
+#[derive(Debug, Clone)]
+pub(crate) struct Template {
+    words: Vec<Word>,
+    /// The script is run with `sh -c`; substituted values are shell-quoted.
+    shell: bool,
+}
+
+impl Template {
+    /// Parses the words after `--`. In shell mode they are joined with single spaces into one
+    /// script. A template without a path placeholder gets `{}` appended.
+    pub(crate) fn parse(raw: &[OsString], shell: bool) -> Result<Template> {
+        if raw.is_empty() || (raw.len() == 1 && raw[0].is_empty()) {
+            bail!("no command given after `--`");
+        }
+        let mut words = if shell {
+            let script = raw.join(OsStr::new(" "));
+            vec![Word::parse(&script, true)?]
+        } else {
+            raw.iter()
+                .map(|w| Word::parse(w, false))
+                .collect::<Result<Vec<_>>>()?
+        };
+        if !words.iter().any(Word::has_path) {
+            let path = Token::Value(Placeholder::Path);
+            if shell {
+                let script = &mut words[0].tokens;
+                script.push(Token::Text(b" ".to_vec()));
+                script.push(path);
+            } else {
+                words.push(Word { tokens: vec![path] });
+            }
+        }
+        Ok(Template { words, shell })
+    }
+
+    /// The program to resolve before any job runs: the first word when it is literal text
+    /// (`sh` in shell mode). `None` when the program itself comes from a placeholder.
+    pub(crate) fn program(&self) -> Option<OsString> {
+        if self.shell {
+            return Some(OsString::from("sh"));
+        }
+        let first = &self.words[0];
+        if !first.is_literal() {
+            return None;
+        }
+        let mut bytes = Vec::new();
+        for t in &first.tokens {
+            if let Token::Text(b) = t {
+                bytes.extend_from_slice(b);
+            }
+        }
+        Some(OsString::from_vec(bytes))
+    }
+
+    /// The argv of one job: one element per template word (`sh -c SCRIPT` in shell mode).
+    pub(crate) fn expand(&self, job: &JobValues) -> Vec<OsString> {
+        if self.shell {
+            let mut script = Vec::new();
+            self.words[0].expand_into(job, true, &mut script);
+            return vec!["sh".into(), "-c".into(), OsString::from_vec(script)];
+        }
+        self.words
+            .iter()
+            .map(|w| {
+                let mut buf = Vec::new();
+                w.expand_into(job, false, &mut buf);
+                OsString::from_vec(buf)
+            })
+            .collect()
+    }
+}
+
+/// Renders an argv as one shell command line: `sh -c "$line"` runs the very same argv.
+pub(crate) fn display_argv(argv: &[OsString]) -> Vec<u8> {
+    let mut line = Vec::new();
+    for (i, arg) in argv.iter().enumerate() {
+        if i > 0 {
+            line.push(b' ');
+        }
+        let bytes = arg.as_bytes();
+        if bytes.is_empty() {
+            line.extend_from_slice(b"''");
+        } else {
+            line.extend_from_slice(&shell_quote(bytes));
+        }
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(words: &[&str]) -> Result<Template> {
+        let raw: Vec<OsString> = words.iter().map(OsString::from).collect();
+        Template::parse(&raw, false)
+    }
+
+    fn expand(t: &Template, path: &str) -> Vec<String> {
+        let job = JobValues {
+            path: Path::new(path),
+            job: 7,
+            slot: 2,
+            threads: 3,
+        };
+        t.expand(&job)
+            .into_iter()
+            .map(|s| s.into_string().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn every_placeholder_expands() {
+        let t = parse(&[
+            "x",
+            "{}",
+            "{.}",
+            "{/}",
+            "{//}",
+            "{/.}",
+            "{#}",
+            "{%}",
+            "{threads}",
+        ])
+        .unwrap();
+        assert_eq!(
+            expand(&t, "d/e/f.tar.gz"),
+            [
+                "x",
+                "d/e/f.tar.gz",
+                "d/e/f.tar",
+                "f.tar.gz",
+                "d/e",
+                "f.tar",
+                "7",
+                "2",
+                "3"
+            ]
+        );
+    }
+
+    #[test]
+    fn placeholders_inside_words() {
+        let t = parse(&["cp", "{}", "out/{/.}.csv", "--name={#}-{%}"]).unwrap();
+        assert_eq!(
+            expand(&t, "a/b.parquet"),
+            ["cp", "a/b.parquet", "out/b.csv", "--name=7-2"]
+        );
+    }
+
+    #[test]
+    fn parent_of_bare_name_is_dot() {
+        let t = parse(&["echo", "{//}"]).unwrap();
+        assert_eq!(expand(&t, "f.txt"), ["echo", "."]);
+    }
+
+    #[test]
+    fn implicit_trailing_path() {
+        let t = parse(&["wc", "-l"]).unwrap();
+        assert_eq!(expand(&t, "a b"), ["wc", "-l", "a b"]);
+        let t = parse(&["echo", "{#}"]).unwrap();
+        assert_eq!(expand(&t, "p"), ["echo", "7", "p"]);
+        let t = parse(&["echo", "{/}"]).unwrap();
+        assert_eq!(expand(&t, "d/p"), ["echo", "p"]);
+    }
+
+    #[test]
+    fn literal_braces() {
+        let t = parse(&["awk", "{print $1}", "{{}}", "{{x}}", "{ }", "{A}"]).unwrap();
+        assert_eq!(
+            expand(&t, "f"),
+            ["awk", "{print $1}", "{}", "{x}", "{ }", "{A}", "f"]
+        );
+    }
+
+    #[test]
+    fn unknown_lowercase_placeholder_is_rejected() {
+        let err = parse(&["cp", "{}", "{outt}"]).unwrap_err().to_string();
+        assert!(err.contains("{outt}"), "{err}");
+        assert!(parse(&["echo", "{thread}"])
+            .unwrap_err()
+            .to_string()
+            .contains("{threads}"));
+    }
+
+    #[test]
+    fn shell_mode_quotes_values() {
+        let raw: Vec<OsString> = ["cat", "{}", "|", "wc", "-c"]
+            .iter()
+            .map(OsString::from)
+            .collect();
+        let t = Template::parse(&raw, true).unwrap();
+        let argv = expand(&t, "it's $(x).txt");
+        assert_eq!(argv[..2], ["sh", "-c"]);
+        assert_eq!(argv[2], r#"cat 'it'"'"'s $(x).txt' | wc -c"#);
+    }
+
+    #[test]
+    fn shell_mode_allows_parameter_expansion() {
+        let raw = vec![OsString::from("x=1; echo ${x} {}")];
+        let t = Template::parse(&raw, true).unwrap();
+        assert_eq!(expand(&t, "f")[2], "x=1; echo ${x} f");
+        let raw = vec![OsString::from("echo {x}")];
+        assert!(Template::parse(&raw, true).is_err());
+    }
+
+    #[test]
+    fn shell_mode_appends_path() {
+        let raw = vec![OsString::from("wc -c")];
+        let t = Template::parse(&raw, true).unwrap();
+        assert_eq!(expand(&t, "a b")[2], "wc -c 'a b'");
+    }
+
+    #[test]
+    fn program_is_known_only_when_literal() {
+        assert_eq!(parse(&["ls", "{}"]).unwrap().program(), Some("ls".into()));
+        assert_eq!(parse(&["{}"]).unwrap().program(), None);
+    }
+
+    #[test]
+    fn display_round_trips_through_sh_words() {
+        let argv: Vec<OsString> = ["echo", "a b", "", "it's", "$HOME", "-x"]
+            .iter()
+            .map(OsString::from)
+            .collect();
+        let line = String::from_utf8(display_argv(&argv)).unwrap();
+        assert_eq!(
+            shlex::split(&line).unwrap(),
+            ["echo", "a b", "", "it's", "$HOME", "-x"]
+        );
+    }
+}

@@ -1,0 +1,369 @@
+//! File discovery: walks the roots with the `ignore` crate, reads paths from standard input,
+//! applies the filters and sends numbered inputs into a bounded channel.
+//!
+//! The walk is sequential and sorted by file name, so job numbers (`{#}`) and the order of a
+//! dry run are the same from one run to the next. A walk error becomes a message for the
+//! collector and the walk goes on. This module knows nothing of templates or processes.
+
+use std::collections::HashSet;
+use std::ffi::OsString;
+use std::io::{BufRead, BufReader};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use anyhow::Result;
+use crossbeam_channel::Sender;
+use ignore::overrides::{Override, OverrideBuilder};
+use ignore::WalkBuilder;
+
+use crate::cancel::Cancel;
+
+/// Where inputs come from, in the order the user gave them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Root {
+    /// A directory, walked recursively. `implicit` is true for the default `.`, whose paths are
+    /// given without the `./` prefix.
+    Dir { path: PathBuf, implicit: bool },
+    /// A file named on the command line: taken as-is.
+    File(PathBuf),
+    /// `-`: paths read from standard input.
+    Stdin,
+}
+
+/// The discovery part of the configuration.
+#[derive(Debug, Clone)]
+pub(crate) struct WalkOptions {
+    pub roots: Vec<Root>,
+    /// Lower-case extensions without a dot; empty means any.
+    pub extensions: Vec<String>,
+    /// gitignore-style globs (`!` excludes), as given.
+    pub globs: Vec<String>,
+    pub hidden: bool,
+    pub no_ignore: bool,
+    pub follow: bool,
+    pub max_depth: Option<usize>,
+    /// Standard input paths are NUL-separated.
+    pub null: bool,
+}
+
+/// One input file, numbered in input order.
+#[derive(Debug, Clone)]
+pub(crate) struct Input {
+    /// 1-based job number, in input order.
+    pub job: u64,
+    pub path: PathBuf,
+    /// Why this input cannot be run (a stdin path that does not exist, ...), if so.
+    pub problem: Option<String>,
+}
+
+/// Something the walk has to say that is not an input.
+#[derive(Debug, Clone)]
+pub(crate) enum Notice {
+    /// A walk step failed (unreadable directory, symlink loop); the walk went on.
+    Error(String),
+}
+
+/// What the walk found, for the final report.
+#[derive(Debug, Default)]
+pub(crate) struct WalkReport {
+    pub errors: u64,
+    /// Set when nothing matched but hidden or ignored files would have.
+    pub hint: Option<String>,
+}
+
+/// Builds a glob matcher rooted at `root`; also used by config.rs to validate globs early.
+pub(crate) fn build_overrides(root: &Path, globs: &[String]) -> Result<Override> {
+    let mut builder = OverrideBuilder::new(root);
+    for glob in globs {
+        builder.add(glob)?;
+    }
+    Ok(builder.build()?)
+}
+
+struct Walker<'a> {
+    opts: &'a WalkOptions,
+    inputs: &'a Sender<Input>,
+    notices: &'a Sender<Notice>,
+    cancel: &'a Cancel,
+    found: &'a AtomicU64,
+    seen: Option<HashSet<(u64, u64)>>,
+    next_job: u64,
+    report: WalkReport,
+    /// A matcher for explicit and stdin paths, rooted at the current directory.
+    cwd_globs: Override,
+}
+
+/// Runs the whole discovery, sending inputs until done or stopped. `found` counts inputs sent.
+pub(crate) fn scan(
+    opts: &WalkOptions,
+    inputs: &Sender<Input>,
+    notices: &Sender<Notice>,
+    cancel: &Cancel,
+    found: &AtomicU64,
+) -> Result<WalkReport> {
+    // Overlapping roots (`fanout d d/sub`) or followed links can reach a file twice: remember
+    // what was sent by device and inode. A single plain root needs no memory per file.
+    let dedup = opts.roots.len() > 1 || opts.follow || opts.roots.contains(&Root::Stdin);
+    let mut walker = Walker {
+        opts,
+        inputs,
+        notices,
+        cancel,
+        found,
+        seen: dedup.then(HashSet::new),
+        next_job: 1,
+        report: WalkReport::default(),
+        cwd_globs: build_overrides(Path::new("."), &opts.globs)?,
+    };
+    for root in &opts.roots {
+        if cancel.is_hard() {
+            break;
+        }
+        let go_on = match root {
+            Root::Dir { path, implicit } => walker.walk_dir(path, *implicit)?,
+            Root::File(path) => walker.explicit(path.clone(), None),
+            Root::Stdin => walker.read_stdin(),
+        };
+        if !go_on {
+            break;
+        }
+    }
+    if walker.next_job == 1 && !cancel.is_hard() {
+        walker.report.hint = skipped_hint(opts);
+    }
+    Ok(walker.report)
+}
+
+impl Walker<'_> {
+    fn walk_dir(&mut self, root: &Path, implicit: bool) -> Result<bool> {
+        let walk = self
+            .builder(root, self.opts.hidden, self.opts.no_ignore)?
+            .build();
+        for entry in walk {
+            if self.cancel.is_hard() {
+                return Ok(false);
+            }
+            let entry = match entry {
+                Ok(entry) => entry,
+                Err(err) => {
+                    self.report.errors += 1;
+                    if self.notices.send(Notice::Error(walk_error(&err))).is_err() {
+                        return Ok(false);
+                    }
+                    continue;
+                }
+            };
+            if !entry.file_type().is_some_and(|t| t.is_file()) || !self.ext_matches(entry.path()) {
+                continue;
+            }
+            if self.seen.is_some() {
+                match entry.metadata() {
+                    Ok(md) => {
+                        if !self.first_time(&md) {
+                            continue;
+                        }
+                    }
+                    Err(err) => {
+                        self.report.errors += 1;
+                        let _ = self.notices.send(Notice::Error(walk_error(&err)));
+                        continue;
+                    }
+                }
+            }
+            let path = if implicit {
+                entry
+                    .path()
+                    .strip_prefix(".")
+                    .unwrap_or(entry.path())
+                    .to_path_buf()
+            } else {
+                entry.into_path()
+            };
+            if !self.send(path, None) {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    fn builder(&self, root: &Path, hidden: bool, no_ignore: bool) -> Result<WalkBuilder> {
+        let mut b = WalkBuilder::new(root);
+        b.hidden(!hidden)
+            .ignore(!no_ignore)
+            .git_ignore(!no_ignore)
+            .git_global(!no_ignore)
+            .git_exclude(!no_ignore)
+            .parents(!no_ignore)
+            .follow_links(self.opts.follow)
+            .max_depth(self.opts.max_depth)
+            .sort_by_file_name(|a, b| a.cmp(b));
+        if !self.opts.globs.is_empty() {
+            b.overrides(build_overrides(root, &self.opts.globs)?);
+        }
+        Ok(b)
+    }
+
+    /// A file named on the command line or read from stdin: filtered by -e/-g but not walked.
+    /// `problem` is set when the caller already knows it cannot run.
+    fn explicit(&mut self, path: PathBuf, problem: Option<String>) -> bool {
+        if !self.ext_matches(&path) || !self.glob_matches(&path) {
+            return true;
+        }
+        let problem = problem.or_else(|| match std::fs::metadata(&path) {
+            Err(err) => Some(crate::error::io_reason(&err)),
+            Ok(md) if !md.is_file() => Some("not a regular file".to_string()),
+            Ok(md) => (!self.first_time(&md)).then(String::new),
+        });
+        match problem {
+            // An empty problem marks a duplicate: the file was already sent.
+            Some(p) if p.is_empty() => true,
+            problem => self.send(path, problem),
+        }
+    }
+
+    fn read_stdin(&mut self) -> bool {
+        let sep = if self.opts.null { b'\0' } else { b'\n' };
+        let mut reader = BufReader::new(std::io::stdin().lock());
+        let mut buf = Vec::new();
+        loop {
+            buf.clear();
+            match reader.read_until(sep, &mut buf) {
+                Ok(0) => return true,
+                Ok(_) => {}
+                Err(err) => {
+                    self.report.errors += 1;
+                    let _ = self.notices.send(Notice::Error(format!(
+                        "reading paths from standard input: {err}"
+                    )));
+                    return true;
+                }
+            }
+            if buf.last() == Some(&sep) {
+                buf.pop();
+            }
+            if !self.opts.null && buf.last() == Some(&b'\r') {
+                buf.pop();
+            }
+            if buf.is_empty() {
+                continue;
+            }
+            let path = PathBuf::from(OsString::from_vec(buf.clone()));
+            if !self.explicit(path, None) || self.cancel.is_hard() {
+                return false;
+            }
+        }
+    }
+
+    fn ext_matches(&self, path: &Path) -> bool {
+        if self.opts.extensions.is_empty() {
+            return true;
+        }
+        match path.extension() {
+            Some(ext) => {
+                let ext = ext.as_bytes();
+                self.opts
+                    .extensions
+                    .iter()
+                    .any(|e| e.as_bytes().eq_ignore_ascii_case(ext))
+            }
+            None => false,
+        }
+    }
+
+    fn glob_matches(&self, path: &Path) -> bool {
+        !self.cwd_globs.matched(path, false).is_ignore()
+    }
+
+    fn first_time(&mut self, md: &std::fs::Metadata) -> bool {
+        match &mut self.seen {
+            Some(seen) => seen.insert((md.dev(), md.ino())),
+            None => true,
+        }
+    }
+
+    fn send(&mut self, path: PathBuf, problem: Option<String>) -> bool {
+        let input = Input {
+            job: self.next_job,
+            path: present(path),
+            problem,
+        };
+        self.next_job += 1;
+        self.found.fetch_add(1, Ordering::Relaxed);
+        self.inputs.send(input).is_ok()
+    }
+}
+
+/// A relative path that starts with `-` would read as an option: pass it as `./-name`.
+fn present(path: PathBuf) -> PathBuf {
+    if path.as_os_str().as_bytes().first() == Some(&b'-') {
+        Path::new(".").join(path)
+    } else {
+        path
+    }
+}
+
+fn walk_error(err: &ignore::Error) -> String {
+    // ignore's messages nest the path and cause; keep them on one line.
+    err.to_string().replace('\n', " ")
+}
+
+/// When nothing matched, counts what the hidden and ignore rules skipped, and names the flag
+/// that would include it.
+fn skipped_hint(opts: &WalkOptions) -> Option<String> {
+    if opts.hidden && opts.no_ignore {
+        return None;
+    }
+    let (mut hidden, mut ignored) = (0u64, 0u64);
+    for root in &opts.roots {
+        let Root::Dir { path, .. } = root else {
+            continue;
+        };
+        let relaxed = WalkOptions {
+            hidden: true,
+            no_ignore: true,
+            ..opts.clone()
+        };
+        let (inputs, _rx) = crossbeam_channel::unbounded();
+        let (notices, _nrx) = crossbeam_channel::unbounded();
+        let cancel = Cancel::default();
+        let found = AtomicU64::new(0);
+        let probe = Walker {
+            opts: &relaxed,
+            inputs: &inputs,
+            notices: &notices,
+            cancel: &cancel,
+            found: &found,
+            seen: None,
+            next_job: 1,
+            report: WalkReport::default(),
+            cwd_globs: build_overrides(Path::new("."), &opts.globs).ok()?,
+        };
+        let walk = probe.builder(path, true, true).ok()?.build();
+        for entry in walk.flatten() {
+            if !entry.file_type().is_some_and(|t| t.is_file()) || !probe.ext_matches(entry.path()) {
+                continue;
+            }
+            let rel = entry.path().strip_prefix(path).unwrap_or(entry.path());
+            let is_hidden = rel
+                .components()
+                .any(|c| c.as_os_str().as_bytes().first() == Some(&b'.'));
+            if is_hidden && !opts.hidden {
+                hidden += 1;
+            } else if !opts.no_ignore {
+                ignored += 1;
+            }
+        }
+    }
+    let mut parts = Vec::new();
+    if hidden > 0 {
+        parts.push(format!("{hidden} hidden (use -H/--hidden)"));
+    }
+    if ignored > 0 {
+        parts.push(format!(
+            "{ignored} ignored by .gitignore/.ignore rules (use -I/--no-ignore)"
+        ));
+    }
+    (!parts.is_empty()).then(|| format!("matching files were skipped: {}", parts.join(", ")))
+}
