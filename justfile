@@ -1,0 +1,28 @@
+# fanout's everyday commands. `just --list` shows them.
+
+# Run every test (unit and integration).
+test:
+    cargo test
+
+# Format check and clippy with warnings denied.
+lint:
+    cargo fmt --all -- --check
+    cargo clippy --all-targets -- -D warnings
+
+# Format the code.
+fmt:
+    cargo fmt --all
+
+# What CI runs.
+ci:
+    bash .ci/run
+
+# Benchmarks against the peers (xargs, fd -x, GNU parallel, rust-parallel); see bench/README.md.
+bench:
+    bash bench/run.sh
+
+# Run fanout for real on the bundled dataset.
+demo:
+    cargo build --release
+    ./target/release/fanout -k -e parquet fixtures/dataset -- sh -c 'printf "%s: %s bytes\n" "$1" "$(wc -c < "$1")"' _ {}
+    ./target/release/fanout -n -e parquet fixtures/dataset -- cp {} /tmp/{/}
