@@ -118,6 +118,18 @@ pub(crate) struct Cli {
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "5s")]
     pub kill_grace: Duration,
 
+    /// Run a failed or timed-out job again, up to N more times
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub retries: u32,
+
+    /// After the first failure: `soon` starts nothing new, `now` also stops running jobs
+    #[arg(long, value_name = "WHEN")]
+    pub halt: Option<Halt>,
+
+    /// Skip files that this earlier --summary journal recorded ok and that are unchanged since
+    #[arg(long, value_name = "FILE")]
+    pub resume: Option<PathBuf>,
+
     /// Write a JSON Lines record per file, and a final record, to FILE
     #[arg(long, value_name = "FILE")]
     pub summary: Option<PathBuf>,
@@ -133,6 +145,15 @@ pub(crate) struct Cli {
     /// Hide the progress bar and the end summary
     #[arg(short = 'q', long)]
     pub quiet: bool,
+}
+
+/// What to do after the first failed file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Halt {
+    /// Start nothing new; running jobs finish.
+    Soon,
+    /// Start nothing new and stop running jobs.
+    Now,
 }
 
 fn parse_jobs(s: &str) -> Result<usize, String> {

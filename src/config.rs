@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
-use crate::cli::Cli;
+use crate::cli::{Cli, Halt};
 use crate::template::Template;
 use crate::walk::{build_overrides, Root, WalkOptions};
 
@@ -43,6 +43,12 @@ pub(crate) struct Config {
     pub timeout: Option<Duration>,
     /// Time between SIGTERM and SIGKILL when a job is stopped.
     pub kill_grace: Duration,
+    /// Extra attempts for a failed or timed-out job.
+    pub retries: u32,
+    /// What the first failure stops.
+    pub halt: Option<Halt>,
+    /// An earlier journal whose finished files are skipped.
+    pub resume: Option<PathBuf>,
 }
 
 impl Config {
@@ -92,6 +98,9 @@ impl Config {
             quiet: cli.quiet,
             timeout: cli.timeout,
             kill_grace: cli.kill_grace,
+            retries: cli.retries,
+            halt: cli.halt,
+            resume: cli.resume,
         })
     }
 }

@@ -10,6 +10,7 @@ use crossbeam_channel::bounded;
 use crate::cancel::Cancel;
 use crate::config::Config;
 use crate::error::{print_notice, ExitStatus};
+use crate::resume::Resume;
 use crate::template::{display_argv, JobValues};
 use crate::walk::{self, Notice};
 
@@ -18,6 +19,8 @@ pub(crate) fn run(config: &Config) -> Result<ExitStatus> {
     let found = AtomicU64::new(0);
     let (input_tx, input_rx) = bounded(256);
     let (notice_tx, notice_rx) = bounded(64);
+    let resume = config.resume.as_deref().map(Resume::load).transpose()?;
+    let mut skipped = 0u64;
     let mut stdout = BufWriter::new(io::stdout().lock());
     let (listed, report, problems) =
         std::thread::scope(|s| -> Result<(u64, walk::WalkReport, u64)> {
@@ -39,6 +42,13 @@ pub(crate) fn run(config: &Config) -> Result<ExitStatus> {
                 if let Some(problem) = &input.problem {
                     problems += 1;
                     print_notice(&format!("would fail: {}: {problem}", input.path.display()));
+                    continue;
+                }
+                if resume
+                    .as_ref()
+                    .is_some_and(|r| r.skip(&input.path).is_some())
+                {
+                    skipped += 1;
                     continue;
                 }
                 let argv = config.template.expand(&JobValues {
@@ -64,7 +74,12 @@ pub(crate) fn run(config: &Config) -> Result<ExitStatus> {
         return Ok(ExitStatus::ClosedStdout);
     }
     if !config.quiet {
-        if listed + problems == 0 {
+        if skipped > 0 {
+            print_notice(&format!(
+                "{skipped} files skipped: ok in the resumed run and unchanged since"
+            ));
+        }
+        if listed + problems + skipped == 0 {
             print_notice(&crate::exec::nothing_matched(report.hint.as_deref()));
         }
         print_notice(&plan(config, listed, problems, report.errors));

@@ -10,6 +10,7 @@ mod dry_run;
 mod error;
 mod exec;
 mod progress;
+mod resume;
 mod summary;
 mod template;
 mod walk;

@@ -81,8 +81,13 @@ pub(crate) struct JobRecord {
     pub stderr_bytes: Option<u64>,
     pub stderr_tail: Option<String>,
     pub command: Vec<String>,
-    /// Why the file did not end `ok`, in words, when fanout knows more than an exit code.
-    pub error: Option<String>,
+    /// Why the file ended this way, in words, when fanout knows more than an exit code
+    /// (a failure's cause, why it was skipped).
+    pub reason: Option<String>,
+    /// The file's size after the job (its identity for `--resume`); `None` if it did not run.
+    pub file_size: Option<u64>,
+    /// The file's modification time after the job, nanoseconds since the epoch.
+    pub file_mtime_ns: Option<i64>,
 }
 
 impl JobRecord {
@@ -111,7 +116,9 @@ impl JobRecord {
             stderr_bytes: None,
             stderr_tail: None,
             command: Vec::new(),
-            error: None,
+            reason: None,
+            file_size: None,
+            file_mtime_ns: None,
         }
     }
 
@@ -134,7 +141,7 @@ impl JobRecord {
         } else if let Some(code) = self.exit_code.filter(|c| *c != 0) {
             parts.push(format!("exit {code}"));
         }
-        if let Some(e) = &self.error {
+        if let Some(e) = &self.reason {
             parts.push(e.clone());
         }
         if let Some(t) = &self.stderr_tail {

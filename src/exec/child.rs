@@ -403,6 +403,10 @@ impl Supervisor {
                 at(r + ORPHAN_PIPE_WAIT + self.grace);
             }
         }
+        if let (true, Stop::Termed(_)) = (self.saw_cancel, self.stop) {
+            // A second interrupt may cut the grace period short.
+            at(now + Duration::from_millis(100));
+        }
         if self.stop == Stop::Killed || (no_pidfd && self.reaped.is_none()) {
             at(now + Duration::from_millis(FALLBACK_POLL_MS as u64));
         }

@@ -20,9 +20,11 @@ use anyhow::{Context, Result};
 use crossbeam_channel::{bounded, select, Receiver, Sender};
 
 use crate::cancel::{self, Cancel, Level, Reason};
+use crate::cli::Halt;
 use crate::config::Config;
 use crate::error::{print_notice, ExitStatus};
 use crate::progress::Progress;
+use crate::resume::{self, Resume};
 use crate::summary::{JobRecord, Journal, Status, Totals};
 use crate::template::JobValues;
 use crate::walk::{self, Input, Notice, WalkReport};
@@ -40,6 +42,7 @@ struct Shared<'a> {
     config: &'a Config,
     cancel: &'a Cancel,
     running: AtomicU64,
+    resume: Option<Resume>,
 }
 
 /// Runs the whole pipeline and returns the exit status.
@@ -47,6 +50,14 @@ pub(crate) fn run(config: &Config) -> Result<ExitStatus> {
     let cancel = Arc::new(Cancel::new().context("cannot create a pipe")?);
     cancel::watch_signals(Arc::clone(&cancel)).context("cannot install signal handlers")?;
     sys::become_subreaper();
+    // Read the journal to resume before --summary (possibly the same file) is truncated.
+    let resume = config.resume.as_deref().map(Resume::load).transpose()?;
+    if let (Some(r), false) = (&resume, config.quiet) {
+        print_notice(&format!(
+            "resuming: {} files were ok in the earlier run; unchanged ones are skipped",
+            r.len()
+        ));
+    }
     let mut journal = match &config.summary {
         Some(path) => Some(
             Journal::create(path)
@@ -65,6 +76,7 @@ pub(crate) fn run(config: &Config) -> Result<ExitStatus> {
         config,
         cancel: &cancel,
         running: AtomicU64::new(0),
+        resume,
     };
 
     let (totals, walk_report) = std::thread::scope(|s| -> Result<(Totals, WalkReport)> {
@@ -144,7 +156,18 @@ fn work(shared: &Shared, slot: usize, inputs: &Receiver<Input>, done: &Sender<Do
     for input in inputs {
         let finished = if let Some(problem) = &input.problem {
             let mut record = JobRecord::new(input.job, &input.path, Status::Failed);
-            record.error = Some(problem.clone());
+            record.reason = Some(problem.clone());
+            Done {
+                record,
+                stdout: None,
+                stderr: None,
+            }
+        } else if let Some((reason, id)) = shared.resume.as_ref().and_then(|r| r.skip(&input.path))
+        {
+            let mut record = JobRecord::new(input.job, &input.path, Status::Skipped);
+            record.reason = Some(reason);
+            record.file_size = Some(id.size);
+            record.file_mtime_ns = Some(id.mtime_ns);
             Done {
                 record,
                 stdout: None,
@@ -162,12 +185,21 @@ fn work(shared: &Shared, slot: usize, inputs: &Receiver<Input>, done: &Sender<Do
             shared.running.fetch_sub(1, Ordering::Relaxed);
             done
         };
+        let status = finished.record.status;
+        if status.is_failure() && !matches!(status, Status::NotStarted | Status::Interrupted) {
+            match shared.config.halt {
+                Some(Halt::Soon) => shared.cancel.raise(Level::Drain, Reason::Halt),
+                Some(Halt::Now) => shared.cancel.raise(Level::Stop, Reason::Halt),
+                None => {}
+            }
+        }
         if done.send(finished).is_err() {
             return;
         }
     }
 }
 
+/// Runs one input's job, again after a failure or timeout while `--retries` allows.
 fn run_job(shared: &Shared, slot: usize, input: &Input) -> Done {
     let config = shared.config;
     let argv = config.template.expand(&JobValues {
@@ -176,22 +208,36 @@ fn run_job(shared: &Shared, slot: usize, input: &Input) -> Done {
         slot,
         threads: config.threads,
     });
-    let finished = child::run(&Launch {
-        argv: &argv,
-        program: config.program.as_deref(),
-        capture: config.capture,
-        timeout: config.timeout,
-        kill_grace: config.kill_grace,
-        cancel: shared.cancel,
-    });
-    let mut record = JobRecord::new(input.job, &input.path, Status::Ok);
-    record.set_command(&argv);
-    record.attempts = 1;
-    judge(&mut record, &finished, config);
-    Done {
-        record,
-        stdout: finished.stdout,
-        stderr: finished.stderr,
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let finished = child::run(&Launch {
+            argv: &argv,
+            program: config.program.as_deref(),
+            capture: config.capture,
+            timeout: config.timeout,
+            kill_grace: config.kill_grace,
+            cancel: shared.cancel,
+        });
+        let mut record = JobRecord::new(input.job, &input.path, Status::Ok);
+        record.set_command(&argv);
+        judge(&mut record, &finished, config);
+        let again = matches!(record.status, Status::Failed | Status::Timeout)
+            && attempts <= config.retries
+            && !shared.cancel.no_new_jobs();
+        if again {
+            continue;
+        }
+        record.attempts = attempts;
+        if let Some(id) = resume::identity(&input.path) {
+            record.file_size = Some(id.size);
+            record.file_mtime_ns = Some(id.mtime_ns);
+        }
+        return Done {
+            record,
+            stdout: finished.stdout,
+            stderr: finished.stderr,
+        };
     }
 }
 
@@ -207,7 +253,7 @@ fn judge(record: &mut JobRecord, f: &Finished, config: &Config) {
         Ending::Signaled(sig) => record.signal = Some(*sig),
         Ending::SpawnFailed(reason) => {
             record.status = Status::Failed;
-            record.error = Some(format!("cannot run the command: {reason}"));
+            record.reason = Some(format!("cannot run the command: {reason}"));
             return;
         }
     }
@@ -215,7 +261,7 @@ fn judge(record: &mut JobRecord, f: &Finished, config: &Config) {
         Status::Interrupted
     } else if f.timed_out {
         let limit = config.timeout.unwrap_or_default();
-        record.error = Some(format!(
+        record.reason = Some(format!(
             "timed out after {}",
             humantime::format_duration(limit)
         ));
@@ -233,7 +279,7 @@ fn judge(record: &mut JobRecord, f: &Finished, config: &Config) {
         if record.status == Status::Ok {
             record.status = Status::Failed;
         }
-        record.error = Some(err);
+        record.reason = Some(err);
     }
 }
 

@@ -1,0 +1,172 @@
+//! `--resume FILE`: which files an earlier run's journal recorded as done, and whether they are
+//! still the same files.
+//!
+//! A file is skipped when the journal's last word on its path is `ok` (or `skipped` by an
+//! earlier resume) and its size and modification time still match what was recorded after its
+//! job finished. The key is the path, never a job number: the walk order may change between
+//! runs. A journal cut short by a crash is fine: an unreadable last line is ignored.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use base64::Engine;
+use serde::Deserialize;
+
+/// A file's identity between runs: size and modification time in nanoseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Identity {
+    pub size: u64,
+    pub mtime_ns: i64,
+}
+
+/// Reads the identity of the file at `path` now.
+pub(crate) fn identity(path: &Path) -> Option<Identity> {
+    let md = std::fs::metadata(path).ok()?;
+    Some(Identity {
+        size: md.len(),
+        mtime_ns: md.mtime() * 1_000_000_000 + md.mtime_nsec(),
+    })
+}
+
+#[derive(Deserialize)]
+struct Line {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    path: String,
+    #[serde(default)]
+    path_b64: Option<String>,
+    #[serde(default)]
+    status: String,
+    #[serde(default)]
+    file_size: Option<u64>,
+    #[serde(default)]
+    file_mtime_ns: Option<i64>,
+}
+
+/// The files an earlier run finished, by path.
+#[derive(Debug, Default)]
+pub(crate) struct Resume {
+    done: HashMap<Vec<u8>, Identity>,
+}
+
+impl Resume {
+    pub(crate) fn load(path: &Path) -> Result<Resume> {
+        let file =
+            File::open(path).with_context(|| format!("cannot read --resume {}", path.display()))?;
+        let mut done = HashMap::new();
+        let lines: Vec<String> = BufReader::new(file)
+            .lines()
+            .collect::<std::io::Result<_>>()
+            .with_context(|| format!("cannot read --resume {}", path.display()))?;
+        let last = lines.len();
+        for (n, text) in lines.iter().enumerate() {
+            if text.trim().is_empty() {
+                continue;
+            }
+            let line: Line = match serde_json::from_str(text) {
+                Ok(line) => line,
+                // A run killed while writing leaves a partial last line.
+                Err(_) if n + 1 == last => continue,
+                Err(e) => anyhow::bail!(
+                    "--resume {}: line {} is not a fanout summary record: {e}",
+                    path.display(),
+                    n + 1
+                ),
+            };
+            if line.kind != "file" {
+                continue;
+            }
+            let bytes = match &line.path_b64 {
+                Some(b64) => base64::engine::general_purpose::STANDARD
+                    .decode(b64)
+                    .with_context(|| {
+                        format!(
+                            "--resume {}: bad path_b64 on line {}",
+                            path.display(),
+                            n + 1
+                        )
+                    })?,
+                None => line.path.into_bytes(),
+            };
+            let key = key(&bytes).to_vec();
+            match (line.status.as_str(), line.file_size, line.file_mtime_ns) {
+                ("ok" | "skipped", Some(size), Some(mtime_ns)) => {
+                    done.insert(key, Identity { size, mtime_ns });
+                }
+                _ => {
+                    done.remove(&key);
+                }
+            }
+        }
+        Ok(Resume { done })
+    }
+
+    /// Why `path` need not run again, if it need not; with its identity now.
+    pub(crate) fn skip(&self, path: &Path) -> Option<(String, Identity)> {
+        let recorded = self.done.get(key(path.as_os_str().as_bytes()))?;
+        let now = identity(path)?;
+        (now == *recorded).then(|| ("ok in the resumed run and unchanged since".to_string(), now))
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.done.len()
+    }
+}
+
+/// Paths are compared without leading `./`, so `fanout .` and `fanout` match.
+fn key(mut bytes: &[u8]) -> &[u8] {
+    while let Some(rest) = bytes.strip_prefix(b"./") {
+        bytes = rest;
+    }
+    bytes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn last_word_wins_and_identity_must_match() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a");
+        let b = dir.path().join("b");
+        std::fs::write(&a, "x").unwrap();
+        std::fs::write(&b, "y").unwrap();
+        let ia = identity(&a).unwrap();
+        let ib = identity(&b).unwrap();
+        let journal = dir.path().join("j.jsonl");
+        let mut f = File::create(&journal).unwrap();
+        let rec = |p: &Path, status: &str, id: Identity| {
+            format!(
+                r#"{{"type":"file","path":"{}","status":"{status}","file_size":{},"file_mtime_ns":{}}}"#,
+                p.display(),
+                id.size,
+                id.mtime_ns
+            )
+        };
+        writeln!(f, "{}", rec(&a, "ok", ia)).unwrap();
+        writeln!(f, "{}", rec(&b, "ok", ib)).unwrap();
+        writeln!(f, "{}", rec(&b, "failed", ib)).unwrap();
+        write!(f, "{{\"type\":\"file\",\"pa").unwrap(); // cut short by a crash
+        drop(f);
+        let r = Resume::load(&journal).unwrap();
+        assert_eq!(r.len(), 1);
+        assert!(r.skip(&a).is_some());
+        assert!(r.skip(&b).is_none());
+        std::fs::write(&a, "changed").unwrap();
+        assert!(r.skip(&a).is_none());
+    }
+
+    #[test]
+    fn dot_slash_is_ignored() {
+        assert_eq!(key(b"./././a/b"), b"a/b");
+        assert_eq!(key(b"a"), b"a");
+    }
+}
