@@ -118,6 +118,20 @@ pub(crate) struct Cli {
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "5s")]
     pub kill_grace: Duration,
 
+    /// Rewrite each file in place: the command writes to {out}, which replaces the file only
+    /// when the command succeeded and the output passed --verify
+    #[arg(short = 'i', long)]
+    pub in_place: bool,
+
+    /// How an in-place output is checked before it replaces its input
+    /// [default: parquet for .parquet files, else exists]
+    #[arg(long, value_name = "MODE", requires = "in_place")]
+    pub verify: Option<crate::parquet::Verify>,
+
+    /// With -i: also rewrite read-only files
+    #[arg(long, requires = "in_place")]
+    pub force: bool,
+
     /// Run a failed or timed-out job again, up to N more times
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub retries: u32,

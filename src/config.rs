@@ -12,6 +12,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 
 use crate::cli::{Cli, Halt};
+use crate::inplace::InPlaceOptions;
 use crate::template::Template;
 use crate::walk::{build_overrides, Root, WalkOptions};
 
@@ -49,6 +50,8 @@ pub(crate) struct Config {
     pub halt: Option<Halt>,
     /// An earlier journal whose finished files are skipped.
     pub resume: Option<PathBuf>,
+    /// Rewrite files in place through `{out}`.
+    pub in_place: Option<InPlaceOptions>,
 }
 
 impl Config {
@@ -64,7 +67,7 @@ impl Config {
         }
         build_overrides(Path::new("."), &cli.glob).context("invalid -g/--glob pattern")?;
 
-        let template = Template::parse(&cli.command, cli.shell)?;
+        let template = Template::parse(&cli.command, cli.shell, cli.in_place)?;
         let program = match template.program() {
             Some(p) => Some(resolve_program(Path::new(&p))?),
             None => None,
@@ -101,6 +104,10 @@ impl Config {
             retries: cli.retries,
             halt: cli.halt,
             resume: cli.resume,
+            in_place: cli.in_place.then_some(InPlaceOptions {
+                verify: cli.verify,
+                force: cli.force,
+            }),
         })
     }
 }

@@ -10,9 +10,11 @@ use crossbeam_channel::bounded;
 use crate::cancel::Cancel;
 use crate::config::Config;
 use crate::error::{print_notice, ExitStatus};
+use crate::inplace::InPlace;
 use crate::resume::Resume;
 use crate::template::{display_argv, JobValues};
 use crate::walk::{self, Notice};
+use std::os::unix::ffi::OsStrExt;
 
 pub(crate) fn run(config: &Config) -> Result<ExitStatus> {
     let cancel = Cancel::default();
@@ -21,6 +23,7 @@ pub(crate) fn run(config: &Config) -> Result<ExitStatus> {
     let (notice_tx, notice_rx) = bounded(64);
     let resume = config.resume.as_deref().map(Resume::load).transpose()?;
     let mut skipped = 0u64;
+    let in_place = config.in_place.clone().map(InPlace::new);
     let mut stdout = BufWriter::new(io::stdout().lock());
     let (listed, report, problems) =
         std::thread::scope(|s| -> Result<(u64, walk::WalkReport, u64)> {
@@ -33,7 +36,7 @@ pub(crate) fn run(config: &Config) -> Result<ExitStatus> {
             let (mut listed, mut problems) = (0u64, 0u64);
             let mut closed = false;
             for input in &input_rx {
-                while let Ok(Notice::Error(msg)) = notice_rx.try_recv() {
+                while let Ok(Notice::Error(msg) | Notice::Info(msg)) = notice_rx.try_recv() {
                     print_notice(&msg);
                 }
                 if closed {
@@ -51,20 +54,36 @@ pub(crate) fn run(config: &Config) -> Result<ExitStatus> {
                     skipped += 1;
                     continue;
                 }
+                // In place: show `{out}` and what would be replaced; nothing is created.
+                let target = in_place
+                    .as_ref()
+                    .map(|_| InPlace::target(&input.path).unwrap_or(input.path.clone()));
+                let out = in_place
+                    .as_ref()
+                    .zip(target.as_ref())
+                    .map(|(ip, t)| ip.out_path(t, input.job));
                 let argv = config.template.expand(&JobValues {
                     path: &input.path,
                     job: input.job,
                     slot: ((input.job - 1) % config.jobs as u64) as usize + 1,
                     threads: config.threads,
+                    out: out.as_deref(),
                 });
                 let mut line = display_argv(&argv);
+                if let Some(target) = &target {
+                    line.extend_from_slice(b"  # then replaces ");
+                    line.extend_from_slice(&crate::template::shell_quote(
+                        target.as_os_str().as_bytes(),
+                    ));
+                }
                 line.push(b'\n');
                 if stdout.write_all(&line).is_err() {
                     closed = true;
                 }
                 listed += 1;
             }
-            for Notice::Error(msg) in notice_rx.try_iter() {
+            for notice in notice_rx.try_iter() {
+                let (Notice::Error(msg) | Notice::Info(msg)) = notice;
                 print_notice(&msg);
             }
             let report = walker.join().expect("walker thread")?;

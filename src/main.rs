@@ -9,6 +9,8 @@ mod config;
 mod dry_run;
 mod error;
 mod exec;
+mod inplace;
+mod parquet;
 mod progress;
 mod resume;
 mod summary;

@@ -88,6 +88,23 @@ pub(crate) struct JobRecord {
     pub file_size: Option<u64>,
     /// The file's modification time after the job, nanoseconds since the epoch.
     pub file_mtime_ns: Option<i64>,
+    /// In-place runs: `replaced` or `kept`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub action: Option<&'static str>,
+    /// In-place runs: the input's size before the job.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub input_bytes: Option<u64>,
+    /// In-place runs: the size of what the job wrote to `{out}`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output_bytes: Option<u64>,
+    /// In-place parquet runs: rows in the input's and the output's footers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rows_in: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rows_out: Option<i64>,
+    /// In-place runs: the verify mode and, when it failed, what failed, in words.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verify: Option<String>,
 }
 
 impl JobRecord {
@@ -119,6 +136,12 @@ impl JobRecord {
             reason: None,
             file_size: None,
             file_mtime_ns: None,
+            action: None,
+            input_bytes: None,
+            output_bytes: None,
+            rows_in: None,
+            rows_out: None,
+            verify: None,
         }
     }
 

@@ -32,6 +32,8 @@ pub(crate) enum Placeholder {
     Slot,
     /// `{threads}`: max(1, logical CPUs / jobs).
     Threads,
+    /// `{out}`: where an in-place job writes the new content.
+    Out,
 }
 
 /// Every placeholder with its spelling, for parsing and for hints.
@@ -44,6 +46,7 @@ const PLACEHOLDERS: &[(&str, Placeholder)] = &[
     ("#", Placeholder::JobNumber),
     ("%", Placeholder::Slot),
     ("threads", Placeholder::Threads),
+    ("out", Placeholder::Out),
 ];
 
 impl Placeholder {
@@ -55,6 +58,7 @@ impl Placeholder {
                 | Placeholder::Basename
                 | Placeholder::Parent
                 | Placeholder::BasenameNoExt
+                | Placeholder::Out
         )
     }
 }
@@ -72,7 +76,7 @@ struct Word {
 }
 
 impl Word {
-    fn parse(raw: &OsStr, shell: bool) -> Result<Word> {
+    fn parse(raw: &OsStr, shell: bool, in_place: bool) -> Result<Word> {
         let bytes = raw.as_bytes();
         let mut tokens = Vec::new();
         let mut text = Vec::new();
@@ -89,6 +93,9 @@ impl Word {
                     let name = &bytes[i + 1..i + 1 + len];
                     if let Some(&(_, ph)) = PLACEHOLDERS.iter().find(|(n, _)| n.as_bytes() == name)
                     {
+                        if ph == Placeholder::Out && !in_place {
+                            bail!("{{out}} is only for in-place rewrites: add -i/--in-place");
+                        }
                         if !text.is_empty() {
                             tokens.push(Token::Text(std::mem::take(&mut text)));
                         }
@@ -146,10 +153,10 @@ impl Word {
 
 /// Suggests the closest placeholder for a misspelt `{name}`.
 fn hint(name: &str) -> String {
-    let known = ["threads"];
+    let known = ["threads", "out"];
     match known.iter().find(|k| k.starts_with(&name[..1])) {
         Some(k) => format!(" (did you mean {{{k}}}?)"),
-        None => String::from(" (placeholders: {} {.} {/} {//} {/.} {#} {%} {threads})"),
+        None => String::from(" (placeholders: {} {.} {/} {//} {/.} {#} {%} {threads} {out})"),
     }
 }
 
@@ -160,6 +167,8 @@ pub(crate) struct JobValues<'a> {
     pub job: u64,
     pub slot: usize,
     pub threads: usize,
+    /// The in-place output path, for `{out}`.
+    pub out: Option<&'a Path>,
 }
 
 impl JobValues<'_> {
@@ -184,6 +193,9 @@ impl JobValues<'_> {
             Placeholder::JobNumber => Cow::Owned(self.job.to_string().into_bytes()),
             Placeholder::Slot => Cow::Owned(self.slot.to_string().into_bytes()),
             Placeholder::Threads => Cow::Owned(self.threads.to_string().into_bytes()),
+            Placeholder::Out => {
+                Cow::Borrowed(self.out.map_or(&b""[..], |p| p.as_os_str().as_bytes()))
+            }
         }
     }
 }
@@ -216,18 +228,25 @@ pub(crate) struct Template {
 impl Template {
     /// Parses the words after `--`. In shell mode they are joined with single spaces into one
     /// script. A template without a path placeholder gets `{}` appended.
-    pub(crate) fn parse(raw: &[OsString], shell: bool) -> Result<Template> {
+    pub(crate) fn parse(raw: &[OsString], shell: bool, in_place: bool) -> Result<Template> {
         if raw.is_empty() || (raw.len() == 1 && raw[0].is_empty()) {
             bail!("no command given after `--`");
         }
         let mut words = if shell {
             let script = raw.join(OsStr::new(" "));
-            vec![Word::parse(&script, true)?]
+            vec![Word::parse(&script, true, in_place)?]
         } else {
             raw.iter()
-                .map(|w| Word::parse(w, false))
+                .map(|w| Word::parse(w, false, in_place))
                 .collect::<Result<Vec<_>>>()?
         };
+        let has_out = words
+            .iter()
+            .flat_map(|w| &w.tokens)
+            .any(|t| *t == Token::Value(Placeholder::Out));
+        if in_place && !has_out {
+            bail!("-i/--in-place needs {{out}} in the command: the path the job writes the new content to, e.g. `cp {{}} {{out}}`");
+        }
         if !words.iter().any(Word::has_path) {
             let path = Token::Value(Placeholder::Path);
             if shell {
@@ -301,7 +320,7 @@ mod tests {
 
     fn parse(words: &[&str]) -> Result<Template> {
         let raw: Vec<OsString> = words.iter().map(OsString::from).collect();
-        Template::parse(&raw, false)
+        Template::parse(&raw, false, false)
     }
 
     fn expand(t: &Template, path: &str) -> Vec<String> {
@@ -397,7 +416,7 @@ mod tests {
             .iter()
             .map(OsString::from)
             .collect();
-        let t = Template::parse(&raw, true).unwrap();
+        let t = Template::parse(&raw, true, false).unwrap();
         let argv = expand(&t, "it's $(x).txt");
         assert_eq!(argv[..2], ["sh", "-c"]);
         assert_eq!(argv[2], r#"cat 'it'"'"'s $(x).txt' | wc -c"#);
@@ -406,17 +425,39 @@ mod tests {
     #[test]
     fn shell_mode_allows_parameter_expansion() {
         let raw = vec![OsString::from("x=1; echo ${x} {}")];
-        let t = Template::parse(&raw, true).unwrap();
+        let t = Template::parse(&raw, true, false).unwrap();
         assert_eq!(expand(&t, "f")[2], "x=1; echo ${x} f");
         let raw = vec![OsString::from("echo {x}")];
-        assert!(Template::parse(&raw, true).is_err());
+        assert!(Template::parse(&raw, true, false).is_err());
     }
 
     #[test]
     fn shell_mode_appends_path() {
         let raw = vec![OsString::from("wc -c")];
-        let t = Template::parse(&raw, true).unwrap();
+        let t = Template::parse(&raw, true, false).unwrap();
         assert_eq!(expand(&t, "a b")[2], "wc -c 'a b'");
+    }
+
+    #[test]
+    fn out_needs_in_place_and_in_place_needs_out() {
+        let raw: Vec<OsString> = ["cp", "{}", "{out}"].iter().map(OsString::from).collect();
+        assert!(Template::parse(&raw, false, false)
+            .unwrap_err()
+            .to_string()
+            .contains("-i/--in-place"));
+        let t = Template::parse(&raw, false, true).unwrap();
+        assert_eq!(expand(&t, "a.csv"), ["cp", "a.csv", "o"]);
+        let raw: Vec<OsString> = ["cp", "{}"].iter().map(OsString::from).collect();
+        assert!(Template::parse(&raw, false, true)
+            .unwrap_err()
+            .to_string()
+            .contains("{out}"));
+        // {out} counts as a path placeholder: nothing is appended.
+        let raw: Vec<OsString> = ["touch", "{out}"].iter().map(OsString::from).collect();
+        assert_eq!(
+            expand(&Template::parse(&raw, false, true).unwrap(), "a"),
+            ["touch", "o"]
+        );
     }
 
     #[test]

@@ -63,6 +63,8 @@ pub(crate) struct Input {
 pub(crate) enum Notice {
     /// A walk step failed (unreadable directory, symlink loop); the walk went on.
     Error(String),
+    /// Something worth telling that is not an error (stale temporary files removed).
+    Info(String),
 }
 
 /// What the walk found, for the final report.
@@ -155,7 +157,10 @@ impl Walker<'_> {
                     continue;
                 }
             };
-            if !entry.file_type().is_some_and(|t| t.is_file()) || !self.ext_matches(entry.path()) {
+            if !entry.file_type().is_some_and(|t| t.is_file())
+                || !self.ext_matches(entry.path())
+                || crate::inplace::temp_owner(entry.file_name().as_bytes()).is_some()
+            {
                 continue;
             }
             if self.seen.is_some() {

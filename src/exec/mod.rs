@@ -7,7 +7,7 @@
 //! a `not_started` record, so the records always add up to the inputs.
 
 mod child;
-mod sys;
+pub(crate) mod sys;
 
 use std::collections::BTreeMap;
 use std::io::{self, Write};
@@ -23,6 +23,7 @@ use crate::cancel::{self, Cancel, Level, Reason};
 use crate::cli::Halt;
 use crate::config::Config;
 use crate::error::{print_notice, ExitStatus};
+use crate::inplace::{InPlace, Problem, Refusal};
 use crate::progress::Progress;
 use crate::resume::{self, Resume};
 use crate::summary::{JobRecord, Journal, Status, Totals};
@@ -43,6 +44,9 @@ struct Shared<'a> {
     cancel: &'a Cancel,
     running: AtomicU64,
     resume: Option<Resume>,
+    in_place: Option<InPlace>,
+    /// For messages from workers (stale temporary files removed).
+    notices: Sender<Notice>,
 }
 
 /// Runs the whole pipeline and returns the exit status.
@@ -77,6 +81,8 @@ pub(crate) fn run(config: &Config) -> Result<ExitStatus> {
         cancel: &cancel,
         running: AtomicU64::new(0),
         resume,
+        in_place: config.in_place.clone().map(InPlace::new),
+        notices: notice_tx.clone(),
     };
 
     let (totals, walk_report) = std::thread::scope(|s| -> Result<(Totals, WalkReport)> {
@@ -199,14 +205,34 @@ fn work(shared: &Shared, slot: usize, inputs: &Receiver<Input>, done: &Sender<Do
     }
 }
 
-/// Runs one input's job, again after a failure or timeout while `--retries` allows.
+/// Runs one input's job, again after a failure or timeout while `--retries` allows. In place,
+/// the input is checked and locked first and replaced at most once, after the last attempt.
 fn run_job(shared: &Shared, slot: usize, input: &Input) -> Done {
     let config = shared.config;
+    let prepared = match &shared.in_place {
+        None => None,
+        Some(ip) => {
+            let (prepared, swept) = ip.prepare(&input.path, input.job);
+            if !swept.is_empty() {
+                let names: Vec<String> = swept.iter().map(|p| p.display().to_string()).collect();
+                let _ = shared.notices.send(Notice::Info(format!(
+                    "removed {} temporary file(s) left by fanout runs that are no longer alive: {}",
+                    swept.len(),
+                    names.join(", ")
+                )));
+            }
+            match prepared {
+                Ok(p) => Some(p),
+                Err(refusal) => return refused(input, refusal),
+            }
+        }
+    };
     let argv = config.template.expand(&JobValues {
         path: &input.path,
         job: input.job,
         slot,
         threads: config.threads,
+        out: prepared.as_ref().map(|p| p.out.as_path()),
     });
     let mut attempts = 0;
     loop {
@@ -226,9 +252,15 @@ fn run_job(shared: &Shared, slot: usize, input: &Input) -> Done {
             && attempts <= config.retries
             && !shared.cancel.no_new_jobs();
         if again {
+            if let Some(p) = &prepared {
+                InPlace::discard(p);
+            }
             continue;
         }
         record.attempts = attempts;
+        if let (Some(ip), Some(p)) = (&shared.in_place, prepared) {
+            conclude_in_place(ip, p, &mut record);
+        }
         if let Some(id) = resume::identity(&input.path) {
             record.file_size = Some(id.size);
             record.file_mtime_ns = Some(id.mtime_ns);
@@ -238,6 +270,51 @@ fn run_job(shared: &Shared, slot: usize, input: &Input) -> Done {
             stdout: finished.stdout,
             stderr: finished.stderr,
         };
+    }
+}
+
+/// Verifies and replaces (or keeps) an in-place input, and records what happened.
+fn conclude_in_place(ip: &InPlace, p: crate::inplace::Prepared, record: &mut JobRecord) {
+    let verify = p.verify;
+    let outcome = ip.finish(p, record.status == Status::Ok);
+    record.action = Some(if outcome.replaced { "replaced" } else { "kept" });
+    record.input_bytes = outcome.input_bytes;
+    record.output_bytes = outcome.output_bytes;
+    record.rows_in = outcome.rows_in;
+    record.rows_out = outcome.rows_out;
+    record.verify = Some(verify.name().to_string());
+    match outcome.problem {
+        Some(Problem::Invalid(why)) => {
+            record.status = Status::InvalidOutput;
+            record.verify = Some(format!("{}: {why}", verify.name()));
+            record.reason = Some(format!("verification failed, original kept: {why}"));
+        }
+        Some(Problem::Failed(why)) => {
+            record.status = Status::Failed;
+            record.reason = Some(format!("original kept: {why}"));
+        }
+        None if !outcome.replaced && record.reason.is_none() => {
+            record.reason = Some("the command did not succeed; original kept".into());
+        }
+        None => {}
+    }
+}
+
+/// The record of an input that in-place mode refused to run.
+fn refused(input: &Input, refusal: Refusal) -> Done {
+    let (status, reason) = match refusal {
+        Refusal::ReadOnly(r) => (Status::Skipped, r),
+        Refusal::InvalidInput(r) => (Status::InvalidInput, r),
+        Refusal::Locked(r) => (Status::NotStarted, r),
+        Refusal::Failed(r) => (Status::Failed, r),
+    };
+    let mut record = JobRecord::new(input.job, &input.path, status);
+    record.reason = Some(reason);
+    record.action = Some("kept");
+    Done {
+        record,
+        stdout: None,
+        stderr: None,
     }
 }
 
@@ -342,7 +419,7 @@ impl Collector<'_> {
 
     fn notice(&mut self, notice: Notice) {
         match notice {
-            Notice::Error(msg) => {
+            Notice::Error(msg) | Notice::Info(msg) => {
                 self.progress.suspend(|| print_notice(&msg));
             }
         }

@@ -148,3 +148,9 @@ pub(crate) fn reap_group_orphans(pgid: i32) {
         }
     }
 }
+
+/// Whether fanout runs as root (then in-place outputs also get the input's owner).
+pub(crate) fn is_root() -> bool {
+    // SAFETY: geteuid cannot fail and has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
