@@ -132,6 +132,25 @@ pub(crate) struct Cli {
     #[arg(long, requires = "in_place")]
     pub force: bool,
 
+    /// Memory budget for the jobs running at once: a size (`12G`) or a share of the memory
+    /// available at start, cgroup limits included (`60%`) [default: 80%]
+    #[arg(long, value_name = "SIZE|PCT", value_parser = |s: &str| crate::memory::parse_amount(s, true))]
+    pub mem_limit: Option<crate::memory::Amount>,
+
+    /// Memory to reserve per job: a size (`600M`), or `auto` to learn it from finished jobs
+    /// and each input's weight [default: auto]
+    #[arg(long, value_name = "SIZE|auto", value_parser = parse_per_job)]
+    pub mem_per_job: Option<PerJob>,
+
+    /// Start no new job while the machine's available memory is below this [default: 5% of
+    /// memory, at most 1G]
+    #[arg(long, value_name = "SIZE", value_parser = |s: &str| crate::memory::parse_amount(s, false))]
+    pub mem_reserve: Option<crate::memory::Amount>,
+
+    /// Input order, or the heaviest inputs first (collects all inputs before starting)
+    #[arg(long, value_enum, default_value_t = Order::Input)]
+    pub order: Order,
+
     /// Run a failed or timed-out job again, up to N more times
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub retries: u32,
@@ -159,6 +178,32 @@ pub(crate) struct Cli {
     /// Hide the progress bar and the end summary
     #[arg(short = 'q', long)]
     pub quiet: bool,
+}
+
+/// `--mem-per-job`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum PerJob {
+    Auto,
+    Fixed(u64),
+}
+
+fn parse_per_job(s: &str) -> Result<PerJob, String> {
+    if s.eq_ignore_ascii_case("auto") {
+        return Ok(PerJob::Auto);
+    }
+    match crate::memory::parse_amount(s, false)? {
+        crate::memory::Amount::Bytes(b) => Ok(PerJob::Fixed(b)),
+        crate::memory::Amount::Percent(_) => Err("a percentage is not allowed here".into()),
+    }
+}
+
+/// The order in which inputs start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Order {
+    /// As discovered.
+    Input,
+    /// Heaviest first (by parquet decoded size or file size).
+    LargestFirst,
 }
 
 /// What to do after the first failed file.

@@ -11,8 +11,9 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
-use crate::cli::{Cli, Halt};
+use crate::cli::{Cli, Halt, Order, PerJob};
 use crate::inplace::InPlaceOptions;
+use crate::memory::Amount;
 use crate::template::Template;
 use crate::walk::{build_overrides, Root, WalkOptions};
 
@@ -52,6 +53,14 @@ pub(crate) struct Config {
     pub resume: Option<PathBuf>,
     /// Rewrite files in place through `{out}`.
     pub in_place: Option<InPlaceOptions>,
+    /// `--mem-limit`; `None`: 80% of available.
+    pub mem_limit: Option<Amount>,
+    /// `--mem-per-job SIZE`; `None`: learn (`auto`).
+    pub mem_per_job: Option<u64>,
+    /// `--mem-reserve`; `None`: 5% of memory, at most 1 GiB.
+    pub mem_reserve: Option<u64>,
+    /// Input order or heaviest first.
+    pub order: Order,
 }
 
 impl Config {
@@ -74,9 +83,11 @@ impl Config {
         };
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         let jobs = cli.jobs.unwrap_or(cpus);
+        // With one job, output streams straight to the terminal: a bar would be drawn into it.
         let progress = !cli.quiet
             && !cli.no_progress
             && !cli.dry_run
+            && jobs > 1
             && (cli.progress || std::io::stderr().is_terminal());
         Ok(Config {
             walk: WalkOptions {
@@ -104,6 +115,16 @@ impl Config {
             retries: cli.retries,
             halt: cli.halt,
             resume: cli.resume,
+            mem_limit: cli.mem_limit,
+            mem_per_job: match cli.mem_per_job {
+                Some(PerJob::Fixed(b)) => Some(b),
+                _ => None,
+            },
+            mem_reserve: cli.mem_reserve.map(|a| match a {
+                Amount::Bytes(b) => b,
+                Amount::Percent(_) => unreachable!("the parser refuses percentages here"),
+            }),
+            order: cli.order,
             in_place: cli.in_place.then_some(InPlaceOptions {
                 verify: cli.verify,
                 force: cli.force,

@@ -10,6 +10,7 @@ mod dry_run;
 mod error;
 mod exec;
 mod inplace;
+mod memory;
 mod parquet;
 mod progress;
 mod resume;

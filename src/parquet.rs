@@ -192,6 +192,17 @@ pub(crate) fn compare(mode: Verify, input: &Footer, output: &Footer) -> Result<(
     Ok(())
 }
 
+/// An input's memory weight: for a parquet file the decoded size estimated from its footer,
+/// else (or when the footer cannot be read) the file size.
+pub(crate) fn weight(path: &Path) -> u64 {
+    if is_parquet_name(path) {
+        if let Ok(footer) = read_footer(path) {
+            return footer.decoded_bytes.max(1);
+        }
+    }
+    std::fs::metadata(path).map_or(0, |m| m.len())
+}
+
 /// Whether `path` names a parquet file by its extension.
 pub(crate) fn is_parquet_name(path: &Path) -> bool {
     path.extension()

@@ -88,6 +88,12 @@ pub(crate) struct JobRecord {
     pub file_size: Option<u64>,
     /// The file's modification time after the job, nanoseconds since the epoch.
     pub file_mtime_ns: Option<i64>,
+    /// When the job started, ms after the run started.
+    pub started_ms: Option<u64>,
+    /// The input's memory weight: parquet decoded-size estimate, else the file size.
+    pub weight_bytes: Option<u64>,
+    /// The memory reserved for the job (`{mem}`).
+    pub mem_reserved_bytes: Option<u64>,
     /// In-place runs: `replaced` or `kept`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub action: Option<&'static str>,
@@ -136,6 +142,9 @@ impl JobRecord {
             reason: None,
             file_size: None,
             file_mtime_ns: None,
+            started_ms: None,
+            weight_bytes: None,
+            mem_reserved_bytes: None,
             action: None,
             input_bytes: None,
             output_bytes: None,
@@ -194,6 +203,25 @@ pub(crate) fn signal_name(sig: i32) -> &'static str {
     }
 }
 
+/// What the memory-aware scheduler saw, for the final record.
+#[derive(Debug, Clone, Default, Serialize)]
+pub(crate) struct MemoryReport {
+    /// The budget for jobs running at once.
+    pub mem_limit_bytes: u64,
+    /// Memory available when the run started: min(MemAvailable, cgroup limit − usage).
+    pub mem_available_bytes: u64,
+    /// The tightest memory limit of fanout's cgroups, if any.
+    pub cgroup_limit_bytes: Option<u64>,
+    /// The most jobs that ran at once.
+    pub max_running: usize,
+    /// The highest sampled total memory of the jobs running at once.
+    pub max_memory_bytes: u64,
+    /// The learned model (`auto`), peak = base + k × weight.
+    pub model: Option<crate::memory::Fit>,
+    /// Samples of [ms since start, running jobs, their total memory].
+    pub timeline: Vec<[u64; 3]>,
+}
+
 /// The final record of the journal.
 #[derive(Debug, Clone, Serialize)]
 struct FinalRecord<'a> {
@@ -214,6 +242,8 @@ struct FinalRecord<'a> {
     exit_code: i32,
     /// Why the run stopped early, if it did.
     stopped_by: Option<&'a str>,
+    #[serde(flatten)]
+    memory: &'a MemoryReport,
     complete: bool,
 }
 
@@ -347,6 +377,7 @@ impl Journal {
         wall: Duration,
         exit: ExitStatus,
         stopped: Option<Reason>,
+        memory: &MemoryReport,
     ) -> io::Result<()> {
         let stopped_by = stopped.map(|r| match r {
             Reason::Signal(libc::SIGINT) => "SIGINT",
@@ -378,6 +409,7 @@ impl Journal {
             },
             exit_code: exit.code(),
             stopped_by,
+            memory,
             complete: true,
         };
         serde_json::to_writer(&mut self.out, &record)?;

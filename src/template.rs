@@ -34,6 +34,8 @@ pub(crate) enum Placeholder {
     Threads,
     /// `{out}`: where an in-place job writes the new content.
     Out,
+    /// `{mem}`: this job's memory reservation in MiB.
+    Mem,
 }
 
 /// Every placeholder with its spelling, for parsing and for hints.
@@ -47,6 +49,7 @@ const PLACEHOLDERS: &[(&str, Placeholder)] = &[
     ("%", Placeholder::Slot),
     ("threads", Placeholder::Threads),
     ("out", Placeholder::Out),
+    ("mem", Placeholder::Mem),
 ];
 
 impl Placeholder {
@@ -153,10 +156,10 @@ impl Word {
 
 /// Suggests the closest placeholder for a misspelt `{name}`.
 fn hint(name: &str) -> String {
-    let known = ["threads", "out"];
+    let known = ["threads", "out", "mem"];
     match known.iter().find(|k| k.starts_with(&name[..1])) {
         Some(k) => format!(" (did you mean {{{k}}}?)"),
-        None => String::from(" (placeholders: {} {.} {/} {//} {/.} {#} {%} {threads} {out})"),
+        None => String::from(" (placeholders: {} {.} {/} {//} {/.} {#} {%} {threads} {out} {mem})"),
     }
 }
 
@@ -169,6 +172,8 @@ pub(crate) struct JobValues<'a> {
     pub threads: usize,
     /// The in-place output path, for `{out}`.
     pub out: Option<&'a Path>,
+    /// The memory reservation in MiB, for `{mem}`.
+    pub mem_mib: u64,
 }
 
 impl JobValues<'_> {
@@ -193,6 +198,7 @@ impl JobValues<'_> {
             Placeholder::JobNumber => Cow::Owned(self.job.to_string().into_bytes()),
             Placeholder::Slot => Cow::Owned(self.slot.to_string().into_bytes()),
             Placeholder::Threads => Cow::Owned(self.threads.to_string().into_bytes()),
+            Placeholder::Mem => Cow::Owned(self.mem_mib.to_string().into_bytes()),
             Placeholder::Out => {
                 Cow::Borrowed(self.out.map_or(&b""[..], |p| p.as_os_str().as_bytes()))
             }
@@ -329,6 +335,8 @@ mod tests {
             job: 7,
             slot: 2,
             threads: 3,
+            out: Some(Path::new("o")),
+            mem_mib: 512,
         };
         t.expand(&job)
             .into_iter()
@@ -419,7 +427,9 @@ mod tests {
         let t = Template::parse(&raw, true, false).unwrap();
         let argv = expand(&t, "it's $(x).txt");
         assert_eq!(argv[..2], ["sh", "-c"]);
-        assert_eq!(argv[2], r#"cat 'it'"'"'s $(x).txt' | wc -c"#);
+        // Whatever quoting shlex picks, the shell must see the name as one unchanged word.
+        let words = shlex::split(&argv[2]).unwrap();
+        assert_eq!(words, ["cat", "it's $(x).txt", "|", "wc", "-c"]);
     }
 
     #[test]

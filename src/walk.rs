@@ -56,6 +56,8 @@ pub(crate) struct Input {
     pub path: PathBuf,
     /// Why this input cannot be run (a stdin path that does not exist, ...), if so.
     pub problem: Option<String>,
+    /// Its memory weight, once known (`--order largest-first` computes it up front).
+    pub weight: Option<u64>,
 }
 
 /// Something the walk has to say that is not an input.
@@ -293,6 +295,7 @@ impl Walker<'_> {
             job: self.next_job,
             path: present(path),
             problem,
+            weight: None,
         };
         self.next_job += 1;
         self.found.fetch_add(1, Ordering::Relaxed);

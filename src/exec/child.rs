@@ -15,6 +15,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use super::sampler::Sampler;
 use super::sys;
 use crate::cancel::Cancel;
 
@@ -37,6 +38,8 @@ pub(crate) struct Launch<'a> {
     pub timeout: Option<Duration>,
     pub kill_grace: Duration,
     pub cancel: &'a Cancel,
+    /// Samples the job's process group for its whole tree's memory.
+    pub sampler: Option<&'a Sampler>,
 }
 
 /// How the process ended.
@@ -172,6 +175,10 @@ pub(crate) fn run(launch: &Launch) -> Finished {
         }
     };
     let pid = child.id() as i32;
+    sys::prefer_oom_victim(pid);
+    if let Some(s) = launch.sampler {
+        s.register(pid);
+    }
     let mut streams: Vec<Stream> = [
         child.stdout.take().map(OwnedFd::from),
         child.stderr.take().map(OwnedFd::from),
@@ -270,6 +277,7 @@ pub(crate) fn run(launch: &Launch) -> Finished {
         }
     }
     let reaped = sup.reaped.expect("reaped");
+    let sampled = launch.sampler.map_or(0, |s| s.unregister(pid));
     let mut outputs = streams.into_iter().map(|s| s.spool);
     Finished {
         ending: match (reaped.exit_code(), reaped.signal()) {
@@ -280,7 +288,7 @@ pub(crate) fn run(launch: &Launch) -> Finished {
         timed_out: sup.timed_out,
         interrupted: sup.interrupted,
         duration: start.elapsed(),
-        peak_rss_bytes: Some(reaped.max_rss_bytes),
+        peak_rss_bytes: Some(reaped.max_rss_bytes.max(sampled)),
         stdout: outputs.next(),
         stderr: outputs.next(),
     }

@@ -6,7 +6,9 @@
 //! stops, running jobs are stopped by `child.rs`, and every input still in the channel becomes
 //! a `not_started` record, so the records always add up to the inputs.
 
+mod admit;
 mod child;
+mod sampler;
 pub(crate) mod sys;
 
 use std::collections::BTreeMap;
@@ -20,16 +22,20 @@ use anyhow::{Context, Result};
 use crossbeam_channel::{bounded, select, Receiver, Sender};
 
 use crate::cancel::{self, Cancel, Level, Reason};
-use crate::cli::Halt;
+use crate::cli::{Halt, Order};
 use crate::config::Config;
 use crate::error::{print_notice, ExitStatus};
 use crate::inplace::{InPlace, Problem, Refusal};
+use crate::memory::{self, Meter};
 use crate::progress::Progress;
 use crate::resume::{self, Resume};
+use crate::summary::MemoryReport;
 use crate::summary::{JobRecord, Journal, Status, Totals};
 use crate::template::JobValues;
 use crate::walk::{self, Input, Notice, WalkReport};
+use admit::{Gate, Permit};
 use child::{Ending, Finished, Launch, Spool};
+use sampler::Sampler;
 
 /// A finished input on its way to the collector, with the job's captured output.
 struct Done {
@@ -47,6 +53,9 @@ struct Shared<'a> {
     in_place: Option<InPlace>,
     /// For messages from workers (stale temporary files removed).
     notices: Sender<Notice>,
+    gate: Gate,
+    sampler: Sampler,
+    start: Instant,
 }
 
 /// Runs the whole pipeline and returns the exit status.
@@ -54,6 +63,10 @@ pub(crate) fn run(config: &Config) -> Result<ExitStatus> {
     let cancel = Arc::new(Cancel::new().context("cannot create a pipe")?);
     cancel::watch_signals(Arc::clone(&cancel)).context("cannot install signal handlers")?;
     sys::become_subreaper();
+    sys::protect_from_oom();
+    let mut meter = Meter::new();
+    let snapshot = meter.snapshot();
+    let (budget, reserve) = memory::plan(config.mem_limit, config.mem_reserve, &snapshot);
     // Read the journal to resume before --summary (possibly the same file) is truncated.
     let resume = config.resume.as_deref().map(Resume::load).transpose()?;
     if let (Some(r), false) = (&resume, config.quiet) {
@@ -83,21 +96,42 @@ pub(crate) fn run(config: &Config) -> Result<ExitStatus> {
         resume,
         in_place: config.in_place.clone().map(InPlace::new),
         notices: notice_tx.clone(),
+        gate: Gate::new(budget, config.jobs, config.mem_per_job, reserve, meter),
+        sampler: Sampler::new(start),
+        start,
     };
+    let (sampler_stop, sampler_stopped) = bounded::<()>(0);
 
     let (totals, walk_report) = std::thread::scope(|s| -> Result<(Totals, WalkReport)> {
+        let shared = &shared;
+        std::thread::Builder::new()
+            .name("sampler".into())
+            .spawn_scoped(s, move || shared.sampler.run(&sampler_stopped))?;
+        // With --order largest-first, a planner stage collects every input, weighs them in
+        // parallel and sends them on heaviest first.
+        let (walk_tx, plan_rx) = match config.order {
+            Order::Input => (input_tx, None),
+            Order::LargestFirst => {
+                let (tx, rx) = bounded::<Input>(capacity);
+                (tx, Some((rx, input_tx)))
+            }
+        };
+        if let Some((rx, tx)) = plan_rx {
+            std::thread::Builder::new()
+                .name("plan".into())
+                .spawn_scoped(s, move || heaviest_first(&rx, &tx))?;
+        }
         let walker = std::thread::Builder::new()
             .name("walk".into())
             .spawn_scoped(s, || {
-                let report = walk::scan(&config.walk, &input_tx, &notice_tx, &cancel, &found);
-                drop(input_tx);
+                let report = walk::scan(&config.walk, &walk_tx, &notice_tx, &cancel, &found);
+                drop(walk_tx);
                 drop(notice_tx);
                 report
             })?;
         for slot in 1..=config.jobs {
             let rx = input_rx.clone();
             let tx = done_tx.clone();
-            let shared = &shared;
             std::thread::Builder::new()
                 .name(format!("worker-{slot}"))
                 .spawn_scoped(s, move || work(shared, slot, &rx, &tx))?;
@@ -118,6 +152,7 @@ pub(crate) fn run(config: &Config) -> Result<ExitStatus> {
         collector.collect(&done_rx, &notice_rx, &found, &shared.running);
         collector.progress.finish();
         let report = walker.join().expect("walker thread")?;
+        drop(sampler_stop);
         let mut totals = collector.totals;
         if collector.journal_failed {
             // A journal that could not be written is a failure scripts must see.
@@ -130,16 +165,33 @@ pub(crate) fn run(config: &Config) -> Result<ExitStatus> {
     let wall = start.elapsed();
     let stopped = cancel.reason();
     let exit = totals.exit_status(stopped);
+    let memory_report = MemoryReport {
+        mem_limit_bytes: shared.gate.budget(),
+        mem_available_bytes: snapshot.available,
+        cgroup_limit_bytes: snapshot.cgroup_limit,
+        max_running: shared.gate.max_running(),
+        max_memory_bytes: shared.sampler.max_total(),
+        model: shared.gate.fit(),
+        timeline: shared.sampler.timeline(),
+    };
 
     if !config.quiet && stopped != Some(Reason::ClosedStdout) {
         if totals.total() == 0 {
             print_notice(&nothing_matched(walk_report.hint.as_deref()));
         } else {
             let _ = writeln!(io::stderr(), "{}", totals.report(wall));
+            if memory_report.max_running > 1 || memory_report.max_memory_bytes > 0 {
+                print_notice(&format!(
+                    "memory: at most {} jobs at once, peak {} of a {} budget",
+                    memory_report.max_running,
+                    memory::human(memory_report.max_memory_bytes),
+                    memory::human(memory_report.mem_limit_bytes)
+                ));
+            }
         }
     }
     if let Some(j) = journal.as_mut() {
-        if let Err(err) = j.finish(&totals, wall, exit, stopped) {
+        if let Err(err) = j.finish(&totals, wall, exit, stopped, &memory_report) {
             print_notice(&format!(
                 "cannot write the summary {}: {err}",
                 j.path().display()
@@ -154,6 +206,22 @@ pub(crate) fn nothing_matched(hint: Option<&str>) -> String {
     match hint {
         Some(h) => format!("no files matched; {h}"),
         None => "no files matched".to_string(),
+    }
+}
+
+/// Collects every input, weighs them in parallel and sends them on, heaviest first.
+fn heaviest_first(inputs: &Receiver<Input>, out: &Sender<Input>) {
+    use rayon::prelude::*;
+    let mut all: Vec<Input> = inputs.iter().collect();
+    all.par_iter_mut()
+        .filter(|i| i.problem.is_none())
+        .for_each(|i| i.weight = Some(crate::parquet::weight(&i.path)));
+    // Stable: equal weights keep input order.
+    all.sort_by_key(|i| std::cmp::Reverse(i.weight.unwrap_or(0)));
+    for input in all {
+        if out.send(input).is_err() {
+            return;
+        }
     }
 }
 
@@ -208,7 +276,6 @@ fn work(shared: &Shared, slot: usize, inputs: &Receiver<Input>, done: &Sender<Do
 /// Runs one input's job, again after a failure or timeout while `--retries` allows. In place,
 /// the input is checked and locked first and replaced at most once, after the last attempt.
 fn run_job(shared: &Shared, slot: usize, input: &Input) -> Done {
-    let config = shared.config;
     let prepared = match &shared.in_place {
         None => None,
         Some(ip) => {
@@ -227,13 +294,55 @@ fn run_job(shared: &Shared, slot: usize, input: &Input) -> Done {
             }
         }
     };
+    let weight = input
+        .weight
+        .unwrap_or_else(|| crate::parquet::weight(&input.path));
+    let Some(permit) = shared.gate.admit(weight, shared.cancel) else {
+        if let Some(p) = &prepared {
+            InPlace::discard(p);
+        }
+        let mut record = JobRecord::new(input.job, &input.path, Status::NotStarted);
+        record.weight_bytes = Some(weight);
+        return Done {
+            record,
+            stdout: None,
+            stderr: None,
+        };
+    };
+    if permit.alone {
+        let _ = shared.notices.send(Notice::Info(format!(
+            "{}: its job needs about {}, more than the whole memory budget ({}): running it alone",
+            input.path.display(),
+            memory::human(permit.reserved),
+            memory::human(shared.gate.budget())
+        )));
+    }
+    let done = run_admitted(shared, slot, input, prepared, weight, permit);
+    shared
+        .gate
+        .release(permit, weight, done.record.peak_rss_bytes);
+    done
+}
+
+/// Runs an admitted job through its attempts.
+fn run_admitted(
+    shared: &Shared,
+    slot: usize,
+    input: &Input,
+    prepared: Option<crate::inplace::Prepared>,
+    weight: u64,
+    permit: Permit,
+) -> Done {
+    let config = shared.config;
     let argv = config.template.expand(&JobValues {
         path: &input.path,
         job: input.job,
         slot,
         threads: config.threads,
         out: prepared.as_ref().map(|p| p.out.as_path()),
+        mem_mib: permit.reserved >> 20,
     });
+    let started_ms = shared.start.elapsed().as_millis() as u64;
     let mut attempts = 0;
     loop {
         attempts += 1;
@@ -244,9 +353,13 @@ fn run_job(shared: &Shared, slot: usize, input: &Input) -> Done {
             timeout: config.timeout,
             kill_grace: config.kill_grace,
             cancel: shared.cancel,
+            sampler: Some(&shared.sampler),
         });
         let mut record = JobRecord::new(input.job, &input.path, Status::Ok);
         record.set_command(&argv);
+        record.started_ms = Some(started_ms);
+        record.weight_bytes = Some(weight);
+        record.mem_reserved_bytes = Some(permit.reserved);
         judge(&mut record, &finished, config);
         let again = matches!(record.status, Status::Failed | Status::Timeout)
             && attempts <= config.retries

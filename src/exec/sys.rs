@@ -154,3 +154,24 @@ pub(crate) fn is_root() -> bool {
     // SAFETY: geteuid cannot fail and has no preconditions.
     unsafe { libc::geteuid() == 0 }
 }
+
+/// The size of a memory page, for /proc's page counts.
+pub(crate) fn page_size() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if n > 0 {
+        n as u64
+    } else {
+        4096
+    }
+}
+
+/// Makes the OOM killer prefer `pid` (a job) over fanout and the rest of the system.
+pub(crate) fn prefer_oom_victim(pid: i32) {
+    let _ = std::fs::write(format!("/proc/{pid}/oom_score_adj"), "500");
+}
+
+/// Asks the OOM killer to spare fanout itself (allowed when privileged; ignored otherwise).
+pub(crate) fn protect_from_oom() {
+    let _ = std::fs::write("/proc/self/oom_score_adj", "-500");
+}

@@ -1,0 +1,345 @@
+//! Memory: what is available (host and cgroup), sizes as users write them, and the model that
+//! learns how much memory a job needs from its input's weight.
+//!
+//! The only user of sysinfo. It never kills processes or reaches into the pool: `exec/admit.rs`
+//! turns these numbers into admissions.
+
+use std::path::{Path, PathBuf};
+
+use sysinfo::{MemoryRefreshKind, RefreshKind, System};
+
+const MIB: u64 = 1 << 20;
+
+/// A memory amount given on the command line: bytes or a share of what is available.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Amount {
+    Bytes(u64),
+    Percent(f64),
+}
+
+/// Parses `600M`, `12G`, `1.5GiB`, `2048` (bytes) with K, M, G, T as powers of 1024, or
+/// `60%` when `percent` is allowed.
+pub(crate) fn parse_amount(s: &str, percent: bool) -> Result<Amount, String> {
+    let s = s.trim();
+    if let Some(p) = s.strip_suffix('%') {
+        if !percent {
+            return Err(format!("'{s}': a percentage is not allowed here"));
+        }
+        return match p.trim().parse::<f64>() {
+            Ok(v) if v > 0.0 && v <= 100.0 => Ok(Amount::Percent(v)),
+            _ => Err(format!("'{s}' is not a percentage between 0 and 100")),
+        };
+    }
+    let cfg = parse_size::Config::new().with_binary();
+    match cfg.parse_size(s) {
+        Ok(0) => Err(format!("'{s}' must be more than zero")),
+        Ok(b) => Ok(Amount::Bytes(b)),
+        Err(e) => Err(format!("'{s}' is not a size ({e}); try 600M, 12G or 2GiB")),
+    }
+}
+
+/// Memory as fanout sees it when it starts.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Snapshot {
+    /// min(MemAvailable, the cgroup's limit − its usage), bytes.
+    pub available: u64,
+    /// min(host total, the cgroup's limit), bytes.
+    pub total: u64,
+    /// The tightest memory limit of fanout's cgroup and its ancestors, if any.
+    pub cgroup_limit: Option<u64>,
+}
+
+/// Reads host and cgroup memory now.
+pub(crate) struct Meter {
+    sys: System,
+    cgroups: Vec<CgroupDir>,
+}
+
+impl Meter {
+    pub(crate) fn new() -> Meter {
+        let sys = System::new_with_specifics(
+            RefreshKind::nothing().with_memory(MemoryRefreshKind::nothing().with_ram()),
+        );
+        Meter {
+            sys,
+            cgroups: own_cgroups(),
+        }
+    }
+
+    pub(crate) fn snapshot(&mut self) -> Snapshot {
+        self.sys
+            .refresh_memory_specifics(MemoryRefreshKind::nothing().with_ram());
+        let mut available = self.sys.available_memory();
+        let mut total = self.sys.total_memory();
+        let mut limit: Option<u64> = None;
+        for cg in &self.cgroups {
+            if let Some((max, used)) = cg.read() {
+                limit = Some(limit.map_or(max, |l: u64| l.min(max)));
+                total = total.min(max);
+                available = available.min(max.saturating_sub(used));
+            }
+        }
+        Snapshot {
+            available,
+            total,
+            cgroup_limit: limit,
+        }
+    }
+}
+
+/// One memory cgroup directory: v2 (`memory.max`) or v1 (`memory.limit_in_bytes`).
+#[derive(Debug)]
+struct CgroupDir {
+    dir: PathBuf,
+    v2: bool,
+}
+
+impl CgroupDir {
+    /// (limit, usage without reclaimable page cache), when a limit is set.
+    fn read(&self) -> Option<(u64, u64)> {
+        let (max_file, cur_file, inactive_key) = if self.v2 {
+            ("memory.max", "memory.current", "inactive_file")
+        } else {
+            (
+                "memory.limit_in_bytes",
+                "memory.usage_in_bytes",
+                "total_inactive_file",
+            )
+        };
+        let max = read_u64(&self.dir.join(max_file))?;
+        // v1 reports "no limit" as a huge page-aligned number.
+        if max >= 1 << 60 {
+            return None;
+        }
+        let current = read_u64(&self.dir.join(cur_file)).unwrap_or(0);
+        // Inactive page cache is reclaimed before anything is killed: do not count it as used.
+        let inactive = std::fs::read_to_string(self.dir.join("memory.stat"))
+            .ok()
+            .and_then(|stat| {
+                stat.lines().find_map(|l| {
+                    let (k, v) = l.split_once(' ')?;
+                    (k == inactive_key).then(|| v.trim().parse::<u64>().ok())?
+                })
+            })
+            .unwrap_or(0);
+        Some((max, current.saturating_sub(inactive)))
+    }
+}
+
+fn read_u64(path: &Path) -> Option<u64> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+/// The memory cgroups fanout is in, from its own directory up to the hierarchy's root.
+fn own_cgroups() -> Vec<CgroupDir> {
+    let Ok(text) = std::fs::read_to_string("/proc/self/cgroup") else {
+        return Vec::new();
+    };
+    let mut found = Vec::new();
+    for line in text.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (Some(_), Some(controllers), Some(path)) = (parts.next(), parts.next(), parts.next())
+        else {
+            continue;
+        };
+        let (root, v2) = if controllers.is_empty() {
+            (PathBuf::from("/sys/fs/cgroup"), true)
+        } else if controllers.split(',').any(|c| c == "memory") {
+            (PathBuf::from("/sys/fs/cgroup/memory"), false)
+        } else {
+            continue;
+        };
+        if v2 && !root.join("cgroup.controllers").exists() {
+            // A v2 line on a v1 machine: the unified hierarchy carries no memory controller.
+            continue;
+        }
+        let mut dir = root.join(path.trim_start_matches('/'));
+        loop {
+            found.push(CgroupDir {
+                dir: dir.clone(),
+                v2,
+            });
+            if dir == root || !dir.pop() || !dir.starts_with(&root) {
+                break;
+            }
+        }
+    }
+    found
+}
+
+/// The budget and reserve of a run: `--mem-limit` (default 80% of available) and
+/// `--mem-reserve` (default 5% of memory, at most 1 GiB).
+pub(crate) fn plan(limit: Option<Amount>, reserve: Option<u64>, snap: &Snapshot) -> (u64, u64) {
+    let budget = match limit {
+        Some(Amount::Bytes(b)) => b,
+        Some(Amount::Percent(p)) => (snap.available as f64 * p / 100.0) as u64,
+        None => snap.available / 5 * 4,
+    };
+    let reserve = reserve.unwrap_or((snap.total / 20).min(1 << 30));
+    (budget.max(1), reserve)
+}
+
+/// Learns peak memory = base + k × weight from finished jobs, erring on the safe side.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Model {
+    points: Vec<(f64, f64)>,
+}
+
+/// A multiplier before anything can be fitted: the heaviest common whole-file transform
+/// measured (pyarrow sort) needs about 2.9 × the decoded size.
+const PRIOR_K: f64 = 3.0;
+/// Head-room on every prediction.
+const MARGIN: f64 = 1.15;
+/// How many recent observations the fit uses.
+const WINDOW: usize = 256;
+
+/// A fitted model, for the summary.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub(crate) struct Fit {
+    pub base_bytes: u64,
+    pub bytes_per_weight_byte: f64,
+    pub observations: usize,
+}
+
+impl Model {
+    pub(crate) fn observe(&mut self, weight: u64, peak: u64) {
+        if peak == 0 {
+            return;
+        }
+        if self.points.len() == WINDOW {
+            self.points.remove(0);
+        }
+        self.points.push((weight as f64, peak as f64));
+    }
+
+    pub(crate) fn observations(&self) -> usize {
+        self.points.len()
+    }
+
+    /// base and k such that every observation lies on or under the line.
+    pub(crate) fn fit(&self) -> Option<Fit> {
+        let n = self.points.len();
+        if n == 0 {
+            return None;
+        }
+        let (min_w, max_w) = self
+            .points
+            .iter()
+            .fold((f64::MAX, 0f64), |(lo, hi), (w, _)| {
+                (lo.min(*w), hi.max(*w))
+            });
+        let k = if n >= 2 && max_w > 1.2 * min_w.max(1.0) {
+            // Least squares for the slope, never below zero...
+            let mw = self.points.iter().map(|p| p.0).sum::<f64>() / n as f64;
+            let mp = self.points.iter().map(|p| p.1).sum::<f64>() / n as f64;
+            let cov: f64 = self.points.iter().map(|(w, p)| (w - mw) * (p - mp)).sum();
+            let var: f64 = self.points.iter().map(|(w, _)| (w - mw) * (w - mw)).sum();
+            (cov / var).max(0.0)
+        } else {
+            // ...or, with one size of input seen, the prior for larger inputs.
+            PRIOR_K
+        };
+        // ...and the base raised until no observation lies above the line.
+        let base = self
+            .points
+            .iter()
+            .map(|(w, p)| p - k * w)
+            .fold(f64::MIN, f64::max)
+            .max(0.0);
+        Some(Fit {
+            base_bytes: base as u64,
+            bytes_per_weight_byte: (k * 1000.0).round() / 1000.0,
+            observations: n,
+        })
+    }
+
+    /// The predicted need of a job with this input weight, with head-room.
+    pub(crate) fn predict(&self, weight: u64) -> Option<u64> {
+        let fit = self.fit()?;
+        let raw = fit.base_bytes as f64 + fit.bytes_per_weight_byte * weight as f64;
+        Some(((raw * MARGIN) as u64).max(16 * MIB))
+    }
+}
+
+/// The reservation before anything is learned: max(1 GiB, 200 MiB + 3 × weight).
+pub(crate) fn prior(weight: u64) -> u64 {
+    (1u64 << 30).max(200 * MIB + (PRIOR_K * weight as f64) as u64)
+}
+
+/// Human form of a byte count, for messages.
+pub(crate) fn human(bytes: u64) -> String {
+    let b = bytes as f64;
+    if b >= (1u64 << 30) as f64 {
+        format!("{:.1} GiB", b / (1u64 << 30) as f64)
+    } else if b >= MIB as f64 {
+        format!("{:.0} MiB", b / MIB as f64)
+    } else if b >= 1024.0 {
+        format!("{:.0} KiB", b / 1024.0)
+    } else {
+        format!("{bytes} B")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_are_binary() {
+        assert_eq!(parse_amount("600M", false), Ok(Amount::Bytes(600 * MIB)));
+        assert_eq!(parse_amount("600MiB", false), Ok(Amount::Bytes(600 * MIB)));
+        assert_eq!(parse_amount("2G", true), Ok(Amount::Bytes(2 << 30)));
+        assert_eq!(parse_amount("1K", false), Ok(Amount::Bytes(1024)));
+        assert_eq!(parse_amount("1T", false), Ok(Amount::Bytes(1 << 40)));
+        assert_eq!(parse_amount("60%", true), Ok(Amount::Percent(60.0)));
+        assert!(parse_amount("60%", false).is_err());
+        assert!(parse_amount("0", false).is_err());
+        assert!(parse_amount("lots", false).is_err());
+        assert!(parse_amount("150%", true).is_err());
+    }
+
+    #[test]
+    fn model_stays_above_every_observation() {
+        let mut m = Model::default();
+        assert!(m.predict(1000).is_none());
+        // pyarrow-like: 170 MB + 2.9 × weight, with noise.
+        let obs = [
+            (50e6, 320e6),
+            (100e6, 470e6),
+            (400e6, 1330e6),
+            (663e6, 2100e6),
+            (200e6, 760e6),
+        ];
+        for (w, p) in obs {
+            m.observe(w as u64, p as u64);
+        }
+        for (w, p) in obs {
+            assert!(
+                m.predict(w as u64).unwrap() as f64 >= p,
+                "under-predicted {w}"
+            );
+        }
+        let fit = m.fit().unwrap();
+        assert!((2.5..3.3).contains(&fit.bytes_per_weight_byte), "{fit:?}");
+        // Extrapolation to a bigger file stays in proportion.
+        let big = m.predict(1_000_000_000).unwrap() as f64;
+        assert!((3.0e9..4.5e9).contains(&big), "{big}");
+    }
+
+    #[test]
+    fn one_input_size_uses_the_prior_slope() {
+        let mut m = Model::default();
+        m.observe(1000, 50 * MIB);
+        m.observe(1000, 60 * MIB);
+        assert!(m.predict(1000).unwrap() >= 60 * MIB);
+        assert!(m.predict(100 * MIB).unwrap() >= 60 * MIB + 290 * MIB);
+    }
+
+    #[test]
+    fn cgroup_lines_are_found() {
+        // Only checks that reading our own cgroups does not fail on this machine.
+        let mut meter = Meter::new();
+        let snap = meter.snapshot();
+        assert!(snap.available > 0 && snap.total >= snap.available / 2);
+    }
+}

@@ -1,0 +1,277 @@
+//! `-n/--dry-run`: one shell-quoted line per job in input order, nothing run or written, the
+//! plan on stderr, exit 0 (or 2 on planning errors); each line run with `sh -c` reproduces the
+//! real run's argv exactly.
+
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::process::Command;
+
+use crate::harness::*;
+use crate::hostile::{hostile_env, hostile_env_where, hostile_names};
+
+fn no_newline(name: &[u8]) -> bool {
+    !name.contains(&b'\n')
+}
+
+/// Runs every stdout line of a dry run with `sh -c LINE` in the tree.
+fn run_each_line(env: &TestEnv, dry: &Output) {
+    for line in dry.stdout.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c")
+            .arg(OsStr::from_bytes(line))
+            .current_dir(env.root());
+        let out = run_command(cmd, None);
+        assert_eq!(
+            out.code,
+            Some(0),
+            "sh -c {:?} failed\n{}\n--- dry run ---\n{}",
+            OsStr::from_bytes(line),
+            out.dump(),
+            dry.dump()
+        );
+    }
+}
+
+#[test]
+fn one_line_per_job_in_input_order() {
+    let env = TestEnv::new(&[], &[("b.txt", ""), ("a.txt", ""), ("sub/c.txt", "")]);
+    let out = env.run(&["-n", "-j", "2", "--", "cp", "{}", "{}.bak"]);
+    out.assert_ok().assert_stdout_lines(&[
+        "cp a.txt a.txt.bak",
+        "cp b.txt b.txt.bak",
+        "cp sub/c.txt sub/c.txt.bak",
+    ]);
+    assert!(!env.exists("a.txt.bak"), "dry run ran a job");
+    env.run(&["--dry-run", "sub", "--", "echo", "{#}"])
+        .assert_ok()
+        .assert_stdout_lines(&["echo 1 sub/c.txt"]);
+}
+
+#[test]
+fn quotes_what_needs_quoting() {
+    let env = TestEnv::new(&[], &[("a b.txt", ""), ("it's", "")]);
+    let out = env.run(&["-n", "--", "echo", "{}"]);
+    out.assert_ok();
+    let lines = out.stdout_lines();
+    assert_eq!(lines.len(), 2, "{}", out.dump());
+    // Whatever the quoting style, the shell must read back the exact name.
+    for (line, name) in lines.iter().zip(["a b.txt", "it's"]) {
+        let o = env.sh(line);
+        o.assert_ok();
+        assert_eq!(o.stdout_str(), format!("{name}\n"), "line {line:?}");
+    }
+}
+
+#[test]
+fn runs_nothing_and_writes_nothing() {
+    let env = TestEnv::new(&[], &[("d/a.txt", ""), ("d/b.txt", ""), ("d/c.txt", "")]);
+    let out_dir = env.out_dir("out");
+    let dump = fixture("argv-dump.sh");
+    let before = env.list_files();
+    let out = env.run(&[
+        "-n",
+        "--summary",
+        "s.jsonl",
+        "d",
+        "--",
+        dump.as_str(),
+        out_dir.as_str(),
+        "{}",
+    ]);
+    out.assert_ok();
+    assert_eq!(out.stdout_lines().len(), 3, "{}", out.dump());
+    assert!(
+        read_argv_dumps(&out_dir).is_empty(),
+        "a job ran\n{}",
+        out.dump()
+    );
+    assert_eq!(
+        env.list_files(),
+        before,
+        "dry run wrote a file\n{}",
+        out.dump()
+    );
+    assert!(!env.exists("s.jsonl"), "dry run wrote the summary file");
+    // The plan goes to stderr and mentions the job count.
+    assert!(
+        !out.stderr.is_empty(),
+        "plan expected on stderr\n{}",
+        out.dump()
+    );
+    out.assert_stderr_contains("3");
+    // The plan never goes to stdout: every stdout line is a command.
+    for l in out.stdout_lines() {
+        assert!(l.contains("argv-dump.sh"), "not a command line: {l:?}");
+    }
+}
+
+#[test]
+fn each_line_reproduces_the_real_argv() {
+    // Every name except those with a newline (a quoted newline spans two lines; see the
+    // whole-script test below).
+    let env = hostile_env_where(no_newline);
+    let out_dir = env.out_dir("out");
+    let dump = fixture("argv-dump.sh");
+    let args = [
+        "-j",
+        "1",
+        "d",
+        "--",
+        dump.as_str(),
+        out_dir.as_str(),
+        "{}",
+        "{.}",
+        "{/}",
+        "{//}",
+        "{/.}",
+        "{#}",
+        "{%}",
+        "{threads}",
+        "lit eral",
+        "{{}}",
+        "$(touch PWNED)",
+        "'",
+    ];
+    env.run(&args).assert_ok();
+    let real = read_argv_dumps(&out_dir);
+    assert_eq!(
+        real.len(),
+        hostile_names().len() - 1,
+        "{}",
+        show_argvs(&real)
+    );
+    clear_dir(&out_dir);
+
+    let mut dry_args = vec!["-n"];
+    dry_args.extend(args);
+    let dry = env.run(&dry_args);
+    dry.assert_ok();
+    assert!(
+        read_argv_dumps(&out_dir).is_empty(),
+        "the dry run ran a job"
+    );
+    run_each_line(&env, &dry);
+    let replayed = read_argv_dumps(&out_dir);
+    assert!(
+        replayed == real,
+        "dry-run lines replay a different argv\n--- replayed ---\n{}\n--- real ---\n{}\n{}",
+        show_argvs(&replayed),
+        show_argvs(&real),
+        dry.dump()
+    );
+    assert!(!env.exists("PWNED"), "a name was executed");
+}
+
+#[test]
+fn whole_output_piped_into_sh_reproduces_the_real_argv() {
+    let env = hostile_env();
+    let out_dir = env.out_dir("out");
+    let dump = fixture("argv-dump.sh");
+    let args = [
+        "-k",
+        "d",
+        "--",
+        dump.as_str(),
+        out_dir.as_str(),
+        "{}",
+        "{/.}",
+        "{#}",
+    ];
+    env.run(&args).assert_ok();
+    let real = read_argv_dumps(&out_dir);
+    assert_eq!(real.len(), hostile_names().len());
+    clear_dir(&out_dir);
+
+    let mut dry_args = vec!["-n"];
+    dry_args.extend(args);
+    let dry = env.run(&dry_args);
+    dry.assert_ok();
+    let sh = env.sh_stdin(&dry.stdout);
+    assert_eq!(sh.code, Some(0), "sh failed\n{}\n{}", sh.dump(), dry.dump());
+    let replayed = read_argv_dumps(&out_dir);
+    assert!(
+        replayed == real,
+        "`fanout -n … | sh` runs a different argv\n--- replayed ---\n{}\n--- real ---\n{}\n{}",
+        show_argvs(&replayed),
+        show_argvs(&real),
+        dry.dump()
+    );
+    assert!(!env.exists("PWNED"), "a name was executed");
+}
+
+#[test]
+fn shell_mode_dry_run_reproduces_the_real_argv() {
+    let env = hostile_env_where(no_newline);
+    let out_dir = env.out_dir("out");
+    let dump = fixture("argv-dump.sh");
+    let script = format!("{dump} {out_dir} {{}} \"$HOME\" | cat && {dump} {out_dir} {{/}}");
+    let args = ["-s", "d", "--", script.as_str()];
+    env.run(&args).assert_ok();
+    let real = read_argv_dumps(&out_dir);
+    assert_eq!(real.len(), 2 * (hostile_names().len() - 1));
+    clear_dir(&out_dir);
+
+    let mut dry_args = vec!["-n"];
+    dry_args.extend(args);
+    let dry = env.run(&dry_args);
+    dry.assert_ok();
+    for l in dry.stdout_lines() {
+        assert!(
+            l.starts_with("sh -c "),
+            "shell mode prints `sh -c '…'`: {l:?}"
+        );
+    }
+    run_each_line(&env, &dry);
+    let replayed = read_argv_dumps(&out_dir);
+    assert!(
+        replayed == real,
+        "--- replayed ---\n{}\n--- real ---\n{}\n{}",
+        show_argvs(&replayed),
+        show_argvs(&real),
+        dry.dump()
+    );
+}
+
+#[test]
+fn stdin_dry_run_lists_in_input_order() {
+    let env = TestEnv::new(&[], &[("a.txt", ""), ("b.txt", "")]);
+    env.run_stdin(&["-n", "-", "--", "echo", "{}"], b"b.txt\na.txt\n")
+        .assert_ok()
+        .assert_stdout_lines(&["echo b.txt", "echo a.txt"]);
+}
+
+#[test]
+fn nothing_matched_dry_run_exits_zero() {
+    let env = TestEnv::new(&[], &[("a.txt", "")]);
+    env.run(&["-n", "-e", "csv", "--", "echo"])
+        .assert_ok()
+        .assert_stdout_empty()
+        .assert_stderr_contains("no files matched");
+}
+
+#[test]
+fn planning_errors_exit_two() {
+    let env = TestEnv::new(&[], &[("a.txt", "")]);
+    env.run(&["-n", "nope", "--", "echo"])
+        .assert_code(2)
+        .assert_stdout_empty();
+    env.run(&["-n", "--", "echo", "{outt}"])
+        .assert_code(2)
+        .assert_stdout_empty();
+    env.run(&["-n", "--", "no-such-program-fanout-test", "{}"])
+        .assert_code(2)
+        .assert_stdout_empty();
+    env.run(&["-n", "-j", "0", "--", "echo"])
+        .assert_code(2)
+        .assert_stdout_empty();
+    env.run(&["-n"]).assert_code(2).assert_stdout_empty();
+}
+
+#[test]
+fn worker_slot_in_dry_run_cycles_through_jobs() {
+    // design.md: {%} in a dry run is ((job-1) mod jobs)+1.
+    let env = TestEnv::new(&[], &[("a", ""), ("b", ""), ("c", "")]);
+    env.run(&["-n", "-j", "2", "--", "echo", "{%}", "{#}", "{}"])
+        .assert_ok()
+        .assert_stdout_lines(&["echo 1 1 a", "echo 2 2 b", "echo 1 3 c"]);
+}

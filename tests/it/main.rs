@@ -1,0 +1,19 @@
+//! fanout's integration tests: one crate (one link step), one module per area of issue 2.
+//!
+//! Every test builds its own small temporary tree with `harness::TestEnv` and runs the real
+//! binary in it. Order-sensitive tests use `-j 1` or `-k`.
+
+mod harness;
+mod pq;
+
+mod dry_run;
+mod exit_status;
+mod filters;
+mod hostile;
+mod inplace;
+mod inputs;
+mod preflight;
+mod running;
+mod signals;
+mod summary;
+mod template;

@@ -1,0 +1,203 @@
+//! The command template: every placeholder, literal braces, `{name}` typos rejected, the
+//! implicit trailing `{}`, and `./` before a leading dash.
+
+use crate::harness::*;
+
+#[test]
+fn path_placeholders_expand() {
+    let env = TestEnv::new(&[], &[("d/sub/a.tar.gz", ""), ("d/b", "")]);
+    env.run(&[
+        "-k",
+        "d",
+        "--",
+        "printf",
+        "%s|%s|%s|%s|%s\\n",
+        "{}",
+        "{.}",
+        "{/}",
+        "{//}",
+        "{/.}",
+    ])
+    .assert_ok()
+    .assert_stdout_lines(&[
+        "d/b|d/b|b|d|b",
+        "d/sub/a.tar.gz|d/sub/a.tar|a.tar.gz|d/sub|a.tar",
+    ]);
+}
+
+#[test]
+fn placeholders_work_inside_words() {
+    let env = TestEnv::new(&[], &[("d/x.csv", "")]);
+    env.run(&["d", "--", "echo", "in={}", "out={.}.json", "[{/.}]@{//}"])
+        .assert_ok()
+        .assert_stdout_lines(&["in=d/x.csv out=d/x.json [x]@d"]);
+}
+
+#[test]
+fn job_number_follows_input_order() {
+    let env = TestEnv::new(
+        &[],
+        &[("a.txt", ""), ("b.txt", ""), ("c/d.txt", ""), ("e.txt", "")],
+    );
+    // With two workers the finishing order is free, but {#} must follow input order.
+    env.run(&["-j", "2", "--", "echo", "{#}", "{}"])
+        .assert_ok()
+        .assert_stdout_sorted(&["1 a.txt", "2 b.txt", "3 c/d.txt", "4 e.txt"]);
+    env.run_stdin(&["-k", "-", "--", "echo", "{#}", "{}"], b"e.txt\na.txt\n")
+        .assert_ok()
+        .assert_stdout_lines(&["1 e.txt", "2 a.txt"]);
+}
+
+#[test]
+fn worker_slot_is_within_jobs() {
+    let files: Vec<(String, &str)> = (0..8).map(|i| (format!("f{i}.txt"), "")).collect();
+    let files: Vec<(&str, &str)> = files.iter().map(|(p, c)| (p.as_str(), *c)).collect();
+    let env = TestEnv::new(&[], &files);
+    let out = env.run(&["-j", "1", "--", "echo", "{%}"]);
+    out.assert_ok();
+    // No path placeholder: {} is appended.
+    for line in out.stdout_lines() {
+        assert!(
+            line.starts_with("1 f"),
+            "-j 1: slot must be 1\n{}",
+            out.dump()
+        );
+    }
+    let out = env.run(&[
+        "-j",
+        "3",
+        "--",
+        "sh",
+        "-c",
+        "sleep 0.05; echo \"$1\"",
+        "_",
+        "{%}",
+    ]);
+    out.assert_ok();
+    let slots: Vec<String> = out.stdout_lines();
+    assert_eq!(slots.len(), 8, "{}", out.dump());
+    for s in &slots {
+        assert!(
+            ["1", "2", "3"].contains(&s.as_str()),
+            "slot {s} outside 1..=3\n{}",
+            out.dump()
+        );
+    }
+}
+
+#[test]
+fn threads_placeholder_divides_cpus_by_jobs() {
+    let env = TestEnv::new(&[], &[("a.txt", "")]);
+    env.run(&["-j", "1000", "--", "echo", "{threads}"])
+        .assert_ok()
+        .assert_stdout_lines(&["1 a.txt"]);
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let out = env.run(&["-j", "1", "--", "echo", "t={threads}", "{}"]);
+    out.assert_ok();
+    assert_eq!(
+        out.stdout_lines(),
+        vec![format!("t={cpus} a.txt")],
+        "-j 1: {{threads}} = logical CPUs\n{}",
+        out.dump()
+    );
+}
+
+#[test]
+fn double_braces_are_literal() {
+    let env = TestEnv::new(&[], &[("a.txt", "")]);
+    env.run(&["--", "echo", "{{}}", "{{x}}", "{{{}}}"])
+        .assert_ok()
+        .assert_stdout_lines(&["{} {x} {a.txt}"]);
+}
+
+#[test]
+fn non_placeholder_brace_text_stays_literal() {
+    let env = TestEnv::new(&[], &[("a.txt", "hello world\nsecond line\n")]);
+    env.run(&["--", "awk", "{print $1}", "{}"])
+        .assert_ok()
+        .assert_stdout_lines(&["hello", "second"]);
+    env.run(&["--", "echo", "{ x }", "{1}", "{A}", "{}"])
+        .assert_ok()
+        .assert_stdout_lines(&["{ x } {1} {A} a.txt"]);
+}
+
+#[test]
+fn unknown_lowercase_placeholder_is_rejected() {
+    let env = TestEnv::new(&[], &[("a.txt", "")]);
+    let out_dir = env.out_dir("out");
+    let dump = fixture("argv-dump.sh");
+    let out = env.run(&[
+        "-e",
+        "txt",
+        "--",
+        dump.as_str(),
+        out_dir.as_str(),
+        "{outt}",
+        "{}",
+    ]);
+    out.assert_code(2).assert_stderr_contains("{outt}");
+    assert_eq!(
+        out.stderr_lines().len(),
+        1,
+        "one clear message\n{}",
+        out.dump()
+    );
+    assert!(read_argv_dumps(&out_dir).is_empty(), "{}", out.dump());
+    // Also inside a word, and in shell mode.
+    env.run(&["--", "echo", "x{bogus}y", "{}"])
+        .assert_code(2)
+        .assert_stderr_contains("bogus");
+    env.run(&["-s", "--", "echo {nme}"])
+        .assert_code(2)
+        .assert_stderr_contains("nme");
+}
+
+#[test]
+fn implicit_trailing_path() {
+    let env = TestEnv::new(&[], &[("d/a.txt", "")]);
+    env.run(&["d", "--", "echo", "hi"])
+        .assert_ok()
+        .assert_stdout_lines(&["hi d/a.txt"]);
+    // Any path placeholder suppresses it; {#} alone does not.
+    env.run(&["d", "--", "echo", "{/}"])
+        .assert_ok()
+        .assert_stdout_lines(&["a.txt"]);
+    env.run(&["d", "--", "echo", "{//}"])
+        .assert_ok()
+        .assert_stdout_lines(&["d"]);
+    env.run(&["d", "--", "echo", "{#}"])
+        .assert_ok()
+        .assert_stdout_lines(&["1 d/a.txt"]);
+    // In shell mode the appended {} is a quoted word at the end of the script.
+    env.run(&["-s", "d", "--", "echo", "hi"])
+        .assert_ok()
+        .assert_stdout_lines(&["hi d/a.txt"]);
+}
+
+#[test]
+fn leading_dash_path_gets_dot_slash() {
+    let env = TestEnv::new(&[], &[("-n", ""), ("-rf.txt", "")]);
+    env.run(&["-k", "--", "printf", "%s\\n", "{}"])
+        .assert_ok()
+        .assert_stdout_lines(&["./-n", "./-rf.txt"]);
+    // The same for paths read from stdin.
+    env.run_stdin(&["-", "--", "printf", "%s\\n", "{}"], b"-n\n")
+        .assert_ok()
+        .assert_stdout_lines(&["./-n"]);
+    // And `ls {}` does not take the name as an option.
+    env.run(&["-k", "--", "ls", "{}"])
+        .assert_ok()
+        .assert_stdout_lines(&["./-n", "./-rf.txt"]);
+}
+
+#[test]
+fn shell_mode_runs_one_script() {
+    let env = TestEnv::new(&[], &[("d/a.txt", "x\ny\n")]);
+    env.run(&["-s", "d", "--", "wc -l < {} | tr -d ' '"])
+        .assert_ok()
+        .assert_stdout_lines(&["2"]);
+    // Several words after -- are joined with single spaces.
+    env.run(&["--shell", "d", "--", "echo", "{/}", "&&", "echo", "done"])
+        .assert_ok()
+        .assert_stdout_lines(&["a.txt", "done"]);
+}
