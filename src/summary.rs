@@ -220,6 +220,10 @@ pub(crate) struct MemoryReport {
     pub model: Option<crate::memory::Fit>,
     /// Samples of [ms since start, running jobs, their total memory].
     pub timeline: Vec<[u64; 3]>,
+    /// CPU time fanout itself used (user + system, its jobs not included).
+    pub fanout_cpu_ms: u64,
+    /// `fanout_cpu_ms` per job that ran.
+    pub fanout_cpu_ms_per_job: f64,
 }
 
 /// The final record of the journal.

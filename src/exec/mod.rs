@@ -173,6 +173,13 @@ pub(crate) fn run(config: &Config) -> Result<ExitStatus> {
         max_memory_bytes: shared.sampler.max_total(),
         model: shared.gate.fit(),
         timeline: shared.sampler.timeline(),
+        fanout_cpu_ms: sys::own_cpu().as_millis() as u64,
+        fanout_cpu_ms_per_job: if totals.ran > 0 {
+            let per_job = sys::own_cpu().as_secs_f64() * 1000.0 / totals.ran as f64;
+            (per_job * 1000.0).round() / 1000.0
+        } else {
+            0.0
+        },
     };
 
     if !config.quiet && stopped != Some(Reason::ClosedStdout) {

@@ -175,3 +175,17 @@ pub(crate) fn prefer_oom_victim(pid: i32) {
 pub(crate) fn protect_from_oom() {
     let _ = std::fs::write("/proc/self/oom_score_adj", "-500");
 }
+
+/// CPU time (user + system) fanout itself has used so far, without its children.
+pub(crate) fn own_cpu() -> std::time::Duration {
+    // SAFETY: rusage is plain old data; getrusage fills it.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: valid pointer to a local.
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
+        return std::time::Duration::ZERO;
+    }
+    let tv = |t: libc::timeval| {
+        std::time::Duration::new(t.tv_sec as u64, (t.tv_usec as u32).saturating_mul(1000))
+    };
+    tv(usage.ru_utime) + tv(usage.ru_stime)
+}
