@@ -8,6 +8,7 @@ mod pq;
 
 mod dry_run;
 mod exit_status;
+mod faults;
 mod filters;
 mod hostile;
 mod inplace;
