@@ -108,8 +108,9 @@ pub(crate) fn scan(
     found: &AtomicU64,
 ) -> Result<WalkReport> {
     // Overlapping roots (`fanout d d/sub`) or followed links can reach a file twice: remember
-    // what was sent by device and inode. A single plain root needs no memory per file.
-    let dedup = opts.roots.len() > 1 || opts.follow || opts.roots.contains(&Root::Stdin);
+    // what was sent by device and inode. A single root needs no memory per file; standard
+    // input alone is taken as given (like xargs), so memory stays flat however long it is.
+    let dedup = opts.roots.len() > 1 || opts.follow;
     let mut walker = Walker {
         opts,
         inputs,

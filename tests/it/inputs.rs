@@ -242,15 +242,24 @@ fn overlapping_roots_counted_once_in_summary() {
 }
 
 #[test]
-fn stdin_duplicates_are_processed_once() {
-    // design.md: stdin paths are deduplicated by device+inode like roots.
+fn stdin_paths_alone_are_taken_as_given_but_deduplicated_with_other_roots() {
+    // Alone, stdin streams with flat memory, like xargs: a repeated path runs again.
     let env = TestEnv::new(&[], &[("a.txt", ""), ("b.txt", "")]);
-    let out = env.run_stdin(&with_print(&["-k", "-"]), b"a.txt\n./a.txt\nb.txt\na.txt\n");
+    let out = env.run_stdin(&with_print(&["-k", "-"]), b"a.txt\nb.txt\na.txt\n");
     out.assert_ok();
-    let lines = out.stdout_lines();
-    assert_eq!(lines.len(), 2, "each file once\n{}", out.dump());
-    assert_eq!(lines[0], "a.txt", "{}", out.dump());
-    assert_eq!(lines[1], "b.txt", "{}", out.dump());
+    assert_eq!(
+        out.stdout_lines(),
+        ["a.txt", "b.txt", "a.txt"],
+        "{}",
+        out.dump()
+    );
+    // With another root, a file already seen (same device and inode) is not run again.
+    let out = env.run_stdin(
+        &with_print(&["-k", "a.txt", "-"]),
+        b"./a.txt\nb.txt\na.txt\n",
+    );
+    out.assert_ok();
+    assert_eq!(out.stdout_lines(), ["a.txt", "b.txt"], "{}", out.dump());
 }
 
 #[test]
