@@ -249,8 +249,7 @@ impl InPlace {
             if pid == self.pid || run_alive(pid) {
                 continue;
             }
-            if entry.file_type().is_ok_and(|t| t.is_file()) && fs::remove_file(entry.path()).is_ok()
-            {
+            if remove_temp(&entry.path()) {
                 removed.push(entry.path());
             }
         }
@@ -259,14 +258,17 @@ impl InPlace {
 
     /// Removes `{out}` before a retry or after a failure.
     pub(crate) fn discard(p: &Prepared) {
-        let _ = fs::remove_file(&p.out);
+        remove_temp(&p.out);
     }
 
     /// Ends an in-place job: verify and replace when `succeeded`, else keep the original.
     pub(crate) fn finish(&self, p: Prepared, succeeded: bool) -> Outcome {
         let mut outcome = Outcome {
             input_bytes: Some(p.before.size),
-            output_bytes: fs::metadata(&p.out).ok().map(|m| m.len()),
+            output_bytes: fs::symlink_metadata(&p.out)
+                .ok()
+                .filter(|m| m.is_file())
+                .map(|m| m.len()),
             rows_in: p.input_footer.as_ref().map(|f| f.rows),
             ..Outcome::default()
         };
@@ -290,6 +292,11 @@ impl InPlace {
     }
 
     fn check(&self, p: &Prepared, outcome: &mut Outcome) -> Result<(), Problem> {
+        if fs::symlink_metadata(&p.out).is_ok_and(|m| !m.is_file()) {
+            return Err(Problem::Invalid(
+                "the command wrote {out} as a directory or other non-file; only a single file can replace the input".into(),
+            ));
+        }
         let Some(size) = outcome.output_bytes else {
             return Err(Problem::Invalid(format!(
                 "the command exited 0 but did not write {{out}} ({})",
@@ -343,6 +350,16 @@ fn commit(p: &Prepared) -> Result<(), String> {
         .and_then(|d| d.sync_all())
         .map_err(|e| step("syncing the directory", e))?;
     Ok(())
+}
+
+/// Removes a temporary output of ours, whatever the command made of it: a file, a link, or
+/// a directory (tools that write partitioned output do). Links are removed, never followed.
+fn remove_temp(path: &Path) -> bool {
+    match fs::symlink_metadata(path) {
+        Ok(md) if md.is_dir() => fs::remove_dir_all(path).is_ok(),
+        Ok(_) => fs::remove_file(path).is_ok(),
+        Err(_) => false,
+    }
 }
 
 /// Whether process `pid` is a running fanout.

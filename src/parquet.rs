@@ -50,6 +50,12 @@ fn parse(file: &File, len: u64) -> Result<Footer, String> {
         .map(|c| (c.path().string(), c.physical_type().to_string()))
         .collect();
     let mut nulls: Vec<Option<u64>> = vec![Some(0); columns.len()];
+    // A column that cannot hold nulls (no definition levels) needs no statistics to say so.
+    let nullable: Vec<bool> = schema
+        .columns()
+        .iter()
+        .map(|c| c.max_def_level() > 0)
+        .collect();
     let mut decoded: u64 = 0;
     let mut rows_in_groups: i64 = 0;
     for (g, rg) in md.row_groups().iter().enumerate() {
@@ -65,7 +71,7 @@ fn parse(file: &File, len: u64) -> Result<Footer, String> {
                     chunk.column_path().string()
                 ));
             }
-            if let Some(n) = nulls.get_mut(i) {
+            if let Some(n) = nulls.get_mut(i).filter(|_| nullable[i]) {
                 *n = match (*n, chunk.statistics().and_then(|s| s.null_count_opt())) {
                     (Some(total), Some(c)) => Some(total + c),
                     _ => None,
@@ -180,10 +186,20 @@ pub(crate) fn compare(mode: Verify, input: &Footer, output: &Footer) -> Result<(
                 .iter()
                 .position(|(n, _)| n == name)
                 .and_then(|j| input.nulls[j]);
-            if let (Some(before), Some(after)) = (before, output.nulls[i]) {
-                if after > before {
+            let known = input.columns.iter().any(|(n, _)| n == name);
+            match (before, output.nulls[i]) {
+                (Some(before), Some(after)) if after > before => {
                     return Err(format!(
                         "column {name} gained nulls: {before} before, {after} after"
+                    ));
+                }
+                (Some(_), Some(_)) => {}
+                // A column the input did not have: nothing to compare with.
+                _ if !known => {}
+                (b, _) => {
+                    let which = if b.is_none() { "input" } else { "output" };
+                    return Err(format!(
+                        "cannot compare nulls of column {name}: the {which}'s footer records no null counts (use --verify parquet to skip this check)"
                     ));
                 }
             }
@@ -221,12 +237,26 @@ pub(crate) mod tests {
 
     /// Writes a small parquet file: `id` int64 and `name` string (null where `None`).
     pub(crate) fn write(path: &Path, ids: &[i64], names: &[Option<&str>]) {
+        write_with(path, ids, names, true)
+    }
+
+    fn write_with(path: &Path, ids: &[i64], names: &[Option<&str>], statistics: bool) {
+        use parquet::file::properties::EnabledStatistics;
         let schema = Arc::new(
             parse_message_type("message m { required int64 id; optional binary name (UTF8); }")
                 .unwrap(),
         );
         let file = File::create(path).unwrap();
-        let props = Arc::new(WriterProperties::builder().build());
+        let stats = if statistics {
+            EnabledStatistics::Page
+        } else {
+            EnabledStatistics::None
+        };
+        let props = Arc::new(
+            WriterProperties::builder()
+                .set_statistics_enabled(stats)
+                .build(),
+        );
         let mut w = SerializedFileWriter::new(file, schema, props).unwrap();
         let mut rg = w.next_row_group().unwrap();
         let mut col = rg.next_column().unwrap().unwrap();
@@ -302,6 +332,21 @@ pub(crate) mod tests {
             err.contains("outside the file") || err.contains("parquet"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn nulls_cannot_be_vouched_for_without_statistics() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.parquet");
+        let b = dir.path().join("b.parquet");
+        write(&a, &[1, 2, 3], &[Some("x"), Some("y"), None]);
+        write_with(&b, &[1, 2, 3], &[None, None, None], false);
+        let (a, b) = (read_footer(&a).unwrap(), read_footer(&b).unwrap());
+        // `id` is required: it needs no statistics; `name` is nullable and has none.
+        assert_eq!(b.nulls, vec![Some(0), None]);
+        let err = compare(Verify::ParquetNulls, &a, &b).unwrap_err();
+        assert!(err.contains("cannot compare nulls of column name"), "{err}");
+        assert!(compare(Verify::Parquet, &a, &b).is_ok());
     }
 
     #[test]

@@ -216,6 +216,19 @@ pub(crate) fn nothing_matched(hint: Option<&str>) -> String {
     }
 }
 
+/// Why nothing new starts, in words.
+fn not_started_reason(cancel: &Cancel) -> String {
+    match cancel.reason() {
+        Some(Reason::Signal(libc::SIGINT)) => "not started: interrupted (SIGINT)".into(),
+        Some(Reason::Signal(libc::SIGTERM)) => "not started: terminated (SIGTERM)".into(),
+        Some(Reason::Signal(libc::SIGHUP)) => "not started: hang-up (SIGHUP)".into(),
+        Some(Reason::Signal(s)) => format!("not started: signal {s}"),
+        Some(Reason::Halt) => "not started: --halt after a failure".into(),
+        Some(Reason::ClosedStdout) => "not started: standard output was closed".into(),
+        None => "not started".into(),
+    }
+}
+
 /// Collects every input, weighs them in parallel and sends them on, heaviest first.
 fn heaviest_first(inputs: &Receiver<Input>, out: &Sender<Input>) {
     use rayon::prelude::*;
@@ -255,8 +268,13 @@ fn work(shared: &Shared, slot: usize, inputs: &Receiver<Input>, done: &Sender<Do
                 stderr: None,
             }
         } else if shared.cancel.no_new_jobs() {
+            let mut record = JobRecord::new(input.job, &input.path, Status::NotStarted);
+            record.reason = Some(not_started_reason(shared.cancel));
+            if shared.in_place.is_some() {
+                record.action = Some("kept");
+            }
             Done {
-                record: JobRecord::new(input.job, &input.path, Status::NotStarted),
+                record,
                 stdout: None,
                 stderr: None,
             }
@@ -310,6 +328,10 @@ fn run_job(shared: &Shared, slot: usize, input: &Input) -> Done {
         }
         let mut record = JobRecord::new(input.job, &input.path, Status::NotStarted);
         record.weight_bytes = Some(weight);
+        record.reason = Some(not_started_reason(shared.cancel));
+        if shared.in_place.is_some() {
+            record.action = Some("kept");
+        }
         return Done {
             record,
             stdout: None,
@@ -414,7 +436,10 @@ fn conclude_in_place(ip: &InPlace, p: crate::inplace::Prepared, record: &mut Job
             record.reason = Some(format!("original kept: {why}"));
         }
         None if !outcome.replaced && record.reason.is_none() => {
-            record.reason = Some("the command did not succeed; original kept".into());
+            record.reason = Some(match record.status {
+                Status::Interrupted => "interrupted; original kept".into(),
+                _ => "the command did not succeed; original kept".into(),
+            });
         }
         None => {}
     }

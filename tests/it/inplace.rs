@@ -236,6 +236,36 @@ fn verify_modes_catch_what_they_promise() {
 }
 
 #[test]
+fn an_out_written_as_a_directory_is_refused_and_removed() {
+    let env = dataset(1);
+    let before = snapshot(&env);
+    let out = env.run(&[
+        "-i",
+        "d",
+        "--summary",
+        "s.jsonl",
+        "--",
+        "sh",
+        "-c",
+        r#"mkdir "$1" && cp "alt/p0.parquet" "$1/part-0.parquet""#,
+        "_",
+        "{out}",
+    ]);
+    out.assert_code(1);
+    let r = record_for(&read_summary(env.path("s.jsonl")), "d/year=2024/p0.parquet");
+    assert_eq!(r["status"], "invalid_output");
+    assert!(r["verify"].as_str().unwrap().contains("directory"), "{r}");
+    assert_eq!(snapshot(&env), before);
+    assert!(temp_files(&env).is_empty(), "{:?}", temp_files(&env));
+    // A directory left by a killed run is swept like a file.
+    env.mkdir("d/year=2024/.p0.fanout-4194304-1.parquet");
+    env.write("d/year=2024/.p0.fanout-4194304-1.parquet/x.parquet", "x");
+    env.run(&["-i", "d", "--", "cp", "{}", "{out}"])
+        .assert_code(0);
+    assert!(!env.exists("d/year=2024/.p0.fanout-4194304-1.parquet"));
+}
+
+#[test]
 fn non_parquet_inputs_default_to_exists() {
     let env = TestEnv::new(&[], &[("a.csv", "x,y\n1,2\n"), ("b.csv", "x,y\n3,4\n")]);
     let out = env.run(&[

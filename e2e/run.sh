@@ -1,0 +1,325 @@
+#!/usr/bin/env bash
+# shellcheck disable=SC1083  # {} and {out} are fanout placeholders, literal on purpose
+# fanout's end-to-end suite: real user transformations (pyarrow, DuckDB, polars) rewrite a
+# generated hive-partitioned dataset of 200 parquet files in place, and every case checks what
+# fanout reported (--summary) against what is really on disk afterwards.
+#
+#   bash e2e/run.sh
+#
+# Environment: E2E_VENV (the venv, default target/e2e-venv), E2E_FANOUT (use this binary instead
+# of building target/release/fanout), E2E_JOBS (default 2), E2E_FILES (default 200),
+# E2E_KEEP=1 (keep the work directory and print its path), E2E_CASES="c f" (run only these cases).
+# Ends with `e2e: N passed, M failed`; exit 1 when a case failed, 2 when the setup failed.
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+started=$SECONDS
+
+say() { printf '%s\n' "$*"; }
+
+# --- setup: venv with the pinned tools, fanout, the dataset ----------------------------------
+venv="$(bash e2e/setup.sh | tail -n 1)" || { say "e2e: setup failed"; exit 2; }
+PY="$venv/bin/python"
+T="$root/e2e/transforms"
+CHECK="$root/e2e/check.py"
+JOBS="${E2E_JOBS:-2}"
+NFILES="${E2E_FILES:-200}"
+SUBSET="year=2023" # 20 files of the default dataset
+
+if [ -n "${E2E_FANOUT:-}" ]; then
+  FANOUT="$E2E_FANOUT"
+else
+  cargo build --release --quiet || { say "e2e: cargo build --release failed"; exit 2; }
+  FANOUT="$root/target/release/fanout"
+fi
+
+say "e2e: $("$FANOUT" --version), $("$PY" -c 'import sys, pyarrow, duckdb, polars; print(f"python {sys.version.split()[0]}, pyarrow {pyarrow.__version__}, duckdb {duckdb.__version__}, polars {polars.__version__}")')"
+
+work="$(mktemp -d "${TMPDIR:-/tmp}/fanout-e2e.XXXXXX")"
+if [ "${E2E_KEEP:-0}" = 1 ]; then
+  trap 'say "e2e: work directory kept: $work"' EXIT
+else
+  trap 'rm -rf "$work"' EXIT
+fi
+"$PY" "$T/gen_dataset.py" "$work/pristine" --files "$NFILES" >/dev/null
+nsub=$(find "$work/pristine/$SUBSET" -name '*.parquet' | wc -l)
+say "e2e: dataset of $NFILES files (subset $SUBSET: $nsub files) in $work, -j $JOBS"
+
+# --- helpers ---------------------------------------------------------------------------------
+passed=0
+failed=0
+fails=0 # failed checks of the current case
+
+# fresh NAME [SUBDIR]: a copy of the pristine dataset (or of one of its directories) in
+# $work/NAME with its snapshot in $work/NAME.snap.json
+fresh() {
+  local name=$1 sub=${2:-}
+  rm -rf "${work:?}/$name"
+  mkdir -p "$work/$name"
+  if [ -n "$sub" ]; then
+    # keep the year=… level in the path: DuckDB's hive detection reads it
+    cp -a "$work/pristine/$sub" "$work/$name/"
+  else
+    cp -a "$work/pristine/." "$work/$name/"
+  fi
+  "$PY" "$CHECK" snapshot "$work/$name" "$work/$name.snap.json" >/dev/null
+}
+
+# fan NAME ARGS...: runs fanout with the summary in $work/NAME.jsonl; its exit status in $rc
+rc=0
+fan() {
+  local name=$1
+  shift
+  rc=0
+  "$FANOUT" -j "$JOBS" --summary "$work/$name.jsonl" "$@" >"$work/$name.out" 2>"$work/$name.err" || rc=$?
+  say "    $(grep -m1 -E '^fanout: [0-9]+ files?:' "$work/$name.err" || echo "fanout: (no end report)") [exit $rc]"
+}
+
+# check WHAT CMD...: one named check of the current case; on failure shows CMD's output
+check() {
+  local what=$1
+  shift
+  local log="$work/check.log"
+  if "$@" >"$log" 2>&1; then
+    say "    ok   $what: $(tail -n 1 "$log")"
+  else
+    say "    FAIL $what"
+    sed 's/^/           /' "$log" | tail -n 20
+    fails=$((fails + 1))
+  fi
+}
+
+rc_is() { [ "$rc" -eq "$1" ] || { echo "exit status $rc, expected $1"; return 1; }; }
+exit_is() { rc_is "$@" && echo "exit $rc"; }
+no_temp_files() {
+  local left
+  left=$(find "$1" -name '.*.fanout-*')
+  [ -z "$left" ] || { echo "temporary files left behind:"; echo "$left"; return 1; }
+  echo "no .*.fanout-* file under $(basename "$1")"
+}
+at_least() { [ "$1" -ge "$2" ] || { echo "$1 $3, expected at least $2"; return 1; }; echo "$1 $3"; }
+at_most() { [ "$1" -le "$2" ] || { echo "$1 $3, expected at most $2"; return 1; }; echo "$1 $3"; }
+records() { "$PY" "$CHECK" records "$@"; }
+pycheck() { "$PY" "$CHECK" "$@"; }
+
+# run_case NAME FUNCTION [opt-in]: PASS when none of the function's checks failed. E2E_CASES
+# (letters) selects cases; without it every case runs except the opt-in ones.
+run_case() {
+  local name=$1 fn=$2 optin=${3:-} t0=$SECONDS
+  if [ -n "${E2E_CASES:-}" ]; then
+    [[ " $E2E_CASES " == *" ${name%%)*} "* ]] || return 0
+  elif [ -n "$optin" ]; then
+    return 0
+  fi
+  fails=0
+  say ""
+  say "--- $name"
+  "$fn"
+  if [ "$fails" -eq 0 ]; then
+    passed=$((passed + 1))
+    say "PASS $name ($((SECONDS - t0)) s)"
+  else
+    failed=$((failed + 1))
+    say "FAIL $name ($fails failed checks, $((SECONDS - t0)) s)"
+  fi
+}
+
+# --- the cases -------------------------------------------------------------------------------
+
+case_a() {
+  local d="$work/a"
+  fresh a
+  fan a -i --verify parquet -e parquet "$d" -- "$PY" "$T/sort_pyarrow.py" {} {out}
+  check "exit 0" exit_is 0
+  check "every file replaced" records "$work/a.jsonl" --count "$NFILES" --status ok --action replaced --verify-contains parquet
+  check "sorted by id, same rows, schema and compression (pyarrow)" \
+    pycheck valid "$work/a.snap.json" "$d" --sorted --same-schema --same-compression
+  check "no temporary file left" no_temp_files "$d"
+}
+
+case_b() {
+  local d="$work/b"
+  fresh b
+  fan b -i --verify parquet-schema -e parquet "$d" -- "$PY" "$T/sort_duckdb.py" {} {out} --memory-limit 256MB
+  check "exit 0" exit_is 0
+  check "every file replaced" records "$work/b.jsonl" --count "$NFILES" --status ok --action replaced --verify-contains parquet-schema
+  check "sorted by id, same rows and schema (pyarrow)" pycheck valid "$work/b.snap.json" "$d" --sorted --same-schema
+  check "no temporary file left" no_temp_files "$d"
+}
+
+case_c() {
+  local d="$work/c"
+  fresh c "$SUBSET"
+  fan c -i --verify parquet-schema -e parquet "$d" -- "$PY" "$T/sort_duckdb_hive.py" {} {out}
+  check "exit 1" exit_is 1
+  check "every file invalid_output, schema named" records "$work/c.jsonl" --count "$nsub" \
+    --status invalid_output --action kept --verify-contains "parquet-schema: schema changed" \
+    --verify-contains year --verify-contains month
+  check "originals byte-identical (sha256)" pycheck identical "$work/c.snap.json" "$d"
+  check "no temporary file left" no_temp_files "$d"
+  # Without the schema check the same mistake goes through: same rows, two more columns.
+  fresh c2 "$SUBSET"
+  fan c2 -i --verify parquet -e parquet "$d"2 -- "$PY" "$T/sort_duckdb_hive.py" {} {out}
+  check "with --verify parquet the mistake is replaced (exit 0)" exit_is 0
+  check "  ... every file replaced" records "$work/c2.jsonl" --count "$nsub" --status ok --action replaced
+  check "  ... and the files now carry year and month columns" pycheck columns "$d"2 year,month
+}
+
+case_d() {
+  local d="$work/d"
+  fresh d "$SUBSET"
+  fan d -i --verify parquet-nulls -e parquet "$d" -- "$PY" "$T/cast_polars.py" {} {out} --column big --dtype Int8 --non-strict
+  check "exit 1" exit_is 1
+  check "every file invalid_output: big gained nulls" records "$work/d.jsonl" --count "$nsub" \
+    --status invalid_output --action kept --verify-contains "parquet-nulls: column big gained nulls"
+  check "originals byte-identical (sha256)" pycheck identical "$work/d.snap.json" "$d"
+  check "no temporary file left" no_temp_files "$d"
+  # The same cast with --verify parquet: the row count is unchanged, so it passes...
+  fan d2 -i --verify parquet -e parquet "$d" -- "$PY" "$T/cast_polars.py" {} {out} --column big --dtype Int8 --non-strict
+  check "with --verify parquet the same cast passes (exit 0)" exit_is 0
+  check "  ... every file replaced, same row counts" records "$work/d2.jsonl" --count "$nsub" --status ok --action replaced
+  check "  ... and the values of big are now nulls (data lost)" pycheck nulls "$work/d.snap.json" "$d" big
+}
+
+case_e() {
+  local d="$work/e"
+  fresh e "$SUBSET"
+  fan e -i --verify parquet -e parquet "$d" -- "$PY" "$T/cast_polars.py" {} {out} --column amount --dtype Float32
+  check "exit 0" exit_is 0
+  check "every file replaced" records "$work/e.jsonl" --count "$nsub" --status ok --action replaced --verify-contains parquet
+  check "same row counts (pyarrow)" pycheck valid "$work/e.snap.json" "$d"
+  check "amount is float32 everywhere" pycheck types "$d" amount float
+  check "no temporary file left" no_temp_files "$d"
+  # A strict cast of a column that does not fit fails in polars: failed, originals kept.
+  fresh e2 "$SUBSET"
+  fan e2 -i --verify parquet -e parquet "$d"2 -- "$PY" "$T/cast_polars.py" {} {out} --column big --dtype Int8
+  check "strict cast of big to Int8: exit 1" exit_is 1
+  check "  ... every file failed and kept" records "$work/e2.jsonl" --count "$nsub" --status failed --action kept
+  check "  ... originals byte-identical (sha256)" pycheck identical "$work/e2.snap.json" "$d"2
+  check "  ... no temporary file left" no_temp_files "$d"2
+}
+
+case_f() {
+  local d="$work/f"
+  fresh f "$SUBSET"
+  # No --verify: the default for .parquet inputs (parquet) is in effect.
+  fan f -i -e parquet "$d" -- "$PY" "$T/fail_half.py" {} {out}
+  check "failing transform (half written, exit 1): exit 1" exit_is 1
+  check "  ... every file failed and kept" records "$work/f.jsonl" --count "$nsub" --status failed --action kept
+  check "  ... originals byte-identical (sha256)" pycheck identical "$work/f.snap.json" "$d"
+  check "  ... every footer readable, same row counts" pycheck valid "$work/f.snap.json" "$d"
+  check "  ... no temporary file left" no_temp_files "$d"
+
+  # Ctrl-C while a slow transform runs with -j 2: sort_pyarrow.py --sleep writes one row group,
+  # pauses, then writes the second. SIGINT goes to fanout after ~1 s, at a moment when an {out}
+  # is half written (waiting up to 15 s more for one on a busy machine).
+  local s="$work/sigint" pid t_int partial
+  fresh sigint "$SUBSET"
+  rc=0
+  "$FANOUT" -j "$JOBS" --summary "$work/sigint.jsonl" -i --verify parquet -e parquet "$s" \
+    -- "$PY" "$T/sort_pyarrow.py" {} {out} --sleep 0.6 >"$work/sigint.out" 2>"$work/sigint.err" &
+  pid=$!
+  sleep 1
+  for _ in $(seq 150); do
+    [ -n "$(find "$s" -name '.*.fanout-*' -size +0c)" ] && break
+    sleep 0.1
+  done
+  partial=$(find "$s" -name '.*.fanout-*' -size +0c | wc -l)
+  kill -INT "$pid"
+  t_int=$SECONDS
+  wait "$pid" || rc=$?
+  say "    $(grep -m1 -E '^fanout: [0-9]+ files?:' "$work/sigint.err" || echo "fanout: (no end report)") [exit $rc; $partial half-written {out} at SIGINT]"
+  check "SIGINT mid-run: exit 130" exit_is 130
+  check "  ... a half-written {out} existed when SIGINT was sent" at_least "$partial" 1 "half-written {out}"
+  check "  ... fanout stopped within 6 s" at_most $((SECONDS - t_int)) 6 "s after SIGINT"
+  check "  ... journal complete: ok/interrupted/not_started, stopped_by SIGINT" records "$work/sigint.jsonl" \
+    --count "$nsub" --status ok,interrupted,not_started --some-status interrupted \
+    --stopped-by SIGINT --exit-code 130
+  check "  ... ok records: replaced" records "$work/sigint.jsonl" --where-status ok --action replaced
+  check "  ... interrupted records: kept" records "$work/sigint.jsonl" --where-status interrupted --action kept
+  # not_started records of an in-place run currently carry no action (null): accepted here.
+  check "  ... not_started records: kept or no action" records "$work/sigint.jsonl" --where-status not_started --action kept,null
+  check "  ... replaced files sorted and valid, every other file byte-identical" \
+    pycheck consistent "$work/sigint.snap.json" "$s" "$work/sigint.jsonl" --sorted
+  check "  ... every footer readable, same row counts" pycheck valid "$work/sigint.snap.json" "$s"
+  check "  ... no temporary file left" no_temp_files "$s"
+  check "  ... no transform process left running" pycheck procs "$s"
+}
+
+case_g() {
+  # fanout itself SIGKILLed mid-run: no cleanup can run. Every file must still be the original
+  # or a complete new one, the leftover {out} files carry fanout's marker, and the next in-place
+  # run on the tree removes them (and says so).
+  local s="$work/kill" pid partial left
+  fresh kill "$SUBSET"
+  "$FANOUT" -j "$JOBS" -q -i --verify parquet -e parquet "$s" \
+    -- "$PY" "$T/sort_pyarrow.py" {} {out} --sleep 0.6 >/dev/null 2>&1 &
+  pid=$!
+  sleep 1
+  for _ in $(seq 150); do
+    [ -n "$(find "$s" -name '.*.fanout-*' -size +0c)" ] && break
+    sleep 0.1
+  done
+  partial=$(find "$s" -name '.*.fanout-*' -size +0c | wc -l)
+  kill -KILL "$pid"
+  wait "$pid" 2>/dev/null || true
+  # The orphaned transforms finish on their own (nobody stops them once fanout is gone).
+  for _ in $(seq 100); do
+    "$PY" "$CHECK" procs "$s" >/dev/null 2>&1 && break
+    sleep 0.1
+  done
+  left=$(find "$s" -name '.*.fanout-*' | wc -l)
+  say "    fanout SIGKILLed with $partial half-written {out}; $left temporary file(s) left"
+  check "SIGKILL mid-run: every file the original or a complete sorted one" \
+    pycheck consistent "$work/kill.snap.json" "$s" --sorted
+  check "  ... the leftovers carry fanout's marker (.NAME.fanout-PID-JOB.parquet)" at_least "$left" 1 "temporary file(s)"
+  fan kill2 -i --verify parquet -e parquet "$s" -- "$PY" "$T/sort_pyarrow.py" {} {out}
+  check "next in-place run: exit 0" exit_is 0
+  check "  ... says it removed the stale temporary files" grep -m1 "removed .* temporary file" "$work/kill2.err"
+  check "  ... every file replaced" records "$work/kill2.jsonl" --count "$nsub" --status ok --action replaced
+  check "  ... every file sorted, same row counts" pycheck valid "$work/kill.snap.json" "$s" --sorted
+  check "  ... no temporary file left" no_temp_files "$s"
+}
+
+case_h() {
+  # A transform that writes {out} as a directory
+  # (DuckDB PER_THREAD_OUTPUT or PARTITION_BY, pyarrow write_dataset, polars partition_by).
+  local d="$work/h"
+  fresh h "$SUBSET"
+  fan h -i --verify parquet -e parquet "$d" -- "$PY" "$T/sort_duckdb.py" {} {out} --per-thread-output
+  check "exit 1" exit_is 1
+  check "every file invalid_output and kept" records "$work/h.jsonl" --count "$nsub" --status invalid_output --action kept
+  check "originals byte-identical (sha256)" pycheck identical "$work/h.snap.json" "$d"
+  check "no temporary file or directory left" no_temp_files "$d"
+  fan h2 -i --verify parquet -e parquet "$d" -- "$PY" "$T/sort_duckdb.py" {} {out}
+  check "the next run: exit 0, every file replaced" records "$work/h2.jsonl" --count "$nsub" --status ok --action replaced
+  check "  ... and no temporary file or directory left (stale ones swept)" no_temp_files "$d"
+}
+
+case_i() {
+  # The output of a non-strict cast that nulls
+  # values is written without column statistics, so its footer has no null counts.
+  local d="$work/i"
+  fresh i "$SUBSET"
+  fan i -i --verify parquet-nulls -e parquet "$d" -- "$PY" "$T/cast_polars.py" {} {out} \
+    --column big --dtype Int8 --non-strict --no-statistics
+  check "exit 1" exit_is 1
+  check "no file replaced" records "$work/i.jsonl" --count "$nsub" --action kept
+  check "originals byte-identical (sha256)" pycheck identical "$work/i.snap.json" "$d"
+}
+
+run_case "a) pyarrow sort in place, all $NFILES files, --verify parquet" case_a
+run_case "b) DuckDB sort (hive_partitioning=false, memory_limit), all $NFILES files, --verify parquet-schema" case_b
+run_case "c) DuckDB hive-partition mistake caught by --verify parquet-schema ($SUBSET)" case_c
+run_case "d) polars non-strict cast caught by --verify parquet-nulls ($SUBSET)" case_d
+run_case "e) polars strict cast of a column that fits, --verify parquet ($SUBSET)" case_e
+run_case "f) failing transform and Ctrl-C mid-run ($SUBSET)" case_f
+run_case "g) fanout SIGKILLed mid-run, the next run sweeps the leftovers ($SUBSET)" case_g
+run_case "h) {out} written as a directory is refused and removed ($SUBSET)" case_h
+run_case "i) parquet-nulls on an output without null counts is refused ($SUBSET)" case_i
+
+say ""
+say "e2e: run time $((SECONDS - started)) s"
+say "e2e: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
