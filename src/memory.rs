@@ -222,13 +222,7 @@ impl Model {
         if n == 0 {
             return None;
         }
-        let (min_w, max_w) = self
-            .points
-            .iter()
-            .fold((f64::MAX, 0f64), |(lo, hi), (w, _)| {
-                (lo.min(*w), hi.max(*w))
-            });
-        let k = if n >= 2 && max_w > 1.2 * min_w.max(1.0) {
+        let k = if self.spread() {
             // Least squares for the slope, never below zero...
             let mw = self.points.iter().map(|p| p.0).sum::<f64>() / n as f64;
             let mp = self.points.iter().map(|p| p.1).sum::<f64>() / n as f64;
@@ -239,6 +233,7 @@ impl Model {
             // ...or, with one size of input seen, the prior for larger inputs.
             PRIOR_K
         };
+        let k = (k * 1000.0).round() / 1000.0;
         // ...and the base raised until no observation lies above the line.
         let base = self
             .points
@@ -247,16 +242,39 @@ impl Model {
             .fold(f64::MIN, f64::max)
             .max(0.0);
         Some(Fit {
-            base_bytes: base as u64,
-            bytes_per_weight_byte: (k * 1000.0).round() / 1000.0,
+            base_bytes: base.ceil() as u64,
+            bytes_per_weight_byte: k,
             observations: n,
         })
+    }
+
+    /// Whether the observed weights differ enough (by more than 20%) to fit a slope.
+    fn spread(&self) -> bool {
+        let (lo, hi) = self
+            .points
+            .iter()
+            .fold((f64::MAX, 0f64), |(lo, hi), (w, _)| {
+                (lo.min(*w), hi.max(*w))
+            });
+        self.points.len() >= 2 && hi > 1.2 * lo.max(1.0)
     }
 
     /// The predicted need of a job with this input weight, with head-room.
     pub(crate) fn predict(&self, weight: u64) -> Option<u64> {
         let fit = self.fit()?;
-        let raw = fit.base_bytes as f64 + fit.bytes_per_weight_byte * weight as f64;
+        let mut raw = fit.base_bytes as f64 + fit.bytes_per_weight_byte * weight as f64;
+        if !self.spread() {
+            // One size of input seen: nothing says how memory grows with the input, and the
+            // prior slope may be far too low (a job whose memory is all data). Until a second
+            // size is measured, also scale the observed peak in proportion to the weight.
+            let ratio = self
+                .points
+                .iter()
+                .filter(|(w, _)| *w > 0.0)
+                .map(|(w, p)| p / w)
+                .fold(0f64, f64::max);
+            raw = raw.max(ratio * weight as f64);
+        }
         Some(((raw * MARGIN) as u64).max(16 * MIB))
     }
 }
@@ -327,12 +345,40 @@ mod tests {
     }
 
     #[test]
-    fn one_input_size_uses_the_prior_slope() {
+    fn one_input_size_scales_in_proportion_until_a_second_size_is_seen() {
         let mut m = Model::default();
         m.observe(1000, 50 * MIB);
         m.observe(1000, 60 * MIB);
         assert!(m.predict(1000).unwrap() >= 60 * MIB);
-        assert!(m.predict(100 * MIB).unwrap() >= 60 * MIB + 290 * MIB);
+        assert!(
+            m.predict(10).unwrap() >= 60 * MIB,
+            "smaller inputs keep the observed base"
+        );
+        // All of the memory may be data: 100 000 × the weight is 6 GB for the same ratio.
+        assert!(m.predict(100_000).unwrap() >= 6000 * MIB);
+        // A job whose memory follows its input: 246 KiB needed 258 MiB; 2 MiB needs ~2.1 GiB.
+        let mut m = Model::default();
+        m.observe(246 << 10, 258 * MIB);
+        assert!(m.predict(2 << 20).unwrap() >= 2 * 1024 * MIB);
+        // A second, different size gives a fitted slope instead.
+        m.observe(1 << 20, 1048 * MIB);
+        let fit = m.fit().unwrap();
+        assert!(
+            (1000.0..1100.0).contains(&fit.bytes_per_weight_byte),
+            "{fit:?}"
+        );
+    }
+
+    #[test]
+    fn the_reported_line_covers_every_observation() {
+        let mut m = Model::default();
+        for (w, p) in [(1000u64, 5000u64), (3333, 17000), (7777, 31000)] {
+            m.observe(w, p);
+        }
+        let fit = m.fit().unwrap();
+        for (w, p) in [(1000u64, 5000u64), (3333, 17000), (7777, 31000)] {
+            assert!(fit.base_bytes as f64 + fit.bytes_per_weight_byte * w as f64 >= p as f64);
+        }
     }
 
     #[test]

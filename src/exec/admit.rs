@@ -8,6 +8,7 @@
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+use super::sampler::Sampler;
 use crate::cancel::Cancel;
 use crate::memory::{Fit, Meter, Model};
 
@@ -78,7 +79,7 @@ impl Gate {
     }
 
     /// Waits until a job of `weight` may start; `None` if the run stops admitting meanwhile.
-    pub(crate) fn admit(&self, weight: u64, cancel: &Cancel) -> Option<Permit> {
+    pub(crate) fn admit(&self, weight: u64, cancel: &Cancel, sampler: &Sampler) -> Option<Permit> {
         let mut state = self.state.lock().expect("gate");
         loop {
             if cancel.no_new_jobs() {
@@ -93,7 +94,8 @@ impl Gate {
             };
             let fits = state.running == 0
                 || (state.running < self.jobs.min(ramp)
-                    && state.reserved + want <= self.budget
+                    // A running job that outgrew its reservation counts at its real size.
+                    && state.reserved + sampler.excess() + want <= self.budget
                     && self.guard(&mut state));
             if fits {
                 state.reserved += want;

@@ -40,6 +40,8 @@ pub(crate) struct Launch<'a> {
     pub cancel: &'a Cancel,
     /// Samples the job's process group for its whole tree's memory.
     pub sampler: Option<&'a Sampler>,
+    /// The memory reserved for the job.
+    pub reserved: u64,
 }
 
 /// How the process ended.
@@ -177,7 +179,7 @@ pub(crate) fn run(launch: &Launch) -> Finished {
     let pid = child.id() as i32;
     sys::prefer_oom_victim(pid);
     if let Some(s) = launch.sampler {
-        s.register(pid);
+        s.register(pid, launch.reserved);
     }
     let mut streams: Vec<Stream> = [
         child.stdout.take().map(OwnedFd::from),

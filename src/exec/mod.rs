@@ -322,7 +322,7 @@ fn run_job(shared: &Shared, slot: usize, input: &Input) -> Done {
     let weight = input
         .weight
         .unwrap_or_else(|| crate::parquet::weight(&input.path));
-    let Some(permit) = shared.gate.admit(weight, shared.cancel) else {
+    let Some(permit) = shared.gate.admit(weight, shared.cancel, &shared.sampler) else {
         if let Some(p) = &prepared {
             InPlace::discard(p);
         }
@@ -383,6 +383,7 @@ fn run_admitted(
             kill_grace: config.kill_grace,
             cancel: shared.cancel,
             sampler: Some(&shared.sampler),
+            reserved: permit.reserved,
         });
         let mut record = JobRecord::new(input.job, &input.path, Status::Ok);
         record.set_command(&argv);

@@ -24,6 +24,10 @@ struct Registry {
 struct Job {
     started: Instant,
     peak: u64,
+    /// The latest sample.
+    current: u64,
+    /// What admission reserved for it.
+    reserved: u64,
 }
 
 pub(crate) struct Sampler {
@@ -41,11 +45,13 @@ impl Sampler {
         }
     }
 
-    /// A job's process group started.
-    pub(crate) fn register(&self, pgid: i32) {
+    /// A job's process group started with this reservation.
+    pub(crate) fn register(&self, pgid: i32, reserved: u64) {
         let job = Job {
             started: Instant::now(),
             peak: 0,
+            current: 0,
+            reserved,
         };
         self.registry
             .lock()
@@ -58,6 +64,15 @@ impl Sampler {
     pub(crate) fn unregister(&self, pgid: i32) -> u64 {
         let mut reg = self.registry.lock().expect("sampler");
         reg.jobs.remove(&pgid).map_or(0, |j| j.peak)
+    }
+
+    /// How far running jobs have outgrown their reservations, in all, at the latest sample.
+    pub(crate) fn excess(&self) -> u64 {
+        let reg = self.registry.lock().expect("sampler");
+        reg.jobs
+            .values()
+            .map(|j| j.current.saturating_sub(j.reserved))
+            .sum()
     }
 
     /// The highest sampled total memory of all running jobs.
@@ -95,6 +110,7 @@ impl Sampler {
         for (pgid, job) in reg.jobs.iter_mut() {
             let rss = sums.get(pgid).copied().unwrap_or(0);
             job.peak = job.peak.max(rss);
+            job.current = rss;
             total += rss;
         }
         reg.max_total = reg.max_total.max(total);

@@ -13,6 +13,7 @@ mod filters;
 mod hostile;
 mod inplace;
 mod inputs;
+mod memory;
 mod preflight;
 mod running;
 mod signals;
