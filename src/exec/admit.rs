@@ -44,6 +44,8 @@ struct State {
     meter: Option<Meter>,
     guard_checked: Option<Instant>,
     guard_ok: bool,
+    /// Workers waiting for admission (a release wakes them only if there are any).
+    waiting: usize,
 }
 
 impl Gate {
@@ -106,11 +108,13 @@ impl Gate {
                     alone: want > self.budget,
                 });
             }
+            state.waiting += 1;
             state = self
                 .freed
                 .wait_timeout(state, Duration::from_millis(100))
                 .expect("gate")
                 .0;
+            state.waiting -= 1;
         }
     }
 
@@ -122,8 +126,11 @@ impl Gate {
         if let Some(peak) = peak {
             state.model.observe(weight, peak);
         }
+        let waiting = state.waiting > 0;
         drop(state);
-        self.freed.notify_all();
+        if waiting {
+            self.freed.notify_all();
+        }
     }
 
     /// The live guard: is available memory above the reserve? Re-read at most every 50 ms.

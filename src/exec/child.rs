@@ -342,7 +342,6 @@ impl Supervisor {
             Ok(Some(r)) => {
                 self.reaped = Some(r);
                 self.reaped_at = Some(Instant::now());
-                sys::reap_group_orphans(self.pid);
                 // Processes the job left behind in its group are stopped: no job is orphaned.
                 if self.stop == Stop::None && self.group_alive() {
                     self.begin_stop(false);
