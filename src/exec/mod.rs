@@ -190,7 +190,8 @@ pub(crate) fn run(config: &Config) -> Result<ExitStatus> {
             print_notice(&nothing_matched(walk_report.hint.as_deref()));
         } else {
             let _ = writeln!(io::stderr(), "{}", totals.report(wall));
-            if memory_report.max_running > 1 || memory_report.max_memory_bytes > 0 {
+            // Jobs shorter than the sampling interval leave nothing to say about memory.
+            if memory_report.max_memory_bytes > 0 {
                 print_notice(&format!(
                     "memory: at most {} jobs at once, peak {} of a {} budget",
                     memory_report.max_running,
