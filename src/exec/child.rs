@@ -25,6 +25,8 @@ const SPOOL_MEMORY: usize = 1 << 20;
 const TAIL_BYTES: usize = 2048;
 /// How long pipes held open by processes outside the job's group may delay its end.
 const ORPHAN_PIPE_WAIT: Duration = Duration::from_millis(500);
+/// A wait status no kernel produces: the child's real status could not be read.
+const LOST: libc::c_int = -1;
 /// Poll interval when the kernel offers no pidfd.
 const FALLBACK_POLL_MS: i32 = 10;
 
@@ -51,6 +53,8 @@ pub(crate) enum Ending {
     Signaled(i32),
     /// It could not be started at all.
     SpawnFailed(String),
+    /// It ran, but its exit status could not be read (never taken as success).
+    Lost,
 }
 
 /// Everything known about a finished job's process.
@@ -283,9 +287,10 @@ pub(crate) fn run(launch: &Launch) -> Finished {
     let mut outputs = streams.into_iter().map(|s| s.spool);
     Finished {
         ending: match (reaped.exit_code(), reaped.signal()) {
+            _ if reaped.status == LOST => Ending::Lost,
             (Some(code), _) => Ending::Exited(code),
             (None, Some(sig)) => Ending::Signaled(sig),
-            _ => Ending::Exited(reaped.status),
+            _ => Ending::Lost,
         },
         timed_out: sup.timed_out,
         interrupted: sup.interrupted,
@@ -349,9 +354,9 @@ impl Supervisor {
             }
             Ok(None) => {}
             Err(_) => {
-                // ECHILD: nothing left to wait for; treat as reaped with an unknown status.
+                // ECHILD: the status is gone; mark it unknown, never as a success.
                 self.reaped = Some(sys::Reaped {
-                    status: 0,
+                    status: LOST,
                     max_rss_bytes: 0,
                 });
                 self.reaped_at = Some(Instant::now());

@@ -478,6 +478,11 @@ fn judge(record: &mut JobRecord, f: &Finished, config: &Config) {
     match &f.ending {
         Ending::Exited(code) => record.exit_code = Some(*code),
         Ending::Signaled(sig) => record.signal = Some(*sig),
+        Ending::Lost => {
+            record.status = Status::Failed;
+            record.reason = Some("its exit status could not be read".into());
+            return;
+        }
         Ending::SpawnFailed(reason) => {
             record.status = Status::Failed;
             record.reason = Some(format!("cannot run the command: {reason}"));
