@@ -27,6 +27,9 @@ pub(crate) struct InPlaceOptions {
     pub force: bool,
 }
 
+/// How often an input's lock is tried (5 ms apart) before the file counts as taken.
+const LOCK_TRIES: u32 = 20;
+
 /// The marker in every temporary file name: `.NAME.fanout-PID-JOB[.EXT]`.
 const MARKER: &[u8] = b".fanout-";
 
@@ -48,6 +51,58 @@ pub(crate) fn temp_owner(name: &[u8]) -> Option<u32> {
         return None;
     }
     std::str::from_utf8(&rest[..pid_len]).ok()?.parse().ok()
+}
+
+/// The name of the input a temporary file was made for: `.STEM.fanout-PID-JOB[-N][.EXT]` →
+/// `STEM[.EXT]`.
+fn temp_input(name: &[u8]) -> Option<Vec<u8>> {
+    temp_owner(name)?;
+    let at = name.windows(MARKER.len()).rposition(|w| w == MARKER)?;
+    let mut input = name[1..at].to_vec();
+    let rest = &name[at + MARKER.len()..];
+    if let Some(dot) = rest.iter().position(|b| *b == b'.') {
+        input.extend_from_slice(&rest[dot..]);
+    }
+    Some(input)
+}
+
+/// Whether some fanout run (on any machine that shares the file system's locks) holds the
+/// input that temporary file `name` in `dir` belongs to.
+fn input_busy(dir: &Path, name: &[u8]) -> bool {
+    let Some(input) = temp_input(name) else {
+        return false;
+    };
+    let Ok(file) = File::open(dir.join(OsString::from_vec(input))) else {
+        return false;
+    };
+    match file.try_lock() {
+        Ok(()) => false,
+        Err(TryLockError::WouldBlock) => true,
+        Err(TryLockError::Error(_)) => false,
+    }
+}
+
+/// Removes the temporary files in `dir` left by fanout runs that are gone: not a live fanout
+/// here, and their input not locked by anyone (a run on another node of a cluster holds its
+/// input's lock, whatever its process id means here). Returns what was removed.
+pub(crate) fn sweep_dead(dir: &Path, own_pid: u32) -> Vec<PathBuf> {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut removed = Vec::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = temp_owner(name.as_bytes()) else {
+            continue;
+        };
+        if pid == own_pid || run_alive(pid) || input_busy(dir, name.as_bytes()) {
+            continue;
+        }
+        if remove_temp(&entry.path()) {
+            removed.push(entry.path());
+        }
+    }
+    removed
 }
 
 /// A job whose input is ready to be rewritten.
@@ -190,14 +245,22 @@ impl InPlace {
             ));
         }
         let lock = File::open(&target).map_err(io)?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(TryLockError::WouldBlock) => {
-                return Err(Refusal::Locked(
-                    "another fanout run is rewriting this file; not started".into(),
-                ))
+        // A sweep elsewhere may hold the lock for an instant to see whether the file is busy.
+        let mut tries = 0;
+        loop {
+            match lock.try_lock() {
+                Ok(()) => break,
+                Err(TryLockError::WouldBlock) if tries < LOCK_TRIES => {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                Err(TryLockError::WouldBlock) => {
+                    return Err(Refusal::Locked(
+                        "another fanout run is rewriting this file; not started".into(),
+                    ))
+                }
+                Err(TryLockError::Error(e)) => return Err(io(e)),
             }
-            Err(TryLockError::Error(e)) => return Err(io(e)),
         }
         let verify = self.verify_for(&target);
         let input_footer = if verify.reads_parquet() {
@@ -237,23 +300,7 @@ impl InPlace {
         {
             return Vec::new();
         }
-        let Ok(entries) = fs::read_dir(dir) else {
-            return Vec::new();
-        };
-        let mut removed = Vec::new();
-        for entry in entries.flatten() {
-            let name = entry.file_name();
-            let Some(pid) = temp_owner(name.as_bytes()) else {
-                continue;
-            };
-            if pid == self.pid || run_alive(pid) {
-                continue;
-            }
-            if remove_temp(&entry.path()) {
-                removed.push(entry.path());
-            }
-        }
-        removed
+        sweep_dead(dir, self.pid)
     }
 
     /// Removes `{out}` before a retry or after a failure.
@@ -373,6 +420,34 @@ fn run_alive(pid: u32) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn temp_names_lead_back_to_their_input() {
+        assert_eq!(
+            temp_input(b".part-0.fanout-1234-7.parquet").unwrap(),
+            b"part-0.parquet"
+        );
+        assert_eq!(temp_input(b".a.tar.fanout-9-1-2.gz").unwrap(), b"a.tar.gz");
+        assert_eq!(temp_input(b".noext.fanout-5-3").unwrap(), b"noext");
+        assert_eq!(temp_input(b"..hidden.fanout-5-3").unwrap(), b".hidden");
+        assert!(temp_input(b"plain.parquet").is_none());
+    }
+
+    #[test]
+    fn a_locked_input_keeps_its_temporary_file() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.csv"), "x").unwrap();
+        let temp = dir.path().join(".a.fanout-4194304-1.csv");
+        std::fs::write(&temp, "partial").unwrap();
+        let held = File::open(dir.path().join("a.csv")).unwrap();
+        // Another open file description: like a run on another node.
+        held.try_lock().unwrap();
+        assert!(sweep_dead(dir.path(), 1).is_empty());
+        assert!(temp.exists());
+        drop(held);
+        assert_eq!(sweep_dead(dir.path(), 1), vec![temp.clone()]);
+        assert!(!temp.exists());
+    }
 
     #[test]
     fn temp_names_are_recognised() {
