@@ -39,7 +39,14 @@ finishes (order unspecified), -k/--keep-order prints in input order.
 
 EXIT STATUS: 0 all jobs succeeded (or nothing matched), 1 some file failed or a walk step failed,
 2 usage or preflight error (nothing ran), 130 after SIGINT, 143 after SIGTERM, 141 when fanout's
-own standard output was closed.";
+own standard output was closed.
+
+ON A SLURM CLUSTER:
+  fanout --executor slurm --shards 16 -j 2 --slurm-arg=--partition=batch -i -e parquet data/ -- \\
+    python3 sort.py {} {out}
+writes a plan under .fanout/, submits one job array and reports per file as usual; --dry-run
+prints the sbatch script and the shard plan. Inside an allocation (salloc, sbatch),
+--executor srun runs each job as its own srun step.";
 
 /// Run a command over many files: in parallel, safely, with a per-file summary.
 #[derive(Debug, Parser)]
@@ -178,6 +185,57 @@ pub(crate) struct Cli {
     /// Hide the progress bar and the end summary
     #[arg(short = 'q', long)]
     pub quiet: bool,
+
+    /// Where jobs run: `local` (this machine), `slurm` (one Slurm job array, submitted and
+    /// watched from here) or `srun` (each job a step of the Slurm allocation fanout runs in)
+    #[arg(long, value_enum, default_value_t = Executor::Local)]
+    pub executor: Executor,
+
+    /// CPUs each job may use: Slurm's --cpus-per-task per job, and {threads} [default: 1 with
+    /// a Slurm executor]
+    #[arg(long, value_name = "N", value_parser = parse_jobs)]
+    pub cpus_per_job: Option<usize>,
+
+    /// With --executor slurm: split the files into N array tasks [default: min(files, 32)]
+    #[arg(long, value_name = "N", value_parser = parse_jobs)]
+    pub shards: Option<usize>,
+
+    /// With --executor slurm: one more option for sbatch, e.g. `--slurm-arg=--partition=long`
+    /// (repeatable)
+    #[arg(long = "slurm-arg", value_name = "ARG", allow_hyphen_values = true)]
+    pub slurm_arg: Vec<String>,
+
+    /// With --executor slurm: the directory for the plan, the records and the logs, on storage
+    /// the nodes share [default: .fanout/slurm-TIME-PID under the current directory]
+    #[arg(long, value_name = "DIR")]
+    pub plan_dir: Option<PathBuf>,
+}
+
+/// Where jobs run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Executor {
+    /// On this machine.
+    Local,
+    /// As one Slurm job array (`sbatch`), watched from here.
+    Slurm,
+    /// Each job as `srun --exact` inside the current Slurm allocation.
+    Srun,
+}
+
+/// `fanout worker --plan DIR --shard N`: one array task of an `--executor slurm` run.
+#[derive(Debug, Parser)]
+#[command(
+    name = "fanout worker",
+    about = "Run one shard of a Slurm plan (started by sbatch)"
+)]
+pub(crate) struct WorkerCli {
+    /// The plan directory written by the submitting fanout
+    #[arg(long, value_name = "DIR")]
+    pub plan: PathBuf,
+
+    /// Which shard (the array task id)
+    #[arg(long, value_name = "N")]
+    pub shard: usize,
 }
 
 /// `--mem-per-job`.

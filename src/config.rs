@@ -4,6 +4,7 @@
 //! the template, compiling globs, checking that roots exist and resolving the program on PATH
 //! all happen here, before anything runs. Nothing here starts threads or processes.
 
+use std::ffi::OsString;
 use std::io::IsTerminal;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -11,7 +12,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
-use crate::cli::{Cli, Halt, Order, PerJob};
+use crate::cli::{Cli, Executor, Halt, Order, PerJob};
 use crate::inplace::InPlaceOptions;
 use crate::memory::Amount;
 use crate::template::Template;
@@ -61,6 +62,27 @@ pub(crate) struct Config {
     pub mem_reserve: Option<u64>,
     /// Input order or heaviest first.
     pub order: Order,
+    /// The command words as given (for a Slurm plan).
+    pub command: Vec<OsString>,
+    /// `-s`: the command runs through `sh -c`.
+    pub shell: bool,
+    /// Where jobs run.
+    pub executor: Executor,
+    /// `--executor slurm` settings.
+    pub slurm: Option<SlurmOptions>,
+    /// `--executor srun`: srun, resolved on PATH, and the allocation's facts.
+    pub srun: Option<crate::cluster::Allocation>,
+}
+
+/// How a Slurm run is submitted.
+#[derive(Debug, Clone)]
+pub(crate) struct SlurmOptions {
+    /// Array tasks; `None`: min(files, 32).
+    pub shards: Option<usize>,
+    /// Extra sbatch options, as given.
+    pub args: Vec<String>,
+    /// Where the plan goes; `None`: a new directory under `.fanout/`.
+    pub plan_dir: Option<PathBuf>,
 }
 
 impl Config {
@@ -82,12 +104,49 @@ impl Config {
             None => None,
         };
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let jobs = cli.jobs.unwrap_or(cpus);
+        if cli.executor != Executor::Slurm {
+            for (given, flag) in [
+                (cli.shards.is_some(), "--shards"),
+                (!cli.slurm_arg.is_empty(), "--slurm-arg"),
+                (cli.plan_dir.is_some(), "--plan-dir"),
+            ] {
+                if given {
+                    bail!("{flag} goes with --executor slurm");
+                }
+            }
+        }
+        let srun = match cli.executor {
+            Executor::Srun => Some(crate::cluster::Allocation::find(cli.cpus_per_job)?),
+            _ => None,
+        };
+        if cli.executor == Executor::Slurm {
+            if let Some(Amount::Percent(_)) = cli.mem_limit {
+                bail!("with --executor slurm, --mem-limit takes a size: the memory budget of the jobs in each array task (e.g. --mem-limit 8G)");
+            }
+            if cli
+                .plan_dir
+                .as_ref()
+                .is_some_and(|d| d.as_os_str().as_encoded_bytes().contains(&b'\\'))
+            {
+                bail!("--plan-dir: Slurm does not accept a backslash in log file names; choose another directory");
+            }
+        }
+        let jobs = match (&srun, cli.executor) {
+            (_, Executor::Local) => cli.jobs.unwrap_or(cpus),
+            (Some(alloc), _) => cli.jobs.unwrap_or(alloc.default_jobs()),
+            // Under sbatch, parallelism comes from the array tasks; -j packs jobs into a task.
+            (None, _) => cli.jobs.unwrap_or(1),
+        };
+        let threads = match (cli.cpus_per_job, cli.executor) {
+            (Some(n), _) => n,
+            (None, Executor::Local) => (cpus / jobs).max(1),
+            (None, _) => 1,
+        };
         // With one job, output streams straight to the terminal: a bar would be drawn into it.
         let progress = !cli.quiet
             && !cli.no_progress
             && !cli.dry_run
-            && jobs > 1
+            && (jobs > 1 || cli.executor == Executor::Slurm)
             && (cli.progress || std::io::stderr().is_terminal());
         Ok(Config {
             walk: WalkOptions {
@@ -103,7 +162,7 @@ impl Config {
             template,
             program,
             jobs,
-            threads: (cpus / jobs).max(1),
+            threads,
             capture: jobs > 1,
             keep_order: cli.keep_order,
             dry_run: cli.dry_run,
@@ -115,7 +174,9 @@ impl Config {
             retries: cli.retries,
             halt: cli.halt,
             resume: cli.resume,
-            mem_limit: cli.mem_limit,
+            mem_limit: cli
+                .mem_limit
+                .or(srun.as_ref().and_then(|a| a.mem_bytes).map(Amount::Bytes)),
             mem_per_job: match cli.mem_per_job {
                 Some(PerJob::Fixed(b)) => Some(b),
                 _ => None,
@@ -129,6 +190,15 @@ impl Config {
                 verify: cli.verify,
                 force: cli.force,
             }),
+            command: cli.command,
+            shell: cli.shell,
+            executor: cli.executor,
+            slurm: (cli.executor == Executor::Slurm).then_some(SlurmOptions {
+                shards: cli.shards,
+                args: cli.slurm_arg,
+                plan_dir: cli.plan_dir,
+            }),
+            srun,
         })
     }
 }

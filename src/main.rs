@@ -5,6 +5,7 @@
 
 mod cancel;
 mod cli;
+mod cluster;
 mod config;
 mod dry_run;
 mod error;
@@ -23,17 +24,29 @@ use clap::Parser;
 use crate::error::ExitStatus;
 
 fn main() {
-    let cli = cli::Cli::parse();
+    // `fanout worker --plan DIR --shard N` is how a Slurm array task starts.
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args.len() > 2 && args[1] == "worker" && args[2].as_encoded_bytes().starts_with(b"--") {
+        let worker = cli::WorkerCli::parse_from(&args[1..]);
+        let status = cluster::worker::run(&worker.plan, worker.shard).unwrap_or_else(|err| {
+            error::print_error(&err);
+            ExitStatus::Usage
+        });
+        std::process::exit(status.code());
+    }
+    let cli = cli::Cli::parse_from(args);
     let status = match config::Config::from_cli(cli) {
         Err(err) => {
             error::print_error(&err);
             ExitStatus::Usage
         }
         Ok(config) => {
-            let outcome = if config.dry_run {
-                dry_run::run(&config)
-            } else {
-                exec::run(&config)
+            let slurm = config.executor == cli::Executor::Slurm;
+            let outcome = match (config.dry_run, slurm) {
+                (true, true) => cluster::submit::dry_run(&config),
+                (true, false) => dry_run::run(&config),
+                (false, true) => cluster::submit::run(&config),
+                (false, false) => exec::run(&config),
             };
             outcome.unwrap_or_else(|err| {
                 error::print_error(&err);

@@ -10,13 +10,13 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use base64::Engine;
-use serde::Serialize;
+use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::cancel::Reason;
 use crate::error::ExitStatus;
 
 /// How one input file ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub(crate) enum Status {
     Ok,
@@ -60,16 +60,17 @@ impl Status {
     }
 }
 
-/// The record of one input file, as written to the `--summary` journal.
-#[derive(Debug, Clone, Serialize)]
+/// The record of one input file, as written to the `--summary` journal (and read back from a
+/// Slurm worker's journal).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct JobRecord {
-    #[serde(rename = "type")]
-    pub kind: &'static str,
+    #[serde(rename = "type", skip_deserializing, default = "file_kind")]
+    pub kind: Name,
     pub job: u64,
     /// The path, lossy UTF-8.
     pub path: String,
     /// The exact bytes of the path, base64, when it is not valid UTF-8.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none", default)]
     pub path_b64: Option<String>,
     pub status: Status,
     pub exit_code: Option<i32>,
@@ -95,22 +96,42 @@ pub(crate) struct JobRecord {
     /// The memory reserved for the job (`{mem}`).
     pub mem_reserved_bytes: Option<u64>,
     /// In-place runs: `replaced` or `kept`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub action: Option<&'static str>,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        default,
+        deserialize_with = "action_name"
+    )]
+    pub action: Option<Name>,
     /// In-place runs: the input's size before the job.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none", default)]
     pub input_bytes: Option<u64>,
     /// In-place runs: the size of what the job wrote to `{out}`.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none", default)]
     pub output_bytes: Option<u64>,
     /// In-place parquet runs: rows in the input's and the output's footers.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none", default)]
     pub rows_in: Option<i64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none", default)]
     pub rows_out: Option<i64>,
     /// In-place runs: the verify mode and, when it failed, what failed, in words.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none", default)]
     pub verify: Option<String>,
+}
+
+/// A fixed word (`file`, `replaced`, `kept`). An alias, so serde does not try to borrow it
+/// from the input when a record is read back.
+type Name = &'static str;
+
+fn file_kind() -> Name {
+    "file"
+}
+
+fn action_name<'de, D: Deserializer<'de>>(d: D) -> Result<Option<&'static str>, D::Error> {
+    Ok(match Option::<String>::deserialize(d)?.as_deref() {
+        None => None,
+        Some("replaced") => Some("replaced"),
+        Some(_) => Some("kept"),
+    })
 }
 
 impl JobRecord {
@@ -248,6 +269,8 @@ struct FinalRecord<'a> {
     stopped_by: Option<&'a str>,
     #[serde(flatten)]
     memory: &'a MemoryReport,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    cluster: Option<&'a serde_json::Value>,
     complete: bool,
 }
 
@@ -369,6 +392,13 @@ impl Journal {
         })
     }
 
+    /// Writes one line of any other kind (a Slurm worker's header).
+    pub(crate) fn line(&mut self, value: &serde_json::Value) -> io::Result<()> {
+        serde_json::to_writer(&mut self.out, value)?;
+        self.out.write_all(b"\n")?;
+        self.out.flush()
+    }
+
     pub(crate) fn record(&mut self, record: &JobRecord) -> io::Result<()> {
         serde_json::to_writer(&mut self.out, record)?;
         self.out.write_all(b"\n")?;
@@ -382,6 +412,7 @@ impl Journal {
         exit: ExitStatus,
         stopped: Option<Reason>,
         memory: &MemoryReport,
+        cluster: Option<&serde_json::Value>,
     ) -> io::Result<()> {
         let stopped_by = stopped.map(|r| match r {
             Reason::Signal(libc::SIGINT) => "SIGINT",
@@ -414,6 +445,7 @@ impl Journal {
             exit_code: exit.code(),
             stopped_by,
             memory,
+            cluster,
             complete: true,
         };
         serde_json::to_writer(&mut self.out, &record)?;

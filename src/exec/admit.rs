@@ -31,6 +31,9 @@ pub(crate) struct Gate {
     /// Fixed reservation per job; `None`: learn (`auto`).
     per_job: Option<u64>,
     reserve: u64,
+    /// Jobs run on other machines (`--executor srun`): nothing is learned from local peaks and
+    /// local available memory does not matter; reservations become srun's `--mem`.
+    remote: bool,
     state: Mutex<State>,
     freed: Condvar,
 }
@@ -55,12 +58,14 @@ impl Gate {
         per_job: Option<u64>,
         reserve: u64,
         meter: Meter,
+        remote: bool,
     ) -> Gate {
         Gate {
             budget,
             jobs,
             per_job,
             reserve,
+            remote,
             state: Mutex::new(State {
                 meter: Some(meter),
                 guard_ok: true,
@@ -89,7 +94,8 @@ impl Gate {
             }
             let want = self.reservation_in(&state, weight);
             // Until a first job has been measured, start few: at most two at once.
-            let ramp = if self.per_job.is_none() && state.model.observations() == 0 {
+            let ramp = if self.per_job.is_none() && state.model.observations() == 0 && !self.remote
+            {
                 START_JOBS
             } else {
                 usize::MAX
@@ -135,6 +141,9 @@ impl Gate {
 
     /// The live guard: is available memory above the reserve? Re-read at most every 50 ms.
     fn guard(&self, state: &mut State) -> bool {
+        if self.remote {
+            return true;
+        }
         let stale = state
             .guard_checked
             .is_none_or(|t| t.elapsed() >= GUARD_EVERY);

@@ -59,10 +59,40 @@ struct Shared<'a> {
     gate: Gate,
     sampler: Sampler,
     start: Instant,
+    /// A Slurm worker's log of started jobs.
+    started: Option<std::sync::Mutex<std::fs::File>>,
+}
+
+/// Where a run's inputs come from.
+pub(crate) enum Source {
+    /// The walk described by the configuration.
+    Walk,
+    /// A list made elsewhere (a shard of a Slurm plan), numbered already.
+    Given(Vec<Input>),
+}
+
+/// A Slurm worker's outputs: job output goes to files of the plan directory rather than to
+/// fanout's own stdout and stderr, and the journal starts with a line about the worker.
+pub(crate) struct WorkerIo {
+    pub stdout: std::fs::File,
+    pub stderr: std::fs::File,
+    pub header: serde_json::Value,
+    /// Each job's number is appended here when it starts: if the task is killed, the submitter
+    /// can tell the file that was running from those never reached.
+    pub started: Option<std::fs::File>,
 }
 
 /// Runs the whole pipeline and returns the exit status.
 pub(crate) fn run(config: &Config) -> Result<ExitStatus> {
+    run_with(config, Source::Walk, None)
+}
+
+/// Runs the pipeline over `source`; `worker` redirects job output (Slurm array tasks).
+pub(crate) fn run_with(
+    config: &Config,
+    source: Source,
+    mut worker: Option<WorkerIo>,
+) -> Result<ExitStatus> {
     let cancel = Arc::new(Cancel::new().context("cannot create a pipe")?);
     cancel::watch_signals(Arc::clone(&cancel)).context("cannot install signal handlers")?;
     sys::become_subreaper();
@@ -85,6 +115,10 @@ pub(crate) fn run(config: &Config) -> Result<ExitStatus> {
         ),
         None => None,
     };
+    if let (Some(j), Some(w)) = (journal.as_mut(), worker.as_ref()) {
+        j.line(&w.header)
+            .with_context(|| format!("cannot write the summary {}", j.path().display()))?;
+    }
 
     let start = Instant::now();
     let capacity = 2 * config.jobs + 16;
@@ -99,9 +133,20 @@ pub(crate) fn run(config: &Config) -> Result<ExitStatus> {
         resume,
         in_place: config.in_place.clone().map(InPlace::new),
         notices: notice_tx.clone(),
-        gate: Gate::new(budget, config.jobs, config.mem_per_job, reserve, meter),
+        gate: Gate::new(
+            budget,
+            config.jobs,
+            config.mem_per_job,
+            reserve,
+            meter,
+            config.srun.is_some(),
+        ),
         sampler: Sampler::new(start),
         start,
+        started: worker
+            .as_mut()
+            .and_then(|w| w.started.take())
+            .map(std::sync::Mutex::new),
     };
     let (sampler_stop, sampler_stopped) = bounded::<()>(0);
 
@@ -127,7 +172,18 @@ pub(crate) fn run(config: &Config) -> Result<ExitStatus> {
         let walker = std::thread::Builder::new()
             .name("walk".into())
             .spawn_scoped(s, || {
-                let report = walk::scan(&config.walk, &walk_tx, &notice_tx, &cancel, &found);
+                let report = match source {
+                    Source::Walk => walk::scan(&config.walk, &walk_tx, &notice_tx, &cancel, &found),
+                    Source::Given(inputs) => {
+                        for input in inputs {
+                            found.fetch_add(1, Ordering::Relaxed);
+                            if walk_tx.send(input).is_err() {
+                                break;
+                            }
+                        }
+                        Ok(WalkReport::default())
+                    }
+                };
                 drop(walk_tx);
                 drop(notice_tx);
                 report
@@ -151,6 +207,7 @@ pub(crate) fn run(config: &Config) -> Result<ExitStatus> {
             reorder: BTreeMap::new(),
             next_job: 1,
             stdout_closed: false,
+            worker: worker.as_mut(),
         };
         collector.collect(&done_rx, &notice_rx, &found, &shared.running);
         collector.progress.finish();
@@ -202,7 +259,7 @@ pub(crate) fn run(config: &Config) -> Result<ExitStatus> {
         }
     }
     if let Some(j) = journal.as_mut() {
-        if let Err(err) = j.finish(&totals, wall, exit, stopped, &memory_report) {
+        if let Err(err) = j.finish(&totals, wall, exit, stopped, &memory_report, None) {
             print_notice(&format!(
                 "cannot write the summary {}: {err}",
                 j.path().display()
@@ -351,9 +408,12 @@ fn run_job(shared: &Shared, slot: usize, input: &Input) -> Done {
         )));
     }
     let done = run_admitted(shared, slot, input, prepared, weight, permit);
-    shared
-        .gate
-        .release(permit, weight, done.record.peak_rss_bytes);
+    // Under srun the job runs elsewhere: the local peak is srun's own, nothing to learn from.
+    let peak = done
+        .record
+        .peak_rss_bytes
+        .filter(|_| shared.config.srun.is_none());
+    shared.gate.release(permit, weight, peak);
     done
 }
 
@@ -367,7 +427,7 @@ fn run_admitted(
     permit: Permit,
 ) -> Done {
     let config = shared.config;
-    let argv = config.template.expand(&JobValues {
+    let mut argv = config.template.expand(&JobValues {
         path: &input.path,
         job: input.job,
         slot,
@@ -375,13 +435,23 @@ fn run_admitted(
         out: prepared.as_ref().map(|p| p.out.as_path()),
         mem_mib: permit.reserved >> 20,
     });
+    let mut program = config.program.as_deref();
+    if let Some(alloc) = &config.srun {
+        argv = alloc.wrap(&argv, input.job, permit.reserved);
+        program = Some(alloc.srun.as_path());
+    }
     let started_ms = shared.start.elapsed().as_millis() as u64;
+    if let Some(log) = &shared.started {
+        if let Ok(mut f) = log.lock() {
+            let _ = writeln!(f, "{}", input.job);
+        }
+    }
     let mut attempts = 0;
     loop {
         attempts += 1;
         let finished = child::run(&Launch {
             argv: &argv,
-            program: config.program.as_deref(),
+            program,
             capture: config.capture,
             timeout: config.timeout,
             kill_grace: config.kill_grace,
@@ -527,6 +597,8 @@ struct Collector<'a> {
     reorder: BTreeMap<u64, Done>,
     next_job: u64,
     stdout_closed: bool,
+    /// A Slurm worker's output files, instead of stdout and stderr.
+    worker: Option<&'a mut WorkerIo>,
 }
 
 impl Collector<'_> {
@@ -612,7 +684,20 @@ impl Collector<'_> {
     }
 
     fn emit(&mut self, mut done: Done) {
-        if let Some(out) = done.stdout.as_mut() {
+        if let Some(w) = self.worker.as_deref_mut() {
+            // A worker's job output goes to files, whole jobs in the order their records are
+            // written (the submitter relays it by the records' byte counts).
+            for (spool, file) in [
+                (&mut done.stdout, &mut w.stdout),
+                (&mut done.stderr, &mut w.stderr),
+            ] {
+                if let Some(spool) = spool.as_mut() {
+                    if let Err(err) = spool.write_to(file).and_then(|_| file.flush()) {
+                        print_notice(&format!("cannot write job output: {err}"));
+                    }
+                }
+            }
+        } else if let Some(out) = done.stdout.as_mut() {
             if !self.stdout_closed {
                 let result = self.progress.suspend(|| {
                     let mut stdout = io::stdout().lock();
@@ -631,7 +716,7 @@ impl Collector<'_> {
             // Output goes straight through with -j 1: notice a closed stdout all the same.
             self.close_stdout();
         }
-        if let Some(err) = done.stderr.as_mut() {
+        if let (None, Some(err)) = (&self.worker, done.stderr.as_mut()) {
             let _ = self.progress.suspend(|| {
                 let mut stderr = io::stderr().lock();
                 err.write_to(&mut stderr).and_then(|_| stderr.flush())

@@ -17,5 +17,6 @@ mod memory;
 mod preflight;
 mod running;
 mod signals;
+mod slurm;
 mod summary;
 mod template;

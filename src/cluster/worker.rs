@@ -1,0 +1,68 @@
+//! `fanout worker --plan DIR --shard K`: one array task. It reads the plan and its shard's
+//! files and runs them through the ordinary local pool (memory-aware, in-place safe), writing
+//! its journal to `records/shard-K.jsonl` as each file finishes.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+
+use super::plan::{Layout, Plan};
+use super::WORKER_MEM;
+use crate::config::Config;
+use crate::error::ExitStatus;
+use crate::exec::{self, Source, WorkerIo};
+
+pub(crate) fn run(plan_dir: &Path, shard: usize) -> Result<ExitStatus> {
+    let dir = std::path::absolute(plan_dir)
+        .with_context(|| format!("bad plan directory {}", plan_dir.display()))?;
+    let layout = Layout { dir };
+    let plan = Plan::load(&layout.dir)?;
+    if shard >= plan.shards {
+        bail!(
+            "shard {shard} does not exist: the plan has shards 0 to {}",
+            plan.shards - 1
+        );
+    }
+    let cwd = plan.cwd()?;
+    std::env::set_current_dir(&cwd).with_context(|| {
+        format!(
+            "cannot change to the submit directory {} on this node",
+            cwd.display()
+        )
+    })?;
+    let inputs = layout.read_inputs(shard)?;
+    // The task's own --mem (as Slurm granted it, --slurm-arg included) bounds its jobs.
+    let task_mem = std::env::var("SLURM_MEM_PER_NODE")
+        .ok()
+        .and_then(|m| m.trim_end_matches('M').parse::<u64>().ok())
+        .map_or(plan.task_mem_bytes, |mib| mib << 20);
+    let budget = task_mem.saturating_sub(WORKER_MEM).max(1 << 20);
+    let cli = plan.to_cli(layout.records(shard), budget)?;
+    let mut config = Config::from_cli(cli)?;
+    // Output is always captured whole, so the submitter can relay it job by job.
+    config.capture = true;
+    let create =
+        |p: PathBuf| File::create(&p).with_context(|| format!("cannot write {}", p.display()));
+    let io = WorkerIo {
+        stdout: create(layout.stdout(shard))?,
+        stderr: create(layout.stderr(shard))?,
+        header: serde_json::json!({
+            "type": "worker",
+            "shard": shard,
+            "pid": std::process::id(),
+            "host": hostname(),
+            "slurm_job_id": std::env::var("SLURM_JOB_ID").ok(),
+            "files": inputs.len(),
+            "mem_limit_bytes": budget,
+        }),
+        started: Some(create(layout.started(shard))?),
+    };
+    exec::run_with(&config, Source::Given(inputs), Some(io))
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default()
+}

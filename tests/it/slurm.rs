@@ -1,0 +1,1244 @@
+//! `--executor slurm` and `--executor srun` against a real Slurm cluster (CI starts a one-node
+//! cluster with `.ci/slurm-cluster.sh up` and sets `FANOUT_SLURM_TESTS=1`).
+//!
+//! Without `FANOUT_SLURM_TESTS=1` the tests that need the cluster return at once; the usage
+//! errors and the dry run need no cluster and always run. With it set, a misbehaving cluster
+//! fails the tests: nothing is skipped silently.
+//!
+//! Slurm runs take longer than local ones (the controller schedules every second, tasks queue
+//! for the node's CPUs when tests run in parallel), so fanout runs here have their own, longer
+//! deadline. A test that gives up on a run cancels the Slurm job that run submitted.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::harness::*;
+use crate::pq;
+
+/// How long one fanout run against the cluster may take.
+const SLURM_DEADLINE: Duration = Duration::from_secs(90);
+
+/// Whether the Slurm tests are on (`FANOUT_SLURM_TESTS=1`).
+fn slurm() -> bool {
+    if std::env::var_os("FANOUT_SLURM_TESTS").is_some_and(|v| v == "1") {
+        true
+    } else {
+        eprintln!("skipped: FANOUT_SLURM_TESTS is not set");
+        false
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Running fanout (or salloc) with a longer deadline, cancelling its Slurm job on the way out
+
+/// A process started in the background with stdout and stderr captured.
+struct Bg {
+    child: Child,
+    stdout: Option<JoinHandle<Vec<u8>>>,
+    stderr: Option<JoinHandle<Vec<u8>>>,
+    started: Instant,
+    what: String,
+}
+
+fn reader<R: Read + Send + 'static>(mut r: R) -> JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = r.read_to_end(&mut buf);
+        buf
+    })
+}
+
+impl Bg {
+    fn start(mut cmd: Command) -> Bg {
+        let mut what = cmd.get_program().to_string_lossy().into_owned();
+        for a in cmd.get_args() {
+            what.push_str(&format!(" {a:?}"));
+        }
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {what}: {e}"));
+        Bg {
+            stdout: child.stdout.take().map(reader),
+            stderr: child.stderr.take().map(reader),
+            child,
+            started: Instant::now(),
+            what,
+        }
+    }
+
+    fn signal(&self, name: &str) {
+        let st = Command::new("kill")
+            .args(["-s", name, &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(st.success(), "kill -s {name} {} failed", self.child.id());
+    }
+
+    fn collect(&mut self, status: Option<std::process::ExitStatus>) -> Output {
+        use std::os::unix::process::ExitStatusExt;
+        let join =
+            |h: Option<JoinHandle<Vec<u8>>>| h.map(|h| h.join().unwrap()).unwrap_or_default();
+        Output {
+            stdout: join(self.stdout.take()),
+            stderr: join(self.stderr.take()),
+            code: status.and_then(|s| s.code()),
+            signal: status.and_then(|s| s.signal()),
+            elapsed: self.started.elapsed(),
+            what: self.what.clone(),
+        }
+    }
+
+    /// Waits until `deadline` after the start; past it, kills the process, cancels the Slurm
+    /// job it submitted and fails the test.
+    fn wait(&mut self, deadline: Duration) -> Output {
+        self.wait_or_fail(deadline, &format!("did not finish within {deadline:?}"))
+    }
+
+    /// `wait`, failing with `what` (what the process should have done) after the deadline.
+    fn wait_or_fail(&mut self, deadline: Duration, what: &str) -> Output {
+        let status = loop {
+            if let Some(st) = self.child.try_wait().expect("try_wait") {
+                break st;
+            }
+            if self.started.elapsed() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                let out = self.collect(None);
+                cancel_submitted(&out.stderr_str());
+                panic!("the process {what}; killed it\n{}", out.dump());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        self.collect(Some(status))
+    }
+}
+
+impl Drop for Bg {
+    /// A test that failed while fanout ran: stop fanout and the job array it submitted.
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+            let out = self.collect(None);
+            cancel_submitted(&out.stderr_str());
+        }
+    }
+}
+
+/// The job id in fanout's notice `submitted Slurm job N: …`.
+fn submitted_job(stderr: &str) -> Option<String> {
+    let rest = stderr.split("submitted Slurm job ").nth(1)?;
+    let id: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    (!id.is_empty()).then_some(id)
+}
+
+fn cancel_submitted(stderr: &str) {
+    if let Some(job) = submitted_job(stderr) {
+        let _ = Command::new("scancel").arg(&job).status();
+    }
+}
+
+/// Runs fanout in the tree with the Slurm deadline.
+fn run_slurm(env: &TestEnv, args: &[&str]) -> Output {
+    Bg::start(env.command(args)).wait(SLURM_DEADLINE)
+}
+
+fn spawn_slurm(env: &TestEnv, args: &[&str]) -> Bg {
+    Bg::start(env.command(args))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Asking Slurm
+
+/// Runs a Slurm client command; fails the test if it cannot run.
+fn slurm_cmd(program: &str, args: &[&str]) -> std::process::Output {
+    Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"))
+}
+
+/// Array tasks of `job` that are not over yet (pending, running, completing, …).
+fn live_tasks(job: &str) -> Vec<String> {
+    let out = slurm_cmd(
+        "squeue",
+        &[
+            "--noheader",
+            "--array",
+            "--jobs",
+            job,
+            "--states=PENDING,RUNNING,CONFIGURING,COMPLETING,SUSPENDED,REQUEUED,SIGNALING,STOPPED",
+            "--format=%i %T",
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() {
+        // A job Slurm forgot is over.
+        assert!(stderr.contains("Invalid job id"), "squeue failed: {stderr}");
+        return Vec::new();
+    }
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// The ids of the Slurm jobs (any state) whose working directory is `dir`.
+fn jobs_in(dir: &Path) -> BTreeSet<String> {
+    let dir = dir.canonicalize().unwrap();
+    let out = slurm_cmd("squeue", &["--noheader", "--states=all", "--format=%F|%Z"]);
+    assert!(
+        out.status.success(),
+        "squeue failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.trim().split_once('|'))
+        .filter(|(_, wd)| Path::new(wd) == dir)
+        .map(|(id, _)| id.to_string())
+        .collect()
+}
+
+/// Waits for fanout to have submitted its array (a job whose working directory is the tree).
+fn wait_for_job(env: &TestEnv) -> String {
+    let mut found = BTreeSet::new();
+    let ok = wait_until(Duration::from_secs(20), || {
+        found = jobs_in(env.root());
+        !found.is_empty()
+    });
+    assert!(
+        ok,
+        "fanout never submitted a job array from {}",
+        env.root().display()
+    );
+    assert_eq!(
+        found.len(),
+        1,
+        "more than one job from this tree: {found:?}"
+    );
+    found.into_iter().next().unwrap()
+}
+
+/// Processes (pid and command line) whose command line matches `pattern` (`pgrep -af`).
+fn pgrep(pattern: &str) -> Vec<String> {
+    let out = slurm_cmd("pgrep", &["-af", pattern]);
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Trees, journals and plans
+
+/// `n` small files in a hive-like tree: `data/year=2024/month=MM/part-K.csv`, 20 per month.
+fn hive(n: usize) -> (TestEnv, Vec<String>) {
+    let env = TestEnv::new(&["out"], &[]);
+    let mut paths = Vec::new();
+    for i in 0..n {
+        let p = format!("data/year=2024/month={:02}/part-{}.csv", i / 20 + 1, i % 20);
+        env.write(&p, format!("id,value\n{i},{}\n", "x".repeat(i % 7)));
+        paths.push(p);
+    }
+    paths.sort();
+    (env, paths)
+}
+
+/// `n` small files `d/fNN` (two digits, so walk order is name order).
+fn flat(n: usize) -> (TestEnv, Vec<String>) {
+    let env = TestEnv::new(&["out"], &[]);
+    let paths: Vec<String> = (0..n).map(|i| format!("d/f{i:02}")).collect();
+    for p in &paths {
+        env.write(p, format!("{p}\n"));
+    }
+    (env, paths)
+}
+
+/// path → status of the file records.
+fn statuses(records: &[Value]) -> BTreeMap<String, String> {
+    let mut m = BTreeMap::new();
+    for r in file_records(records) {
+        let path = r["path"].as_str().expect("path").to_string();
+        let status = r["status"].as_str().expect("status").to_string();
+        assert!(
+            m.insert(path.clone(), status).is_none(),
+            "two records for {path}: {records:#?}"
+        );
+    }
+    m
+}
+
+/// Lines of a log the jobs append to (missing: none).
+fn log_lines(env: &TestEnv, rel: &str) -> Vec<String> {
+    let mut lines: Vec<String> = fs::read_to_string(env.path(rel))
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    lines.sort();
+    lines
+}
+
+fn strings(v: &[String]) -> BTreeSet<String> {
+    v.iter().cloned().collect()
+}
+
+/// The final record's plan directory.
+fn plan_dir(fin: &Value) -> PathBuf {
+    PathBuf::from(
+        fin["plan_dir"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no plan_dir: {fin}")),
+    )
+}
+
+/// The final record's per-shard entries.
+fn shards(fin: &Value) -> Vec<Value> {
+    fin["shards"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no shards: {fin}"))
+        .clone()
+}
+
+/// The paths of shard `k`'s inputs, in the plan's (job) order.
+fn shard_inputs(plan: &Path, k: usize) -> Vec<String> {
+    let p = plan.join(format!("inputs/shard-{k}.jsonl"));
+    fs::read_to_string(&p)
+        .unwrap_or_else(|e| panic!("read {}: {e}", p.display()))
+        .lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            v["path"].as_str().unwrap().to_string()
+        })
+        .collect()
+}
+
+/// The shard whose inputs include `path`, and those inputs.
+fn shard_with(plan: &Path, count: usize, path: &str) -> (usize, Vec<String>) {
+    (0..count)
+        .map(|k| (k, shard_inputs(plan, k)))
+        .find(|(_, files)| files.iter().any(|f| f == path))
+        .unwrap_or_else(|| panic!("{path} is in no shard of {}", plan.display()))
+}
+
+/// Checks the final record of a run that went through Slurm.
+#[track_caller]
+fn assert_slurm_final(fin: &Value, shard_count: usize) -> String {
+    assert_eq!(fin["executor"], "slurm", "{fin}");
+    assert_eq!(fin["complete"], true, "{fin}");
+    let job = fin["slurm_job_id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("slurm_job_id is not a string: {fin}"))
+        .to_string();
+    assert!(
+        !job.is_empty() && job.bytes().all(|b| b.is_ascii_digit()),
+        "{fin}"
+    );
+    assert_eq!(shards(fin).len(), shard_count, "{fin}");
+    job
+}
+
+/// Files below the root whose name marks an in-place temporary file.
+fn temp_files(env: &TestEnv) -> Vec<PathBuf> {
+    env.list_files()
+        .into_iter()
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .contains(".fanout-")
+        })
+        .collect()
+}
+
+/// A job that holds 400 MiB for 10 s when its file is `hog`, else does `rest`.
+fn hog_script(hog: &str, before_hog: &str, rest: &str) -> String {
+    format!(
+        r#"case "$1" in {hog}) {before_hog} exec python3 {alloc} 400 10 ;; *) {rest} ;; esac"#,
+        alloc = fixture("alloc.py")
+    )
+}
+
+// ---------------------------------------------------------------------------------------------
+// Runs that complete
+
+#[test]
+fn two_hundred_files_over_four_shards() {
+    if !slurm() {
+        return;
+    }
+    let (env, paths) = hive(200);
+    let job = r#"echo "$1"; printf '%s\n' "$1" >> out/ran"#;
+    let out = run_slurm(
+        &env,
+        &[
+            "--executor",
+            "slurm",
+            "--shards",
+            "4",
+            "--summary",
+            "s.jsonl",
+            "data",
+            "--",
+            "sh",
+            "-c",
+            job,
+            "_",
+            "{}",
+        ],
+    );
+    out.assert_code(0).assert_no_panic();
+    let records = read_summary(env.path("s.jsonl"));
+    assert_counts_add_up(&records);
+    let st = statuses(&records);
+    assert_eq!(
+        st.keys().cloned().collect::<Vec<_>>(),
+        paths,
+        "records are not one per file\n{}",
+        out.dump()
+    );
+    assert!(st.values().all(|s| s == "ok"), "{st:#?}");
+    let fin = final_record(&records);
+    assert_eq!(int(&fin, "ok"), 200, "{fin}");
+    assert_eq!(int(&fin, "exit_code"), 0, "{fin}");
+    let job_id = assert_slurm_final(&fin, 4);
+    let mut planned = 0;
+    for s in shards(&fin) {
+        assert_eq!(s["state"], "COMPLETED", "{s}");
+        assert_eq!(s["finished"], true, "{s}");
+        assert_eq!(s["files"], s["records"], "{s}");
+        assert_eq!(s["node"], "localhost", "{s}");
+        planned += s["files"].as_i64().unwrap();
+    }
+    assert_eq!(planned, 200, "{fin}");
+    // Every file ran exactly once, and its output was relayed.
+    assert_eq!(log_lines(&env, "out/ran"), paths, "jobs that ran");
+    out.assert_stdout_sorted(&paths.iter().map(String::as_str).collect::<Vec<_>>());
+    // The plan: under .fanout/ in the submit directory, one journal per shard.
+    let plan = plan_dir(&fin);
+    assert!(
+        plan.starts_with(env.root().join(".fanout")),
+        "{}",
+        plan.display()
+    );
+    assert!(plan.join("plan.json").is_file());
+    let script = fs::read_to_string(plan.join("job.sh")).unwrap();
+    assert!(script.contains("worker --plan"), "{script}");
+    let mut journaled = BTreeSet::new();
+    for k in 0..4 {
+        let recs = read_summary(plan.join(format!("records/shard-{k}.jsonl")));
+        assert_eq!(recs.first().unwrap()["type"], "worker", "shard {k}");
+        assert_eq!(recs.last().unwrap()["type"], "summary", "shard {k}");
+        for r in file_records(&recs) {
+            assert!(journaled.insert(r["path"].as_str().unwrap().to_string()));
+        }
+        assert!(plan.join(format!("logs/shard-{k}.log")).exists());
+        assert!(plan.join(format!("output/shard-{k}.stdout")).exists());
+    }
+    assert_eq!(journaled, strings(&paths));
+    assert!(live_tasks(&job_id).is_empty(), "{:?}", live_tasks(&job_id));
+}
+
+#[test]
+fn resume_of_a_local_journal_runs_only_the_rest_on_slurm() {
+    if !slurm() {
+        return;
+    }
+    let (env, paths) = flat(6);
+    // Locally: f02 and f04 fail.
+    let local = r#"case "$1" in */f02|*/f04) exit 3 ;; esac; printf '%s\n' "$1" >> out/local"#;
+    env.run(&[
+        "-j",
+        "2",
+        "--summary",
+        "s.jsonl",
+        "d",
+        "--",
+        "sh",
+        "-c",
+        local,
+        "_",
+        "{}",
+    ])
+    .assert_code(1);
+    let first = statuses(&read_summary(env.path("s.jsonl")));
+    assert_eq!(
+        first.values().filter(|s| *s == "failed").count(),
+        2,
+        "{first:#?}"
+    );
+    // f00 changes after its ok run: it must run again.
+    std::thread::sleep(Duration::from_millis(20));
+    env.write("d/f00", "changed, and longer than before\n");
+    let on_slurm = r#"printf '%s %s\n' "$1" "${SLURM_ARRAY_JOB_ID:-none}" >> out/slurm"#;
+    let out = run_slurm(
+        &env,
+        &[
+            "--executor",
+            "slurm",
+            "--shards",
+            "2",
+            "--resume",
+            "s.jsonl",
+            "--summary",
+            "s2.jsonl",
+            "d",
+            "--",
+            "sh",
+            "-c",
+            on_slurm,
+            "_",
+            "{}",
+        ],
+    );
+    out.assert_code(0).assert_no_panic();
+    let records = read_summary(env.path("s2.jsonl"));
+    assert_counts_add_up(&records);
+    let second = statuses(&records);
+    let rerun = ["d/f00", "d/f02", "d/f04"];
+    for p in &paths {
+        let want = if rerun.contains(&p.as_str()) {
+            "ok"
+        } else {
+            "skipped"
+        };
+        assert_eq!(second[p], want, "{p}: {second:#?}\n{}", out.dump());
+    }
+    let fin = final_record(&records);
+    let job = assert_slurm_final(&fin, 2);
+    assert_eq!(int(&fin, "skipped"), 3, "{fin}");
+    let planned: i64 = shards(&fin)
+        .iter()
+        .map(|s| s["files"].as_i64().unwrap())
+        .sum();
+    assert_eq!(planned, 3, "only the files to redo go to Slurm: {fin}");
+    let want: Vec<String> = rerun.iter().map(|p| format!("{p} {job}")).collect();
+    assert_eq!(log_lines(&env, "out/slurm"), want, "jobs run on Slurm");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tasks that die
+
+#[test]
+fn a_shard_killed_for_memory_fails_its_unfinished_files() {
+    if !slurm() {
+        return;
+    }
+    let (env, paths) = flat(8);
+    let hog = "d/f03";
+    let job = hog_script("*/f03", "", r#"printf '%s\n' "$1" >> out/ran; sleep 0.2"#);
+    let out = run_slurm(
+        &env,
+        &[
+            "--executor",
+            "slurm",
+            "--shards",
+            "2",
+            "-j",
+            "1",
+            "--mem-per-job",
+            "100M",
+            "--summary",
+            "s.jsonl",
+            "d",
+            "--",
+            "sh",
+            "-c",
+            &job,
+            "_",
+            "{}",
+        ],
+    );
+    out.assert_code(1).assert_no_panic();
+    assert!(
+        out.elapsed < Duration::from_secs(30),
+        "the hog was not killed early\n{}",
+        out.dump()
+    );
+    let records = read_summary(env.path("s.jsonl"));
+    assert_counts_add_up(&records);
+    let fin = final_record(&records);
+    let job_id = assert_slurm_final(&fin, 2);
+    let plan = plan_dir(&fin);
+    // The plan's task memory: 100 MiB for one job + 64 MiB for the worker.
+    let script = fs::read_to_string(plan.join("job.sh")).unwrap();
+    assert!(script.contains("--mem=164M"), "{script}");
+    let (k, files) = shard_with(&plan, 2, hog);
+    let at = files.iter().position(|f| f == hog).unwrap();
+    let task = format!("Slurm array task {job_id}_{k}");
+    let st = statuses(&records);
+    for p in &paths {
+        let r = record_for(&records, p);
+        let reason = r["reason"].as_str().unwrap_or("");
+        match files.iter().position(|f| f == p) {
+            // Ran before the hog in the killed task: done.
+            Some(i) if i < at => assert_eq!(r["status"], "ok", "{r}"),
+            // The hog and the files it never reached: failed, with Slurm's word for it.
+            Some(_) => {
+                assert_eq!(r["status"], "failed", "{r}\n{}", out.dump());
+                assert!(reason.contains(&task), "{p}: {reason}");
+                assert!(reason.contains("memory"), "{p}: {reason}");
+            }
+            None => assert_eq!(r["status"], "ok", "{r}\n{}", out.dump()),
+        }
+    }
+    assert_eq!(int(&fin, "failed") as usize, files.len() - at, "{st:#?}");
+    for s in shards(&fin) {
+        if s["shard"] == k {
+            assert_eq!(s["finished"], false, "{s}");
+            assert_ne!(s["state"], "COMPLETED", "{s}");
+            assert!(
+                (s["records"].as_u64().unwrap() as usize) < files.len(),
+                "{s}"
+            );
+        } else {
+            assert_eq!(s["finished"], true, "{s}");
+            assert_eq!(s["state"], "COMPLETED", "{s}");
+        }
+    }
+    // The files that were not the hog ran once each, none after the hog in its shard.
+    let ran = log_lines(&env, "out/ran");
+    assert!(!ran.contains(&hog.to_string()));
+    for f in &files[at..] {
+        assert!(
+            !ran.contains(f),
+            "{f} ran after the task was killed: {ran:?}"
+        );
+    }
+    assert_eq!(ran.len(), 8 - (files.len() - at), "{ran:?}");
+}
+
+#[test]
+fn sigint_stops_the_array_and_reports_every_file() {
+    // 4 shards on a 2-CPU node: two tasks run, two are pending when Ctrl-C comes.
+    sigint_run(4, false);
+}
+
+#[test]
+fn sigint_with_every_task_running() {
+    // 2 shards, Ctrl-C only once both run: no pending task to cancel.
+    sigint_run(2, true);
+}
+
+fn sigint_run(shard_count: usize, all_running: bool) {
+    if !slurm() {
+        return;
+    }
+    let (env, paths) = flat(40);
+    // A sleep duration no other test uses, to find leftover job processes.
+    let tag = format!("1.01{shard_count}7");
+    let job = format!("sleep {tag}");
+    let shard_arg = shard_count.to_string();
+    let mut run = spawn_slurm(
+        &env,
+        &[
+            "--executor",
+            "slurm",
+            "--shards",
+            &shard_arg,
+            "--summary",
+            "s.jsonl",
+            "d",
+            "--",
+            "sh",
+            "-c",
+            &job,
+            "_",
+            "{}",
+        ],
+    );
+    let job_id = wait_for_job(&env);
+    if all_running {
+        let mut live = Vec::new();
+        let running = wait_until(Duration::from_secs(45), || {
+            live = live_tasks(&job_id);
+            live.iter().filter(|t| t.ends_with(" RUNNING")).count() == shard_count
+        });
+        assert!(running, "the tasks of job {job_id} never all ran: {live:?}");
+    }
+    let summary = env.path("s.jsonl");
+    let some_done = wait_until(Duration::from_secs(45), || {
+        fs::read_to_string(&summary).is_ok_and(|t| t.matches("\"type\":\"file\"").count() >= 3)
+    });
+    assert!(some_done, "no records arrived (job {job_id})");
+    let at_signal = live_tasks(&job_id);
+    let sent = Instant::now();
+    run.signal("INT");
+    let out = run.wait_or_fail(
+        sent.duration_since(run.started) + Duration::from_secs(25),
+        &format!("did not exit within 25 s of SIGINT (tasks of job {job_id} then: {at_signal:?})"),
+    );
+    let took = sent.elapsed();
+    out.assert_code(130)
+        .assert_no_panic()
+        .assert_stderr_lacks("scancel failed");
+    assert!(
+        took < Duration::from_secs(20),
+        "fanout took {took:?} to stop after SIGINT (tasks then: {at_signal:?})\n{}",
+        out.dump()
+    );
+    let records = read_summary(&summary);
+    assert_counts_add_up(&records);
+    let fin = final_record(&records);
+    assert_slurm_final(&fin, shard_count);
+    assert_eq!(fin["stopped_by"], "SIGINT", "{fin}");
+    assert_eq!(int(&fin, "exit_code"), 130, "{fin}");
+    assert_eq!(int(&fin, "total"), 40, "{fin}");
+    let st = statuses(&records);
+    assert_eq!(st.keys().cloned().collect::<Vec<_>>(), paths);
+    let ok = st.values().filter(|s| *s == "ok").count();
+    assert!((3..40).contains(&ok), "{st:#?}");
+    for (p, s) in &st {
+        assert!(
+            ["ok", "interrupted", "not_started"].contains(&s.as_str()),
+            "{p}: {s}\n{}",
+            out.dump()
+        );
+    }
+    // Nothing of the array is left queued or running, and no job process survived.
+    let mut live = Vec::new();
+    let over = wait_until(Duration::from_secs(5), || {
+        live = live_tasks(&job_id);
+        live.is_empty()
+    });
+    assert!(over, "job {job_id} still has tasks: {live:?}");
+    let pattern = format!("sleep {}", tag.replace('.', "\\."));
+    let mut left = Vec::new();
+    let gone = wait_until(Duration::from_secs(5), || {
+        left = pgrep(&pattern);
+        left.is_empty()
+    });
+    assert!(gone, "job processes outlived the run: {left:?}");
+}
+
+#[test]
+fn external_scancel_then_resume() {
+    if !slurm() {
+        return;
+    }
+    let (env, paths) = flat(40);
+    let job = |log: &str| format!(r#"printf '%s\n' "$1" >> out/{log}; sleep 0.3"#);
+    let first_job = job("run1");
+    let mut run = spawn_slurm(
+        &env,
+        &[
+            "--executor",
+            "slurm",
+            "--shards",
+            "4",
+            "--summary",
+            "s.jsonl",
+            "d",
+            "--",
+            "sh",
+            "-c",
+            &first_job,
+            "_",
+            "{}",
+        ],
+    );
+    let job_id = wait_for_job(&env);
+    let summary = env.path("s.jsonl");
+    let some_done = wait_until(Duration::from_secs(45), || {
+        fs::read_to_string(&summary).is_ok_and(|t| t.matches("\"status\":\"ok\"").count() >= 3)
+    });
+    assert!(some_done, "no records arrived (job {job_id})");
+    let st = slurm_cmd("scancel", &[&job_id]);
+    assert!(st.status.success(), "scancel {job_id}: {st:?}");
+    let out = run.wait(SLURM_DEADLINE);
+    out.assert_code(1).assert_no_panic();
+    let records = read_summary(&summary);
+    assert_counts_add_up(&records);
+    let fin = final_record(&records);
+    assert_eq!(assert_slurm_final(&fin, 4), job_id);
+    assert!(
+        fin["stopped_by"].is_null(),
+        "fanout itself was not stopped: {fin}"
+    );
+    assert_eq!(int(&fin, "exit_code"), 1, "{fin}");
+    let first = statuses(&records);
+    assert_eq!(first.keys().cloned().collect::<Vec<_>>(), paths);
+    let ok1: BTreeSet<String> = first
+        .iter()
+        .filter(|(_, s)| *s == "ok")
+        .map(|(p, _)| p.clone())
+        .collect();
+    assert!(ok1.len() >= 3 && ok1.len() < 40, "{first:#?}");
+    for (p, s) in &first {
+        assert!(
+            ["ok", "failed", "interrupted", "not_started"].contains(&s.as_str()),
+            "{p}: {s}"
+        );
+    }
+    // The tasks Slurm cancelled before they started: their files say so.
+    let task = format!("Slurm array task {job_id}_");
+    let explained = file_records(&records)
+        .iter()
+        .filter(|r| r["status"] != "ok" && r["reason"].as_str().is_some_and(|w| w.contains(&task)))
+        .count();
+    assert!(explained > 0, "no record mentions {task:?}: {records:#?}");
+    assert!(live_tasks(&job_id).is_empty());
+
+    // Again, resuming: only what did not finish runs.
+    let second_job = job("run2");
+    let out = run_slurm(
+        &env,
+        &[
+            "--executor",
+            "slurm",
+            "--shards",
+            "4",
+            "--resume",
+            "s.jsonl",
+            "--summary",
+            "s2.jsonl",
+            "d",
+            "--",
+            "sh",
+            "-c",
+            &second_job,
+            "_",
+            "{}",
+        ],
+    );
+    out.assert_code(0).assert_no_panic();
+    let records = read_summary(env.path("s2.jsonl"));
+    assert_counts_add_up(&records);
+    let second = statuses(&records);
+    for p in &paths {
+        let want = if ok1.contains(p) { "skipped" } else { "ok" };
+        assert_eq!(second[p], want, "{p}\n{}", out.dump());
+    }
+    let fin = final_record(&records);
+    assert_slurm_final(&fin, 4);
+    assert_eq!(int(&fin, "skipped") as usize, ok1.len(), "{fin}");
+    let ran2 = strings(&log_lines(&env, "out/run2"));
+    let rest: BTreeSet<String> = strings(&paths).difference(&ok1).cloned().collect();
+    assert_eq!(
+        ran2, rest,
+        "the second run ran exactly the unfinished files"
+    );
+    assert_eq!(log_lines(&env, "out/run2").len(), rest.len(), "each once");
+    let ran1 = strings(&log_lines(&env, "out/run1"));
+    assert!(ok1.is_subset(&ran1), "ok files of the first run ran in it");
+    assert_eq!(
+        ran1.union(&ran2).cloned().collect::<BTreeSet<_>>(),
+        strings(&paths)
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// In place
+
+/// `n` parquet files under `data/` (ids descending) and a sorted version of each under `alt/`.
+fn parquet_tree(n: usize) -> (TestEnv, Vec<String>) {
+    let env = TestEnv::new(&["alt", "out"], &[]);
+    let mut paths = Vec::new();
+    for i in 0..n {
+        let dir = format!("data/year=2024/month={:02}", i % 3 + 1);
+        env.mkdir(&dir);
+        let p = format!("{dir}/p{i}.parquet");
+        let ids: Vec<i64> = (0..(10 + i as i64)).rev().collect();
+        pq::write(&env.path(&p), &ids);
+        let mut sorted = ids.clone();
+        sorted.sort();
+        pq::write(&env.path(format!("alt/p{i}.parquet")), &sorted);
+        paths.push(p);
+    }
+    paths.sort();
+    (env, paths)
+}
+
+fn alt_of(env: &TestEnv, path: &str) -> Vec<u8> {
+    let name = Path::new(path).file_name().unwrap();
+    fs::read(env.path("alt").join(name)).unwrap()
+}
+
+const SORT: &str = r#"cp "alt/$(basename "$1")" "$2""#;
+
+#[test]
+fn in_place_across_shards_replaces_only_verified_outputs() {
+    if !slurm() {
+        return;
+    }
+    let (env, paths) = parquet_tree(24);
+    let before: BTreeMap<String, Vec<u8>> = paths
+        .iter()
+        .map(|p| (p.clone(), fs::read(env.path(p)).unwrap()))
+        .collect();
+    let bad = ["p5.parquet", "p11.parquet", "p17.parquet", "p23.parquet"];
+    let is_bad = |p: &str| bad.iter().any(|b| p.ends_with(&format!("/{b}")));
+    let job = format!(
+        r#"case "$(basename "$1")" in {}) echo garbage > "$2" ;; *) {SORT} ;; esac"#,
+        bad.join("|")
+    );
+    let out = run_slurm(
+        &env,
+        &[
+            "-i",
+            "--executor",
+            "slurm",
+            "--shards",
+            "3",
+            "--summary",
+            "s.jsonl",
+            "data",
+            "--",
+            "sh",
+            "-c",
+            &job,
+            "_",
+            "{}",
+            "{out}",
+        ],
+    );
+    out.assert_code(1).assert_no_panic();
+    let records = read_summary(env.path("s.jsonl"));
+    assert_counts_add_up(&records);
+    let fin = final_record(&records);
+    assert_slurm_final(&fin, 3);
+    assert_eq!(int(&fin, "ok"), 20, "{fin}");
+    assert_eq!(int(&fin, "invalid_output"), 4, "{fin}");
+    for s in shards(&fin) {
+        assert_eq!(s["finished"], true, "{s}");
+        assert!(s["files"].as_u64().unwrap() > 0, "{s}");
+    }
+    for p in &paths {
+        let r = record_for(&records, p);
+        let now = fs::read(env.path(p)).unwrap();
+        if is_bad(p) {
+            assert_eq!(r["status"], "invalid_output", "{r}");
+            assert_eq!(r["action"], "kept", "{r}");
+            assert!(
+                now == before[p],
+                "{p} changed although its output was garbage"
+            );
+        } else {
+            assert_eq!(r["status"], "ok", "{r}");
+            assert_eq!(r["action"], "replaced", "{r}");
+            assert!(now == alt_of(&env, p), "{p} was not replaced by its output");
+        }
+    }
+    assert!(temp_files(&env).is_empty(), "left: {:?}", temp_files(&env));
+
+    // The four again, with a command that gets them right: exit 0, all replaced.
+    let again: Vec<&str> = paths
+        .iter()
+        .map(String::as_str)
+        .filter(|p| is_bad(p))
+        .collect();
+    let mut args = vec![
+        "-i",
+        "--executor",
+        "slurm",
+        "--shards",
+        "2",
+        "--summary",
+        "s2.jsonl",
+    ];
+    args.extend(&again);
+    args.extend(["--", "sh", "-c", SORT, "_", "{}", "{out}"]);
+    let out = run_slurm(&env, &args);
+    out.assert_code(0).assert_no_panic();
+    let records = read_summary(env.path("s2.jsonl"));
+    assert_counts_add_up(&records);
+    for p in &again {
+        let r = record_for(&records, p);
+        assert_eq!(r["status"], "ok", "{r}");
+        assert_eq!(r["action"], "replaced", "{r}");
+        assert!(fs::read(env.path(p)).unwrap() == alt_of(&env, p), "{p}");
+    }
+    assert!(temp_files(&env).is_empty(), "left: {:?}", temp_files(&env));
+}
+
+#[test]
+fn in_place_task_killed_mid_job_keeps_the_original_and_leaves_no_temp_file() {
+    if !slurm() {
+        return;
+    }
+    let (env, paths) = parquet_tree(6);
+    let before: BTreeMap<String, Vec<u8>> = paths
+        .iter()
+        .map(|p| (p.clone(), fs::read(env.path(p)).unwrap()))
+        .collect();
+    let hog = paths
+        .iter()
+        .find(|p| p.ends_with("/p2.parquet"))
+        .unwrap()
+        .clone();
+    // The hog writes a complete {out} first, notes where, then is killed for memory.
+    let job = hog_script(
+        "*/p2.parquet",
+        r#"cp "alt/$(basename "$1")" "$2" && echo "$2" > out/hog-out &&"#,
+        SORT,
+    );
+    let out = run_slurm(
+        &env,
+        &[
+            "-i",
+            "--executor",
+            "slurm",
+            "--shards",
+            "2",
+            "-j",
+            "1",
+            "--mem-per-job",
+            "100M",
+            "--summary",
+            "s.jsonl",
+            "data",
+            "--",
+            "sh",
+            "-c",
+            &job,
+            "_",
+            "{}",
+            "{out}",
+        ],
+    );
+    out.assert_code(1).assert_no_panic();
+    let hog_out = fs::read_to_string(env.path("out/hog-out"))
+        .unwrap_or_else(|e| panic!("the hog never wrote its output ({e})\n{}", out.dump()));
+    let hog_out = hog_out.trim();
+    assert!(hog_out.contains(".fanout-"), "{hog_out}");
+    assert!(
+        !env.exists(hog_out),
+        "the killed job's {{out}} {hog_out} is still there\n{}",
+        out.dump()
+    );
+    assert!(temp_files(&env).is_empty(), "left: {:?}", temp_files(&env));
+    let records = read_summary(env.path("s.jsonl"));
+    assert_counts_add_up(&records);
+    let fin = final_record(&records);
+    let job_id = assert_slurm_final(&fin, 2);
+    let plan = plan_dir(&fin);
+    let (k, files) = shard_with(&plan, 2, &hog);
+    let at = files.iter().position(|f| *f == hog).unwrap();
+    let r = record_for(&records, &hog);
+    assert_eq!(r["status"], "failed", "{r}");
+    assert_eq!(r["action"], "kept", "{r}");
+    let reason = r["reason"].as_str().unwrap_or("");
+    assert!(reason.contains("memory"), "{reason}");
+    assert!(
+        reason.contains(&format!("Slurm array task {job_id}_{k}")),
+        "{reason}"
+    );
+    for p in &paths {
+        let r = record_for(&records, p);
+        let now = fs::read(env.path(p)).unwrap();
+        let unfinished = files.iter().position(|f| f == p).is_some_and(|i| i >= at);
+        if unfinished {
+            assert_eq!(r["action"], "kept", "{r}");
+            assert_ne!(r["status"], "ok", "{r}");
+            assert!(now == before[p], "{p} changed although its task was killed");
+        } else {
+            assert_eq!(r["status"], "ok", "{r}\n{}", out.dump());
+            assert_eq!(r["action"], "replaced", "{r}");
+            assert!(now == alt_of(&env, p), "{p} was not replaced");
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Without the cluster: dry run and usage errors
+
+#[test]
+fn dry_run_prints_the_plan_and_submits_nothing() {
+    let (env, paths) = flat(6);
+    // A PATH with sh and nothing else: no sbatch to call even by mistake.
+    let bin = env.mkdir("bin");
+    std::os::unix::fs::symlink("/bin/sh", bin.join("sh")).unwrap();
+    let files_before = env.list_files();
+    let job = r#"echo "$1""#;
+    let mut cmd = env.command(&[
+        "-n",
+        "--executor",
+        "slurm",
+        "--shards",
+        "2",
+        "d",
+        "--",
+        "sh",
+        "-c",
+        job,
+        "_",
+        "{}",
+    ]);
+    cmd.env("PATH", &bin);
+    let out = Bg::start(cmd).wait(Duration::from_secs(30));
+    out.assert_code(0).assert_no_panic();
+    let text = out.stdout_str();
+    assert!(text.contains("sbatch"), "{}", out.dump());
+    assert!(text.contains("--array=0-1"), "{}", out.dump());
+    assert!(text.contains("worker --plan"), "{}", out.dump());
+    let mut in_shards = 0;
+    let mut shard_lines = Vec::new();
+    let mut commands = Vec::new();
+    for line in out.stdout_lines() {
+        if let Some(rest) = line.strip_prefix("# shard ") {
+            let (k, rest) = rest.split_once(": ").expect("# shard K: …");
+            let n: usize = rest.split(' ').next().unwrap().parse().expect("file count");
+            assert!(rest.contains(" files, weight "), "{line}");
+            shard_lines.push(k.to_string());
+            in_shards += n;
+        } else if !shard_lines.is_empty() {
+            commands.push(line);
+        }
+    }
+    assert_eq!(shard_lines, ["0", "1"], "{}", out.dump());
+    assert_eq!(in_shards, 6, "{}", out.dump());
+    let mut want: Vec<String> = paths
+        .iter()
+        .map(|p| format!(r#"sh -c 'echo "$1"' _ {p}"#))
+        .collect();
+    want.sort();
+    commands.sort();
+    assert_eq!(commands, want, "{}", out.dump());
+    assert!(!env.exists(".fanout"), "a plan directory was written");
+    assert_eq!(env.list_files(), files_before, "the dry run wrote files");
+    if slurm() {
+        // With Slurm's commands on PATH: still nothing submitted.
+        let out = env.run(&[
+            "-n",
+            "--executor",
+            "slurm",
+            "d",
+            "--",
+            "sh",
+            "-c",
+            job,
+            "_",
+            "{}",
+        ]);
+        out.assert_code(0);
+        assert!(!env.exists(".fanout"), "a plan directory was written");
+        assert!(
+            jobs_in(env.root()).is_empty(),
+            "the dry run submitted a job"
+        );
+    }
+}
+
+#[test]
+fn slurm_flags_without_the_slurm_executor_are_usage_errors() {
+    let env = TestEnv::new(&[], &[("d/a", "x")]);
+    let job = "touch ran";
+    let cases: &[(&[&str], &str)] = &[
+        (&["--shards", "2"], "--shards"),
+        (&["--slurm-arg=--partition=x"], "--slurm-arg"),
+        (&["--plan-dir", "plan"], "--plan-dir"),
+        (&["--executor", "local", "--shards", "2"], "--shards"),
+        (&["--executor", "srun", "--shards", "2"], "--shards"),
+        (
+            &["--executor", "slurm", "--mem-limit", "50%"],
+            "--mem-limit",
+        ),
+    ];
+    for (flags, needle) in cases {
+        let mut args: Vec<&str> = flags.to_vec();
+        args.extend(["d", "--", "sh", "-c", job]);
+        let mut cmd = env.command(&args);
+        cmd.env("SLURM_JOB_ID", "1");
+        let out = Bg::start(cmd).wait(Duration::from_secs(30));
+        out.assert_code(2)
+            .assert_stderr_contains(needle)
+            .assert_no_panic();
+        assert!(!env.exists("ran"), "{flags:?}: a job ran");
+        assert!(
+            !env.exists(".fanout") && !env.exists("plan"),
+            "{flags:?}: a plan was written"
+        );
+    }
+}
+
+#[test]
+fn srun_executor_outside_an_allocation_is_a_usage_error() {
+    let env = TestEnv::new(&[], &[("d/a", "x")]);
+    let mut cmd = env.command(&["--executor", "srun", "d", "--", "touch", "ran"]);
+    cmd.env_remove("SLURM_JOB_ID");
+    let out = Bg::start(cmd).wait(Duration::from_secs(30));
+    out.assert_code(2)
+        .assert_stderr_contains("SLURM_JOB_ID")
+        .assert_no_panic();
+    assert!(!env.exists("ran"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// --executor srun
+
+#[test]
+fn srun_executor_runs_each_job_as_a_step_of_the_allocation() {
+    if !slurm() {
+        return;
+    }
+    let (env, paths) = flat(6);
+    let job = r#"echo "${SLURM_STEP_ID:-none}" > "out/$(basename "$1")""#;
+    let mut cmd = Command::new("salloc");
+    cmd.args(["--quiet", "-n2", "--mem=1G", "--"])
+        .arg(FANOUT)
+        .args([
+            "--executor",
+            "srun",
+            "--summary",
+            "s.jsonl",
+            "d",
+            "--",
+            "sh",
+            "-c",
+            job,
+            "_",
+            "{}",
+        ])
+        .current_dir(env.root())
+        .env_remove("SLURM_JOB_ID");
+    let out = Bg::start(cmd).wait(SLURM_DEADLINE);
+    out.assert_code(0).assert_no_panic();
+    let records = read_summary(env.path("s.jsonl"));
+    assert_counts_add_up(&records);
+    let st = statuses(&records);
+    assert_eq!(st.keys().cloned().collect::<Vec<_>>(), paths);
+    assert!(st.values().all(|s| s == "ok"), "{st:#?}");
+    for r in file_records(&records) {
+        let argv: Vec<&str> = r["command"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no command: {r}"))
+            .iter()
+            .map(|w| w.as_str().unwrap())
+            .collect();
+        assert!(argv[0].ends_with("/srun"), "{argv:?}");
+        assert!(argv.contains(&"--exact"), "{argv:?}");
+        assert!(argv.contains(&"--ntasks=1"), "{argv:?}");
+        assert!(argv.iter().any(|w| w.starts_with("--mem=")), "{argv:?}");
+        assert_eq!(
+            &argv[argv.len() - 5..argv.len() - 1],
+            &["sh", "-c", job, "_"]
+        );
+    }
+    // Each job ran as its own step.
+    let mut steps = BTreeSet::new();
+    for p in &paths {
+        let name = Path::new(p).file_name().unwrap();
+        let step = fs::read_to_string(env.path("out").join(name))
+            .unwrap_or_else(|e| panic!("{p} did not run: {e}"));
+        let step: u32 = step
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("{p}: SLURM_STEP_ID is {step:?}"));
+        steps.insert(step);
+    }
+    assert_eq!(steps.len(), 6, "steps: {steps:?}");
+}
