@@ -10,12 +10,13 @@
 # Memory limits (--mem) are enforced by polling (jobacct_gather/linux + OverMemoryKill, 1 s):
 # a task over its --mem is killed by slurmstepd, as on clusters without cgroup enforcement.
 # Env: SLURM_STATE_DIR (default /var/tmp/fanout-slurm): state, logs and pid files.
-#      SLURM_REAL_MEM_MB (default 16000), SLURM_CPUS (default nproc).
+#      SLURM_REAL_MEM_MB (default 80% of MemTotal), SLURM_CPUS (default nproc).
 # Root only. Never kills by name: only PIDs this script recorded, checked against /proc/PID/comm.
 set -euo pipefail
 
 STATE=${SLURM_STATE_DIR:-/var/tmp/fanout-slurm}
-REALMEM=${SLURM_REAL_MEM_MB:-16000}
+# slurmd drains a node that claims more memory than it has: claim 80% of what is there
+REALMEM=${SLURM_REAL_MEM_MB:-$(awk '/^MemTotal:/ {print int($2 / 1024 * 0.8)}' /proc/meminfo)}
 CPUS=${SLURM_CPUS:-$(nproc)}
 CONF_DIR=/etc/slurm # Debian's compiled-in default: sbatch, squeue and srun find it without SLURM_CONF
 CONF=$CONF_DIR/slurm.conf

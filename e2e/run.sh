@@ -98,6 +98,12 @@ no_temp_files() {
   [ -z "$left" ] || { echo "temporary files left behind:"; echo "$left"; return 1; }
   echo "no .*.fanout-* file under $(basename "$1")"
 }
+tasks_completed() { # JOURNAL N: the final record lists N Slurm array tasks, all COMPLETED
+  local n
+  n=$(grep '"type":"summary"' "$1" | grep -o '"state":"COMPLETED"' | wc -l)
+  [ "$n" -eq "$2" ] || { echo "$n array tasks COMPLETED, expected $2"; return 1; }
+  echo "$n array tasks COMPLETED"
+}
 at_least() { [ "$1" -ge "$2" ] || { echo "$1 $3, expected at least $2"; return 1; }; echo "$1 $3"; }
 at_most() { [ "$1" -le "$2" ] || { echo "$1 $3, expected at most $2"; return 1; }; echo "$1 $3"; }
 records() { "$PY" "$CHECK" records "$@"; }
@@ -309,6 +315,38 @@ case_i() {
   check "originals byte-identical (sha256)" pycheck identical "$work/i.snap.json" "$d"
 }
 
+# j) the same rewrites as a) and c), handed to a Slurm cluster: 4 array tasks, each with its own
+# --mem. Needs the one-node cluster of .ci/slurm-cluster.sh (FANOUT_SLURM_TESTS=1).
+case_j() {
+  if [ "${FANOUT_SLURM_TESTS:-}" != 1 ]; then
+    say "    skipped: FANOUT_SLURM_TESTS is not set (start the cluster with .ci/slurm-cluster.sh up)"
+    return 0
+  fi
+  local d="$work/j" h="$work/jh"
+  fresh j
+  fan_slurm() {
+    local name=$1
+    shift
+    rc=0
+    (cd "$work" && "$FANOUT" --executor slurm --shards 4 -j 1 --mem-per-job 600M \
+      --plan-dir "$work/$name.plan" --summary "$work/$name.jsonl" "$@") >"$work/$name.out" 2>"$work/$name.err" || rc=$?
+    say "    $(grep -m1 -E '^fanout: [0-9]+ files?:' "$work/$name.err" || echo "fanout: (no end report)") [exit $rc]"
+  }
+  fan_slurm j -i --verify parquet -e parquet "$d" -- "$PY" "$T/sort_pyarrow.py" {} {out}
+  check "exit 0" exit_is 0
+  check "every file replaced" records "$work/j.jsonl" --count "$NFILES" --status ok --action replaced --verify-contains parquet
+  check "4 array tasks, all COMPLETED" tasks_completed "$work/j.jsonl" 4
+  check "sorted by id, same rows, schema and compression (pyarrow)" \
+    pycheck valid "$work/j.snap.json" "$d" --sorted --same-schema --same-compression
+  check "no temporary file left" no_temp_files "$d"
+  fresh jh "$SUBSET"
+  fan_slurm jh -i --verify parquet-schema -e parquet "$h" -- "$PY" "$T/sort_duckdb_hive.py" {} {out}
+  check "exit 1" exit_is 1
+  check "every file kept: schema changed" records "$work/jh.jsonl" --count "$nsub" --status invalid_output --action kept --verify-contains "schema changed"
+  check "originals byte-identical (sha256)" pycheck identical "$work/jh.snap.json" "$h"
+  check "no temporary file left" no_temp_files "$h"
+}
+
 run_case "a) pyarrow sort in place, all $NFILES files, --verify parquet" case_a
 run_case "b) DuckDB sort (hive_partitioning=false, memory_limit), all $NFILES files, --verify parquet-schema" case_b
 run_case "c) DuckDB hive-partition mistake caught by --verify parquet-schema ($SUBSET)" case_c
@@ -318,6 +356,7 @@ run_case "f) failing transform and Ctrl-C mid-run ($SUBSET)" case_f
 run_case "g) fanout SIGKILLed mid-run, the next run sweeps the leftovers ($SUBSET)" case_g
 run_case "h) {out} written as a directory is refused and removed ($SUBSET)" case_h
 run_case "i) parquet-nulls on an output without null counts is refused ($SUBSET)" case_i
+run_case "j) on Slurm: pyarrow sort of all $NFILES files and the DuckDB hive mistake, 4 array tasks" case_j
 
 say ""
 say "e2e: run time $((SECONDS - started)) s"
