@@ -206,7 +206,14 @@ impl Walker<'_> {
             .parents(!no_ignore)
             .follow_links(self.opts.follow)
             .max_depth(self.opts.max_depth)
-            .sort_by_file_name(|a, b| a.cmp(b));
+            .sort_by_file_name(|a, b| a.cmp(b))
+            // Slurm plan directories (`.fanout/`) hold fanout's own records and logs, never
+            // inputs, even with -H.
+            .filter_entry(|e| {
+                !(e.depth() > 0
+                    && e.file_name() == ".fanout"
+                    && e.file_type().is_some_and(|t| t.is_dir()))
+            });
         if !self.opts.globs.is_empty() {
             b.overrides(build_overrides(root, &self.opts.globs)?);
         }

@@ -842,7 +842,7 @@ impl<'a> Watch<'a> {
                 let reason = match (status, running.contains(&f.job)) {
                     (Status::NotStarted, _) if self.cancelled => format!(
                         "{} (its Slurm array task was cancelled before it started)",
-                        stop_words(self.cancel)
+                        crate::exec::not_started_reason(self.cancel)
                     ),
                     (Status::NotStarted, _) => {
                         format!("not started: {why} before it started")
@@ -964,17 +964,6 @@ impl<'a> Watch<'a> {
             }
         }
         Ok(exit)
-    }
-}
-
-fn stop_words(cancel: &Cancel) -> String {
-    match cancel.reason() {
-        Some(Reason::Signal(libc::SIGINT)) => "not started: interrupted (SIGINT)".into(),
-        Some(Reason::Signal(libc::SIGTERM)) => "not started: terminated (SIGTERM)".into(),
-        Some(Reason::Signal(libc::SIGHUP)) => "not started: hang-up (SIGHUP)".into(),
-        Some(Reason::Halt) => "not started: --halt after a failure".into(),
-        Some(Reason::ClosedStdout) => "not started: standard output was closed".into(),
-        _ => "not started".into(),
     }
 }
 

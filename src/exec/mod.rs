@@ -278,7 +278,7 @@ pub(crate) fn nothing_matched(hint: Option<&str>) -> String {
 }
 
 /// Why nothing new starts, in words.
-fn not_started_reason(cancel: &Cancel) -> String {
+pub(crate) fn not_started_reason(cancel: &Cancel) -> String {
     match cancel.reason() {
         Some(Reason::Signal(libc::SIGINT)) => "not started: interrupted (SIGINT)".into(),
         Some(Reason::Signal(libc::SIGTERM)) => "not started: terminated (SIGTERM)".into(),

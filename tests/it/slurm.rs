@@ -1242,3 +1242,24 @@ fn srun_executor_runs_each_job_as_a_step_of_the_allocation() {
     }
     assert_eq!(steps.len(), 6, "steps: {steps:?}");
 }
+
+#[test]
+fn walks_never_enter_plan_directories() {
+    // Needs no cluster: a plan directory from an earlier run is not input, even with -H.
+    let env = TestEnv::new(
+        &[],
+        &[
+            ("d/a.txt", "a"),
+            (".fanout/slurm-1-2/records/shard-0.jsonl", "{}"),
+            (".fanout/slurm-1-2/job.sh", "#!/bin/sh"),
+            ("d/.fanout/x.txt", "x"),
+            ("d/.hidden.txt", "h"),
+        ],
+    );
+    let out = env.run(&["-H", "-n", "--", "echo"]);
+    out.assert_code(0);
+    let text = out.stdout_str();
+    assert!(text.contains("d/a.txt"), "{}", out.dump());
+    assert!(text.contains("d/.hidden.txt"), "{}", out.dump());
+    assert!(!text.contains(".fanout"), "{}", out.dump());
+}
