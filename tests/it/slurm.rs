@@ -592,6 +592,13 @@ fn a_shard_killed_for_memory_fails_its_unfinished_files() {
                 assert_eq!(r["status"], "failed", "{r}\n{}", out.dump());
                 assert!(reason.contains(&task), "{p}: {reason}");
                 assert!(reason.contains("memory"), "{p}: {reason}");
+                // The one that was running is told apart from those never reached.
+                let when = if p == hog {
+                    "while this file ran"
+                } else {
+                    "before this file started"
+                };
+                assert!(reason.contains(when), "{p}: {reason}");
             }
             None => assert_eq!(r["status"], "ok", "{r}\n{}", out.dump()),
         }
