@@ -100,6 +100,10 @@ pub(crate) fn run(config: &Config) -> Result<ExitStatus> {
         Ok(job) => job,
         Err(err) => {
             let _ = std::fs::remove_dir_all(&layout.dir);
+            // The default parent, `.fanout/`, goes too if nothing else is in it.
+            if let Some(parent) = layout.dir.parent().filter(|p| p.ends_with(".fanout")) {
+                let _ = std::fs::remove_dir(parent);
+            }
             return Err(err);
         }
     };

@@ -1270,3 +1270,22 @@ fn walks_never_enter_plan_directories() {
     assert!(text.contains("d/.hidden.txt"), "{}", out.dump());
     assert!(!text.contains(".fanout"), "{}", out.dump());
 }
+
+#[test]
+fn a_refused_submission_is_a_usage_error_and_leaves_no_plan() {
+    if !slurm() {
+        return;
+    }
+    let (env, _paths) = flat(3);
+    let out = env.run(&[
+        "--executor",
+        "slurm",
+        "--slurm-arg=--partition=no-such-partition",
+        "d",
+        "--",
+        "true",
+    ]);
+    out.assert_code(2).assert_no_panic();
+    out.assert_stderr_contains("sbatch refused the job array");
+    assert!(!env.exists(".fanout"), "{}", out.dump());
+}
