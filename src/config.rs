@@ -123,12 +123,12 @@ impl Config {
             if let Some(Amount::Percent(_)) = cli.mem_limit {
                 bail!("with --executor slurm, --mem-limit takes a size: the memory budget of the jobs in each array task (e.g. --mem-limit 8G)");
             }
-            if cli
-                .plan_dir
-                .as_ref()
-                .is_some_and(|d| d.as_os_str().as_encoded_bytes().contains(&b'\\'))
-            {
-                bail!("--plan-dir: Slurm does not accept a backslash in log file names; choose another directory");
+            if let Some(a) = cli.slurm_arg.iter().find(|a| {
+                ["--array", "-a", "--requeue", "--no-requeue"]
+                    .iter()
+                    .any(|f| a.starts_with(f))
+            }) {
+                bail!("--slurm-arg={a}: fanout sets the array and requeueing itself (the array size with --shards)");
             }
         }
         let jobs = match (&srun, cli.executor) {

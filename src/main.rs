@@ -26,7 +26,12 @@ use crate::error::ExitStatus;
 fn main() {
     // `fanout worker --plan DIR --shard N` is how a Slurm array task starts.
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    if args.len() > 2 && args[1] == "worker" && args[2].as_encoded_bytes().starts_with(b"--") {
+    // (A directory named `worker` still works as a path: `fanout worker -- cmd`.)
+    let worker_flag = |a: &std::ffi::OsString| {
+        let a = a.as_encoded_bytes();
+        a == b"--plan" || a == b"--shard" || a.starts_with(b"--plan=") || a.starts_with(b"--shard=")
+    };
+    if args.len() > 2 && args[1] == "worker" && worker_flag(&args[2]) {
         let worker = cli::WorkerCli::parse_from(&args[1..]);
         let status = cluster::worker::run(&worker.plan, worker.shard).unwrap_or_else(|err| {
             error::print_error(&err);

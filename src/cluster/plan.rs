@@ -212,7 +212,9 @@ impl Plan {
             null: false,
             jobs: Some(self.jobs),
             shell: self.shell,
-            keep_order: self.keep_order,
+            // Job numbers in a shard are not consecutive: ordering by them would hold every
+            // record back until the task ends (and lose them if it is killed).
+            keep_order: false,
             dry_run: false,
             timeout: self.timeout_ms.map(Duration::from_millis),
             kill_grace: Duration::from_millis(self.kill_grace_ms),
@@ -272,10 +274,18 @@ impl Layout {
     pub(crate) fn log(&self, shard: usize) -> PathBuf {
         self.dir.join(format!("logs/shard-{shard}.log"))
     }
-    /// The `--output` pattern for sbatch (`%a` is the array task id; a literal `%` is doubled).
-    pub(crate) fn log_pattern(&self) -> String {
-        let dir = self.dir.to_string_lossy().replace('%', "%%");
-        format!("{dir}/logs/shard-%a.log")
+    /// The `--output` pattern for sbatch (`%a` is the array task id; a literal `%` is doubled),
+    /// from the directory's bytes as they are.
+    pub(crate) fn log_pattern(&self) -> OsString {
+        let mut bytes = Vec::new();
+        for &b in self.dir.as_os_str().as_bytes() {
+            bytes.push(b);
+            if b == b'%' {
+                bytes.push(b'%');
+            }
+        }
+        bytes.extend_from_slice(b"/logs/shard-%a.log");
+        OsString::from_vec(bytes)
     }
     pub(crate) fn script(&self) -> PathBuf {
         self.dir.join("job.sh")
@@ -343,5 +353,9 @@ mod tests {
             dir: PathBuf::from("/x/100%"),
         };
         assert_eq!(l.log_pattern(), "/x/100%%/logs/shard-%a.log");
+        let raw = Layout {
+            dir: PathBuf::from(OsString::from_vec(b"/x/\xff".to_vec())),
+        };
+        assert_eq!(raw.log_pattern().as_bytes(), b"/x/\xff/logs/shard-%a.log");
     }
 }

@@ -3,6 +3,7 @@
 //! cluster has, across Slurm versions.
 
 use std::ffi::OsString;
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
@@ -81,7 +82,10 @@ impl Slurm {
 
     /// Submits with `sbatch --parsable ARGS…`; returns the job id.
     pub(crate) fn submit(&self, args: &[OsString]) -> Result<String> {
+        // Its own process group: a Ctrl-C meant for fanout must not kill sbatch half-way (fanout
+        // then cancels what was submitted).
         let out = Command::new(&self.sbatch)
+            .process_group(0)
             .arg("--parsable")
             .args(args)
             .stdin(Stdio::null())

@@ -10,7 +10,7 @@
 use std::collections::{HashSet, VecDeque};
 use std::ffi::OsString;
 use std::fs::File;
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
@@ -91,6 +91,18 @@ pub(crate) fn run(config: &Config) -> Result<ExitStatus> {
     let layout = Layout {
         dir: plan_dir(config)?,
     };
+    // A plan directory holds one run: old records would be taken for this run's.
+    let existed = layout.dir.exists();
+    if existed
+        && std::fs::read_dir(&layout.dir)
+            .map(|mut d| d.next().is_some())
+            .unwrap_or(true)
+    {
+        anyhow::bail!(
+            "--plan-dir {} is not empty: give a new or empty directory",
+            layout.dir.display()
+        );
+    }
     let plan = Plan::new(config, dealt.shards.len(), files as u64, dealt.task_mem)?;
     let args = sbatch_args(config, &plan, &layout)?;
     write_plan(&layout, &plan, &dealt.shards, &args)?;
@@ -99,7 +111,12 @@ pub(crate) fn run(config: &Config) -> Result<ExitStatus> {
     let job = match slurm.submit(&argv) {
         Ok(job) => job,
         Err(err) => {
+            // Nothing was submitted: take back what this run wrote (the directory was new or
+            // empty).
             let _ = std::fs::remove_dir_all(&layout.dir);
+            if existed {
+                let _ = std::fs::create_dir(&layout.dir);
+            }
             // The default parent, `.fanout/`, goes too if nothing else is in it.
             if let Some(parent) = layout.dir.parent().filter(|p| p.ends_with(".fanout")) {
                 let _ = std::fs::remove_dir(parent);
@@ -312,7 +329,15 @@ fn plan_dir(config: &Config) -> Result<PathBuf> {
             .map_or(0, |d| d.as_secs());
         PathBuf::from(format!(".fanout/slurm-{stamp}-{}", std::process::id()))
     });
-    std::path::absolute(&dir).with_context(|| format!("bad --plan-dir {}", dir.display()))
+    let dir =
+        std::path::absolute(&dir).with_context(|| format!("bad --plan-dir {}", dir.display()))?;
+    if dir.as_os_str().as_encoded_bytes().contains(&b'\\') {
+        anyhow::bail!(
+            "the plan directory {} has a backslash, which turns off Slurm's %a in log names: choose another --plan-dir",
+            dir.display()
+        );
+    }
+    Ok(dir)
 }
 
 /// sbatch's options (the script comes last).
@@ -321,12 +346,22 @@ fn sbatch_args(config: &Config, plan: &Plan, layout: &Layout) -> Result<Vec<OsSt
         "--job-name=fanout".into(),
         format!("--array=0-{}", plan.shards - 1).into(),
         format!("--cpus-per-task={}", plan.jobs * plan.cpus_per_job).into(),
-        format!("--mem={}M", plan.task_mem_bytes >> 20).into(),
-        // A requeued task would start its journal again from the top.
-        "--no-requeue".into(),
-        format!("--output={}", layout.log_pattern()).into(),
-        format!("--error={}", layout.log_pattern()).into(),
     ];
+    // sbatch refuses --mem together with --mem-per-cpu or --mem-per-gpu: the user's wins.
+    let user_mem = config
+        .slurm
+        .as_ref()
+        .is_some_and(|s| s.args.iter().any(|a| a.starts_with("--mem")));
+    if !user_mem {
+        args.push(format!("--mem={}M", plan.task_mem_bytes >> 20).into());
+    }
+    // A requeued task would start its journal again from the top.
+    args.push("--no-requeue".into());
+    for flag in ["--output=", "--error="] {
+        let mut a = OsString::from(flag);
+        a.push(layout.log_pattern());
+        args.push(a);
+    }
     let cwd = std::env::current_dir().context("cannot read the current directory")?;
     let mut chdir = OsString::from("--chdir=");
     chdir.push(&cwd);
@@ -348,7 +383,12 @@ fn script(plan: &Plan, layout: &Layout, sbatch: &[u8]) -> Vec<u8> {
         )
         .as_bytes(),
     );
-    s.extend_from_slice(sbatch);
+    // A comment line: a newline in a path must not end it.
+    s.extend(
+        sbatch
+            .iter()
+            .map(|&b| if b == b'\n' || b == b'\r' { b'?' } else { b }),
+    );
     s.extend_from_slice(b"\nexec ");
     s.extend_from_slice(&shell_quote(exe.as_os_str().as_encoded_bytes()));
     s.extend_from_slice(b" worker --plan ");
@@ -412,12 +452,21 @@ impl Tail {
         lines
     }
 
-    /// Copies up to `n` bytes to `out`; returns how many were copied.
-    fn copy(&mut self, n: u64, out: &mut dyn Write) -> io::Result<u64> {
-        match self.open() {
-            Some(f) => io::copy(&mut f.take(n), out),
-            None => Ok(0),
-        }
+    /// Bytes written but not yet read.
+    fn available(&mut self) -> u64 {
+        let Some(f) = self.open() else { return 0 };
+        let pos = f.stream_position().unwrap_or(0);
+        f.metadata().map_or(0, |m| m.len().saturating_sub(pos))
+    }
+
+    /// Copies the next `n` bytes (one job's output) to `out`. Whatever happens, reading goes on
+    /// after those `n` bytes, so the next job's output stays aligned with its record.
+    fn relay(&mut self, n: u64, out: &mut dyn Write) -> io::Result<()> {
+        let Some(f) = self.open() else { return Ok(()) };
+        let start = f.stream_position()?;
+        let copied = io::copy(&mut Read::by_ref(f).take(n), out).and_then(|_| out.flush());
+        f.seek(SeekFrom::Start(start + n))?;
+        copied
     }
 }
 
@@ -431,8 +480,9 @@ struct Shard {
     stderr: Tail,
     log: Tail,
     started_log: PathBuf,
-    /// Output bytes of recorded jobs not yet relayed (a shared file system may lag).
-    owed: [u64; 2],
+    /// Output sizes of recorded jobs not yet relayed, per job, stdout and stderr (a shared
+    /// file system may show the bytes later than the record).
+    owed: [VecDeque<u64>; 2],
     log_lines: VecDeque<String>,
     started: bool,
     summary: Option<serde_json::Value>,
@@ -524,7 +574,7 @@ impl<'a> Watch<'a> {
                 stderr: Tail::new(layout.stderr(k)),
                 log: Tail::new(layout.log(k)),
                 started_log: layout.started(k),
-                owed: [0, 0],
+                owed: [VecDeque::new(), VecDeque::new()],
                 log_lines: VecDeque::new(),
                 started: false,
                 summary: None,
@@ -534,6 +584,8 @@ impl<'a> Watch<'a> {
             .collect();
         let mut asked: Option<Instant> = None;
         let mut squeue_errors = 0;
+        // Whether squeue has ever listed the job: "unknown" only means "ended" after that.
+        let mut seen = false;
         let mut hard_since: Option<Instant> = None;
         loop {
             for k in 0..self.shards.len() {
@@ -548,6 +600,7 @@ impl<'a> Watch<'a> {
                 match slurm.tasks(job) {
                     Ok(Some(tasks)) => {
                         squeue_errors = 0;
+                        seen = true;
                         let mut listed = vec![false; self.shards.len()];
                         let mut rest = None;
                         for t in tasks {
@@ -568,6 +621,18 @@ impl<'a> Watch<'a> {
                                     });
                                 }
                             }
+                        }
+                    }
+                    Ok(None) if !seen => {
+                        // Not known yet (a controller that is slow to answer for a new job):
+                        // ask again; it counts as an error if it goes on.
+                        squeue_errors += 1;
+                        if squeue_errors % 30 == 0 {
+                            self.progress.suspend(|| {
+                                print_notice(&format!(
+                                    "squeue does not know job {job} (yet); asking again"
+                                ))
+                            });
                         }
                     }
                     Ok(None) => {
@@ -627,6 +692,9 @@ impl<'a> Watch<'a> {
             }
             std::thread::sleep(READ_EVERY);
         }
+        for k in 0..self.shards.len() {
+            self.relay(k, true);
+        }
         self.progress.finish();
         self.account_for_the_rest(slurm, job);
         Ok(())
@@ -654,16 +722,16 @@ impl<'a> Watch<'a> {
                     if !shard.recorded.insert(record.job) {
                         continue;
                     }
-                    shard.owed[0] += record.stdout_bytes.unwrap_or(0);
-                    shard.owed[1] += record.stderr_bytes.unwrap_or(0);
-                    self.relay(k);
+                    shard.owed[0].push_back(record.stdout_bytes.unwrap_or(0));
+                    shard.owed[1].push_back(record.stderr_bytes.unwrap_or(0));
+                    self.relay(k, false);
                     self.accept(record);
                     self.show_progress();
                 }
                 _ => {}
             }
         }
-        self.relay(k);
+        self.relay(k, false);
         let log = self.shards[k].log.lines();
         for line in log {
             let text = String::from_utf8_lossy(&line).trim_end().to_string();
@@ -683,41 +751,39 @@ impl<'a> Watch<'a> {
         }
     }
 
-    /// Relays the output owed for shard `k`'s recorded jobs, whole jobs at a time.
-    fn relay(&mut self, k: usize) {
+    /// Relays the output owed for shard `k`'s recorded jobs, a whole job at a time: a job's
+    /// output goes out only once all of it can be read (unless `all`, at the very end).
+    fn relay(&mut self, k: usize, all: bool) {
         let shard = &mut self.shards[k];
-        if shard.owed[1] > 0 {
-            let n = shard.owed[1];
-            let copied = self.progress.suspend(|| {
-                let mut err = io::stderr().lock();
-                shard
-                    .stderr
-                    .copy(n, &mut err)
-                    .and_then(|c| err.flush().map(|_| c))
-            });
-            shard.owed[1] -= copied.unwrap_or(n).min(n);
-        }
-        if shard.owed[0] > 0 {
-            let n = shard.owed[0];
-            if self.stdout_closed {
-                shard.owed[0] = 0;
-                return;
-            }
-            let copied = self.progress.suspend(|| {
-                let mut out = io::stdout().lock();
-                shard
-                    .stdout
-                    .copy(n, &mut out)
-                    .and_then(|c| out.flush().map(|_| c))
-            });
-            match copied {
-                Ok(c) => shard.owed[0] -= c.min(n),
-                Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {
-                    shard.owed[0] = 0;
-                    self.stdout_closed = true;
-                    self.cancel.raise(Level::Stop, Reason::ClosedStdout);
+        for stream in [1, 0] {
+            while let Some(&n) = shard.owed[stream].front() {
+                let tail = if stream == 0 {
+                    &mut shard.stdout
+                } else {
+                    &mut shard.stderr
+                };
+                if n > 0 && tail.available() < n && !all {
+                    break;
                 }
-                Err(_) => shard.owed[0] = 0,
+                shard.owed[stream].pop_front();
+                if n == 0 {
+                    continue;
+                }
+                let result = if stream == 1 {
+                    self.progress
+                        .suspend(|| tail.relay(n, &mut io::stderr().lock()))
+                } else if self.stdout_closed {
+                    tail.relay(n, &mut io::sink())
+                } else {
+                    self.progress
+                        .suspend(|| tail.relay(n, &mut io::stdout().lock()))
+                };
+                if let Err(e) = result {
+                    if stream == 0 && e.kind() == io::ErrorKind::BrokenPipe && !self.stdout_closed {
+                        self.stdout_closed = true;
+                        self.cancel.raise(Level::Stop, Reason::ClosedStdout);
+                    }
+                }
             }
         }
     }
@@ -795,8 +861,10 @@ impl<'a> Watch<'a> {
                 .as_ref()
                 .is_some_and(|t| !t.ended() && t.state != "PENDING");
             if running && !s.signalled {
-                s.signalled = true;
-                report(slurm.stop(&format!("{job}_{}", s.index), Stop::Signal(signal)));
+                // Marked only once Slurm took it: a failed scancel is tried again next poll.
+                let sent = slurm.stop(&format!("{job}_{}", s.index), Stop::Signal(signal));
+                s.signalled = sent.is_ok();
+                report(sent);
             }
         }
     }
@@ -862,7 +930,9 @@ impl<'a> Watch<'a> {
                 r.weight_bytes = Some(f.weight_bytes);
                 if self.config.in_place.is_some() {
                     r.action = Some("kept");
-                    let dir = path
+                    // {out} lies beside the file rewritten: a symlink's target.
+                    let target = crate::inplace::InPlace::target(&path).unwrap_or(path.clone());
+                    let dir = target
                         .parent()
                         .filter(|d| !d.as_os_str().is_empty())
                         .unwrap_or(Path::new("."))

@@ -33,9 +33,13 @@ pub(crate) fn run(plan_dir: &Path, shard: usize) -> Result<ExitStatus> {
     })?;
     let inputs = layout.read_inputs(shard)?;
     // The task's own --mem (as Slurm granted it, --slurm-arg included) bounds its jobs.
-    let task_mem = std::env::var("SLURM_MEM_PER_NODE")
-        .ok()
-        .and_then(|m| m.trim_end_matches('M').parse::<u64>().ok())
+    let var = |k: &str| {
+        std::env::var(k)
+            .ok()
+            .and_then(|m| m.trim_end_matches('M').parse::<u64>().ok())
+    };
+    let task_mem = var("SLURM_MEM_PER_NODE")
+        .or_else(|| Some(var("SLURM_MEM_PER_CPU")? * var("SLURM_CPUS_ON_NODE")?))
         .map_or(plan.task_mem_bytes, |mib| mib << 20);
     let budget = task_mem.saturating_sub(WORKER_MEM).max(1 << 20);
     let cli = plan.to_cli(layout.records(shard), budget)?;

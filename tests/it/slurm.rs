@@ -1289,3 +1289,48 @@ fn a_refused_submission_is_a_usage_error_and_leaves_no_plan() {
     out.assert_stderr_contains("sbatch refused the job array");
     assert!(!env.exists(".fanout"), "{}", out.dump());
 }
+
+#[test]
+fn a_used_plan_directory_is_refused_and_left_alone() {
+    if !slurm() {
+        return;
+    }
+    let (env, _paths) = flat(3);
+    env.write("plan/records/shard-0.jsonl", "old records\n");
+    let out = env.run(&[
+        "--executor",
+        "slurm",
+        "--plan-dir",
+        "plan",
+        "d",
+        "--",
+        "true",
+    ]);
+    out.assert_code(2).assert_no_panic();
+    out.assert_stderr_contains("is not empty");
+    assert_eq!(
+        fs::read_to_string(env.path("plan/records/shard-0.jsonl")).unwrap(),
+        "old records\n"
+    );
+}
+
+#[test]
+fn slurm_args_that_fanout_owns_are_refused() {
+    // Needs no cluster: the array and requeueing are fanout's to set.
+    let (env, _paths) = flat(2);
+    for arg in ["--slurm-arg=--array=0-9%2", "--slurm-arg=--requeue"] {
+        let out = env.run(&["--executor", "slurm", arg, "d", "--", "true"]);
+        out.assert_code(2).assert_no_panic();
+        out.assert_stderr_contains("--shards");
+    }
+}
+
+#[test]
+fn a_directory_named_worker_is_still_a_path() {
+    // Needs no cluster: `fanout worker --plan …` is the array task's entry; `fanout worker -- …`
+    // walks a directory called worker.
+    let env = TestEnv::new(&[], &[("worker/a.txt", "a")]);
+    let out = env.run(&["worker", "--", "cat"]);
+    out.assert_code(0).assert_no_panic();
+    assert_eq!(out.stdout_str(), "a");
+}
