@@ -3,11 +3,71 @@
 //! cluster has, across Slurm versions.
 
 use std::ffi::OsString;
+use std::io::Read;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+
+/// How long squeue or scancel may take before the attempt counts as failed (and is retried):
+/// a controller that does not answer must not stall the watch.
+const ASK_LIMIT: Duration = Duration::from_secs(20);
+/// How long scontrol may take for one ended task's exit code (only a detail of the reason).
+const EXIT_CODE_LIMIT: Duration = Duration::from_secs(3);
+
+/// `Command::output` with a deadline: past it the command is killed and an error returned.
+trait BoundedOutput {
+    fn bounded_output(&mut self, limit: Duration) -> std::io::Result<Output>;
+}
+
+impl BoundedOutput for Command {
+    fn bounded_output(&mut self, limit: Duration) -> std::io::Result<Output> {
+        let mut child = self.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
+        let read = |pipe: Option<Box<dyn Read + Send>>| {
+            std::thread::spawn(move || {
+                let mut buf = Vec::new();
+                if let Some(mut p) = pipe {
+                    let _ = p.read_to_end(&mut buf);
+                }
+                buf
+            })
+        };
+        let out = read(
+            child
+                .stdout
+                .take()
+                .map(|p| Box::new(p) as Box<dyn Read + Send>),
+        );
+        let err = read(
+            child
+                .stderr
+                .take()
+                .map(|p| Box::new(p) as Box<dyn Read + Send>),
+        );
+        let deadline = Instant::now() + limit;
+        let status = loop {
+            if let Some(status) = child.try_wait()? {
+                break status;
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("no answer within {} s", limit.as_secs()),
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        Ok(Output {
+            status,
+            stdout: out.join().unwrap_or_default(),
+            stderr: err.join().unwrap_or_default(),
+        })
+    }
+}
 
 /// The Slurm commands, resolved on PATH once.
 pub(crate) struct Slurm {
@@ -111,7 +171,7 @@ impl Slurm {
             .args(["--noheader", "--array", "--states=all", "--jobs", job])
             .args(["--format=%i|%T|%r|%N"])
             .stdin(Stdio::null())
-            .output()
+            .bounded_output(ASK_LIMIT)
             .context("cannot run squeue")?;
         if !out.status.success() {
             let err = String::from_utf8_lossy(&out.stderr);
@@ -133,12 +193,11 @@ impl Slurm {
         let out = cmd
             .arg(job)
             .stdin(Stdio::null())
-            .output()
+            .bounded_output(ASK_LIMIT)
             .context("cannot run scancel")?;
         if !out.status.success() {
             let err = String::from_utf8_lossy(&out.stderr);
             // Nothing left in that state is not a failure.
-            // Nothing left in that state is not a failure either.
             if !err.trim().is_empty()
                 && !err.contains("already completing or completed")
                 && !err.contains("Invalid job id")
@@ -155,7 +214,7 @@ impl Slurm {
         let out = Command::new(scontrol)
             .args(["--oneliner", "show", "job", &format!("{job}_{task}")])
             .stdin(Stdio::null())
-            .output()
+            .bounded_output(EXIT_CODE_LIMIT)
             .ok()?;
         let text = String::from_utf8_lossy(&out.stdout);
         let field = text
@@ -220,6 +279,23 @@ fn one_line(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_command_that_does_not_answer_is_given_up() {
+        let t = Instant::now();
+        let err = Command::new("sleep")
+            .arg("5")
+            .bounded_output(Duration::from_millis(100))
+            .unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
+        assert!(t.elapsed() < Duration::from_secs(2));
+        let out = Command::new("echo")
+            .arg("hi")
+            .bounded_output(Duration::from_secs(5))
+            .unwrap();
+        assert_eq!(out.stdout, b"hi\n");
+        assert!(out.status.success());
+    }
 
     #[test]
     fn squeue_lines() {
