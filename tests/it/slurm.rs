@@ -1,5 +1,6 @@
 //! `--executor slurm` and `--executor srun` against a real Slurm cluster (CI starts a one-node
-//! cluster with `.ci/slurm-cluster.sh up` and sets `FANOUT_SLURM_TESTS=1`).
+//! cluster with `.ci/slurm-cluster.sh up` and sets `FANOUT_SLURM_TESTS=1`, then runs these tests
+//! again, one at a time, on a two-node cluster with `FANOUT_SLURM_NODES=2`).
 //!
 //! Without `FANOUT_SLURM_TESTS=1` the tests that need the cluster return at once; the usage
 //! errors and the dry run need no cluster and always run. With it set, a misbehaving cluster
@@ -33,6 +34,15 @@ fn slurm() -> bool {
         eprintln!("skipped: FANOUT_SLURM_TESTS is not set");
         false
     }
+}
+
+/// The number of nodes the tests may count on finding idle (`FANOUT_SLURM_NODES`, set by CI for
+/// its serial two-node run): with 2 or more, array tasks must land on different nodes.
+fn idle_nodes() -> usize {
+    std::env::var("FANOUT_SLURM_NODES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -167,6 +177,16 @@ fn slurm_cmd(program: &str, args: &[&str]) -> std::process::Output {
         .stdin(Stdio::null())
         .output()
         .unwrap_or_else(|e| panic!("cannot run {program}: {e}"))
+}
+
+/// The cluster's node names: `localhost` for the one-node cluster, n1, n2, … for several.
+fn cluster_nodes() -> BTreeSet<String> {
+    let out = slurm_cmd("sinfo", &["--noheader", "--Node", "--format=%N"]);
+    assert!(out.status.success(), "sinfo failed: {out:?}");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .map(str::to_string)
+        .collect()
 }
 
 /// Array tasks of `job` that are not over yet (pending, running, completing, …).
@@ -382,7 +402,8 @@ fn two_hundred_files_over_four_shards() {
         return;
     }
     let (env, paths) = hive(200);
-    let job = r#"echo "$1"; printf '%s\n' "$1" >> out/ran"#;
+    // Each job notes the host it ran on, to check the shards' node fields against.
+    let job = r#"echo "$1"; printf '%s\n' "$1" >> out/ran; uname -n >> out/hosts"#;
     let out = run_slurm(
         &env,
         &[
@@ -417,14 +438,33 @@ fn two_hundred_files_over_four_shards() {
     assert_eq!(int(&fin, "exit_code"), 0, "{fin}");
     let job_id = assert_slurm_final(&fin, 4);
     let mut planned = 0;
+    let mut nodes = BTreeSet::new();
     for s in shards(&fin) {
         assert_eq!(s["state"], "COMPLETED", "{s}");
         assert_eq!(s["finished"], true, "{s}");
         assert_eq!(s["files"], s["records"], "{s}");
-        assert_eq!(s["node"], "localhost", "{s}");
+        nodes.insert(
+            s["node"]
+                .as_str()
+                .unwrap_or_else(|| panic!("no node: {s}"))
+                .to_string(),
+        );
         planned += s["files"].as_i64().unwrap();
     }
     assert_eq!(planned, 200, "{fin}");
+    // The shards name the nodes the jobs really ran on, and those are the cluster's.
+    let hosts: BTreeSet<String> = log_lines(&env, "out/hosts").into_iter().collect();
+    assert_eq!(
+        hosts, nodes,
+        "hosts the jobs ran on vs the shards' nodes\n{fin}"
+    );
+    assert!(nodes.is_subset(&cluster_nodes()), "{nodes:?}");
+    if idle_nodes() > 1 {
+        assert!(
+            nodes.len() > 1,
+            "4 tasks on an idle multi-node cluster all ran on {nodes:?}"
+        );
+    }
     // Every file ran exactly once, and its output was relayed.
     assert_eq!(log_lines(&env, "out/ran"), paths, "jobs that ran");
     out.assert_stdout_sorted(&paths.iter().map(String::as_str).collect::<Vec<_>>());
