@@ -56,6 +56,18 @@ pub(crate) struct Resume {
 }
 
 impl Resume {
+    /// Loads `--resume` for a real run (local or submitted) and says how much it found.
+    pub(crate) fn for_run(path: Option<&Path>, quiet: bool) -> Result<Option<Resume>> {
+        let resume = path.map(Resume::load).transpose()?;
+        if let (Some(r), false) = (&resume, quiet) {
+            crate::error::print_notice(&format!(
+                "resuming: {} ok in the earlier run; unchanged ones are skipped",
+                crate::summary::counted(r.len() as u64, "file")
+            ));
+        }
+        Ok(resume)
+    }
+
     pub(crate) fn load(path: &Path) -> Result<Resume> {
         let file =
             File::open(path).with_context(|| format!("cannot read --resume {}", path.display()))?;

@@ -342,6 +342,15 @@ pub(crate) struct Report<'a> {
     wall: Duration,
 }
 
+/// `1 file`, `3 files`: a count with its noun, plural unless the count is one.
+pub(crate) fn counted(n: u64, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
 impl fmt::Display for Report<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let t = self.totals;
@@ -351,8 +360,12 @@ impl fmt::Display for Report<'_> {
             .filter(|s| t.count(**s) > 0 || **s == Status::Ok)
             .map(|s| format!("{} {}", t.count(*s), s.name()))
             .collect();
-        let files = if t.total() == 1 { "file" } else { "files" };
-        write!(f, "fanout: {} {files}: {}", t.total(), parts.join(", "))?;
+        write!(
+            f,
+            "fanout: {}: {}",
+            counted(t.total(), "file"),
+            parts.join(", ")
+        )?;
         if t.walk_errors > 0 {
             write!(f, ", {} walk errors", t.walk_errors)?;
         }

@@ -29,7 +29,7 @@ use crate::error::{print_notice, ExitStatus};
 use crate::memory::{self, human};
 use crate::progress::Progress;
 use crate::resume::Resume;
-use crate::summary::{JobRecord, Journal, MemoryReport, Status, Totals};
+use crate::summary::{counted, JobRecord, Journal, MemoryReport, Status, Totals};
 use crate::template::{display_argv, shell_quote, JobValues};
 use crate::walk::{self, Input, Notice, WalkReport};
 
@@ -61,7 +61,7 @@ pub(crate) fn run(config: &Config) -> Result<ExitStatus> {
     let cancel = Arc::new(Cancel::new().context("cannot create a pipe")?);
     cancel::watch_signals(Arc::clone(&cancel)).context("cannot install signal handlers")?;
     let start = Instant::now();
-    let resume = config.resume.as_deref().map(Resume::load).transpose()?;
+    let resume = Resume::for_run(config.resume.as_deref(), config.quiet)?;
     let mut journal = match &config.summary {
         Some(path) => Some(
             Journal::create(path)
@@ -126,10 +126,11 @@ pub(crate) fn run(config: &Config) -> Result<ExitStatus> {
     };
     if !config.quiet {
         print_notice(&format!(
-            "submitted Slurm job {job}: {files} files in {} array tasks ({} and {} CPUs each); plan, records and logs in {}",
-            plan.shards,
+            "submitted Slurm job {job}: {} in {} ({} and {} each); plan, records and logs in {}",
+            counted(files as u64, "file"),
+            counted(plan.shards as u64, "array task"),
             human(plan.task_mem_bytes),
-            plan.jobs * plan.cpus_per_job,
+            counted((plan.jobs * plan.cpus_per_job) as u64, "CPU"),
             layout.dir.display()
         ));
     }
@@ -175,8 +176,8 @@ pub(crate) fn dry_run(config: &Config) -> Result<ExitStatus> {
             let weight: u64 = shard.iter().map(|f| f.weight_bytes).sum();
             writeln!(
                 out,
-                "# shard {k}: {} files, weight {}",
-                shard.len(),
+                "# shard {k}: {}, weight {}",
+                counted(shard.len() as u64, "file"),
                 human(weight)
             )?;
             for f in shard {
@@ -378,8 +379,9 @@ fn script(plan: &Plan, layout: &Layout, sbatch: &[u8]) -> Vec<u8> {
     let mut s = b"#!/bin/sh\n".to_vec();
     s.extend_from_slice(
         format!(
-            "# fanout: {} files in {} array tasks; submitted with:\n#   ",
-            plan.files, plan.shards
+            "# fanout: {} in {}; submitted with:\n#   ",
+            counted(plan.files, "file"),
+            counted(plan.shards as u64, "array task")
         )
         .as_bytes(),
     );

@@ -101,13 +101,7 @@ pub(crate) fn run_with(
     let snapshot = meter.snapshot();
     let (budget, reserve) = memory::plan(config.mem_limit, config.mem_reserve, &snapshot);
     // Read the journal to resume before --summary (possibly the same file) is truncated.
-    let resume = config.resume.as_deref().map(Resume::load).transpose()?;
-    if let (Some(r), false) = (&resume, config.quiet) {
-        print_notice(&format!(
-            "resuming: {} files were ok in the earlier run; unchanged ones are skipped",
-            r.len()
-        ));
-    }
+    let resume = Resume::for_run(config.resume.as_deref(), config.quiet)?;
     let mut journal = match &config.summary {
         Some(path) => Some(
             Journal::create(path)

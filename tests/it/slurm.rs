@@ -402,8 +402,8 @@ fn two_hundred_files_over_four_shards() {
         return;
     }
     let (env, paths) = hive(200);
-    // Each job notes the host it ran on, to check the shards' node fields against.
-    let job = r#"echo "$1"; printf '%s\n' "$1" >> out/ran; uname -n >> out/hosts"#;
+    // Each job notes the node it ran on (as slurmd names it), to check the shards' node fields.
+    let job = r#"echo "$1"; printf '%s\n' "$1" >> out/ran; echo "$SLURMD_NODENAME" >> out/hosts"#;
     let out = run_slurm(
         &env,
         &[
