@@ -30,12 +30,14 @@ pub(crate) enum Reason {
     Signal(i32),
     ClosedStdout,
     Halt,
+    /// Job output could not be written (a full disk behind fanout's stdout).
+    OutputFailed,
 }
 
 #[derive(Default)]
 pub(crate) struct Cancel {
     level: AtomicU8,
-    /// 0: none; > 0: a signal number; -1: closed stdout; -2: halt.
+    /// 0: none; > 0: a signal number; -1: closed stdout; -2: halt; -3: output failed.
     reason: AtomicI32,
     wake: Option<(PipeReader, Mutex<PipeWriter>)>,
 }
@@ -56,6 +58,7 @@ impl Cancel {
             Reason::Signal(s) => s,
             Reason::ClosedStdout => -1,
             Reason::Halt => -2,
+            Reason::OutputFailed => -3,
         };
         let _ = self
             .reason
@@ -96,6 +99,7 @@ impl Cancel {
             0 => None,
             -1 => Some(Reason::ClosedStdout),
             -2 => Some(Reason::Halt),
+            -3 => Some(Reason::OutputFailed),
             s => Some(Reason::Signal(s)),
         }
     }

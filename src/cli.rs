@@ -222,13 +222,20 @@ pub(crate) enum Executor {
     Srun,
 }
 
-/// `fanout worker --plan DIR --shard N`: one array task of an `--executor slurm` run.
+/// fanout's hidden entry points, tried before the ordinary command line: a real clap
+/// subcommand, so `fanout worker --plan DIR --shard N` parses as one, while `fanout worker --
+/// cmd` (a directory named `worker`) still parses as a path.
 #[derive(Debug, Parser)]
-#[command(
-    name = "fanout worker",
-    about = "Run one shard of a Slurm plan (started by sbatch)"
-)]
-pub(crate) struct WorkerCli {
+#[command(name = "fanout", disable_help_subcommand = true)]
+pub(crate) enum Entry {
+    /// Run one shard of a Slurm plan (started by sbatch).
+    #[command(hide = true)]
+    Worker(WorkerArgs),
+}
+
+/// `fanout worker --plan DIR --shard N`: one array task of an `--executor slurm` run.
+#[derive(Debug, clap::Args)]
+pub(crate) struct WorkerArgs {
     /// The plan directory written by the submitting fanout
     #[arg(long, value_name = "DIR")]
     pub plan: PathBuf,
@@ -236,6 +243,29 @@ pub(crate) struct WorkerCli {
     /// Which shard (the array task id)
     #[arg(long, value_name = "N")]
     pub shard: usize,
+}
+
+impl Entry {
+    /// The worker's arguments, when `args` are a worker's command line. A command line that
+    /// starts as one (`worker --plan`) but does not parse is refused here with clap's message.
+    pub(crate) fn find(args: &[OsString]) -> Option<WorkerArgs> {
+        if args.get(1).is_none_or(|a| a != "worker") {
+            return None;
+        }
+        match Entry::try_parse_from(args) {
+            Ok(Entry::Worker(w)) => Some(w),
+            Err(err) => {
+                let flag = |a: &OsString| {
+                    let a = a.as_encoded_bytes();
+                    a.starts_with(b"--plan") || a.starts_with(b"--shard")
+                };
+                if args.get(2).is_some_and(flag) {
+                    err.exit()
+                }
+                None
+            }
+        }
+    }
 }
 
 /// `--mem-per-job`.
@@ -299,6 +329,16 @@ mod tests {
     #[test]
     fn clap_definition_is_consistent() {
         Cli::command().debug_assert();
+        Entry::command().debug_assert();
+    }
+
+    #[test]
+    fn worker_is_a_subcommand_and_still_a_path() {
+        let args = |a: &[&str]| a.iter().map(OsString::from).collect::<Vec<_>>();
+        let w = Entry::find(&args(&["fanout", "worker", "--plan", "p", "--shard", "3"])).unwrap();
+        assert_eq!((w.plan, w.shard), (PathBuf::from("p"), 3));
+        assert!(Entry::find(&args(&["fanout", "worker", "--", "echo"])).is_none());
+        assert!(Entry::find(&args(&["fanout", "-j", "2", "worker", "--", "echo"])).is_none());
     }
 
     #[test]

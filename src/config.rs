@@ -34,8 +34,8 @@ pub(crate) struct Config {
     pub capture: bool,
     /// Print job output in input order.
     pub keep_order: bool,
-    /// Print commands instead of running them.
-    pub dry_run: bool,
+    /// How the run goes: where jobs run, or that nothing runs.
+    pub mode: Mode,
     /// Where to write the JSON Lines journal.
     pub summary: Option<PathBuf>,
     /// Show the progress bar.
@@ -66,12 +66,28 @@ pub(crate) struct Config {
     pub command: Vec<OsString>,
     /// `-s`: the command runs through `sh -c`.
     pub shell: bool,
-    /// Where jobs run.
-    pub executor: Executor,
-    /// `--executor slurm` settings.
-    pub slurm: Option<SlurmOptions>,
-    /// `--executor srun`: srun, resolved on PATH, and the allocation's facts.
-    pub srun: Option<crate::cluster::Allocation>,
+}
+
+/// How a run goes. One value, so the settings of different modes cannot disagree.
+#[derive(Debug)]
+pub(crate) enum Mode {
+    /// `--dry-run`: print each command and run nothing; with `--executor slurm`, its settings
+    /// (the dry run prints the sbatch plan).
+    DryRun(Option<SlurmOptions>),
+    /// Jobs run on this machine.
+    Local,
+    /// `--executor srun`: each job is a step of the allocation fanout runs in.
+    Srun(crate::cluster::Allocation),
+    /// `--executor slurm`: one job array, submitted and watched from here.
+    Slurm(SlurmOptions),
+    /// `fanout worker`: one array task of a Slurm run; job output goes to the plan's files.
+    Worker,
+}
+
+impl Mode {
+    pub(crate) fn is_dry_run(&self) -> bool {
+        matches!(self, Mode::DryRun(_))
+    }
 }
 
 /// How a Slurm run is submitted.
@@ -86,6 +102,14 @@ pub(crate) struct SlurmOptions {
 }
 
 impl Config {
+    /// The Slurm settings of a `--executor slurm` run or dry run.
+    pub(crate) fn slurm(&self) -> Option<&SlurmOptions> {
+        match &self.mode {
+            Mode::Slurm(s) | Mode::DryRun(Some(s)) => Some(s),
+            _ => None,
+        }
+    }
+
     pub(crate) fn from_cli(cli: Cli) -> Result<Config> {
         let roots = roots(&cli.paths)?;
         let extensions = cli
@@ -148,6 +172,20 @@ impl Config {
             && !cli.dry_run
             && (jobs > 1 || cli.executor == Executor::Slurm)
             && (cli.progress || std::io::stderr().is_terminal());
+        let slurm = (cli.executor == Executor::Slurm).then(|| SlurmOptions {
+            shards: cli.shards,
+            args: cli.slurm_arg.clone(),
+            plan_dir: cli.plan_dir.clone(),
+        });
+        let mem_limit = cli
+            .mem_limit
+            .or(srun.as_ref().and_then(|a| a.mem_bytes).map(Amount::Bytes));
+        let mode = match (cli.dry_run, slurm, srun) {
+            (true, slurm, _) => Mode::DryRun(slurm),
+            (false, Some(slurm), _) => Mode::Slurm(slurm),
+            (false, None, Some(alloc)) => Mode::Srun(alloc),
+            (false, None, None) => Mode::Local,
+        };
         Ok(Config {
             walk: WalkOptions {
                 roots,
@@ -165,7 +203,6 @@ impl Config {
             threads,
             capture: jobs > 1,
             keep_order: cli.keep_order,
-            dry_run: cli.dry_run,
             summary: cli.summary,
             progress,
             quiet: cli.quiet,
@@ -174,9 +211,7 @@ impl Config {
             retries: cli.retries,
             halt: cli.halt,
             resume: cli.resume,
-            mem_limit: cli
-                .mem_limit
-                .or(srun.as_ref().and_then(|a| a.mem_bytes).map(Amount::Bytes)),
+            mem_limit,
             mem_per_job: match cli.mem_per_job {
                 Some(PerJob::Fixed(b)) => Some(b),
                 _ => None,
@@ -192,13 +227,7 @@ impl Config {
             }),
             command: cli.command,
             shell: cli.shell,
-            executor: cli.executor,
-            slurm: (cli.executor == Executor::Slurm).then_some(SlurmOptions {
-                shards: cli.shards,
-                args: cli.slurm_arg,
-                plan_dir: cli.plan_dir,
-            }),
-            srun,
+            mode,
         })
     }
 }

@@ -1,162 +1,150 @@
-//! `--dry-run`: discover and expand exactly as a real run would, print each command as one
-//! shell-quoted line on stdout, and run or write nothing. The plan (jobs, filters, memory
-//! budget, the heaviest inputs) goes to stderr.
+//! `--dry-run` as an executor: every job is expanded exactly as a real run would expand it and
+//! handed back as one shell-quoted line of output, and nothing runs or is written. The run core
+//! discovers, triages and orders the inputs as usual (so the dry run lists what a real run
+//! would run, in its order); the plan (jobs, filters, memory budget, the heaviest inputs) is
+//! said after the lines, on stderr.
 
-use std::io::{self, BufWriter, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
-use std::sync::atomic::AtomicU64;
 
 use anyhow::Result;
-use crossbeam_channel::bounded;
+use crossbeam_channel::{Receiver, Sender};
 
-use crate::cancel::Cancel;
-use crate::cli::Order;
 use crate::config::Config;
-use crate::error::{print_notice, ExitStatus};
+use crate::exec::Spool;
 use crate::inplace::InPlace;
 use crate::memory::{self, human, Meter};
-use crate::resume::Resume;
+use crate::record::{JobRecord, Status};
+use crate::run::{Context, Done, Executor, Extra};
 use crate::template::{display_argv, shell_quote, JobValues};
-use crate::walk::{self, Input, Notice};
+use crate::walk::Input;
 
 /// Inputs named with their weight in the plan.
 const HEAVIEST_SHOWN: usize = 10;
 
-pub(crate) fn run(config: &Config) -> Result<ExitStatus> {
-    let cancel = Cancel::default();
-    let found = AtomicU64::new(0);
-    let resume = config.resume.as_deref().map(Resume::load).transpose()?;
-    let in_place = config.in_place.clone().map(InPlace::new);
-    let snapshot = Meter::new().snapshot();
-    let (budget, reserve) = memory::plan(config.mem_limit, config.mem_reserve, &snapshot);
-    // Before anything is learned a job gets the prior for its weight, as in a real run.
-    let reservation = |weight: u64| config.mem_per_job.unwrap_or(memory::prior(weight));
+/// The reason of a dry run's records (they are never written to a journal).
+pub(crate) const LISTED: &str = "dry run: listed, not run";
 
-    let (input_tx, input_rx) = bounded(256);
-    let (notice_tx, notice_rx) = bounded(64);
-    let mut stdout = BufWriter::new(io::stdout().lock());
-    let mut listed = 0u64;
-    let mut problems = 0u64;
-    let mut skipped = 0u64;
-    let mut closed = false;
-    let mut weights: Vec<(u64, PathBuf)> = Vec::new();
-    let report = std::thread::scope(|s| -> Result<walk::WalkReport> {
-        let walker = s.spawn(|| {
-            let r = walk::scan(&config.walk, &input_tx, &notice_tx, &cancel, &found);
-            drop(input_tx);
-            drop(notice_tx);
-            r
-        });
-        let print_notices = || {
-            for notice in notice_rx.try_iter() {
-                let (Notice::Error(msg) | Notice::Info(msg)) = notice;
-                print_notice(&msg);
-            }
-        };
-        let mut show = |input: Input| {
-            if closed {
-                return;
-            }
-            let target = in_place
-                .as_ref()
-                .map(|_| InPlace::target(&input.path).unwrap_or(input.path.clone()));
-            let out = in_place
-                .as_ref()
-                .zip(target.as_ref())
-                .map(|(ip, t)| ip.out_path(t, input.job));
-            let argv = config.template.expand(&JobValues {
-                path: &input.path,
-                job: input.job,
-                slot: ((input.job - 1) % config.jobs as u64) as usize + 1,
-                threads: config.threads,
-                out: out.as_deref(),
-                mem_mib: reservation(crate::parquet::weight(&input.path)) >> 20,
-            });
-            let mut line = display_argv(&argv);
-            if let Some(target) = &target {
-                line.extend_from_slice(b"  # then replaces ");
-                line.extend_from_slice(&shell_quote(target.as_os_str().as_bytes()));
-            }
-            line.push(b'\n');
-            if stdout.write_all(&line).is_err() {
-                closed = true;
-            }
-        };
-        let mut pending: Vec<(Input, u64)> = Vec::new();
-        for input in &input_rx {
-            print_notices();
-            if let Some(problem) = &input.problem {
-                problems += 1;
-                print_notice(&format!("would fail: {}: {problem}", input.path.display()));
-                continue;
-            }
-            if resume
-                .as_ref()
-                .is_some_and(|r| r.skip(&input.path).is_some())
-            {
-                skipped += 1;
-                continue;
-            }
-            let weight = crate::parquet::weight(&input.path);
-            weights.push((weight, input.path.clone()));
-            listed += 1;
-            match config.order {
-                Order::Input => show(input),
-                Order::LargestFirst => pending.push((input, weight)),
-            }
-        }
-        pending.sort_by_key(|(_, w)| std::cmp::Reverse(*w));
-        for (input, _) in pending {
-            show(input);
-        }
-        print_notices();
-        walker.join().expect("walker thread")
-    })?;
-    if closed || stdout.flush().is_err() {
-        return Ok(ExitStatus::ClosedStdout);
-    }
-    if !config.quiet {
-        if skipped > 0 {
-            print_notice(&format!(
-                "{skipped} files skipped: ok in the resumed run and unchanged since"
-            ));
-        }
-        if listed + problems + skipped == 0 {
-            print_notice(&crate::exec::nothing_matched(report.hint.as_deref()));
-        }
-        print_notice(&plan(config, listed, problems, report.errors));
-        print_notice(&format!(
-            "memory: {} available{}; budget {} for jobs at once, new jobs wait while less than {} is available; per job: {}",
-            human(snapshot.available),
-            snapshot.cgroup_limit.map_or(String::new(), |l| format!(" (cgroup limit {})", human(l))),
-            human(budget),
-            human(reserve),
-            match config.mem_per_job {
-                Some(b) => format!("{} fixed", human(b)),
-                None => format!(
-                    "learned from finished jobs (before that {} or more, {{mem}} above)",
-                    human(reservation(0))
-                ),
-            }
-        ));
-        weights.sort_by_key(|(w, _)| std::cmp::Reverse(*w));
-        for (w, path) in weights.iter().take(HEAVIEST_SHOWN) {
-            print_notice(&format!("weight {:>9}  {}", human(*w), path.display()));
-        }
-        if weights.len() > HEAVIEST_SHOWN {
-            let rest: u64 = weights[HEAVIEST_SHOWN..].iter().map(|(w, _)| w).sum();
-            print_notice(&format!(
-                "weight {:>9}  in {} lighter files",
-                human(rest),
-                weights.len() - HEAVIEST_SHOWN
-            ));
-        }
-    }
-    Ok(ExitStatus::Success)
+pub(crate) struct DryRun {
+    in_place: Option<InPlace>,
 }
 
-fn plan(config: &Config, listed: u64, problems: u64, walk_errors: u64) -> String {
+impl DryRun {
+    pub(crate) fn new(config: &Config) -> DryRun {
+        DryRun {
+            in_place: config.in_place.clone().map(InPlace::new),
+        }
+    }
+
+    /// One job's line: the command, shell-quoted; in place, what it then replaces.
+    fn line(&self, config: &Config, input: &Input, weight: u64) -> Vec<u8> {
+        let target = self
+            .in_place
+            .as_ref()
+            .map(|_| InPlace::target(&input.path).unwrap_or(input.path.clone()));
+        let out = self
+            .in_place
+            .as_ref()
+            .zip(target.as_ref())
+            .map(|(ip, t)| ip.out_path(t, input.job));
+        let argv = config.template.expand(&JobValues {
+            path: &input.path,
+            job: input.job,
+            slot: ((input.job - 1) % config.jobs as u64) as usize + 1,
+            threads: config.threads,
+            out: out.as_deref(),
+            // Before anything is learned a job gets the prior for its weight, as in a real run.
+            mem_mib: config.mem_per_job.unwrap_or(memory::prior(weight)) >> 20,
+        });
+        let mut line = display_argv(&argv);
+        if let Some(target) = &target {
+            // Replaying these lines runs the commands but commits nothing: say so.
+            line.extend_from_slice(b"  # then replaces ");
+            line.extend_from_slice(&shell_quote(target.as_os_str().as_bytes()));
+            line.extend_from_slice(
+                b" (fanout -i verifies and renames; replaying this line does not)",
+            );
+        }
+        line.push(b'\n');
+        line
+    }
+}
+
+impl Executor for DryRun {
+    fn execute(
+        &mut self,
+        ctx: &Context<'_>,
+        jobs: &Receiver<Input>,
+        done: &Sender<Done>,
+    ) -> Result<Extra> {
+        let config = ctx.config;
+        let mut weights: Vec<(u64, PathBuf)> = Vec::new();
+        for input in jobs {
+            let weight = input
+                .weight
+                .unwrap_or_else(|| crate::parquet::weight(&input.path));
+            let mut stdout = Spool::default();
+            stdout.push(&self.line(config, &input, weight));
+            let mut record = JobRecord::new(input.job, &input.path, Status::Skipped);
+            record.reason = Some(LISTED.into());
+            weights.push((weight, input.path));
+            let d = Done {
+                record,
+                stdout: Some(stdout),
+                stderr: None,
+            };
+            if !ctx.hand_back(done, d) {
+                break;
+            }
+        }
+        Ok(Extra {
+            planned: weights.len() as u64,
+            notes: plan(config, &mut weights),
+            ..Extra::default()
+        })
+    }
+}
+
+/// What the dry run says after its lines: filters, memory, the heaviest inputs.
+fn plan(config: &Config, weights: &mut [(u64, PathBuf)]) -> Vec<String> {
+    let mut notes = vec![format!(
+        "dry run: {} jobs, at most {} at once; {}",
+        weights.len(),
+        config.jobs,
+        filters(config)
+    )];
+    let snapshot = Meter::new().snapshot();
+    let (budget, reserve) = memory::plan(config.mem_limit, config.mem_reserve, &snapshot);
+    notes.push(format!(
+        "memory: {} available{}; budget {} for jobs at once, new jobs wait while less than {} is available; per job: {}",
+        human(snapshot.available),
+        snapshot.cgroup_limit.map_or(String::new(), |l| format!(" (cgroup limit {})", human(l))),
+        human(budget),
+        human(reserve),
+        match config.mem_per_job {
+            Some(b) => format!("{} fixed", human(b)),
+            None => format!(
+                "learned from finished jobs (before that {} or more, {{mem}} above)",
+                human(memory::prior(0))
+            ),
+        }
+    ));
+    weights.sort_by_key(|(w, _)| std::cmp::Reverse(*w));
+    for (w, path) in weights.iter().take(HEAVIEST_SHOWN) {
+        notes.push(format!("weight {:>9}  {}", human(*w), path.display()));
+    }
+    if weights.len() > HEAVIEST_SHOWN {
+        let rest: u64 = weights[HEAVIEST_SHOWN..].iter().map(|(w, _)| w).sum();
+        notes.push(format!(
+            "weight {:>9}  in {} lighter files",
+            human(rest),
+            weights.len() - HEAVIEST_SHOWN
+        ));
+    }
+    notes
+}
+
+fn filters(config: &Config) -> String {
     let w = &config.walk;
     let mut filters = Vec::new();
     if !w.extensions.is_empty() {
@@ -184,17 +172,5 @@ fn plan(config: &Config, listed: u64, problems: u64, walk_errors: u64) -> String
     if let Some(d) = w.max_depth {
         filters.push(format!("max depth {d}"));
     }
-    let mut text = format!(
-        "dry run: {listed} jobs, at most {} at once; {}",
-        config.jobs,
-        filters.join(", ")
-    );
-    if problems > 0 {
-        text.push_str(&format!("; {problems} inputs would fail"));
-    }
-    if walk_errors > 0 {
-        text.push_str(&format!("; {walk_errors} walk errors"));
-    }
-    text.push_str("; nothing was run");
-    text
+    filters.join(", ")
 }

@@ -20,6 +20,24 @@ pub(crate) enum ExitStatus {
 }
 
 impl ExitStatus {
+    /// Ends the process. After a stop by SIGINT or SIGTERM fanout dies by that signal (the
+    /// default action, re-raised), so a calling shell loop or make sees a signal death, as with
+    /// fd; a shell still reports 130 or 143.
+    pub(crate) fn exit(self) -> ! {
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+        let _ = std::io::stderr().flush();
+        let signal = match self {
+            ExitStatus::Interrupted => Some(libc::SIGINT),
+            ExitStatus::Terminated => Some(libc::SIGTERM),
+            _ => None,
+        };
+        if let Some(sig) = signal {
+            let _ = signal_hook::low_level::emulate_default_handler(sig);
+        }
+        std::process::exit(self.code())
+    }
+
     pub(crate) fn code(self) -> i32 {
         match self {
             ExitStatus::Success => 0,
@@ -28,6 +46,17 @@ impl ExitStatus {
             ExitStatus::Interrupted => 130,
             ExitStatus::ClosedStdout => 141,
             ExitStatus::Terminated => 143,
+        }
+    }
+}
+
+impl ExitStatus {
+    /// The more serious of two statuses (a stop by signal outranks a failure).
+    pub(crate) fn max_with(self, other: ExitStatus) -> ExitStatus {
+        if other.code() > self.code() {
+            other
+        } else {
+            self
         }
     }
 }

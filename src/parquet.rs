@@ -228,55 +228,14 @@ pub(crate) fn is_parquet_name(path: &Path) -> bool {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use std::sync::Arc;
-
-    use parquet::data_type::{ByteArray, ByteArrayType, Int64Type};
-    use parquet::file::properties::WriterProperties;
-    use parquet::file::writer::SerializedFileWriter;
-    use parquet::schema::parser::parse_message_type;
 
     /// Writes a small parquet file: `id` int64 and `name` string (null where `None`).
     pub(crate) fn write(path: &Path, ids: &[i64], names: &[Option<&str>]) {
-        write_with(path, ids, names, true)
+        write_with(path, ids, names, true);
     }
 
     fn write_with(path: &Path, ids: &[i64], names: &[Option<&str>], statistics: bool) {
-        use parquet::file::properties::EnabledStatistics;
-        let schema = Arc::new(
-            parse_message_type("message m { required int64 id; optional binary name (UTF8); }")
-                .unwrap(),
-        );
-        let file = File::create(path).unwrap();
-        let stats = if statistics {
-            EnabledStatistics::Page
-        } else {
-            EnabledStatistics::None
-        };
-        let props = Arc::new(
-            WriterProperties::builder()
-                .set_statistics_enabled(stats)
-                .build(),
-        );
-        let mut w = SerializedFileWriter::new(file, schema, props).unwrap();
-        let mut rg = w.next_row_group().unwrap();
-        let mut col = rg.next_column().unwrap().unwrap();
-        col.typed::<Int64Type>()
-            .write_batch(ids, None, None)
-            .unwrap();
-        col.close().unwrap();
-        let mut col = rg.next_column().unwrap().unwrap();
-        let values: Vec<ByteArray> = names
-            .iter()
-            .flatten()
-            .map(|s| ByteArray::from(*s))
-            .collect();
-        let defs: Vec<i16> = names.iter().map(|n| n.is_some() as i16).collect();
-        col.typed::<ByteArrayType>()
-            .write_batch(&values, Some(&defs), None)
-            .unwrap();
-        col.close().unwrap();
-        rg.close().unwrap();
-        w.close().unwrap();
+        crate::testing::write_parquet(path, "name", ids, names, statistics);
     }
 
     #[test]

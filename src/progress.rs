@@ -42,6 +42,11 @@ impl Progress {
         }
     }
 
+    /// Whether a bar is drawn.
+    pub(crate) fn is_visible(&self) -> bool {
+        self.bar.is_some()
+    }
+
     /// Runs `f` (which writes to the terminal) with the bar out of the way.
     pub(crate) fn suspend<R>(&self, f: impl FnOnce() -> R) -> R {
         match &self.bar {

@@ -1,228 +1,17 @@
-//! Per-file records, their aggregate, the JSON Lines journal, the human report and the exit
+//! The aggregate of the records, the JSON Lines journal, the human report and the exit
 //! status. Nothing here runs anything.
 
-use std::ffi::OsString;
 use std::fmt;
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use base64::Engine;
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::Serialize;
 
 use crate::cancel::Reason;
 use crate::error::ExitStatus;
-
-/// How one input file ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub(crate) enum Status {
-    Ok,
-    Failed,
-    Timeout,
-    InvalidOutput,
-    InvalidInput,
-    Skipped,
-    NotStarted,
-    Interrupted,
-}
-
-impl Status {
-    const ALL: [Status; 8] = [
-        Status::Ok,
-        Status::Failed,
-        Status::Timeout,
-        Status::InvalidOutput,
-        Status::InvalidInput,
-        Status::Skipped,
-        Status::NotStarted,
-        Status::Interrupted,
-    ];
-
-    pub(crate) fn name(self) -> &'static str {
-        match self {
-            Status::Ok => "ok",
-            Status::Failed => "failed",
-            Status::Timeout => "timeout",
-            Status::InvalidOutput => "invalid_output",
-            Status::InvalidInput => "invalid_input",
-            Status::Skipped => "skipped",
-            Status::NotStarted => "not_started",
-            Status::Interrupted => "interrupted",
-        }
-    }
-
-    /// Whether this status makes the run fail (exit status 1).
-    pub(crate) fn is_failure(self) -> bool {
-        !matches!(self, Status::Ok | Status::Skipped)
-    }
-}
-
-/// The record of one input file, as written to the `--summary` journal (and read back from a
-/// Slurm worker's journal).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub(crate) struct JobRecord {
-    #[serde(rename = "type", skip_deserializing, default = "file_kind")]
-    pub kind: Name,
-    pub job: u64,
-    /// The path, lossy UTF-8.
-    pub path: String,
-    /// The exact bytes of the path, base64, when it is not valid UTF-8.
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub path_b64: Option<String>,
-    pub status: Status,
-    pub exit_code: Option<i32>,
-    pub signal: Option<i32>,
-    pub attempts: u32,
-    pub duration_ms: Option<u64>,
-    pub peak_rss_bytes: Option<u64>,
-    pub stdout_bytes: Option<u64>,
-    pub stderr_bytes: Option<u64>,
-    pub stderr_tail: Option<String>,
-    pub command: Vec<String>,
-    /// Why the file ended this way, in words, when fanout knows more than an exit code
-    /// (a failure's cause, why it was skipped).
-    pub reason: Option<String>,
-    /// The file's size after the job (its identity for `--resume`); `None` if it did not run.
-    pub file_size: Option<u64>,
-    /// The file's modification time after the job, nanoseconds since the epoch.
-    pub file_mtime_ns: Option<i64>,
-    /// When the job started, ms after the run started.
-    pub started_ms: Option<u64>,
-    /// The input's memory weight: parquet decoded-size estimate, else the file size.
-    pub weight_bytes: Option<u64>,
-    /// The memory reserved for the job (`{mem}`).
-    pub mem_reserved_bytes: Option<u64>,
-    /// In-place runs: `replaced` or `kept`.
-    #[serde(
-        skip_serializing_if = "Option::is_none",
-        default,
-        deserialize_with = "action_name"
-    )]
-    pub action: Option<Name>,
-    /// In-place runs: the input's size before the job.
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub input_bytes: Option<u64>,
-    /// In-place runs: the size of what the job wrote to `{out}`.
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub output_bytes: Option<u64>,
-    /// In-place parquet runs: rows in the input's and the output's footers.
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub rows_in: Option<i64>,
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub rows_out: Option<i64>,
-    /// In-place runs: the verify mode and, when it failed, what failed, in words.
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub verify: Option<String>,
-}
-
-/// A fixed word (`file`, `replaced`, `kept`). An alias, so serde does not try to borrow it
-/// from the input when a record is read back.
-type Name = &'static str;
-
-fn file_kind() -> Name {
-    "file"
-}
-
-fn action_name<'de, D: Deserializer<'de>>(d: D) -> Result<Option<&'static str>, D::Error> {
-    Ok(match Option::<String>::deserialize(d)?.as_deref() {
-        None => None,
-        Some("replaced") => Some("replaced"),
-        Some(_) => Some("kept"),
-    })
-}
-
-impl JobRecord {
-    /// A record for a file that has not run (yet): `not_started`, no command.
-    pub(crate) fn new(job: u64, path: &Path, status: Status) -> JobRecord {
-        let bytes = path.as_os_str().as_bytes();
-        let (path, path_b64) = match std::str::from_utf8(bytes) {
-            Ok(s) => (s.to_string(), None),
-            Err(_) => (
-                String::from_utf8_lossy(bytes).into_owned(),
-                Some(base64::engine::general_purpose::STANDARD.encode(bytes)),
-            ),
-        };
-        JobRecord {
-            kind: "file",
-            job,
-            path,
-            path_b64,
-            status,
-            exit_code: None,
-            signal: None,
-            attempts: 0,
-            duration_ms: None,
-            peak_rss_bytes: None,
-            stdout_bytes: None,
-            stderr_bytes: None,
-            stderr_tail: None,
-            command: Vec::new(),
-            reason: None,
-            file_size: None,
-            file_mtime_ns: None,
-            started_ms: None,
-            weight_bytes: None,
-            mem_reserved_bytes: None,
-            action: None,
-            input_bytes: None,
-            output_bytes: None,
-            rows_in: None,
-            rows_out: None,
-            verify: None,
-        }
-    }
-
-    pub(crate) fn set_command(&mut self, argv: &[OsString]) {
-        self.command = argv
-            .iter()
-            .map(|a| a.to_string_lossy().into_owned())
-            .collect();
-    }
-
-    pub(crate) fn set_duration(&mut self, d: Duration) {
-        self.duration_ms = Some(d.as_millis() as u64);
-    }
-
-    /// A short reason for the human report: exit code or signal, and the last stderr line.
-    fn reason(&self) -> String {
-        let mut parts = Vec::new();
-        if let Some(sig) = self.signal {
-            parts.push(format!("killed by signal {sig} ({})", signal_name(sig)));
-        } else if let Some(code) = self.exit_code.filter(|c| *c != 0) {
-            parts.push(format!("exit {code}"));
-        }
-        if let Some(e) = &self.reason {
-            parts.push(e.clone());
-        }
-        if let Some(t) = &self.stderr_tail {
-            parts.push(t.clone());
-        }
-        parts.join(": ")
-    }
-}
-
-pub(crate) fn signal_name(sig: i32) -> &'static str {
-    match sig {
-        libc::SIGHUP => "SIGHUP",
-        libc::SIGINT => "SIGINT",
-        libc::SIGQUIT => "SIGQUIT",
-        libc::SIGILL => "SIGILL",
-        libc::SIGABRT => "SIGABRT",
-        libc::SIGBUS => "SIGBUS",
-        libc::SIGFPE => "SIGFPE",
-        libc::SIGKILL => "SIGKILL",
-        libc::SIGSEGV => "SIGSEGV",
-        libc::SIGPIPE => "SIGPIPE",
-        libc::SIGALRM => "SIGALRM",
-        libc::SIGTERM => "SIGTERM",
-        libc::SIGXCPU => "SIGXCPU",
-        libc::SIGXFSZ => "SIGXFSZ",
-        _ => "signal",
-    }
-}
+pub(crate) use crate::record::{signal_name, JobRecord, Status};
 
 /// What the memory-aware scheduler saw, for the final record.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -302,6 +91,11 @@ impl Totals {
                 self.more_failures += 1;
             }
         }
+    }
+
+    /// The failed files worth naming: path, status, reason.
+    pub(crate) fn failures(&self) -> &[(String, Status, String)] {
+        &self.failures
     }
 
     pub(crate) fn count(&self, status: Status) -> u64 {
@@ -412,9 +206,14 @@ impl Journal {
         self.out.flush()
     }
 
+    /// Adds a record; the collector flushes after each burst of records (`flush`).
     pub(crate) fn record(&mut self, record: &JobRecord) -> io::Result<()> {
         serde_json::to_writer(&mut self.out, record)?;
-        self.out.write_all(b"\n")?;
+        self.out.write_all(b"\n")
+    }
+
+    /// Hands what was added to the kernel, so a killed fanout leaves whole records behind.
+    pub(crate) fn flush(&mut self) -> io::Result<()> {
         self.out.flush()
     }
 
@@ -434,6 +233,7 @@ impl Journal {
             Reason::Signal(_) => "signal",
             Reason::ClosedStdout => "closed_stdout",
             Reason::Halt => "halt",
+            Reason::OutputFailed => "output_failed",
         });
         let secs = wall.as_secs_f64();
         let c = |s| totals.count(s);
@@ -475,45 +275,6 @@ impl Journal {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::ffi::OsStr;
-
-    #[test]
-    fn non_utf8_path_keeps_its_bytes() {
-        let raw = OsStr::from_bytes(b"a\xffb.txt");
-        let r = JobRecord::new(3, Path::new(raw), Status::Ok);
-        assert_eq!(r.path, "a\u{fffd}b.txt");
-        let bytes = base64::engine::general_purpose::STANDARD
-            .decode(r.path_b64.as_deref().unwrap())
-            .unwrap();
-        assert_eq!(bytes, b"a\xffb.txt");
-        let utf8 = JobRecord::new(1, Path::new("ok.txt"), Status::Ok);
-        assert!(utf8.path_b64.is_none());
-        assert!(!serde_json::to_string(&utf8).unwrap().contains("path_b64"));
-    }
-
-    #[test]
-    fn record_has_every_contract_key() {
-        let r = JobRecord::new(1, Path::new("x"), Status::NotStarted);
-        let v: serde_json::Value = serde_json::to_value(&r).unwrap();
-        for key in [
-            "type",
-            "job",
-            "path",
-            "status",
-            "exit_code",
-            "signal",
-            "attempts",
-            "duration_ms",
-            "peak_rss_bytes",
-            "stdout_bytes",
-            "stderr_bytes",
-            "stderr_tail",
-            "command",
-        ] {
-            assert!(v.get(key).is_some(), "missing {key}");
-        }
-        assert_eq!(v["status"], "not_started");
-    }
 
     #[test]
     fn exit_status_rules() {

@@ -83,7 +83,7 @@ pub(crate) fn run(config: &Config) -> Result<ExitStatus> {
             watch.accept(r);
         }
         if watch.totals.total() == 0 && !config.quiet {
-            print_notice(&crate::exec::nothing_matched(dealt.walk.hint.as_deref()));
+            print_notice(&crate::run::nothing_matched(dealt.walk.hint.as_deref()));
         }
         return watch.finish(start, None);
     }
@@ -147,7 +147,7 @@ pub(crate) fn dry_run(config: &Config) -> Result<ExitStatus> {
     let dealt = deal(config, &cancel, resume.as_ref())?;
     let files: usize = dealt.shards.iter().map(Vec::len).sum();
     if files == 0 {
-        print_notice(&crate::exec::nothing_matched(dealt.walk.hint.as_deref()));
+        print_notice(&crate::run::nothing_matched(dealt.walk.hint.as_deref()));
         return Ok(if dealt.walk.errors > 0 {
             ExitStatus::Failure
         } else {
@@ -244,8 +244,7 @@ fn deal(config: &Config, cancel: &Cancel, resume: Option<&Resume>) -> Result<Dea
             .for_each(|i| i.weight = Some(crate::parquet::weight(&i.path)));
     }
     let count = config
-        .slurm
-        .as_ref()
+        .slurm()
         .and_then(|s| s.shards)
         .unwrap_or(DEFAULT_SHARDS)
         .min(todo.len())
@@ -323,7 +322,7 @@ fn assign(mut todo: Vec<Input>, count: usize) -> Vec<Vec<PlannedFile>> {
 }
 
 fn plan_dir(config: &Config) -> Result<PathBuf> {
-    let given = config.slurm.as_ref().and_then(|s| s.plan_dir.clone());
+    let given = config.slurm().and_then(|s| s.plan_dir.clone());
     let dir = given.unwrap_or_else(|| {
         let stamp = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -350,8 +349,7 @@ fn sbatch_args(config: &Config, plan: &Plan, layout: &Layout) -> Result<Vec<OsSt
     ];
     // sbatch refuses --mem together with --mem-per-cpu or --mem-per-gpu: the user's wins.
     let user_mem = config
-        .slurm
-        .as_ref()
+        .slurm()
         .is_some_and(|s| s.args.iter().any(|a| a.starts_with("--mem")));
     if !user_mem {
         args.push(format!("--mem={}M", plan.task_mem_bytes >> 20).into());
@@ -367,7 +365,7 @@ fn sbatch_args(config: &Config, plan: &Plan, layout: &Layout) -> Result<Vec<OsSt
     let mut chdir = OsString::from("--chdir=");
     chdir.push(&cwd);
     args.push(chdir);
-    if let Some(s) = &config.slurm {
+    if let Some(s) = config.slurm() {
         args.extend(s.args.iter().map(OsString::from));
     }
     Ok(args)
@@ -916,7 +914,7 @@ impl<'a> Watch<'a> {
                 let reason = match (status, running.contains(&f.job)) {
                     (Status::NotStarted, _) if self.cancelled => format!(
                         "{} (its Slurm array task was cancelled before it started)",
-                        crate::exec::not_started_reason(self.cancel)
+                        crate::run::not_started_reason(self.cancel)
                     ),
                     (Status::NotStarted, _) => {
                         format!("not started: {why} before it started")

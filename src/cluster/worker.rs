@@ -9,9 +9,9 @@ use anyhow::{bail, Context, Result};
 
 use super::plan::{Layout, Plan};
 use super::WORKER_MEM;
-use crate::config::Config;
+use crate::config::{Config, Mode};
 use crate::error::ExitStatus;
-use crate::exec::{self, Source, WorkerIo};
+use crate::run::{drive, Io, Source};
 
 pub(crate) fn run(plan_dir: &Path, shard: usize) -> Result<ExitStatus> {
     let dir = std::path::absolute(plan_dir)
@@ -46,23 +46,26 @@ pub(crate) fn run(plan_dir: &Path, shard: usize) -> Result<ExitStatus> {
     let mut config = Config::from_cli(cli)?;
     // Output is always captured whole, so the submitter can relay it job by job.
     config.capture = true;
+    config.mode = Mode::Worker;
     let create =
         |p: PathBuf| File::create(&p).with_context(|| format!("cannot write {}", p.display()));
-    let io = WorkerIo {
-        stdout: create(layout.stdout(shard))?,
-        stderr: create(layout.stderr(shard))?,
-        header: serde_json::json!({
-            "type": "worker",
-            "shard": shard,
-            "pid": std::process::id(),
-            "host": hostname(),
-            "slurm_job_id": std::env::var("SLURM_JOB_ID").ok(),
-            "files": inputs.len(),
-            "mem_limit_bytes": budget,
-        }),
+    let header = serde_json::json!({
+        "type": "worker",
+        "shard": shard,
+        "pid": std::process::id(),
+        "host": hostname(),
+        "slurm_job_id": std::env::var("SLURM_JOB_ID").ok(),
+        "files": inputs.len(),
+        "mem_limit_bytes": budget,
+    });
+    let io = Io {
+        stdout: Box::new(create(layout.stdout(shard))?),
+        stderr: Box::new(create(layout.stderr(shard))?),
+        header: Some(header),
         started: Some(create(layout.started(shard))?),
+        files: true,
     };
-    exec::run_with(&config, Source::Given(inputs), Some(io))
+    drive(&config, &mut crate::exec::Pool, Source::Given(inputs), io)
 }
 
 fn hostname() -> String {

@@ -83,7 +83,7 @@ pub(crate) struct Spool {
 }
 
 impl Spool {
-    fn push(&mut self, data: &[u8]) {
+    pub(crate) fn push(&mut self, data: &[u8]) {
         self.len += data.len() as u64;
         self.tail.extend_from_slice(data);
         if self.tail.len() > 2 * TAIL_BYTES {

@@ -233,13 +233,19 @@ impl Output {
         )
     }
 
-    /// Asserts the exit code.
+    /// Asserts the exit code. 130 and 143 mean what a shell reports for them: after its
+    /// clean shutdown fanout dies by SIGINT or SIGTERM itself (so callers see a signal death).
     #[track_caller]
     pub fn assert_code(&self, code: i32) -> &Self {
+        let (want_code, want_signal) = match code {
+            130 => (None, Some(libc::SIGINT)),
+            143 => (None, Some(libc::SIGTERM)),
+            c => (Some(c), None),
+        };
         assert_eq!(
-            self.code,
-            Some(code),
-            "expected exit code {code}\n{}",
+            (self.code, self.signal),
+            (want_code, want_signal),
+            "expected exit code {code} (as (code, signal)){}",
             self.dump()
         );
         self

@@ -500,7 +500,8 @@ fn dry_run_shows_out_and_the_replacement_and_creates_nothing() {
         lines[0]
     );
     assert!(
-        lines[0].ends_with("# then replaces 'd/year=2024/p0.parquet'"),
+        lines[0].contains("# then replaces 'd/year=2024/p0.parquet'")
+            && lines[0].ends_with("replaying this line does not)"),
         "{}",
         lines[0]
     );

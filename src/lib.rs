@@ -1,0 +1,69 @@
+//! fanout: run a command over many files, in parallel, safely, with a per-file summary.
+//!
+//! The run flows one way: parse (`cli`) → validate (`config`) → discover (`walk`) → expand
+//! (`template`) → admit and run (an executor: `exec`, `dry_run`, `cluster`) → collect and
+//! report (`run`, `summary`). `main` below picks the mode once, as ripgrep's `match
+//! args.mode()` does; the binary (`src/main.rs`) is a thin shell over it.
+//!
+//! The library exists for fanout's own binary and tests: `record` (the journal's records, to
+//! read them back typed) and `testing` are public; nothing else is a stable interface.
+
+mod cancel;
+mod cli;
+mod cluster;
+mod config;
+mod dry_run;
+mod error;
+mod exec;
+mod inplace;
+mod memory;
+mod parquet;
+mod progress;
+pub mod record;
+mod resume;
+mod run;
+mod summary;
+mod template;
+#[doc(hidden)]
+pub mod testing;
+mod walk;
+
+use std::ffi::OsString;
+
+use clap::Parser;
+
+use crate::config::{Config, Mode};
+use crate::error::ExitStatus;
+use crate::run::{drive, Io, Source};
+
+/// Runs fanout with these arguments (the program name first) and exits as the run says: with
+/// its exit code, or, after SIGINT or SIGTERM, by that signal.
+pub fn main(args: Vec<OsString>) -> ! {
+    let status = match cli::Entry::find(&args) {
+        Some(worker) => cluster::worker::run(&worker.plan, worker.shard),
+        None => Config::from_cli(cli::Cli::parse_from(args)).and_then(|c| run(&c)),
+    };
+    let status = status.unwrap_or_else(|err| {
+        error::print_error(&err);
+        ExitStatus::Usage
+    });
+    status.exit()
+}
+
+/// Runs a validated configuration in its mode.
+fn run(config: &Config) -> anyhow::Result<ExitStatus> {
+    match &config.mode {
+        Mode::DryRun(None) => drive(
+            config,
+            &mut dry_run::DryRun::new(config),
+            Source::Walk,
+            Io::terminal(),
+        ),
+        Mode::DryRun(Some(_)) => cluster::submit::dry_run(config),
+        Mode::Local | Mode::Srun(_) => drive(config, &mut exec::Pool, Source::Walk, Io::terminal()),
+        Mode::Slurm(_) => cluster::submit::run(config),
+        Mode::Worker => {
+            anyhow::bail!("a worker runs from a Slurm plan: fanout worker --plan DIR --shard N")
+        }
+    }
+}

@@ -1,0 +1,402 @@
+//! The collector: the single owner of job output, the journal, the totals and the progress bar,
+//! and the one place that applies the halt rule.
+//!
+//! Records stream in from triage and the executor. Each job's output is written in one piece
+//! (never interleaved), then its record goes to the journal. With `--keep-order`, records wait
+//! for their turn; their output moves to one spill file meanwhile, so holding back thousands
+//! of jobs costs neither memory nor a descriptor each.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::fd::AsFd;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crossbeam_channel::{select, Receiver};
+
+use super::{Backlog, Done};
+use crate::cancel::{Cancel, Level, Reason};
+use crate::config::Config;
+use crate::error::print_notice;
+use crate::exec::Spool;
+use crate::progress::Progress;
+use crate::record::Status;
+use crate::summary::{Journal, Totals};
+use crate::walk::Notice;
+
+/// Where one stream of a held-back job's output is.
+enum Held {
+    None,
+    Spool(Spool),
+    /// `(offset, length)` in the spill file.
+    Spilled(u64, u64),
+}
+
+/// A finished job waiting for its turn (`--keep-order`).
+struct Waiting {
+    done: Done,
+    stdout: Held,
+    stderr: Held,
+}
+
+pub(crate) struct Collector<'a> {
+    config: &'a Config,
+    cancel: &'a Cancel,
+    pub(super) progress: Progress,
+    pub(super) journal: Option<&'a mut Journal>,
+    pub(super) journal_error: Option<String>,
+    pub(super) totals: Totals,
+    stdout: Box<dyn Write + Send>,
+    stderr: Box<dyn Write + Send>,
+    /// Output goes to files (a Slurm array task), not to fanout's own streams.
+    pub(super) files: bool,
+    stdout_closed: bool,
+    /// Set once job output could not be written (a full disk behind `>`).
+    output_failed: bool,
+    /// With `--keep-order`: finished records waiting for their turn.
+    reorder: BTreeMap<u64, Waiting>,
+    next_job: u64,
+    spill: Option<File>,
+    spill_len: u64,
+    /// Records whose output was written but may not have been flushed yet: they go to the
+    /// journal once the output is out, so a record never says ok for output that was lost.
+    batch: Vec<crate::record::JobRecord>,
+}
+
+impl<'a> Collector<'a> {
+    pub(crate) fn new(
+        config: &'a Config,
+        cancel: &'a Cancel,
+        journal: Option<&'a mut Journal>,
+        stdout: Box<dyn Write + Send>,
+        stderr: Box<dyn Write + Send>,
+    ) -> Collector<'a> {
+        Collector {
+            config,
+            cancel,
+            progress: Progress::new(config.progress),
+            journal,
+            journal_error: None,
+            totals: Totals::default(),
+            stdout,
+            stderr,
+            files: false,
+            stdout_closed: false,
+            output_failed: false,
+            reorder: BTreeMap::new(),
+            next_job: 1,
+            spill: None,
+            spill_len: 0,
+            batch: Vec::new(),
+        }
+    }
+
+    /// Takes records until every sender is gone. Records that need no process arrive in
+    /// bursts: everything ready is taken, then the journal is flushed once.
+    pub(crate) fn collect(
+        &mut self,
+        done: &Receiver<Done>,
+        notices: &Receiver<Notice>,
+        found: &AtomicU64,
+        running: &AtomicU64,
+        backlog: &Backlog,
+    ) {
+        let mut notices_open = true;
+        loop {
+            let event = if notices_open {
+                select! {
+                    recv(done) -> d => d.map(Some),
+                    recv(notices) -> n => match n {
+                        Ok(n) => { self.notice(n); Ok(None) }
+                        Err(_) => { notices_open = false; Ok(None) }
+                    },
+                }
+            } else {
+                done.recv().map(Some)
+            };
+            match event {
+                Ok(Some(d)) => self.accept(d, backlog),
+                Ok(None) => {}
+                Err(_) => break,
+            }
+            while let Ok(d) = done.try_recv() {
+                self.accept(d, backlog);
+            }
+            self.end_batch();
+            self.progress.update(
+                self.totals.total(),
+                found.load(Ordering::Relaxed),
+                running.load(Ordering::Relaxed),
+                self.totals.failed(),
+            );
+        }
+        // Anything still held for ordering (only if job numbers had gaps) goes out now.
+        for (_, w) in std::mem::take(&mut self.reorder) {
+            self.emit_waiting(w);
+        }
+        while let Ok(n) = notices.try_recv() {
+            self.notice(n);
+        }
+        self.end_batch();
+        self.progress.finish();
+    }
+
+    fn notice(&mut self, notice: Notice) {
+        let (Notice::Error(msg) | Notice::Info(msg)) = notice;
+        self.progress.suspend(|| print_notice(&msg));
+    }
+
+    fn accept(&mut self, done: Done, backlog: &Backlog) {
+        if !self.config.keep_order {
+            return self.emit(done);
+        }
+        if done.record.job == self.next_job {
+            self.next_job += 1;
+            self.emit(done);
+            while let Some(w) = self.reorder.remove(&self.next_job) {
+                self.next_job += 1;
+                self.emit_waiting(w);
+            }
+            if self.reorder.is_empty() && self.spill_len > 0 {
+                // Nothing held: the spill file starts over.
+                if let Some(f) = &self.spill {
+                    let _ = f.set_len(0);
+                }
+                self.spill_len = 0;
+            }
+        } else {
+            let waiting = self.hold(done);
+            self.reorder.insert(waiting.done.record.job, waiting);
+        }
+        backlog.set(self.reorder.len(), self.next_job);
+    }
+
+    /// Moves a held-back job's output to the spill file.
+    fn hold(&mut self, mut done: Done) -> Waiting {
+        let mut spill = |spool: Option<Spool>| -> Held {
+            let Some(mut spool) = spool else {
+                return Held::None;
+            };
+            if spool.len() == 0 {
+                return Held::None;
+            }
+            if self.spill.is_none() {
+                match tempfile::tempfile() {
+                    Ok(f) => self.spill = Some(f),
+                    Err(_) => return Held::Spool(spool),
+                }
+            }
+            let file = self.spill.as_mut().expect("spill file");
+            let at = self.spill_len;
+            let written = file
+                .seek(SeekFrom::Start(at))
+                .and_then(|_| spool.write_to(file));
+            match written {
+                Ok(()) => {
+                    let len = file.stream_position().map_or(0, |end| end - at);
+                    self.spill_len = at + len;
+                    Held::Spilled(at, len)
+                }
+                Err(_) => Held::Spool(spool),
+            }
+        };
+        let stdout = spill(done.stdout.take());
+        let stderr = spill(done.stderr.take());
+        Waiting {
+            done,
+            stdout,
+            stderr,
+        }
+    }
+
+    fn emit_waiting(&mut self, w: Waiting) {
+        let Waiting {
+            mut done,
+            stdout,
+            stderr,
+        } = w;
+        let mut unspill = |held: Held| -> Option<Spool> {
+            match held {
+                Held::None => None,
+                Held::Spool(s) => Some(s),
+                Held::Spilled(at, len) => {
+                    let file = self.spill.as_mut()?;
+                    let mut spool = Spool::default();
+                    let copied = file.seek(SeekFrom::Start(at)).and_then(|_| {
+                        let mut sink = SpoolWriter(&mut spool);
+                        io::copy(&mut file.take(len), &mut sink)
+                    });
+                    if let Err(err) = copied {
+                        spool.error = Some(format!("could not keep the job's output: {err}"));
+                    }
+                    Some(spool)
+                }
+            }
+        };
+        done.stdout = unspill(stdout);
+        done.stderr = unspill(stderr);
+        self.emit(done);
+    }
+
+    /// Writes one job's output in one piece; its record follows at the end of the batch.
+    fn emit(&mut self, mut done: Done) {
+        // With a bar on screen, output goes out at once, while the bar is out of the way.
+        let now = self.progress.is_visible();
+        if let Some(out) = done.stdout.as_mut().filter(|o| o.len() > 0) {
+            if self.output_failed {
+                self.output_lost(&mut done.record, "standard output", None);
+            } else if !self.stdout_closed {
+                let sink = &mut self.stdout;
+                let result = self.progress.suspend(|| {
+                    out.write_to(sink)?;
+                    if now {
+                        sink.flush()?;
+                    }
+                    Ok(())
+                });
+                if let Err(err) = result {
+                    self.stream_failed(&mut done.record, "standard output", &err);
+                }
+            }
+        } else if !self.config.capture
+            && !self.stdout_closed
+            && !self.files
+            && crate::exec::sys::peer_closed(io::stdout().as_fd())
+        {
+            // Output goes straight through with -j 1: notice a closed stdout all the same.
+            self.close_stdout();
+        }
+        if let Some(err) = done.stderr.as_mut().filter(|e| e.len() > 0) {
+            let sink = &mut self.stderr;
+            let result = self.progress.suspend(|| {
+                err.write_to(sink)?;
+                // Job errors and fanout's own notices share stderr: keep them in order.
+                sink.flush()
+            });
+            if let Err(e) = result {
+                if self.files || e.kind() != io::ErrorKind::BrokenPipe {
+                    self.stream_failed(&mut done.record, "standard error", &e);
+                }
+            }
+        }
+        self.batch.push(done.record);
+    }
+
+    /// Flushes the batch's output, then writes its records to the journal.
+    fn end_batch(&mut self) {
+        if self.batch.is_empty() {
+            return;
+        }
+        if !self.stdout_closed && !self.output_failed {
+            if let Err(err) = self.stdout.flush() {
+                // Which of the batch's jobs lost bytes is unknown: each with output says so.
+                let mut batch = std::mem::take(&mut self.batch);
+                for record in batch.iter_mut().filter(|r| r.stdout_bytes > Some(0)) {
+                    self.stream_failed(record, "standard output", &err);
+                }
+                self.batch = batch;
+            }
+        }
+        for record in std::mem::take(&mut self.batch) {
+            if let Some(journal) = self.journal.as_deref_mut() {
+                if let Err(err) = journal.record(&record) {
+                    self.journal_failed(&err);
+                }
+            }
+            self.totals.add(&record);
+        }
+        self.flush_journal();
+    }
+
+    /// A write to a stream failed: a reader that went away stops the run quietly; anything
+    /// else (a full disk) is a lost output.
+    fn stream_failed(
+        &mut self,
+        record: &mut crate::record::JobRecord,
+        stream: &str,
+        err: &io::Error,
+    ) {
+        if err.kind() == io::ErrorKind::BrokenPipe && !self.files && stream == "standard output" {
+            self.close_stdout();
+        } else {
+            self.output_lost(record, stream, Some(err));
+        }
+    }
+
+    /// A job's output could not be written: its record says so, and the run stops (loudly,
+    /// unlike a reader that went away), as later output would be lost the same way.
+    fn output_lost(
+        &mut self,
+        record: &mut crate::record::JobRecord,
+        stream: &str,
+        err: Option<&io::Error>,
+    ) {
+        let place = if self.files { "the task's" } else { "fanout's" };
+        let why = match err {
+            Some(err) => format!(
+                "its output could not be written to {place} {stream}: {}",
+                crate::error::io_reason(err)
+            ),
+            None => format!("its output was not written: {place} {stream} failed before"),
+        };
+        if matches!(record.status, Status::Ok | Status::Skipped) {
+            record.status = Status::Failed;
+        }
+        record.reason = Some(match record.reason.take() {
+            Some(r) => format!("{r}; {why}"),
+            None => why.clone(),
+        });
+        if !self.output_failed {
+            self.output_failed = true;
+            self.progress.suspend(|| {
+                print_notice(&format!(
+                    "error: job output lost: {why}; stopping (the jobs concerned are recorded as failed)"
+                ));
+            });
+            self.cancel.raise(Level::Stop, Reason::OutputFailed);
+        }
+    }
+
+    fn journal_failed(&mut self, err: &io::Error) {
+        if self.journal_error.is_none() {
+            let path = self
+                .journal
+                .as_deref()
+                .map(|j| j.path().display().to_string())
+                .unwrap_or_default();
+            let msg = format!(
+                "cannot write the summary {path}: {}",
+                crate::error::io_reason(err)
+            );
+            self.progress.suspend(|| print_notice(&msg));
+            self.journal_error = Some(msg);
+        }
+    }
+
+    fn flush_journal(&mut self) {
+        if let Some(journal) = self.journal.as_deref_mut() {
+            if let Err(err) = journal.flush() {
+                self.journal_failed(&err);
+            }
+        }
+    }
+
+    fn close_stdout(&mut self) {
+        self.stdout_closed = true;
+        self.cancel.raise(Level::Stop, Reason::ClosedStdout);
+    }
+}
+
+/// Writes into a spool (bringing spilled output back).
+struct SpoolWriter<'a>(&'a mut Spool);
+
+impl Write for SpoolWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.push(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
