@@ -411,7 +411,8 @@ pub struct Running {
 }
 
 impl Running {
-    fn start(mut cmd: Command) -> Running {
+    /// Starts `cmd` with stdout and stderr captured.
+    pub fn start(mut cmd: Command) -> Running {
         let what = describe(&cmd);
         let child = cmd
             .stdout(Stdio::piped())

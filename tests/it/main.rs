@@ -15,6 +15,7 @@ mod inplace;
 mod inputs;
 mod memory;
 mod preflight;
+mod run_core;
 mod running;
 mod signals;
 mod slurm;
