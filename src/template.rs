@@ -181,10 +181,24 @@ impl JobValues<'_> {
         let path = self.path;
         match ph {
             Placeholder::Path => Cow::Borrowed(path.as_os_str().as_bytes()),
-            Placeholder::NoExt => match path.extension() {
-                Some(_) => Cow::Owned(path.with_extension("").into_os_string().into_vec()),
-                None => Cow::Borrowed(path.as_os_str().as_bytes()),
-            },
+            Placeholder::NoExt => {
+                let whole = path.as_os_str().as_bytes();
+                let Some(name) = path.file_name().map(OsStr::as_bytes) else {
+                    return Cow::Borrowed(whole);
+                };
+                let ext = name.len() - stem_len(name);
+                if ext == 0 {
+                    Cow::Borrowed(whole)
+                } else if whole.ends_with(name) {
+                    // The path as given, less the extension: `{//}/{/.}`.
+                    Cow::Borrowed(&whole[..whole.len() - ext])
+                } else {
+                    // A path Rust normalises (a trailing `/`): build it from its parts.
+                    let stem = OsStr::from_bytes(&name[..name.len() - ext]);
+                    let parent = path.parent().unwrap_or(Path::new(""));
+                    Cow::Owned(parent.join(stem).into_os_string().into_vec())
+                }
+            }
             Placeholder::Basename => {
                 Cow::Borrowed(path.file_name().unwrap_or(path.as_os_str()).as_bytes())
             }
@@ -193,7 +207,8 @@ impl JobValues<'_> {
                 _ => Cow::Borrowed(b"."),
             },
             Placeholder::BasenameNoExt => {
-                Cow::Borrowed(path.file_stem().unwrap_or(path.as_os_str()).as_bytes())
+                let name = path.file_name().unwrap_or(path.as_os_str()).as_bytes();
+                Cow::Borrowed(&name[..stem_len(name)])
             }
             Placeholder::JobNumber => Cow::Owned(self.job.to_string().into_bytes()),
             Placeholder::Slot => Cow::Owned(self.slot.to_string().into_bytes()),
@@ -203,6 +218,19 @@ impl JobValues<'_> {
                 Cow::Borrowed(self.out.map_or(&b""[..], |p| p.as_os_str().as_bytes()))
             }
         }
+    }
+}
+
+/// The length of a file name without its extension. As in Python's `os.path.splitext`, the
+/// extension starts at the last dot that is not one of the name's leading dots: `.hidden`,
+/// `..double` and `...` have none, `.a.b` has `.b`. Rust's `file_stem` would make `..double` a
+/// file `.` with extension `double`, so `{/.}` would name a directory (fd and GNU parallel do
+/// the same); here a stem is never `.` or `..`.
+fn stem_len(name: &[u8]) -> usize {
+    let dots = name.iter().take_while(|&&b| b == b'.').count();
+    match name[dots..].iter().rposition(|&b| b == b'.') {
+        Some(i) => dots + i,
+        None => name.len(),
     }
 }
 
@@ -372,6 +400,77 @@ mod tests {
                 "3"
             ]
         );
+    }
+
+    /// `{}|{.}|{/}|{//}|{/.}` of `path`.
+    fn path_values(path: &str) -> Vec<String> {
+        let t = parse(&["x", "{}", "{.}", "{/}", "{//}", "{/.}"]).unwrap();
+        expand(&t, path)[1..].to_vec()
+    }
+
+    #[test]
+    fn leading_dots_never_begin_an_extension() {
+        // As Python's os.path.splitext: the name's leading dots belong to its stem.
+        for (path, no_ext, stem) in [
+            ("d/..double", "d/..double", "..double"),
+            ("d/...", "d/...", "..."),
+            ("d/....", "d/....", "...."),
+            ("d/.hidden", "d/.hidden", ".hidden"),
+            ("d/.a.b", "d/.a", ".a"),
+            ("d/..a.b", "d/..a", "..a"),
+            ("d/a.b.c", "d/a.b", "a.b"),
+            ("d/a.", "d/a", "a"),
+            ("..double", "..double", "..double"),
+            ("...", "...", "..."),
+            (".a.b", ".a", ".a"),
+            ("a.b.c", "a.b", "a.b"),
+            ("/r/..x", "/r/..x", "..x"),
+            ("/.a.b", "/.a", ".a"),
+        ] {
+            let v = path_values(path);
+            assert_eq!(v[1], no_ext, "{{.}} of {path}");
+            assert_eq!(v[4], stem, "{{/.}} of {path}");
+        }
+    }
+
+    #[test]
+    fn no_ext_is_parent_slash_stem() {
+        for path in [
+            "d/..double",
+            "d/...",
+            "d/.hidden",
+            "d/.a.b",
+            "d/a.b.c",
+            "d/e/f.tar.gz",
+            "./x.y",
+            "../..z",
+            "d/a.",
+        ] {
+            let v = path_values(path);
+            assert_eq!(v[1], format!("{}/{}", v[3], v[4]), "{path}: {v:?}");
+        }
+        // A bare name: {//} is `.`, and {.} is just {/.}.
+        for path in ["..double", "...", ".a.b", "a.b.c", "plain"] {
+            let v = path_values(path);
+            assert_eq!(v[3], ".");
+            assert_eq!(v[1], v[4], "{path}: {v:?}");
+        }
+    }
+
+    #[test]
+    fn no_name_value_is_a_dot_directory() {
+        for path in ["d/..double", "d/...", "d/.x", "..y", "...", "d/a..", "d/.a."] {
+            for (i, v) in path_values(path).iter().enumerate() {
+                // {//} (index 3) names the parent directory by design.
+                if i == 3 {
+                    continue;
+                }
+                assert!(
+                    v != "." && v != ".." && !v.ends_with("/.") && !v.ends_with("/.."),
+                    "{path}: value {i} is {v:?}"
+                );
+            }
+        }
     }
 
     #[test]

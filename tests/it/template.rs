@@ -201,3 +201,43 @@ fn shell_mode_runs_one_script() {
         .assert_ok()
         .assert_stdout_lines(&["a.txt", "done"]);
 }
+
+#[test]
+fn leading_dots_never_begin_an_extension() {
+    // `{.}` of `d/..double` must not be `d/..` (the parent directory), nor `{/.}` be `.`.
+    let env = TestEnv::new(
+        &[],
+        &[
+            ("d/..double", ""),
+            ("d/...", ""),
+            ("d/.hidden", ""),
+            ("d/.a.b", ""),
+            ("d/a.b.c", ""),
+        ],
+    );
+    env.run(&[
+        "-H",
+        "-k",
+        "d",
+        "--",
+        "printf",
+        "%s|%s|%s|%s|%s\\n",
+        "{}",
+        "{.}",
+        "{/}",
+        "{//}",
+        "{/.}",
+    ])
+    .assert_ok()
+    .assert_stdout_lines(&[
+        "d/...|d/...|...|d|...",
+        "d/..double|d/..double|..double|d|..double",
+        "d/.a.b|d/.a|.a.b|d|.a",
+        "d/.hidden|d/.hidden|.hidden|d|.hidden",
+        "d/a.b.c|d/a.b|a.b.c|d|a.b",
+    ]);
+    // A bare name keeps `{.}` = `{/.}`.
+    env.run_stdin(&["-", "--", "echo", "{.}", "{/.}"], b"d/..double\n")
+        .assert_ok()
+        .assert_stdout_lines(&["d/..double ..double"]);
+}
