@@ -98,6 +98,10 @@ impl Config {
         }
         build_overrides(Path::new("."), &cli.glob).context("invalid -g/--glob pattern")?;
 
+        // A zero limit would race every job against its own start.
+        if cli.timeout.is_some_and(|t| t.is_zero()) {
+            bail!("--timeout must be more than 0 (leave it out for no limit)");
+        }
         let template = Template::parse(&cli.command, cli.shell, cli.in_place)?;
         let program = match template.program() {
             Some(p) => Some(resolve_program(Path::new(&p))?),

@@ -459,7 +459,15 @@ mod tests {
 
     #[test]
     fn no_name_value_is_a_dot_directory() {
-        for path in ["d/..double", "d/...", "d/.x", "..y", "...", "d/a..", "d/.a."] {
+        for path in [
+            "d/..double",
+            "d/...",
+            "d/.x",
+            "..y",
+            "...",
+            "d/a..",
+            "d/.a.",
+        ] {
             for (i, v) in path_values(path).iter().enumerate() {
                 // {//} (index 3) names the parent directory by design.
                 if i == 3 {
