@@ -27,7 +27,8 @@ EXAMPLES:
     fanout -e parquet data/ -- python3 rows.py {}
   Compress every CSV, four at a time:
     fanout -j 4 -e csv data/ -- gzip -k {}
-  Use shell syntax (pipes, redirections); substituted values are quoted for you:
+  Use shell syntax (pipes, redirections); substituted values are quoted for you, so
+  write {} without quotes (\"{}\" would let a file name run as a command; it is refused):
     fanout -s -e log logs/ -- 'grep -c ERROR {} > {}.count'
   See what would run, without running it:
     fanout -n -e parquet data/ -- duckdb -c \"COPY (FROM '{}') TO '{.}.csv'\"
@@ -105,7 +106,8 @@ pub(crate) struct Cli {
     #[arg(short = 'j', long, value_name = "N", value_parser = parse_jobs)]
     pub jobs: Option<usize>,
 
-    /// Run the command with `sh -c`; every substituted value is shell-quoted
+    /// Run the command with `sh -c`; every substituted value is shell-quoted for you, so
+    /// write {} without quotes (`"{}"` and `'{}'` are refused)
     #[arg(short = 's', long)]
     pub shell: bool,
 

@@ -83,11 +83,16 @@ impl Word {
         let bytes = raw.as_bytes();
         let mut tokens = Vec::new();
         let mut text = Vec::new();
+        // In a script, where each byte stands for `sh`: a quoted value must not land in quotes.
+        let mut quotes = shell.then(ShellQuotes::default);
         let mut i = 0;
         while i < bytes.len() {
             let b = bytes[i];
             if (b == b'{' || b == b'}') && bytes.get(i + 1) == Some(&b) {
                 text.push(b);
+                if let Some(q) = quotes.as_mut() {
+                    q.feed(b);
+                }
                 i += 2;
                 continue;
             }
@@ -98,6 +103,20 @@ impl Word {
                     {
                         if ph == Placeholder::Out && !in_place {
                             bail!("{{out}} is only for in-place rewrites: add -i/--in-place");
+                        }
+                        if let Some(q) = quotes.as_mut() {
+                            if let Some(problem) = q.value_here() {
+                                let name = String::from_utf8_lossy(name);
+                                bail!(
+                                    "-s: {{{name}}} {problem} in `{}`; fanout quotes substituted values itself: write {{{name}}} without quotes{}",
+                                    String::from_utf8_lossy(bytes),
+                                    match problem {
+                                        Conflict::Backslash => " or backslash",
+                                        Conflict::Dollar => " or `$`",
+                                        _ => "",
+                                    }
+                                );
+                            }
                         }
                         if !text.is_empty() {
                             tokens.push(Token::Text(std::mem::take(&mut text)));
@@ -119,6 +138,9 @@ impl Word {
                 }
             }
             text.push(b);
+            if let Some(q) = quotes.as_mut() {
+                q.feed(b);
+            }
             i += 1;
         }
         if !text.is_empty() {
@@ -151,6 +173,144 @@ impl Word {
                 }
             }
         }
+    }
+}
+
+/// Why a shell-quoted value would not arrive as one unchanged word at some point of a script.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Conflict {
+    Single,
+    Double,
+    Ansi,
+    Backslash,
+    Dollar,
+}
+
+impl std::fmt::Display for Conflict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Conflict::Single => "is inside single quotes",
+            Conflict::Double => "is inside double quotes",
+            Conflict::Ansi => "is inside $'...' quotes",
+            Conflict::Backslash => "follows a backslash",
+            Conflict::Dollar => {
+                "follows a `$` (it would read as $'...', which expands backslashes)"
+            }
+        })
+    }
+}
+
+/// A nesting level of a shell script: quotes, or an unquoted command inside them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Nest {
+    /// `'...'`: nothing is special but the closing quote.
+    Single,
+    /// `"..."`: `\`, `$(` and backquotes are special.
+    Double,
+    /// `$'...'`: backslash escapes.
+    Ansi,
+    /// `$(...)`, with its open parentheses: a command again, quotes start afresh.
+    Subst(u32),
+    /// `` `...` ``: a command again.
+    Backquote,
+}
+
+/// Follows a `-s` script byte by byte as `sh` reads its quoting (backslash escapes, `'...'`,
+/// `"..."`, `$'...'`, `$(...)`, backquotes, comments), to tell whether a substituted value,
+/// which fanout single-quotes, would stand as its own unquoted word. `"{}"` would not: the
+/// value's quotes would become literal text and `$(...)` in a file name would run.
+#[derive(Debug, Default)]
+struct ShellQuotes {
+    nest: Vec<Nest>,
+    /// The previous byte was an unquoted (or double-quoted) backslash.
+    escaped: bool,
+    /// The previous byte was an unescaped `$`.
+    dollar: bool,
+    /// Inside a `# comment`, up to the end of the line.
+    comment: bool,
+    /// The previous byte continues a word (so `#` does not start a comment).
+    word: bool,
+}
+
+impl ShellQuotes {
+    fn feed(&mut self, b: u8) {
+        if self.comment {
+            self.comment = b != b'\n';
+            self.word = false;
+            return;
+        }
+        let dollar = std::mem::take(&mut self.dollar);
+        if std::mem::take(&mut self.escaped) {
+            self.word = true;
+            return;
+        }
+        match self.nest.last_mut() {
+            Some(Nest::Single) => {
+                if b == b'\'' {
+                    self.nest.pop();
+                }
+            }
+            Some(Nest::Ansi) => match b {
+                b'\\' => self.escaped = true,
+                b'\'' => {
+                    self.nest.pop();
+                }
+                _ => {}
+            },
+            Some(Nest::Double) => match b {
+                b'\\' => self.escaped = true,
+                b'"' => {
+                    self.nest.pop();
+                }
+                b'`' => self.nest.push(Nest::Backquote),
+                b'(' if dollar => self.nest.push(Nest::Subst(0)),
+                b'$' => self.dollar = true,
+                _ => {}
+            },
+            top @ (None | Some(Nest::Subst(_)) | Some(Nest::Backquote)) => match (b, top) {
+                (b'\\', _) => self.escaped = true,
+                (b'\'', _) if dollar => self.nest.push(Nest::Ansi),
+                (b'\'', _) => self.nest.push(Nest::Single),
+                (b'"', _) => self.nest.push(Nest::Double),
+                (b'`', Some(Nest::Backquote)) => {
+                    self.nest.pop();
+                }
+                (b'`', _) => self.nest.push(Nest::Backquote),
+                (b'(', _) if dollar => self.nest.push(Nest::Subst(0)),
+                (b'(', Some(Nest::Subst(depth))) => *depth += 1,
+                (b')', Some(Nest::Subst(0))) => {
+                    self.nest.pop();
+                }
+                (b')', Some(Nest::Subst(depth))) => *depth -= 1,
+                (b'#', _) if !self.word => self.comment = true,
+                (b'$', _) => self.dollar = true,
+                _ => {}
+            },
+        }
+        self.word = !matches!(
+            b,
+            b' ' | b'\t' | b'\n' | b';' | b'&' | b'|' | b'(' | b')' | b'<' | b'>'
+        );
+    }
+
+    /// Whether a quoted value may stand here; then takes it as part of a word.
+    fn value_here(&mut self) -> Option<Conflict> {
+        let conflict = if self.comment {
+            None
+        } else if self.escaped {
+            Some(Conflict::Backslash)
+        } else if self.dollar {
+            Some(Conflict::Dollar)
+        } else {
+            match self.nest.last() {
+                Some(Nest::Single) => Some(Conflict::Single),
+                Some(Nest::Double) => Some(Conflict::Double),
+                Some(Nest::Ansi) => Some(Conflict::Ansi),
+                _ => None,
+            }
+        };
+        self.word = true;
+        conflict
     }
 }
 
@@ -546,6 +706,54 @@ mod tests {
         assert_eq!(expand(&t, "f")[2], "x=1; echo ${x} f");
         let raw = vec![OsString::from("echo {x}")];
         assert!(Template::parse(&raw, true, false).is_err());
+    }
+
+    fn shell(script: &str) -> Result<Template> {
+        Template::parse(&[OsString::from(script)], true, false)
+    }
+
+    #[test]
+    fn shell_mode_refuses_placeholders_inside_quotes() {
+        for (script, quotes) in [
+            (r#"echo "{}""#, "double quotes"),
+            (r#"echo "x {/.}.txt""#, "double quotes"),
+            ("echo '{}'", "single quotes"),
+            ("echo 'a'b'{}'", "single quotes"),
+            ("echo $'{}'", "$'...' quotes"),
+            (r#"echo "a\"{}""#, "double quotes"),
+            (r#"echo "$(echo "{}")""#, "double quotes"),
+            (r"echo \{}", "a backslash"),
+        ] {
+            let err = shell(script).unwrap_err().to_string();
+            assert!(err.contains(quotes), "{script}: {err}");
+            assert!(err.contains("without quotes"), "{script}: {err}");
+        }
+    }
+
+    #[test]
+    fn shell_mode_accepts_placeholders_outside_quotes() {
+        for script in [
+            r#"echo {} "literal""#,
+            "awk '{print $1}' {}",
+            r"echo 'it''s' {} \' {}",
+            r#"echo "\"" {} 'a"b' {}"#,
+            r#"echo "$(basename {})""#,
+            r#"echo "`basename {}`""#,
+            r"echo $'a\'b' {}",
+            "echo {} # it's {} in a comment",
+            "echo a#{}",
+            r#"echo "{{}}" {}"#,
+            r#"x=1; echo "${x}" {}"#,
+            r"echo \\{}",
+        ] {
+            assert!(shell(script).is_ok(), "{script}: {:?}", shell(script).err());
+        }
+    }
+
+    #[test]
+    fn quoted_placeholders_are_fine_without_a_shell() {
+        // Without -s, quotes are plain characters of one argv word: nothing to break.
+        assert!(parse(&["echo", "\"{}\""]).is_ok());
     }
 
     #[test]
