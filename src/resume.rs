@@ -4,7 +4,8 @@
 //! A file is skipped when the journal's last word on its path is `ok` (or `skipped` by an
 //! earlier resume) and its size and modification time still match what was recorded after its
 //! job finished. The key is the path, never a job number: the walk order may change between
-//! runs. A journal cut short by a crash is fine: an unreadable last line is ignored.
+//! runs. A journal cut short by a crash is fine: an unreadable last line is ignored, wherever
+//! the cut fell (even inside a multibyte character).
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -69,54 +70,68 @@ impl Resume {
     }
 
     pub(crate) fn load(path: &Path) -> Result<Resume> {
-        let file =
-            File::open(path).with_context(|| format!("cannot read --resume {}", path.display()))?;
-        let mut done = HashMap::new();
-        let lines: Vec<String> = BufReader::new(file)
-            .lines()
-            .collect::<std::io::Result<_>>()
-            .with_context(|| format!("cannot read --resume {}", path.display()))?;
-        let last = lines.len();
-        for (n, text) in lines.iter().enumerate() {
-            if text.trim().is_empty() {
+        let mut resume = Resume::default();
+        resume.read(path)?;
+        Ok(resume)
+    }
+
+    /// Reads one journal into `done`, later records overriding earlier ones. The journal is
+    /// read as bytes, line by line: a run killed while writing leaves a partial last line (cut
+    /// anywhere, even inside a multibyte character), which is ignored.
+    fn read(&mut self, path: &Path) -> Result<()> {
+        let context = || format!("cannot read --resume {}", path.display());
+        let mut reader = BufReader::new(File::open(path).with_context(context)?);
+        let mut buf = Vec::new();
+        let mut n = 0;
+        // A line that is not a record: an error unless it turns out to be the last one.
+        let mut bad: Option<anyhow::Error> = None;
+        loop {
+            buf.clear();
+            if reader.read_until(b'\n', &mut buf).with_context(context)? == 0 {
+                return Ok(());
+            }
+            n += 1;
+            if buf.trim_ascii().is_empty() {
                 continue;
             }
-            let line: Line = match serde_json::from_str(text) {
-                Ok(line) => line,
-                // A run killed while writing leaves a partial last line.
-                Err(_) if n + 1 == last => continue,
-                Err(e) => anyhow::bail!(
-                    "--resume {}: line {} is not a fanout summary record: {e}",
-                    path.display(),
-                    n + 1
-                ),
-            };
-            if line.kind != "file" {
-                continue;
+            if let Some(err) = bad.take() {
+                return Err(err);
             }
-            let bytes = match &line.path_b64 {
-                Some(b64) => base64::engine::general_purpose::STANDARD
-                    .decode(b64)
-                    .with_context(|| {
-                        format!(
-                            "--resume {}: bad path_b64 on line {}",
-                            path.display(),
-                            n + 1
-                        )
-                    })?,
-                None => line.path.into_bytes(),
-            };
-            let key = key(&bytes).to_vec();
-            match (line.status.as_str(), line.file_size, line.file_mtime_ns) {
-                ("ok" | "skipped", Some(size), Some(mtime_ns)) => {
-                    done.insert(key, Identity { size, mtime_ns });
-                }
-                _ => {
-                    done.remove(&key);
+            match serde_json::from_slice::<Line>(&buf) {
+                Ok(line) => self.take(line, path, n)?,
+                Err(e) => {
+                    bad = Some(anyhow::anyhow!(
+                        "--resume {}: line {n} is not a fanout summary record: {e}",
+                        path.display()
+                    ))
                 }
             }
         }
-        Ok(Resume { done })
+    }
+
+    /// Takes record `line` (line number `n` of `path`) into account.
+    fn take(&mut self, line: Line, path: &Path, n: usize) -> Result<()> {
+        if line.kind != "file" {
+            return Ok(());
+        }
+        let bytes = match &line.path_b64 {
+            Some(b64) => base64::engine::general_purpose::STANDARD
+                .decode(b64)
+                .with_context(|| {
+                    format!("--resume {}: bad path_b64 on line {n}", path.display())
+                })?,
+            None => line.path.into_bytes(),
+        };
+        let key = key(&bytes).to_vec();
+        match (line.status.as_str(), line.file_size, line.file_mtime_ns) {
+            ("ok" | "skipped", Some(size), Some(mtime_ns)) => {
+                self.done.insert(key, Identity { size, mtime_ns });
+            }
+            _ => {
+                self.done.remove(&key);
+            }
+        }
+        Ok(())
     }
 
     /// Why `path` need not run again, if it need not; with its identity now.
