@@ -8,11 +8,13 @@
 //! the cut fell (even inside a multibyte character).
 
 use std::collections::HashMap;
+use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io::{BufRead, BufReader};
-use std::os::unix::ffi::OsStrExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 use anyhow::{Context, Result};
 use base64::Engine;
@@ -50,10 +52,51 @@ struct Line {
     file_mtime_ns: Option<i64>,
 }
 
+/// How the name of a journal's replacement begins: `.J.fanout-journal-` beside `J`. A
+/// `--resume J --summary J` run writes its journal there and renames it over `J` when it ends
+/// (see `summary::Journal`); one left behind by a run that did not end (SIGKILL) holds records
+/// newer than `J`'s, so `--resume J` reads it too.
+pub(crate) fn replacement_prefix(journal_name: &OsStr) -> OsString {
+    let name = journal_name.as_bytes();
+    // Room for the rest of the name within the usual 255-byte limit.
+    let mut prefix = b".".to_vec();
+    prefix.extend_from_slice(&name[..name.len().min(200)]);
+    prefix.extend_from_slice(b".fanout-journal-");
+    OsString::from_vec(prefix)
+}
+
+/// The replacements of `journal` that runs left behind, oldest first, with their modification
+/// times: regular files beside the journal (symbolic links resolved) named as
+/// [`replacement_prefix`] says.
+pub(crate) fn leftovers(journal: &Path) -> Vec<(PathBuf, SystemTime)> {
+    let Ok(target) = std::fs::canonicalize(journal) else {
+        return Vec::new();
+    };
+    let (Some(dir), Some(name)) = (target.parent(), target.file_name()) else {
+        return Vec::new();
+    };
+    let prefix = replacement_prefix(name);
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut found: Vec<(PathBuf, SystemTime)> = entries
+        .flatten()
+        .filter(|e| e.file_name().as_bytes().starts_with(prefix.as_bytes()))
+        .filter_map(|e| {
+            let md = std::fs::symlink_metadata(e.path()).ok()?;
+            md.is_file().then_some((e.path(), md.modified().ok()?))
+        })
+        .collect();
+    found.sort_by_key(|(_, t)| *t);
+    found
+}
+
 /// The files an earlier run finished, by path.
 #[derive(Debug, Default)]
 pub(crate) struct Resume {
     done: HashMap<Vec<u8>, Identity>,
+    /// Replacements left by runs that did not end, read after the journal itself.
+    unfinished: usize,
 }
 
 impl Resume {
@@ -61,17 +104,33 @@ impl Resume {
     pub(crate) fn for_run(path: Option<&Path>, quiet: bool) -> Result<Option<Resume>> {
         let resume = path.map(Resume::load).transpose()?;
         if let (Some(r), false) = (&resume, quiet) {
+            let unfinished = match r.unfinished {
+                0 => String::new(),
+                n => format!(
+                    " (with the records of {} that did not end, kept beside the journal)",
+                    crate::summary::counted(n as u64, "run")
+                ),
+            };
             crate::error::print_notice(&format!(
-                "resuming: {} ok in the earlier run; unchanged ones are skipped",
+                "resuming: {} ok in the earlier run{unfinished}; unchanged ones are skipped",
                 crate::summary::counted(r.len() as u64, "file")
             ));
         }
         Ok(resume)
     }
 
+    /// Reads the journal `path`, then the replacements of it that runs left behind after it
+    /// was last written (older ones were superseded by the journal itself).
     pub(crate) fn load(path: &Path) -> Result<Resume> {
         let mut resume = Resume::default();
         resume.read(path)?;
+        let written = std::fs::metadata(path).and_then(|m| m.modified()).ok();
+        for (leftover, modified) in leftovers(path) {
+            if written.is_none_or(|w| modified > w) {
+                resume.read(&leftover)?;
+                resume.unfinished += 1;
+            }
+        }
         Ok(resume)
     }
 

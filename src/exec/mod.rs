@@ -100,15 +100,12 @@ pub(crate) fn run_with(
     let mut meter = Meter::new();
     let snapshot = meter.snapshot();
     let (budget, reserve) = memory::plan(config.mem_limit, config.mem_reserve, &snapshot);
-    // Read the journal to resume before --summary (possibly the same file) is truncated.
     let resume = Resume::for_run(config.resume.as_deref(), config.quiet)?;
-    let mut journal = match &config.summary {
-        Some(path) => Some(
-            Journal::create(path)
-                .with_context(|| format!("cannot write the summary {}", path.display()))?,
-        ),
-        None => None,
-    };
+    let mut journal = Journal::open_for_run(
+        config.summary.as_deref(),
+        config.resume.as_deref(),
+        &config.walk.own,
+    )?;
     if let (Some(j), Some(w)) = (journal.as_mut(), worker.as_ref()) {
         j.line(&w.header)
             .with_context(|| format!("cannot write the summary {}", j.path().display()))?;
@@ -253,6 +250,9 @@ pub(crate) fn run_with(
         }
     }
     if let Some(j) = journal.as_mut() {
+        if cancel.is_hard() {
+            j.walk_cut_short();
+        }
         if let Err(err) = j.finish(&totals, wall, exit, stopped, &memory_report, None) {
             print_notice(&format!(
                 "cannot write the summary {}: {err}",
