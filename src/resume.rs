@@ -251,6 +251,38 @@ mod tests {
     }
 
     #[test]
+    fn leftovers_newer_than_the_journal_extend_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a");
+        std::fs::write(&a, "x").unwrap();
+        let id = identity(&a).unwrap();
+        let rec = |status: &str| {
+            format!(
+                "{{\"type\":\"file\",\"path\":\"{}\",\"status\":\"{status}\",\"file_size\":{},\"file_mtime_ns\":{}}}\n",
+                a.display(),
+                id.size,
+                id.mtime_ns
+            )
+        };
+        let journal = dir.path().join("j.jsonl");
+        let leftover = dir.path().join(".j.jsonl.fanout-journal-x1");
+        let set_mtime = |p: &Path, secs: u64| {
+            let f = std::fs::OpenOptions::new().write(true).open(p).unwrap();
+            f.set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
+                .unwrap();
+        };
+        std::fs::write(&journal, rec("failed")).unwrap();
+        std::fs::write(&leftover, rec("ok")).unwrap();
+        // Written after the journal: its word counts.
+        set_mtime(&journal, 1_000);
+        set_mtime(&leftover, 2_000);
+        assert!(Resume::load(&journal).unwrap().skip(&a).is_some());
+        // Written before the journal was rewritten: superseded.
+        set_mtime(&journal, 3_000);
+        assert!(Resume::load(&journal).unwrap().skip(&a).is_none());
+    }
+
+    #[test]
     fn dot_slash_is_ignored() {
         assert_eq!(key(b"./././a/b"), b"a/b");
         assert_eq!(key(b"a"), b"a");

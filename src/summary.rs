@@ -427,7 +427,7 @@ struct Replace {
 
 impl Journal {
     /// Creates (truncates) the journal at `path`.
-    pub(crate) fn create(path: &Path) -> io::Result<Journal> {
+    fn create(path: &Path) -> io::Result<Journal> {
         let file = File::create(path)?;
         Ok(Journal::new(file, path, None))
     }
@@ -582,8 +582,9 @@ impl Journal {
             return Ok(());
         }
         std::fs::rename(&r.temp, &r.target)?;
+        // Make the rename durable where the file system can; either name holds the records.
         if let Some(dir) = r.target.parent() {
-            File::open(dir)?.sync_all()?;
+            let _ = File::open(dir).and_then(|d| d.sync_all());
         }
         for leftover in &r.leftovers {
             let _ = std::fs::remove_file(leftover);
@@ -646,6 +647,48 @@ mod tests {
             assert!(v.get(key).is_some(), "missing {key}");
         }
         assert_eq!(v["status"], "not_started");
+    }
+
+    fn finish(j: &mut Journal) {
+        j.finish(
+            &Totals::default(),
+            Duration::ZERO,
+            ExitStatus::Success,
+            None,
+            &MemoryReport::default(),
+            None,
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn resuming_into_the_same_journal_keeps_it_until_the_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = dir.path().join("run.jsonl");
+        std::fs::write(&j, "old\n").unwrap();
+        let own = OwnFiles::default();
+        let mut journal = Journal::open_for_run(Some(&j), Some(&j), &own)
+            .unwrap()
+            .unwrap();
+        journal
+            .record(&JobRecord::new(1, Path::new("a"), Status::Ok))
+            .unwrap();
+        // Until the run ends, the old journal is whole and the new one is beside it.
+        assert_eq!(std::fs::read_to_string(&j).unwrap(), "old\n");
+        assert_eq!(crate::resume::leftovers(&j).len(), 1);
+        finish(&mut journal);
+        let text = std::fs::read_to_string(&j).unwrap();
+        assert!(text.starts_with("{\"type\":\"file\""), "{text}");
+        assert!(crate::resume::leftovers(&j).is_empty());
+
+        // A run whose walk was cut short leaves the journal as it was.
+        let mut journal = Journal::open_for_run(Some(&j), Some(&j), &own)
+            .unwrap()
+            .unwrap();
+        journal.walk_cut_short();
+        finish(&mut journal);
+        assert_eq!(std::fs::read_to_string(&j).unwrap(), text);
+        assert_eq!(crate::resume::leftovers(&j).len(), 1);
     }
 
     #[test]
