@@ -113,6 +113,7 @@ impl Word {
                                     match problem {
                                         Conflict::Backslash => " or backslash",
                                         Conflict::Dollar => " or `$`",
+                                        Conflict::HereDocument => ", outside here-documents",
                                         _ => "",
                                     }
                                 );
@@ -184,6 +185,7 @@ enum Conflict {
     Ansi,
     Backslash,
     Dollar,
+    HereDocument,
 }
 
 impl std::fmt::Display for Conflict {
@@ -195,6 +197,9 @@ impl std::fmt::Display for Conflict {
             Conflict::Backslash => "follows a backslash",
             Conflict::Dollar => {
                 "follows a `$` (it would read as $'...', which expands backslashes)"
+            }
+            Conflict::HereDocument => {
+                "is inside a here-document (whose text sh expands but does not unquote)"
             }
         })
     }
@@ -230,16 +235,48 @@ struct ShellQuotes {
     comment: bool,
     /// The previous byte continues a word (so `#` does not start a comment).
     word: bool,
+    /// The previous byte was an unquoted `<`.
+    lt: bool,
+    /// The word after `<<` being read: the here-document's delimiter, with `<<-` (tabs
+    /// stripped) and the nesting depth it started at.
+    delimiter: Option<(Vec<u8>, bool, usize)>,
+    /// Here-documents whose bodies start at the next line, in order.
+    pending: Vec<(Vec<u8>, bool)>,
+    /// Inside a here-document's body: its delimiter, `<<-`, and the line read so far.
+    body: Option<(Vec<u8>, bool, Vec<u8>)>,
 }
 
 impl ShellQuotes {
     fn feed(&mut self, b: u8) {
+        if let Some((delimiter, dash, line)) = &mut self.body {
+            if b != b'\n' {
+                line.push(b);
+                return;
+            }
+            let tabs = if *dash {
+                line.iter().take_while(|&&c| c == b'\t').count()
+            } else {
+                0
+            };
+            if line[tabs..] == delimiter[..] {
+                self.body = None;
+                self.next_body();
+            } else {
+                line.clear();
+            }
+            return;
+        }
         if self.comment {
             self.comment = b != b'\n';
             self.word = false;
+            if b == b'\n' {
+                self.next_body();
+            }
             return;
         }
+        self.read_delimiter(b);
         let dollar = std::mem::take(&mut self.dollar);
+        let lt = std::mem::take(&mut self.lt);
         if std::mem::take(&mut self.escaped) {
             self.word = true;
             return;
@@ -284,6 +321,9 @@ impl ShellQuotes {
                 (b')', Some(Nest::Subst(depth))) => *depth -= 1,
                 (b'#', _) if !self.word => self.comment = true,
                 (b'$', _) => self.dollar = true,
+                (b'<', _) if lt => self.delimiter = Some((Vec::new(), false, self.nest.len())),
+                (b'<', _) => self.lt = true,
+                (b'\n', None) => self.next_body(),
                 _ => {}
             },
         }
@@ -293,8 +333,47 @@ impl ShellQuotes {
         );
     }
 
+    /// Reads the delimiter word after `<<` (`<<-`), alongside the usual quoting: `'EOF'`,
+    /// `"EOF"` and `\EOF` all mean `EOF`.
+    fn read_delimiter(&mut self, b: u8) {
+        let Some((word, dash, depth)) = &mut self.delimiter else {
+            return;
+        };
+        let ends = matches!(
+            b,
+            b' ' | b'\t' | b'\n' | b';' | b'&' | b'|' | b'(' | b')' | b'<' | b'>'
+        );
+        if word.is_empty() && (b == b' ' || b == b'\t' || (b == b'-' && !*dash)) {
+            *dash |= b == b'-';
+        } else if ends && self.nest.len() == *depth {
+            let (word, dash) = (std::mem::take(word), *dash);
+            self.delimiter = None;
+            if !word.is_empty() {
+                self.pending.push((word, dash));
+            }
+        } else if !matches!(b, b'\'' | b'"' | b'\\') || self.escaped {
+            word.push(b);
+        }
+    }
+
+    /// At the end of a command line: the next here-document's body begins, if any.
+    fn next_body(&mut self) {
+        if !self.pending.is_empty() {
+            let (delimiter, dash) = self.pending.remove(0);
+            self.body = Some((delimiter, dash, Vec::new()));
+        }
+    }
+
     /// Whether a quoted value may stand here; then takes it as part of a word.
     fn value_here(&mut self) -> Option<Conflict> {
+        if let Some((_, _, line)) = &mut self.body {
+            // Not a delimiter line, whatever the value.
+            line.push(0);
+            return Some(Conflict::HereDocument);
+        }
+        if let Some((word, _, _)) = &mut self.delimiter {
+            word.push(0);
+        }
         let conflict = if self.comment {
             None
         } else if self.escaped {
@@ -723,6 +802,9 @@ mod tests {
             (r#"echo "a\"{}""#, "double quotes"),
             (r#"echo "$(echo "{}")""#, "double quotes"),
             (r"echo \{}", "a backslash"),
+            ("cat <<EOF\n{}\nEOF", "here-document"),
+            ("cat <<-'EOF' # c\n\t{/}\n\tEOF", "here-document"),
+            ("cat <<A <<B; echo {}\nA\n{}\nB\n", "here-document"),
         ] {
             let err = shell(script).unwrap_err().to_string();
             assert!(err.contains(quotes), "{script}: {err}");
@@ -745,6 +827,9 @@ mod tests {
             r#"echo "{{}}" {}"#,
             r#"x=1; echo "${x}" {}"#,
             r"echo \\{}",
+            "cat <<EOF {}\ntext\nEOF\necho {}",
+            "cat <<-\"E F\"\n\tE F\necho {}",
+            "echo a<b {}",
         ] {
             assert!(shell(script).is_ok(), "{script}: {:?}", shell(script).err());
         }

@@ -247,7 +247,12 @@ fn shell_mode_refuses_a_placeholder_in_quotes() {
     // fanout quotes each value itself: `"{}"` would put its quotes inside the user's, and a file
     // named `$(touch PWNED).txt` would run.
     let env = TestEnv::new(&[], &[("d/$(touch PWNED).txt", ""), ("d/b.txt", "x y\n")]);
-    for script in [r#"echo "{}""#, "echo '{}'", r#"cat "{/}" > "{.}.out""#] {
+    for script in [
+        r#"echo "{}""#,
+        "echo '{}'",
+        r#"cat "{/}" > "{.}.out""#,
+        "cat <<EOF\n{}\nEOF",
+    ] {
         let out = env.run(&["-s", "d", "--", script]);
         out.assert_code(2)
             .assert_stdout_empty()
