@@ -27,7 +27,8 @@ EXAMPLES:
     fanout -e parquet data/ -- python3 rows.py {}
   Compress every CSV, four at a time:
     fanout -j 4 -e csv data/ -- gzip -k {}
-  Use shell syntax (pipes, redirections); substituted values are quoted for you:
+  Use shell syntax (pipes, redirections); substituted values are quoted for you, so
+  write {} without quotes (\"{}\" would let a file name run as a command; it is refused):
     fanout -s -e log logs/ -- 'grep -c ERROR {} > {}.count'
   See what would run, without running it:
     fanout -n -e parquet data/ -- duckdb -c \"COPY (FROM '{}') TO '{.}.csv'\"
@@ -105,7 +106,8 @@ pub(crate) struct Cli {
     #[arg(short = 'j', long, value_name = "N", value_parser = parse_jobs)]
     pub jobs: Option<usize>,
 
-    /// Run the command with `sh -c`; every substituted value is shell-quoted
+    /// Run the command with `sh -c`; every substituted value is shell-quoted for you, so
+    /// write {} without quotes (`"{}"` and `'{}'` are refused)
     #[arg(short = 's', long)]
     pub shell: bool,
 
@@ -117,11 +119,13 @@ pub(crate) struct Cli {
     #[arg(short = 'n', long)]
     pub dry_run: bool,
 
-    /// Stop a job that runs longer than this (`30s`, `5m`, `1h30m`; a bare number is seconds)
+    /// Stop a job that runs longer than this (`30s`, `5m`, `1h30m`; a bare number is seconds;
+    /// more than 0)
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub timeout: Option<Duration>,
 
-    /// After SIGTERM, wait this long before a stopped job's process group gets SIGKILL
+    /// After SIGTERM, wait this long before a stopped job's process group gets SIGKILL (`0`:
+    /// SIGKILL at once)
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "5s")]
     pub kill_grace: Duration,
 
@@ -311,14 +315,27 @@ fn parse_jobs(s: &str) -> Result<usize, String> {
     }
 }
 
-/// Parses `30s`, `5m`, `1h30m`, `250ms`; a bare number means seconds.
+/// The longest duration fanout keeps: 100 years, "effectively never". Larger values (`1e19`,
+/// `inf`) are clamped to it, so adding any parsed duration to the clock cannot overflow.
+pub(crate) const NEVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// Parses `30s`, `5m`, `1h30m`, `250ms`; a bare number means seconds. Huge values, infinity
+/// included, mean [`NEVER`]; negative numbers and NaN are refused.
 pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     if let Ok(secs) = s.parse::<f64>() {
-        return Duration::try_from_secs_f64(secs).map_err(|_| format!("'{s}' is not a duration"));
+        if secs.is_nan() || secs < 0.0 {
+            return Err(format!("'{s}' is not a duration"));
+        }
+        return Ok(Duration::try_from_secs_f64(secs).map_or(NEVER, |d| d.min(NEVER)));
     }
-    humantime::parse_duration(s)
-        .map_err(|e| format!("'{s}' is not a duration ({e}); try 30s, 5m or 1h30m"))
+    match humantime::parse_duration(s) {
+        Ok(d) => Ok(d.min(NEVER)),
+        Err(humantime::DurationError::NumberOverflow) => Ok(NEVER),
+        Err(e) => Err(format!(
+            "'{s}' is not a duration ({e}); try 30s, 5m or 1h30m"
+        )),
+    }
 }
 
 #[cfg(test)]
@@ -356,6 +373,27 @@ mod tests {
         assert_eq!(parse_duration("0.5"), Ok(Duration::from_millis(500)));
         assert!(parse_duration("-1").is_err());
         assert!(parse_duration("soon").is_err());
+    }
+
+    #[test]
+    fn huge_durations_mean_effectively_never() {
+        for s in [
+            "1e19",
+            "1e400",
+            "inf",
+            "infinity",
+            "99999999999999999999999h",
+        ] {
+            assert_eq!(parse_duration(s), Ok(NEVER), "{s}");
+        }
+        assert_eq!(parse_duration("200 years"), Ok(NEVER));
+        assert_eq!(parse_duration("1y"), Ok(Duration::from_secs(31_557_600)));
+        for s in ["nan", "-1", "-inf", "-1e400"] {
+            assert!(parse_duration(s).is_err(), "{s}");
+        }
+        // Whatever is parsed can be added to now.
+        let now = std::time::Instant::now();
+        assert!(now.checked_add(NEVER).is_some());
     }
 
     #[test]

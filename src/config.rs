@@ -16,7 +16,7 @@ use crate::cli::{Cli, Executor, Halt, Order, PerJob};
 use crate::inplace::InPlaceOptions;
 use crate::memory::Amount;
 use crate::template::Template;
-use crate::walk::{build_overrides, Root, WalkOptions};
+use crate::walk::{build_overrides, OwnFiles, Root, WalkOptions};
 
 #[derive(Debug)]
 pub(crate) struct Config {
@@ -122,6 +122,13 @@ impl Config {
         }
         build_overrides(Path::new("."), &cli.glob).context("invalid -g/--glob pattern")?;
 
+        if cli.summary.as_deref() == Some(Path::new("-")) {
+            bail!("--summary -: standard output carries the jobs' output; give the journal a file name (or /dev/stdout to mix the two)");
+        }
+        // A zero limit would race every job against its own start.
+        if cli.timeout.is_some_and(|t| t.is_zero()) {
+            bail!("--timeout must be more than 0 (leave it out for no limit)");
+        }
         let template = Template::parse(&cli.command, cli.shell, cli.in_place)?;
         let program = match template.program() {
             Some(p) => Some(resolve_program(Path::new(&p))?),
@@ -196,6 +203,7 @@ impl Config {
                 follow: cli.follow,
                 max_depth: cli.max_depth,
                 null: cli.null,
+                own: own_files(cli.summary.as_deref(), cli.resume.as_deref()),
             },
             template,
             program,
@@ -230,6 +238,21 @@ impl Config {
             mode,
         })
     }
+}
+
+/// The journals of the run, and the replacements of them that earlier runs left behind: never
+/// inputs.
+fn own_files(summary: Option<&Path>, resume: Option<&Path>) -> OwnFiles {
+    let mut paths = Vec::new();
+    for journal in summary.into_iter().chain(resume) {
+        paths.push(journal.to_path_buf());
+        paths.extend(
+            crate::resume::leftovers(journal)
+                .into_iter()
+                .map(|(p, _)| p),
+        );
+    }
+    OwnFiles::new(paths)
 }
 
 fn roots(paths: &[PathBuf]) -> Result<Vec<Root>> {

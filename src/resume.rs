@@ -4,14 +4,17 @@
 //! A file is skipped when the journal's last word on its path is `ok` (or `skipped` by an
 //! earlier resume) and its size and modification time still match what was recorded after its
 //! job finished. The key is the path, never a job number: the walk order may change between
-//! runs. A journal cut short by a crash is fine: an unreadable last line is ignored.
+//! runs. A journal cut short by a crash is fine: an unreadable last line is ignored, wherever
+//! the cut fell (even inside a multibyte character).
 
 use std::collections::HashMap;
+use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io::{BufRead, BufReader};
-use std::os::unix::ffi::OsStrExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 use anyhow::{Context, Result};
 use base64::Engine;
@@ -49,10 +52,51 @@ struct Line {
     file_mtime_ns: Option<i64>,
 }
 
+/// How the name of a journal's replacement begins: `.J.fanout-journal-` beside `J`. A
+/// `--resume J --summary J` run writes its journal there and renames it over `J` when it ends
+/// (see `summary::Journal`); one left behind by a run that did not end (SIGKILL) holds records
+/// newer than `J`'s, so `--resume J` reads it too.
+pub(crate) fn replacement_prefix(journal_name: &OsStr) -> OsString {
+    let name = journal_name.as_bytes();
+    // Room for the rest of the name within the usual 255-byte limit.
+    let mut prefix = b".".to_vec();
+    prefix.extend_from_slice(&name[..name.len().min(200)]);
+    prefix.extend_from_slice(b".fanout-journal-");
+    OsString::from_vec(prefix)
+}
+
+/// The replacements of `journal` that runs left behind, oldest first, with their modification
+/// times: regular files beside the journal (symbolic links resolved) named as
+/// [`replacement_prefix`] says.
+pub(crate) fn leftovers(journal: &Path) -> Vec<(PathBuf, SystemTime)> {
+    let Ok(target) = std::fs::canonicalize(journal) else {
+        return Vec::new();
+    };
+    let (Some(dir), Some(name)) = (target.parent(), target.file_name()) else {
+        return Vec::new();
+    };
+    let prefix = replacement_prefix(name);
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut found: Vec<(PathBuf, SystemTime)> = entries
+        .flatten()
+        .filter(|e| e.file_name().as_bytes().starts_with(prefix.as_bytes()))
+        .filter_map(|e| {
+            let md = std::fs::symlink_metadata(e.path()).ok()?;
+            md.is_file().then_some((e.path(), md.modified().ok()?))
+        })
+        .collect();
+    found.sort_by_key(|(_, t)| *t);
+    found
+}
+
 /// The files an earlier run finished, by path.
 #[derive(Debug, Default)]
 pub(crate) struct Resume {
     done: HashMap<Vec<u8>, Identity>,
+    /// Replacements left by runs that did not end, read after the journal itself.
+    unfinished: usize,
 }
 
 impl Resume {
@@ -60,63 +104,93 @@ impl Resume {
     pub(crate) fn for_run(path: Option<&Path>, quiet: bool) -> Result<Option<Resume>> {
         let resume = path.map(Resume::load).transpose()?;
         if let (Some(r), false) = (&resume, quiet) {
+            let unfinished = match r.unfinished {
+                0 => String::new(),
+                n => format!(
+                    " (with the records of {} that did not end, kept beside the journal)",
+                    crate::summary::counted(n as u64, "run")
+                ),
+            };
             crate::error::print_notice(&format!(
-                "resuming: {} ok in the earlier run; unchanged ones are skipped",
+                "resuming: {} ok in the earlier run{unfinished}; unchanged ones are skipped",
                 crate::summary::counted(r.len() as u64, "file")
             ));
         }
         Ok(resume)
     }
 
+    /// Reads the journal `path`, then the replacements of it that runs left behind after it
+    /// was last written (older ones were superseded by the journal itself).
     pub(crate) fn load(path: &Path) -> Result<Resume> {
-        let file =
-            File::open(path).with_context(|| format!("cannot read --resume {}", path.display()))?;
-        let mut done = HashMap::new();
-        let lines: Vec<String> = BufReader::new(file)
-            .lines()
-            .collect::<std::io::Result<_>>()
-            .with_context(|| format!("cannot read --resume {}", path.display()))?;
-        let last = lines.len();
-        for (n, text) in lines.iter().enumerate() {
-            if text.trim().is_empty() {
+        let mut resume = Resume::default();
+        resume.read(path)?;
+        let written = std::fs::metadata(path).and_then(|m| m.modified()).ok();
+        for (leftover, modified) in leftovers(path) {
+            if written.is_none_or(|w| modified > w) {
+                resume.read(&leftover)?;
+                resume.unfinished += 1;
+            }
+        }
+        Ok(resume)
+    }
+
+    /// Reads one journal into `done`, later records overriding earlier ones. The journal is
+    /// read as bytes, line by line: a run killed while writing leaves a partial last line (cut
+    /// anywhere, even inside a multibyte character), which is ignored.
+    fn read(&mut self, path: &Path) -> Result<()> {
+        let context = || format!("cannot read --resume {}", path.display());
+        let mut reader = BufReader::new(File::open(path).with_context(context)?);
+        let mut buf = Vec::new();
+        let mut n = 0;
+        // A line that is not a record: an error unless it turns out to be the last one.
+        let mut bad: Option<anyhow::Error> = None;
+        loop {
+            buf.clear();
+            if reader.read_until(b'\n', &mut buf).with_context(context)? == 0 {
+                return Ok(());
+            }
+            n += 1;
+            if buf.trim_ascii().is_empty() {
                 continue;
             }
-            let line: Line = match serde_json::from_str(text) {
-                Ok(line) => line,
-                // A run killed while writing leaves a partial last line.
-                Err(_) if n + 1 == last => continue,
-                Err(e) => anyhow::bail!(
-                    "--resume {}: line {} is not a fanout summary record: {e}",
-                    path.display(),
-                    n + 1
-                ),
-            };
-            if line.kind != "file" {
-                continue;
+            if let Some(err) = bad.take() {
+                return Err(err);
             }
-            let bytes = match &line.path_b64 {
-                Some(b64) => base64::engine::general_purpose::STANDARD
-                    .decode(b64)
-                    .with_context(|| {
-                        format!(
-                            "--resume {}: bad path_b64 on line {}",
-                            path.display(),
-                            n + 1
-                        )
-                    })?,
-                None => line.path.into_bytes(),
-            };
-            let key = key(&bytes).to_vec();
-            match (line.status.as_str(), line.file_size, line.file_mtime_ns) {
-                ("ok" | "skipped", Some(size), Some(mtime_ns)) => {
-                    done.insert(key, Identity { size, mtime_ns });
-                }
-                _ => {
-                    done.remove(&key);
+            match serde_json::from_slice::<Line>(&buf) {
+                Ok(line) => self.take(line, path, n)?,
+                Err(e) => {
+                    bad = Some(anyhow::anyhow!(
+                        "--resume {}: line {n} is not a fanout summary record: {e}",
+                        path.display()
+                    ))
                 }
             }
         }
-        Ok(Resume { done })
+    }
+
+    /// Takes record `line` (line number `n` of `path`) into account.
+    fn take(&mut self, line: Line, path: &Path, n: usize) -> Result<()> {
+        if line.kind != "file" {
+            return Ok(());
+        }
+        let bytes = match &line.path_b64 {
+            Some(b64) => base64::engine::general_purpose::STANDARD
+                .decode(b64)
+                .with_context(|| {
+                    format!("--resume {}: bad path_b64 on line {n}", path.display())
+                })?,
+            None => line.path.into_bytes(),
+        };
+        let key = key(&bytes).to_vec();
+        match (line.status.as_str(), line.file_size, line.file_mtime_ns) {
+            ("ok" | "skipped", Some(size), Some(mtime_ns)) => {
+                self.done.insert(key, Identity { size, mtime_ns });
+            }
+            _ => {
+                self.done.remove(&key);
+            }
+        }
+        Ok(())
     }
 
     /// Why `path` need not run again, if it need not; with its identity now.
@@ -174,6 +248,38 @@ mod tests {
         assert!(r.skip(&b).is_none());
         std::fs::write(&a, "changed").unwrap();
         assert!(r.skip(&a).is_none());
+    }
+
+    #[test]
+    fn leftovers_newer_than_the_journal_extend_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a");
+        std::fs::write(&a, "x").unwrap();
+        let id = identity(&a).unwrap();
+        let rec = |status: &str| {
+            format!(
+                "{{\"type\":\"file\",\"path\":\"{}\",\"status\":\"{status}\",\"file_size\":{},\"file_mtime_ns\":{}}}\n",
+                a.display(),
+                id.size,
+                id.mtime_ns
+            )
+        };
+        let journal = dir.path().join("j.jsonl");
+        let leftover = dir.path().join(".j.jsonl.fanout-journal-x1");
+        let set_mtime = |p: &Path, secs: u64| {
+            let f = std::fs::OpenOptions::new().write(true).open(p).unwrap();
+            f.set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
+                .unwrap();
+        };
+        std::fs::write(&journal, rec("failed")).unwrap();
+        std::fs::write(&leftover, rec("ok")).unwrap();
+        // Written after the journal: its word counts.
+        set_mtime(&journal, 1_000);
+        set_mtime(&leftover, 2_000);
+        assert!(Resume::load(&journal).unwrap().skip(&a).is_some());
+        // Written before the journal was rewritten: superseded.
+        set_mtime(&journal, 3_000);
+        assert!(Resume::load(&journal).unwrap().skip(&a).is_none());
     }
 
     #[test]

@@ -7,11 +7,13 @@ use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use anyhow::Context;
 use serde::Serialize;
 
 use crate::cancel::Reason;
 use crate::error::ExitStatus;
 pub(crate) use crate::record::{signal_name, JobRecord, Status};
+use crate::walk::OwnFiles;
 
 /// What the memory-aware scheduler saw, for the final record.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -188,15 +190,105 @@ impl fmt::Display for Report<'_> {
 /// The `--summary` journal: a record per file, flushed as it is written, then a final record.
 pub(crate) struct Journal {
     out: BufWriter<File>,
+    /// The path the user gave.
     path: PathBuf,
+    /// A regular file, which `finish` syncs (fsync fails with EINVAL on a pipe or /dev/null,
+    /// and means nothing there).
+    regular: bool,
+    /// A record could not be written: the journal lacks it.
+    failed: bool,
+    replace: Option<Replace>,
+}
+
+/// `--resume J --summary J`: the run must not destroy `J`, which holds what it resumes from,
+/// before its own journal holds all of that. So `J` stays untouched while the new journal is
+/// written beside it, and the new one replaces `J` (a rename) when the run ends with a record
+/// for every input. A run killed before that (SIGKILL) leaves `J` whole and its new journal
+/// beside it, which the next `--resume J` reads too (`resume::leftovers`).
+struct Replace {
+    /// The new journal, beside `target`.
+    temp: PathBuf,
+    /// `J`, symbolic links resolved.
+    target: PathBuf,
+    /// Replacements of `J` that earlier runs left behind: read by this run's resume, so
+    /// superseded once this journal replaces `J`.
+    leftovers: Vec<PathBuf>,
+    /// The run stopped before every input had its record (a second Ctrl-C stops the walk):
+    /// `J` stays, and this journal stays beside it.
+    partial: bool,
 }
 
 impl Journal {
-    pub(crate) fn create(path: &Path) -> io::Result<Journal> {
-        Ok(Journal {
-            out: BufWriter::new(File::create(path)?),
+    /// Creates (truncates) the journal at `path`.
+    fn create(path: &Path) -> io::Result<Journal> {
+        let file = File::create(path)?;
+        Ok(Journal::new(file, path, None))
+    }
+
+    fn new(file: File, path: &Path, replace: Option<Replace>) -> Journal {
+        let regular = file.metadata().is_ok_and(|m| m.is_file());
+        Journal {
+            out: BufWriter::new(file),
             path: path.to_path_buf(),
-        })
+            regular,
+            failed: false,
+            replace,
+        }
+    }
+
+    /// Opens the `--summary` journal of a run that may `--resume` from the same file, and
+    /// registers it as one of the run's own files (never an input).
+    pub(crate) fn open_for_run(
+        summary: Option<&Path>,
+        resume: Option<&Path>,
+        own: &OwnFiles,
+    ) -> anyhow::Result<Option<Journal>> {
+        let Some(path) = summary else {
+            return Ok(None);
+        };
+        let context = || format!("cannot write the summary {}", path.display());
+        let journal = match resume.filter(|r| same_regular_file(path, r)) {
+            Some(_) => Journal::beside(path).with_context(context)?,
+            None => Journal::create(path).with_context(context)?,
+        };
+        if let Ok(md) = journal.out.get_ref().metadata() {
+            own.add(&md);
+        }
+        Ok(Some(journal))
+    }
+
+    /// A journal written beside `path`, to replace it when the run ends.
+    fn beside(path: &Path) -> io::Result<Journal> {
+        let target = std::fs::canonicalize(path)?;
+        let (Some(dir), Some(name)) = (target.parent(), target.file_name()) else {
+            return Err(io::Error::other("not a file name"));
+        };
+        let leftovers = crate::resume::leftovers(&target)
+            .into_iter()
+            .map(|(p, _)| p)
+            .collect();
+        // Created new (O_EXCL, mode 0600), then given the journal's permissions.
+        let (file, temp) = tempfile::Builder::new()
+            .prefix(&crate::resume::replacement_prefix(name))
+            .rand_bytes(8)
+            .tempfile_in(dir)?
+            .keep()
+            .map_err(|e| e.error)?;
+        file.set_permissions(std::fs::metadata(&target)?.permissions())?;
+        let replace = Replace {
+            temp,
+            target,
+            leftovers,
+            partial: false,
+        };
+        Ok(Journal::new(file, path, Some(replace)))
+    }
+
+    /// The run stopped before every input had its record (the walk was cut short).
+    pub(crate) fn walk_cut_short(&mut self) {
+        if let Some(r) = &mut self.replace {
+            r.partial = true;
+        }
     }
 
     /// Writes one line of any other kind (a Slurm worker's header).
@@ -206,15 +298,19 @@ impl Journal {
         self.out.flush()
     }
 
-    /// Adds a record; the collector flushes after each burst of records (`flush`).
     pub(crate) fn record(&mut self, record: &JobRecord) -> io::Result<()> {
-        serde_json::to_writer(&mut self.out, record)?;
-        self.out.write_all(b"\n")
+        let written = serde_json::to_writer(&mut self.out, record)
+            .map_err(io::Error::from)
+            .and_then(|()| self.out.write_all(b"\n"));
+        self.failed |= written.is_err();
+        written
     }
 
     /// Hands what was added to the kernel, so a killed fanout leaves whole records behind.
     pub(crate) fn flush(&mut self) -> io::Result<()> {
-        self.out.flush()
+        let flushed = self.out.flush();
+        self.failed |= flushed.is_err();
+        flushed
     }
 
     pub(crate) fn finish(
@@ -264,11 +360,49 @@ impl Journal {
         serde_json::to_writer(&mut self.out, &record)?;
         self.out.write_all(b"\n")?;
         self.out.flush()?;
-        self.out.get_ref().sync_all()
+        if self.regular {
+            self.out.get_ref().sync_all()?;
+        }
+        self.replace_resumed()
+    }
+
+    /// `--resume J --summary J`: puts the finished journal in place of `J`, or says why `J`
+    /// stays.
+    fn replace_resumed(&mut self) -> io::Result<()> {
+        let Some(r) = self.replace.take() else {
+            return Ok(());
+        };
+        if r.partial || self.failed {
+            crate::error::print_notice(&format!(
+                "{} is kept as it was: this run stopped before every file had a record; its records are in {}, which --resume {} reads too",
+                self.path.display(),
+                r.temp.display(),
+                self.path.display()
+            ));
+            return Ok(());
+        }
+        std::fs::rename(&r.temp, &r.target)?;
+        // Make the rename durable where the file system can; either name holds the records.
+        if let Some(dir) = r.target.parent() {
+            let _ = File::open(dir).and_then(|d| d.sync_all());
+        }
+        for leftover in &r.leftovers {
+            let _ = std::fs::remove_file(leftover);
+        }
+        Ok(())
     }
 
     pub(crate) fn path(&self) -> &Path {
         &self.path
+    }
+}
+
+/// Whether `a` and `b` name the same regular file (the same device and inode).
+fn same_regular_file(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(a), Ok(b)) => a.is_file() && a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
     }
 }
 

@@ -83,11 +83,16 @@ impl Word {
         let bytes = raw.as_bytes();
         let mut tokens = Vec::new();
         let mut text = Vec::new();
+        // In a script, where each byte stands for `sh`: a quoted value must not land in quotes.
+        let mut quotes = shell.then(ShellQuotes::default);
         let mut i = 0;
         while i < bytes.len() {
             let b = bytes[i];
             if (b == b'{' || b == b'}') && bytes.get(i + 1) == Some(&b) {
                 text.push(b);
+                if let Some(q) = quotes.as_mut() {
+                    q.feed(b);
+                }
                 i += 2;
                 continue;
             }
@@ -98,6 +103,21 @@ impl Word {
                     {
                         if ph == Placeholder::Out && !in_place {
                             bail!("{{out}} is only for in-place rewrites: add -i/--in-place");
+                        }
+                        if let Some(q) = quotes.as_mut() {
+                            if let Some(problem) = q.value_here() {
+                                let name = String::from_utf8_lossy(name);
+                                bail!(
+                                    "-s: {{{name}}} {problem} in `{}`; fanout quotes substituted values itself: write {{{name}}} without quotes{}",
+                                    String::from_utf8_lossy(bytes),
+                                    match problem {
+                                        Conflict::Backslash => " or backslash",
+                                        Conflict::Dollar => " or `$`",
+                                        Conflict::HereDocument => ", outside here-documents",
+                                        _ => "",
+                                    }
+                                );
+                            }
                         }
                         if !text.is_empty() {
                             tokens.push(Token::Text(std::mem::take(&mut text)));
@@ -119,6 +139,9 @@ impl Word {
                 }
             }
             text.push(b);
+            if let Some(q) = quotes.as_mut() {
+                q.feed(b);
+            }
             i += 1;
         }
         if !text.is_empty() {
@@ -154,6 +177,222 @@ impl Word {
     }
 }
 
+/// Why a shell-quoted value would not arrive as one unchanged word at some point of a script.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Conflict {
+    Single,
+    Double,
+    Ansi,
+    Backslash,
+    Dollar,
+    HereDocument,
+}
+
+impl std::fmt::Display for Conflict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Conflict::Single => "is inside single quotes",
+            Conflict::Double => "is inside double quotes",
+            Conflict::Ansi => "is inside $'...' quotes",
+            Conflict::Backslash => "follows a backslash",
+            Conflict::Dollar => {
+                "follows a `$` (it would read as $'...', which expands backslashes)"
+            }
+            Conflict::HereDocument => {
+                "is inside a here-document (whose text sh expands but does not unquote)"
+            }
+        })
+    }
+}
+
+/// A nesting level of a shell script: quotes, or an unquoted command inside them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Nest {
+    /// `'...'`: nothing is special but the closing quote.
+    Single,
+    /// `"..."`: `\`, `$(` and backquotes are special.
+    Double,
+    /// `$'...'`: backslash escapes.
+    Ansi,
+    /// `$(...)`, with its open parentheses: a command again, quotes start afresh.
+    Subst(u32),
+    /// `` `...` ``: a command again.
+    Backquote,
+}
+
+/// Follows a `-s` script byte by byte as `sh` reads its quoting (backslash escapes, `'...'`,
+/// `"..."`, `$'...'`, `$(...)`, backquotes, comments), to tell whether a substituted value,
+/// which fanout single-quotes, would stand as its own unquoted word. `"{}"` would not: the
+/// value's quotes would become literal text and `$(...)` in a file name would run.
+#[derive(Debug, Default)]
+struct ShellQuotes {
+    nest: Vec<Nest>,
+    /// The previous byte was an unquoted (or double-quoted) backslash.
+    escaped: bool,
+    /// The previous byte was an unescaped `$`.
+    dollar: bool,
+    /// Inside a `# comment`, up to the end of the line.
+    comment: bool,
+    /// The previous byte continues a word (so `#` does not start a comment).
+    word: bool,
+    /// The previous byte was an unquoted `<`.
+    lt: bool,
+    /// The word after `<<` being read: the here-document's delimiter, with `<<-` (tabs
+    /// stripped) and the nesting depth it started at.
+    delimiter: Option<(Vec<u8>, bool, usize)>,
+    /// Here-documents whose bodies start at the next line, in order.
+    pending: Vec<(Vec<u8>, bool)>,
+    /// Inside a here-document's body: its delimiter, `<<-`, and the line read so far.
+    body: Option<(Vec<u8>, bool, Vec<u8>)>,
+}
+
+impl ShellQuotes {
+    fn feed(&mut self, b: u8) {
+        if let Some((delimiter, dash, line)) = &mut self.body {
+            if b != b'\n' {
+                line.push(b);
+                return;
+            }
+            let tabs = if *dash {
+                line.iter().take_while(|&&c| c == b'\t').count()
+            } else {
+                0
+            };
+            if line[tabs..] == delimiter[..] {
+                self.body = None;
+                self.next_body();
+            } else {
+                line.clear();
+            }
+            return;
+        }
+        if self.comment {
+            self.comment = b != b'\n';
+            self.word = false;
+            if b == b'\n' {
+                self.next_body();
+            }
+            return;
+        }
+        self.read_delimiter(b);
+        let dollar = std::mem::take(&mut self.dollar);
+        let lt = std::mem::take(&mut self.lt);
+        if std::mem::take(&mut self.escaped) {
+            self.word = true;
+            return;
+        }
+        match self.nest.last_mut() {
+            Some(Nest::Single) => {
+                if b == b'\'' {
+                    self.nest.pop();
+                }
+            }
+            Some(Nest::Ansi) => match b {
+                b'\\' => self.escaped = true,
+                b'\'' => {
+                    self.nest.pop();
+                }
+                _ => {}
+            },
+            Some(Nest::Double) => match b {
+                b'\\' => self.escaped = true,
+                b'"' => {
+                    self.nest.pop();
+                }
+                b'`' => self.nest.push(Nest::Backquote),
+                b'(' if dollar => self.nest.push(Nest::Subst(0)),
+                b'$' => self.dollar = true,
+                _ => {}
+            },
+            top @ (None | Some(Nest::Subst(_)) | Some(Nest::Backquote)) => match (b, top) {
+                (b'\\', _) => self.escaped = true,
+                (b'\'', _) if dollar => self.nest.push(Nest::Ansi),
+                (b'\'', _) => self.nest.push(Nest::Single),
+                (b'"', _) => self.nest.push(Nest::Double),
+                (b'`', Some(Nest::Backquote)) => {
+                    self.nest.pop();
+                }
+                (b'`', _) => self.nest.push(Nest::Backquote),
+                (b'(', _) if dollar => self.nest.push(Nest::Subst(0)),
+                (b'(', Some(Nest::Subst(depth))) => *depth += 1,
+                (b')', Some(Nest::Subst(0))) => {
+                    self.nest.pop();
+                }
+                (b')', Some(Nest::Subst(depth))) => *depth -= 1,
+                (b'#', _) if !self.word => self.comment = true,
+                (b'$', _) => self.dollar = true,
+                (b'<', _) if lt => self.delimiter = Some((Vec::new(), false, self.nest.len())),
+                (b'<', _) => self.lt = true,
+                (b'\n', None) => self.next_body(),
+                _ => {}
+            },
+        }
+        self.word = !matches!(
+            b,
+            b' ' | b'\t' | b'\n' | b';' | b'&' | b'|' | b'(' | b')' | b'<' | b'>'
+        );
+    }
+
+    /// Reads the delimiter word after `<<` (`<<-`), alongside the usual quoting: `'EOF'`,
+    /// `"EOF"` and `\EOF` all mean `EOF`.
+    fn read_delimiter(&mut self, b: u8) {
+        let Some((word, dash, depth)) = &mut self.delimiter else {
+            return;
+        };
+        let ends = matches!(
+            b,
+            b' ' | b'\t' | b'\n' | b';' | b'&' | b'|' | b'(' | b')' | b'<' | b'>'
+        );
+        if word.is_empty() && (b == b' ' || b == b'\t' || (b == b'-' && !*dash)) {
+            *dash |= b == b'-';
+        } else if ends && self.nest.len() == *depth {
+            let (word, dash) = (std::mem::take(word), *dash);
+            self.delimiter = None;
+            if !word.is_empty() {
+                self.pending.push((word, dash));
+            }
+        } else if !matches!(b, b'\'' | b'"' | b'\\') || self.escaped {
+            word.push(b);
+        }
+    }
+
+    /// At the end of a command line: the next here-document's body begins, if any.
+    fn next_body(&mut self) {
+        if !self.pending.is_empty() {
+            let (delimiter, dash) = self.pending.remove(0);
+            self.body = Some((delimiter, dash, Vec::new()));
+        }
+    }
+
+    /// Whether a quoted value may stand here; then takes it as part of a word.
+    fn value_here(&mut self) -> Option<Conflict> {
+        if let Some((_, _, line)) = &mut self.body {
+            // Not a delimiter line, whatever the value.
+            line.push(0);
+            return Some(Conflict::HereDocument);
+        }
+        if let Some((word, _, _)) = &mut self.delimiter {
+            word.push(0);
+        }
+        let conflict = if self.comment {
+            None
+        } else if self.escaped {
+            Some(Conflict::Backslash)
+        } else if self.dollar {
+            Some(Conflict::Dollar)
+        } else {
+            match self.nest.last() {
+                Some(Nest::Single) => Some(Conflict::Single),
+                Some(Nest::Double) => Some(Conflict::Double),
+                Some(Nest::Ansi) => Some(Conflict::Ansi),
+                _ => None,
+            }
+        };
+        self.word = true;
+        conflict
+    }
+}
+
 /// Suggests the closest placeholder for a misspelt `{name}`.
 fn hint(name: &str) -> String {
     let known = ["threads", "out", "mem"];
@@ -181,10 +420,24 @@ impl JobValues<'_> {
         let path = self.path;
         match ph {
             Placeholder::Path => Cow::Borrowed(path.as_os_str().as_bytes()),
-            Placeholder::NoExt => match path.extension() {
-                Some(_) => Cow::Owned(path.with_extension("").into_os_string().into_vec()),
-                None => Cow::Borrowed(path.as_os_str().as_bytes()),
-            },
+            Placeholder::NoExt => {
+                let whole = path.as_os_str().as_bytes();
+                let Some(name) = path.file_name().map(OsStr::as_bytes) else {
+                    return Cow::Borrowed(whole);
+                };
+                let ext = name.len() - stem_len(name);
+                if ext == 0 {
+                    Cow::Borrowed(whole)
+                } else if whole.ends_with(name) {
+                    // The path as given, less the extension: `{//}/{/.}`.
+                    Cow::Borrowed(&whole[..whole.len() - ext])
+                } else {
+                    // A path Rust normalises (a trailing `/`): build it from its parts.
+                    let stem = OsStr::from_bytes(&name[..name.len() - ext]);
+                    let parent = path.parent().unwrap_or(Path::new(""));
+                    Cow::Owned(parent.join(stem).into_os_string().into_vec())
+                }
+            }
             Placeholder::Basename => {
                 Cow::Borrowed(path.file_name().unwrap_or(path.as_os_str()).as_bytes())
             }
@@ -193,7 +446,8 @@ impl JobValues<'_> {
                 _ => Cow::Borrowed(b"."),
             },
             Placeholder::BasenameNoExt => {
-                Cow::Borrowed(path.file_stem().unwrap_or(path.as_os_str()).as_bytes())
+                let name = path.file_name().unwrap_or(path.as_os_str()).as_bytes();
+                Cow::Borrowed(&name[..stem_len(name)])
             }
             Placeholder::JobNumber => Cow::Owned(self.job.to_string().into_bytes()),
             Placeholder::Slot => Cow::Owned(self.slot.to_string().into_bytes()),
@@ -203,6 +457,19 @@ impl JobValues<'_> {
                 Cow::Borrowed(self.out.map_or(&b""[..], |p| p.as_os_str().as_bytes()))
             }
         }
+    }
+}
+
+/// The length of a file name without its extension. As in Python's `os.path.splitext`, the
+/// extension starts at the last dot that is not one of the name's leading dots: `.hidden`,
+/// `..double` and `...` have none, `.a.b` has `.b`. Rust's `file_stem` would make `..double` a
+/// file `.` with extension `double`, so `{/.}` would name a directory (fd and GNU parallel do
+/// the same); here a stem is never `.` or `..`.
+fn stem_len(name: &[u8]) -> usize {
+    let dots = name.iter().take_while(|&&b| b == b'.').count();
+    match name[dots..].iter().rposition(|&b| b == b'.') {
+        Some(i) => dots + i,
+        None => name.len(),
     }
 }
 
@@ -374,6 +641,85 @@ mod tests {
         );
     }
 
+    /// `{}|{.}|{/}|{//}|{/.}` of `path`.
+    fn path_values(path: &str) -> Vec<String> {
+        let t = parse(&["x", "{}", "{.}", "{/}", "{//}", "{/.}"]).unwrap();
+        expand(&t, path)[1..].to_vec()
+    }
+
+    #[test]
+    fn leading_dots_never_begin_an_extension() {
+        // As Python's os.path.splitext: the name's leading dots belong to its stem.
+        for (path, no_ext, stem) in [
+            ("d/..double", "d/..double", "..double"),
+            ("d/...", "d/...", "..."),
+            ("d/....", "d/....", "...."),
+            ("d/.hidden", "d/.hidden", ".hidden"),
+            ("d/.a.b", "d/.a", ".a"),
+            ("d/..a.b", "d/..a", "..a"),
+            ("d/a.b.c", "d/a.b", "a.b"),
+            ("d/a.", "d/a", "a"),
+            ("..double", "..double", "..double"),
+            ("...", "...", "..."),
+            (".a.b", ".a", ".a"),
+            ("a.b.c", "a.b", "a.b"),
+            ("/r/..x", "/r/..x", "..x"),
+            ("/.a.b", "/.a", ".a"),
+        ] {
+            let v = path_values(path);
+            assert_eq!(v[1], no_ext, "{{.}} of {path}");
+            assert_eq!(v[4], stem, "{{/.}} of {path}");
+        }
+    }
+
+    #[test]
+    fn no_ext_is_parent_slash_stem() {
+        for path in [
+            "d/..double",
+            "d/...",
+            "d/.hidden",
+            "d/.a.b",
+            "d/a.b.c",
+            "d/e/f.tar.gz",
+            "./x.y",
+            "../..z",
+            "d/a.",
+        ] {
+            let v = path_values(path);
+            assert_eq!(v[1], format!("{}/{}", v[3], v[4]), "{path}: {v:?}");
+        }
+        // A bare name: {//} is `.`, and {.} is just {/.}.
+        for path in ["..double", "...", ".a.b", "a.b.c", "plain"] {
+            let v = path_values(path);
+            assert_eq!(v[3], ".");
+            assert_eq!(v[1], v[4], "{path}: {v:?}");
+        }
+    }
+
+    #[test]
+    fn no_name_value_is_a_dot_directory() {
+        for path in [
+            "d/..double",
+            "d/...",
+            "d/.x",
+            "..y",
+            "...",
+            "d/a..",
+            "d/.a.",
+        ] {
+            for (i, v) in path_values(path).iter().enumerate() {
+                // {//} (index 3) names the parent directory by design.
+                if i == 3 {
+                    continue;
+                }
+                assert!(
+                    v != "." && v != ".." && !v.ends_with("/.") && !v.ends_with("/.."),
+                    "{path}: value {i} is {v:?}"
+                );
+            }
+        }
+    }
+
     #[test]
     fn placeholders_inside_words() {
         let t = parse(&["cp", "{}", "out/{/.}.csv", "--name={#}-{%}"]).unwrap();
@@ -439,6 +785,60 @@ mod tests {
         assert_eq!(expand(&t, "f")[2], "x=1; echo ${x} f");
         let raw = vec![OsString::from("echo {x}")];
         assert!(Template::parse(&raw, true, false).is_err());
+    }
+
+    fn shell(script: &str) -> Result<Template> {
+        Template::parse(&[OsString::from(script)], true, false)
+    }
+
+    #[test]
+    fn shell_mode_refuses_placeholders_inside_quotes() {
+        for (script, quotes) in [
+            (r#"echo "{}""#, "double quotes"),
+            (r#"echo "x {/.}.txt""#, "double quotes"),
+            ("echo '{}'", "single quotes"),
+            ("echo 'a'b'{}'", "single quotes"),
+            ("echo $'{}'", "$'...' quotes"),
+            (r#"echo "a\"{}""#, "double quotes"),
+            (r#"echo "$(echo "{}")""#, "double quotes"),
+            (r"echo \{}", "a backslash"),
+            ("cat <<EOF\n{}\nEOF", "here-document"),
+            ("cat <<-'EOF' # c\n\t{/}\n\tEOF", "here-document"),
+            ("cat <<A <<B; echo {}\nA\n{}\nB\n", "here-document"),
+        ] {
+            let err = shell(script).unwrap_err().to_string();
+            assert!(err.contains(quotes), "{script}: {err}");
+            assert!(err.contains("without quotes"), "{script}: {err}");
+        }
+    }
+
+    #[test]
+    fn shell_mode_accepts_placeholders_outside_quotes() {
+        for script in [
+            r#"echo {} "literal""#,
+            "awk '{print $1}' {}",
+            r"echo 'it''s' {} \' {}",
+            r#"echo "\"" {} 'a"b' {}"#,
+            r#"echo "$(basename {})""#,
+            r#"echo "`basename {}`""#,
+            r"echo $'a\'b' {}",
+            "echo {} # it's {} in a comment",
+            "echo a#{}",
+            r#"echo "{{}}" {}"#,
+            r#"x=1; echo "${x}" {}"#,
+            r"echo \\{}",
+            "cat <<EOF {}\ntext\nEOF\necho {}",
+            "cat <<-\"E F\"\n\tE F\necho {}",
+            "echo a<b {}",
+        ] {
+            assert!(shell(script).is_ok(), "{script}: {:?}", shell(script).err());
+        }
+    }
+
+    #[test]
+    fn quoted_placeholders_are_fine_without_a_shell() {
+        // Without -s, quotes are plain characters of one argv word: nothing to break.
+        assert!(parse(&["echo", "\"{}\""]).is_ok());
     }
 
     #[test]

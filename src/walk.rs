@@ -12,6 +12,7 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use anyhow::Result;
 use crossbeam_channel::Sender;
@@ -46,6 +47,52 @@ pub(crate) struct WalkOptions {
     pub max_depth: Option<usize>,
     /// Standard input paths are NUL-separated.
     pub null: bool,
+    /// The run's own files, never inputs.
+    pub own: OwnFiles,
+}
+
+/// The run's own files (its `--summary` and `--resume` journals and what belongs to them),
+/// which are never inputs, whatever the filters: a job must not read, let alone replace, the
+/// journal fanout is writing. They are known by device and inode, so any path to them (a hard
+/// link, `./`, a symbolic link followed with -L) is excluded; the Slurm plan directory
+/// (`.fanout/`) is skipped as a whole.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct OwnFiles {
+    /// Files named in the configuration, identified when the walk starts.
+    paths: Vec<PathBuf>,
+    /// Files the run opened itself (a journal it created), by device and inode. Shared, so a
+    /// file registered before the walk starts is excluded by every copy of the options.
+    opened: Arc<Mutex<Vec<(u64, u64)>>>,
+}
+
+impl OwnFiles {
+    pub(crate) fn new(paths: Vec<PathBuf>) -> OwnFiles {
+        OwnFiles {
+            paths,
+            opened: Arc::default(),
+        }
+    }
+
+    /// Registers a file the run opened (from `fstat`); it must come before the walk starts.
+    pub(crate) fn add(&self, md: &std::fs::Metadata) {
+        if let Ok(mut opened) = self.opened.lock() {
+            opened.push((md.dev(), md.ino()));
+        }
+    }
+
+    /// Every own file that exists now, by device and inode.
+    fn identities(&self) -> HashSet<(u64, u64)> {
+        let mut ids: HashSet<(u64, u64)> = self
+            .paths
+            .iter()
+            .filter_map(|p| std::fs::metadata(p).ok())
+            .map(|md| (md.dev(), md.ino()))
+            .collect();
+        if let Ok(opened) = self.opened.lock() {
+            ids.extend(opened.iter().copied());
+        }
+        ids
+    }
 }
 
 /// One input file, numbered in input order.
@@ -97,6 +144,9 @@ struct Walker<'a> {
     report: WalkReport,
     /// A matcher for explicit and stdin paths, rooted at the current directory.
     cwd_globs: Override,
+    /// The run's own files by device and inode, and their inodes alone for a quick first test.
+    own: HashSet<(u64, u64)>,
+    own_inodes: HashSet<u64>,
 }
 
 /// Runs the whole discovery, sending inputs until done or stopped. `found` counts inputs sent.
@@ -111,6 +161,7 @@ pub(crate) fn scan(
     // what was sent by device and inode. A single root needs no memory per file; standard
     // input alone is taken as given (like xargs), so memory stays flat however long it is.
     let dedup = opts.roots.len() > 1 || opts.follow;
+    let own = opts.own.identities();
     let mut walker = Walker {
         opts,
         inputs,
@@ -121,6 +172,8 @@ pub(crate) fn scan(
         next_job: 1,
         report: WalkReport::default(),
         cwd_globs: build_overrides(Path::new("."), &opts.globs)?,
+        own_inodes: own.iter().map(|(_, ino)| *ino).collect(),
+        own,
     };
     for root in &opts.roots {
         if cancel.is_hard() {
@@ -163,6 +216,7 @@ impl Walker<'_> {
             if !entry.file_type().is_some_and(|t| t.is_file())
                 || !self.ext_matches(entry.path())
                 || crate::inplace::temp_owner(entry.file_name().as_bytes()).is_some()
+                || self.is_own_entry(&entry)
             {
                 continue;
             }
@@ -226,7 +280,17 @@ impl Walker<'_> {
         if !self.ext_matches(&path) || !self.glob_matches(&path) {
             return true;
         }
-        let problem = problem.or_else(|| match std::fs::metadata(&path) {
+        let metadata = std::fs::metadata(&path);
+        if let Ok(md) = &metadata {
+            if self.own.contains(&(md.dev(), md.ino())) {
+                let _ = self.notices.send(Notice::Info(format!(
+                    "{}: not an input: it is this run's journal (--summary or --resume)",
+                    path.display()
+                )));
+                return true;
+            }
+        }
+        let problem = problem.or_else(|| match metadata {
             Err(err) => Some(crate::error::io_reason(&err)),
             Ok(md) if !md.is_file() => Some("not a regular file".to_string()),
             Ok(md) => (!self.first_time(&md)).then(String::new),
@@ -269,6 +333,24 @@ impl Walker<'_> {
                 return false;
             }
         }
+    }
+
+    /// Whether a walked file is one of the run's own. The inode from the directory listing
+    /// rules out almost every file without a `stat`; a followed link has its target's.
+    fn is_own_entry(&self, entry: &ignore::DirEntry) -> bool {
+        if self.own.is_empty() {
+            return false;
+        }
+        if !entry.path_is_symlink() {
+            if let Some(ino) = entry.ino() {
+                if !self.own_inodes.contains(&ino) {
+                    return false;
+                }
+            }
+        }
+        entry
+            .metadata()
+            .is_ok_and(|md| self.own.contains(&(md.dev(), md.ino())))
     }
 
     fn ext_matches(&self, path: &Path) -> bool {
@@ -332,6 +414,7 @@ fn skipped_hint(opts: &WalkOptions) -> Option<String> {
         return None;
     }
     let (mut hidden, mut ignored) = (0u64, 0u64);
+    let own = opts.own.identities();
     for root in &opts.roots {
         let Root::Dir { path, .. } = root else {
             continue;
@@ -355,10 +438,15 @@ fn skipped_hint(opts: &WalkOptions) -> Option<String> {
             next_job: 1,
             report: WalkReport::default(),
             cwd_globs: build_overrides(Path::new("."), &opts.globs).ok()?,
+            own: own.clone(),
+            own_inodes: own.iter().map(|(_, ino)| *ino).collect(),
         };
         let walk = probe.builder(path, true, true).ok()?.build();
         for entry in walk.flatten() {
-            if !entry.file_type().is_some_and(|t| t.is_file()) || !probe.ext_matches(entry.path()) {
+            if !entry.file_type().is_some_and(|t| t.is_file())
+                || !probe.ext_matches(entry.path())
+                || probe.is_own_entry(&entry)
+            {
                 continue;
             }
             let rel = entry.path().strip_prefix(path).unwrap_or(entry.path());

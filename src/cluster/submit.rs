@@ -62,13 +62,11 @@ pub(crate) fn run(config: &Config) -> Result<ExitStatus> {
     cancel::watch_signals(Arc::clone(&cancel)).context("cannot install signal handlers")?;
     let start = Instant::now();
     let resume = Resume::for_run(config.resume.as_deref(), config.quiet)?;
-    let mut journal = match &config.summary {
-        Some(path) => Some(
-            Journal::create(path)
-                .with_context(|| format!("cannot write the summary {}", path.display()))?,
-        ),
-        None => None,
-    };
+    let mut journal = Journal::open_for_run(
+        config.summary.as_deref(),
+        config.resume.as_deref(),
+        &config.walk.own,
+    )?;
     let dealt = deal(config, &cancel, resume.as_ref())?;
     let mut watch = Watch::new(config, &cancel, journal.as_mut());
     for record in &dealt.early {
@@ -1018,6 +1016,9 @@ impl<'a> Watch<'a> {
             }
         }
         if let Some(j) = self.journal.as_deref_mut() {
+            if self.cancel.is_hard() {
+                j.walk_cut_short();
+            }
             if let Err(err) = j.finish(
                 &self.totals,
                 wall,

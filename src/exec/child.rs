@@ -200,7 +200,8 @@ pub(crate) fn run(launch: &Launch) -> Finished {
     })
     .collect();
     let pidfd = sys::pidfd_open(pid).ok();
-    let deadline = launch.timeout.map(|t| start + t);
+    // A limit past the end of the clock is no limit (the parser clamps; a plan may not).
+    let deadline = launch.timeout.and_then(|t| start.checked_add(t));
 
     let mut sup = Supervisor {
         pid,
@@ -270,7 +271,7 @@ pub(crate) fn run(launch: &Launch) -> Finished {
         sup.escalate(now);
         // Pipes held open by processes that left the job's group must not hold the job forever.
         if let Some(at) = sup.reaped_at {
-            if now.duration_since(at) >= ORPHAN_PIPE_WAIT + sup.grace
+            if now.duration_since(at) >= ORPHAN_PIPE_WAIT.saturating_add(sup.grace)
                 || (sup.stop == Stop::None
                     && now.duration_since(at) >= ORPHAN_PIPE_WAIT
                     && !sup.group_alive())
@@ -401,33 +402,35 @@ impl Supervisor {
     fn poll_timeout(&self, deadline: Option<Instant>, no_pidfd: bool) -> i32 {
         let now = Instant::now();
         let mut wait: Option<Duration> = None;
-        let mut at = |t: Instant| {
+        // `None`: a time past the end of the clock, which never comes.
+        let mut at = |t: Option<Instant>| {
+            let Some(t) = t else { return };
             let d = t.saturating_duration_since(now);
             wait = Some(wait.map_or(d, |w: Duration| w.min(d)));
         };
         if let (Some(d), None) = (deadline, self.reaped) {
-            at(d);
+            at(Some(d));
         }
         if let Stop::Termed(t) = self.stop {
-            at(t + self.grace);
+            at(t.checked_add(self.grace));
         }
         if let Some(r) = self.reaped_at {
-            at(r + ORPHAN_PIPE_WAIT);
+            at(r.checked_add(ORPHAN_PIPE_WAIT));
             if self.stop != Stop::None {
-                at(r + ORPHAN_PIPE_WAIT + self.grace);
+                at(r.checked_add(ORPHAN_PIPE_WAIT.saturating_add(self.grace)));
             }
         }
         if let (true, Stop::Termed(_)) = (self.saw_cancel, self.stop) {
             // A second interrupt may cut the grace period short.
-            at(now + Duration::from_millis(100));
+            at(now.checked_add(Duration::from_millis(100)));
         }
         if self.stop == Stop::Killed || (no_pidfd && self.reaped.is_none()) {
-            at(now + Duration::from_millis(FALLBACK_POLL_MS as u64));
+            at(now.checked_add(Duration::from_millis(FALLBACK_POLL_MS as u64)));
         }
         match wait {
             None => -1,
             // Round up so a deadline is never polled for zero ms in a busy loop.
-            Some(d) => d.as_millis().min(i32::MAX as u128) as i32 + 1,
+            Some(d) => d.as_millis().min(i32::MAX as u128 - 1) as i32 + 1,
         }
     }
 }

@@ -222,12 +222,13 @@ pub(crate) fn drive(
     cancel::watch_signals(Arc::clone(&cancel)).context("cannot install signal handlers")?;
     let dry = config.mode.is_dry_run();
     let resume = Resume::for_run(config.resume.as_deref(), config.quiet || dry)?;
-    let mut journal = match (&config.summary, dry) {
-        (Some(path), false) => Some(
-            Journal::create(path)
-                .with_context(|| format!("cannot write the summary {}", path.display()))?,
-        ),
-        _ => None,
+    let mut journal = match dry {
+        true => None,
+        false => Journal::open_for_run(
+            config.summary.as_deref(),
+            config.resume.as_deref(),
+            &config.walk.own,
+        )?,
     };
     if let (Some(j), Some(h)) = (journal.as_mut(), io.header.as_ref()) {
         j.line(h)

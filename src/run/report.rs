@@ -64,6 +64,10 @@ pub(super) fn finish(
         }
     }
     if let (Some(j), None) = (journal, &collector.journal_error) {
+        if cancel.is_hard() {
+            // A second Ctrl-C stopped the walk: not every input has its record.
+            j.walk_cut_short();
+        }
         if let Err(err) = j.finish(&totals, wall, exit, stopped, &extra.memory, None) {
             print_notice(&format!(
                 "error: cannot write the summary {}: {}",

@@ -13,6 +13,7 @@ mod filters;
 mod hostile;
 mod inplace;
 mod inputs;
+mod journal;
 mod memory;
 mod preflight;
 mod run_core;

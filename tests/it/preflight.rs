@@ -111,3 +111,105 @@ fn shell_mode_preflights_sh_only() {
     let out = env.run(&["-s", "d", "--", "no-such-program-fanout-test {}"]);
     out.assert_code(1);
 }
+
+#[test]
+fn timeout_zero_is_refused() {
+    // A zero timeout raced every job against its own start: refuse it, as one line.
+    let env = tree();
+    let marker = env.path("ran");
+    let cmd = format!("touch '{}'", marker.display());
+    for args in [
+        ["--timeout", "0"],
+        ["--timeout", "0s"],
+        ["--timeout", "0.0"],
+    ] {
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend(["d", "--", "sh", "-c", &cmd]);
+        assert_one_line_exit_2(&env.run(&all), "--timeout must be more than 0");
+    }
+    assert!(!marker.exists(), "a job ran");
+}
+
+#[test]
+fn bad_durations_are_usage_errors() {
+    let env = tree();
+    for value in ["nan", "-1", "-inf", "soon"] {
+        for flag in ["--timeout", "--kill-grace"] {
+            env.run(&[flag, value, "d", "--", "true"])
+                .assert_code(2)
+                .assert_no_panic()
+                .assert_stdout_empty();
+        }
+    }
+}
+
+#[test]
+fn huge_durations_mean_never_and_never_panic() {
+    let env = tree();
+    for value in [
+        "1e19",
+        "1e400",
+        "inf",
+        "18446744073709551615",
+        "999999999999999999999h",
+    ] {
+        env.run(&[
+            "--timeout",
+            value,
+            "--summary",
+            "s.jsonl",
+            "d",
+            "--",
+            "true",
+        ])
+        .assert_ok()
+        .assert_no_panic();
+        let recs = read_summary(env.path("s.jsonl"));
+        assert_eq!(file_records(&recs).len(), 2, "{recs:#?}");
+        // A huge grace after a timeout: the job obeys SIGTERM and is recorded as timed out.
+        let out = env.run(&[
+            "--timeout",
+            "0.2",
+            "--kill-grace",
+            value,
+            "--summary",
+            "s.jsonl",
+            "d",
+            "--",
+            "sh",
+            "-c",
+            "exec sleep 20",
+            "_",
+            "{}",
+        ]);
+        out.assert_code(1).assert_no_panic();
+        let recs = read_summary(env.path("s.jsonl"));
+        for r in file_records(&recs) {
+            assert_eq!(r["status"], "timeout", "{r}\n{}", out.dump());
+        }
+    }
+}
+
+#[test]
+fn zero_kill_grace_kills_at_once() {
+    // --kill-grace 0 means SIGKILL at once: a job that ignores SIGTERM still stops.
+    let env = tree();
+    let ignore = fixture("ignore-term.sh");
+    let out = env.run(&[
+        "--timeout",
+        "0.2",
+        "--kill-grace",
+        "0",
+        "--summary",
+        "s.jsonl",
+        "d",
+        "--",
+        ignore.as_str(),
+    ]);
+    out.assert_code(1).assert_no_panic();
+    let recs = read_summary(env.path("s.jsonl"));
+    for r in file_records(&recs) {
+        assert_eq!(r["status"], "timeout", "{r}");
+        assert_eq!(r["signal"], 9, "{r}");
+    }
+}

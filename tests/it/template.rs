@@ -201,3 +201,91 @@ fn shell_mode_runs_one_script() {
         .assert_ok()
         .assert_stdout_lines(&["a.txt", "done"]);
 }
+
+#[test]
+fn leading_dots_never_begin_an_extension() {
+    // `{.}` of `d/..double` must not be `d/..` (the parent directory), nor `{/.}` be `.`.
+    let env = TestEnv::new(
+        &[],
+        &[
+            ("d/..double", ""),
+            ("d/...", ""),
+            ("d/.hidden", ""),
+            ("d/.a.b", ""),
+            ("d/a.b.c", ""),
+        ],
+    );
+    env.run(&[
+        "-H",
+        "-k",
+        "d",
+        "--",
+        "printf",
+        "%s|%s|%s|%s|%s\\n",
+        "{}",
+        "{.}",
+        "{/}",
+        "{//}",
+        "{/.}",
+    ])
+    .assert_ok()
+    .assert_stdout_lines(&[
+        "d/...|d/...|...|d|...",
+        "d/..double|d/..double|..double|d|..double",
+        "d/.a.b|d/.a|.a.b|d|.a",
+        "d/.hidden|d/.hidden|.hidden|d|.hidden",
+        "d/a.b.c|d/a.b|a.b.c|d|a.b",
+    ]);
+    // A bare name keeps `{.}` = `{/.}`.
+    env.run_stdin(&["-", "--", "echo", "{.}", "{/.}"], b"d/..double\n")
+        .assert_ok()
+        .assert_stdout_lines(&["d/..double ..double"]);
+}
+
+#[test]
+fn shell_mode_refuses_a_placeholder_in_quotes() {
+    // fanout quotes each value itself: `"{}"` would put its quotes inside the user's, and a file
+    // named `$(touch PWNED).txt` would run.
+    let env = TestEnv::new(&[], &[("d/$(touch PWNED).txt", ""), ("d/b.txt", "x y\n")]);
+    for script in [
+        r#"echo "{}""#,
+        "echo '{}'",
+        r#"cat "{/}" > "{.}.out""#,
+        "cat <<EOF\n{}\nEOF",
+    ] {
+        let out = env.run(&["-s", "d", "--", script]);
+        out.assert_code(2)
+            .assert_stdout_empty()
+            .assert_stderr_contains("without quotes");
+        assert_eq!(out.stderr_lines().len(), 1, "one line\n{}", out.dump());
+        assert!(!env.exists("PWNED"), "a file name ran\n{}", out.dump());
+        assert!(!env.exists("d/PWNED"), "a file name ran\n{}", out.dump());
+    }
+    env.run(&["-s", "d", "--", r#"echo "{}""#])
+        .assert_stderr_contains("{} is inside double quotes");
+    env.run(&["-s", "d", "--", "echo '{}'"])
+        .assert_stderr_contains("{} is inside single quotes");
+    // The --help text says so.
+    let help = env.run(&["--help"]);
+    help.assert_ok();
+    assert!(
+        help.stdout_str().contains("write {} without quotes"),
+        "{}",
+        help.dump()
+    );
+}
+
+#[test]
+fn shell_mode_accepts_placeholders_outside_quotes() {
+    let env = TestEnv::new(&[], &[("d/$(touch PWNED).txt", ""), ("d/b.txt", "x y\n")]);
+    env.run(&["-s", "-k", "d", "--", r#"echo {/} "literal""#])
+        .assert_ok()
+        .assert_stdout_lines(&["$(touch PWNED).txt literal", "b.txt literal"]);
+    env.run(&["-s", "-g", "b.txt", "d", "--", "awk '{print $1}' {}"])
+        .assert_ok()
+        .assert_stdout_lines(&["x"]);
+    env.run(&["-s", "-k", "d", "--", r#"echo "$(basename {})""#])
+        .assert_ok()
+        .assert_stdout_lines(&["$(touch PWNED).txt", "b.txt"]);
+    assert!(!env.exists("PWNED") && !env.exists("d/PWNED"));
+}
