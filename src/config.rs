@@ -158,6 +158,7 @@ impl Config {
                 follow: cli.follow,
                 max_depth: cli.max_depth,
                 null: cli.null,
+                in_place: cli.in_place,
             },
             template,
             program,

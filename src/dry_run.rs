@@ -91,6 +91,11 @@ pub(crate) fn run(config: &Config) -> Result<ExitStatus> {
                 print_notice(&format!("would fail: {}: {problem}", input.path.display()));
                 continue;
             }
+            if let Some(first) = &input.duplicate_of {
+                let why = crate::inplace::same_file_reason(&input.path, first);
+                print_notice(&format!("would skip: {}: {why}", input.path.display()));
+                continue;
+            }
             if resume
                 .as_ref()
                 .is_some_and(|r| r.skip(&input.path).is_some())

@@ -5,7 +5,8 @@
 //! dry run are the same from one run to the next. A walk error becomes a message for the
 //! collector and the walk goes on. This module knows nothing of templates or processes.
 
-use std::collections::HashSet;
+use std::collections::hash_map::Entry;
+use std::collections::HashMap;
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
@@ -46,6 +47,9 @@ pub(crate) struct WalkOptions {
     pub max_depth: Option<usize>,
     /// Standard input paths are NUL-separated.
     pub null: bool,
+    /// Files will be rewritten in place: every name of a file gets its own input (a second
+    /// one marked `duplicate_of`), and hard links are noticed under a single root too.
+    pub in_place: bool,
 }
 
 /// One input file, numbered in input order.
@@ -58,6 +62,8 @@ pub(crate) struct Input {
     pub problem: Option<String>,
     /// Its memory weight, once known (`--order largest-first` computes it up front).
     pub weight: Option<u64>,
+    /// In place: the path through which this same file (device and inode) was already sent.
+    pub duplicate_of: Option<PathBuf>,
 }
 
 /// Something the walk has to say that is not an input.
@@ -92,7 +98,11 @@ struct Walker<'a> {
     notices: &'a Sender<Notice>,
     cancel: &'a Cancel,
     found: &'a AtomicU64,
-    seen: Option<HashSet<(u64, u64)>>,
+    /// Files sent so far by device and inode, with the path they were sent as (in place only;
+    /// otherwise an empty path, which does not allocate).
+    seen: Option<HashMap<(u64, u64), PathBuf>>,
+    /// Remember every file, not only those with several names.
+    remember_all: bool,
     next_job: u64,
     report: WalkReport,
     /// A matcher for explicit and stdin paths, rooted at the current directory.
@@ -110,14 +120,17 @@ pub(crate) fn scan(
     // Overlapping roots (`fanout d d/sub`) or followed links can reach a file twice: remember
     // what was sent by device and inode. A single root needs no memory per file; standard
     // input alone is taken as given (like xargs), so memory stays flat however long it is.
-    let dedup = opts.roots.len() > 1 || opts.follow;
+    // In place, hard links under one root matter too (a file is rewritten once, and its other
+    // names must say so): only files with several names are remembered then.
+    let remember_all = opts.roots.len() > 1 || opts.follow;
     let mut walker = Walker {
         opts,
         inputs,
         notices,
         cancel,
         found,
-        seen: dedup.then(HashSet::new),
+        seen: (remember_all || opts.in_place).then(HashMap::new),
+        remember_all,
         next_job: 1,
         report: WalkReport::default(),
         cwd_globs: build_overrides(Path::new("."), &opts.globs)?,
@@ -166,20 +179,15 @@ impl Walker<'_> {
             {
                 continue;
             }
-            if self.seen.is_some() {
-                match entry.metadata() {
-                    Ok(md) => {
-                        if !self.first_time(&md) {
-                            continue;
-                        }
-                    }
-                    Err(err) => {
-                        self.report.errors += 1;
-                        let _ = self.notices.send(Notice::Error(walk_error(&err)));
-                        continue;
-                    }
+            let md = match self.seen.as_ref().map(|_| entry.metadata()) {
+                None => None,
+                Some(Ok(md)) => Some(md),
+                Some(Err(err)) => {
+                    self.report.errors += 1;
+                    let _ = self.notices.send(Notice::Error(walk_error(&err)));
+                    continue;
                 }
-            }
+            };
             let path = if implicit {
                 entry
                     .path()
@@ -189,7 +197,13 @@ impl Walker<'_> {
             } else {
                 entry.into_path()
             };
-            if !self.send(path, None) {
+            let path = present(path);
+            let duplicate_of = match md.map(|md| self.seen_before(&md, &path)) {
+                None | Some(Seen::First) => None,
+                Some(Seen::Again) => continue,
+                Some(Seen::Other(first)) => Some(first),
+            };
+            if !self.send(path, None, duplicate_of) {
                 return Ok(false);
             }
         }
@@ -226,15 +240,19 @@ impl Walker<'_> {
         if !self.ext_matches(&path) || !self.glob_matches(&path) {
             return true;
         }
-        let problem = problem.or_else(|| match std::fs::metadata(&path) {
-            Err(err) => Some(crate::error::io_reason(&err)),
-            Ok(md) if !md.is_file() => Some("not a regular file".to_string()),
-            Ok(md) => (!self.first_time(&md)).then(String::new),
-        });
-        match problem {
-            // An empty problem marks a duplicate: the file was already sent.
-            Some(p) if p.is_empty() => true,
-            problem => self.send(path, problem),
+        let path = present(path);
+        if problem.is_some() {
+            return self.send(path, problem, None);
+        }
+        // stat only: nothing here opens the file, so a FIFO cannot block the walk.
+        match std::fs::metadata(&path) {
+            Err(err) => self.send(path, Some(crate::error::io_reason(&err)), None),
+            Ok(md) if !md.is_file() => self.send(path, Some("not a regular file".into()), None),
+            Ok(md) => match self.seen_before(&md, &path) {
+                Seen::First => self.send(path, None, None),
+                Seen::Again => true,
+                Seen::Other(first) => self.send(path, None, Some(first)),
+            },
         }
     }
 
@@ -291,24 +309,55 @@ impl Walker<'_> {
         !self.cwd_globs.matched(path, false).is_ignore()
     }
 
-    fn first_time(&mut self, md: &std::fs::Metadata) -> bool {
-        match &mut self.seen {
-            Some(seen) => seen.insert((md.dev(), md.ino())),
-            None => true,
+    /// Whether the file `path` names was sent before, and through which other path.
+    fn seen_before(&mut self, md: &std::fs::Metadata, path: &Path) -> Seen {
+        let in_place = self.opts.in_place;
+        let remember = self.remember_all || md.nlink() > 1;
+        let Some(seen) = self.seen.as_mut().filter(|_| remember) else {
+            return Seen::First;
+        };
+        match seen.entry((md.dev(), md.ino())) {
+            Entry::Vacant(slot) => {
+                slot.insert(if in_place {
+                    path.to_path_buf()
+                } else {
+                    PathBuf::new()
+                });
+                Seen::First
+            }
+            Entry::Occupied(first) if in_place && first.get() != path => {
+                Seen::Other(first.get().clone())
+            }
+            Entry::Occupied(_) => Seen::Again,
         }
     }
 
-    fn send(&mut self, path: PathBuf, problem: Option<String>) -> bool {
+    fn send(
+        &mut self,
+        path: PathBuf,
+        problem: Option<String>,
+        duplicate_of: Option<PathBuf>,
+    ) -> bool {
         let input = Input {
             job: self.next_job,
-            path: present(path),
+            path,
             problem,
             weight: None,
+            duplicate_of,
         };
         self.next_job += 1;
         self.found.fetch_add(1, Ordering::Relaxed);
         self.inputs.send(input).is_ok()
     }
+}
+
+/// Whether a file was met before (see `Walker::seen_before`).
+enum Seen {
+    First,
+    /// Through the same path: nothing new to say.
+    Again,
+    /// Through another path (in place only): it gets its own record.
+    Other(PathBuf),
 }
 
 /// A relative path that starts with `-` would read as an option: pass it as `./-name`.
@@ -352,6 +401,7 @@ fn skipped_hint(opts: &WalkOptions) -> Option<String> {
             cancel: &cancel,
             found: &found,
             seen: None,
+            remember_all: false,
             next_job: 1,
             report: WalkReport::default(),
             cwd_globs: build_overrides(Path::new("."), &opts.globs).ok()?,

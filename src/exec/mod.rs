@@ -311,6 +311,15 @@ fn work(shared: &Shared, slot: usize, inputs: &Receiver<Input>, done: &Sender<Do
                 stdout: None,
                 stderr: None,
             }
+        } else if let Some(first) = &input.duplicate_of {
+            let mut record = JobRecord::new(input.job, &input.path, Status::Skipped);
+            record.reason = Some(crate::inplace::same_file_reason(&input.path, first));
+            record.action = Some("kept");
+            Done {
+                record,
+                stdout: None,
+                stderr: None,
+            }
         } else if let Some((reason, id)) = shared.resume.as_ref().and_then(|r| r.skip(&input.path))
         {
             let mut record = JobRecord::new(input.job, &input.path, Status::Skipped);
