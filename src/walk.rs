@@ -156,9 +156,55 @@ pub(crate) fn scan(
 
 impl Walker<'_> {
     fn walk_dir(&mut self, root: &Path, implicit: bool) -> Result<bool> {
+        if !self.opts.no_ignore {
+            // The root's and its parents' ignore files are read before the first entry.
+            let absolute = std::fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
+            if let Some(bad) = absolute.ancestors().find_map(special_ignore_file) {
+                self.report.errors += 1;
+                let msg = blocked_dir_message(root, &bad);
+                return Ok(self.notices.send(Notice::Error(msg)).is_ok());
+            }
+        }
+        let blocked = std::sync::Arc::new(AtomicU64::new(0));
         let walk = self
             .builder(root, self.opts.hidden, self.opts.no_ignore)?
+            .filter_entry(self.entry_filter(&blocked))
             .build();
+        let result = self.walk_entries(walk, implicit);
+        self.report.errors += blocked.load(Ordering::Relaxed);
+        result
+    }
+
+    /// Which directories the walk enters: not a Slurm plan directory (`.fanout/`, fanout's
+    /// own records and logs, never inputs, even with -H), and, while ignore files are read,
+    /// not a directory whose ignore file is a FIFO or a device: reading it could block the
+    /// walk for ever or never end. That directory is a walk error, counted in `blocked`.
+    fn entry_filter(
+        &self,
+        blocked: &std::sync::Arc<AtomicU64>,
+    ) -> impl Fn(&ignore::DirEntry) -> bool + Send + Sync + 'static {
+        let check = !self.opts.no_ignore;
+        let notices = self.notices.clone();
+        let blocked = blocked.clone();
+        move |e| {
+            if e.depth() == 0 || !e.file_type().is_some_and(|t| t.is_dir()) {
+                return true;
+            }
+            if e.file_name() == ".fanout" {
+                return false;
+            }
+            match special_ignore_file(e.path()).filter(|_| check) {
+                None => true,
+                Some(bad) => {
+                    blocked.fetch_add(1, Ordering::Relaxed);
+                    let _ = notices.send(Notice::Error(blocked_dir_message(e.path(), &bad)));
+                    false
+                }
+            }
+        }
+    }
+
+    fn walk_entries(&mut self, walk: ignore::Walk, implicit: bool) -> Result<bool> {
         for entry in walk {
             if self.cancel.is_hard() {
                 return Ok(false);
@@ -221,8 +267,6 @@ impl Walker<'_> {
             .follow_links(self.opts.follow)
             .max_depth(self.opts.max_depth)
             .sort_by_file_name(|a, b| a.cmp(b))
-            // Slurm plan directories (`.fanout/`) hold fanout's own records and logs, never
-            // inputs, even with -H.
             .filter_entry(|e| {
                 !(e.depth() > 0
                     && e.file_name() == ".fanout"
@@ -349,6 +393,29 @@ impl Walker<'_> {
         self.found.fetch_add(1, Ordering::Relaxed);
         self.inputs.send(input).is_ok()
     }
+}
+
+/// The ignore files the walk reads in a directory.
+const IGNORE_FILES: [&str; 3] = [".gitignore", ".ignore", ".git/info/exclude"];
+
+/// An ignore file in `dir` that is a FIFO or a device (links followed, as the reader does):
+/// opening it could block, reading it could never end.
+fn special_ignore_file(dir: &Path) -> Option<PathBuf> {
+    use std::os::unix::fs::FileTypeExt;
+    IGNORE_FILES.iter().map(|name| dir.join(name)).find(|path| {
+        std::fs::metadata(path).is_ok_and(|md| {
+            let t = md.file_type();
+            t.is_fifo() || t.is_char_device() || t.is_block_device()
+        })
+    })
+}
+
+fn blocked_dir_message(dir: &Path, bad: &Path) -> String {
+    format!(
+        "{}: not walked: {} is not a regular file (a FIFO or device); remove it or use -I/--no-ignore",
+        dir.display(),
+        bad.display()
+    )
 }
 
 /// Whether a file was met before (see `Walker::seen_before`).

@@ -499,3 +499,23 @@ fn an_out_directory_in_a_shared_directory_is_left_and_said() {
     assert_eq!(left.len(), 1, "{left:?}");
     assert!(left[0].join("x").exists());
 }
+
+/// Item 5, the walk: an ignore file that is a FIFO would block the walk for ever when read.
+/// Its directory is not walked, with a walk error that says why; the rest runs.
+#[test]
+fn a_fifo_as_an_ignore_file_never_blocks_the_walk() {
+    let env = TestEnv::new(&[], &[("d/a.txt", "a\n"), ("d/sub/b.txt", "b\n")]);
+    let made = Command::new("mkfifo")
+        .arg(env.path("d/sub/.gitignore"))
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let out = run_within_20s(&env, &["d", "--", "echo"]);
+    out.assert_code(1)
+        .assert_stdout_sorted(&["d/a.txt"])
+        .assert_stderr_contains("d/sub/.gitignore is not a regular file");
+    // Without ignore files nothing reads it: the directory is walked.
+    run_within_20s(&env, &["-I", "d", "--", "echo"])
+        .assert_code(0)
+        .assert_stdout_sorted(&["d/a.txt", "d/sub/b.txt"]);
+}
