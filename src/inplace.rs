@@ -576,14 +576,11 @@ impl InPlace {
     }
 
     /// Removes temporary files of fanout runs that are no longer alive from `dir`, once per
-    /// directory per run.
+    /// directory per run. Other jobs wait until it is done: one of them locking an input
+    /// here meanwhile would make its leftover look busy, and it would stay.
     fn sweep(&self, dir: &Path) -> Vec<PathBuf> {
-        if !self
-            .swept
-            .lock()
-            .expect("sweep set")
-            .insert(dir.to_path_buf())
-        {
+        let mut swept = self.swept.lock().expect("sweep set");
+        if !swept.insert(dir.to_path_buf()) {
             return Vec::new();
         }
         sweep_dead(dir, self.pid)

@@ -519,3 +519,42 @@ fn a_fifo_as_an_ignore_file_never_blocks_the_walk() {
         .assert_code(0)
         .assert_stdout_sorted(&["d/a.txt", "d/sub/b.txt"]);
 }
+
+/// The sweep of a directory finishes before any job of the run locks an input there: a
+/// leftover is never kept because the run itself holds its input.
+#[test]
+fn every_leftover_of_a_directory_is_swept_by_a_parallel_run() {
+    let files: Vec<(String, String)> = (0..8)
+        .map(|i| (format!("w/f{i}.txt"), format!("{i}\n")))
+        .collect();
+    let refs: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(p, c)| (p.as_str(), c.as_str()))
+        .collect();
+    let env = TestEnv::new(&[], &refs);
+    // One run killed while all eight jobs have written their {out}.
+    env.run(&[
+        "-i",
+        "-j",
+        "8",
+        "--mem-per-job",
+        "1M",
+        "w",
+        "--",
+        "sh",
+        "-c",
+        r#"cp "$1" "$2"; sleep 1; kill -9 $PPID"#,
+        "_",
+        "{}",
+        "{out}",
+    ]);
+    assert_eq!(temps_in(&env.path("w")).len(), 8);
+    env.run(&["-i", "-j", "4", "w", "--", "cp", "{}", "{out}"])
+        .assert_code(0)
+        .assert_stderr_contains("removed 8 temporary file");
+    assert!(
+        temps_in(&env.path("w")).is_empty(),
+        "{:?}",
+        temps_in(&env.path("w"))
+    );
+}
