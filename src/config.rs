@@ -204,6 +204,7 @@ impl Config {
                 max_depth: cli.max_depth,
                 null: cli.null,
                 own: own_files(cli.summary.as_deref(), cli.resume.as_deref()),
+                in_place: cli.in_place,
             },
             template,
             program,

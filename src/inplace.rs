@@ -1,22 +1,34 @@
 //! Safe in-place rewrites: the job writes to a fresh hidden file next to its input (`{out}`);
 //! only when the job succeeded and the output passed verification is that file made durable,
-//! given the input's permissions and renamed over the input. In every other case the original
-//! is left byte-identical and the temporary file is removed.
+//! given the input's owner and mode and renamed over the input. In every other case the
+//! original is left byte-identical and the temporary file is removed.
+//!
+//! Every step after the job acts on descriptors, never on a path that someone else could swap
+//! between a check and a use (#13): the input's directory is opened once, when the job is
+//! prepared; the input and `{out}` are opened in it with `O_NOFOLLOW | O_NONBLOCK` (a link is
+//! refused, a FIFO cannot block) and checked with `fstat`; owner and mode are set with
+//! `fchown` then `fchmod` (in that order: a chown clears set-id bits); the rename goes through
+//! the directory's descriptor, and afterwards the input's name must hold the very file that
+//! was checked.
 //!
 //! A per-file advisory lock (flock on the input itself: no extra file in the dataset) keeps two
-//! fanout runs from rewriting the same file at once. Temporary files carry the run's process id,
-//! so a later run can tell and remove the leftovers of runs that were killed.
+//! fanout runs from rewriting the same file at once. Temporary names carry the run's process
+//! id, the job number and a checksum of both and of the input's name, so a later run can prove
+//! that a leftover is fanout's and that its run is gone before it removes it. It removes
+//! nothing else: not a look-alike name, not a directory, not a link.
 
 use std::collections::HashSet;
-use std::ffi::OsString;
-use std::fs::{self, File, OpenOptions, TryLockError};
+use std::ffi::{OsStr, OsString};
+use std::fs::{self, File, TryLockError};
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use rustix::fs::{AtFlags, FileType, Mode, OFlags};
+use rustix::io::Errno;
+
 use crate::parquet::{self, Footer, Verify};
-use crate::resume::{identity, Identity};
 
 /// The in-place part of the configuration.
 #[derive(Debug, Clone)]
@@ -30,79 +42,332 @@ pub(crate) struct InPlaceOptions {
 /// How often an input's lock is tried (5 ms apart) before the file counts as taken.
 const LOCK_TRIES: u32 = 20;
 
-/// The marker in every temporary file name: `.NAME.fanout-PID-JOB[.EXT]`.
+/// The longest file name most file systems take (`NAME_MAX`).
+const NAME_MAX: usize = 255;
+
+/// The marker in every temporary file name: `.STEM.fanout-PID-JOB[-N]-TAG[.EXT]`.
 const MARKER: &[u8] = b".fanout-";
 
-/// The process id in a temporary file's name, if `name` is one of ours.
+/// Hex digits of the checksum that ends a temporary name's fields.
+const TAG_LEN: usize = 8;
+
+/// Bytes of the input's stem kept at least when a long name is shortened with its extension.
+const MIN_STEM: usize = 16;
+
+/// A removed `{out}` directory may nest this deep; deeper is left alone.
+const MAX_TREE_DEPTH: u32 = 64;
+
+/// The fields of a temporary file's name, as `parse_temp` reads them.
+#[derive(Debug, PartialEq, Eq)]
+struct TempName<'a> {
+    /// The input's stem, possibly shortened.
+    prefix: &'a [u8],
+    pid: u32,
+    job: u64,
+    /// Bumped while a name is taken; 0 is not written.
+    n: u64,
+    ext: Option<&'a [u8]>,
+}
+
+/// Reads a name of the shape fanout gives temporary files. The checksum is not checked here
+/// (that needs the input's name: see `made_for`).
+fn parse_temp(name: &[u8]) -> Option<TempName<'_>> {
+    let at = name.windows(MARKER.len()).rposition(|w| w == MARKER)?;
+    if name.first() != Some(&b'.') || at < 2 {
+        return None;
+    }
+    let rest = &name[at + MARKER.len()..];
+    let (fields, ext) = match rest.iter().position(|b| *b == b'.') {
+        Some(dot) => (&rest[..dot], Some(&rest[dot + 1..])),
+        None => (rest, None),
+    };
+    if ext.is_some_and(<[u8]>::is_empty) {
+        return None;
+    }
+    let parts: Vec<&[u8]> = fields.split(|b| *b == b'-').collect();
+    let (pid, job, n, tag) = match parts.as_slice() {
+        [pid, job, tag] => (pid, job, None, tag),
+        [pid, job, n, tag] => (pid, job, Some(n), tag),
+        _ => return None,
+    };
+    let hex = |b: &u8| b.is_ascii_digit() || (b'a'..=b'f').contains(b);
+    if tag.len() != TAG_LEN || !tag.iter().all(hex) {
+        return None;
+    }
+    let n = match n {
+        Some(n) => number(n).filter(|n| *n > 0)?,
+        None => 0,
+    };
+    Some(TempName {
+        prefix: &name[1..at],
+        pid: u32::try_from(number(pid)?).ok()?,
+        job: number(job)?,
+        n,
+        ext,
+    })
+}
+
+/// A decimal number as fanout writes it: digits only, no leading zero.
+fn number(digits: &[u8]) -> Option<u64> {
+    if digits.first() == Some(&b'0') && digits.len() > 1 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(digits).ok()?.parse().ok()
+}
+
+/// The process id in a temporary file's name, if `name` has the shape of one of ours.
 pub(crate) fn temp_owner(name: &[u8]) -> Option<u32> {
-    if name.first() != Some(&b'.') {
-        return None;
-    }
-    let at = name.windows(MARKER.len()).rposition(|w| w == MARKER)?;
-    let rest = &name[at + MARKER.len()..];
-    let pid_len = rest.iter().position(|b| !b.is_ascii_digit())?;
-    let after = &rest[pid_len..];
-    let job_len = after
-        .get(1..)?
-        .iter()
-        .take_while(|b| b.is_ascii_digit())
-        .count();
-    if after[0] != b'-' || job_len == 0 {
-        return None;
-    }
-    std::str::from_utf8(&rest[..pid_len]).ok()?.parse().ok()
+    parse_temp(name).map(|t| t.pid)
 }
 
-/// The name of the input a temporary file was made for: `.STEM.fanout-PID-JOB[-N][.EXT]` →
-/// `STEM[.EXT]`.
-fn temp_input(name: &[u8]) -> Option<Vec<u8>> {
-    temp_owner(name)?;
-    let at = name.windows(MARKER.len()).rposition(|w| w == MARKER)?;
-    let mut input = name[1..at].to_vec();
-    let rest = &name[at + MARKER.len()..];
-    if let Some(dot) = rest.iter().position(|b| *b == b'.') {
-        input.extend_from_slice(&rest[dot..]);
+/// The checksum in a temporary name: FNV-1a over the input's name, the run and the job. It
+/// is stable across versions and machines (std's hasher is not), and makes a person's file
+/// that merely looks like ours (`.notes.fanout-7-1.md`) very unlikely to pass for one.
+fn tag(input: &[u8], pid: u32, job: u64, n: u64) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let fields = format!("\0{pid}\0{job}\0{n}");
+    for b in b"fanout\0".iter().chain(input).chain(fields.as_bytes()) {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
     }
-    Some(input)
+    format!("{:08x}", (h ^ (h >> 32)) as u32)
 }
 
-/// Whether some fanout run (on any machine that shares the file system's locks) holds the
-/// input that temporary file `name` in `dir` belongs to.
-fn input_busy(dir: &Path, name: &[u8]) -> bool {
-    let Some(input) = temp_input(name) else {
-        return false;
-    };
-    let Ok(file) = File::open(dir.join(OsString::from_vec(input))) else {
-        return false;
-    };
-    match file.try_lock() {
-        Ok(()) => false,
-        Err(TryLockError::WouldBlock) => true,
-        Err(TryLockError::Error(_)) => false,
+/// The temporary name for input `input` (a file name), run `pid`, job `job`, try `n`:
+/// `.STEM.fanout-PID-JOB[-N]-TAG[.EXT]`, hidden and with the input's extension so tools that
+/// infer the format keep working. A name that would pass `NAME_MAX` keeps a shorter stem
+/// (cut on a UTF-8 boundary), and the extension too unless that leaves too little stem.
+fn temp_name(input: &[u8], pid: u32, job: u64, n: u64) -> Vec<u8> {
+    let path = Path::new(OsStr::from_bytes(input));
+    let stem = path.file_stem().map_or(input, OsStrExt::as_bytes);
+    let ext = path.extension().map(OsStrExt::as_bytes);
+    let mut tail = MARKER.to_vec();
+    tail.extend_from_slice(format!("{pid}-{job}").as_bytes());
+    if n > 0 {
+        tail.extend_from_slice(format!("-{n}").as_bytes());
+    }
+    tail.push(b'-');
+    tail.extend_from_slice(tag(input, pid, job, n).as_bytes());
+    let ext_len = ext.map_or(0, |e| e.len() + 1);
+    let keep_ext = 1 + stem.len() + tail.len() + ext_len <= NAME_MAX
+        || 1 + MIN_STEM + tail.len() + ext_len <= NAME_MAX;
+    let room = NAME_MAX - 1 - tail.len() - if keep_ext { ext_len } else { 0 };
+    let mut cut = stem.len().min(room);
+    while cut > 1 && cut < stem.len() && stem[cut] & 0xC0 == 0x80 {
+        cut -= 1;
+    }
+    let mut name = b".".to_vec();
+    name.extend_from_slice(&stem[..cut]);
+    name.extend_from_slice(&tail);
+    if let (true, Some(ext)) = (keep_ext, ext) {
+        name.push(b'.');
+        name.extend_from_slice(ext);
+    }
+    name
+}
+
+/// Whether `name` is exactly the temporary name fanout makes for input `input`.
+fn made_for(name: &[u8], input: &[u8]) -> bool {
+    parse_temp(name).is_some_and(|t| temp_name(input, t.pid, t.job, t.n) == name)
+}
+
+/// The input name a temporary name leads back to when it was not shortened.
+fn direct_input(t: &TempName<'_>) -> Vec<u8> {
+    let mut input = t.prefix.to_vec();
+    if let Some(ext) = t.ext {
+        input.push(b'.');
+        input.extend_from_slice(ext);
+    }
+    input
+}
+
+/// What `fstat` says about a file, in the units fanout compares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Node {
+    kind: FileType,
+    dev: u64,
+    ino: u64,
+    mode: u32,
+    nlink: u64,
+    uid: u32,
+    gid: u32,
+    size: u64,
+    mtime_ns: i64,
+}
+
+impl Node {
+    // The field types of `stat` differ between architectures.
+    #[allow(clippy::unnecessary_cast, clippy::useless_conversion)]
+    fn from_stat(st: &rustix::fs::Stat) -> Node {
+        Node {
+            kind: FileType::from_raw_mode(st.st_mode as _),
+            dev: st.st_dev as u64,
+            ino: st.st_ino as u64,
+            mode: st.st_mode as u32,
+            nlink: st.st_nlink as u64,
+            uid: st.st_uid as u32,
+            gid: st.st_gid as u32,
+            size: st.st_size as u64,
+            mtime_ns: st.st_mtime as i64 * 1_000_000_000 + st.st_mtime_nsec as i64,
+        }
+    }
+
+    fn of(fd: impl AsFd) -> Result<Node, Errno> {
+        rustix::fs::fstat(fd).map(|st| Node::from_stat(&st))
+    }
+
+    /// The entry `name` in directory `dir` itself (a link is not followed).
+    fn at(dir: impl AsFd, name: impl AsRef<OsStr>) -> Result<Node, Errno> {
+        rustix::fs::statat(dir, name.as_ref(), AtFlags::SYMLINK_NOFOLLOW)
+            .map(|st| Node::from_stat(&st))
+    }
+
+    fn is_file(&self) -> bool {
+        self.kind == FileType::RegularFile
+    }
+
+    fn same_file(&self, other: &Node) -> bool {
+        (self.dev, self.ino) == (other.dev, other.ino)
     }
 }
 
-/// Removes the temporary files in `dir` left by fanout runs that are gone: not a live fanout
-/// here, and their input not locked by anyone (a run on another node of a cluster holds its
-/// input's lock, whatever its process id means here). Returns what was removed.
+/// The directory `path` lives in (`.` for a bare name).
+fn dir_of(path: &Path) -> &Path {
+    path.parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+}
+
+fn open_dir(dir: &Path) -> Result<OwnedFd, Errno> {
+    rustix::fs::open(
+        dir,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+}
+
+/// Opens entry `name` of `dir` for reading without following a link and without blocking on
+/// a FIFO or a device.
+fn open_in(dir: impl AsFd, name: impl AsRef<OsStr>) -> Result<File, Errno> {
+    rustix::fs::openat(
+        dir,
+        name.as_ref(),
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map(File::from)
+}
+
+fn reason(e: Errno) -> String {
+    crate::error::io_reason(&e.into())
+}
+
+fn euid() -> u32 {
+    rustix::process::geteuid().as_raw()
+}
+
+/// Whether only fanout's user can change the entries of a directory: then a tree found at
+/// `{out}`'s name is the job's own and may be removed whole. Elsewhere another user could
+/// have moved any tree there.
+fn private_dir(dir: &Node) -> bool {
+    dir.uid == euid()
+        && dir.mode & 0o002 == 0
+        && (dir.mode & 0o020 == 0 || dir.gid == rustix::process::getegid().as_raw())
+}
+
+/// Removes the temporary files in `dir` left by fanout runs that are gone. Only what fanout
+/// provably made goes: a name of exactly the shape fanout gives its input's name, a regular
+/// file with one name, owned by this user; its run not a live fanout here, and its input a
+/// regular file that no run holds locked (a run on another node of a cluster holds its
+/// input's lock, whatever its process id means here). Nothing is opened but regular files,
+/// so a FIFO or device cannot block the sweep. Returns what was removed.
 pub(crate) fn sweep_dead(dir: &Path, own_pid: u32) -> Vec<PathBuf> {
-    let Ok(entries) = fs::read_dir(dir) else {
+    let Ok(dirfd) = open_dir(dir) else {
         return Vec::new();
     };
+    let Ok(listing) = rustix::fs::Dir::read_from(&dirfd) else {
+        return Vec::new();
+    };
+    let me = euid();
     let mut removed = Vec::new();
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let Some(pid) = temp_owner(name.as_bytes()) else {
+    // Shortened names do not say their input's full name: look for it in a second pass.
+    let mut shortened = Vec::new();
+    for entry in listing.flatten() {
+        let name = entry.file_name().to_bytes();
+        let Some(t) = parse_temp(name) else {
             continue;
         };
-        if pid == own_pid || run_alive(pid) || input_busy(dir, name.as_bytes()) {
+        if t.pid == own_pid || run_alive(t.pid) {
             continue;
         }
-        if remove_temp(&entry.path()) {
-            removed.push(entry.path());
+        let ours = Node::at(&dirfd, OsStr::from_bytes(name))
+            .is_ok_and(|n| n.is_file() && n.nlink == 1 && n.uid == me);
+        if !ours {
+            continue;
+        }
+        let input = direct_input(&t);
+        if made_for(name, &input) {
+            if input_idle(&dirfd, &input) && unlink_file(&dirfd, name) {
+                removed.push(dir.join(OsStr::from_bytes(name)));
+            }
+        } else if name.len() + 3 >= NAME_MAX {
+            shortened.push(name.to_vec());
+        }
+    }
+    if !shortened.is_empty() {
+        let Ok(listing) = rustix::fs::Dir::read_from(&dirfd) else {
+            return removed;
+        };
+        for entry in listing.flatten() {
+            let input = entry.file_name().to_bytes();
+            let Some(i) = shortened.iter().position(|name| made_for(name, input)) else {
+                continue;
+            };
+            let name = shortened.swap_remove(i);
+            if input_idle(&dirfd, input) && unlink_file(&dirfd, &name) {
+                removed.push(dir.join(OsStr::from_bytes(&name)));
+            }
         }
     }
     removed
+}
+
+/// Whether input `input` of `dir` is a regular file that no fanout run holds: only then can
+/// a temporary file made for it be called stale.
+fn input_idle(dir: impl AsFd, input: &[u8]) -> bool {
+    let Ok(file) = open_in(dir, OsStr::from_bytes(input)) else {
+        return false;
+    };
+    if !Node::of(&file).is_ok_and(|n| n.is_file()) {
+        return false;
+    }
+    // Another open file description: like a run on another node, the lock tells.
+    file.try_lock().is_ok()
+}
+
+/// Removes a name that is not a directory (`unlinkat` without `AT_REMOVEDIR` fails on one).
+fn unlink_file(dir: impl AsFd, name: &[u8]) -> bool {
+    rustix::fs::unlinkat(dir, OsStr::from_bytes(name), AtFlags::empty()).is_ok()
+}
+
+/// Why a second name of a file already met in this run is not rewritten: fanout rewrites a
+/// file once, through the first name it met.
+pub(crate) fn same_file_reason(path: &Path, first: &Path) -> String {
+    let is_link = |p: &Path| fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_symlink());
+    if is_link(path) || is_link(first) {
+        format!(
+            "same file as {} (through a symbolic link); it is rewritten once, as {}",
+            first.display(),
+            first.display()
+        )
+    } else {
+        format!(
+            "same file as {} (a hard link): rewriting {} gives that name a new file, and this \
+             name keeps the old content",
+            first.display(),
+            first.display()
+        )
+    }
 }
 
 /// A job whose input is ready to be rewritten.
@@ -114,9 +379,16 @@ pub(crate) struct Prepared {
     pub out: PathBuf,
     pub verify: Verify,
     input_footer: Option<Footer>,
-    before: Identity,
-    /// Held while the job runs: the lock that keeps other fanout runs off this file.
-    _lock: File,
+    /// The input as it was when locked.
+    before: Node,
+    /// The input's directory, held from here to the rename.
+    dir: OwnedFd,
+    dir_node: Node,
+    target_name: OsString,
+    out_name: OsString,
+    /// The input itself, opened without following links; its lock keeps other fanout runs
+    /// off this file while the job runs.
+    input: File,
 }
 
 /// Why an input is not run.
@@ -188,31 +460,16 @@ impl InPlace {
         }
     }
 
-    /// `{out}` for job `job` of input `target`: hidden, in the same directory (same file system,
-    /// so the rename is atomic), unique to this run and job, with the input's extension.
+    /// `{out}` for job `job` of input `target`, as the dry run shows it: hidden, in the same
+    /// directory (same file system, so the rename is atomic), unique to this run and job,
+    /// with the input's extension.
     pub(crate) fn out_path(&self, target: &Path, job: u64) -> PathBuf {
         let dir = target.parent().unwrap_or(Path::new(""));
-        let stem = target.file_stem().unwrap_or_default().as_bytes();
-        let ext = target.extension().map(|e| e.as_bytes());
-        let mut n = 0;
-        loop {
-            let mut name = b".".to_vec();
-            name.extend_from_slice(stem);
-            name.extend_from_slice(MARKER);
-            name.extend_from_slice(format!("{}-{job}", self.pid).as_bytes());
-            if n > 0 {
-                name.extend_from_slice(format!("-{n}").as_bytes());
-            }
-            if let Some(ext) = ext {
-                name.push(b'.');
-                name.extend_from_slice(ext);
-            }
-            let path = dir.join(OsString::from_vec(name));
-            if fs::symlink_metadata(&path).is_err() {
-                return path;
-            }
-            n += 1;
-        }
+        let input = target.file_name().unwrap_or_default().as_bytes();
+        (0..)
+            .map(|n| dir.join(OsStr::from_bytes(&temp_name(input, self.pid, job, n))))
+            .find(|path| fs::symlink_metadata(path).is_err())
+            .expect("some name is free")
     }
 
     /// Checks and locks an input before its job runs. Returns the stale temporary files it
@@ -231,24 +488,40 @@ impl InPlace {
                 )
             }
         };
-        let swept = self.sweep(target.parent().unwrap_or(Path::new(".")));
+        let swept = self.sweep(dir_of(&target));
         (self.prepare_target(target, job), swept)
     }
 
     fn prepare_target(&self, target: PathBuf, job: u64) -> Result<Prepared, Refusal> {
-        let io = |e: std::io::Error| Refusal::Failed(crate::error::io_reason(&e));
-        let md = fs::metadata(&target).map_err(io)?;
-        if md.permissions().mode() & 0o200 == 0 && !self.opts.force {
+        let failed = |e: Errno| Refusal::Failed(reason(e));
+        let Some(target_name) = target.file_name().map(OsStr::to_os_string) else {
+            return Err(Refusal::Failed("not a file name".into()));
+        };
+        let dir = open_dir(dir_of(&target)).map_err(failed)?;
+        let dir_node = Node::of(&dir).map_err(failed)?;
+        let input = match open_in(&dir, &target_name) {
+            Ok(file) => file,
+            Err(Errno::LOOP) => {
+                return Err(Refusal::Failed(
+                    "the input became a symbolic link after it was found; not rewritten".into(),
+                ))
+            }
+            Err(e) => return Err(failed(e)),
+        };
+        let node = Node::of(&input).map_err(failed)?;
+        if !node.is_file() {
+            return Err(Refusal::Failed("not a regular file".into()));
+        }
+        if node.mode & 0o200 == 0 && !self.opts.force {
             return Err(Refusal::ReadOnly(
                 "read-only file (no owner write permission): not rewritten; use --force to rewrite it anyway"
                     .into(),
             ));
         }
-        let lock = File::open(&target).map_err(io)?;
         // A sweep elsewhere may hold the lock for an instant to see whether the file is busy.
         let mut tries = 0;
         loop {
-            match lock.try_lock() {
+            match input.try_lock() {
                 Ok(()) => break,
                 Err(TryLockError::WouldBlock) if tries < LOCK_TRIES => {
                     tries += 1;
@@ -259,45 +532,55 @@ impl InPlace {
                         "another fanout run is rewriting this file; not started".into(),
                     ))
                 }
-                Err(TryLockError::Error(e)) => return Err(io(e)),
+                Err(TryLockError::Error(e)) => {
+                    return Err(Refusal::Failed(crate::error::io_reason(&e)))
+                }
             }
         }
         let verify = self.verify_for(&target);
         let input_footer = if verify.reads_parquet() {
             Some(
-                parquet::read_footer(&target)
+                parquet::read_footer_of(&input)
                     .map_err(|e| Refusal::InvalidInput(format!("input: {e}")))?,
             )
         } else {
             None
         };
-        let before =
-            identity(&target).ok_or_else(|| Refusal::Failed("the input vanished".into()))?;
-        let out = self.out_path(&target, job);
+        let before = Node::of(&input).map_err(failed)?;
+        let out_name = self.free_name(&dir, target_name.as_bytes(), job)?;
         Ok(Prepared {
+            out: dir_of(&target).join(&out_name),
             target,
-            out,
             verify,
             input_footer,
             before,
-            _lock: lock,
+            dir,
+            dir_node,
+            target_name,
+            out_name,
+            input,
         })
     }
 
+    /// The first temporary name for `input` and `job` that is not taken in `dir`.
+    fn free_name(&self, dir: &OwnedFd, input: &[u8], job: u64) -> Result<OsString, Refusal> {
+        for n in 0.. {
+            let name = OsString::from_vec(temp_name(input, self.pid, job, n));
+            match Node::at(dir, &name) {
+                Err(Errno::NOENT) => return Ok(name),
+                Err(e) => return Err(Refusal::Failed(reason(e))),
+                Ok(_) => {}
+            }
+        }
+        unreachable!("an endless range")
+    }
+
     /// Removes temporary files of fanout runs that are no longer alive from `dir`, once per
-    /// directory per run.
+    /// directory per run. Other jobs wait until it is done: one of them locking an input
+    /// here meanwhile would make its leftover look busy, and it would stay.
     fn sweep(&self, dir: &Path) -> Vec<PathBuf> {
-        let dir = if dir.as_os_str().is_empty() {
-            Path::new(".")
-        } else {
-            dir
-        };
-        if !self
-            .swept
-            .lock()
-            .expect("sweep set")
-            .insert(dir.to_path_buf())
-        {
+        let mut swept = self.swept.lock().expect("sweep set");
+        if !swept.insert(dir.to_path_buf()) {
             return Vec::new();
         }
         sweep_dead(dir, self.pid)
@@ -305,17 +588,17 @@ impl InPlace {
 
     /// Removes `{out}` before a retry or after a failure.
     pub(crate) fn discard(p: &Prepared) {
-        remove_temp(&p.out);
+        let _ = remove_out(p);
     }
 
     /// Ends an in-place job: verify and replace when `succeeded`, else keep the original.
     pub(crate) fn finish(&self, p: Prepared, succeeded: bool) -> Outcome {
         let mut outcome = Outcome {
             input_bytes: Some(p.before.size),
-            output_bytes: fs::symlink_metadata(&p.out)
+            output_bytes: Node::at(&p.dir, &p.out_name)
                 .ok()
-                .filter(|m| m.is_file())
-                .map(|m| m.len()),
+                .filter(Node::is_file)
+                .map(|n| n.size),
             rows_in: p.input_footer.as_ref().map(|f| f.rows),
             ..Outcome::default()
         };
@@ -323,90 +606,190 @@ impl InPlace {
             InPlace::discard(&p);
             return outcome;
         }
-        if let Err(problem) = self.check(&p, &mut outcome) {
-            InPlace::discard(&p);
-            outcome.problem = Some(problem);
-            return outcome;
-        }
-        match commit(&p) {
+        let out = match self.check(&p, &mut outcome) {
+            Ok(out) => out,
+            Err(problem) => {
+                outcome.problem = Some(match remove_out(&p) {
+                    Ok(()) => problem,
+                    Err(left) => problem.and(&left),
+                });
+                return outcome;
+            }
+        };
+        match commit(&p, &out) {
             Ok(()) => outcome.replaced = true,
-            Err(e) => {
+            Err(Step::Before(e)) => {
                 InPlace::discard(&p);
                 outcome.problem = Some(Problem::Failed(e));
             }
+            // The name `{out}` is gone: nothing of fanout's is left to remove.
+            Err(Step::After(e)) => outcome.problem = Some(Problem::Failed(e)),
         }
         outcome
     }
 
-    fn check(&self, p: &Prepared, outcome: &mut Outcome) -> Result<(), Problem> {
-        if fs::symlink_metadata(&p.out).is_ok_and(|m| !m.is_file()) {
+    /// Opens `{out}` and checks it and the input; returns the output to commit.
+    fn check(&self, p: &Prepared, outcome: &mut Outcome) -> Result<File, Problem> {
+        let out = match open_in(&p.dir, &p.out_name) {
+            Ok(file) => file,
+            Err(Errno::NOENT) => {
+                return Err(Problem::Invalid(format!(
+                    "the command exited 0 but did not write {{out}} ({})",
+                    p.out.display()
+                )))
+            }
+            Err(Errno::LOOP) => {
+                return Err(Problem::Invalid(
+                    "{out} is a symbolic link, not a file; only a file written at {out} can replace the input".into(),
+                ))
+            }
+            Err(e) => return Err(Problem::Failed(format!("opening {{out}}: {}", reason(e)))),
+        };
+        let node = Node::of(&out).map_err(|e| Problem::Failed(reason(e)))?;
+        if !node.is_file() {
             return Err(Problem::Invalid(
                 "the command wrote {out} as a directory or other non-file; only a single file can replace the input".into(),
             ));
         }
-        let Some(size) = outcome.output_bytes else {
+        if node.nlink != 1 {
             return Err(Problem::Invalid(format!(
-                "the command exited 0 but did not write {{out}} ({})",
-                p.out.display()
+                "{{out}} is a hard link ({} names of one file), not a new file; only a new file can replace the input",
+                node.nlink
             )));
-        };
-        if p.verify == Verify::Exists && size == 0 {
+        }
+        // Only a file made by fanout's own user: anyone else's could carry their content into
+        // a file that fanout is about to give the input's owner and mode.
+        if node.uid != euid() {
+            return Err(Problem::Failed(format!(
+                "{{out}} belongs to user id {}, not to the user fanout runs as; not trusted to replace the input",
+                node.uid
+            )));
+        }
+        if node.dev != p.dir_node.dev {
+            return Err(Problem::Failed(
+                "{out} is on another file system than the input".into(),
+            ));
+        }
+        outcome.output_bytes = Some(node.size);
+        if p.verify == Verify::Exists && node.size == 0 {
             return Err(Problem::Invalid("the output is empty".into()));
         }
         if let Some(input) = &p.input_footer {
-            let output = parquet::read_footer(&p.out)
+            let output = parquet::read_footer_of(&out)
                 .map_err(|e| Problem::Invalid(format!("output: {e}")))?;
             outcome.rows_out = Some(output.rows);
             parquet::compare(p.verify, input, &output).map_err(Problem::Invalid)?;
         }
-        if identity(&p.target) != Some(p.before) {
+        let now = Node::of(&p.input).map_err(|e| Problem::Failed(reason(e)))?;
+        if (now.size, now.mtime_ns) != (p.before.size, p.before.mtime_ns) {
             return Err(Problem::Failed(
                 "the input changed while the job ran; not replaced".into(),
             ));
         }
-        Ok(())
+        if !Node::at(&p.dir, &p.target_name).is_ok_and(|n| n.same_file(&p.before)) {
+            return Err(Problem::Failed(
+                "the input was replaced or moved while the job ran; not replaced".into(),
+            ));
+        }
+        Ok(out)
     }
 }
 
-/// Makes the output durable, gives it the input's permissions (and owner, as root), renames
-/// it over the input and makes the rename durable.
-fn commit(p: &Prepared) -> Result<(), String> {
-    let step = |what: &str, e: std::io::Error| format!("{what}: {}", crate::error::io_reason(&e));
-    let md = fs::metadata(&p.target).map_err(|e| step("reading the input's permissions", e))?;
-    let out = OpenOptions::new()
-        .read(true)
-        .open(&p.out)
-        .map_err(|e| step("opening the output", e))?;
-    out.sync_all().map_err(|e| step("syncing the output", e))?;
-    fs::set_permissions(
-        &p.out,
-        fs::Permissions::from_mode(md.permissions().mode() & 0o7777),
-    )
-    .map_err(|e| step("setting the output's permissions", e))?;
-    if crate::exec::sys::is_root() {
-        std::os::unix::fs::chown(&p.out, Some(md.uid()), Some(md.gid()))
-            .map_err(|e| step("setting the output's owner", e))?;
+impl Problem {
+    /// The same problem, with what could not be cleaned up after it.
+    fn and(self, more: &str) -> Problem {
+        match self {
+            Problem::Invalid(why) => Problem::Invalid(format!("{why}; {more}")),
+            Problem::Failed(why) => Problem::Failed(format!("{why}; {more}")),
+        }
     }
-    fs::rename(&p.out, &p.target).map_err(|e| step("renaming the output over the input", e))?;
-    let dir = p
-        .target
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| step("syncing the directory", e))?;
+}
+
+/// Where a commit failed: before the rename (`{out}` is still there) or after it.
+enum Step {
+    Before(String),
+    After(String),
+}
+
+/// Makes the output durable, gives it the input's owner (as root) and then its mode, renames
+/// it over the input through the directory's descriptor, checks that the input's name now
+/// holds that very file and makes the rename durable.
+fn commit(p: &Prepared, out: &File) -> Result<(), Step> {
+    let before =
+        |what: &'static str| move |e: Errno| Step::Before(format!("{what}: {}", reason(e)));
+    let input = Node::of(&p.input).map_err(before("reading the input's permissions"))?;
+    let node = Node::of(out).map_err(before("reading the output"))?;
+    rustix::fs::fsync(out).map_err(before("syncing the output"))?;
+    // Owner first: chown clears the set-user-id and set-group-id bits, which fchmod then sets.
+    if crate::exec::sys::is_root() {
+        rustix::fs::fchown(
+            out,
+            Some(rustix::fs::Uid::from_raw(input.uid)),
+            Some(rustix::fs::Gid::from_raw(input.gid)),
+        )
+        .map_err(before("setting the output's owner"))?;
+    }
+    rustix::fs::fchmod(out, Mode::from_raw_mode(input.mode & 0o7777))
+        .map_err(before("setting the output's permissions"))?;
+    rustix::fs::renameat(&p.dir, &p.out_name, &p.dir, &p.target_name)
+        .map_err(before("renaming the output over the input"))?;
+    if !Node::at(&p.dir, &p.target_name).is_ok_and(|n| n.same_file(&node)) {
+        return Err(Step::After(
+            "another file took {out}'s name during the rename (someone else can write the input's directory): the input's name now holds a file fanout did not check".into(),
+        ));
+    }
+    rustix::fs::fsync(&p.dir)
+        .map_err(|e| Step::After(format!("syncing the directory: {}", reason(e))))?;
     Ok(())
 }
 
-/// Removes a temporary output of ours, whatever the command made of it: a file, a link, or
-/// a directory (tools that write partitioned output do). Links are removed, never followed.
-fn remove_temp(path: &Path) -> bool {
-    match fs::symlink_metadata(path) {
-        Ok(md) if md.is_dir() => fs::remove_dir_all(path).is_ok(),
-        Ok(_) => fs::remove_file(path).is_ok(),
-        Err(_) => false,
+/// Removes `{out}`, whatever the command made of it: a file or link (never followed), or a
+/// directory (tools that write partitioned output do) when only fanout's user can write the
+/// input's directory. Says what it could not remove.
+fn remove_out(p: &Prepared) -> Result<(), String> {
+    match Node::at(&p.dir, &p.out_name) {
+        Err(Errno::NOENT) => Ok(()),
+        Err(e) => Err(format!("{{out}} could not be removed: {}", reason(e))),
+        Ok(n) if n.kind == FileType::Directory => {
+            if !private_dir(&p.dir_node) {
+                return Err(format!(
+                    "the directory {} was left in place: other users can write {}, so it may not be the command's",
+                    p.out.display(),
+                    dir_of(&p.target).display()
+                ));
+            }
+            remove_tree(&p.dir, &p.out_name, 0)
+                .map_err(|e| format!("{{out}} could not be removed: {}", reason(e)))
+        }
+        Ok(_) => rustix::fs::unlinkat(&p.dir, &p.out_name, AtFlags::empty())
+            .map_err(|e| format!("{{out}} could not be removed: {}", reason(e))),
     }
+}
+
+/// Removes directory `name` of `dir` and everything in it, by descriptors: a link inside is
+/// removed, never followed.
+fn remove_tree(dir: &OwnedFd, name: &OsStr, depth: u32) -> Result<(), Errno> {
+    if depth > MAX_TREE_DEPTH {
+        return Err(Errno::NAMETOOLONG);
+    }
+    let sub = rustix::fs::openat(
+        dir,
+        name,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let names: Vec<OsString> = rustix::fs::Dir::read_from(&sub)?
+        .flatten()
+        .map(|e| OsString::from_vec(e.file_name().to_bytes().to_vec()))
+        .filter(|n| n != "." && n != "..")
+        .collect();
+    for entry in names {
+        match Node::at(&sub, &entry) {
+            Ok(n) if n.kind == FileType::Directory => remove_tree(&sub, &entry, depth + 1)?,
+            _ => rustix::fs::unlinkat(&sub, &entry, AtFlags::empty())?,
+        }
+    }
+    rustix::fs::unlinkat(dir, name, AtFlags::REMOVEDIR)
 }
 
 /// Whether process `pid` is a running fanout.
@@ -421,23 +804,84 @@ fn run_alive(pid: u32) -> bool {
 mod tests {
     use super::*;
 
+    fn names(pid: u32, input: &str) -> String {
+        String::from_utf8(temp_name(input.as_bytes(), pid, 7, 0)).unwrap()
+    }
+
     #[test]
     fn temp_names_lead_back_to_their_input() {
-        assert_eq!(
-            temp_input(b".part-0.fanout-1234-7.parquet").unwrap(),
-            b"part-0.parquet"
-        );
-        assert_eq!(temp_input(b".a.tar.fanout-9-1-2.gz").unwrap(), b"a.tar.gz");
-        assert_eq!(temp_input(b".noext.fanout-5-3").unwrap(), b"noext");
-        assert_eq!(temp_input(b"..hidden.fanout-5-3").unwrap(), b".hidden");
-        assert!(temp_input(b"plain.parquet").is_none());
+        for input in [
+            "part-0.parquet",
+            "a.tar.gz",
+            "noext",
+            ".hidden",
+            "..double",
+            "a.b-c",
+        ] {
+            let name = temp_name(input.as_bytes(), 1234, 7, 0);
+            let t = parse_temp(&name).unwrap();
+            assert_eq!((t.pid, t.job, t.n), (1234, 7, 0), "{input}");
+            assert_eq!(direct_input(&t), input.as_bytes(), "{input}");
+            assert!(made_for(&name, input.as_bytes()), "{input}");
+            assert!(!made_for(&name, b"other.parquet"), "{input}");
+        }
+        let retry = temp_name(b"a.csv", 99, 1, 2);
+        assert_eq!(parse_temp(&retry).unwrap().n, 2);
+        assert!(made_for(&retry, b"a.csv"));
+    }
+
+    #[test]
+    fn look_alike_names_are_not_ours() {
+        for name in [
+            &b".fanout-1-1"[..],
+            b"..fanout-1-1",
+            b".notes.fanout-7-1.md",
+            b".cache.fanout-2024-06",
+            b".a.fanout-12-1-xyzxyzxy.csv",
+            b".a.fanout-012-1-0123abcd.csv",
+            b"a.fanout-12-1-0123abcd.csv",
+            b".a.fanout-12-1-0123abcd.",
+            b".a.fanout--1-0123abcd",
+            b".a.fanout-1-2-3-4-0123abcd",
+        ] {
+            assert!(
+                parse_temp(name).is_none()
+                    || !made_for(name, &direct_input(&parse_temp(name).unwrap())),
+                "{}",
+                String::from_utf8_lossy(name)
+            );
+        }
+        // The right shape with a wrong checksum: not ours either.
+        let mut forged = temp_name(b"notes.md", 7, 1, 0);
+        let dash = forged.iter().rposition(|b| *b == b'-').unwrap();
+        forged[dash + 1] = if forged[dash + 1] == b'0' { b'1' } else { b'0' };
+        assert!(parse_temp(&forged).is_some());
+        assert!(!made_for(&forged, b"notes.md"));
+    }
+
+    #[test]
+    fn long_names_are_shortened_and_stay_recognisable() {
+        let input = format!("{}.csv", "é".repeat(123));
+        assert_eq!(input.len(), 250);
+        let name = temp_name(input.as_bytes(), 4_194_303, 18_446_744_073_709_551_615, 3);
+        assert!(name.len() <= NAME_MAX, "{}", name.len());
+        assert!(name.ends_with(b".csv"));
+        assert!(std::str::from_utf8(&name).is_ok(), "cut inside a character");
+        assert!(made_for(&name, input.as_bytes()));
+        // An extension too long to keep is dropped rather than the whole stem.
+        let input = format!("a.{}", "x".repeat(250));
+        let name = temp_name(input.as_bytes(), 1, 1, 0);
+        assert!(name.len() <= NAME_MAX && made_for(&name, input.as_bytes()));
     }
 
     #[test]
     fn a_locked_input_keeps_its_temporary_file() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("a.csv"), "x").unwrap();
-        let temp = dir.path().join(".a.fanout-4194304-1.csv");
+        // pid 4194304 is above Linux's pid_max limit: never alive.
+        let temp = dir
+            .path()
+            .join(OsStr::from_bytes(&temp_name(b"a.csv", 4_194_304, 1, 0)));
         std::fs::write(&temp, "partial").unwrap();
         let held = File::open(dir.path().join("a.csv")).unwrap();
         // Another open file description: like a run on another node.
@@ -450,16 +894,6 @@ mod tests {
     }
 
     #[test]
-    fn temp_names_are_recognised() {
-        assert_eq!(temp_owner(b".part-0.fanout-1234-7.parquet"), Some(1234));
-        assert_eq!(temp_owner(b".a.fanout-99-1-2.csv"), Some(99));
-        assert_eq!(temp_owner(b".noext.fanout-5-3"), Some(5));
-        assert_eq!(temp_owner(b"part-0.fanout-1234-7.parquet"), None);
-        assert_eq!(temp_owner(b".part.fanout-x-7.parquet"), None);
-        assert_eq!(temp_owner(b".part.fanout-12.parquet"), None);
-    }
-
-    #[test]
     fn out_path_is_hidden_beside_the_input_with_its_extension() {
         let ip = InPlace::new(InPlaceOptions {
             verify: None,
@@ -468,9 +902,10 @@ mod tests {
         let out = ip.out_path(Path::new("d/year=2024/part-0.parquet"), 3);
         let name = out.file_name().unwrap().to_str().unwrap().to_string();
         assert_eq!(out.parent().unwrap(), Path::new("d/year=2024"));
-        assert_eq!(
-            name,
-            format!(".part-0.fanout-{}-3.parquet", std::process::id())
+        let prefix = format!(".part-0.fanout-{}-3-", std::process::id());
+        assert!(
+            name.starts_with(&prefix) && name.ends_with(".parquet"),
+            "{name}"
         );
         assert_eq!(temp_owner(name.as_bytes()), Some(std::process::id()));
     }
@@ -478,13 +913,13 @@ mod tests {
     #[test]
     fn stale_files_of_dead_runs_are_swept() {
         let dir = tempfile::tempdir().unwrap();
-        // pid 4194304 is above Linux's pid_max limit: never alive.
-        let stale = dir.path().join(".a.fanout-4194304-1.csv");
-        let ours = dir
-            .path()
-            .join(format!(".a.fanout-{}-1.csv", std::process::id()));
+        fs::write(dir.path().join("a.csv"), "x").unwrap();
+        let stale = dir.path().join(names(4_194_304, "a.csv"));
+        let ours = dir.path().join(names(std::process::id(), "a.csv"));
         let other = dir.path().join(".a.csv");
-        for p in [&stale, &ours, &other] {
+        // A leftover whose input is gone: whose it was cannot be established.
+        let orphan = dir.path().join(names(4_194_304, "gone.csv"));
+        for p in [&stale, &ours, &other, &orphan] {
             fs::write(p, "x").unwrap();
         }
         let ip = InPlace::new(InPlaceOptions {
@@ -492,7 +927,7 @@ mod tests {
             force: false,
         });
         assert_eq!(ip.sweep(dir.path()), vec![stale.clone()]);
-        assert!(!stale.exists() && ours.exists() && other.exists());
+        assert!(!stale.exists() && ours.exists() && other.exists() && orphan.exists());
         assert!(ip.sweep(dir.path()).is_empty(), "a directory is swept once");
     }
 }

@@ -27,13 +27,19 @@ pub(crate) struct Footer {
 /// Reads and checks the footer of the parquet file at `path`.
 pub(crate) fn read_footer(path: &Path) -> Result<Footer, String> {
     let file = File::open(path).map_err(|e| crate::error::io_reason(&e))?;
+    read_footer_of(&file)
+}
+
+/// Reads and checks the footer of an open parquet file (in-place rewrites check the very file
+/// they opened, not whatever a path names a moment later).
+pub(crate) fn read_footer_of(file: &File) -> Result<Footer, String> {
     let len = file
         .metadata()
         .map_err(|e| crate::error::io_reason(&e))?
         .len();
     // The parquet crate reports corrupt input as errors, but a panic on a hostile file must not
     // take the run down: it becomes a verdict like any other.
-    std::panic::catch_unwind(AssertUnwindSafe(|| parse(&file, len)))
+    std::panic::catch_unwind(AssertUnwindSafe(|| parse(file, len)))
         .unwrap_or_else(|_| Err("the footer could not be decoded".to_string()))
 }
 

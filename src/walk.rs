@@ -5,7 +5,8 @@
 //! dry run are the same from one run to the next. A walk error becomes a message for the
 //! collector and the walk goes on. This module knows nothing of templates or processes.
 
-use std::collections::HashSet;
+use std::collections::hash_map::Entry;
+use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
@@ -49,6 +50,9 @@ pub(crate) struct WalkOptions {
     pub null: bool,
     /// The run's own files, never inputs.
     pub own: OwnFiles,
+    /// Files will be rewritten in place: every name of a file gets its own input (a second
+    /// one marked `duplicate_of`), and hard links are noticed under a single root too.
+    pub in_place: bool,
 }
 
 /// The run's own files (its `--summary` and `--resume` journals and what belongs to them),
@@ -105,6 +109,8 @@ pub(crate) struct Input {
     pub problem: Option<String>,
     /// Its memory weight, once known (`--order largest-first` computes it up front).
     pub weight: Option<u64>,
+    /// In place: the path through which this same file (device and inode) was already sent.
+    pub duplicate_of: Option<PathBuf>,
 }
 
 /// Something the walk has to say that is not an input.
@@ -139,7 +145,11 @@ struct Walker<'a> {
     notices: &'a Sender<Notice>,
     cancel: &'a Cancel,
     found: &'a AtomicU64,
-    seen: Option<HashSet<(u64, u64)>>,
+    /// Files sent so far by device and inode, with the path they were sent as (in place only;
+    /// otherwise an empty path, which does not allocate).
+    seen: Option<HashMap<(u64, u64), PathBuf>>,
+    /// Remember every file, not only those with several names.
+    remember_all: bool,
     next_job: u64,
     report: WalkReport,
     /// A matcher for explicit and stdin paths, rooted at the current directory.
@@ -160,7 +170,9 @@ pub(crate) fn scan(
     // Overlapping roots (`fanout d d/sub`) or followed links can reach a file twice: remember
     // what was sent by device and inode. A single root needs no memory per file; standard
     // input alone is taken as given (like xargs), so memory stays flat however long it is.
-    let dedup = opts.roots.len() > 1 || opts.follow;
+    // In place, hard links under one root matter too (a file is rewritten once, and its other
+    // names must say so): only files with several names are remembered then.
+    let remember_all = opts.roots.len() > 1 || opts.follow;
     let own = opts.own.identities();
     let mut walker = Walker {
         opts,
@@ -168,7 +180,8 @@ pub(crate) fn scan(
         notices,
         cancel,
         found,
-        seen: dedup.then(HashSet::new),
+        seen: (remember_all || opts.in_place).then(HashMap::new),
+        remember_all,
         next_job: 1,
         report: WalkReport::default(),
         cwd_globs: build_overrides(Path::new("."), &opts.globs)?,
@@ -196,9 +209,55 @@ pub(crate) fn scan(
 
 impl Walker<'_> {
     fn walk_dir(&mut self, root: &Path, implicit: bool) -> Result<bool> {
+        if !self.opts.no_ignore {
+            // The root's and its parents' ignore files are read before the first entry.
+            let absolute = std::fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
+            if let Some(bad) = absolute.ancestors().find_map(special_ignore_file) {
+                self.report.errors += 1;
+                let msg = blocked_dir_message(root, &bad);
+                return Ok(self.notices.send(Notice::Error(msg)).is_ok());
+            }
+        }
+        let blocked = std::sync::Arc::new(AtomicU64::new(0));
         let walk = self
             .builder(root, self.opts.hidden, self.opts.no_ignore)?
+            .filter_entry(self.entry_filter(&blocked))
             .build();
+        let result = self.walk_entries(walk, implicit);
+        self.report.errors += blocked.load(Ordering::Relaxed);
+        result
+    }
+
+    /// Which directories the walk enters: not a Slurm plan directory (`.fanout/`, fanout's
+    /// own records and logs, never inputs, even with -H), and, while ignore files are read,
+    /// not a directory whose ignore file is a FIFO or a device: reading it could block the
+    /// walk for ever or never end. That directory is a walk error, counted in `blocked`.
+    fn entry_filter(
+        &self,
+        blocked: &std::sync::Arc<AtomicU64>,
+    ) -> impl Fn(&ignore::DirEntry) -> bool + Send + Sync + 'static {
+        let check = !self.opts.no_ignore;
+        let notices = self.notices.clone();
+        let blocked = blocked.clone();
+        move |e| {
+            if e.depth() == 0 || !e.file_type().is_some_and(|t| t.is_dir()) {
+                return true;
+            }
+            if e.file_name() == ".fanout" {
+                return false;
+            }
+            match special_ignore_file(e.path()).filter(|_| check) {
+                None => true,
+                Some(bad) => {
+                    blocked.fetch_add(1, Ordering::Relaxed);
+                    let _ = notices.send(Notice::Error(blocked_dir_message(e.path(), &bad)));
+                    false
+                }
+            }
+        }
+    }
+
+    fn walk_entries(&mut self, walk: ignore::Walk, implicit: bool) -> Result<bool> {
         for entry in walk {
             if self.cancel.is_hard() {
                 return Ok(false);
@@ -220,20 +279,15 @@ impl Walker<'_> {
             {
                 continue;
             }
-            if self.seen.is_some() {
-                match entry.metadata() {
-                    Ok(md) => {
-                        if !self.first_time(&md) {
-                            continue;
-                        }
-                    }
-                    Err(err) => {
-                        self.report.errors += 1;
-                        let _ = self.notices.send(Notice::Error(walk_error(&err)));
-                        continue;
-                    }
+            let md = match self.seen.as_ref().map(|_| entry.metadata()) {
+                None => None,
+                Some(Ok(md)) => Some(md),
+                Some(Err(err)) => {
+                    self.report.errors += 1;
+                    let _ = self.notices.send(Notice::Error(walk_error(&err)));
+                    continue;
                 }
-            }
+            };
             let path = if implicit {
                 entry
                     .path()
@@ -243,7 +297,13 @@ impl Walker<'_> {
             } else {
                 entry.into_path()
             };
-            if !self.send(path, None) {
+            let path = present(path);
+            let duplicate_of = match md.map(|md| self.seen_before(&md, &path)) {
+                None | Some(Seen::First) => None,
+                Some(Seen::Again) => continue,
+                Some(Seen::Other(first)) => Some(first),
+            };
+            if !self.send(path, None, duplicate_of) {
                 return Ok(false);
             }
         }
@@ -261,8 +321,6 @@ impl Walker<'_> {
             .follow_links(self.opts.follow)
             .max_depth(self.opts.max_depth)
             .sort_by_file_name(|a, b| a.cmp(b))
-            // Slurm plan directories (`.fanout/`) hold fanout's own records and logs, never
-            // inputs, even with -H.
             .filter_entry(|e| {
                 !(e.depth() > 0
                     && e.file_name() == ".fanout"
@@ -280,25 +338,26 @@ impl Walker<'_> {
         if !self.ext_matches(&path) || !self.glob_matches(&path) {
             return true;
         }
-        let metadata = std::fs::metadata(&path);
-        if let Ok(md) = &metadata {
-            if self.own.contains(&(md.dev(), md.ino())) {
+        let path = present(path);
+        if problem.is_some() {
+            return self.send(path, problem, None);
+        }
+        // stat only: nothing here opens the file, so a FIFO cannot block the walk.
+        match std::fs::metadata(&path) {
+            Ok(md) if self.own.contains(&(md.dev(), md.ino())) => {
                 let _ = self.notices.send(Notice::Info(format!(
                     "{}: not an input: it is this run's journal (--summary or --resume)",
                     path.display()
                 )));
-                return true;
+                true
             }
-        }
-        let problem = problem.or_else(|| match metadata {
-            Err(err) => Some(crate::error::io_reason(&err)),
-            Ok(md) if !md.is_file() => Some("not a regular file".to_string()),
-            Ok(md) => (!self.first_time(&md)).then(String::new),
-        });
-        match problem {
-            // An empty problem marks a duplicate: the file was already sent.
-            Some(p) if p.is_empty() => true,
-            problem => self.send(path, problem),
+            Err(err) => self.send(path, Some(crate::error::io_reason(&err)), None),
+            Ok(md) if !md.is_file() => self.send(path, Some("not a regular file".into()), None),
+            Ok(md) => match self.seen_before(&md, &path) {
+                Seen::First => self.send(path, None, None),
+                Seen::Again => true,
+                Seen::Other(first) => self.send(path, None, Some(first)),
+            },
         }
     }
 
@@ -373,24 +432,78 @@ impl Walker<'_> {
         !self.cwd_globs.matched(path, false).is_ignore()
     }
 
-    fn first_time(&mut self, md: &std::fs::Metadata) -> bool {
-        match &mut self.seen {
-            Some(seen) => seen.insert((md.dev(), md.ino())),
-            None => true,
+    /// Whether the file `path` names was sent before, and through which other path.
+    fn seen_before(&mut self, md: &std::fs::Metadata, path: &Path) -> Seen {
+        let in_place = self.opts.in_place;
+        let remember = self.remember_all || md.nlink() > 1;
+        let Some(seen) = self.seen.as_mut().filter(|_| remember) else {
+            return Seen::First;
+        };
+        match seen.entry((md.dev(), md.ino())) {
+            Entry::Vacant(slot) => {
+                slot.insert(if in_place {
+                    path.to_path_buf()
+                } else {
+                    PathBuf::new()
+                });
+                Seen::First
+            }
+            Entry::Occupied(first) if in_place && first.get() != path => {
+                Seen::Other(first.get().clone())
+            }
+            Entry::Occupied(_) => Seen::Again,
         }
     }
 
-    fn send(&mut self, path: PathBuf, problem: Option<String>) -> bool {
+    fn send(
+        &mut self,
+        path: PathBuf,
+        problem: Option<String>,
+        duplicate_of: Option<PathBuf>,
+    ) -> bool {
         let input = Input {
             job: self.next_job,
-            path: present(path),
+            path,
             problem,
             weight: None,
+            duplicate_of,
         };
         self.next_job += 1;
         self.found.fetch_add(1, Ordering::Relaxed);
         self.inputs.send(input).is_ok()
     }
+}
+
+/// The ignore files the walk reads in a directory.
+const IGNORE_FILES: [&str; 3] = [".gitignore", ".ignore", ".git/info/exclude"];
+
+/// An ignore file in `dir` that is a FIFO or a device (links followed, as the reader does):
+/// opening it could block, reading it could never end.
+fn special_ignore_file(dir: &Path) -> Option<PathBuf> {
+    use std::os::unix::fs::FileTypeExt;
+    IGNORE_FILES.iter().map(|name| dir.join(name)).find(|path| {
+        std::fs::metadata(path).is_ok_and(|md| {
+            let t = md.file_type();
+            t.is_fifo() || t.is_char_device() || t.is_block_device()
+        })
+    })
+}
+
+fn blocked_dir_message(dir: &Path, bad: &Path) -> String {
+    format!(
+        "{}: not walked: {} is not a regular file (a FIFO or device); remove it or use -I/--no-ignore",
+        dir.display(),
+        bad.display()
+    )
+}
+
+/// Whether a file was met before (see `Walker::seen_before`).
+enum Seen {
+    First,
+    /// Through the same path: nothing new to say.
+    Again,
+    /// Through another path (in place only): it gets its own record.
+    Other(PathBuf),
 }
 
 /// A relative path that starts with `-` would read as an option: pass it as `./-name`.
@@ -435,6 +548,7 @@ fn skipped_hint(opts: &WalkOptions) -> Option<String> {
             cancel: &cancel,
             found: &found,
             seen: None,
+            remember_all: false,
             next_job: 1,
             report: WalkReport::default(),
             cwd_globs: build_overrides(Path::new("."), &opts.globs).ok()?,

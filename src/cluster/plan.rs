@@ -327,6 +327,7 @@ impl Layout {
                 path: f.path()?,
                 problem: None,
                 weight: Some(f.weight_bytes),
+                duplicate_of: None,
             });
         }
         Ok(inputs)

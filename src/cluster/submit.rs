@@ -226,6 +226,11 @@ fn deal(config: &Config, cancel: &Cancel, resume: Option<&Resume>) -> Result<Dea
             let mut r = JobRecord::new(input.job, &input.path, Status::Failed);
             r.reason = Some(problem.clone());
             early.push(r);
+        } else if let Some(first) = &input.duplicate_of {
+            let mut r = JobRecord::new(input.job, &input.path, Status::Skipped);
+            r.reason = Some(crate::inplace::same_file_reason(&input.path, first));
+            r.action = Some("kept");
+            early.push(r);
         } else if let Some((reason, id)) = resume.and_then(|r| r.skip(&input.path)) {
             let mut r = JobRecord::new(input.job, &input.path, Status::Skipped);
             r.reason = Some(reason);
@@ -1104,6 +1109,7 @@ mod tests {
             path: PathBuf::from(format!("f{job}")),
             problem: None,
             weight: Some(w),
+            duplicate_of: None,
         }
     }
 

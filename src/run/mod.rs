@@ -340,6 +340,11 @@ fn triage(
         let mut record = JobRecord::new(input.job, &input.path, Status::Failed);
         record.reason = Some(problem.clone());
         record
+    } else if let Some(first) = &input.duplicate_of {
+        let mut record = JobRecord::new(input.job, &input.path, Status::Skipped);
+        record.reason = Some(crate::inplace::same_file_reason(&input.path, first));
+        record.action = Some("kept");
+        record
     } else if let Some((reason, id)) = resume.and_then(|r| r.skip(&input.path)) {
         let mut record = JobRecord::new(input.job, &input.path, Status::Skipped);
         record.reason = Some(reason);

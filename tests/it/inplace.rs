@@ -257,12 +257,12 @@ fn an_out_written_as_a_directory_is_refused_and_removed() {
     assert!(r["verify"].as_str().unwrap().contains("directory"), "{r}");
     assert_eq!(snapshot(&env), before);
     assert!(temp_files(&env).is_empty(), "{:?}", temp_files(&env));
-    // A directory left by a killed run is swept like a file.
+    // Only a run removes its own {out} tree: the sweep never removes a directory (#13).
     env.mkdir("d/year=2024/.p0.fanout-4194304-1.parquet");
     env.write("d/year=2024/.p0.fanout-4194304-1.parquet/x.parquet", "x");
     env.run(&["-i", "d", "--", "cp", "{}", "{out}"])
         .assert_code(0);
-    assert!(!env.exists("d/year=2024/.p0.fanout-4194304-1.parquet"));
+    assert!(env.exists("d/year=2024/.p0.fanout-4194304-1.parquet/x.parquet"));
 }
 
 #[test]
@@ -511,14 +511,14 @@ fn dry_run_shows_out_and_the_replacement_and_creates_nothing() {
 #[test]
 fn stale_temporary_files_of_dead_runs_are_removed_and_reported() {
     let env = dataset(1);
-    // 4194304 is above Linux's pid_max: that run is certainly gone.
-    env.write("d/year=2024/.p0.fanout-4194304-1.parquet", "half");
+    // A run killed right after its job wrote {out}.
+    let stale = crate::inplace_hostile::stale_temp(&env, "d/year=2024/p0.parquet");
     let out = env.run(&["-i", "d", "--", "sh", "-c", SORT, "_", "{}", "{out}"]);
     out.assert_code(0)
         .assert_stderr_contains("removed 1 temporary file");
     assert!(temp_files(&env).is_empty());
     // Temporary names are never taken as inputs, even with -H.
-    env.write("d/year=2024/.p0.fanout-4194304-2.parquet", "half");
+    fs::write(&stale, "half").unwrap();
     let listed = env.run(&["-n", "-H", "d", "--", "echo"]);
     assert!(
         !listed.stdout_str().contains(".fanout-"),

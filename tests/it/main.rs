@@ -12,6 +12,7 @@ mod faults;
 mod filters;
 mod hostile;
 mod inplace;
+mod inplace_hostile;
 mod inputs;
 mod journal;
 mod memory;
