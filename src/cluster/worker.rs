@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 
 use super::plan::{Layout, Plan};
+use super::records::WorkerHeader;
 use super::WORKER_MEM;
 use crate::config::Config;
 use crate::error::ExitStatus;
@@ -51,15 +52,15 @@ pub(crate) fn run(plan_dir: &Path, shard: usize) -> Result<ExitStatus> {
     let io = WorkerIo {
         stdout: create(layout.stdout(shard))?,
         stderr: create(layout.stderr(shard))?,
-        header: serde_json::json!({
-            "type": "worker",
-            "shard": shard,
-            "pid": std::process::id(),
-            "host": hostname(),
-            "slurm_job_id": std::env::var("SLURM_JOB_ID").ok(),
-            "files": inputs.len(),
-            "mem_limit_bytes": budget,
-        }),
+        header: WorkerHeader {
+            shard,
+            pid: std::process::id(),
+            host: hostname(),
+            slurm_job_id: std::env::var("SLURM_JOB_ID").ok(),
+            files: inputs.len(),
+            mem_limit_bytes: budget,
+        }
+        .to_line(),
         started: Some(create(layout.started(shard))?),
     };
     exec::run_with(&config, Source::Given(inputs), Some(io))
