@@ -110,7 +110,10 @@ fn follow(
     dealt: Dealt,
     intake: &mut dyn Intake,
 ) -> ArrayReport {
-    let mut shards: Vec<Shard> = (dealt.shards.into_iter().enumerate())
+    let mut shards: Vec<Shard> = dealt
+        .shards
+        .into_iter()
+        .enumerate()
         .map(|(k, files)| Shard::new(layout, k, files))
         .collect();
     let mut watch = Watch::new(slurm, job, shards.len());
