@@ -78,8 +78,12 @@ pub(crate) fn account_for_the_rest(
     for r in missing {
         intake.accept(r);
     }
-    // A task killed outright leaves its jobs' {out} files behind: remove them now (their
-    // inputs are no longer locked by anyone).
+    sweep(&dirs, quiet, intake);
+}
+
+/// A task killed outright leaves its jobs' `{out}` files behind in `dirs`: removes them now
+/// (their inputs are no longer locked by anyone).
+fn sweep(dirs: &[PathBuf], quiet: bool, intake: &mut dyn Intake) {
     let removed: Vec<PathBuf> = dirs
         .iter()
         .flat_map(|d| crate::inplace::sweep_dead(d, std::process::id()))

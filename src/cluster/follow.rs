@@ -264,6 +264,16 @@ mod tests {
         f.write_all(bytes).unwrap();
     }
 
+    /// A new plan directory (kept while the first value lives).
+    fn plan_dir() -> (tempfile::TempDir, Layout) {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout {
+            dir: dir.path().to_path_buf(),
+        };
+        layout.create().unwrap();
+        (dir, layout)
+    }
+
     fn record_line(job: u64, stdout: u64, stderr: u64) -> Vec<u8> {
         let mut r = JobRecord::new(job, Path::new(&format!("f{job}")), Status::Ok);
         r.stdout_bytes = Some(stdout);
@@ -275,11 +285,7 @@ mod tests {
 
     #[test]
     fn records_and_whole_outputs_are_handed_on_once_each() {
-        let dir = tempfile::tempdir().unwrap();
-        let layout = Layout {
-            dir: dir.path().to_path_buf(),
-        };
-        layout.create().unwrap();
+        let (_dir, layout) = plan_dir();
         let files = (1..=3).map(|j| PlannedFile::new(j, Path::new(&format!("f{j}")), 1));
         let mut shard = Shard::new(&layout, 0, files.collect());
         let mut taken = Taken::default();
@@ -334,11 +340,7 @@ mod tests {
 
     #[test]
     fn at_the_end_output_short_of_its_size_goes_out_as_it_is() {
-        let dir = tempfile::tempdir().unwrap();
-        let layout = Layout {
-            dir: dir.path().to_path_buf(),
-        };
-        layout.create().unwrap();
+        let (_dir, layout) = plan_dir();
         let mut shard = Shard::new(&layout, 2, vec![PlannedFile::new(5, Path::new("f5"), 1)]);
         append(&layout.stdout(2), b"par");
         append(&layout.records(2), &record_line(5, 10, 0));
@@ -355,11 +357,7 @@ mod tests {
 
     #[test]
     fn a_task_killed_by_slurm_sends_no_more_records() {
-        let dir = tempfile::tempdir().unwrap();
-        let layout = Layout {
-            dir: dir.path().to_path_buf(),
-        };
-        layout.create().unwrap();
+        let (_dir, layout) = plan_dir();
         let mut shard = Shard::new(&layout, 0, vec![PlannedFile::new(1, Path::new("f1"), 1)]);
         assert!(shard.may_have_more_records());
         append(&layout.started(0), b"1\n");
