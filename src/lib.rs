@@ -59,9 +59,19 @@ fn run(config: &Config) -> anyhow::Result<ExitStatus> {
             Source::Walk,
             Io::terminal(),
         ),
-        Mode::DryRun(Some(_)) => cluster::submit::dry_run(config),
+        Mode::DryRun(Some(_)) => drive(
+            config,
+            &mut cluster::SlurmPlan,
+            Source::Walk,
+            Io::terminal(),
+        ),
         Mode::Local | Mode::Srun(_) => drive(config, &mut exec::Pool, Source::Walk, Io::terminal()),
-        Mode::Slurm(_) => cluster::submit::run(config),
+        Mode::Slurm(_) => drive(
+            config,
+            &mut cluster::SlurmArray::find()?,
+            Source::Walk,
+            Io::terminal(),
+        ),
         Mode::Worker => {
             anyhow::bail!("a worker runs from a Slurm plan: fanout worker --plan DIR --shard N")
         }

@@ -220,7 +220,7 @@ struct Replace {
 
 impl Journal {
     /// Creates (truncates) the journal at `path`.
-    fn create(path: &Path) -> io::Result<Journal> {
+    pub(crate) fn create(path: &Path) -> io::Result<Journal> {
         let file = File::create(path)?;
         Ok(Journal::new(file, path, None))
     }

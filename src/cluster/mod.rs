@@ -1,14 +1,26 @@
 //! Running on a Slurm cluster. fanout schedules nothing here itself: it hands the jobs to Slurm
 //! and keeps its own guarantees (per-file records, in-place safety, memory reservations).
 //!
-//! - `--executor slurm`: `submit` walks and plans as usual, writes the plan (`plan`) to a
-//!   directory the nodes share, submits one job array (`slurm`) and watches it; each array task
-//!   runs `fanout worker` (`worker`), the ordinary local pool over its shard.
+//! - `--executor slurm`: `submit` walks and triages as usual (`triage`), deals the inputs into
+//!   shards (`deal`), writes the plan (`plan`, `script`) to a directory the nodes share and
+//!   submits one job array (`slurm`). It follows the shards' files (`follow`) and Slurm's view
+//!   of the tasks (`watch`, `state`), explains files left without a record (`explain`), and
+//!   hands records and output to the one place that journals and reports them (`collect`).
+//!   Each array task runs `fanout worker` (`worker`), the ordinary local pool over its shard,
+//!   whose journal lines both sides share as types (`records`).
 //! - `--executor srun`: inside an allocation, every job becomes `srun --exact -n1 …` (`Allocation`).
 
+mod deal;
+mod explain;
+mod follow;
 pub(crate) mod plan;
+mod records;
+mod script;
 mod slurm;
-pub(crate) mod submit;
+mod state;
+mod submit;
+pub(crate) use submit::{SlurmArray, SlurmPlan};
+mod watch;
 pub(crate) mod worker;
 
 use std::ffi::OsString;

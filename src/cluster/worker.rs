@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 
 use super::plan::{Layout, Plan};
+use super::records::WorkerHeader;
 use super::WORKER_MEM;
 use crate::config::{Config, Mode};
 use crate::error::ExitStatus;
@@ -49,19 +50,20 @@ pub(crate) fn run(plan_dir: &Path, shard: usize) -> Result<ExitStatus> {
     config.mode = Mode::Worker;
     let create =
         |p: PathBuf| File::create(&p).with_context(|| format!("cannot write {}", p.display()));
-    let header = serde_json::json!({
-        "type": "worker",
-        "shard": shard,
-        "pid": std::process::id(),
-        "host": hostname(),
-        "slurm_job_id": std::env::var("SLURM_JOB_ID").ok(),
-        "files": inputs.len(),
-        "mem_limit_bytes": budget,
-    });
     let io = Io {
         stdout: Box::new(create(layout.stdout(shard))?),
         stderr: Box::new(create(layout.stderr(shard))?),
-        header: Some(header),
+        header: Some(
+            WorkerHeader {
+                shard,
+                pid: std::process::id(),
+                host: hostname(),
+                slurm_job_id: std::env::var("SLURM_JOB_ID").ok(),
+                files: inputs.len(),
+                mem_limit_bytes: budget,
+            }
+            .to_line(),
+        ),
         started: Some(create(layout.started(shard))?),
         files: true,
     };

@@ -143,6 +143,19 @@ impl Spool {
     }
 }
 
+/// Writing into a spool keeps the bytes (output read back from elsewhere: a spill file, a
+/// Slurm task's output file).
+impl Write for Spool {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.push(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
 /// Where a stop of the job's process group stands.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Stop {

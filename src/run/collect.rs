@@ -222,10 +222,9 @@ impl<'a> Collector<'a> {
                 Held::Spilled(at, len) => {
                     let file = self.spill.as_mut()?;
                     let mut spool = Spool::default();
-                    let copied = file.seek(SeekFrom::Start(at)).and_then(|_| {
-                        let mut sink = SpoolWriter(&mut spool);
-                        io::copy(&mut file.take(len), &mut sink)
-                    });
+                    let copied = file
+                        .seek(SeekFrom::Start(at))
+                        .and_then(|_| io::copy(&mut file.take(len), &mut spool));
                     if let Err(err) = copied {
                         spool.error = Some(format!("could not keep the job's output: {err}"));
                     }
@@ -384,19 +383,5 @@ impl<'a> Collector<'a> {
     fn close_stdout(&mut self) {
         self.stdout_closed = true;
         self.cancel.raise(Level::Stop, Reason::ClosedStdout);
-    }
-}
-
-/// Writes into a spool (bringing spilled output back).
-struct SpoolWriter<'a>(&'a mut Spool);
-
-impl Write for SpoolWriter<'_> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.push(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
     }
 }

@@ -34,7 +34,6 @@ use crate::summary::{Journal, MemoryReport};
 use crate::walk::{self, Input, Notice, WalkReport};
 
 pub(crate) use collect::Collector;
-pub(crate) use report::nothing_matched;
 
 /// A finished input on its way to the collector, with the job's captured output.
 pub(crate) struct Done {
@@ -68,6 +67,8 @@ pub(crate) struct Extra {
     pub memory: MemoryReport,
     /// Said after the report (a dry run's plan), one notice each.
     pub notes: Vec<String>,
+    /// The cluster part of the final record (a Slurm array's tasks).
+    pub cluster: Option<serde_json::Value>,
     /// A dry run: the jobs it listed (its records are `skipped`, as `--resume` skips are).
     pub planned: u64,
 }

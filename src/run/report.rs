@@ -68,7 +68,14 @@ pub(super) fn finish(
             // A second Ctrl-C stopped the walk: not every input has its record.
             j.walk_cut_short();
         }
-        if let Err(err) = j.finish(&totals, wall, exit, stopped, &extra.memory, None) {
+        if let Err(err) = j.finish(
+            &totals,
+            wall,
+            exit,
+            stopped,
+            &extra.memory,
+            extra.cluster.as_ref(),
+        ) {
             print_notice(&format!(
                 "error: cannot write the summary {}: {}",
                 j.path().display(),
@@ -81,7 +88,7 @@ pub(super) fn finish(
 }
 
 /// What a run that found nothing says.
-pub(crate) fn nothing_matched(hint: Option<&str>) -> String {
+fn nothing_matched(hint: Option<&str>) -> String {
     match hint {
         Some(h) => format!("no files matched; {h}"),
         None => "no files matched".to_string(),

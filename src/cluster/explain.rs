@@ -1,0 +1,228 @@
+//! Why a file has no record: its array task ended first (killed for memory, time limit, node
+//! failure, cancelled). Each such file gets a record with Slurm's state, the task's exit signal,
+//! the log line that tells most, and whether the file was running or never reached; files are
+//! never silently lost. In place, the `{out}` files killed jobs left behind are removed.
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+
+use super::follow::{Intake, Shard};
+use super::state::{ExitCode, JobId, Task, TaskState};
+use super::watch::Watch;
+use crate::cancel::Cancel;
+use crate::summary::{JobRecord, Status};
+
+/// Every planned file without a record gets one, in job order, handed to `intake`.
+pub(crate) fn account_for_the_rest(
+    shards: &[Shard],
+    watch: &Watch,
+    in_place: bool,
+    quiet: bool,
+    cancel: &Cancel,
+    intake: &mut dyn Intake,
+) {
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    let mut missing: Vec<JobRecord> = Vec::new();
+    for s in shards {
+        if s.unrecorded().next().is_none() {
+            continue;
+        }
+        let state = watch.state(s.index);
+        let started = s.started || state.is_some_and(|t| t.node.is_some());
+        // Never listed by squeue (fanout stopped waiting): ask scontrol all the same.
+        let exit = if state.is_none_or(TaskState::is_ended) {
+            watch.exit_code(s.index)
+        } else {
+            None
+        };
+        let why = explain(&watch.job, s.index, state, exit);
+        let running = s.started_jobs();
+        let status = if !started {
+            Status::NotStarted
+        } else if watch.cancelled {
+            Status::Interrupted
+        } else {
+            Status::Failed
+        };
+        for f in s.unrecorded() {
+            let Ok(path) = f.path() else { continue };
+            let mut r = JobRecord::new(f.job, &path, status);
+            // Which of the task's files was running when it died, and which it never reached.
+            let reason = match (status, running.contains(&f.job)) {
+                (Status::NotStarted, _) if watch.cancelled => format!(
+                    "{} (its Slurm array task was cancelled before it started)",
+                    crate::run::not_started_reason(cancel)
+                ),
+                (Status::NotStarted, _) => format!("not started: {why} before it started"),
+                (Status::Interrupted, _) => format!("interrupted: {why}"),
+                (_, true) => with_evidence(&why, "while this file ran", &s.log_lines),
+                (_, false) => with_evidence(&why, "before this file started", &s.log_lines),
+            };
+            r.reason = Some(if in_place {
+                format!("{reason}; original kept")
+            } else {
+                reason
+            });
+            r.weight_bytes = Some(f.weight_bytes);
+            if in_place {
+                r.action = Some("kept");
+                let dir = out_dir(&path);
+                if !dirs.contains(&dir) {
+                    dirs.push(dir);
+                }
+            }
+            missing.push(r);
+        }
+    }
+    missing.sort_by_key(|r| r.job);
+    for r in missing {
+        intake.accept(crate::run::Done::bare(r));
+    }
+    sweep(&dirs, quiet, intake);
+}
+
+/// A task killed outright leaves its jobs' `{out}` files behind in `dirs`: removes them now
+/// (their inputs are no longer locked by anyone).
+fn sweep(dirs: &[PathBuf], quiet: bool, intake: &mut dyn Intake) {
+    let removed: Vec<PathBuf> = dirs
+        .iter()
+        .flat_map(|d| crate::inplace::sweep_dead(d, std::process::id()))
+        .collect();
+    if !removed.is_empty() && !quiet {
+        intake.notice(&format!(
+            "removed {} temporary file(s) of array tasks that ended without finishing",
+            removed.len()
+        ));
+    }
+}
+
+/// Where an in-place job's `{out}` lies: beside the file rewritten (a symlink's target).
+fn out_dir(input: &Path) -> PathBuf {
+    let target = crate::inplace::InPlace::target(input).unwrap_or(input.to_path_buf());
+    target
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .to_path_buf()
+}
+
+/// How task K ended, from Slurm's state and its exit code, e.g. `Slurm array task 6_1 on
+/// node17 ended FAILED (killed by signal 9, SIGKILL)`.
+fn explain(job: &JobId, k: usize, state: Option<&TaskState>, exit: Option<ExitCode>) -> String {
+    let mut why = format!("Slurm array task {}", job.name(Task::Index(k)));
+    if let Some(node) = state.and_then(|t| t.node.as_deref()) {
+        why.push_str(&format!(" on {node}"));
+    }
+    why.push_str(&format!(
+        " ended {}",
+        state.map_or("UNKNOWN", |t| t.state.name())
+    ));
+    match exit {
+        Some(e) if e.signal > 0 => why.push_str(&format!(
+            " (killed by signal {}, {})",
+            e.signal,
+            crate::summary::signal_name(e.signal)
+        )),
+        Some(e) if e.code > 0 => why.push_str(&format!(" (exit {})", e.code)),
+        _ => {}
+    }
+    if let Some(reason) = state.and_then(|t| t.reason.as_deref()) {
+        why.push_str(&format!(" [{reason}]"));
+    }
+    why
+}
+
+/// `WHY when: EVIDENCE` — e.g. `… ended FAILED (killed by signal 9) while this file ran:
+/// slurmstepd: error: Exceeded job memory limit`.
+fn with_evidence(why: &str, when: &str, log: &VecDeque<String>) -> String {
+    match telling_line(log) {
+        Some(line) => format!("{why} {when}: {line}"),
+        None => format!("{why} {when}"),
+    }
+}
+
+/// The log line that best says why a task ended: memory first, then limits and cancellation,
+/// then fanout's own last words, then the last line.
+fn telling_line(lines: &VecDeque<String>) -> Option<&str> {
+    let find =
+        |pred: &dyn Fn(&str) -> bool| lines.iter().rev().find(|l| pred(&l.to_ascii_lowercase()));
+    // slurmstepd's first memory line has the numbers ("exceeded memory limit (A > B)").
+    lines
+        .iter()
+        .find(|l| {
+            let l = l.to_ascii_lowercase();
+            l.contains("memory") || l.contains("oom")
+        })
+        .or_else(|| {
+            find(&|l| {
+                l.contains("time limit") || l.contains("cancelled") || l.contains("node fail")
+            })
+        })
+        .or_else(|| find(&|l| l.starts_with("fanout") || l.contains("error")))
+        .or_else(|| lines.back())
+        .map(String::as_str)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::state::{ArrayStates, State};
+
+    fn log(lines: &[&str]) -> VecDeque<String> {
+        lines.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn the_memory_line_explains_a_killed_task() {
+        let lines = log(&[
+            "fanout: removed 1 temporary file(s)",
+            "slurmstepd-n1: error: StepId=16.batch exceeded memory limit (434749440 > 104857600), being killed",
+            "slurmstepd-n1: error: *** JOB 16 ON n1 CANCELLED AT 2026-11-22T06:24:25 ***",
+        ]);
+        assert!(telling_line(&lines)
+            .unwrap()
+            .contains("exceeded memory limit"));
+    }
+
+    #[test]
+    fn without_a_memory_line_limits_then_fanouts_words_then_the_last_line() {
+        let lines = log(&[
+            "fanout: starting",
+            "something",
+            "slurmstepd: error: *** JOB 3 ON n1 CANCELLED AT 2026 DUE TO TIME LIMIT ***",
+            "last",
+        ]);
+        assert!(telling_line(&lines).unwrap().contains("TIME LIMIT"));
+        let lines = log(&["fanout: error: cannot read x", "last"]);
+        assert_eq!(telling_line(&lines), Some("fanout: error: cannot read x"));
+        assert_eq!(telling_line(&log(&["a", "b"])), Some("b"));
+        assert_eq!(telling_line(&log(&[])), None);
+        assert_eq!(with_evidence("WHY", "when", &log(&[])), "WHY when");
+        assert_eq!(with_evidence("WHY", "when", &log(&["x"])), "WHY when: x");
+    }
+
+    #[test]
+    fn a_tasks_end_in_words() {
+        let job = JobId::from_sbatch("6").unwrap();
+        let states = ArrayStates::parse("6_1|FAILED|OutOfMemory|node17\n6_2|CANCELLED|None|\n");
+        let killed = ExitCode { code: 0, signal: 9 };
+        assert_eq!(
+            explain(&job, 1, states.of(1), Some(killed)),
+            "Slurm array task 6_1 on node17 ended FAILED (killed by signal 9, SIGKILL) [OutOfMemory]"
+        );
+        assert_eq!(
+            explain(&job, 2, states.of(2), Some(ExitCode { code: 2, signal: 0 })),
+            "Slurm array task 6_2 ended CANCELLED (exit 2)"
+        );
+        assert_eq!(
+            explain(&job, 3, None, None),
+            "Slurm array task 6_3 ended UNKNOWN"
+        );
+        let forgotten = TaskState::forgotten();
+        assert_eq!(forgotten.state, State::Forgotten);
+        assert_eq!(
+            explain(&job, 0, Some(&forgotten), None),
+            "Slurm array task 6_0 ended ENDED [no longer known to Slurm]"
+        );
+    }
+}
