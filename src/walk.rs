@@ -1,5 +1,5 @@
 //! File discovery: walks the roots with the `ignore` crate, reads paths from standard input,
-//! applies the filters and sends numbered inputs into a bounded channel.
+//! applies the filters and hands numbered inputs to the caller's sink, one at a time.
 //!
 //! The walk is sequential and sorted by file name, so job numbers (`{#}`) and the order of a
 //! dry run are the same from one run to the next. A walk error becomes a message for the
@@ -141,7 +141,8 @@ pub(crate) fn build_overrides(root: &Path, globs: &[String]) -> Result<Override>
 
 struct Walker<'a> {
     opts: &'a WalkOptions,
-    inputs: &'a Sender<Input>,
+    /// Where inputs go; `false` back means nobody takes more.
+    inputs: &'a mut dyn FnMut(Input) -> bool,
     notices: &'a Sender<Notice>,
     cancel: &'a Cancel,
     found: &'a AtomicU64,
@@ -159,10 +160,11 @@ struct Walker<'a> {
     own_inodes: HashSet<u64>,
 }
 
-/// Runs the whole discovery, sending inputs until done or stopped. `found` counts inputs sent.
+/// Runs the whole discovery, handing inputs to `inputs` until done or stopped (or it returns
+/// false). `found` counts inputs handed on.
 pub(crate) fn scan(
     opts: &WalkOptions,
-    inputs: &Sender<Input>,
+    inputs: &mut dyn FnMut(Input) -> bool,
     notices: &Sender<Notice>,
     cancel: &Cancel,
     found: &AtomicU64,
@@ -470,7 +472,7 @@ impl Walker<'_> {
         };
         self.next_job += 1;
         self.found.fetch_add(1, Ordering::Relaxed);
-        self.inputs.send(input).is_ok()
+        (self.inputs)(input)
     }
 }
 
@@ -537,13 +539,13 @@ fn skipped_hint(opts: &WalkOptions) -> Option<String> {
             no_ignore: true,
             ..opts.clone()
         };
-        let (inputs, _rx) = crossbeam_channel::unbounded();
+        let mut inputs = |_: Input| true;
         let (notices, _nrx) = crossbeam_channel::unbounded();
         let cancel = Cancel::default();
         let found = AtomicU64::new(0);
         let probe = Walker {
             opts: &relaxed,
-            inputs: &inputs,
+            inputs: &mut inputs,
             notices: &notices,
             cancel: &cancel,
             found: &found,

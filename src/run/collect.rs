@@ -96,31 +96,40 @@ impl<'a> Collector<'a> {
     pub(crate) fn collect(
         &mut self,
         done: &Receiver<Done>,
+        early: &Receiver<Vec<Done>>,
         notices: &Receiver<Notice>,
         found: &AtomicU64,
         running: &AtomicU64,
         backlog: &Backlog,
     ) {
-        let mut notices_open = true;
-        loop {
-            let event = if notices_open {
-                select! {
-                    recv(done) -> d => d.map(Some),
-                    recv(notices) -> n => match n {
-                        Ok(n) => { self.notice(n); Ok(None) }
-                        Err(_) => { notices_open = false; Ok(None) }
-                    },
-                }
-            } else {
-                done.recv().map(Some)
-            };
-            match event {
-                Ok(Some(d)) => self.accept(d, backlog),
-                Ok(None) => {}
-                Err(_) => break,
+        let (mut done_open, mut early_open, mut notices_open) = (true, true, true);
+        let closed_done = crossbeam_channel::never::<Done>();
+        let closed_early = crossbeam_channel::never::<Vec<Done>>();
+        let closed_notices = crossbeam_channel::never::<Notice>();
+        while done_open || early_open {
+            select! {
+                recv(if done_open { done } else { &closed_done }) -> d => match d {
+                    Ok(d) => self.accept(d, backlog),
+                    Err(_) => done_open = false,
+                },
+                recv(if early_open { early } else { &closed_early }) -> b => match b {
+                    Ok(batch) => batch.into_iter().for_each(|d| self.accept(d, backlog)),
+                    Err(_) => early_open = false,
+                },
+                recv(if notices_open { notices } else { &closed_notices }) -> n => match n {
+                    Ok(n) => self.notice(n),
+                    Err(_) => notices_open = false,
+                },
             }
-            while let Ok(d) = done.try_recv() {
-                self.accept(d, backlog);
+            // Take everything that is ready before flushing once.
+            loop {
+                if let Ok(batch) = early.try_recv() {
+                    batch.into_iter().for_each(|d| self.accept(d, backlog));
+                } else if let Ok(d) = done.try_recv() {
+                    self.accept(d, backlog);
+                } else {
+                    break;
+                }
             }
             self.end_batch();
             self.progress.update(

@@ -254,58 +254,49 @@ pub(crate) fn drive(
     collector.files = io.files;
 
     let (extra, walk_report) = std::thread::scope(|s| -> Result<(Extra, WalkReport)> {
-        let (walk_tx, walk_rx) = bounded::<Input>(capacity);
         let (job_tx, job_rx) = bounded::<Input>(capacity);
         let (done_tx, done_rx) = bounded::<Done>(capacity);
+        let (early_tx, early_rx) = bounded::<Vec<Done>>(16);
         let ctx = &ctx;
         let found = &found;
-        let walk_notices = ctx.notices.clone();
+        let resume = resume.as_ref();
+        // Discovery and triage share a thread: what needs no executor becomes a record at
+        // once, in batches, so records that need no process move at memory speed.
         let walker = std::thread::Builder::new()
             .name("walk".into())
             .spawn_scoped(s, move || {
+                let mut triage = Triage::new(ctx, resume, early_tx);
+                let largest_first = config.order == Order::LargestFirst;
+                let mut kept = Vec::new();
+                let mut sink = |input: Input| match triage.take(input) {
+                    None => true,
+                    Some(input) if largest_first => {
+                        kept.push(input);
+                        true
+                    }
+                    Some(input) => job_tx.send(input).is_ok(),
+                };
                 let report = match source {
                     Source::Walk => {
-                        walk::scan(&config.walk, &walk_tx, &walk_notices, ctx.cancel, found)
+                        walk::scan(&config.walk, &mut sink, &ctx.notices, ctx.cancel, found)
                     }
                     Source::Given(inputs) => {
                         for input in inputs {
                             found.fetch_add(1, Ordering::Relaxed);
-                            if walk_tx.send(input).is_err() {
+                            if !sink(input) {
                                 break;
                             }
                         }
                         Ok(WalkReport::default())
                     }
                 };
-                drop(walk_tx);
+                triage.flush();
+                // With --order largest-first every input is weighed, then the heaviest go first
+                // (the dry run shows that order too).
+                heaviest_first(kept, &job_tx);
                 report
             })
             .context("cannot start the walk")?;
-        // Triage: what needs no executor becomes a record at once; the rest goes on, heaviest
-        // first with --order largest-first (the dry run shows that order too).
-        let triage_done = done_tx.clone();
-        let resume = resume.as_ref();
-        let largest_first = config.order == Order::LargestFirst;
-        std::thread::Builder::new()
-            .name("triage".into())
-            .spawn_scoped(s, move || {
-                if largest_first {
-                    let kept = walk_rx
-                        .iter()
-                        .filter_map(|input| triage(ctx, resume, input, &triage_done))
-                        .collect();
-                    heaviest_first(kept, &job_tx);
-                } else {
-                    for input in &walk_rx {
-                        if let Some(input) = triage(ctx, resume, input, &triage_done) {
-                            if job_tx.send(input).is_err() {
-                                break;
-                            }
-                        }
-                    }
-                }
-            })
-            .context("cannot start a thread")?;
         let exec = std::thread::Builder::new()
             .name("executor".into())
             .spawn_scoped(s, move || {
@@ -320,7 +311,7 @@ pub(crate) fn drive(
                 extra
             })
             .context("cannot start a thread")?;
-        collector.collect(&done_rx, &notice_rx, found, &running, &backlog);
+        collector.collect(&done_rx, &early_rx, &notice_rx, found, &running, &backlog);
         let extra = exec.join().expect("executor thread")?;
         let report = walker.join().expect("walker thread")?;
         Ok((extra, report))
@@ -329,44 +320,88 @@ pub(crate) fn drive(
     report::finish(config, &cancel, collector, extra, walk_report, start)
 }
 
-/// Decides what an input needs no executor for: a problem found by the walk, a `--resume`
-/// skip, a stop already under way. Returns the input when it is to run.
-fn triage(
-    ctx: &Context<'_>,
-    resume: Option<&Resume>,
-    input: Input,
-    done: &Sender<Done>,
-) -> Option<Input> {
-    let record = if let Some(problem) = &input.problem {
-        let mut record = JobRecord::new(input.job, &input.path, Status::Failed);
-        record.reason = Some(problem.clone());
-        record
-    } else if let Some(first) = &input.duplicate_of {
-        let mut record = JobRecord::new(input.job, &input.path, Status::Skipped);
-        record.reason = Some(crate::inplace::same_file_reason(&input.path, first));
-        record.action = Some("kept");
-        record
-    } else if let Some((reason, id)) = resume.and_then(|r| r.skip(&input.path)) {
-        let mut record = JobRecord::new(input.job, &input.path, Status::Skipped);
-        record.reason = Some(reason);
-        record.file_size = Some(id.size);
-        record.file_mtime_ns = Some(id.mtime_ns);
-        record
-    } else if ctx.cancel.no_new_jobs() {
-        ctx.not_started(input.job, &input.path)
-    } else {
-        return Some(input);
-    };
-    if ctx.config.keep_order && ctx.config.order == Order::Input {
-        ctx.backlog.wait_for_room(input.job, ctx.cancel);
+/// Decides, as inputs are discovered, what needs no executor: a problem found by the walk,
+/// another name of a file already met, a `--resume` skip, a stop already under way. Those
+/// records go to the collector in batches.
+struct Triage<'c, 'a> {
+    ctx: &'c Context<'a>,
+    resume: Option<&'c Resume>,
+    out: Sender<Vec<Done>>,
+    batch: Vec<Done>,
+    since: Instant,
+}
+
+impl<'c, 'a> Triage<'c, 'a> {
+    /// Records per batch, and how long a batch may wait for more.
+    const BATCH: usize = 512;
+    const WAIT: Duration = Duration::from_millis(20);
+
+    fn new(ctx: &'c Context<'a>, resume: Option<&'c Resume>, out: Sender<Vec<Done>>) -> Self {
+        Triage {
+            ctx,
+            resume,
+            out,
+            batch: Vec::with_capacity(Self::BATCH),
+            since: Instant::now(),
+        }
     }
-    ctx.hand_back(done, Done::bare(record));
-    None
+
+    /// Returns the input when it is to run; else its record is on its way.
+    fn take(&mut self, input: Input) -> Option<Input> {
+        let Some(record) = self.decide(&input) else {
+            return Some(input);
+        };
+        halt_after(self.ctx.config, self.ctx.cancel, record.status);
+        if self.batch.is_empty() {
+            self.since = Instant::now();
+        }
+        self.batch.push(Done::bare(record));
+        if self.batch.len() >= Self::BATCH || self.since.elapsed() >= Self::WAIT {
+            self.flush();
+        }
+        None
+    }
+
+    fn decide(&self, input: &Input) -> Option<JobRecord> {
+        let mut record;
+        if let Some(problem) = &input.problem {
+            record = JobRecord::new(input.job, &input.path, Status::Failed);
+            record.reason = Some(problem.clone());
+        } else if let Some(first) = &input.duplicate_of {
+            record = JobRecord::new(input.job, &input.path, Status::Skipped);
+            record.reason = Some(crate::inplace::same_file_reason(&input.path, first));
+            record.action = Some("kept");
+        } else if let Some((reason, id)) = self.resume.and_then(|r| r.skip(&input.path)) {
+            record = JobRecord::new(input.job, &input.path, Status::Skipped);
+            record.reason = Some(reason);
+            record.file_size = Some(id.size);
+            record.file_mtime_ns = Some(id.mtime_ns);
+        } else if self.ctx.cancel.no_new_jobs() {
+            record = self.ctx.not_started(input.job, &input.path);
+        } else {
+            return None;
+        }
+        Some(record)
+    }
+
+    fn flush(&mut self) {
+        let Some(first) = self.batch.first().map(|d| d.record.job) else {
+            return;
+        };
+        let config = self.ctx.config;
+        if config.keep_order && config.order == Order::Input {
+            self.ctx.backlog.wait_for_room(first, self.ctx.cancel);
+        }
+        let _ = self.out.send(std::mem::take(&mut self.batch));
+    }
 }
 
 /// Weighs every input in parallel and sends them on, heaviest first.
 fn heaviest_first(mut all: Vec<Input>, out: &Sender<Input>) {
     use rayon::prelude::*;
+    if all.is_empty() {
+        return;
+    }
     all.par_iter_mut()
         .for_each(|i| i.weight = Some(crate::parquet::weight(&i.path)));
     // Stable: equal weights keep input order.
