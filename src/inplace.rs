@@ -383,7 +383,7 @@ fn commit(p: &Prepared) -> Result<(), String> {
         fs::Permissions::from_mode(md.permissions().mode() & 0o7777),
     )
     .map_err(|e| step("setting the output's permissions", e))?;
-    if crate::exec::sys::is_root() {
+    if crate::os::is_root() {
         std::os::unix::fs::chown(&p.out, Some(md.uid()), Some(md.gid()))
             .map_err(|e| step("setting the output's owner", e))?;
     }
@@ -411,10 +411,7 @@ fn remove_temp(path: &Path) -> bool {
 
 /// Whether process `pid` is a running fanout.
 fn run_alive(pid: u32) -> bool {
-    match fs::read(format!("/proc/{pid}/comm")) {
-        Ok(comm) => comm.trim_ascii_end() == b"fanout",
-        Err(_) => false,
-    }
+    crate::os::process_name(pid).is_some_and(|name| name == b"fanout")
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ mod error;
 mod exec;
 mod inplace;
 mod memory;
+mod os;
 mod parquet;
 mod progress;
 mod resume;

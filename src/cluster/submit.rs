@@ -972,7 +972,7 @@ impl<'a> Watch<'a> {
         let stopped = self.cancel.reason();
         let exit = self.totals.exit_status(stopped);
         let mut memory_report = MemoryReport {
-            fanout_cpu_ms: crate::exec::sys::own_cpu().as_millis() as u64,
+            fanout_cpu_ms: crate::os::own_cpu().as_millis() as u64,
             ..MemoryReport::default()
         };
         let mut shards = Vec::new();

@@ -9,7 +9,6 @@
 mod admit;
 mod child;
 mod sampler;
-pub(crate) mod sys;
 
 use std::collections::BTreeMap;
 use std::io::{self, Write};
@@ -95,8 +94,8 @@ pub(crate) fn run_with(
 ) -> Result<ExitStatus> {
     let cancel = Arc::new(Cancel::new().context("cannot create a pipe")?);
     cancel::watch_signals(Arc::clone(&cancel)).context("cannot install signal handlers")?;
-    sys::become_subreaper();
-    sys::protect_from_oom();
+    crate::os::become_subreaper();
+    crate::os::protect_from_oom();
     let mut meter = Meter::new();
     let snapshot = meter.snapshot();
     let (budget, reserve) = memory::plan(config.mem_limit, config.mem_reserve, &snapshot);
@@ -227,9 +226,9 @@ pub(crate) fn run_with(
         max_memory_bytes: shared.sampler.max_total(),
         model: shared.gate.fit(),
         timeline: shared.sampler.timeline(),
-        fanout_cpu_ms: sys::own_cpu().as_millis() as u64,
+        fanout_cpu_ms: crate::os::own_cpu().as_millis() as u64,
         fanout_cpu_ms_per_job: if totals.ran > 0 {
-            let per_job = sys::own_cpu().as_secs_f64() * 1000.0 / totals.ran as f64;
+            let per_job = crate::os::own_cpu().as_secs_f64() * 1000.0 / totals.ran as f64;
             (per_job * 1000.0).round() / 1000.0
         } else {
             0.0
@@ -705,7 +704,7 @@ impl Collector<'_> {
             }
         } else if !self.config.capture
             && !self.stdout_closed
-            && sys::peer_closed(io::stdout().as_fd())
+            && crate::os::peer_closed(io::stdout().as_fd())
         {
             // Output goes straight through with -j 1: notice a closed stdout all the same.
             self.close_stdout();

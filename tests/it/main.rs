@@ -15,6 +15,7 @@ mod inplace;
 mod inputs;
 mod memory;
 mod preflight;
+mod processes;
 mod running;
 mod signals;
 mod slurm;
