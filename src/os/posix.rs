@@ -300,3 +300,58 @@ pub(crate) fn reap_orphans() -> usize {
     }
     reaped
 }
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    fn is_zombie(pid: i32) -> bool {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+            s.rsplit_once(')')
+                .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
+        })
+    }
+
+    #[test]
+    fn the_orphan_reaper_leaves_job_leaders_to_their_supervisor() {
+        // reap_orphans reaps any child that is not a job leader, so it runs in a process of its
+        // own (this test binary again, this test alone): other tests' children are safe.
+        const NAME: &str =
+            "os::posix::tests::the_orphan_reaper_leaves_job_leaders_to_their_supervisor";
+        if std::env::var_os("FANOUT_REAPER_TEST").is_none() {
+            let status = std::process::Command::new(std::env::current_exe().unwrap())
+                .args(["--exact", NAME, "--test-threads=1", "--nocapture"])
+                .env("FANOUT_REAPER_TEST", "1")
+                .status()
+                .unwrap();
+            assert!(status.success());
+            return;
+        }
+        // A child that is not a job (first, so that it comes first among exited children),
+        // then a job leader; both exit at once and stay zombies until reaped.
+        // The point is a zombie that the reaper, not this handle, reaps.
+        #[allow(clippy::zombie_processes)]
+        let other = std::process::Command::new("true").spawn().unwrap();
+        let other = other.id() as i32;
+        let job = spawn_job(
+            OsStr::new("sh"),
+            &["sh".into(), "-c".into(), "exit 3".into()],
+            false,
+        )
+        .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !(is_zombie(other) && is_zombie(job.pid)) {
+            assert!(Instant::now() < deadline, "the children never exited");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(reap_orphans(), 1, "the child that is not a job is reaped");
+        assert!(!is_zombie(other));
+        let reaped = wait4(job.pid, false)
+            .unwrap()
+            .expect("the leader's status is still there");
+        assert_eq!(reaped.exit_code(), Some(3));
+        waited(job.pid);
+        assert_eq!(reap_orphans(), 0);
+    }
+}
