@@ -721,7 +721,7 @@ fn commit(p: &Prepared, out: &File) -> Result<(), Step> {
     let node = Node::of(out).map_err(before("reading the output"))?;
     rustix::fs::fsync(out).map_err(before("syncing the output"))?;
     // Owner first: chown clears the set-user-id and set-group-id bits, which fchmod then sets.
-    if crate::exec::sys::is_root() {
+    if crate::os::is_root() {
         rustix::fs::fchown(
             out,
             Some(rustix::fs::Uid::from_raw(input.uid)),
@@ -729,8 +729,11 @@ fn commit(p: &Prepared, out: &File) -> Result<(), Step> {
         )
         .map_err(before("setting the output's owner"))?;
     }
-    rustix::fs::fchmod(out, Mode::from_raw_mode(input.mode & 0o7777))
-        .map_err(before("setting the output's permissions"))?;
+    rustix::fs::fchmod(
+        out,
+        Mode::from_raw_mode((input.mode & 0o7777) as rustix::fs::RawMode),
+    )
+    .map_err(before("setting the output's permissions"))?;
     rustix::fs::renameat(&p.dir, &p.out_name, &p.dir, &p.target_name)
         .map_err(before("renaming the output over the input"))?;
     if !Node::at(&p.dir, &p.target_name).is_ok_and(|n| n.same_file(&node)) {
@@ -794,10 +797,7 @@ fn remove_tree(dir: &OwnedFd, name: &OsStr, depth: u32) -> Result<(), Errno> {
 
 /// Whether process `pid` is a running fanout.
 fn run_alive(pid: u32) -> bool {
-    match fs::read(format!("/proc/{pid}/comm")) {
-        Ok(comm) => comm.trim_ascii_end() == b"fanout",
-        Err(_) => false,
-    }
+    crate::os::process_name(pid).is_some_and(|name| name == b"fanout")
 }
 
 #[cfg(test)]

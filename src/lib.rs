@@ -17,6 +17,7 @@ mod error;
 mod exec;
 mod inplace;
 mod memory;
+mod os;
 mod parquet;
 mod progress;
 pub mod record;

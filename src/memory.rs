@@ -2,11 +2,12 @@
 //! learns how much memory a job needs from its input's weight.
 //!
 //! The only user of sysinfo. It never kills processes or reaches into the pool: `exec/admit.rs`
-//! turns these numbers into admissions.
-
-use std::path::{Path, PathBuf};
+//! turns these numbers into admissions. The cgroup limits come from the platform layer
+//! (`os::MemoryCap`: cgroups v1 and v2 on Linux, none on macOS).
 
 use sysinfo::{MemoryRefreshKind, RefreshKind, System};
+
+use crate::os::MemoryCap;
 
 const MIB: u64 = 1 << 20;
 
@@ -52,7 +53,7 @@ pub(crate) struct Snapshot {
 /// Reads host and cgroup memory now.
 pub(crate) struct Meter {
     sys: System,
-    cgroups: Vec<CgroupDir>,
+    cap: MemoryCap,
 }
 
 impl Meter {
@@ -62,7 +63,7 @@ impl Meter {
         );
         Meter {
             sys,
-            cgroups: own_cgroups(),
+            cap: MemoryCap::discover(),
         }
     }
 
@@ -71,100 +72,17 @@ impl Meter {
             .refresh_memory_specifics(MemoryRefreshKind::nothing().with_ram());
         let mut available = self.sys.available_memory();
         let mut total = self.sys.total_memory();
-        let mut limit: Option<u64> = None;
-        for cg in &self.cgroups {
-            if let Some((max, used)) = cg.read() {
-                limit = Some(limit.map_or(max, |l: u64| l.min(max)));
-                total = total.min(max);
-                available = available.min(max.saturating_sub(used));
-            }
+        let cap = self.cap.read();
+        if let Some(cap) = cap {
+            total = total.min(cap.limit);
+            available = available.min(cap.headroom);
         }
         Snapshot {
             available,
             total,
-            cgroup_limit: limit,
+            cgroup_limit: cap.map(|c| c.limit),
         }
     }
-}
-
-/// One memory cgroup directory: v2 (`memory.max`) or v1 (`memory.limit_in_bytes`).
-#[derive(Debug)]
-struct CgroupDir {
-    dir: PathBuf,
-    v2: bool,
-}
-
-impl CgroupDir {
-    /// (limit, usage without reclaimable page cache), when a limit is set.
-    fn read(&self) -> Option<(u64, u64)> {
-        let (max_file, cur_file, inactive_key) = if self.v2 {
-            ("memory.max", "memory.current", "inactive_file")
-        } else {
-            (
-                "memory.limit_in_bytes",
-                "memory.usage_in_bytes",
-                "total_inactive_file",
-            )
-        };
-        let max = read_u64(&self.dir.join(max_file))?;
-        // v1 reports "no limit" as a huge page-aligned number.
-        if max >= 1 << 60 {
-            return None;
-        }
-        let current = read_u64(&self.dir.join(cur_file)).unwrap_or(0);
-        // Inactive page cache is reclaimed before anything is killed: do not count it as used.
-        let inactive = std::fs::read_to_string(self.dir.join("memory.stat"))
-            .ok()
-            .and_then(|stat| {
-                stat.lines().find_map(|l| {
-                    let (k, v) = l.split_once(' ')?;
-                    (k == inactive_key).then(|| v.trim().parse::<u64>().ok())?
-                })
-            })
-            .unwrap_or(0);
-        Some((max, current.saturating_sub(inactive)))
-    }
-}
-
-fn read_u64(path: &Path) -> Option<u64> {
-    std::fs::read_to_string(path).ok()?.trim().parse().ok()
-}
-
-/// The memory cgroups fanout is in, from its own directory up to the hierarchy's root.
-fn own_cgroups() -> Vec<CgroupDir> {
-    let Ok(text) = std::fs::read_to_string("/proc/self/cgroup") else {
-        return Vec::new();
-    };
-    let mut found = Vec::new();
-    for line in text.lines() {
-        let mut parts = line.splitn(3, ':');
-        let (Some(_), Some(controllers), Some(path)) = (parts.next(), parts.next(), parts.next())
-        else {
-            continue;
-        };
-        let (root, v2) = if controllers.is_empty() {
-            (PathBuf::from("/sys/fs/cgroup"), true)
-        } else if controllers.split(',').any(|c| c == "memory") {
-            (PathBuf::from("/sys/fs/cgroup/memory"), false)
-        } else {
-            continue;
-        };
-        if v2 && !root.join("cgroup.controllers").exists() {
-            // A v2 line on a v1 machine: the unified hierarchy carries no memory controller.
-            continue;
-        }
-        let mut dir = root.join(path.trim_start_matches('/'));
-        loop {
-            found.push(CgroupDir {
-                dir: dir.clone(),
-                v2,
-            });
-            if dir == root || !dir.pop() || !dir.starts_with(&root) {
-                break;
-            }
-        }
-    }
-    found
 }
 
 /// The budget and reserve of a run: `--mem-limit` (default 80% of available) and

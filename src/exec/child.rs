@@ -1,23 +1,23 @@
 //! Spawning and supervising one job's process.
 //!
-//! A job runs in its own process group with stdin on /dev/null. Its stdout and stderr are
-//! drained together through `poll` (a job that fills one pipe before touching the other never
-//! deadlocks) into spools that move to a temporary file past a limit. The child is reaped with
-//! `wait4` for its peak memory. Whenever the job must stop (interrupt, timeout, processes left
-//! behind by a finished job) the whole group gets SIGTERM, then SIGKILL after the grace period.
+//! A job runs in a session of its own (so in its own process group, with no controlling
+//! terminal: reading the terminal fails instead of stopping the job) with stdin on /dev/null.
+//! Its stdout and stderr are drained together through `poll` (a job that fills one pipe before
+//! touching the other never deadlocks) into spools that move to a temporary file past a limit.
+//! The child is reaped with `wait4` for its peak memory. Whenever the job must stop (interrupt,
+//! timeout, processes left behind by a finished job) the whole group gets SIGTERM, then SIGKILL
+//! after the grace period.
 
 use std::ffi::OsString;
 use std::fs::File;
 use std::io::{self, Read, Seek, Write};
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::os::unix::process::CommandExt;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::sampler::Sampler;
-use super::sys;
 use crate::cancel::Cancel;
+use crate::os::{self, Signal};
 
 /// Output kept in memory per stream before it moves to a temporary file.
 const SPOOL_MEMORY: usize = 1 << 20;
@@ -27,7 +27,7 @@ const TAIL_BYTES: usize = 2048;
 const ORPHAN_PIPE_WAIT: Duration = Duration::from_millis(500);
 /// A wait status no kernel produces: the child's real status could not be read.
 const LOST: libc::c_int = -1;
-/// Poll interval when the kernel offers no pidfd.
+/// Poll interval when the platform offers no descriptor that wakes on a process's exit.
 const FALLBACK_POLL_MS: i32 = 10;
 
 /// What one job needs to run.
@@ -167,20 +167,11 @@ enum Stop {
 /// Runs one job to its end.
 pub(crate) fn run(launch: &Launch) -> Finished {
     let start = Instant::now();
-    let mut cmd = Command::new(
-        launch
-            .program
-            .map_or(launch.argv[0].as_os_str(), Path::as_os_str),
-    );
-    cmd.arg0(&launch.argv[0])
-        .args(&launch.argv[1..])
-        .stdin(Stdio::null())
-        .process_group(0);
-    if launch.capture {
-        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-    }
-    let mut child = match cmd.spawn() {
-        Ok(child) => child,
+    let program = launch
+        .program
+        .map_or(launch.argv[0].as_os_str(), Path::as_os_str);
+    let spawned = match os::spawn_job(program, launch.argv, launch.capture) {
+        Ok(spawned) => spawned,
         Err(err) => {
             return Finished {
                 ending: Ending::SpawnFailed(crate::error::io_reason(&err)),
@@ -193,26 +184,23 @@ pub(crate) fn run(launch: &Launch) -> Finished {
             }
         }
     };
-    let pid = child.id() as i32;
-    sys::prefer_oom_victim(pid);
+    let pid = spawned.pid;
+    os::prefer_oom_victim(pid);
     if let Some(s) = launch.sampler {
         s.register(pid, launch.reserved);
     }
-    let mut streams: Vec<Stream> = [
-        child.stdout.take().map(OwnedFd::from),
-        child.stderr.take().map(OwnedFd::from),
-    ]
-    .into_iter()
-    .flatten()
-    .map(|fd| {
-        let _ = sys::set_nonblocking(fd.as_fd());
-        Stream {
-            fd: Some(File::from(fd)),
-            spool: Spool::default(),
-        }
-    })
-    .collect();
-    let pidfd = sys::pidfd_open(pid).ok();
+    let mut streams: Vec<Stream> = [spawned.stdout, spawned.stderr]
+        .into_iter()
+        .flatten()
+        .map(|fd| {
+            let _ = os::set_nonblocking(fd.as_fd());
+            Stream {
+                fd: Some(File::from(fd)),
+                spool: Spool::default(),
+            }
+        })
+        .collect();
+    let exit_fd = os::exit_watch(pid);
     // A limit past the end of the clock is no limit (the parser clamps; a plan may not).
     let deadline = launch.timeout.and_then(|t| start.checked_add(t));
 
@@ -233,15 +221,14 @@ pub(crate) fn run(launch: &Launch) -> Finished {
         if sup.reaped.is_some() && !open_pipes {
             break;
         }
-        // Poll set: open pipes, then the pidfd while the child runs, then the cancel pipe.
+        // Poll set: open pipes, then the exit watch while the child runs, then the cancel pipe.
         let mut fds: Vec<BorrowedFd> = streams
             .iter()
             .filter_map(|s| s.fd.as_ref().map(|f| f.as_fd()))
             .collect();
         let n_pipes = fds.len();
-        let watch_pid = sup.reaped.is_none() && pidfd.is_some();
-        if watch_pid {
-            fds.push(pidfd.as_ref().expect("pidfd").as_fd());
+        if let (None, Some(fd)) = (sup.reaped, &exit_fd) {
+            fds.push(fd.as_fd());
         }
         let watch_cancel = !sup.saw_cancel;
         if watch_cancel {
@@ -249,8 +236,8 @@ pub(crate) fn run(launch: &Launch) -> Finished {
                 fds.push(fd);
             }
         }
-        let timeout = sup.poll_timeout(deadline, pidfd.is_none());
-        if sys::poll_readable(&fds, timeout, &mut ready).is_err() {
+        let timeout = sup.poll_timeout(deadline, exit_fd.is_some());
+        if os::poll_readable(&fds, timeout, &mut ready).is_err() {
             // poll only fails on resource exhaustion; slow down rather than spin.
             std::thread::sleep(Duration::from_millis(FALLBACK_POLL_MS as u64));
         }
@@ -350,15 +337,16 @@ struct Supervisor {
     interrupted: bool,
     /// The run's stop has been seen (and acted on) by this job.
     saw_cancel: bool,
-    reaped: Option<sys::Reaped>,
+    reaped: Option<os::Reaped>,
     reaped_at: Option<Instant>,
     grace: Duration,
 }
 
 impl Supervisor {
     fn try_reap(&mut self) {
-        match sys::wait4(self.pid, true) {
+        match os::wait4(self.pid, true) {
             Ok(Some(r)) => {
+                os::waited(self.pid);
                 self.reaped = Some(r);
                 self.reaped_at = Some(Instant::now());
                 // Processes the job left behind in its group are stopped: no job is orphaned.
@@ -369,7 +357,8 @@ impl Supervisor {
             Ok(None) => {}
             Err(_) => {
                 // ECHILD: the status is gone; mark it unknown, never as a success.
-                self.reaped = Some(sys::Reaped {
+                os::waited(self.pid);
+                self.reaped = Some(os::Reaped {
                     status: LOST,
                     max_rss_bytes: 0,
                 });
@@ -379,23 +368,22 @@ impl Supervisor {
     }
 
     fn group_alive(&self) -> bool {
-        sys::reap_group_orphans(self.pid);
-        sys::kill_group(self.pid, 0).unwrap_or(false)
+        os::group_alive(self.pid)
     }
 
     fn begin_stop(&mut self, hard: bool) {
         if hard || self.grace.is_zero() {
             self.kill();
         } else if self.stop == Stop::None {
-            let _ = sys::kill_group(self.pid, libc::SIGTERM);
+            let _ = os::signal_group(self.pid, Signal::SIGTERM);
             // A stopped (SIGSTOP) job would never see the TERM.
-            let _ = sys::kill_group(self.pid, libc::SIGCONT);
+            let _ = os::signal_group(self.pid, Signal::SIGCONT);
             self.stop = Stop::Termed(Instant::now());
         }
     }
 
     fn kill(&mut self) {
-        let _ = sys::kill_group(self.pid, libc::SIGKILL);
+        let _ = os::signal_group(self.pid, Signal::SIGKILL);
         self.stop = Stop::Killed;
     }
 
@@ -412,7 +400,7 @@ impl Supervisor {
     }
 
     /// How long the next poll may block.
-    fn poll_timeout(&self, deadline: Option<Instant>, no_pidfd: bool) -> i32 {
+    fn poll_timeout(&self, deadline: Option<Instant>, exit_watched: bool) -> i32 {
         let now = Instant::now();
         let mut wait: Option<Duration> = None;
         // `None`: a time past the end of the clock, which never comes.
@@ -437,8 +425,11 @@ impl Supervisor {
             // A second interrupt may cut the grace period short.
             at(now.checked_add(Duration::from_millis(100)));
         }
-        if self.stop == Stop::Killed || (no_pidfd && self.reaped.is_none()) {
+        if self.stop == Stop::Killed || (!exit_watched && self.reaped.is_none()) {
             at(now.checked_add(Duration::from_millis(FALLBACK_POLL_MS as u64)));
+        }
+        if let (Some(every), None) = (os::EXIT_WATCH_RECHECK, self.reaped) {
+            at(now.checked_add(every));
         }
         match wait {
             None => -1,

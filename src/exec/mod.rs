@@ -10,7 +10,6 @@
 mod admit;
 mod child;
 mod sampler;
-pub(crate) mod sys;
 
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -55,8 +54,8 @@ impl Executor for Pool {
         done: &Sender<Done>,
     ) -> Result<Extra> {
         let config = ctx.config;
-        sys::become_subreaper();
-        sys::protect_from_oom();
+        crate::os::become_subreaper();
+        crate::os::protect_from_oom();
         let mut meter = Meter::new();
         let snapshot = meter.snapshot();
         let (budget, reserve) = memory::plan(config.mem_limit, config.mem_reserve, &snapshot);

@@ -3,6 +3,9 @@
 //! (`sh -c`, grandchildren working in parallel), where `wait4` only reports its largest
 //! process. Jobs shorter than one interval are left to `wait4`; when no job has been running
 //! that long the sampler reads nothing.
+//!
+//! The sampler's thread also reaps, at each interval, the processes jobs left behind that were
+//! reparented to fanout (`os::reap_orphans`), so they do not pile up as zombies while it runs.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -33,7 +36,6 @@ struct Job {
 pub(crate) struct Sampler {
     registry: Mutex<Registry>,
     start: Instant,
-    page_size: u64,
 }
 
 impl Sampler {
@@ -41,7 +43,6 @@ impl Sampler {
         Sampler {
             registry: Mutex::default(),
             start,
-            page_size: super::sys::page_size(),
         }
     }
 
@@ -85,11 +86,14 @@ impl Sampler {
         self.registry.lock().expect("sampler").timeline.clone()
     }
 
-    /// Samples until `stop` is dropped.
+    /// Samples (and reaps orphans) until `stop` is dropped.
     pub(crate) fn run(&self, stop: &Receiver<()>) {
         loop {
             match stop.recv_timeout(INTERVAL) {
-                Err(RecvTimeoutError::Timeout) => self.sample(),
+                Err(RecvTimeoutError::Timeout) => {
+                    self.sample();
+                    crate::os::reap_orphans();
+                }
                 _ => return,
             }
         }
@@ -104,7 +108,7 @@ impl Sampler {
             }
             reg.jobs.keys().copied().collect()
         };
-        let sums = self.scan(&pgids);
+        let sums = crate::os::group_rss(&pgids);
         let mut reg = self.registry.lock().expect("sampler");
         let mut total = 0;
         for (pgid, job) in reg.jobs.iter_mut() {
@@ -124,60 +128,5 @@ impl Sampler {
             reg.timeline = thinned;
         }
         reg.timeline.push(point);
-    }
-
-    /// Resident bytes per process group, for the groups asked about.
-    fn scan(&self, pgids: &[i32]) -> HashMap<i32, u64> {
-        let mut sums = HashMap::new();
-        let Ok(dir) = std::fs::read_dir("/proc") else {
-            return sums;
-        };
-        for entry in dir.flatten() {
-            let name = entry.file_name();
-            let Some(pid) = name
-                .to_str()
-                .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
-            else {
-                continue;
-            };
-            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-                continue;
-            };
-            if let Some((pgrp, rss_pages)) = parse_stat(&stat) {
-                if pgids.contains(&pgrp) {
-                    *sums.entry(pgrp).or_insert(0) += rss_pages * self.page_size;
-                }
-            }
-        }
-        sums
-    }
-}
-
-/// (process group, resident pages) from a /proc/PID/stat line.
-fn parse_stat(stat: &str) -> Option<(i32, u64)> {
-    // The command name may contain spaces and parentheses: fields start after the last ')'.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let fields: Vec<&str> = rest.split_ascii_whitespace().collect();
-    // After the name: state(3) ppid(4) pgrp(5) … rss(24), so pgrp is [2] and rss is [21].
-    Some((fields.get(2)?.parse().ok()?, fields.get(21)?.parse().ok()?))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_stat_lines_with_odd_names() {
-        let line = "1234 (a (b) c) S 1 1200 1200 0 -1 4194304 100 0 0 0 1 2 0 0 20 0 1 0 500 10000000 2500 18446744073709551615";
-        assert_eq!(parse_stat(line), Some((1200, 2500)));
-    }
-
-    #[test]
-    fn sees_this_process_group() {
-        let s = Sampler::new(Instant::now());
-        let own = std::fs::read_to_string("/proc/self/stat").unwrap();
-        let (pgrp, _) = parse_stat(&own).unwrap();
-        let sums = s.scan(&[pgrp]);
-        assert!(sums[&pgrp] > 1 << 20);
     }
 }

@@ -269,7 +269,7 @@ impl<'a> Collector<'a> {
         } else if !self.config.capture
             && !self.stdout_closed
             && !self.files
-            && crate::exec::sys::peer_closed(io::stdout().as_fd())
+            && crate::os::peer_closed(io::stdout().as_fd())
         {
             // Output goes straight through with -j 1: notice a closed stdout all the same.
             self.close_stdout();

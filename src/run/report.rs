@@ -31,7 +31,7 @@ pub(super) fn finish(
         // A journal that could not be written is a failure scripts must see.
         exit = exit.max_with(ExitStatus::Failure);
     }
-    let cpu = crate::exec::sys::own_cpu();
+    let cpu = crate::os::own_cpu();
     extra.memory.fanout_cpu_ms = cpu.as_millis() as u64;
     if totals.ran > 0 {
         let per_job = cpu.as_secs_f64() * 1000.0 / totals.ran as f64;

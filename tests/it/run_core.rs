@@ -131,7 +131,7 @@ fn keep_order_holds_back_many_outputs_within_a_budget() {
         env.write(format!("d/f{i:03}"), "");
     }
     let time = std::path::Path::new("/usr/bin/time");
-    let script = "ulimit -n 40; exec \"$@\"";
+    let script = "ulimit -n 64; exec \"$@\"";
     let mut cmd = Command::new("sh");
     cmd.args(["-c", script, "sh"]);
     if time.exists() {

@@ -1,0 +1,45 @@
+//! The platform layer: every call into the operating system that std does not offer.
+//!
+//! `posix.rs` holds what Linux and macOS share (spawning a job in a session of its own, reaping
+//! it with its peak memory, signalling its process group, `poll`). `linux.rs` and `macos.rs`
+//! hold what differs, with the same functions on each side: how a process's exit is watched
+//! (a pidfd; a kqueue), orphan reaping (a subreaper; none on macOS, where orphans go to
+//! launchd), the OOM killer's preferences (Linux only), the memory limit of the cgroup fanout
+//! runs in (Linux only), the resident memory of a process group (/proc; libproc) and the unit
+//! of `ru_maxrss` (KiB; bytes). Nothing above this module names a platform.
+//!
+//! Every `unsafe` block of the program lives in this module, each with a `// SAFETY:` line.
+
+#[cfg(target_os = "linux")]
+mod linux;
+#[cfg(target_os = "linux")]
+use linux as platform;
+
+#[cfg(target_os = "macos")]
+mod macos;
+#[cfg(target_os = "macos")]
+use macos as platform;
+
+#[cfg(not(any(target_os = "linux", target_os = "macos")))]
+compile_error!("fanout runs on Linux and macOS");
+
+mod posix;
+
+pub(crate) use nix::sys::signal::Signal;
+pub(crate) use platform::{
+    become_subreaper, exit_watch, group_rss, prefer_oom_victim, process_name, protect_from_oom,
+    MemoryCap, EXIT_WATCH_RECHECK,
+};
+pub(crate) use posix::{
+    group_alive, is_root, own_cpu, peer_closed, poll_readable, reap_orphans, set_nonblocking,
+    signal_group, spawn_job, wait4, waited, Reaped,
+};
+
+/// The tightest memory limit fanout runs under and the room left below it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct CapReading {
+    /// The limit, bytes.
+    pub limit: u64,
+    /// The limit minus what is in use (reclaimable page cache not counted), bytes.
+    pub headroom: u64,
+}
