@@ -17,6 +17,7 @@ mod inputs;
 mod journal;
 mod memory;
 mod preflight;
+mod readme;
 mod run_core;
 mod running;
 mod signals;
