@@ -18,6 +18,7 @@ mod journal;
 mod memory;
 mod preflight;
 mod processes;
+mod readme;
 mod run_core;
 mod running;
 mod signals;
