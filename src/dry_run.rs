@@ -11,19 +11,16 @@ use anyhow::Result;
 use crossbeam_channel::{Receiver, Sender};
 
 use crate::config::Config;
-use crate::exec::Spool;
+use crate::executor::{Context, Done, Executor, Extra, LISTED};
 use crate::inplace::InPlace;
 use crate::memory::{self, human, Meter};
+use crate::output::Spool;
 use crate::record::{JobRecord, Status};
-use crate::run::{Context, Done, Executor, Extra};
 use crate::template::{display_argv, shell_quote, JobValues};
 use crate::walk::Input;
 
 /// Inputs named with their weight in the plan.
 const HEAVIEST_SHOWN: usize = 10;
-
-/// The reason of a dry run's records (they are never written to a journal).
-pub(crate) const LISTED: &str = "dry run: listed, not run";
 
 pub(crate) struct DryRun {
     in_place: Option<InPlace>,

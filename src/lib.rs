@@ -15,9 +15,11 @@ mod config;
 mod dry_run;
 mod error;
 mod exec;
+mod executor;
 mod inplace;
 mod memory;
 mod os;
+mod output;
 mod parquet;
 mod progress;
 pub mod record;
@@ -35,13 +37,17 @@ use clap::Parser;
 
 use crate::config::{Config, Mode};
 use crate::error::ExitStatus;
-use crate::run::{drive, Io, Source};
+use crate::output::Io;
+use crate::run::drive;
+use crate::walk::Source;
 
 /// Runs fanout with these arguments (the program name first) and exits as the run says: with
 /// its exit code, or, after SIGINT or SIGTERM, by that signal.
 pub fn main(args: Vec<OsString>) -> ! {
     let status = match cli::Entry::find(&args) {
-        Some(worker) => cluster::worker::run(&worker.plan, worker.shard),
+        // A Slurm array task runs its shard through the local pool.
+        Some(worker) => cluster::worker::prepare(&worker.plan, worker.shard)
+            .and_then(|t| drive(&t.config, &mut exec::Pool, t.inputs, t.io)),
         None => Config::from_cli(cli::Cli::parse_from(args)).and_then(|c| run(&c)),
     };
     let status = status.unwrap_or_else(|err| {

@@ -219,6 +219,29 @@ pub(crate) fn signal_name(sig: i32) -> &'static str {
     }
 }
 
+/// What the memory-aware scheduler saw, for the final record.
+#[derive(Debug, Clone, Default, Serialize)]
+pub(crate) struct MemoryReport {
+    /// The budget for jobs running at once.
+    pub mem_limit_bytes: u64,
+    /// Memory available when the run started: min(MemAvailable, cgroup limit − usage).
+    pub mem_available_bytes: u64,
+    /// The tightest memory limit of fanout's cgroups, if any.
+    pub cgroup_limit_bytes: Option<u64>,
+    /// The most jobs that ran at once.
+    pub max_running: usize,
+    /// The highest sampled total memory of the jobs running at once.
+    pub max_memory_bytes: u64,
+    /// The learned model (`auto`), peak = base + k × weight.
+    pub model: Option<crate::memory::Fit>,
+    /// Samples of [ms since start, running jobs, their total memory].
+    pub timeline: Vec<[u64; 3]>,
+    /// CPU time fanout itself used (user + system, its jobs not included).
+    pub fanout_cpu_ms: u64,
+    /// `fanout_cpu_ms` per job that ran.
+    pub fanout_cpu_ms_per_job: f64,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

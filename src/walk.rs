@@ -34,6 +34,14 @@ pub(crate) enum Root {
     Stdin,
 }
 
+/// Where a run's inputs come from.
+pub(crate) enum Source {
+    /// The walk described by the configuration.
+    Walk,
+    /// A list made elsewhere (a shard of a Slurm plan), numbered already.
+    Given(Vec<Input>),
+}
+
 /// The discovery part of the configuration.
 #[derive(Debug, Clone)]
 pub(crate) struct WalkOptions {

@@ -51,7 +51,7 @@ pub(crate) fn account_for_the_rest(
             let reason = match (status, running.contains(&f.job)) {
                 (Status::NotStarted, _) if watch.cancelled => format!(
                     "{} (its Slurm array task was cancelled before it started)",
-                    crate::run::not_started_reason(cancel)
+                    crate::executor::not_started_reason(cancel)
                 ),
                 (Status::NotStarted, _) => format!("not started: {why} before it started"),
                 (Status::Interrupted, _) => format!("interrupted: {why}"),
@@ -76,7 +76,7 @@ pub(crate) fn account_for_the_rest(
     }
     missing.sort_by_key(|r| r.job);
     for r in missing {
-        intake.accept(crate::run::Done::bare(r));
+        intake.accept(crate::executor::Done::bare(r));
     }
     sweep(&dirs, quiet, intake);
 }

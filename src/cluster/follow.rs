@@ -11,8 +11,8 @@ use std::path::PathBuf;
 
 use super::plan::{Layout, PlannedFile};
 use super::records::{WorkerLine, WorkerSummary};
-use crate::exec::Spool;
-use crate::run::Done;
+use crate::executor::Done;
+use crate::output::Spool;
 use crate::summary::JobRecord;
 
 /// Lines of a task's log kept to explain its end.

@@ -11,10 +11,18 @@ use super::plan::{Layout, Plan};
 use super::records::WorkerHeader;
 use super::WORKER_MEM;
 use crate::config::{Config, Mode};
-use crate::error::ExitStatus;
-use crate::run::{drive, Io, Source};
+use crate::output::Io;
+use crate::walk::Source;
 
-pub(crate) fn run(plan_dir: &Path, shard: usize) -> Result<ExitStatus> {
+/// What an array task runs: its configuration, its shard's inputs, and where output goes.
+pub(crate) struct Task {
+    pub config: Config,
+    pub inputs: Source,
+    pub io: Io,
+}
+
+/// Reads the plan and sets up shard `shard`: the caller runs it with the local pool.
+pub(crate) fn prepare(plan_dir: &Path, shard: usize) -> Result<Task> {
     let dir = std::path::absolute(plan_dir)
         .with_context(|| format!("bad plan directory {}", plan_dir.display()))?;
     let layout = Layout { dir };
@@ -67,7 +75,11 @@ pub(crate) fn run(plan_dir: &Path, shard: usize) -> Result<ExitStatus> {
         started: Some(create(layout.started(shard))?),
         files: true,
     };
-    drive(&config, &mut crate::exec::Pool, Source::Given(inputs), io)
+    Ok(Task {
+        config,
+        inputs: Source::Given(inputs),
+        io,
+    })
 }
 
 fn hostname() -> String {

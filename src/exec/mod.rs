@@ -20,16 +20,16 @@ use crossbeam_channel::{bounded, Receiver, Sender};
 use crate::cli::Order;
 use crate::config::{Config, Mode};
 use crate::error::print_notice;
+use crate::executor::{Context, Done, Executor, Extra};
 use crate::inplace::{InPlace, Problem, Refusal};
 use crate::memory::{self, Meter};
+use crate::output::Spool;
 use crate::record::{JobRecord, Status};
 use crate::resume;
-use crate::run::{Context, Done, Executor, Extra};
 use crate::summary::MemoryReport;
 use crate::template::JobValues;
 use crate::walk::{Input, Notice};
 use admit::{Gate, Permit};
-pub(crate) use child::Spool;
 use child::{Ending, Finished, Launch};
 use sampler::Sampler;
 

@@ -18,7 +18,7 @@ use super::{Backlog, Done};
 use crate::cancel::{Cancel, Level, Reason};
 use crate::config::Config;
 use crate::error::print_notice;
-use crate::exec::Spool;
+use crate::output::Spool;
 use crate::progress::Progress;
 use crate::record::Status;
 use crate::summary::{Journal, Totals};

@@ -1,216 +1,34 @@
 //! The run core: one place owns a run from its first input to its exit status.
 //!
 //! `drive` sets up what every run shares (signals and cancellation, the `--resume` journal, the
-//! `--summary` journal), starts discovery, triages each input (walk problems and `--resume`
-//! skips become records here, without going near an executor), hands the rest to an
-//! [`Executor`] and collects what comes back: the collector (`collect.rs`) is the only writer
-//! of job output, the journal and the progress bar, and the only place that applies `--halt`;
-//! `report.rs` prints the end report and writes the final record.
-//!
-//! Executors only turn jobs into records: the local pool (`exec`), the dry run (`dry_run`) and
-//! a Slurm array task's pool (`cluster::worker`) all implement [`Executor`]. Modelled on
-//! hyperfine's `Executor` trait: the loop never asks which one it has.
+//! `--summary` journal), runs discovery and triage in one thread (walk problems, other names
+//! of a file, `--resume` skips and inputs met while stopping become records there, without
+//! going near an executor), hands the rest to an executor (`crate::executor`) and collects what
+//! comes back: the collector (`collect.rs`) is the only writer of job output, the journal and
+//! the progress bar; `report.rs` prints the end report and writes the final record.
 
 mod collect;
 mod report;
 
-use std::fs::File;
-use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
-use crossbeam_channel::{bounded, Receiver, Sender};
+use crossbeam_channel::{bounded, Sender};
 
-use crate::cancel::{self, Cancel, Level, Reason};
+use crate::cancel::{self, Cancel};
 use crate::cli::Order;
 use crate::config::Config;
 use crate::error::ExitStatus;
-use crate::exec::Spool;
+use crate::output::Io;
 use crate::record::{JobRecord, Status};
 use crate::resume::Resume;
-use crate::summary::{Journal, MemoryReport};
-use crate::walk::{self, Input, Notice, WalkReport};
+use crate::summary::Journal;
+use crate::walk::{self, Input, Notice, Source, WalkReport};
 
+use crate::executor::{halt_after, Backlog, Context, Done, Executor, Extra};
 pub(crate) use collect::Collector;
-
-/// A finished input on its way to the collector, with the job's captured output.
-pub(crate) struct Done {
-    pub record: JobRecord,
-    pub stdout: Option<Spool>,
-    pub stderr: Option<Spool>,
-}
-
-impl Done {
-    /// A record without output (a file that did not run).
-    pub(crate) fn bare(record: JobRecord) -> Done {
-        Done {
-            record,
-            stdout: None,
-            stderr: None,
-        }
-    }
-}
-
-/// Where a run's inputs come from.
-pub(crate) enum Source {
-    /// The walk described by the configuration.
-    Walk,
-    /// A list made elsewhere (a shard of a Slurm plan), numbered already.
-    Given(Vec<Input>),
-}
-
-/// What an executor adds to the end of a run: the memory it saw, and lines for the report.
-#[derive(Debug, Default)]
-pub(crate) struct Extra {
-    pub memory: MemoryReport,
-    /// Said after the report (a dry run's plan), one notice each.
-    pub notes: Vec<String>,
-    /// The cluster part of the final record (a Slurm array's tasks).
-    pub cluster: Option<serde_json::Value>,
-    /// A dry run: the jobs it listed (its records are `skipped`, as `--resume` skips are).
-    pub planned: u64,
-}
-
-/// Turns jobs into records: exactly one [`Done`] on `done` for every input taken from `jobs`.
-/// An executor never writes the journal, decides halting or prints the report.
-pub(crate) trait Executor: Send {
-    fn execute(
-        &mut self,
-        ctx: &Context<'_>,
-        jobs: &Receiver<Input>,
-        done: &Sender<Done>,
-    ) -> Result<Extra>;
-}
-
-/// What the core shares with an executor while it runs.
-pub(crate) struct Context<'a> {
-    pub config: &'a Config,
-    pub cancel: &'a Cancel,
-    /// Jobs running now, for the progress bar.
-    pub running: &'a AtomicU64,
-    /// For messages that are not records (stale temporary files removed, ...).
-    pub notices: Sender<Notice>,
-    /// Held-back output with `--keep-order`: new jobs wait while too much is held.
-    pub backlog: &'a Backlog,
-    /// A Slurm array task's log of started jobs.
-    started: Option<Mutex<File>>,
-    pub start: Instant,
-}
-
-impl Context<'_> {
-    /// Hands a finished input back to the core. The halt rule is applied here, as the record
-    /// leaves its worker, so no new job starts after a failure that `--halt` stops on.
-    /// Returns false when the core takes no more records.
-    pub(crate) fn hand_back(&self, done: &Sender<Done>, d: Done) -> bool {
-        halt_after(self.config, self.cancel, d.record.status);
-        done.send(d).is_ok()
-    }
-
-    /// Called by an executor as a job's process starts.
-    pub(crate) fn job_started(&self, job: u64) {
-        if let Some(log) = &self.started {
-            if let Ok(mut f) = log.lock() {
-                let _ = writeln!(f, "{job}");
-            }
-        }
-    }
-
-    /// Why nothing new starts, in words, for a `not_started` record.
-    pub(crate) fn not_started(&self, job: u64, path: &std::path::Path) -> JobRecord {
-        let mut record = JobRecord::new(job, path, Status::NotStarted);
-        record.reason = Some(not_started_reason(self.cancel));
-        if self.config.in_place.is_some() {
-            record.action = Some("kept");
-        }
-        record
-    }
-}
-
-/// Why nothing new starts, in words.
-pub(crate) fn not_started_reason(cancel: &Cancel) -> String {
-    match cancel.reason() {
-        Some(Reason::Signal(libc::SIGINT)) => "not started: interrupted (SIGINT)".into(),
-        Some(Reason::Signal(libc::SIGTERM)) => "not started: terminated (SIGTERM)".into(),
-        Some(Reason::Signal(libc::SIGHUP)) => "not started: hang-up (SIGHUP)".into(),
-        Some(Reason::Signal(s)) => format!("not started: signal {s}"),
-        Some(Reason::Halt) => "not started: --halt after a failure".into(),
-        Some(Reason::ClosedStdout) => "not started: standard output was closed".into(),
-        Some(Reason::OutputFailed) => "not started: job output could not be written".into(),
-        None => "not started".into(),
-    }
-}
-
-/// With `--keep-order`, finished jobs whose turn has not come are held back (their output in
-/// one spill file). New jobs wait while `LIMIT` are held, except the one the order waits for,
-/// so memory and descriptors stay bounded and the run cannot deadlock.
-#[derive(Default)]
-pub(crate) struct Backlog {
-    state: Mutex<(usize, u64)>,
-    room: Condvar,
-}
-
-impl Backlog {
-    /// Finished jobs that may wait for an earlier one before new jobs wait.
-    const LIMIT: usize = 4096;
-
-    /// The collector's view: `held` records wait; `next` is the job number it waits for.
-    fn set(&self, held: usize, next: u64) {
-        if let Ok(mut s) = self.state.lock() {
-            *s = (held, next);
-        }
-        if held < Self::LIMIT {
-            self.room.notify_all();
-        }
-    }
-
-    /// Blocks while too much is held, unless `job` is the one the order waits for, or the
-    /// run is stopping.
-    pub(crate) fn wait_for_room(&self, job: u64, cancel: &Cancel) {
-        let Ok(mut s) = self.state.lock() else { return };
-        while s.0 >= Self::LIMIT && job > s.1 && !cancel.stopping() {
-            s = match self.room.wait_timeout(s, Duration::from_millis(100)) {
-                Ok((s, _)) => s,
-                Err(_) => return,
-            };
-        }
-    }
-}
-
-/// Where a run's job output and journal header go: fanout's own stdout and stderr, or (a Slurm
-/// array task) files the submitter relays.
-pub(crate) struct Io {
-    pub stdout: Box<dyn Write + Send>,
-    pub stderr: Box<dyn Write + Send>,
-    /// A first journal line (a Slurm worker's header).
-    pub header: Option<serde_json::Value>,
-    /// Each job's number is appended here when it starts.
-    pub started: Option<File>,
-    /// Output is relayed later: a closed or failing stream is not fanout's own.
-    pub files: bool,
-}
-
-impl Io {
-    /// fanout's own standard output and error.
-    pub(crate) fn terminal() -> Io {
-        // Buffered: the collector flushes after each burst of records (and per job while a
-        // progress bar is drawn), so many small outputs cost few writes.
-        Io {
-            stdout: Box::new(std::io::BufWriter::with_capacity(
-                1 << 16,
-                std::io::stdout(),
-            )),
-            stderr: Box::new(std::io::BufWriter::with_capacity(
-                1 << 16,
-                std::io::stderr(),
-            )),
-            header: None,
-            started: None,
-            files: false,
-        }
-    }
-}
 
 /// Runs `executor` over the inputs of `source`, and returns the exit status.
 pub(crate) fn drive(
@@ -409,18 +227,6 @@ fn heaviest_first(mut all: Vec<Input>, out: &Sender<Input>) {
     for input in all {
         if out.send(input).is_err() {
             return;
-        }
-    }
-}
-
-/// The halt rule, in one place: after the first file that failed, `--halt soon` starts nothing
-/// new and `--halt now` also stops running jobs.
-fn halt_after(config: &Config, cancel: &Cancel, status: Status) {
-    if status.is_failure() && !matches!(status, Status::NotStarted | Status::Interrupted) {
-        match config.halt {
-            Some(crate::cli::Halt::Soon) => cancel.raise(Level::Drain, Reason::Halt),
-            Some(crate::cli::Halt::Now) => cancel.raise(Level::Stop, Reason::Halt),
-            None => {}
         }
     }
 }

@@ -1,0 +1,170 @@
+//! The contract between the run core and its executors: an [`Executor`] takes jobs and hands
+//! back exactly one [`Done`] per job through [`Context::hand_back`], the single door every
+//! record passes, where the halt rule is applied. Executors never write the journal, decide
+//! halting or print the report; the core (`run`) does. Modelled on hyperfine's `Executor`
+//! trait: the core never asks which executor it has.
+
+use std::fs::File;
+use std::io::Write;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use crossbeam_channel::{Receiver, Sender};
+
+use crate::cancel::{Cancel, Level, Reason};
+use crate::config::Config;
+use crate::output::Spool;
+use crate::record::{JobRecord, MemoryReport, Status};
+use crate::walk::{Input, Notice};
+
+/// The reason of a dry run's records (they are never written to a journal).
+pub(crate) const LISTED: &str = "dry run: listed, not run";
+
+/// A finished input on its way to the collector, with the job's captured output.
+pub(crate) struct Done {
+    pub record: JobRecord,
+    pub stdout: Option<Spool>,
+    pub stderr: Option<Spool>,
+}
+
+impl Done {
+    /// A record without output (a file that did not run).
+    pub(crate) fn bare(record: JobRecord) -> Done {
+        Done {
+            record,
+            stdout: None,
+            stderr: None,
+        }
+    }
+}
+
+/// What an executor adds to the end of a run: the memory it saw, and lines for the report.
+#[derive(Debug, Default)]
+pub(crate) struct Extra {
+    pub memory: MemoryReport,
+    /// Said after the report (a dry run's plan), one notice each.
+    pub notes: Vec<String>,
+    /// The cluster part of the final record (a Slurm array's tasks).
+    pub cluster: Option<serde_json::Value>,
+    /// A dry run: the jobs it listed (its records are `skipped`, as `--resume` skips are).
+    pub planned: u64,
+}
+
+/// Turns jobs into records: exactly one [`Done`] on `done` for every input taken from `jobs`.
+/// An executor never writes the journal, decides halting or prints the report.
+pub(crate) trait Executor: Send {
+    fn execute(
+        &mut self,
+        ctx: &Context<'_>,
+        jobs: &Receiver<Input>,
+        done: &Sender<Done>,
+    ) -> Result<Extra>;
+}
+
+/// What the core shares with an executor while it runs.
+pub(crate) struct Context<'a> {
+    pub config: &'a Config,
+    pub cancel: &'a Cancel,
+    /// Jobs running now, for the progress bar.
+    pub running: &'a AtomicU64,
+    /// For messages that are not records (stale temporary files removed, ...).
+    pub notices: Sender<Notice>,
+    /// Held-back output with `--keep-order`: new jobs wait while too much is held.
+    pub backlog: &'a Backlog,
+    /// A Slurm array task's log of started jobs.
+    pub(crate) started: Option<Mutex<File>>,
+    pub start: Instant,
+}
+
+impl Context<'_> {
+    /// Hands a finished input back to the core. The halt rule is applied here, as the record
+    /// leaves its worker, so no new job starts after a failure that `--halt` stops on.
+    /// Returns false when the core takes no more records.
+    pub(crate) fn hand_back(&self, done: &Sender<Done>, d: Done) -> bool {
+        halt_after(self.config, self.cancel, d.record.status);
+        done.send(d).is_ok()
+    }
+
+    /// Called by an executor as a job's process starts.
+    pub(crate) fn job_started(&self, job: u64) {
+        if let Some(log) = &self.started {
+            if let Ok(mut f) = log.lock() {
+                let _ = writeln!(f, "{job}");
+            }
+        }
+    }
+
+    /// Why nothing new starts, in words, for a `not_started` record.
+    pub(crate) fn not_started(&self, job: u64, path: &std::path::Path) -> JobRecord {
+        let mut record = JobRecord::new(job, path, Status::NotStarted);
+        record.reason = Some(not_started_reason(self.cancel));
+        if self.config.in_place.is_some() {
+            record.action = Some("kept");
+        }
+        record
+    }
+}
+
+/// Why nothing new starts, in words.
+pub(crate) fn not_started_reason(cancel: &Cancel) -> String {
+    match cancel.reason() {
+        Some(Reason::Signal(libc::SIGINT)) => "not started: interrupted (SIGINT)".into(),
+        Some(Reason::Signal(libc::SIGTERM)) => "not started: terminated (SIGTERM)".into(),
+        Some(Reason::Signal(libc::SIGHUP)) => "not started: hang-up (SIGHUP)".into(),
+        Some(Reason::Signal(s)) => format!("not started: signal {s}"),
+        Some(Reason::Halt) => "not started: --halt after a failure".into(),
+        Some(Reason::ClosedStdout) => "not started: standard output was closed".into(),
+        Some(Reason::OutputFailed) => "not started: job output could not be written".into(),
+        None => "not started".into(),
+    }
+}
+
+/// With `--keep-order`, finished jobs whose turn has not come are held back (their output in
+/// one spill file). New jobs wait while `LIMIT` are held, except the one the order waits for,
+/// so memory and descriptors stay bounded and the run cannot deadlock.
+#[derive(Default)]
+pub(crate) struct Backlog {
+    state: Mutex<(usize, u64)>,
+    room: Condvar,
+}
+
+impl Backlog {
+    /// Finished jobs that may wait for an earlier one before new jobs wait.
+    const LIMIT: usize = 4096;
+
+    /// The collector's view: `held` records wait; `next` is the job number it waits for.
+    pub(crate) fn set(&self, held: usize, next: u64) {
+        if let Ok(mut s) = self.state.lock() {
+            *s = (held, next);
+        }
+        if held < Self::LIMIT {
+            self.room.notify_all();
+        }
+    }
+
+    /// Blocks while too much is held, unless `job` is the one the order waits for, or the
+    /// run is stopping.
+    pub(crate) fn wait_for_room(&self, job: u64, cancel: &Cancel) {
+        let Ok(mut s) = self.state.lock() else { return };
+        while s.0 >= Self::LIMIT && job > s.1 && !cancel.stopping() {
+            s = match self.room.wait_timeout(s, Duration::from_millis(100)) {
+                Ok((s, _)) => s,
+                Err(_) => return,
+            };
+        }
+    }
+}
+
+/// The halt rule, in one place: after the first file that failed, `--halt soon` starts nothing
+/// new and `--halt now` also stops running jobs.
+pub(crate) fn halt_after(config: &Config, cancel: &Cancel, status: Status) {
+    if status.is_failure() && !matches!(status, Status::NotStarted | Status::Interrupted) {
+        match config.halt {
+            Some(crate::cli::Halt::Soon) => cancel.raise(Level::Drain, Reason::Halt),
+            Some(crate::cli::Halt::Now) => cancel.raise(Level::Stop, Reason::Halt),
+            None => {}
+        }
+    }
+}
