@@ -61,6 +61,15 @@ impl ExitStatus {
     }
 }
 
+/// `1 file`, `3 files`: a count with its noun, plural unless the count is one.
+pub(crate) fn counted(n: u64, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
 /// Prints `fanout: error: …` with the context chain, on one line.
 pub(crate) fn print_error(err: &anyhow::Error) {
     let chain: Vec<String> = err.chain().map(|c| c.to_string()).collect();

@@ -27,6 +27,7 @@ mod resume;
 mod run;
 mod summary;
 mod template;
+mod tempname;
 #[doc(hidden)]
 pub mod testing;
 mod walk;

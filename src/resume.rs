@@ -108,12 +108,12 @@ impl Resume {
                 0 => String::new(),
                 n => format!(
                     " (with the records of {} that did not end, kept beside the journal)",
-                    crate::summary::counted(n as u64, "run")
+                    crate::error::counted(n as u64, "run")
                 ),
             };
             crate::error::print_notice(&format!(
                 "resuming: {} ok in the earlier run{unfinished}; unchanged ones are skipped",
-                crate::summary::counted(r.len() as u64, "file")
+                crate::error::counted(r.len() as u64, "file")
             ));
         }
         Ok(resume)

@@ -11,8 +11,9 @@ use anyhow::Context;
 use serde::Serialize;
 
 use crate::cancel::Reason;
+use crate::error::counted;
 use crate::error::ExitStatus;
-pub(crate) use crate::record::{signal_name, JobRecord, MemoryReport, Status};
+use crate::record::{JobRecord, MemoryReport, Status};
 use crate::walk::OwnFiles;
 
 /// The final record of the journal.
@@ -113,15 +114,6 @@ impl Totals {
 pub(crate) struct Report<'a> {
     totals: &'a Totals,
     wall: Duration,
-}
-
-/// `1 file`, `3 files`: a count with its noun, plural unless the count is one.
-pub(crate) fn counted(n: u64, noun: &str) -> String {
-    if n == 1 {
-        format!("1 {noun}")
-    } else {
-        format!("{n} {noun}s")
-    }
 }
 
 impl fmt::Display for Report<'_> {

@@ -284,7 +284,7 @@ impl Walker<'_> {
             };
             if !entry.file_type().is_some_and(|t| t.is_file())
                 || !self.ext_matches(entry.path())
-                || crate::inplace::temp_owner(entry.file_name().as_bytes()).is_some()
+                || crate::tempname::temp_owner(entry.file_name().as_bytes()).is_some()
                 || self.is_own_entry(&entry)
             {
                 continue;

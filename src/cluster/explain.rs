@@ -10,7 +10,7 @@ use super::follow::{Intake, Shard};
 use super::state::{ExitCode, JobId, Task, TaskState};
 use super::watch::Watch;
 use crate::cancel::Cancel;
-use crate::summary::{JobRecord, Status};
+use crate::record::{JobRecord, Status};
 
 /// Every planned file without a record gets one, in job order, handed to `intake`.
 pub(crate) fn account_for_the_rest(
@@ -121,7 +121,7 @@ fn explain(job: &JobId, k: usize, state: Option<&TaskState>, exit: Option<ExitCo
         Some(e) if e.signal > 0 => why.push_str(&format!(
             " (killed by signal {}, {})",
             e.signal,
-            crate::summary::signal_name(e.signal)
+            crate::record::signal_name(e.signal)
         )),
         Some(e) if e.code > 0 => why.push_str(&format!(" (exit {})", e.code)),
         _ => {}

@@ -13,7 +13,7 @@ use super::plan::{Layout, PlannedFile};
 use super::records::{WorkerLine, WorkerSummary};
 use crate::executor::Done;
 use crate::output::Spool;
-use crate::summary::JobRecord;
+use crate::record::JobRecord;
 
 /// Lines of a task's log kept to explain its end.
 const LOG_LINES: usize = 20;
@@ -218,7 +218,7 @@ mod tests {
 
     use super::*;
     use crate::cluster::records::WorkerHeader;
-    use crate::summary::Status;
+    use crate::record::Status;
 
     /// Keeps what it is handed, in order.
     #[derive(Default)]

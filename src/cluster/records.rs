@@ -8,7 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::state::State;
-use crate::summary::{JobRecord, MemoryReport};
+use crate::record::{JobRecord, MemoryReport};
 
 /// The first line a worker writes: which shard it runs, where, with how much memory.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -127,7 +127,8 @@ mod tests {
 
     use super::*;
     use crate::error::ExitStatus;
-    use crate::summary::{Journal, MemoryReport, Status, Totals};
+    use crate::record::{MemoryReport, Status};
+    use crate::summary::{Journal, Totals};
 
     #[test]
     fn the_header_reads_back_as_written() {

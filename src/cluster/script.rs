@@ -9,7 +9,7 @@ use anyhow::{bail, Context, Result};
 
 use super::plan::{Layout, Plan, PlannedFile};
 use crate::config::Config;
-use crate::summary::counted;
+use crate::error::counted;
 use crate::template::shell_quote;
 
 /// The plan directory: `--plan-dir`, else `.fanout/slurm-TIME-PID`, absolute.

@@ -27,10 +27,11 @@ use super::state::{JobId, State};
 use super::watch::Watch;
 use crate::cancel::Cancel;
 use crate::config::Config;
+use crate::error::counted;
 use crate::executor::{Context, Done, Executor, Extra, LISTED};
 use crate::memory::{self, human};
 use crate::output::Spool;
-use crate::summary::{counted, JobRecord, Status};
+use crate::record::{JobRecord, Status};
 use crate::template::{display_argv, JobValues};
 use crate::walk::{Input, Notice};
 

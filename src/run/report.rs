@@ -8,9 +8,9 @@ use anyhow::Result;
 
 use super::{Collector, Extra};
 use crate::cancel::{Cancel, Reason};
+use crate::error::counted;
 use crate::error::{print_notice, ExitStatus};
 use crate::memory;
-use crate::summary::counted;
 use crate::walk::WalkReport;
 
 pub(super) fn finish(
