@@ -112,10 +112,6 @@ pub(crate) fn run(launch: &Launch) -> Finished {
             }
         })
         .collect();
-    let exit_fd = os::exit_watch(pid);
-    // A limit past the end of the clock is no limit (the parser clamps; a plan may not).
-    let deadline = launch.timeout.and_then(|t| start.checked_add(t));
-
     let mut sup = Supervisor {
         pid,
         stop: Stop::None,
@@ -125,13 +121,39 @@ pub(crate) fn run(launch: &Launch) -> Finished {
         reaped: None,
         reaped_at: None,
         grace: launch.kill_grace,
+        // A limit past the end of the clock is no limit (the parser clamps; a plan may not).
+        deadline: launch.timeout.and_then(|t| start.checked_add(t)),
     };
+    supervise(launch, &mut sup, &mut streams);
+    let reaped = sup.reaped.expect("reaped");
+    let sampled = launch.sampler.map_or(0, |s| s.unregister(pid));
+    let mut outputs = streams.into_iter().map(|s| s.spool);
+    Finished {
+        ending: match (reaped.exit_code(), reaped.signal()) {
+            _ if reaped.status == LOST => Ending::Lost,
+            (Some(code), _) => Ending::Exited(code),
+            (None, Some(sig)) => Ending::Signaled(sig),
+            _ => Ending::Lost,
+        },
+        timed_out: sup.timed_out,
+        interrupted: sup.interrupted,
+        duration: start.elapsed(),
+        peak_rss_bytes: Some(reaped.max_rss_bytes.max(sampled)),
+        stdout: outputs.next(),
+        stderr: outputs.next(),
+    }
+}
+
+/// Drains the job's output and watches its exit, the cancel pipe and the clock until the job
+/// is reaped and its pipes are closed (or abandoned to processes that left its group).
+fn supervise(launch: &Launch, sup: &mut Supervisor, streams: &mut [Stream]) {
+    let exit_fd = os::exit_watch(sup.pid);
     let mut ready = Vec::new();
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         let open_pipes = streams.iter().any(|s| s.fd.is_some());
         if sup.reaped.is_some() && !open_pipes {
-            break;
+            return;
         }
         // Poll set: open pipes, then the exit watch while the child runs, then the cancel pipe.
         let mut fds: Vec<BorrowedFd> = streams
@@ -142,13 +164,12 @@ pub(crate) fn run(launch: &Launch) -> Finished {
         if let (None, Some(fd)) = (sup.reaped, &exit_fd) {
             fds.push(fd.as_fd());
         }
-        let watch_cancel = !sup.saw_cancel;
-        if watch_cancel {
+        if !sup.saw_cancel {
             if let Some(fd) = launch.cancel.wake_fd() {
                 fds.push(fd);
             }
         }
-        let timeout = sup.poll_timeout(deadline, exit_fd.is_some());
+        let timeout = sup.poll_timeout(exit_fd.is_some());
         if os::poll_readable(&fds, timeout, &mut ready).is_err() {
             // poll only fails on resource exhaustion; slow down rather than spin.
             std::thread::sleep(Duration::from_millis(FALLBACK_POLL_MS as u64));
@@ -166,51 +187,13 @@ pub(crate) fn run(launch: &Launch) -> Finished {
             sup.try_reap();
         }
         let now = Instant::now();
-        if !sup.saw_cancel && launch.cancel.stopping() {
-            sup.saw_cancel = true;
-            // A job that had already ended on its own keeps its own status.
-            sup.interrupted = sup.reaped.is_none();
-            sup.begin_stop(launch.cancel.is_hard());
-        } else if sup.saw_cancel && launch.cancel.is_hard() && sup.stop != Stop::Killed {
-            sup.kill();
-        }
-        if let Some(d) = deadline {
-            if now >= d && !sup.timed_out && sup.reaped.is_none() {
-                sup.timed_out = true;
-                sup.begin_stop(false);
+        sup.react(now, launch.cancel);
+        if sup.pipes_abandoned(now) {
+            for s in streams.iter_mut() {
+                s.drain(&mut buf);
+                s.fd = None;
             }
         }
-        sup.escalate(now);
-        // Pipes held open by processes that left the job's group must not hold the job forever.
-        if let Some(at) = sup.reaped_at {
-            if now.duration_since(at) >= ORPHAN_PIPE_WAIT.saturating_add(sup.grace)
-                || (sup.stop == Stop::None
-                    && now.duration_since(at) >= ORPHAN_PIPE_WAIT
-                    && !sup.group_alive())
-            {
-                for s in &mut streams {
-                    s.drain(&mut buf);
-                    s.fd = None;
-                }
-            }
-        }
-    }
-    let reaped = sup.reaped.expect("reaped");
-    let sampled = launch.sampler.map_or(0, |s| s.unregister(pid));
-    let mut outputs = streams.into_iter().map(|s| s.spool);
-    Finished {
-        ending: match (reaped.exit_code(), reaped.signal()) {
-            _ if reaped.status == LOST => Ending::Lost,
-            (Some(code), _) => Ending::Exited(code),
-            (None, Some(sig)) => Ending::Signaled(sig),
-            _ => Ending::Lost,
-        },
-        timed_out: sup.timed_out,
-        interrupted: sup.interrupted,
-        duration: start.elapsed(),
-        peak_rss_bytes: Some(reaped.max_rss_bytes.max(sampled)),
-        stdout: outputs.next(),
-        stderr: outputs.next(),
     }
 }
 
@@ -252,9 +235,43 @@ struct Supervisor {
     reaped: Option<os::Reaped>,
     reaped_at: Option<Instant>,
     grace: Duration,
+    /// When `--timeout` runs out, if it is set.
+    deadline: Option<Instant>,
 }
 
 impl Supervisor {
+    /// Acts on what changed: the run began stopping (or stopping hard), the time limit ran
+    /// out, a grace period ended.
+    fn react(&mut self, now: Instant, cancel: &Cancel) {
+        if !self.saw_cancel && cancel.stopping() {
+            self.saw_cancel = true;
+            // A job that had already ended on its own keeps its own status.
+            self.interrupted = self.reaped.is_none();
+            self.begin_stop(cancel.is_hard());
+        } else if self.saw_cancel && cancel.is_hard() && self.stop != Stop::Killed {
+            self.kill();
+        }
+        if let Some(d) = self.deadline {
+            if now >= d && !self.timed_out && self.reaped.is_none() {
+                self.timed_out = true;
+                self.begin_stop(false);
+            }
+        }
+        self.escalate(now);
+    }
+
+    /// Pipes held open by processes that left the job's group must not hold the job forever:
+    /// true once the job is reaped and they have had their time.
+    fn pipes_abandoned(&self, now: Instant) -> bool {
+        let Some(at) = self.reaped_at else {
+            return false;
+        };
+        now.duration_since(at) >= ORPHAN_PIPE_WAIT.saturating_add(self.grace)
+            || (self.stop == Stop::None
+                && now.duration_since(at) >= ORPHAN_PIPE_WAIT
+                && !self.group_alive())
+    }
+
     fn try_reap(&mut self) {
         match os::wait4(self.pid, true) {
             Ok(Some(r)) => {
@@ -312,7 +329,7 @@ impl Supervisor {
     }
 
     /// How long the next poll may block.
-    fn poll_timeout(&self, deadline: Option<Instant>, exit_watched: bool) -> i32 {
+    fn poll_timeout(&self, exit_watched: bool) -> i32 {
         let now = Instant::now();
         let mut wait: Option<Duration> = None;
         // `None`: a time past the end of the clock, which never comes.
@@ -321,7 +338,7 @@ impl Supervisor {
             let d = t.saturating_duration_since(now);
             wait = Some(wait.map_or(d, |w: Duration| w.min(d)));
         };
-        if let (Some(d), None) = (deadline, self.reaped) {
+        if let (Some(d), None) = (self.deadline, self.reaped) {
             at(Some(d));
         }
         if let Stop::Termed(t) = self.stop {

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
-use crossbeam_channel::{bounded, Sender};
+use crossbeam_channel::{bounded, Receiver, Sender};
 
 use crate::cancel::{self, Cancel};
 use crate::cli::Order;
@@ -41,20 +41,8 @@ pub(crate) fn drive(
     cancel::watch_signals(Arc::clone(&cancel)).context("cannot install signal handlers")?;
     let dry = config.mode.is_dry_run();
     let resume = Resume::for_run(config.resume.as_deref(), config.quiet || dry)?;
-    let mut journal = match dry {
-        true => None,
-        false => Journal::open_for_run(
-            config.summary.as_deref(),
-            config.resume.as_deref(),
-            &config.walk.own,
-        )?,
-    };
-    if let (Some(j), Some(h)) = (journal.as_mut(), io.header.as_ref()) {
-        j.line(h)
-            .with_context(|| format!("cannot write the summary {}", j.path().display()))?;
-    }
+    let mut journal = open_journal(config, io.header.as_ref())?;
     let start = Instant::now();
-    let capacity = 2 * config.jobs + 16;
     let found = AtomicU64::new(0);
     let running = AtomicU64::new(0);
     let backlog = Backlog::default();
@@ -70,72 +58,126 @@ pub(crate) fn drive(
     };
     let mut collector = Collector::new(config, &cancel, journal.as_mut(), io.stdout, io.stderr);
     collector.files = io.files;
-
-    let (extra, walk_report) = std::thread::scope(|s| -> Result<(Extra, WalkReport)> {
-        let (job_tx, job_rx) = bounded::<Input>(capacity);
-        let (done_tx, done_rx) = bounded::<Done>(capacity);
-        let (early_tx, early_rx) = bounded::<Vec<Done>>(16);
-        let ctx = &ctx;
-        let found = &found;
-        let resume = resume.as_ref();
-        // Discovery and triage share a thread: what needs no executor becomes a record at
-        // once, in batches, so records that need no process move at memory speed.
-        let walker = std::thread::Builder::new()
-            .name("walk".into())
-            .spawn_scoped(s, move || {
-                let mut triage = Triage::new(ctx, resume, early_tx);
-                let largest_first = config.order == Order::LargestFirst;
-                let mut kept = Vec::new();
-                let mut sink = |input: Input| match triage.take(input) {
-                    None => true,
-                    Some(input) if largest_first => {
-                        kept.push(input);
-                        true
-                    }
-                    Some(input) => job_tx.send(input).is_ok(),
-                };
-                let report = match source {
-                    Source::Walk => {
-                        walk::scan(&config.walk, &mut sink, &ctx.notices, ctx.cancel, found)
-                    }
-                    Source::Given(inputs) => {
-                        for input in inputs {
-                            found.fetch_add(1, Ordering::Relaxed);
-                            if !sink(input) {
-                                break;
-                            }
-                        }
-                        Ok(WalkReport::default())
-                    }
-                };
-                triage.flush();
-                // With --order largest-first every input is weighed, then the heaviest go first
-                // (the dry run shows that order too).
-                heaviest_first(kept, &job_tx);
-                report
-            })
-            .context("cannot start the walk")?;
-        let exec = std::thread::Builder::new()
-            .name("executor".into())
-            .spawn_scoped(s, move || {
-                let extra = executor.execute(ctx, &job_rx, &done_tx);
-                // Whatever the executor left (it failed to start): not started.
-                for input in &job_rx {
-                    ctx.hand_back(
-                        &done_tx,
-                        Done::bare(ctx.not_started(input.job, &input.path)),
-                    );
-                }
-                extra
-            })
-            .context("cannot start a thread")?;
-        collector.collect(&done_rx, &early_rx, &notice_rx, found, &running, &backlog);
-        let extra = exec.join().expect("executor thread")?;
-        let report = walker.join().expect("walker thread")?;
-        Ok((extra, report))
-    })?;
+    let flow = Flow {
+        ctx: &ctx,
+        resume: resume.as_ref(),
+        found: &found,
+        notices: notice_rx,
+    };
+    let (extra, walk_report) = flow.run(executor, source, &mut collector)?;
     drop(ctx);
     report::finish(config, &cancel, collector, extra, walk_report, start)
+}
+
+/// The `--summary` journal (none in a dry run), with a first line if the caller has one.
+fn open_journal(config: &Config, header: Option<&serde_json::Value>) -> Result<Option<Journal>> {
+    if config.mode.is_dry_run() {
+        return Ok(None);
+    }
+    let mut journal = Journal::open_for_run(
+        config.summary.as_deref(),
+        config.resume.as_deref(),
+        &config.walk.own,
+    )?;
+    if let (Some(j), Some(h)) = (journal.as_mut(), header) {
+        j.line(h)
+            .with_context(|| format!("cannot write the summary {}", j.path().display()))?;
+    }
+    Ok(journal)
+}
+
+/// The threads of a run: discovery with triage, the executor, and the collector (on the
+/// calling thread), joined by bounded channels.
+struct Flow<'c, 'a> {
+    ctx: &'c Context<'a>,
+    resume: Option<&'c Resume>,
+    found: &'c AtomicU64,
+    notices: Receiver<Notice>,
+}
+
+impl Flow<'_, '_> {
+    fn run(
+        self,
+        executor: &mut dyn Executor,
+        source: Source,
+        collector: &mut Collector<'_>,
+    ) -> Result<(Extra, WalkReport)> {
+        let Flow {
+            ctx,
+            resume,
+            found,
+            notices,
+        } = self;
+        let config = ctx.config;
+        let capacity = 2 * config.jobs + 16;
+        std::thread::scope(|s| -> Result<(Extra, WalkReport)> {
+            let (job_tx, job_rx) = bounded::<Input>(capacity);
+            let (done_tx, done_rx) = bounded::<Done>(capacity);
+            let (early_tx, early_rx) = bounded::<Vec<Done>>(16);
+            // Discovery and triage share a thread: what needs no executor becomes a record at
+            // once, in batches, so records that need no process move at memory speed.
+            let walker = std::thread::Builder::new()
+                .name("walk".into())
+                .spawn_scoped(s, move || {
+                    let mut triage = Triage::new(ctx, resume, early_tx);
+                    let largest_first = config.order == Order::LargestFirst;
+                    let mut kept = Vec::new();
+                    let mut sink = |input: Input| match triage.take(input) {
+                        None => true,
+                        Some(input) if largest_first => {
+                            kept.push(input);
+                            true
+                        }
+                        Some(input) => job_tx.send(input).is_ok(),
+                    };
+                    let report = match source {
+                        Source::Walk => {
+                            walk::scan(&config.walk, &mut sink, &ctx.notices, ctx.cancel, found)
+                        }
+                        Source::Given(inputs) => {
+                            for input in inputs {
+                                found.fetch_add(1, Ordering::Relaxed);
+                                if !sink(input) {
+                                    break;
+                                }
+                            }
+                            Ok(WalkReport::default())
+                        }
+                    };
+                    triage.flush();
+                    // With --order largest-first every input is weighed, then the heaviest go first
+                    // (the dry run shows that order too).
+                    heaviest_first(kept, &job_tx);
+                    report
+                })
+                .context("cannot start the walk")?;
+            let exec = std::thread::Builder::new()
+                .name("executor".into())
+                .spawn_scoped(s, move || {
+                    let extra = executor.execute(ctx, &job_rx, &done_tx);
+                    // Whatever the executor left (it failed to start): not started.
+                    for input in &job_rx {
+                        ctx.hand_back(
+                            &done_tx,
+                            Done::bare(ctx.not_started(input.job, &input.path)),
+                        );
+                    }
+                    extra
+                })
+                .context("cannot start a thread")?;
+            collector.collect(
+                &done_rx,
+                &early_rx,
+                &notices,
+                found,
+                ctx.running,
+                ctx.backlog,
+            );
+            let extra = exec.join().expect("executor thread")?;
+            let report = walker.join().expect("walker thread")?;
+            Ok((extra, report))
+        })
+    }
 }
 
 /// Decides, as inputs are discovered, what needs no executor: a problem found by the walk,
