@@ -31,7 +31,7 @@ use rustix::io::Errno;
 use crate::parquet::{self, Footer, Verify};
 
 /// The in-place part of the configuration.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub(crate) struct InPlaceOptions {
     /// The verify mode given with `--verify`; `None`: by the input's extension.
     pub verify: Option<Verify>,

@@ -35,7 +35,7 @@ pub(crate) enum Root {
 }
 
 /// The discovery part of the configuration.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub(crate) struct WalkOptions {
     pub roots: Vec<Root>,
     /// Lower-case extensions without a dot; empty means any.
