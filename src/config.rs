@@ -3,6 +3,10 @@
 //! Cross-flag checks, defaults that depend on the environment (CPU count, terminal), parsing
 //! the template, compiling globs, checking that roots exist and resolving the program on PATH
 //! all happen here, before anything runs. Nothing here starts threads or processes.
+//!
+//! A Slurm worker runs its shard as the submitting fanout would: the submitter writes the part of
+//! its Config that says how each job goes (`RunSpec`) into the plan, and each worker builds its
+//! own Config from it with `Config::for_worker`, checked by the same code as `from_cli`.
 
 use std::ffi::OsString;
 use std::io::IsTerminal;
@@ -11,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
 
 use crate::cli::{Cli, Executor, Halt, Order, PerJob};
 use crate::inplace::InPlaceOptions;
@@ -110,6 +115,7 @@ impl Config {
         }
     }
 
+    /// The Config of a run from its command line.
     pub(crate) fn from_cli(cli: Cli) -> Result<Config> {
         let roots = roots(&cli.paths)?;
         let extensions = cli
@@ -125,15 +131,7 @@ impl Config {
         if cli.summary.as_deref() == Some(Path::new("-")) {
             bail!("--summary -: standard output carries the jobs' output; give the journal a file name (or /dev/stdout to mix the two)");
         }
-        // A zero limit would race every job against its own start.
-        if cli.timeout.is_some_and(|t| t.is_zero()) {
-            bail!("--timeout must be more than 0 (leave it out for no limit)");
-        }
-        let template = Template::parse(&cli.command, cli.shell, cli.in_place)?;
-        let program = match template.program() {
-            Some(p) => Some(resolve_program(Path::new(&p))?),
-            None => None,
-        };
+        let command = CheckedCommand::check(&cli.command, cli.shell, cli.in_place, cli.timeout)?;
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         if cli.executor != Executor::Slurm {
             for (given, flag) in [
@@ -193,34 +191,20 @@ impl Config {
             (false, None, Some(alloc)) => Mode::Srun(alloc),
             (false, None, None) => Mode::Local,
         };
-        Ok(Config {
-            walk: WalkOptions {
-                roots,
-                extensions,
-                globs: cli.glob,
-                hidden: cli.hidden,
-                no_ignore: cli.no_ignore,
-                follow: cli.follow,
-                max_depth: cli.max_depth,
-                null: cli.null,
-                own: own_files(cli.summary.as_deref(), cli.resume.as_deref()),
-                in_place: cli.in_place,
-            },
-            template,
-            program,
+        let spec = RunSpec {
+            command: cli.command,
+            shell: cli.shell,
+            in_place: cli.in_place.then_some(InPlaceOptions {
+                verify: cli.verify,
+                force: cli.force,
+            }),
             jobs,
             threads,
-            capture: jobs > 1,
-            keep_order: cli.keep_order,
-            summary: cli.summary,
-            progress,
-            quiet: cli.quiet,
             timeout: cli.timeout,
             kill_grace: cli.kill_grace,
             retries: cli.retries,
             halt: cli.halt,
-            resume: cli.resume,
-            mem_limit,
+            order: cli.order,
             mem_per_job: match cli.mem_per_job {
                 Some(PerJob::Fixed(b)) => Some(b),
                 _ => None,
@@ -229,15 +213,233 @@ impl Config {
                 Amount::Bytes(b) => b,
                 Amount::Percent(_) => unreachable!("the parser refuses percentages here"),
             }),
-            order: cli.order,
-            in_place: cli.in_place.then_some(InPlaceOptions {
-                verify: cli.verify,
-                force: cli.force,
-            }),
-            command: cli.command,
-            shell: cli.shell,
-            mode,
-        })
+        };
+        let walk = WalkOptions {
+            roots,
+            extensions,
+            globs: cli.glob,
+            hidden: cli.hidden,
+            no_ignore: cli.no_ignore,
+            follow: cli.follow,
+            max_depth: cli.max_depth,
+            null: cli.null,
+            own: own_files(cli.summary.as_deref(), cli.resume.as_deref()),
+            in_place: cli.in_place,
+        };
+        Ok(Config::assemble(
+            spec,
+            command,
+            Setting {
+                walk,
+                mode,
+                capture: jobs > 1,
+                keep_order: cli.keep_order,
+                summary: cli.summary,
+                resume: cli.resume,
+                progress,
+                quiet: cli.quiet,
+                mem_limit,
+            },
+        ))
+    }
+
+    /// The Config of `fanout worker`, one array task of a Slurm run: its jobs go as `spec` says
+    /// (checked here as `from_cli` checks them: the program is found on this node), its inputs
+    /// are given, its journal is `summary`, and its jobs share `budget` bytes.
+    pub(crate) fn for_worker(spec: RunSpec, summary: PathBuf, budget: u64) -> Result<Config> {
+        let in_place = spec.in_place.is_some();
+        let command = CheckedCommand::check(&spec.command, spec.shell, in_place, spec.timeout)?;
+        let walk = WalkOptions {
+            own: own_files(Some(&summary), None),
+            in_place,
+            ..WalkOptions::default()
+        };
+        Ok(Config::assemble(
+            spec,
+            command,
+            Setting {
+                walk,
+                mode: Mode::Worker,
+                // Output is always captured whole, so the submitter can relay it job by job.
+                capture: true,
+                // Job numbers in a shard are not consecutive: ordering by them would hold every
+                // record back until the task ends (and lose them if it is killed). The
+                // submitter orders the output it relays.
+                keep_order: false,
+                summary: Some(summary),
+                resume: None,
+                progress: false,
+                quiet: true,
+                mem_limit: Some(Amount::Bytes(budget)),
+            },
+        ))
+    }
+
+    /// How this run's jobs go, for a Slurm plan.
+    pub(crate) fn spec(&self) -> RunSpec {
+        RunSpec {
+            command: self.command.clone(),
+            shell: self.shell,
+            in_place: self.in_place.clone(),
+            jobs: self.jobs,
+            threads: self.threads,
+            timeout: self.timeout,
+            kill_grace: self.kill_grace,
+            retries: self.retries,
+            halt: self.halt,
+            order: self.order,
+            mem_per_job: self.mem_per_job,
+            mem_reserve: self.mem_reserve,
+        }
+    }
+
+    /// The one place a Config is put together, from how its jobs go, their checked command,
+    /// and what surrounds them.
+    fn assemble(spec: RunSpec, command: CheckedCommand, setting: Setting) -> Config {
+        Config {
+            walk: setting.walk,
+            template: command.template,
+            program: command.program,
+            jobs: spec.jobs,
+            threads: spec.threads,
+            capture: setting.capture,
+            keep_order: setting.keep_order,
+            mode: setting.mode,
+            summary: setting.summary,
+            progress: setting.progress,
+            quiet: setting.quiet,
+            timeout: spec.timeout,
+            kill_grace: spec.kill_grace,
+            retries: spec.retries,
+            halt: spec.halt,
+            resume: setting.resume,
+            in_place: spec.in_place,
+            mem_limit: setting.mem_limit,
+            mem_per_job: spec.mem_per_job,
+            mem_reserve: spec.mem_reserve,
+            order: spec.order,
+            command: spec.command,
+            shell: spec.shell,
+        }
+    }
+}
+
+/// How each job of a run goes, apart from where its inputs come from and where its output and
+/// records go: what a Slurm worker needs to run its shard as the submitting fanout would. It
+/// travels in the plan as JSON (command words exactly, whatever their bytes; the modes by their
+/// command-line names).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct RunSpec {
+    /// The command words as given.
+    #[serde(with = "words")]
+    pub command: Vec<OsString>,
+    /// `-s`: the command runs through `sh -c`.
+    pub shell: bool,
+    /// `-i`, with its `--verify` and `--force`.
+    pub in_place: Option<InPlaceOptions>,
+    /// At most this many jobs at once (in each array task).
+    pub jobs: usize,
+    /// `{threads}`, and the CPUs of each job.
+    pub threads: usize,
+    /// Per-job time limit.
+    pub timeout: Option<Duration>,
+    /// Time between SIGTERM and SIGKILL when a job is stopped.
+    pub kill_grace: Duration,
+    /// Extra attempts for a failed or timed-out job.
+    pub retries: u32,
+    /// What the first failure stops.
+    pub halt: Option<Halt>,
+    /// Input order or heaviest first.
+    pub order: Order,
+    /// `--mem-per-job SIZE`; `None`: learn (`auto`).
+    pub mem_per_job: Option<u64>,
+    /// `--mem-reserve`; `None`: 5% of memory, at most 1 GiB.
+    pub mem_reserve: Option<u64>,
+}
+
+/// A run's command, checked: the template parsed and the program found, once, before anything
+/// runs.
+struct CheckedCommand {
+    template: Template,
+    program: Option<PathBuf>,
+}
+
+impl CheckedCommand {
+    fn check(
+        words: &[OsString],
+        shell: bool,
+        in_place: bool,
+        timeout: Option<Duration>,
+    ) -> Result<CheckedCommand> {
+        // A zero limit would race every job against its own start.
+        if timeout.is_some_and(|t| t.is_zero()) {
+            bail!("--timeout must be more than 0 (leave it out for no limit)");
+        }
+        let template = Template::parse(words, shell, in_place)?;
+        let program = match template.program() {
+            Some(p) => Some(resolve_program(Path::new(&p))?),
+            None => None,
+        };
+        Ok(CheckedCommand { template, program })
+    }
+}
+
+/// What surrounds a run's jobs: where the inputs come from, where the output and the journal
+/// go, how the run shows itself, how it goes.
+struct Setting {
+    walk: WalkOptions,
+    mode: Mode,
+    capture: bool,
+    keep_order: bool,
+    summary: Option<PathBuf>,
+    resume: Option<PathBuf>,
+    progress: bool,
+    quiet: bool,
+    mem_limit: Option<Amount>,
+}
+
+/// Command words in JSON, exactly: a word that is UTF-8 as itself, any other as `{"b64": …,
+/// "lossy": …}`, its bytes in base64 and a readable form (which is not read back).
+mod words {
+    use std::ffi::OsString;
+    use std::os::unix::ffi::{OsStrExt, OsStringExt};
+
+    use base64::engine::general_purpose::STANDARD;
+    use base64::Engine;
+    use serde::{de::Error, Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Serialize, Deserialize)]
+    #[serde(untagged)]
+    enum Word {
+        Text(String),
+        Bytes {
+            b64: String,
+            #[serde(default, skip_deserializing)]
+            lossy: String,
+        },
+    }
+
+    pub(super) fn serialize<S: Serializer>(words: &[OsString], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(words.iter().map(|w| match w.to_str() {
+            Some(text) => Word::Text(text.to_string()),
+            None => Word::Bytes {
+                b64: STANDARD.encode(w.as_bytes()),
+                lossy: w.to_string_lossy().into_owned(),
+            },
+        }))
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<OsString>, D::Error> {
+        Vec::<Word>::deserialize(d)?
+            .into_iter()
+            .map(|w| match w {
+                Word::Text(text) => Ok(OsString::from(text)),
+                Word::Bytes { b64, .. } => STANDARD
+                    .decode(b64)
+                    .map(OsString::from_vec)
+                    .map_err(|e| D::Error::custom(format!("a command word's base64: {e}"))),
+            })
+            .collect()
     }
 }
 
@@ -310,4 +512,165 @@ fn resolve_program(program: &Path) -> Result<PathBuf> {
             program.display()
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::ffi::{OsStrExt, OsStringExt};
+
+    use clap::{Parser, ValueEnum};
+
+    use super::*;
+    use crate::parquet::Verify;
+
+    fn config(args: &[&[u8]]) -> Config {
+        let args = args.iter().map(|a| OsString::from_vec(a.to_vec()));
+        Config::from_cli(Cli::try_parse_from(args).unwrap()).unwrap()
+    }
+
+    /// A spec through JSON and into a worker's Config, and back: nothing is lost or changed.
+    fn round_trip(config: &Config) -> (String, Config) {
+        let spec = config.spec();
+        let json = serde_json::to_string_pretty(&spec).unwrap();
+        let back: RunSpec = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, spec, "{json}");
+        let summary = PathBuf::from("plan/records/shard-3.jsonl");
+        let worker = Config::for_worker(back, summary.clone(), 3 << 30).unwrap();
+        assert_eq!(worker.spec(), spec, "{json}");
+        assert_eq!(worker.program, config.program);
+        assert!(matches!(worker.mode, Mode::Worker));
+        assert!(worker.capture && worker.quiet && !worker.progress && !worker.keep_order);
+        assert_eq!(worker.summary, Some(summary));
+        assert_eq!(worker.resume, None);
+        assert_eq!(worker.mem_limit, Some(Amount::Bytes(3 << 30)));
+        assert_eq!(worker.walk.in_place, spec.in_place.is_some());
+        (json, worker)
+    }
+
+    #[test]
+    fn a_spec_round_trips_with_every_option() {
+        let local = config(&[
+            b"fanout",
+            b"-i",
+            b"--verify",
+            b"parquet-schema",
+            b"--force",
+            b"-j",
+            b"3",
+            b"--cpus-per-job",
+            b"2",
+            b"--timeout",
+            b"0.0005",
+            b"--kill-grace",
+            b"250us",
+            b"--retries",
+            b"4",
+            b"--halt",
+            b"now",
+            b"--order",
+            b"largest-first",
+            b"--mem-per-job",
+            b"600M",
+            b"--mem-reserve",
+            b"1G",
+            b"-k",
+            b"--",
+            b"sh",
+            b"-c",
+            b"cp \"$1\" \"$2\"",
+            b"caf\xe9 \xff",
+            b"{}",
+            b"{out}",
+        ]);
+        let spec = local.spec();
+        assert_eq!(spec.command[3].as_bytes(), b"caf\xe9 \xff");
+        assert_eq!(
+            spec.in_place,
+            Some(InPlaceOptions {
+                verify: Some(Verify::ParquetSchema),
+                force: true
+            })
+        );
+        assert_eq!((spec.jobs, spec.threads, spec.retries), (3, 2, 4));
+        assert_eq!(spec.timeout, Some(Duration::from_micros(500)));
+        assert_eq!(spec.kill_grace, Duration::from_micros(250));
+        assert_eq!(
+            (spec.halt, spec.order),
+            (Some(Halt::Now), Order::LargestFirst)
+        );
+        assert_eq!(
+            (spec.mem_per_job, spec.mem_reserve),
+            (Some(600 << 20), Some(1 << 30))
+        );
+        let (json, _) = round_trip(&local);
+        // The plan stays readable: the modes by their command-line names, a word that is not
+        // UTF-8 in a readable form next to its bytes.
+        for word in [
+            "\"parquet-schema\"",
+            "\"now\"",
+            "\"largest-first\"",
+            "caf\u{fffd}",
+        ] {
+            assert!(json.contains(word), "{word} in {json}");
+        }
+    }
+
+    #[test]
+    fn a_spec_round_trips_with_the_defaults_and_a_shell() {
+        let local = config(&[b"fanout", b"-s", b"--halt", b"soon", b"--", b"echo {} >&2"]);
+        let (_, worker) = round_trip(&local);
+        assert!(worker.shell && worker.in_place.is_none());
+        assert_eq!(worker.timeout, None);
+        assert_eq!(worker.kill_grace, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn modes_travel_by_their_command_line_names() {
+        fn check<
+            T: ValueEnum + Serialize + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug,
+        >() {
+            for v in T::value_variants() {
+                let name = v.to_possible_value().unwrap().get_name().to_string();
+                assert_eq!(serde_json::to_value(v).unwrap(), name);
+                assert_eq!(&serde_json::from_value::<T>(name.into()).unwrap(), v);
+            }
+        }
+        check::<Verify>();
+        check::<Halt>();
+        check::<Order>();
+    }
+
+    #[test]
+    fn a_worker_checks_its_spec_as_a_command_line_is_checked() {
+        let mut spec = config(&[b"fanout", b"--", b"echo"]).spec();
+        let worker = |spec: &RunSpec| {
+            Config::for_worker(spec.clone(), PathBuf::from("s.jsonl"), 1 << 30)
+                .map(|_| ())
+                .unwrap_err()
+                .to_string()
+        };
+        spec.command = vec![OsString::from("fanout-no-such-program")];
+        assert!(
+            worker(&spec).contains("command not found"),
+            "{}",
+            worker(&spec)
+        );
+        spec.command = vec![OsString::from("echo")];
+        spec.timeout = Some(Duration::ZERO);
+        assert!(worker(&spec).contains("--timeout"), "{}", worker(&spec));
+        spec.timeout = None;
+        spec.in_place = Some(InPlaceOptions {
+            verify: None,
+            force: false,
+        });
+        assert!(worker(&spec).contains("{out}"), "{}", worker(&spec));
+    }
+
+    #[test]
+    fn a_command_word_with_bad_bytes_is_refused() {
+        let mut json = serde_json::to_value(config(&[b"fanout", b"--", b"echo"]).spec()).unwrap();
+        json["command"] = serde_json::json!(["echo", {"b64": "not base64!"}]);
+        let err = serde_json::from_value::<RunSpec>(json).unwrap_err();
+        assert!(err.to_string().contains("base64"), "{err}");
+    }
 }

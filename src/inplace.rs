@@ -32,7 +32,7 @@ use crate::parquet::{self, Footer, Verify};
 use crate::tempname::{direct_input, made_for, parse_temp, temp_name, NAME_MAX};
 
 /// The in-place part of the configuration.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub(crate) struct InPlaceOptions {
     /// The verify mode given with `--verify`; `None`: by the input's extension.
     pub verify: Option<Verify>,

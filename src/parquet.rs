@@ -127,7 +127,10 @@ fn short(msg: &str) -> String {
 }
 
 /// How strictly an output is compared with its input.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "kebab-case")]
 pub(crate) enum Verify {
     /// No check.
     None,

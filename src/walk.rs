@@ -43,7 +43,7 @@ pub(crate) enum Source {
 }
 
 /// The discovery part of the configuration.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub(crate) struct WalkOptions {
     pub roots: Vec<Root>,
     /// Lower-case extensions without a dot; empty means any.

@@ -1,7 +1,7 @@
 //! The plan of a Slurm run, as written to the plan directory and read back by each worker.
 //!
 //! ```text
-//! PLAN/plan.json               the template and options (the same for every shard)
+//! PLAN/plan.json               how each job goes (the same for every shard)
 //! PLAN/job.sh                  the sbatch script
 //! PLAN/inputs/shard-K.jsonl    shard K's files: job number, path, identity, weight
 //! PLAN/records/shard-K.jsonl   shard K's journal, written by its worker as each file finishes
@@ -11,7 +11,8 @@
 //! PLAN/logs/shard-K.log        the worker's own messages and Slurm's (slurmstepd)
 //! ```
 //!
-//! Paths stay as the walk produced them (relative to the submit directory, which the worker
+//! The plan says how each job goes as a `RunSpec`, from which every worker builds its own
+//! Config. Paths stay as the walk produced them (relative to the submit directory, which the worker
 //! changes to), so records and `--resume` match a local run's.
 
 use std::ffi::OsString;
@@ -19,21 +20,17 @@ use std::fs;
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use base64::Engine;
-use clap::ValueEnum;
 use serde::{Deserialize, Serialize};
 
-use crate::cli::{Cli, Executor, Halt, Order, PerJob};
-use crate::config::Config;
-use crate::memory::Amount;
-use crate::parquet::Verify;
+use crate::config::{Config, RunSpec};
 use crate::walk::Input;
 
-/// Bumped when the plan's meaning changes; a worker refuses a plan of another version.
-const PLAN_VERSION: u32 = 1;
+/// Bumped when the plan's shape or meaning changes; a worker refuses a plan of another version.
+/// 2: how each job goes is one `run` object (durations exact, not in whole milliseconds).
+const PLAN_VERSION: u32 = 2;
 
 /// Everything a worker needs besides its inputs.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -46,28 +43,18 @@ pub(crate) struct Plan {
     pub cwd: String,
     pub shards: usize,
     pub files: u64,
-    /// The command words, base64 of their bytes.
-    pub command_b64: Vec<String>,
-    /// The same, readable.
-    pub command: Vec<String>,
-    pub shell: bool,
-    pub in_place: bool,
-    pub verify: Option<String>,
-    pub force: bool,
-    /// Jobs at once in each task (`-j`).
-    pub jobs: usize,
-    pub cpus_per_job: usize,
-    pub keep_order: bool,
-    pub timeout_ms: Option<u64>,
-    pub kill_grace_ms: u64,
-    pub retries: u32,
-    pub halt: Option<String>,
-    pub order: String,
-    /// `--mem-per-job SIZE`; `None`: learn within each task.
-    pub mem_per_job: Option<u64>,
-    pub mem_reserve: Option<u64>,
     /// `--mem` of each array task (the jobs' budget plus the worker's own share).
     pub task_mem_bytes: u64,
+    /// How each job goes, in every task (`jobs` of them at once).
+    pub run: RunSpec,
+}
+
+/// The versions of a plan, read before the rest: a plan of another version may have another
+/// shape, and is refused for its version.
+#[derive(Deserialize)]
+struct Versions {
+    plan_version: u32,
+    fanout_version: String,
 }
 
 /// One file of a shard.
@@ -116,24 +103,9 @@ fn unb64(s: &str) -> Result<Vec<u8>> {
         .context("bad base64 in the plan")
 }
 
-fn value_name<T: ValueEnum>(v: &T) -> String {
-    v.to_possible_value()
-        .map(|p| p.get_name().to_string())
-        .unwrap_or_default()
-}
-
-fn parse_value<T: ValueEnum>(s: &str, what: &str) -> Result<T> {
-    T::from_str(s, false).map_err(|_| anyhow::anyhow!("the plan has an unknown {what}: {s}"))
-}
-
 impl Plan {
     pub(crate) fn new(config: &Config, shards: usize, files: u64, task_mem: u64) -> Result<Plan> {
         let cwd = std::env::current_dir().context("cannot read the current directory")?;
-        let verify = config
-            .in_place
-            .as_ref()
-            .and_then(|ip| ip.verify)
-            .map(|v| value_name(&v));
         Ok(Plan {
             plan_version: PLAN_VERSION,
             fanout_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -141,27 +113,8 @@ impl Plan {
             cwd: cwd.to_string_lossy().into_owned(),
             shards,
             files,
-            command_b64: config.command.iter().map(|w| b64(w.as_bytes())).collect(),
-            command: config
-                .command
-                .iter()
-                .map(|w| w.to_string_lossy().into_owned())
-                .collect(),
-            shell: config.shell,
-            in_place: config.in_place.is_some(),
-            verify,
-            force: config.in_place.as_ref().is_some_and(|ip| ip.force),
-            jobs: config.jobs,
-            cpus_per_job: config.threads,
-            keep_order: config.keep_order,
-            timeout_ms: config.timeout.map(|d| d.as_millis() as u64),
-            kill_grace_ms: config.kill_grace.as_millis() as u64,
-            retries: config.retries,
-            halt: config.halt.map(|h| value_name(&h)),
-            order: value_name(&config.order),
-            mem_per_job: config.mem_per_job,
-            mem_reserve: config.mem_reserve,
             task_mem_bytes: task_mem,
+            run: config.spec(),
         })
     }
 
@@ -174,78 +127,22 @@ impl Plan {
     pub(crate) fn load(dir: &Path) -> Result<Plan> {
         let path = dir.join("plan.json");
         let text = fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
-        let plan: Plan = serde_json::from_slice(&text)
-            .with_context(|| format!("{} is not a fanout plan", path.display()))?;
-        if plan.plan_version != PLAN_VERSION || plan.fanout_version != env!("CARGO_PKG_VERSION") {
+        let not_a_plan = || format!("{} is not a fanout plan", path.display());
+        let v: Versions = serde_json::from_slice(&text).with_context(not_a_plan)?;
+        if v.plan_version != PLAN_VERSION || v.fanout_version != env!("CARGO_PKG_VERSION") {
             bail!(
                 "{} was written by fanout {} (plan version {}); this is fanout {} (plan version {PLAN_VERSION})",
                 path.display(),
-                plan.fanout_version,
-                plan.plan_version,
+                v.fanout_version,
+                v.plan_version,
                 env!("CARGO_PKG_VERSION")
             );
         }
-        Ok(plan)
+        serde_json::from_slice(&text).with_context(not_a_plan)
     }
 
     pub(crate) fn cwd(&self) -> Result<PathBuf> {
         Ok(PathBuf::from(OsString::from_vec(unb64(&self.cwd_b64)?)))
-    }
-
-    /// The command line a local run of this plan would have had, for `Config::from_cli`.
-    /// `budget` is the jobs' memory budget in the task.
-    pub(crate) fn to_cli(&self, summary: PathBuf, budget: u64) -> Result<Cli> {
-        let command = self
-            .command_b64
-            .iter()
-            .map(|w| unb64(w).map(OsString::from_vec))
-            .collect::<Result<Vec<_>>>()?;
-        Ok(Cli {
-            paths: Vec::new(),
-            command,
-            ext: Vec::new(),
-            glob: Vec::new(),
-            hidden: false,
-            no_ignore: false,
-            follow: false,
-            max_depth: None,
-            null: false,
-            jobs: Some(self.jobs),
-            shell: self.shell,
-            // Job numbers in a shard are not consecutive: ordering by them would hold every
-            // record back until the task ends (and lose them if it is killed).
-            keep_order: false,
-            dry_run: false,
-            timeout: self.timeout_ms.map(Duration::from_millis),
-            kill_grace: Duration::from_millis(self.kill_grace_ms),
-            in_place: self.in_place,
-            verify: self
-                .verify
-                .as_deref()
-                .map(|v| parse_value::<Verify>(v, "verify mode"))
-                .transpose()?,
-            force: self.force,
-            mem_limit: Some(Amount::Bytes(budget)),
-            mem_per_job: Some(self.mem_per_job.map_or(PerJob::Auto, PerJob::Fixed)),
-            mem_reserve: self.mem_reserve.map(Amount::Bytes),
-            order: parse_value::<Order>(&self.order, "order")?,
-            retries: self.retries,
-            halt: self
-                .halt
-                .as_deref()
-                .map(|h| parse_value::<Halt>(h, "halt mode"))
-                .transpose()?,
-            resume: None,
-            summary: Some(summary),
-            progress: false,
-            no_progress: true,
-            quiet: true,
-            executor: Executor::Local,
-            cpus_per_job: Some(self.cpus_per_job),
-            shards: None,
-            slurm_arg: Vec::new(),
-            plan_dir: None,
-        })
     }
 }
 
@@ -346,6 +243,55 @@ mod tests {
         let back: PlannedFile = serde_json::from_str(&line).unwrap();
         assert_eq!(back.path().unwrap(), PathBuf::from(raw));
         assert_eq!(back.job, 4);
+    }
+
+    fn config() -> Config {
+        let args = [
+            &b"fanout"[..],
+            b"-j",
+            b"2",
+            b"--timeout",
+            b"0.0005",
+            b"--",
+            b"echo",
+            b"\xff",
+        ];
+        let cli = clap::Parser::try_parse_from(args.map(|a| OsString::from_vec(a.to_vec())));
+        Config::from_cli(cli.unwrap()).unwrap()
+    }
+
+    #[test]
+    fn a_plan_round_trips_through_its_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = config();
+        let plan = Plan::new(&config, 3, 7, 5 << 30).unwrap();
+        plan.save(dir.path()).unwrap();
+        let back = Plan::load(dir.path()).unwrap();
+        assert_eq!(back.run, config.spec());
+        assert_eq!(
+            (back.shards, back.files, back.task_mem_bytes),
+            (3, 7, 5 << 30)
+        );
+        assert_eq!(back.cwd().unwrap(), std::env::current_dir().unwrap());
+    }
+
+    #[test]
+    fn a_plan_of_another_version_is_refused_for_its_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut plan = serde_json::to_value(Plan::new(&config(), 1, 1, 1 << 30).unwrap()).unwrap();
+        // Another version may have another shape: the refusal names the version all the same.
+        plan["plan_version"] = 1.into();
+        plan["fanout_version"] = "0.0.1".into();
+        plan.as_object_mut().unwrap().remove("run");
+        std::fs::write(dir.path().join("plan.json"), plan.to_string()).unwrap();
+        let err = Plan::load(dir.path()).unwrap_err().to_string();
+        assert!(
+            err.contains("written by fanout 0.0.1 (plan version 1)"),
+            "{err}"
+        );
+        std::fs::write(dir.path().join("plan.json"), "{}").unwrap();
+        let err = Plan::load(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("is not a fanout plan"), "{err}");
     }
 
     #[test]

@@ -96,7 +96,7 @@ pub(crate) fn sbatch_args(config: &Config, plan: &Plan, layout: &Layout) -> Resu
     let mut args: Vec<OsString> = vec![
         "--job-name=fanout".into(),
         format!("--array=0-{}", plan.shards - 1).into(),
-        format!("--cpus-per-task={}", plan.jobs * plan.cpus_per_job).into(),
+        format!("--cpus-per-task={}", plan.run.jobs * plan.run.threads).into(),
     ];
     // sbatch refuses --mem together with --mem-per-cpu or --mem-per-gpu: the user's wins.
     let user_mem = config

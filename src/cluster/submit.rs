@@ -116,7 +116,7 @@ impl Executor for SlurmArray {
                 counted(files as u64, "file"),
                 counted(plan.shards as u64, "array task"),
                 human(plan.task_mem_bytes),
-                counted((plan.jobs * plan.cpus_per_job) as u64, "CPU"),
+                counted((plan.run.jobs * plan.run.threads) as u64, "CPU"),
                 layout.dir.display()
             ));
         }
@@ -294,9 +294,9 @@ impl Executor for SlurmPlan {
             notes: vec![format!(
                 "dry run: {files} files in {} array tasks of {} jobs at once, --mem={} and --cpus-per-task={} each",
                 plan.shards,
-                plan.jobs,
+                plan.run.jobs,
                 human(plan.task_mem_bytes),
-                plan.jobs * plan.cpus_per_job,
+                plan.run.jobs * plan.run.threads,
             )],
             ..Extra::default()
         })

@@ -10,7 +10,7 @@ use anyhow::{bail, Context, Result};
 use super::plan::{Layout, Plan};
 use super::records::WorkerHeader;
 use super::WORKER_MEM;
-use crate::config::{Config, Mode};
+use crate::config::Config;
 use crate::output::Io;
 use crate::walk::Source;
 
@@ -51,11 +51,7 @@ pub(crate) fn prepare(plan_dir: &Path, shard: usize) -> Result<Task> {
         .or_else(|| Some(var("SLURM_MEM_PER_CPU")? * var("SLURM_CPUS_ON_NODE")?))
         .map_or(plan.task_mem_bytes, |mib| mib << 20);
     let budget = task_mem.saturating_sub(WORKER_MEM).max(1 << 20);
-    let cli = plan.to_cli(layout.records(shard), budget)?;
-    let mut config = Config::from_cli(cli)?;
-    // Output is always captured whole, so the submitter can relay it job by job.
-    config.capture = true;
-    config.mode = Mode::Worker;
+    let config = Config::for_worker(plan.run, layout.records(shard), budget)?;
     let create =
         |p: PathBuf| File::create(&p).with_context(|| format!("cannot write {}", p.display()));
     let io = Io {

@@ -11,6 +11,7 @@
 //! deadline. A test that gives up on a run cancels the Slurm job that run submitted.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::OsString;
 use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -302,6 +303,26 @@ fn statuses(records: &[Value]) -> BTreeMap<String, String> {
     m
 }
 
+/// The journal `s.jsonl` of a run, checked (its counters add up, one record per path of
+/// `paths`), and its files' statuses.
+#[track_caller]
+fn journal(
+    env: &TestEnv,
+    out: &Output,
+    paths: &[String],
+) -> (Vec<Value>, BTreeMap<String, String>) {
+    let records = read_summary(env.path("s.jsonl"));
+    assert_counts_add_up(&records);
+    let st = statuses(&records);
+    assert_eq!(
+        st.keys().cloned().collect::<Vec<_>>(),
+        paths,
+        "records are not one per file\n{}",
+        out.dump()
+    );
+    (records, st)
+}
+
 /// Lines of a log the jobs append to (missing: none).
 fn log_lines(env: &TestEnv, rel: &str) -> Vec<String> {
     let mut lines: Vec<String> = fs::read_to_string(env.path(rel))
@@ -423,15 +444,7 @@ fn two_hundred_files_over_four_shards() {
         ],
     );
     out.assert_code(0).assert_no_panic();
-    let records = read_summary(env.path("s.jsonl"));
-    assert_counts_add_up(&records);
-    let st = statuses(&records);
-    assert_eq!(
-        st.keys().cloned().collect::<Vec<_>>(),
-        paths,
-        "records are not one per file\n{}",
-        out.dump()
-    );
+    let (records, st) = journal(&env, &out, &paths);
     assert!(st.values().all(|s| s == "ok"), "{st:#?}");
     let fin = final_record(&records);
     assert_eq!(int(&fin, "ok"), 200, "{fin}");
@@ -568,6 +581,80 @@ fn resume_of_a_local_journal_runs_only_the_rest_on_slurm() {
     assert_eq!(planned, 3, "only the files to redo go to Slurm: {fin}");
     let want: Vec<String> = rerun.iter().map(|p| format!("{p} {job}")).collect();
     assert_eq!(log_lines(&env, "out/slurm"), want, "jobs run on Slurm");
+}
+
+/// A worker runs each job as the submitting fanout would: the same argv as a local run, whatever
+/// the bytes of the command words, with `{threads}` from `--cpus-per-job`.
+#[test]
+fn workers_run_the_argv_a_local_run_runs() {
+    if !slurm() {
+        return;
+    }
+    let (env, _) = flat(4);
+    let out_dir = env.out_dir("out");
+    let dump = fixture("argv-dump.sh");
+    let words: Vec<OsString> = [
+        dump.as_str(),
+        out_dir.as_str(),
+        "{}",
+        "{#}",
+        "{/.}",
+        "{threads}",
+        "lit eral",
+        "{{}}",
+    ]
+    .iter()
+    .map(OsString::from)
+    .chain([os(b"caf\xe9 \xff")])
+    .collect();
+    let with = |first: &[&str]| -> Vec<OsString> {
+        let mut args: Vec<OsString> = first.iter().map(OsString::from).collect();
+        args.extend(["--cpus-per-job", "2", "d", "--"].map(OsString::from));
+        args.extend(words.iter().cloned());
+        args
+    };
+    env.run(&with(&["-j", "1"])).assert_ok();
+    let local = read_argv_dumps(&out_dir);
+    assert_eq!(local.len(), 4, "{}", show_argvs(&local));
+    clear_dir(&out_dir);
+    let out = Bg::start(env.command(&with(&["--executor", "slurm", "--shards", "2"])))
+        .wait(SLURM_DEADLINE);
+    out.assert_code(0).assert_no_panic();
+    let on_slurm = read_argv_dumps(&out_dir);
+    assert!(
+        on_slurm == local,
+        "--- on Slurm ---\n{}\n--- local ---\n{}\n{}",
+        show_argvs(&on_slurm),
+        show_argvs(&local),
+        out.dump()
+    );
+}
+
+/// The workers keep the run's durations exactly: a timeout under a millisecond is not rounded
+/// to 0 (which a worker would refuse, failing its whole shard), and retries follow it.
+#[test]
+fn a_sub_millisecond_timeout_reaches_the_workers() {
+    if !slurm() {
+        return;
+    }
+    let (env, paths) = flat(4);
+    let mut args: Vec<&str> =
+        "--executor slurm --shards 2 --timeout 0.0005 --retries 1 --summary s.jsonl d --"
+            .split(' ')
+            .collect();
+    args.extend(["sh", "-c", "exec sleep 5", "_", "{}"]);
+    let out = run_slurm(&env, &args);
+    out.assert_code(1).assert_no_panic();
+    let (records, st) = journal(&env, &out, &paths);
+    assert!(
+        st.values().all(|s| s == "timeout"),
+        "{st:#?}\n{records:#?}\n{}",
+        out.dump()
+    );
+    for r in file_records(&records) {
+        assert_eq!(int(&r, "attempts"), 2, "{r}");
+    }
+    assert_slurm_final(&final_record(&records), 2);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1254,10 +1341,7 @@ fn srun_executor_runs_each_job_as_a_step_of_the_allocation() {
         .env_remove("SLURM_JOB_ID");
     let out = Bg::start(cmd).wait(SLURM_DEADLINE);
     out.assert_code(0).assert_no_panic();
-    let records = read_summary(env.path("s.jsonl"));
-    assert_counts_add_up(&records);
-    let st = statuses(&records);
-    assert_eq!(st.keys().cloned().collect::<Vec<_>>(), paths);
+    let (records, st) = journal(&env, &out, &paths);
     assert!(st.values().all(|s| s == "ok"), "{st:#?}");
     for r in file_records(&records) {
         let argv: Vec<&str> = r["command"]
