@@ -28,17 +28,9 @@ use std::sync::Mutex;
 use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use rustix::io::Errno;
 
+use crate::config::InPlaceOptions;
 use crate::parquet::{self, Footer, Verify};
 use crate::tempname::{direct_input, made_for, parse_temp, temp_name, NAME_MAX};
-
-/// The in-place part of the configuration.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub(crate) struct InPlaceOptions {
-    /// The verify mode given with `--verify`; `None`: by the input's extension.
-    pub verify: Option<Verify>,
-    /// Rewrite read-only inputs too.
-    pub force: bool,
-}
 
 /// How often an input's lock is tried (5 ms apart) before the file counts as taken.
 const LOCK_TRIES: u32 = 20;

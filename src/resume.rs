@@ -8,13 +8,11 @@
 //! the cut fell (even inside a multibyte character).
 
 use std::collections::HashMap;
-use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io::{BufRead, BufReader};
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
-use std::time::SystemTime;
+use std::path::Path;
 
 use anyhow::{Context, Result};
 use base64::Engine;
@@ -52,45 +50,6 @@ struct Line {
     file_mtime_ns: Option<i64>,
 }
 
-/// How the name of a journal's replacement begins: `.J.fanout-journal-` beside `J`. A
-/// `--resume J --summary J` run writes its journal there and renames it over `J` when it ends
-/// (see `summary::Journal`); one left behind by a run that did not end (SIGKILL) holds records
-/// newer than `J`'s, so `--resume J` reads it too.
-pub(crate) fn replacement_prefix(journal_name: &OsStr) -> OsString {
-    let name = journal_name.as_bytes();
-    // Room for the rest of the name within the usual 255-byte limit.
-    let mut prefix = b".".to_vec();
-    prefix.extend_from_slice(&name[..name.len().min(200)]);
-    prefix.extend_from_slice(b".fanout-journal-");
-    OsString::from_vec(prefix)
-}
-
-/// The replacements of `journal` that runs left behind, oldest first, with their modification
-/// times: regular files beside the journal (symbolic links resolved) named as
-/// [`replacement_prefix`] says.
-pub(crate) fn leftovers(journal: &Path) -> Vec<(PathBuf, SystemTime)> {
-    let Ok(target) = std::fs::canonicalize(journal) else {
-        return Vec::new();
-    };
-    let (Some(dir), Some(name)) = (target.parent(), target.file_name()) else {
-        return Vec::new();
-    };
-    let prefix = replacement_prefix(name);
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    let mut found: Vec<(PathBuf, SystemTime)> = entries
-        .flatten()
-        .filter(|e| e.file_name().as_bytes().starts_with(prefix.as_bytes()))
-        .filter_map(|e| {
-            let md = std::fs::symlink_metadata(e.path()).ok()?;
-            md.is_file().then_some((e.path(), md.modified().ok()?))
-        })
-        .collect();
-    found.sort_by_key(|(_, t)| *t);
-    found
-}
-
 /// The files an earlier run finished, by path.
 #[derive(Debug, Default)]
 pub(crate) struct Resume {
@@ -125,7 +84,7 @@ impl Resume {
         let mut resume = Resume::default();
         resume.read(path)?;
         let written = std::fs::metadata(path).and_then(|m| m.modified()).ok();
-        for (leftover, modified) in leftovers(path) {
+        for (leftover, modified) in crate::tempname::leftovers(path) {
             if written.is_none_or(|w| modified > w) {
                 resume.read(&leftover)?;
                 resume.unfinished += 1;

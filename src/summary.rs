@@ -173,7 +173,7 @@ pub(crate) struct Journal {
 /// before its own journal holds all of that. So `J` stays untouched while the new journal is
 /// written beside it, and the new one replaces `J` (a rename) when the run ends with a record
 /// for every input. A run killed before that (SIGKILL) leaves `J` whole and its new journal
-/// beside it, which the next `--resume J` reads too (`resume::leftovers`).
+/// beside it, which the next `--resume J` reads too (`tempname::leftovers`).
 struct Replace {
     /// The new journal, beside `target`.
     temp: PathBuf,
@@ -232,13 +232,13 @@ impl Journal {
         let (Some(dir), Some(name)) = (target.parent(), target.file_name()) else {
             return Err(io::Error::other("not a file name"));
         };
-        let leftovers = crate::resume::leftovers(&target)
+        let leftovers = crate::tempname::leftovers(&target)
             .into_iter()
             .map(|(p, _)| p)
             .collect();
         // Created new (O_EXCL, mode 0600), then given the journal's permissions.
         let (file, temp) = tempfile::Builder::new()
-            .prefix(&crate::resume::replacement_prefix(name))
+            .prefix(&crate::tempname::replacement_prefix(name))
             .rand_bytes(8)
             .tempfile_in(dir)?
             .keep()

@@ -1,11 +1,13 @@
-//! The shape of fanout's temporary names, `.STEM.fanout-PID-JOB[-N]-TAG[.EXT]`: made by
-//! in-place rewrites for `{out}`, recognised by the walk (never an input) and by the sweep of
-//! leftovers (removed only when provably fanout's). The names carry the run's process id,
-//! the job number and a checksum of both and of the input's name.
+//! The shape of fanout's temporary names. `{out}` is `.STEM.fanout-PID-JOB[-N]-TAG[.EXT]`:
+//! made by in-place rewrites, recognised by the walk (never an input) and by the sweep of
+//! leftovers (removed only when provably fanout's); the names carry the run's process id, the
+//! job number and a checksum of both and of the input's name. A journal's replacement is
+//! `.J.fanout-journal-XXXXXXXX`: written by the journal, read back by `--resume`.
 
-use std::ffi::OsStr;
-use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 /// The longest file name most file systems take (`NAME_MAX`).
 pub(crate) const NAME_MAX: usize = 255;
@@ -141,4 +143,42 @@ pub(crate) fn direct_input(t: &TempName<'_>) -> Vec<u8> {
         input.extend_from_slice(ext);
     }
     input
+}
+/// How the name of a journal's replacement begins: `.J.fanout-journal-` beside `J`. A
+/// `--resume J --summary J` run writes its journal there and renames it over `J` when it ends
+/// (see `summary::Journal`); one left behind by a run that did not end (SIGKILL) holds records
+/// newer than `J`'s, so `--resume J` reads it too.
+pub(crate) fn replacement_prefix(journal_name: &OsStr) -> OsString {
+    let name = journal_name.as_bytes();
+    // Room for the rest of the name within the usual 255-byte limit.
+    let mut prefix = b".".to_vec();
+    prefix.extend_from_slice(&name[..name.len().min(200)]);
+    prefix.extend_from_slice(b".fanout-journal-");
+    OsString::from_vec(prefix)
+}
+
+/// The replacements of `journal` that runs left behind, oldest first, with their modification
+/// times: regular files beside the journal (symbolic links resolved) named as
+/// [`replacement_prefix`] says.
+pub(crate) fn leftovers(journal: &Path) -> Vec<(PathBuf, SystemTime)> {
+    let Ok(target) = std::fs::canonicalize(journal) else {
+        return Vec::new();
+    };
+    let (Some(dir), Some(name)) = (target.parent(), target.file_name()) else {
+        return Vec::new();
+    };
+    let prefix = replacement_prefix(name);
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut found: Vec<(PathBuf, SystemTime)> = entries
+        .flatten()
+        .filter(|e| e.file_name().as_bytes().starts_with(prefix.as_bytes()))
+        .filter_map(|e| {
+            let md = std::fs::symlink_metadata(e.path()).ok()?;
+            md.is_file().then_some((e.path(), md.modified().ok()?))
+        })
+        .collect();
+    found.sort_by_key(|(_, t)| *t);
+    found
 }

@@ -15,11 +15,16 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use serde::{Deserialize, Serialize};
+
+mod spec;
+mod srun;
+
+pub(crate) use spec::RunSpec;
+pub(crate) use srun::Allocation;
 
 use crate::cli::{Cli, Executor, Halt, Order, PerJob};
-use crate::inplace::InPlaceOptions;
 use crate::memory::Amount;
+use crate::parquet::Verify;
 use crate::template::Template;
 use crate::walk::{build_overrides, OwnFiles, Root, WalkOptions};
 
@@ -73,6 +78,15 @@ pub(crate) struct Config {
     pub shell: bool,
 }
 
+/// The in-place part of the configuration.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct InPlaceOptions {
+    /// The verify mode given with `--verify`; `None`: by the input's extension.
+    pub verify: Option<Verify>,
+    /// Rewrite read-only inputs too.
+    pub force: bool,
+}
+
 /// How a run goes. One value, so the settings of different modes cannot disagree.
 #[derive(Debug)]
 pub(crate) enum Mode {
@@ -82,7 +96,7 @@ pub(crate) enum Mode {
     /// Jobs run on this machine.
     Local,
     /// `--executor srun`: each job is a step of the allocation fanout runs in.
-    Srun(crate::cluster::Allocation),
+    Srun(Allocation),
     /// `--executor slurm`: one job array, submitted and watched from here.
     Slurm(SlurmOptions),
     /// `fanout worker`: one array task of a Slurm run; job output goes to the plan's files.
@@ -117,79 +131,22 @@ impl Config {
 
     /// The Config of a run from its command line.
     pub(crate) fn from_cli(cli: Cli) -> Result<Config> {
-        let roots = roots(&cli.paths)?;
-        let extensions = cli
-            .ext
-            .iter()
-            .map(|e| e.trim_start_matches('.').to_ascii_lowercase())
-            .collect::<Vec<_>>();
-        if extensions.iter().any(String::is_empty) {
-            bail!("-e/--ext needs an extension, e.g. -e parquet");
-        }
-        build_overrides(Path::new("."), &cli.glob).context("invalid -g/--glob pattern")?;
-
+        let walk = walk_options(&cli)?;
         if cli.summary.as_deref() == Some(Path::new("-")) {
             bail!("--summary -: standard output carries the jobs' output; give the journal a file name (or /dev/stdout to mix the two)");
         }
         let command = CheckedCommand::check(&cli.command, cli.shell, cli.in_place, cli.timeout)?;
-        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-        if cli.executor != Executor::Slurm {
-            for (given, flag) in [
-                (cli.shards.is_some(), "--shards"),
-                (!cli.slurm_arg.is_empty(), "--slurm-arg"),
-                (cli.plan_dir.is_some(), "--plan-dir"),
-            ] {
-                if given {
-                    bail!("{flag} goes with --executor slurm");
-                }
-            }
-        }
-        let srun = match cli.executor {
-            Executor::Srun => Some(crate::cluster::Allocation::find(cli.cpus_per_job)?),
-            _ => None,
-        };
-        if cli.executor == Executor::Slurm {
-            if let Some(Amount::Percent(_)) = cli.mem_limit {
-                bail!("with --executor slurm, --mem-limit takes a size: the memory budget of the jobs in each array task (e.g. --mem-limit 8G)");
-            }
-            if let Some(a) = cli.slurm_arg.iter().find(|a| {
-                ["--array", "-a", "--requeue", "--no-requeue"]
-                    .iter()
-                    .any(|f| a.starts_with(f))
-            }) {
-                bail!("--slurm-arg={a}: fanout sets the array and requeueing itself (the array size with --shards)");
-            }
-        }
-        let jobs = match (&srun, cli.executor) {
-            (_, Executor::Local) => cli.jobs.unwrap_or(cpus),
-            (Some(alloc), _) => cli.jobs.unwrap_or(alloc.default_jobs()),
-            // Under sbatch, parallelism comes from the array tasks; -j packs jobs into a task.
-            (None, _) => cli.jobs.unwrap_or(1),
-        };
-        let threads = match (cli.cpus_per_job, cli.executor) {
-            (Some(n), _) => n,
-            (None, Executor::Local) => (cpus / jobs).max(1),
-            (None, _) => 1,
-        };
+        let mode = mode(&cli)?;
+        let (jobs, threads) = parallelism(&cli, &mode);
         // With one job, output streams straight to the terminal: a bar would be drawn into it.
         let progress = !cli.quiet
             && !cli.no_progress
-            && !cli.dry_run
-            && (jobs > 1 || cli.executor == Executor::Slurm)
+            && !mode.is_dry_run()
+            && (jobs > 1 || matches!(mode, Mode::Slurm(_)))
             && (cli.progress || std::io::stderr().is_terminal());
-        let slurm = (cli.executor == Executor::Slurm).then(|| SlurmOptions {
-            shards: cli.shards,
-            args: cli.slurm_arg.clone(),
-            plan_dir: cli.plan_dir.clone(),
-        });
-        let mem_limit = cli
-            .mem_limit
-            .or(srun.as_ref().and_then(|a| a.mem_bytes).map(Amount::Bytes));
-        let mode = match (cli.dry_run, slurm, srun) {
-            (true, slurm, _) => Mode::DryRun(slurm),
-            (false, Some(slurm), _) => Mode::Slurm(slurm),
-            (false, None, Some(alloc)) => Mode::Srun(alloc),
-            (false, None, None) => Mode::Local,
+        let mem_limit = match &mode {
+            Mode::Srun(alloc) => cli.mem_limit.or(alloc.mem_bytes.map(Amount::Bytes)),
+            _ => cli.mem_limit,
         };
         let spec = RunSpec {
             command: cli.command,
@@ -214,18 +171,6 @@ impl Config {
                 Amount::Percent(_) => unreachable!("the parser refuses percentages here"),
             }),
         };
-        let walk = WalkOptions {
-            roots,
-            extensions,
-            globs: cli.glob,
-            hidden: cli.hidden,
-            no_ignore: cli.no_ignore,
-            follow: cli.follow,
-            max_depth: cli.max_depth,
-            null: cli.null,
-            own: own_files(cli.summary.as_deref(), cli.resume.as_deref()),
-            in_place: cli.in_place,
-        };
         Ok(Config::assemble(
             spec,
             command,
@@ -241,56 +186,6 @@ impl Config {
                 mem_limit,
             },
         ))
-    }
-
-    /// The Config of `fanout worker`, one array task of a Slurm run: its jobs go as `spec` says
-    /// (checked here as `from_cli` checks them: the program is found on this node), its inputs
-    /// are given, its journal is `summary`, and its jobs share `budget` bytes.
-    pub(crate) fn for_worker(spec: RunSpec, summary: PathBuf, budget: u64) -> Result<Config> {
-        let in_place = spec.in_place.is_some();
-        let command = CheckedCommand::check(&spec.command, spec.shell, in_place, spec.timeout)?;
-        let walk = WalkOptions {
-            own: own_files(Some(&summary), None),
-            in_place,
-            ..WalkOptions::default()
-        };
-        Ok(Config::assemble(
-            spec,
-            command,
-            Setting {
-                walk,
-                mode: Mode::Worker,
-                // Output is always captured whole, so the submitter can relay it job by job.
-                capture: true,
-                // Job numbers in a shard are not consecutive: ordering by them would hold every
-                // record back until the task ends (and lose them if it is killed). The
-                // submitter orders the output it relays.
-                keep_order: false,
-                summary: Some(summary),
-                resume: None,
-                progress: false,
-                quiet: true,
-                mem_limit: Some(Amount::Bytes(budget)),
-            },
-        ))
-    }
-
-    /// How this run's jobs go, for a Slurm plan.
-    pub(crate) fn spec(&self) -> RunSpec {
-        RunSpec {
-            command: self.command.clone(),
-            shell: self.shell,
-            in_place: self.in_place.clone(),
-            jobs: self.jobs,
-            threads: self.threads,
-            timeout: self.timeout,
-            kill_grace: self.kill_grace,
-            retries: self.retries,
-            halt: self.halt,
-            order: self.order,
-            mem_per_job: self.mem_per_job,
-            mem_reserve: self.mem_reserve,
-        }
     }
 
     /// The one place a Config is put together, from how its jobs go, their checked command,
@@ -322,39 +217,6 @@ impl Config {
             shell: spec.shell,
         }
     }
-}
-
-/// How each job of a run goes, apart from where its inputs come from and where its output and
-/// records go: what a Slurm worker needs to run its shard as the submitting fanout would. It
-/// travels in the plan as JSON (command words exactly, whatever their bytes; the modes by their
-/// command-line names).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub(crate) struct RunSpec {
-    /// The command words as given.
-    #[serde(with = "words")]
-    pub command: Vec<OsString>,
-    /// `-s`: the command runs through `sh -c`.
-    pub shell: bool,
-    /// `-i`, with its `--verify` and `--force`.
-    pub in_place: Option<InPlaceOptions>,
-    /// At most this many jobs at once (in each array task).
-    pub jobs: usize,
-    /// `{threads}`, and the CPUs of each job.
-    pub threads: usize,
-    /// Per-job time limit.
-    pub timeout: Option<Duration>,
-    /// Time between SIGTERM and SIGKILL when a job is stopped.
-    pub kill_grace: Duration,
-    /// Extra attempts for a failed or timed-out job.
-    pub retries: u32,
-    /// What the first failure stops.
-    pub halt: Option<Halt>,
-    /// Input order or heaviest first.
-    pub order: Order,
-    /// `--mem-per-job SIZE`; `None`: learn (`auto`).
-    pub mem_per_job: Option<u64>,
-    /// `--mem-reserve`; `None`: 5% of memory, at most 1 GiB.
-    pub mem_reserve: Option<u64>,
 }
 
 /// A run's command, checked: the template parsed and the program found, once, before anything
@@ -398,49 +260,88 @@ struct Setting {
     mem_limit: Option<Amount>,
 }
 
-/// Command words in JSON, exactly: a word that is UTF-8 as itself, any other as `{"b64": …,
-/// "lossy": …}`, its bytes in base64 and a readable form (which is not read back).
-mod words {
-    use std::ffi::OsString;
-    use std::os::unix::ffi::{OsStrExt, OsStringExt};
-
-    use base64::engine::general_purpose::STANDARD;
-    use base64::Engine;
-    use serde::{de::Error, Deserialize, Deserializer, Serialize, Serializer};
-
-    #[derive(Serialize, Deserialize)]
-    #[serde(untagged)]
-    enum Word {
-        Text(String),
-        Bytes {
-            b64: String,
-            #[serde(default, skip_deserializing)]
-            lossy: String,
-        },
+/// What to discover: roots that exist, filters that parse, and the run's own files.
+fn walk_options(cli: &Cli) -> Result<WalkOptions> {
+    let roots = roots(&cli.paths)?;
+    let extensions = cli
+        .ext
+        .iter()
+        .map(|e| e.trim_start_matches('.').to_ascii_lowercase())
+        .collect::<Vec<_>>();
+    if extensions.iter().any(String::is_empty) {
+        bail!("-e/--ext needs an extension, e.g. -e parquet");
     }
+    build_overrides(Path::new("."), &cli.glob).context("invalid -g/--glob pattern")?;
+    Ok(WalkOptions {
+        roots,
+        extensions,
+        globs: cli.glob.clone(),
+        hidden: cli.hidden,
+        no_ignore: cli.no_ignore,
+        follow: cli.follow,
+        max_depth: cli.max_depth,
+        null: cli.null,
+        own: own_files(cli.summary.as_deref(), cli.resume.as_deref()),
+        in_place: cli.in_place,
+    })
+}
 
-    pub(super) fn serialize<S: Serializer>(words: &[OsString], s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(words.iter().map(|w| match w.to_str() {
-            Some(text) => Word::Text(text.to_string()),
-            None => Word::Bytes {
-                b64: STANDARD.encode(w.as_bytes()),
-                lossy: w.to_string_lossy().into_owned(),
-            },
-        }))
+/// The run's mode, with the flags that go with each executor checked.
+fn mode(cli: &Cli) -> Result<Mode> {
+    if cli.executor != Executor::Slurm {
+        for (given, flag) in [
+            (cli.shards.is_some(), "--shards"),
+            (!cli.slurm_arg.is_empty(), "--slurm-arg"),
+            (cli.plan_dir.is_some(), "--plan-dir"),
+        ] {
+            if given {
+                bail!("{flag} goes with --executor slurm");
+            }
+        }
     }
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<OsString>, D::Error> {
-        Vec::<Word>::deserialize(d)?
-            .into_iter()
-            .map(|w| match w {
-                Word::Text(text) => Ok(OsString::from(text)),
-                Word::Bytes { b64, .. } => STANDARD
-                    .decode(b64)
-                    .map(OsString::from_vec)
-                    .map_err(|e| D::Error::custom(format!("a command word's base64: {e}"))),
+    let slurm = match cli.executor {
+        Executor::Slurm => {
+            if let Some(Amount::Percent(_)) = cli.mem_limit {
+                bail!("with --executor slurm, --mem-limit takes a size: the memory budget of the jobs in each array task (e.g. --mem-limit 8G)");
+            }
+            if let Some(a) = cli.slurm_arg.iter().find(|a| {
+                ["--array", "-a", "--requeue", "--no-requeue"]
+                    .iter()
+                    .any(|f| a.starts_with(f))
+            }) {
+                bail!("--slurm-arg={a}: fanout sets the array and requeueing itself (the array size with --shards)");
+            }
+            Some(SlurmOptions {
+                shards: cli.shards,
+                args: cli.slurm_arg.clone(),
+                plan_dir: cli.plan_dir.clone(),
             })
-            .collect()
-    }
+        }
+        _ => None,
+    };
+    Ok(match (cli.dry_run, cli.executor, slurm) {
+        (true, _, slurm) => Mode::DryRun(slurm),
+        (false, _, Some(slurm)) => Mode::Slurm(slurm),
+        (false, Executor::Srun, None) => Mode::Srun(Allocation::find(cli.cpus_per_job)?),
+        (false, _, None) => Mode::Local,
+    })
+}
+
+/// Jobs at once and `{threads}`: locally from the CPUs, under srun from the allocation, under
+/// sbatch 1 per array task by default (the array gives the parallelism).
+fn parallelism(cli: &Cli, mode: &Mode) -> (usize, usize) {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let jobs = match (mode, cli.executor) {
+        (_, Executor::Local) => cli.jobs.unwrap_or(cpus),
+        (Mode::Srun(alloc), _) => cli.jobs.unwrap_or(alloc.default_jobs()),
+        (_, _) => cli.jobs.unwrap_or(1),
+    };
+    let threads = match (cli.cpus_per_job, cli.executor) {
+        (Some(n), _) => n,
+        (None, Executor::Local) => (cpus / jobs).max(1),
+        (None, _) => 1,
+    };
+    (jobs, threads)
 }
 
 /// The journals of the run, and the replacements of them that earlier runs left behind: never
@@ -450,7 +351,7 @@ fn own_files(summary: Option<&Path>, resume: Option<&Path>) -> OwnFiles {
     for journal in summary.into_iter().chain(resume) {
         paths.push(journal.to_path_buf());
         paths.extend(
-            crate::resume::leftovers(journal)
+            crate::tempname::leftovers(journal)
                 .into_iter()
                 .map(|(p, _)| p),
         );
@@ -627,7 +528,11 @@ mod tests {
     #[test]
     fn modes_travel_by_their_command_line_names() {
         fn check<
-            T: ValueEnum + Serialize + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug,
+            T: ValueEnum
+                + serde::Serialize
+                + serde::de::DeserializeOwned
+                + PartialEq
+                + std::fmt::Debug,
         >() {
             for v in T::value_variants() {
                 let name = v.to_possible_value().unwrap().get_name().to_string();

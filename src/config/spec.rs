@@ -1,0 +1,145 @@
+//! The part of a Config that says how each job goes (`RunSpec`), which a Slurm plan carries
+//! to the workers, and the Config a worker builds from it, checked by the same code as a
+//! command line.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Result;
+use serde::{Deserialize, Serialize};
+
+use super::{own_files, CheckedCommand, Config, InPlaceOptions, Mode, Setting};
+use crate::cli::{Halt, Order};
+use crate::memory::Amount;
+use crate::walk::WalkOptions;
+
+/// How each job of a run goes, apart from where its inputs come from and where its output and
+/// records go: what a Slurm worker needs to run its shard as the submitting fanout would. It
+/// travels in the plan as JSON (command words exactly, whatever their bytes; the modes by their
+/// command-line names).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct RunSpec {
+    /// The command words as given.
+    #[serde(with = "words")]
+    pub command: Vec<OsString>,
+    /// `-s`: the command runs through `sh -c`.
+    pub shell: bool,
+    /// `-i`, with its `--verify` and `--force`.
+    pub in_place: Option<InPlaceOptions>,
+    /// At most this many jobs at once (in each array task).
+    pub jobs: usize,
+    /// `{threads}`, and the CPUs of each job.
+    pub threads: usize,
+    /// Per-job time limit.
+    pub timeout: Option<Duration>,
+    /// Time between SIGTERM and SIGKILL when a job is stopped.
+    pub kill_grace: Duration,
+    /// Extra attempts for a failed or timed-out job.
+    pub retries: u32,
+    /// What the first failure stops.
+    pub halt: Option<Halt>,
+    /// Input order or heaviest first.
+    pub order: Order,
+    /// `--mem-per-job SIZE`; `None`: learn (`auto`).
+    pub mem_per_job: Option<u64>,
+    /// `--mem-reserve`; `None`: 5% of memory, at most 1 GiB.
+    pub mem_reserve: Option<u64>,
+}
+
+impl Config {
+    /// The Config of `fanout worker`, one array task of a Slurm run: its jobs go as `spec` says
+    /// (checked here as `from_cli` checks them: the program is found on this node), its inputs
+    /// are given, its journal is `summary`, and its jobs share `budget` bytes.
+    pub(crate) fn for_worker(spec: RunSpec, summary: PathBuf, budget: u64) -> Result<Config> {
+        let in_place = spec.in_place.is_some();
+        let command = CheckedCommand::check(&spec.command, spec.shell, in_place, spec.timeout)?;
+        let walk = WalkOptions {
+            own: own_files(Some(&summary), None),
+            in_place,
+            ..WalkOptions::default()
+        };
+        Ok(Config::assemble(
+            spec,
+            command,
+            Setting {
+                walk,
+                mode: Mode::Worker,
+                // Output is always captured whole, so the submitter can relay it job by job.
+                capture: true,
+                // Job numbers in a shard are not consecutive: ordering by them would hold every
+                // record back until the task ends (and lose them if it is killed). The
+                // submitter orders the output it relays.
+                keep_order: false,
+                summary: Some(summary),
+                resume: None,
+                progress: false,
+                quiet: true,
+                mem_limit: Some(Amount::Bytes(budget)),
+            },
+        ))
+    }
+
+    /// How this run's jobs go, for a Slurm plan.
+    pub(crate) fn spec(&self) -> RunSpec {
+        RunSpec {
+            command: self.command.clone(),
+            shell: self.shell,
+            in_place: self.in_place.clone(),
+            jobs: self.jobs,
+            threads: self.threads,
+            timeout: self.timeout,
+            kill_grace: self.kill_grace,
+            retries: self.retries,
+            halt: self.halt,
+            order: self.order,
+            mem_per_job: self.mem_per_job,
+            mem_reserve: self.mem_reserve,
+        }
+    }
+}
+
+/// Command words in JSON, exactly: a word that is UTF-8 as itself, any other as `{"b64": …,
+/// "lossy": …}`, its bytes in base64 and a readable form (which is not read back).
+mod words {
+    use std::ffi::OsString;
+    use std::os::unix::ffi::{OsStrExt, OsStringExt};
+
+    use base64::engine::general_purpose::STANDARD;
+    use base64::Engine;
+    use serde::{de::Error, Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Serialize, Deserialize)]
+    #[serde(untagged)]
+    enum Word {
+        Text(String),
+        Bytes {
+            b64: String,
+            #[serde(default, skip_deserializing)]
+            lossy: String,
+        },
+    }
+
+    pub(super) fn serialize<S: Serializer>(words: &[OsString], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(words.iter().map(|w| match w.to_str() {
+            Some(text) => Word::Text(text.to_string()),
+            None => Word::Bytes {
+                b64: STANDARD.encode(w.as_bytes()),
+                lossy: w.to_string_lossy().into_owned(),
+            },
+        }))
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<OsString>, D::Error> {
+        Vec::<Word>::deserialize(d)?
+            .into_iter()
+            .map(|w| match w {
+                Word::Text(text) => Ok(OsString::from(text)),
+                Word::Bytes { b64, .. } => STANDARD
+                    .decode(b64)
+                    .map(OsString::from_vec)
+                    .map_err(|e| D::Error::custom(format!("a command word's base64: {e}"))),
+            })
+            .collect()
+    }
+}
