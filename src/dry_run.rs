@@ -89,6 +89,7 @@ impl Executor for DryRun {
                 record,
                 stdout: Some(stdout),
                 stderr: None,
+                line: None,
             };
             if !ctx.hand_back(done, d) {
                 break;

@@ -27,6 +27,9 @@ pub(crate) struct Done {
     pub record: JobRecord,
     pub stdout: Option<Spool>,
     pub stderr: Option<Spool>,
+    /// The record already formatted as a journal line, when it was made where a core was free
+    /// (triage formats the records that need no process, so they flow at memory speed).
+    pub line: Option<Vec<u8>>,
 }
 
 impl Done {
@@ -36,6 +39,7 @@ impl Done {
             record,
             stdout: None,
             stderr: None,
+            line: None,
         }
     }
 }

@@ -153,9 +153,14 @@ impl Resume {
     }
 
     /// Why `path` need not run again, if it need not; with its identity now.
-    pub(crate) fn skip(&self, path: &Path) -> Option<(String, Identity)> {
+    /// Whether `path` is done: recorded ok and unchanged since. `seen` is its size and
+    /// modification time if the caller has just read them (else they are read here).
+    pub(crate) fn skip(&self, path: &Path, seen: Option<(u64, i64)>) -> Option<(String, Identity)> {
         let recorded = self.done.get(key(path.as_os_str().as_bytes()))?;
-        let now = identity(path)?;
+        let now = match seen {
+            Some((size, mtime_ns)) => Identity { size, mtime_ns },
+            None => identity(path)?,
+        };
         (now == *recorded).then(|| ("ok in the resumed run and unchanged since".to_string(), now))
     }
 
@@ -203,10 +208,10 @@ mod tests {
         drop(f);
         let r = Resume::load(&journal).unwrap();
         assert_eq!(r.len(), 1);
-        assert!(r.skip(&a).is_some());
-        assert!(r.skip(&b).is_none());
+        assert!(r.skip(&a, None).is_some());
+        assert!(r.skip(&b, None).is_none());
         std::fs::write(&a, "changed").unwrap();
-        assert!(r.skip(&a).is_none());
+        assert!(r.skip(&a, None).is_none());
     }
 
     #[test]
@@ -235,10 +240,10 @@ mod tests {
         // Written after the journal: its word counts.
         set_mtime(&journal, 1_000);
         set_mtime(&leftover, 2_000);
-        assert!(Resume::load(&journal).unwrap().skip(&a).is_some());
+        assert!(Resume::load(&journal).unwrap().skip(&a, None).is_some());
         // Written before the journal was rewritten: superseded.
         set_mtime(&journal, 3_000);
-        assert!(Resume::load(&journal).unwrap().skip(&a).is_none());
+        assert!(Resume::load(&journal).unwrap().skip(&a, None).is_none());
     }
 
     #[test]

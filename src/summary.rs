@@ -197,7 +197,8 @@ impl Journal {
     fn new(file: File, path: &Path, replace: Option<Replace>) -> Journal {
         let regular = file.metadata().is_ok_and(|m| m.is_file());
         Journal {
-            out: BufWriter::new(file),
+            // Records are flushed per burst (see the collector), not per 8 KiB.
+            out: BufWriter::with_capacity(1 << 18, file),
             path: path.to_path_buf(),
             regular,
             failed: false,
@@ -271,6 +272,13 @@ impl Journal {
         let written = serde_json::to_writer(&mut self.out, record)
             .map_err(io::Error::from)
             .and_then(|()| self.out.write_all(b"\n"));
+        self.failed |= written.is_err();
+        written
+    }
+
+    /// Adds a record formatted elsewhere (one JSON line, newline included).
+    pub(crate) fn record_line(&mut self, line: &[u8]) -> io::Result<()> {
+        let written = self.out.write_all(line);
         self.failed |= written.is_err();
         written
     }

@@ -119,6 +119,9 @@ pub(crate) struct Input {
     pub weight: Option<u64>,
     /// In place: the path through which this same file (device and inode) was already sent.
     pub duplicate_of: Option<PathBuf>,
+    /// Size and modification time (ns) when the walk looked, if it did (a named or stdin
+    /// path): triage need not look again.
+    pub seen: Option<(u64, i64)>,
 }
 
 /// Something the walk has to say that is not an input.
@@ -166,6 +169,8 @@ struct Walker<'a> {
     /// The run's own files by device and inode, and their inodes alone for a quick first test.
     own: HashSet<(u64, u64)>,
     own_inodes: HashSet<u64>,
+    /// What the last `stat` of a named path said, for the input about to be sent.
+    seen_now: Option<(u64, i64)>,
 }
 
 /// Runs the whole discovery, handing inputs to `inputs` until done or stopped (or it returns
@@ -196,6 +201,7 @@ pub(crate) fn scan(
         report: WalkReport::default(),
         cwd_globs: build_overrides(Path::new("."), &opts.globs)?,
         own_inodes: own.iter().map(|(_, ino)| *ino).collect(),
+        seen_now: None,
         own,
     };
     for root in &opts.roots {
@@ -364,7 +370,10 @@ impl Walker<'_> {
             Err(err) => self.send(path, Some(crate::error::io_reason(&err)), None),
             Ok(md) if !md.is_file() => self.send(path, Some("not a regular file".into()), None),
             Ok(md) => match self.seen_before(&md, &path) {
-                Seen::First => self.send(path, None, None),
+                Seen::First => {
+                    self.seen_now = Some((md.len(), md.mtime() * 1_000_000_000 + md.mtime_nsec()));
+                    self.send(path, None, None)
+                }
                 Seen::Again => true,
                 Seen::Other(first) => self.send(path, None, Some(first)),
             },
@@ -477,6 +486,7 @@ impl Walker<'_> {
             problem,
             weight: None,
             duplicate_of,
+            seen: self.seen_now.take(),
         };
         self.next_job += 1;
         self.found.fetch_add(1, Ordering::Relaxed);
@@ -564,6 +574,7 @@ fn skipped_hint(opts: &WalkOptions) -> Option<String> {
             cwd_globs: build_overrides(Path::new("."), &opts.globs).ok()?,
             own: own.clone(),
             own_inodes: own.iter().map(|(_, ino)| *ino).collect(),
+            seen_now: None,
         };
         let walk = probe.builder(path, true, true).ok()?.build();
         for entry in walk.flatten() {

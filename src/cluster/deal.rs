@@ -90,6 +90,7 @@ mod tests {
             problem: None,
             weight: Some(w),
             duplicate_of: None,
+            seen: None,
         }
     }
 

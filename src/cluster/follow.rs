@@ -182,6 +182,7 @@ impl Shard {
                 record,
                 stdout: self.stdout.take(out),
                 stderr: self.stderr.take(err),
+                line: None,
             });
         }
     }

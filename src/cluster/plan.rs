@@ -225,6 +225,7 @@ impl Layout {
                 problem: None,
                 weight: Some(f.weight_bytes),
                 duplicate_of: None,
+                seen: None,
             });
         }
         Ok(inputs)

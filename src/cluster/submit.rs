@@ -283,6 +283,7 @@ impl Executor for SlurmPlan {
                     record,
                     stdout: Some(out),
                     stderr: None,
+                    line: None,
                 };
                 if !ctx.hand_back(done, d) {
                     return Ok(Extra::default());

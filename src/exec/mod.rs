@@ -265,6 +265,7 @@ fn run_admitted(
             record,
             stdout: finished.stdout,
             stderr: finished.stderr,
+            line: None,
         };
     }
 }

@@ -60,7 +60,7 @@ pub(crate) struct Collector<'a> {
     spill_len: u64,
     /// Records whose output was written but may not have been flushed yet: they go to the
     /// journal once the output is out, so a record never says ok for output that was lost.
-    batch: Vec<crate::record::JobRecord>,
+    batch: Vec<(crate::record::JobRecord, Option<Vec<u8>>)>,
 }
 
 impl<'a> Collector<'a> {
@@ -248,6 +248,8 @@ impl<'a> Collector<'a> {
 
     /// Writes one job's output in one piece; its record follows at the end of the batch.
     fn emit(&mut self, mut done: Done) {
+        // Only a record with output can change here (lost output): one formatted before stays.
+        let plain = done.stdout.is_none() && done.stderr.is_none();
         // With a bar on screen, output goes out at once, while the bar is out of the way.
         let now = self.progress.is_visible();
         if let Some(out) = done.stdout.as_mut().filter(|o| o.len() > 0) {
@@ -287,7 +289,8 @@ impl<'a> Collector<'a> {
                 }
             }
         }
-        self.batch.push(done.record);
+        let line = done.line.filter(|_| plain);
+        self.batch.push((done.record, line));
     }
 
     /// Flushes the batch's output, then writes its records to the journal.
@@ -299,15 +302,20 @@ impl<'a> Collector<'a> {
             if let Err(err) = self.stdout.flush() {
                 // Which of the batch's jobs lost bytes is unknown: each with output says so.
                 let mut batch = std::mem::take(&mut self.batch);
-                for record in batch.iter_mut().filter(|r| r.stdout_bytes > Some(0)) {
+                for (record, line) in batch.iter_mut().filter(|(r, _)| r.stdout_bytes > Some(0)) {
                     self.stream_failed(record, "standard output", &err);
+                    *line = None;
                 }
                 self.batch = batch;
             }
         }
-        for record in std::mem::take(&mut self.batch) {
+        for (record, line) in std::mem::take(&mut self.batch) {
             if let Some(journal) = self.journal.as_deref_mut() {
-                if let Err(err) = journal.record(&record) {
+                let written = match &line {
+                    Some(line) => journal.record_line(line),
+                    None => journal.record(&record),
+                };
+                if let Err(err) = written {
                     self.journal_failed(&err);
                 }
             }

@@ -189,6 +189,8 @@ struct Triage<'c, 'a> {
     out: Sender<Vec<Done>>,
     batch: Vec<Done>,
     since: Instant,
+    /// A journal is written: records are formatted here, on the walk's core.
+    journal: bool,
 }
 
 impl<'c, 'a> Triage<'c, 'a> {
@@ -203,6 +205,7 @@ impl<'c, 'a> Triage<'c, 'a> {
             out,
             batch: Vec::with_capacity(Self::BATCH),
             since: Instant::now(),
+            journal: ctx.config.summary.is_some() && !ctx.config.mode.is_dry_run(),
         }
     }
 
@@ -215,7 +218,15 @@ impl<'c, 'a> Triage<'c, 'a> {
         if self.batch.is_empty() {
             self.since = Instant::now();
         }
-        self.batch.push(Done::bare(record));
+        let mut done = Done::bare(record);
+        if self.journal {
+            let mut line = Vec::with_capacity(512);
+            if serde_json::to_writer(&mut line, &done.record).is_ok() {
+                line.push(b'\n');
+                done.line = Some(line);
+            }
+        }
+        self.batch.push(done);
         if self.batch.len() >= Self::BATCH || self.since.elapsed() >= Self::WAIT {
             self.flush();
         }
@@ -231,7 +242,8 @@ impl<'c, 'a> Triage<'c, 'a> {
             record = JobRecord::new(input.job, &input.path, Status::Skipped);
             record.reason = Some(crate::inplace::same_file_reason(&input.path, first));
             record.action = Some("kept");
-        } else if let Some((reason, id)) = self.resume.and_then(|r| r.skip(&input.path)) {
+        } else if let Some((reason, id)) = self.resume.and_then(|r| r.skip(&input.path, input.seen))
+        {
             record = JobRecord::new(input.job, &input.path, Status::Skipped);
             record.reason = Some(reason);
             record.file_size = Some(id.size);
