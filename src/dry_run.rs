@@ -8,14 +8,11 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 
 use anyhow::Result;
-use crossbeam_channel::{Receiver, Sender};
 
 use crate::config::Config;
-use crate::executor::{Context, Done, Executor, Extra, LISTED};
+use crate::executor::{Done, Executor, Extra, Jobs};
 use crate::inplace::InPlace;
 use crate::memory::{self, human, Meter};
-use crate::output::Spool;
-use crate::record::{JobRecord, Status};
 use crate::template::{display_argv, shell_quote, JobValues};
 use crate::walk::Input;
 
@@ -29,7 +26,7 @@ pub(crate) struct DryRun {
 impl DryRun {
     pub(crate) fn new(config: &Config) -> DryRun {
         DryRun {
-            in_place: config.in_place.clone().map(InPlace::new),
+            in_place: config.run.in_place.clone().map(InPlace::new),
         }
     }
 
@@ -47,11 +44,11 @@ impl DryRun {
         let argv = config.template.expand(&JobValues {
             path: &input.path,
             job: input.job,
-            slot: ((input.job - 1) % config.jobs as u64) as usize + 1,
-            threads: config.threads,
+            slot: ((input.job - 1) % config.run.jobs as u64) as usize + 1,
+            threads: config.run.threads,
             out: out.as_deref(),
             // Before anything is learned a job gets the prior for its weight, as in a real run.
-            mem_mib: config.mem_per_job.unwrap_or(memory::prior(weight)) >> 20,
+            mem_mib: config.run.mem_per_job.unwrap_or(memory::prior(weight)) >> 20,
         });
         let mut line = display_argv(&argv);
         if let Some(target) = &target {
@@ -68,30 +65,16 @@ impl DryRun {
 }
 
 impl Executor for DryRun {
-    fn execute(
-        &mut self,
-        ctx: &Context<'_>,
-        jobs: &Receiver<Input>,
-        done: &Sender<Done>,
-    ) -> Result<Extra> {
-        let config = ctx.config;
+    fn execute(&mut self, jobs: &Jobs<'_>) -> Result<Extra> {
+        let config = jobs.ctx.config;
         let mut weights: Vec<(u64, PathBuf)> = Vec::new();
-        for input in jobs {
+        for input in jobs.inputs() {
             let weight = input
                 .weight
                 .unwrap_or_else(|| crate::parquet::weight(&input.path));
-            let mut stdout = Spool::default();
-            stdout.push(&self.line(config, &input, weight));
-            let mut record = JobRecord::new(input.job, &input.path, Status::Skipped);
-            record.reason = Some(LISTED.into());
+            let d = Done::listed(input.job, &input.path, &self.line(config, &input, weight));
             weights.push((weight, input.path));
-            let d = Done {
-                record,
-                stdout: Some(stdout),
-                stderr: None,
-                line: None,
-            };
-            if !ctx.hand_back(done, d) {
+            if !jobs.hand_back(d) {
                 break;
             }
         }
@@ -108,18 +91,18 @@ fn plan(config: &Config, weights: &mut [(u64, PathBuf)]) -> Vec<String> {
     let mut notes = vec![format!(
         "dry run: {} jobs, at most {} at once; {}",
         weights.len(),
-        config.jobs,
+        config.run.jobs,
         filters(config)
     )];
     let snapshot = Meter::new().snapshot();
-    let (budget, reserve) = memory::plan(config.mem_limit, config.mem_reserve, &snapshot);
+    let (budget, reserve) = memory::plan(config.mem_limit, config.run.mem_reserve, &snapshot);
     notes.push(format!(
         "memory: {} available{}; budget {} for jobs at once, new jobs wait while less than {} is available; per job: {}",
         human(snapshot.available),
         snapshot.cgroup_limit.map_or(String::new(), |l| format!(" (cgroup limit {})", human(l))),
         human(budget),
         human(reserve),
-        match config.mem_per_job {
+        match config.run.mem_per_job {
             Some(b) => format!("{} fixed", human(b)),
             None => format!(
                 "learned from finished jobs (before that {} or more, {{mem}} above)",

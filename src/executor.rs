@@ -1,5 +1,5 @@
 //! The contract between the run core and its executors: an [`Executor`] takes jobs and hands
-//! back exactly one [`Done`] per job through [`Context::hand_back`], the single door every
+//! back exactly one [`Done`] per job through [`Jobs::hand_back`], the single door every
 //! record passes, where the halt rule is applied. Executors never write the journal, decide
 //! halting or print the report; the core (`run`) does. Modelled on hyperfine's `Executor`
 //! trait: the core never asks which executor it has.
@@ -20,7 +20,7 @@ use crate::record::{JobRecord, MemoryReport, Status};
 use crate::walk::{Input, Notice};
 
 /// The reason of a dry run's records (they are never written to a journal).
-pub(crate) const LISTED: &str = "dry run: listed, not run";
+const LISTED: &str = "dry run: listed, not run";
 
 /// A finished input on its way to the collector, with the job's captured output.
 pub(crate) struct Done {
@@ -33,6 +33,20 @@ pub(crate) struct Done {
 }
 
 impl Done {
+    /// A dry run's record of a job it lists: `text` is what it prints for it.
+    pub(crate) fn listed(job: u64, path: &std::path::Path, text: &[u8]) -> Done {
+        let mut record = JobRecord::new(job, path, Status::Skipped);
+        record.reason = Some(LISTED.into());
+        let mut stdout = Spool::default();
+        stdout.push(text);
+        Done {
+            record,
+            stdout: Some(stdout),
+            stderr: None,
+            line: None,
+        }
+    }
+
     /// A record without output (a file that did not run).
     pub(crate) fn bare(record: JobRecord) -> Done {
         Done {
@@ -56,15 +70,41 @@ pub(crate) struct Extra {
     pub planned: u64,
 }
 
-/// Turns jobs into records: exactly one [`Done`] on `done` for every input taken from `jobs`.
-/// An executor never writes the journal, decides halting or prints the report.
+/// Turns jobs into records: exactly one [`Done`], handed back with [`Jobs::hand_back`], for
+/// every input taken from [`Jobs::inputs`]. An executor never writes the journal, decides
+/// halting or prints the report.
 pub(crate) trait Executor: Send {
-    fn execute(
-        &mut self,
-        ctx: &Context<'_>,
-        jobs: &Receiver<Input>,
-        done: &Sender<Done>,
-    ) -> Result<Extra>;
+    fn execute(&mut self, jobs: &Jobs<'_>) -> Result<Extra>;
+}
+
+/// An executor's side of a run: the core's context, the jobs to take, the way back.
+pub(crate) struct Jobs<'a> {
+    pub ctx: &'a Context<'a>,
+    inputs: &'a Receiver<Input>,
+    done: &'a Sender<Done>,
+}
+
+impl<'a> Jobs<'a> {
+    pub(crate) fn new(
+        ctx: &'a Context<'a>,
+        inputs: &'a Receiver<Input>,
+        done: &'a Sender<Done>,
+    ) -> Jobs<'a> {
+        Jobs { ctx, inputs, done }
+    }
+
+    /// The jobs, until the core has no more.
+    pub(crate) fn inputs(&self) -> &'a Receiver<Input> {
+        self.inputs
+    }
+
+    /// Hands a finished input back to the core. The halt rule is applied here, as the record
+    /// leaves its worker, so no new job starts after a failure that `--halt` stops on.
+    /// Returns false when the core takes no more records.
+    pub(crate) fn hand_back(&self, d: Done) -> bool {
+        halt_after(self.ctx.config, self.ctx.cancel, d.record.status);
+        self.done.send(d).is_ok()
+    }
 }
 
 /// What the core shares with an executor while it runs.
@@ -83,14 +123,6 @@ pub(crate) struct Context<'a> {
 }
 
 impl Context<'_> {
-    /// Hands a finished input back to the core. The halt rule is applied here, as the record
-    /// leaves its worker, so no new job starts after a failure that `--halt` stops on.
-    /// Returns false when the core takes no more records.
-    pub(crate) fn hand_back(&self, done: &Sender<Done>, d: Done) -> bool {
-        halt_after(self.config, self.cancel, d.record.status);
-        done.send(d).is_ok()
-    }
-
     /// Called by an executor as a job's process starts.
     pub(crate) fn job_started(&self, job: u64) {
         if let Some(log) = &self.started {
@@ -104,7 +136,7 @@ impl Context<'_> {
     pub(crate) fn not_started(&self, job: u64, path: &std::path::Path) -> JobRecord {
         let mut record = JobRecord::new(job, path, Status::NotStarted);
         record.reason = Some(not_started_reason(self.cancel));
-        if self.config.in_place.is_some() {
+        if self.config.run.in_place.is_some() {
             record.action = Some("kept");
         }
         record
@@ -165,7 +197,7 @@ impl Backlog {
 /// new and `--halt now` also stops running jobs.
 pub(crate) fn halt_after(config: &Config, cancel: &Cancel, status: Status) {
     if status.is_failure() && !matches!(status, Status::NotStarted | Status::Interrupted) {
-        match config.halt {
+        match config.run.halt {
             Some(crate::cli::Halt::Soon) => cancel.raise(Level::Drain, Reason::Halt),
             Some(crate::cli::Halt::Now) => cancel.raise(Level::Stop, Reason::Halt),
             None => {}

@@ -14,7 +14,6 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use crossbeam_channel::{Receiver, Sender};
 
 use super::deal::{deal, Dealt};
 use super::explain::account_for_the_rest;
@@ -28,9 +27,8 @@ use super::watch::Watch;
 use crate::cancel::Cancel;
 use crate::config::Config;
 use crate::error::counted;
-use crate::executor::{Context, Done, Executor, Extra, LISTED};
+use crate::executor::{Done, Executor, Extra, Jobs};
 use crate::memory::{self, human};
-use crate::output::Spool;
 use crate::record::{JobRecord, Status};
 use crate::template::{display_argv, JobValues};
 use crate::walk::{Input, Notice};
@@ -59,40 +57,40 @@ impl SlurmArray {
 }
 
 /// Hands what the array produces back to the run core.
-struct Back<'c, 'a> {
-    ctx: &'c Context<'a>,
-    done: &'c Sender<Done>,
+struct Back<'j, 'a> {
+    jobs: &'j Jobs<'a>,
 }
 
 impl Intake for Back<'_, '_> {
     fn accept(&mut self, done: Done) {
-        self.ctx.hand_back(self.done, done);
+        self.jobs.hand_back(done);
     }
 
     fn notice(&mut self, message: &str) {
-        let _ = self.ctx.notices.send(Notice::Info(message.to_string()));
+        let _ = self
+            .jobs
+            .ctx
+            .notices
+            .send(Notice::Info(message.to_string()));
     }
 
     fn running(&mut self, tasks: u64) {
-        self.ctx
+        self.jobs
+            .ctx
             .running
             .store(tasks, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
 impl Executor for SlurmArray {
-    fn execute(
-        &mut self,
-        ctx: &Context<'_>,
-        jobs: &Receiver<Input>,
-        done: &Sender<Done>,
-    ) -> Result<Extra> {
+    fn execute(&mut self, jobs: &Jobs<'_>) -> Result<Extra> {
+        let ctx = jobs.ctx;
         let config = ctx.config;
         // Every shard is planned before anything is submitted: the walk runs to its end.
-        let todo: Vec<Input> = jobs.iter().collect();
+        let todo: Vec<Input> = jobs.inputs().iter().collect();
         let dealt = deal(config, todo);
         let files = dealt.files();
-        let mut back = Back { ctx, done };
+        let mut back = Back { jobs };
         if files == 0 || ctx.cancel.no_new_jobs() {
             for f in dealt.shards.iter().flatten() {
                 let mut r = JobRecord::new(f.job, &f.path()?, Status::NotStarted);
@@ -208,7 +206,7 @@ fn follow(
     for s in &mut shards {
         s.relay(intake, true);
     }
-    let in_place = config.in_place.is_some();
+    let in_place = config.run.in_place.is_some();
     account_for_the_rest(&shards, &watch, in_place, config.quiet, cancel, intake);
     report(&shards, &watch, layout)
 }
@@ -245,14 +243,9 @@ fn report(shards: &[Shard], watch: &Watch, layout: &Layout) -> ArrayReport {
 pub(crate) struct SlurmPlan;
 
 impl Executor for SlurmPlan {
-    fn execute(
-        &mut self,
-        ctx: &Context<'_>,
-        jobs: &Receiver<Input>,
-        done: &Sender<Done>,
-    ) -> Result<Extra> {
-        let config = ctx.config;
-        let dealt = deal(config, jobs.iter().collect());
+    fn execute(&mut self, jobs: &Jobs<'_>) -> Result<Extra> {
+        let config = jobs.ctx.config;
+        let dealt = deal(config, jobs.inputs().iter().collect());
         let files = dealt.files();
         if files == 0 {
             return Ok(Extra::default());
@@ -275,17 +268,8 @@ impl Executor for SlurmPlan {
             write_heading(&mut text, k, shard)?;
             for f in shard {
                 write_line(&mut text, config, f)?;
-                let mut out = Spool::default();
-                out.write_all(&std::mem::take(&mut text))?;
-                let mut record = JobRecord::new(f.job, &f.path()?, Status::Skipped);
-                record.reason = Some(LISTED.into());
-                let d = Done {
-                    record,
-                    stdout: Some(out),
-                    stderr: None,
-                    line: None,
-                };
-                if !ctx.hand_back(done, d) {
+                let d = Done::listed(f.job, &f.path()?, &std::mem::take(&mut text));
+                if !jobs.hand_back(d) {
                     return Ok(Extra::default());
                 }
             }
@@ -322,9 +306,13 @@ fn write_line(out: &mut dyn Write, config: &Config, f: &PlannedFile) -> std::io:
         path: &path,
         job: f.job,
         slot: 1,
-        threads: config.threads,
-        out: config.in_place.as_ref().map(|_| Path::new("{out}")),
-        mem_mib: config.mem_per_job.unwrap_or(memory::prior(f.weight_bytes)) >> 20,
+        threads: config.run.threads,
+        out: config.run.in_place.as_ref().map(|_| Path::new("{out}")),
+        mem_mib: config
+            .run
+            .mem_per_job
+            .unwrap_or(memory::prior(f.weight_bytes))
+            >> 20,
     });
     out.write_all(&display_argv(&argv))?;
     out.write_all(b"\n")

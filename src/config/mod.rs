@@ -22,7 +22,7 @@ mod srun;
 pub(crate) use spec::RunSpec;
 pub(crate) use srun::Allocation;
 
-use crate::cli::{Cli, Executor, Halt, Order, PerJob};
+use crate::cli::{Cli, Executor, PerJob};
 use crate::memory::Amount;
 use crate::parquet::Verify;
 use crate::template::Template;
@@ -30,16 +30,14 @@ use crate::walk::{build_overrides, OwnFiles, Root, WalkOptions};
 
 #[derive(Debug)]
 pub(crate) struct Config {
+    /// How each job goes (what a Slurm plan carries to the workers).
+    pub run: RunSpec,
     /// What to discover and how.
     pub walk: WalkOptions,
     /// The parsed command template.
     pub template: Template,
     /// The program, resolved on PATH at start-up; `None` when it comes from a placeholder.
     pub program: Option<PathBuf>,
-    /// At most this many jobs at once.
-    pub jobs: usize,
-    /// `{threads}`: max(1, logical CPUs / jobs).
-    pub threads: usize,
     /// Capture job output (false with one job: output streams live).
     pub capture: bool,
     /// Print job output in input order.
@@ -52,30 +50,10 @@ pub(crate) struct Config {
     pub progress: bool,
     /// Hide progress and the end summary.
     pub quiet: bool,
-    /// Per-job time limit.
-    pub timeout: Option<Duration>,
-    /// Time between SIGTERM and SIGKILL when a job is stopped.
-    pub kill_grace: Duration,
-    /// Extra attempts for a failed or timed-out job.
-    pub retries: u32,
-    /// What the first failure stops.
-    pub halt: Option<Halt>,
     /// An earlier journal whose finished files are skipped.
     pub resume: Option<PathBuf>,
-    /// Rewrite files in place through `{out}`.
-    pub in_place: Option<InPlaceOptions>,
     /// `--mem-limit`; `None`: 80% of available.
     pub mem_limit: Option<Amount>,
-    /// `--mem-per-job SIZE`; `None`: learn (`auto`).
-    pub mem_per_job: Option<u64>,
-    /// `--mem-reserve`; `None`: 5% of memory, at most 1 GiB.
-    pub mem_reserve: Option<u64>,
-    /// Input order or heaviest first.
-    pub order: Order,
-    /// The command words as given (for a Slurm plan).
-    pub command: Vec<OsString>,
-    /// `-s`: the command runs through `sh -c`.
-    pub shell: bool,
 }
 
 /// The in-place part of the configuration.
@@ -192,29 +170,18 @@ impl Config {
     /// and what surrounds them.
     fn assemble(spec: RunSpec, command: CheckedCommand, setting: Setting) -> Config {
         Config {
+            run: spec,
             walk: setting.walk,
             template: command.template,
             program: command.program,
-            jobs: spec.jobs,
-            threads: spec.threads,
             capture: setting.capture,
             keep_order: setting.keep_order,
             mode: setting.mode,
             summary: setting.summary,
             progress: setting.progress,
             quiet: setting.quiet,
-            timeout: spec.timeout,
-            kill_grace: spec.kill_grace,
-            retries: spec.retries,
-            halt: spec.halt,
             resume: setting.resume,
-            in_place: spec.in_place,
             mem_limit: setting.mem_limit,
-            mem_per_job: spec.mem_per_job,
-            mem_reserve: spec.mem_reserve,
-            order: spec.order,
-            command: spec.command,
-            shell: spec.shell,
         }
     }
 }
@@ -422,6 +389,7 @@ mod tests {
     use clap::{Parser, ValueEnum};
 
     use super::*;
+    use crate::cli::{Halt, Order};
     use crate::parquet::Verify;
 
     fn config(args: &[&[u8]]) -> Config {
@@ -520,9 +488,9 @@ mod tests {
     fn a_spec_round_trips_with_the_defaults_and_a_shell() {
         let local = config(&[b"fanout", b"-s", b"--halt", b"soon", b"--", b"echo {} >&2"]);
         let (_, worker) = round_trip(&local);
-        assert!(worker.shell && worker.in_place.is_none());
-        assert_eq!(worker.timeout, None);
-        assert_eq!(worker.kill_grace, Duration::from_secs(5));
+        assert!(worker.run.shell && worker.run.in_place.is_none());
+        assert_eq!(worker.run.timeout, None);
+        assert_eq!(worker.run.kill_grace, Duration::from_secs(5));
     }
 
     #[test]

@@ -82,20 +82,7 @@ impl Config {
 
     /// How this run's jobs go, for a Slurm plan.
     pub(crate) fn spec(&self) -> RunSpec {
-        RunSpec {
-            command: self.command.clone(),
-            shell: self.shell,
-            in_place: self.in_place.clone(),
-            jobs: self.jobs,
-            threads: self.threads,
-            timeout: self.timeout,
-            kill_grace: self.kill_grace,
-            retries: self.retries,
-            halt: self.halt,
-            order: self.order,
-            mem_per_job: self.mem_per_job,
-            mem_reserve: self.mem_reserve,
-        }
+        self.run.clone()
     }
 }
 

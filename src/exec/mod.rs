@@ -15,12 +15,12 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use anyhow::Result;
-use crossbeam_channel::{bounded, Receiver, Sender};
+use crossbeam_channel::bounded;
 
 use crate::cli::Order;
 use crate::config::{Config, Mode};
 use crate::error::print_notice;
-use crate::executor::{Context, Done, Executor, Extra};
+use crate::executor::{Context, Done, Executor, Extra, Jobs};
 use crate::inplace::{InPlace, Problem, Refusal};
 use crate::memory::{self, Meter};
 use crate::output::Spool;
@@ -47,26 +47,22 @@ struct Shared<'a> {
 }
 
 impl Executor for Pool {
-    fn execute(
-        &mut self,
-        ctx: &Context<'_>,
-        jobs: &Receiver<Input>,
-        done: &Sender<Done>,
-    ) -> Result<Extra> {
+    fn execute(&mut self, jobs: &Jobs<'_>) -> Result<Extra> {
+        let ctx = jobs.ctx;
         let config = ctx.config;
         crate::os::become_subreaper();
         crate::os::protect_from_oom();
         let mut meter = Meter::new();
         let snapshot = meter.snapshot();
-        let (budget, reserve) = memory::plan(config.mem_limit, config.mem_reserve, &snapshot);
+        let (budget, reserve) = memory::plan(config.mem_limit, config.run.mem_reserve, &snapshot);
         let shared = Shared {
             ctx,
             config,
-            in_place: config.in_place.clone().map(InPlace::new),
+            in_place: config.run.in_place.clone().map(InPlace::new),
             gate: Gate::new(
                 budget,
-                config.jobs,
-                config.mem_per_job,
+                config.run.jobs,
+                config.run.mem_per_job,
                 reserve,
                 meter,
                 matches!(config.mode, Mode::Srun(_)),
@@ -81,10 +77,10 @@ impl Executor for Pool {
                 .name("sampler".into())
                 .spawn_scoped(s, move || shared.sampler.run(&sampler_stopped))?;
             let mut workers = Vec::new();
-            for slot in 1..=config.jobs {
+            for slot in 1..=config.run.jobs {
                 let spawned = std::thread::Builder::new()
                     .name(format!("worker-{slot}"))
-                    .spawn_scoped(s, move || work(shared, slot, jobs, done));
+                    .spawn_scoped(s, move || work(shared, slot, jobs));
                 match spawned {
                     Ok(handle) => workers.push(handle),
                     // Jobs may be running already: go on with the workers there are.
@@ -92,7 +88,7 @@ impl Executor for Pool {
                         print_notice(&format!(
                             "could start only {} of {} workers ({}): running at most {} jobs at once",
                             workers.len(),
-                            config.jobs,
+                            config.run.jobs,
                             crate::error::io_reason(&err),
                             workers.len()
                         ));
@@ -124,9 +120,9 @@ impl Executor for Pool {
 }
 
 /// One worker: takes inputs until the channel closes, one job at a time.
-fn work(shared: &Shared, slot: usize, inputs: &Receiver<Input>, done: &Sender<Done>) {
-    let keep_order = shared.config.keep_order && shared.config.order == Order::Input;
-    for input in inputs {
+fn work(shared: &Shared, slot: usize, jobs: &Jobs<'_>) {
+    let keep_order = shared.config.keep_order && shared.config.run.order == Order::Input;
+    for input in jobs.inputs() {
         let finished = if shared.ctx.cancel.no_new_jobs() {
             Done::bare(shared.ctx.not_started(input.job, &input.path))
         } else {
@@ -141,7 +137,7 @@ fn work(shared: &Shared, slot: usize, inputs: &Receiver<Input>, done: &Sender<Do
             shared.ctx.running.fetch_sub(1, Ordering::Relaxed);
             done
         };
-        if !shared.ctx.hand_back(done, finished) {
+        if !jobs.hand_back(finished) {
             return;
         }
     }
@@ -214,7 +210,7 @@ fn run_admitted(
         path: &input.path,
         job: input.job,
         slot,
-        threads: config.threads,
+        threads: config.run.threads,
         out: prepared.as_ref().map(|p| p.out.as_path()),
         mem_mib: permit.reserved >> 20,
     });
@@ -232,8 +228,8 @@ fn run_admitted(
             argv: &argv,
             program,
             capture: config.capture,
-            timeout: config.timeout,
-            kill_grace: config.kill_grace,
+            timeout: config.run.timeout,
+            kill_grace: config.run.kill_grace,
             cancel: shared.ctx.cancel,
             sampler: Some(&shared.sampler),
             reserved: permit.reserved,
@@ -245,7 +241,7 @@ fn run_admitted(
         record.mem_reserved_bytes = Some(permit.reserved);
         judge(&mut record, &finished, config);
         let again = matches!(record.status, Status::Failed | Status::Timeout)
-            && attempts <= config.retries
+            && attempts <= config.run.retries
             && !shared.ctx.cancel.no_new_jobs();
         if again {
             if let Some(p) = &prepared {
@@ -338,7 +334,7 @@ fn judge(record: &mut JobRecord, f: &Finished, config: &Config) {
     record.status = if f.interrupted {
         Status::Interrupted
     } else if f.timed_out {
-        let limit = config.timeout.unwrap_or_default();
+        let limit = config.run.timeout.unwrap_or_default();
         record.reason = Some(format!(
             "timed out after {}",
             humantime::format_duration(limit)

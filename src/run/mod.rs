@@ -27,7 +27,7 @@ use crate::resume::Resume;
 use crate::summary::Journal;
 use crate::walk::{self, Input, Notice, Source, WalkReport};
 
-use crate::executor::{halt_after, Backlog, Context, Done, Executor, Extra};
+use crate::executor::{halt_after, Backlog, Context, Done, Executor, Extra, Jobs};
 pub(crate) use collect::Collector;
 
 /// Runs `executor` over the inputs of `source`, and returns the exit status.
@@ -109,7 +109,7 @@ impl Flow<'_, '_> {
             notices,
         } = self;
         let config = ctx.config;
-        let capacity = 2 * config.jobs + 16;
+        let capacity = 2 * config.run.jobs + 16;
         std::thread::scope(|s| -> Result<(Extra, WalkReport)> {
             let (job_tx, job_rx) = bounded::<Input>(capacity);
             let (done_tx, done_rx) = bounded::<Done>(capacity);
@@ -120,7 +120,7 @@ impl Flow<'_, '_> {
                 .name("walk".into())
                 .spawn_scoped(s, move || {
                     let mut triage = Triage::new(ctx, resume, early_tx);
-                    let largest_first = config.order == Order::LargestFirst;
+                    let largest_first = config.run.order == Order::LargestFirst;
                     let mut kept = Vec::new();
                     let mut sink = |input: Input| match triage.take(input) {
                         None => true,
@@ -154,13 +154,11 @@ impl Flow<'_, '_> {
             let exec = std::thread::Builder::new()
                 .name("executor".into())
                 .spawn_scoped(s, move || {
-                    let extra = executor.execute(ctx, &job_rx, &done_tx);
+                    let jobs = Jobs::new(ctx, &job_rx, &done_tx);
+                    let extra = executor.execute(&jobs);
                     // Whatever the executor left (it failed to start): not started.
                     for input in &job_rx {
-                        ctx.hand_back(
-                            &done_tx,
-                            Done::bare(ctx.not_started(input.job, &input.path)),
-                        );
+                        jobs.hand_back(Done::bare(ctx.not_started(input.job, &input.path)));
                     }
                     extra
                 })
@@ -261,7 +259,7 @@ impl<'c, 'a> Triage<'c, 'a> {
             return;
         };
         let config = self.ctx.config;
-        if config.keep_order && config.order == Order::Input {
+        if config.keep_order && config.run.order == Order::Input {
             self.ctx.backlog.wait_for_room(first, self.ctx.cancel);
         }
         let _ = self.out.send(std::mem::take(&mut self.batch));
