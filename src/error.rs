@@ -72,7 +72,7 @@ pub(crate) fn counted(n: u64, noun: &str) -> String {
 
 /// Prints `fanout: error: …` with the context chain, on one line.
 pub(crate) fn print_error(err: &anyhow::Error) {
-    let chain: Vec<String> = err.chain().map(|c| c.to_string()).collect();
+    let chain: Vec<String> = err.chain().map(std::string::ToString::to_string).collect();
     let _ = writeln!(
         std::io::stderr(),
         "fanout: error: {}",

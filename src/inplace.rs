@@ -60,8 +60,8 @@ impl Node {
             kind: FileType::from_raw_mode(st.st_mode as _),
             dev: st.st_dev as u64,
             ino: st.st_ino as u64,
-            mode: st.st_mode as u32,
-            nlink: st.st_nlink as u64,
+            mode: u32::from(st.st_mode),
+            nlink: u64::from(st.st_nlink),
             uid: st.st_uid as u32,
             gid: st.st_gid as u32,
             size: st.st_size as u64,
@@ -449,7 +449,11 @@ impl InPlace {
     }
 
     /// Ends an in-place job: verify and replace when `succeeded`, else keep the original.
-    pub(crate) fn finish(&self, p: Prepared, succeeded: bool) -> Outcome {
+    #[expect(
+        clippy::needless_pass_by_value,
+        reason = "finishing consumes the job's preparation: its lock is released when it ends"
+    )]
+    pub(crate) fn finish(p: Prepared, succeeded: bool) -> Outcome {
         let mut outcome = Outcome {
             input_bytes: Some(p.before.size),
             output_bytes: Node::at(&p.dir, &p.out_name)
@@ -463,7 +467,7 @@ impl InPlace {
             InPlace::discard(&p);
             return outcome;
         }
-        let out = match self.check(&p, &mut outcome) {
+        let out = match Self::check(&p, &mut outcome) {
             Ok(out) => out,
             Err(problem) => {
                 outcome.problem = Some(match remove_out(&p) {
@@ -486,7 +490,7 @@ impl InPlace {
     }
 
     /// Opens `{out}` and checks it and the input; returns the output to commit.
-    fn check(&self, p: &Prepared, outcome: &mut Outcome) -> Result<File, Problem> {
+    fn check(p: &Prepared, outcome: &mut Outcome) -> Result<File, Problem> {
         let out = match open_in(&p.dir, &p.out_name) {
             Ok(file) => file,
             Err(Errno::NOENT) => {

@@ -78,7 +78,12 @@ fn parse(file: &File, len: u64) -> Result<Footer, String> {
                 ));
             }
             if let Some(n) = nulls.get_mut(i).filter(|_| nullable[i]) {
-                *n = match (*n, chunk.statistics().and_then(|s| s.null_count_opt())) {
+                *n = match (
+                    *n,
+                    chunk
+                        .statistics()
+                        .and_then(parquet::file::statistics::Statistics::null_count_opt),
+                ) {
                     (Some(total), Some(c)) => Some(total + c),
                     _ => None,
                 };

@@ -121,7 +121,7 @@ impl Resume {
                     bad = Some(anyhow::anyhow!(
                         "--resume {}: line {n} is not a fanout summary record: {e}",
                         path.display()
-                    ))
+                    ));
                 }
             }
         }

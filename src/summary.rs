@@ -41,6 +41,9 @@ struct FinalRecord<'a> {
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     cluster: Option<&'a serde_json::Value>,
     complete: bool,
+    /// Every input was discovered (false: the run was stopped while discovery went on, and
+    /// inputs it had not reached have no record).
+    walk_complete: bool,
 }
 
 /// Counts per status and the failed files worth naming, built as records arrive.
@@ -166,6 +169,8 @@ pub(crate) struct Journal {
     regular: bool,
     /// A record could not be written: the journal lacks it.
     failed: bool,
+    /// Discovery stopped early: inputs it had not reached have no record.
+    cut_short: bool,
     replace: Option<Replace>,
 }
 
@@ -202,6 +207,7 @@ impl Journal {
             path: path.to_path_buf(),
             regular,
             failed: false,
+            cut_short: false,
             replace,
         }
     }
@@ -256,6 +262,7 @@ impl Journal {
 
     /// The run stopped before every input had its record (the walk was cut short).
     pub(crate) fn walk_cut_short(&mut self) {
+        self.cut_short = true;
         if let Some(r) = &mut self.replace {
             r.partial = true;
         }
@@ -333,6 +340,7 @@ impl Journal {
             memory,
             cluster,
             complete: true,
+            walk_complete: !self.cut_short,
         };
         serde_json::to_writer(&mut self.out, &record)?;
         self.out.write_all(b"\n")?;

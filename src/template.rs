@@ -304,7 +304,7 @@ impl ShellQuotes {
                 b'$' => self.dollar = true,
                 _ => {}
             },
-            top @ (None | Some(Nest::Subst(_)) | Some(Nest::Backquote)) => match (b, top) {
+            top @ (None | Some(Nest::Subst(_) | Nest::Backquote)) => match (b, top) {
                 (b'\\', _) => self.escaped = true,
                 (b'\'', _) if dollar => self.nest.push(Nest::Ansi),
                 (b'\'', _) => self.nest.push(Nest::Single),

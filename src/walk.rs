@@ -139,6 +139,35 @@ pub(crate) struct WalkReport {
     pub errors: u64,
     /// Set when nothing matched but hidden or ignored files would have.
     pub hint: Option<String>,
+    /// Discovery stopped before its end (the run was stopped): inputs it had not reached have
+    /// no record.
+    pub cut_short: bool,
+}
+
+/// Standard input that a stop can interrupt: a read waits for input or for the run to stop, so
+/// a producer that never closes its end (`tail -f list | fanout -`) cannot keep fanout alive
+/// after Ctrl-C. Input already there is still read (the run core decides how long).
+struct StopAware<'a> {
+    stdin: std::io::StdinLock<'static>,
+    cancel: &'a Cancel,
+}
+
+impl std::io::Read for StopAware<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        use std::os::fd::AsFd;
+        let mut ready = Vec::new();
+        loop {
+            let mut fds = vec![self.stdin.as_fd()];
+            fds.extend(self.cancel.wake_fd());
+            // A poll that fails (it should not) falls back to a plain, blocking read.
+            if crate::os::poll_readable(&fds, 100, &mut ready).is_err() || ready[0] {
+                return self.stdin.read(buf);
+            }
+            if self.cancel.no_new_jobs() {
+                return Ok(0);
+            }
+        }
+    }
 }
 
 /// Builds a glob matcher rooted at `root`; also used by config.rs to validate globs early.
@@ -205,15 +234,14 @@ pub(crate) fn scan(
         own,
     };
     for root in &opts.roots {
-        if cancel.is_hard() {
-            break;
-        }
-        let go_on = match root {
-            Root::Dir { path, implicit } => walker.walk_dir(path, *implicit)?,
-            Root::File(path) => walker.explicit(path.clone(), None),
-            Root::Stdin => walker.read_stdin(),
-        };
+        let go_on = !cancel.is_hard()
+            && match root {
+                Root::Dir { path, implicit } => walker.walk_dir(path, *implicit)?,
+                Root::File(path) => walker.explicit(path.clone(), None),
+                Root::Stdin => walker.read_stdin(),
+            };
         if !go_on {
+            walker.report.cut_short = true;
             break;
         }
     }
@@ -336,7 +364,7 @@ impl Walker<'_> {
             .parents(!no_ignore)
             .follow_links(self.opts.follow)
             .max_depth(self.opts.max_depth)
-            .sort_by_file_name(|a, b| a.cmp(b))
+            .sort_by_file_name(std::cmp::Ord::cmp)
             .filter_entry(|e| {
                 !(e.depth() > 0
                     && e.file_name() == ".fanout"
@@ -382,7 +410,11 @@ impl Walker<'_> {
 
     fn read_stdin(&mut self) -> bool {
         let sep = if self.opts.null { b'\0' } else { b'\n' };
-        let mut reader = BufReader::new(std::io::stdin().lock());
+        let stdin = StopAware {
+            stdin: std::io::stdin().lock(),
+            cancel: self.cancel,
+        };
+        let mut reader = BufReader::with_capacity(1 << 16, stdin);
         let mut buf = Vec::new();
         loop {
             buf.clear();

@@ -169,7 +169,7 @@ mod tests {
     use crate::cluster::state::{ArrayStates, State};
 
     fn log(lines: &[&str]) -> VecDeque<String> {
-        lines.iter().map(|s| s.to_string()).collect()
+        lines.iter().map(std::string::ToString::to_string).collect()
     }
 
     #[test]

@@ -46,11 +46,7 @@ impl PlanDir {
             dir: plan_dir(config)?,
         };
         let existed = layout.dir.exists();
-        if existed
-            && std::fs::read_dir(&layout.dir)
-                .map(|mut d| d.next().is_some())
-                .unwrap_or(true)
-        {
+        if existed && std::fs::read_dir(&layout.dir).map_or(true, |mut d| d.next().is_some()) {
             bail!(
                 "--plan-dir {} is not empty: give a new or empty directory",
                 layout.dir.display()

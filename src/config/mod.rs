@@ -297,7 +297,7 @@ fn mode(cli: &Cli) -> Result<Mode> {
 /// Jobs at once and `{threads}`: locally from the CPUs, under srun from the allocation, under
 /// sbatch 1 per array task by default (the array gives the parallelism).
 fn parallelism(cli: &Cli, mode: &Mode) -> (usize, usize) {
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
     let jobs = match (mode, cli.executor) {
         (_, Executor::Local) => cli.jobs.unwrap_or(cpus),
         (Mode::Srun(alloc), _) => cli.jobs.unwrap_or(alloc.default_jobs()),

@@ -213,7 +213,8 @@ impl Stream {
                     return;
                 }
                 Ok(n) => self.spool.push(&buf[..n]),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                // Interrupted: read again.
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(_) => {
                     self.fd = None;

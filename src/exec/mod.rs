@@ -250,8 +250,8 @@ fn run_admitted(
             continue;
         }
         record.attempts = attempts;
-        if let (Some(ip), Some(p)) = (&shared.in_place, prepared) {
-            conclude_in_place(ip, p, &mut record);
+        if let Some(p) = prepared {
+            conclude_in_place(p, &mut record);
         }
         if let Some(id) = resume::identity(&input.path) {
             record.file_size = Some(id.size);
@@ -267,9 +267,9 @@ fn run_admitted(
 }
 
 /// Verifies and replaces (or keeps) an in-place input, and records what happened.
-fn conclude_in_place(ip: &InPlace, p: crate::inplace::Prepared, record: &mut JobRecord) {
+fn conclude_in_place(p: crate::inplace::Prepared, record: &mut JobRecord) {
     let verify = p.verify;
-    let outcome = ip.finish(p, record.status == Status::Ok);
+    let outcome = InPlace::finish(p, record.status == Status::Ok);
     record.action = Some(if outcome.replaced { "replaced" } else { "kept" });
     record.input_bytes = outcome.input_bytes;
     record.output_bytes = outcome.output_bytes;

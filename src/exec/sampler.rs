@@ -111,7 +111,7 @@ impl Sampler {
         let sums = crate::os::group_rss(&pgids);
         let mut reg = self.registry.lock().expect("sampler");
         let mut total = 0;
-        for (pgid, job) in reg.jobs.iter_mut() {
+        for (pgid, job) in &mut reg.jobs {
             let rss = sums.get(pgid).copied().unwrap_or(0);
             job.peak = job.peak.max(rss);
             job.current = rss;

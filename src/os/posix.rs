@@ -121,7 +121,8 @@ pub(crate) fn poll_readable(
     loop {
         match poll(&mut pfds, timeout) {
             Ok(_) => break,
-            Err(Errno::EINTR) => continue,
+            // Interrupted by a signal: poll again.
+            Err(Errno::EINTR) => {}
             Err(e) => return Err(e.into()),
         }
     }
@@ -248,7 +249,7 @@ pub(crate) fn spawn_job(program: &OsStr, argv: &[OsString], capture: bool) -> io
     defaults.add(Signal::SIGPIPE);
     attr.set_sigdefault(&defaults)?;
 
-    let _spawning = SPAWNING.read().unwrap_or_else(PoisonError::into_inner);
+    let spawning = SPAWNING.read().unwrap_or_else(PoisonError::into_inner);
     let pid = if program.as_bytes().contains(&b'/') {
         posix_spawn(path.as_c_str(), &actions, &attr, &args, &env)
     } else {
@@ -257,7 +258,7 @@ pub(crate) fn spawn_job(program: &OsStr, argv: &[OsString], capture: bool) -> io
     .map_err(io::Error::from)?
     .as_raw();
     leaders().get_or_insert_with(HashSet::new).insert(pid);
-    drop(_spawning);
+    drop(spawning);
 
     Ok(match pipes {
         Some((out_r, _, err_r, _)) => Spawned {

@@ -30,6 +30,9 @@ use crate::walk::{self, Input, Notice, Source, WalkReport};
 use crate::executor::{halt_after, Backlog, Context, Done, Executor, Extra, Jobs};
 pub(crate) use collect::Collector;
 
+/// How long discovery goes on after a stop (Ctrl-C, `--halt`, a closed stdout).
+const WALK_AFTER_STOP: Duration = Duration::from_millis(250);
+
 /// Runs `executor` over the inputs of `source`, and returns the exit status.
 pub(crate) fn drive(
     config: &Config,
@@ -66,7 +69,7 @@ pub(crate) fn drive(
     };
     let (extra, walk_report) = flow.run(executor, source, &mut collector)?;
     drop(ctx);
-    report::finish(config, &cancel, collector, extra, walk_report, start)
+    report::finish(config, &cancel, collector, extra, &walk_report, start)
 }
 
 /// The `--summary` journal (none in a dry run), with a first line if the caller has one.
@@ -122,26 +125,39 @@ impl Flow<'_, '_> {
                     let mut triage = Triage::new(ctx, resume, early_tx);
                     let largest_first = config.run.order == Order::LargestFirst;
                     let mut kept = Vec::new();
-                    let mut sink = |input: Input| match triage.take(input) {
-                        None => true,
-                        Some(input) if largest_first => {
-                            kept.push(input);
-                            true
+                    let mut stopped_at: Option<Instant> = None;
+                    let mut sink = |input: Input| {
+                        // After a stop, discovery goes on only briefly: what it reaches gets
+                        // a not_started record, and however much is queued, fanout ends soon.
+                        if ctx.cancel.no_new_jobs()
+                            && stopped_at.get_or_insert_with(Instant::now).elapsed()
+                                > WALK_AFTER_STOP
+                        {
+                            return false;
                         }
-                        Some(input) => job_tx.send(input).is_ok(),
+                        match triage.take(input) {
+                            None => true,
+                            Some(input) if largest_first => {
+                                kept.push(input);
+                                true
+                            }
+                            Some(input) => job_tx.send(input).is_ok(),
+                        }
                     };
                     let report = match source {
                         Source::Walk => {
                             walk::scan(&config.walk, &mut sink, &ctx.notices, ctx.cancel, found)
                         }
                         Source::Given(inputs) => {
+                            let mut report = WalkReport::default();
                             for input in inputs {
                                 found.fetch_add(1, Ordering::Relaxed);
                                 if !sink(input) {
+                                    report.cut_short = true;
                                     break;
                                 }
                             }
-                            Ok(WalkReport::default())
+                            Ok(report)
                         }
                     };
                     triage.flush();

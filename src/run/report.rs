@@ -18,7 +18,7 @@ pub(super) fn finish(
     cancel: &Cancel,
     collector: Collector<'_>,
     mut extra: Extra,
-    walk: WalkReport,
+    walk: &WalkReport,
     start: Instant,
 ) -> Result<ExitStatus> {
     let journal = collector.journal;
@@ -42,7 +42,7 @@ pub(super) fn finish(
         if totals.total() == 0 {
             print_notice(&nothing_matched(walk.hint.as_deref()));
         } else if dry {
-            dry_report(&totals, &walk, &mut extra);
+            dry_report(&totals, walk, &mut extra);
         } else {
             let _ = writeln!(std::io::stderr(), "{}", totals.report(wall));
             let m = &extra.memory;
@@ -56,6 +56,9 @@ pub(super) fn finish(
                 ));
             }
         }
+        if walk.cut_short && totals.total() > 0 {
+            print_notice("discovery stopped with the run: files it had not reached have no record");
+        }
         if let Some(msg) = &collector.journal_error {
             print_notice(&format!("error: {msg}: the journal is incomplete"));
         }
@@ -64,8 +67,8 @@ pub(super) fn finish(
         }
     }
     if let (Some(j), None) = (journal, &collector.journal_error) {
-        if cancel.is_hard() {
-            // A second Ctrl-C stopped the walk: not every input has its record.
+        if walk.cut_short {
+            // Not every input has its record.
             j.walk_cut_short();
         }
         if let Err(err) = j.finish(

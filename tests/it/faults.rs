@@ -193,7 +193,7 @@ fn interrupt_mid_run(signal: &str, code: i32, stopped_by: &str) {
     assert_eq!(int(&fin, "interrupted"), 2, "{fin}");
     assert_eq!(int(&fin, "not_started"), 3, "{fin}");
     assert_eq!(int(&fin, "ok"), 0, "{fin}");
-    assert_eq!(int(&fin, "exit_code"), code as i64, "{fin}");
+    assert_eq!(int(&fin, "exit_code"), i64::from(code), "{fin}");
     assert_eq!(fin["stopped_by"], stopped_by, "{fin}");
     assert_eq!(fin["complete"], true, "{fin}");
     for r in file_records(&recs) {

@@ -262,7 +262,10 @@ impl Output {
     pub fn assert_stdout_sorted(&self, expected: &[&str]) -> &Self {
         let mut actual = self.stdout_lines();
         actual.sort();
-        let mut want: Vec<String> = expected.iter().map(|s| s.to_string()).collect();
+        let mut want: Vec<String> = expected
+            .iter()
+            .map(std::string::ToString::to_string)
+            .collect();
         want.sort();
         if actual != want {
             panic!(
@@ -278,7 +281,10 @@ impl Output {
     #[track_caller]
     pub fn assert_stdout_lines(&self, expected: &[&str]) -> &Self {
         let actual = self.stdout_lines();
-        let want: Vec<String> = expected.iter().map(|s| s.to_string()).collect();
+        let want: Vec<String> = expected
+            .iter()
+            .map(std::string::ToString::to_string)
+            .collect();
         if actual != want {
             panic!(
                 "stdout lines differ (order matters)\n{}\n{}",
@@ -362,7 +368,7 @@ fn describe(cmd: &Command) -> String {
     let mut s = cmd.get_program().to_string_lossy().into_owned();
     for a in cmd.get_args() {
         s.push(' ');
-        s.push_str(&format!("{:?}", a));
+        s.push_str(&format!("{a:?}"));
     }
     s
 }

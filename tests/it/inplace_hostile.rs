@@ -15,9 +15,7 @@ use crate::harness::*;
 const NOBODY: u32 = 65534;
 
 fn is_root() -> bool {
-    fs::metadata("/proc/self")
-        .map(|m| m.uid() == 0)
-        .unwrap_or(false)
+    fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
 }
 
 fn chmod(path: &Path, mode: u32) {
@@ -189,9 +187,7 @@ done"#,
         }
         for r in file_records(&read_summary(env.path("s.jsonl"))) {
             let path = env.path(r["path"].as_str().unwrap());
-            let is_link = fs::symlink_metadata(&path)
-                .map(|m| m.file_type().is_symlink())
-                .unwrap_or(false);
+            let is_link = fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink());
             if r["action"] == "replaced" && is_link {
                 failures.push(format!("round {round}: replaced with a symbolic link: {r}"));
             }

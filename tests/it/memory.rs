@@ -25,7 +25,7 @@ static HEAVY: Mutex<()> = Mutex::new(());
 fn heavy() -> MutexGuard<'static, ()> {
     HEAVY
         .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// `n` small input files `in/f1.txt … in/fN.txt` (weight: a few bytes each).
@@ -691,10 +691,10 @@ fn memory_hierarchy() -> Result<(PathBuf, PathBuf, bool), String> {
             ok.then(|| path.to_string())
         })
         .ok_or("this process is in no memory cgroup (/proc/self/cgroup)")?;
-    let rel = Path::new(&path)
-        .strip_prefix(&root)
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|_| PathBuf::from(path.trim_start_matches('/')));
+    let rel = Path::new(&path).strip_prefix(&root).map_or_else(
+        |_| PathBuf::from(path.trim_start_matches('/')),
+        Path::to_path_buf,
+    );
     Ok((point.clone(), point.join(rel), want_v2))
 }
 
@@ -880,9 +880,8 @@ fn cgroup_limit_is_read_instead_of_the_host_memory() {
             // The host has clearly more: the numbers above came from the cgroup.
         }
         host => eprintln!(
-            "note: the host has only {:?} bytes available, so this test cannot tell the cgroup \
-             limit from the host's memory",
-            host
+            "note: the host has only {host:?} bytes available, so this test cannot tell the cgroup \
+             limit from the host's memory"
         ),
     }
 

@@ -27,7 +27,7 @@ fn interrupt_run(signal: &str, code: i32) {
         "{}",
     ]);
     let started_dir = env.path("started");
-    let count = || fs::read_dir(&started_dir).map(|d| d.count()).unwrap_or(0);
+    let count = || fs::read_dir(&started_dir).map_or(0, std::iter::Iterator::count);
     let two_running = wait_until(Duration::from_secs(5), || {
         count() == 2
             && fs::read_dir(&started_dir)
@@ -66,9 +66,7 @@ fn interrupt_run(signal: &str, code: i32) {
     // The running jobs were stopped.
     for pid in pids {
         let gone = wait_until(Duration::from_secs(2), || {
-            fs::read_to_string(format!("/proc/{pid}/stat"))
-                .map(|s| s.contains(") Z "))
-                .unwrap_or(true)
+            fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |s| s.contains(") Z "))
         });
         assert!(
             gone,
@@ -82,7 +80,7 @@ fn interrupt_run(signal: &str, code: i32) {
     assert_eq!(int(&fin, "interrupted"), 2, "{fin}");
     assert_eq!(int(&fin, "not_started"), 4, "{fin}");
     assert_eq!(int(&fin, "ok"), 0, "{fin}");
-    assert_eq!(int(&fin, "exit_code"), code as i64, "{fin}");
+    assert_eq!(int(&fin, "exit_code"), i64::from(code), "{fin}");
     assert_counts_add_up(&recs);
 }
 

@@ -91,7 +91,7 @@ fn threads_placeholder_divides_cpus_by_jobs() {
     env.run(&["-j", "1000", "--", "echo", "{threads}"])
         .assert_ok()
         .assert_stdout_lines(&["1 a.txt"]);
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
     let out = env.run(&["-j", "1", "--", "echo", "t={threads}", "{}"]);
     out.assert_ok();
     assert_eq!(
