@@ -237,10 +237,15 @@ fn a_thread_that_cannot_start_does_not_turn_a_run_into_nothing_ran() {
         env.write(format!("d/f{i:02}"), "x");
     }
     std::fs::set_permissions(env.root(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    // A copy nobody can run, wherever the build tree lies (it may be under /root).
+    let fanout = env.path("fanout-bin");
+    std::fs::copy(FANOUT, &fanout).unwrap();
+    std::fs::set_permissions(&fanout, std::fs::Permissions::from_mode(0o755)).unwrap();
     let journal = env.path("s.jsonl");
     let mut cmd = Command::new("setpriv");
     cmd.args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
-        .args(["prlimit", "--nproc=40", FANOUT])
+        .args(["prlimit", "--nproc=40"])
+        .arg(&fanout)
         .args(["-j", "100", "--summary"])
         .arg(&journal)
         .args(["d", "--", "sleep", "0.2"])
