@@ -13,7 +13,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 /// How one input file ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub(crate) enum Status {
+pub enum Status {
     Ok,
     Failed,
     Timeout,
@@ -36,7 +36,7 @@ impl Status {
         Status::Interrupted,
     ];
 
-    pub(crate) fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             Status::Ok => "ok",
             Status::Failed => "failed",
@@ -50,7 +50,7 @@ impl Status {
     }
 
     /// Whether this status makes the run fail (exit status 1).
-    pub(crate) fn is_failure(self) -> bool {
+    pub fn is_failure(self) -> bool {
         !matches!(self, Status::Ok | Status::Skipped)
     }
 }
@@ -58,7 +58,7 @@ impl Status {
 /// The record of one input file, as written to the `--summary` journal (and read back from a
 /// Slurm worker's journal).
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub(crate) struct JobRecord {
+pub struct JobRecord {
     #[serde(rename = "type", skip_deserializing, default = "file_kind")]
     pub kind: Name,
     pub job: u64,

@@ -538,6 +538,15 @@ pub fn read_summary(path: impl AsRef<Path>) -> Vec<Value> {
         .collect()
 }
 
+/// The file records of a journal, read into fanout's own type.
+pub fn typed_records(path: impl AsRef<Path>) -> Vec<fanout::record::JobRecord> {
+    read_summary(path)
+        .into_iter()
+        .filter(|r| r["type"] == "file")
+        .map(|r| serde_json::from_value(r.clone()).unwrap_or_else(|e| panic!("{e}: {r}")))
+        .collect()
+}
+
 /// The `type: "file"` records of a journal.
 pub fn file_records(records: &[Value]) -> Vec<Value> {
     records

@@ -6,6 +6,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use fanout::record::Status;
+
 use crate::harness::*;
 
 fn journal_adds_up(env: &TestEnv, name: &str, inputs: u64) -> serde_json::Value {
@@ -31,19 +33,19 @@ fn job_output_that_cannot_be_written_fails_those_jobs() {
     out.assert_code(1)
         .assert_stderr_contains("job output lost")
         .assert_no_panic();
-    let recs = read_summary(env.path("s.jsonl"));
-    let files = file_records(&recs);
+    let files = typed_records(env.path("s.jsonl"));
     assert_eq!(files.len(), 3);
     // The first job's output fails; the run stops, so the others either fail the same way
     // or did not start. None is ok.
-    assert!(files.iter().all(|r| r["status"] != "ok"), "{files:#?}");
+    assert!(files.iter().all(|r| r.status != Status::Ok), "{files:#?}");
     assert!(
-        files.iter().any(|r| r["status"] == "failed"
-            && r["reason"]
-                .as_str()
+        files.iter().any(|r| r.status == Status::Failed
+            && r.reason
+                .as_deref()
                 .is_some_and(|s| s.contains("could not be written"))),
         "{files:#?}"
     );
+    let recs = read_summary(env.path("s.jsonl"));
     assert_eq!(final_record(&recs)["stopped_by"], "output_failed");
 }
 
@@ -316,4 +318,16 @@ fn sigterm_ends_in_a_signal_death_after_a_complete_journal() {
         "{}",
         String::from_utf8_lossy(&sh.stdout)
     );
+}
+
+/// A journal that cannot be written is said as such, and the run exits 1; it is not counted as
+/// a walk error (it was reported as "1 walk errors" before).
+#[test]
+fn a_journal_that_cannot_be_written_is_not_a_walk_error() {
+    let env = TestEnv::new(&[], &[("d/a", ""), ("d/b", "")]);
+    let out = env.run(&["-j", "2", "--summary", "/dev/full", "d", "--", "true"]);
+    out.assert_code(1)
+        .assert_no_panic()
+        .assert_stderr_contains("cannot write the summary /dev/full")
+        .assert_stderr_lacks("walk error");
 }
