@@ -128,7 +128,7 @@ impl Flow<'_, '_> {
                             kept.push(input);
                             true
                         }
-                        Some(input) => job_tx.send(input).is_ok(),
+                        Some(input) => triage.send(&job_tx, input),
                     };
                     let report = match source {
                         Source::Walk => {
@@ -231,6 +231,23 @@ impl<'c, 'a> Triage<'c, 'a> {
             self.flush();
         }
         None
+    }
+
+    /// Sends an input to the executor. The batch goes first when it has waited long enough or
+    /// the executor is not taking inputs: a record held here while the walk blocks could be
+    /// the one `--keep-order` waits for, and the run would never move again.
+    fn send(&mut self, jobs: &Sender<Input>, input: Input) -> bool {
+        if !self.batch.is_empty() && self.since.elapsed() >= Self::WAIT {
+            self.flush();
+        }
+        match jobs.try_send(input) {
+            Ok(()) => true,
+            Err(crossbeam_channel::TrySendError::Full(input)) => {
+                self.flush();
+                jobs.send(input).is_ok()
+            }
+            Err(crossbeam_channel::TrySendError::Disconnected(_)) => false,
+        }
     }
 
     fn decide(&self, input: &Input) -> Option<JobRecord> {
