@@ -77,6 +77,20 @@ impl Executor for DryRun {
         let config = ctx.config;
         let mut weights: Vec<(u64, PathBuf)> = Vec::new();
         for input in jobs {
+            // A read-only file a real run would skip is not listed (its record says why).
+            if let Some(reason) = self
+                .in_place
+                .as_ref()
+                .and_then(|ip| ip.would_skip(&input.path))
+            {
+                let mut record = JobRecord::new(input.job, &input.path, Status::Skipped);
+                record.reason = Some(reason);
+                record.action = Some("kept");
+                if !ctx.hand_back(done, Done::bare(record)) {
+                    break;
+                }
+                continue;
+            }
             let weight = input
                 .weight
                 .unwrap_or_else(|| crate::parquet::weight(&input.path));
@@ -96,7 +110,6 @@ impl Executor for DryRun {
             }
         }
         Ok(Extra {
-            planned: weights.len() as u64,
             notes: plan(config, &mut weights),
             ..Extra::default()
         })

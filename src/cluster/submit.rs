@@ -291,7 +291,6 @@ impl Executor for SlurmPlan {
             }
         }
         Ok(Extra {
-            planned: files as u64,
             notes: vec![format!(
                 "dry run: {files} files in {} array tasks of {} jobs at once, --mem={} and --cpus-per-task={} each",
                 plan.shards,

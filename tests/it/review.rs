@@ -24,3 +24,44 @@ fn keep_order_with_an_early_record_first_and_a_full_backlog_does_not_hang() {
     assert_eq!(last["ok"], 4400, "{last}");
     assert_eq!(last["failed"], 1, "{last}");
 }
+
+/// The dry run exits 0 when inputs would fail (named on stderr), as the README promises: it
+/// runs nothing, so nothing failed.
+#[test]
+fn dry_run_with_inputs_that_would_fail_exits_0() {
+    let env = TestEnv::new(&[], &[("a.txt", "a\n")]);
+    let out = env.run_stdin(&["-n", "-", "--", "echo"], b"a.txt\nmissing.txt\n");
+    out.assert_code(0)
+        .assert_stdout_lines(&["echo a.txt"])
+        .assert_stderr_contains("would fail: missing.txt");
+}
+
+/// A dry run without `--resume` never says files were skipped as "ok in the resumed run": the
+/// other name of a hard-linked file is kept, not resumed.
+#[test]
+fn dry_run_does_not_call_other_names_of_a_file_resumed() {
+    let env = TestEnv::new(&["d"], &[("d/a.txt", "a\n")]);
+    std::fs::hard_link(env.path("d/a.txt"), env.path("d/b.txt")).unwrap();
+    let out = env.run(&["-n", "-i", "d", "--", "cp", "{}", "{out}"]);
+    out.assert_code(0).assert_stderr_lacks("resumed run");
+}
+
+/// With `-i`, a read-only file is skipped by a real run (without `--force`): the dry run must
+/// not list it as a job.
+#[test]
+fn dry_run_in_place_does_not_list_read_only_files() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = TestEnv::new(&["d"], &[("d/a.txt", "a\n"), ("d/ro.txt", "r\n")]);
+    std::fs::set_permissions(env.path("d/ro.txt"), std::fs::Permissions::from_mode(0o444)).unwrap();
+    let dry = env.run(&["-n", "-i", "d", "--", "cp", "{}", "{out}"]);
+    dry.assert_code(0);
+    let listed = dry.stdout_str();
+    assert!(listed.contains("d/a.txt"), "{}", dry.dump());
+    assert!(!listed.contains("ro.txt"), "{}", dry.dump());
+    let real = env.run(&["-i", "--summary", "s.jsonl", "d", "--", "cp", "{}", "{out}"]);
+    real.assert_code(0);
+    assert_eq!(
+        record_for(&read_summary(env.path("s.jsonl")), "d/ro.txt")["status"],
+        "skipped"
+    );
+}
