@@ -266,6 +266,9 @@ impl<'a> Collector<'a> {
                 });
                 if let Err(err) = result {
                     self.stream_failed(&mut done.record, "standard output", &err);
+                    // The failed write may have been the buffer's flush: the batch's output
+                    // went with it.
+                    self.batch_output_failed(&err);
                 }
             }
         } else if !self.config.capture
@@ -300,13 +303,7 @@ impl<'a> Collector<'a> {
         }
         if !self.stdout_closed && !self.output_failed {
             if let Err(err) = self.stdout.flush() {
-                // Which of the batch's jobs lost bytes is unknown: each with output says so.
-                let mut batch = std::mem::take(&mut self.batch);
-                for (record, line) in batch.iter_mut().filter(|(r, _)| r.stdout_bytes > Some(0)) {
-                    self.stream_failed(record, "standard output", &err);
-                    *line = None;
-                }
-                self.batch = batch;
+                self.batch_output_failed(&err);
             }
         }
         for (record, line) in std::mem::take(&mut self.batch) {
@@ -322,6 +319,17 @@ impl<'a> Collector<'a> {
             self.totals.add(&record);
         }
         self.flush_journal();
+    }
+
+    /// Writing the buffered standard output failed: which of the batch's jobs lost bytes is
+    /// unknown, so each with output says so.
+    fn batch_output_failed(&mut self, err: &io::Error) {
+        let mut batch = std::mem::take(&mut self.batch);
+        for (record, line) in batch.iter_mut().filter(|(r, _)| r.stdout_bytes > Some(0)) {
+            self.stream_failed(record, "standard output", err);
+            *line = None;
+        }
+        self.batch = batch;
     }
 
     /// A write to a stream failed: a reader that went away stops the run quietly; anything

@@ -65,3 +65,76 @@ fn dry_run_in_place_does_not_list_read_only_files() {
         "skipped"
     );
 }
+
+/// Unmounts a test's tmpfs however the test ends.
+struct Mount(std::path::PathBuf);
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// Mounts a small tmpfs at `dir`, or says why the test is skipped.
+fn small_tmpfs(dir: &std::path::Path, test: &str) -> Option<Mount> {
+    let out = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=64k", "tmpfs"])
+        .arg(dir)
+        .output();
+    match out {
+        Ok(o) if o.status.success() => Some(Mount(dir.to_path_buf())),
+        _ => {
+            eprintln!("SKIPPED {test}: cannot mount a tmpfs (needs root)");
+            None
+        }
+    }
+}
+
+/// Job output sits in fanout's stdout buffer until the buffer fills: when writing the next
+/// job's output flushes it into a full disk, the jobs whose bytes were in the buffer lost
+/// output too. No job whose output is not all in the file may say ok.
+#[test]
+fn output_lost_in_the_stdout_buffer_fails_the_jobs_it_belonged_to() {
+    let env = TestEnv::new(&["d"], &[("d/g1", ""), ("d/g2", ""), ("d/g3", "")]);
+    let disk = env.mkdir("disk");
+    let Some(_umount) = small_tmpfs(&disk, "output_lost_in_the_stdout_buffer") else {
+        return;
+    };
+    // About 4 KiB stay free.
+    std::fs::write(disk.join("filler"), vec![0u8; 60 * 1024]).unwrap();
+    let marks = env.out_dir("marks");
+    let script = env.script(
+        "out.sh",
+        &format!(
+            r#"#!/bin/sh
+case "$1" in
+*g1) while [ ! -e {marks}/g2 ] || [ ! -e {marks}/g3 ]; do sleep 0.05; done; sleep 0.3
+     head -c 40000 /dev/zero | tr '\0' a;;
+*g2) head -c 40000 /dev/zero | tr '\0' b; : > {marks}/g2;;
+*g3) head -c 100000 /dev/zero | tr '\0' c; : > {marks}/g3;;
+esac
+"#
+        ),
+    );
+    let stdout = std::fs::File::create(disk.join("out.txt")).unwrap();
+    let mut cmd = env.command(&["-k", "-j", "3", "--summary", "s.jsonl", "d", "--"]);
+    cmd.arg(&script)
+        .stdout(stdout)
+        .stderr(std::process::Stdio::piped());
+    let out = cmd.output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let written = std::fs::read(disk.join("out.txt")).unwrap();
+    let recs = read_summary(env.path("s.jsonl"));
+    for (name, letter) in [("d/g1", b'a'), ("d/g2", b'b'), ("d/g3", b'c')] {
+        let rec = record_for(&recs, name);
+        let kept = written.iter().filter(|&&c| c == letter).count() as i64;
+        if rec["status"] == "ok" {
+            assert_eq!(kept, int(&rec, "stdout_bytes"), "{name} says ok: {rec}");
+        }
+    }
+}
