@@ -138,3 +138,73 @@ esac
         }
     }
 }
+
+/// Reads a journal that may end in a cut line (the run was killed).
+fn read_lenient(path: &std::path::Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// With `-k`, a job that finished while an earlier one still runs has its record in the
+/// journal at once when it has no output to hold back: after a SIGKILL, files already replaced
+/// in place have their records, so `--resume` does not rewrite them a second time.
+#[test]
+fn keep_order_journals_finished_jobs_without_output_before_a_sigkill() {
+    let env = TestEnv::new(
+        &["d"],
+        &[
+            ("d/f1", "v\n"),
+            ("d/f2", "v\n"),
+            ("d/f3", "v\n"),
+            ("d/f4", "v\n"),
+        ],
+    );
+    let marks = env.out_dir("marks");
+    let script = env.script(
+        "job.sh",
+        &format!(
+            "#!/bin/sh\ncase \"$1\" in *f1) i=0; while [ ! -e {marks}/go ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done;; esac\n{{ cat \"$1\"; echo x; }} > \"$2\"\n"
+        ),
+    );
+    let script = script.to_str().unwrap().to_string();
+    let mut run = env.spawn(&[
+        "-k",
+        "-i",
+        "-j",
+        "4",
+        "--summary",
+        "s.jsonl",
+        "d",
+        "--",
+        &script,
+        "{}",
+        "{out}",
+    ]);
+    let journaled = wait_until(std::time::Duration::from_secs(10), || {
+        read_lenient(&env.path("s.jsonl"))
+            .iter()
+            .filter(|r| r["status"] == "ok")
+            .count()
+            == 3
+    });
+    run.signal("KILL");
+    let killed = run.wait();
+    assert_eq!(killed.signal, Some(9), "{}", killed.dump());
+    std::fs::write(env.path("marks/go"), "").unwrap();
+    let recs = read_lenient(&env.path("s.jsonl"));
+    assert!(
+        journaled,
+        "the three finished jobs have no records: {recs:#?}"
+    );
+    for f in ["d/f2", "d/f3", "d/f4"] {
+        assert_eq!(std::fs::read_to_string(env.path(f)).unwrap(), "v\nx\n");
+        assert!(
+            recs.iter()
+                .any(|r| r["path"] == f && r["action"] == "replaced"),
+            "{f}: {recs:#?}"
+        );
+    }
+}
