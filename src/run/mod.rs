@@ -233,21 +233,12 @@ impl<'c, 'a> Triage<'c, 'a> {
         None
     }
 
-    /// Sends an input to the executor. The batch goes first when it has waited long enough or
-    /// the executor is not taking inputs: a record held here while the walk blocks could be
-    /// the one `--keep-order` waits for, and the run would never move again.
+    /// Sends an input to the executor, after the batch: a record held here while the walk
+    /// blocks (on a full job queue, on a pausing stdin) could be the one `--keep-order` waits
+    /// for, and the run would stand still. A job costs a process; one more send is nothing.
     fn send(&mut self, jobs: &Sender<Input>, input: Input) -> bool {
-        if !self.batch.is_empty() && self.since.elapsed() >= Self::WAIT {
-            self.flush();
-        }
-        match jobs.try_send(input) {
-            Ok(()) => true,
-            Err(crossbeam_channel::TrySendError::Full(input)) => {
-                self.flush();
-                jobs.send(input).is_ok()
-            }
-            Err(crossbeam_channel::TrySendError::Disconnected(_)) => false,
-        }
+        self.flush();
+        jobs.send(input).is_ok()
     }
 
     fn decide(&self, input: &Input) -> Option<JobRecord> {

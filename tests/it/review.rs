@@ -208,3 +208,32 @@ fn keep_order_journals_finished_jobs_without_output_before_a_sigkill() {
         );
     }
 }
+
+/// With `-k`, a record that needs no process (a missing path) must not keep the output of the
+/// jobs after it waiting while the input stream pauses (a producer that is still working).
+#[test]
+fn keep_order_output_is_not_held_by_an_early_record_while_stdin_pauses() {
+    use std::io::{BufRead, Write};
+    let env = TestEnv::new(&[], &[("a.txt", "a\n")]);
+    let mut child = env
+        .command(&["-k", "-", "--", "echo"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"missing.txt\na.txt\n").unwrap();
+    stdin.flush().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = std::io::BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    let line = rx.recv_timeout(std::time::Duration::from_secs(10));
+    drop(stdin);
+    let _ = child.wait();
+    assert_eq!(line.as_deref(), Ok("a.txt\n"));
+}
