@@ -136,7 +136,6 @@ impl Executor for SlurmArray {
                 array.slurm_job_id, array.plan_dir
             )],
             cluster: Some(serde_json::to_value(&array)?),
-            ..Extra::default()
         })
     }
 }
