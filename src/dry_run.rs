@@ -13,6 +13,7 @@ use crate::config::Config;
 use crate::executor::{Done, Executor, Extra, Jobs};
 use crate::inplace::InPlace;
 use crate::memory::{self, human, Meter};
+use crate::record::{JobRecord, Status};
 use crate::template::{display_argv, shell_quote, JobValues};
 use crate::walk::Input;
 
@@ -69,6 +70,20 @@ impl Executor for DryRun {
         let config = jobs.ctx.config;
         let mut weights: Vec<(u64, PathBuf)> = Vec::new();
         for input in jobs.inputs() {
+            // A read-only file a real run would skip is not listed (its record says why).
+            if let Some(reason) = self
+                .in_place
+                .as_ref()
+                .and_then(|ip| ip.would_skip(&input.path))
+            {
+                let mut record = JobRecord::new(input.job, &input.path, Status::Skipped);
+                record.reason = Some(reason);
+                record.action = Some("kept");
+                if !jobs.hand_back(Done::bare(record)) {
+                    break;
+                }
+                continue;
+            }
             let weight = input
                 .weight
                 .unwrap_or_else(|| crate::parquet::weight(&input.path));
@@ -79,7 +94,6 @@ impl Executor for DryRun {
             }
         }
         Ok(Extra {
-            planned: weights.len() as u64,
             notes: plan(config, &mut weights),
             ..Extra::default()
         })

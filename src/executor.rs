@@ -66,8 +66,6 @@ pub(crate) struct Extra {
     pub notes: Vec<String>,
     /// The cluster part of the final record (a Slurm array's tasks).
     pub cluster: Option<serde_json::Value>,
-    /// A dry run: the jobs it listed (its records are `skipped`, as `--resume` skips are).
-    pub planned: u64,
 }
 
 /// Turns jobs into records: exactly one [`Done`], handed back with [`Jobs::hand_back`], for

@@ -329,6 +329,27 @@ impl InPlace {
             .expect("some name is free")
     }
 
+    /// A read-only file is skipped, unless `--force`.
+    fn read_only(&self, mode: u32) -> Option<Refusal> {
+        (mode & 0o200 == 0 && !self.opts.force).then(|| {
+            Refusal::ReadOnly(
+                "read-only file (no owner write permission): not rewritten; use --force to rewrite it anyway"
+                    .into(),
+            )
+        })
+    }
+
+    /// What the dry run can tell without locking: the input is read-only and would be skipped
+    /// (a real run decides again, on the file it opened).
+    pub(crate) fn would_skip(&self, input: &Path) -> Option<String> {
+        use std::os::unix::fs::PermissionsExt;
+        let meta = std::fs::metadata(InPlace::target(input).ok()?).ok()?;
+        match self.read_only(meta.permissions().mode()) {
+            Some(Refusal::ReadOnly(reason)) if meta.is_file() => Some(reason),
+            _ => None,
+        }
+    }
+
     /// Checks and locks an input before its job runs. Returns the stale temporary files it
     /// removed from the input's directory (the first time that directory is seen).
     pub(crate) fn prepare(
@@ -369,11 +390,8 @@ impl InPlace {
         if !node.is_file() {
             return Err(Refusal::Failed("not a regular file".into()));
         }
-        if node.mode & 0o200 == 0 && !self.opts.force {
-            return Err(Refusal::ReadOnly(
-                "read-only file (no owner write permission): not rewritten; use --force to rewrite it anyway"
-                    .into(),
-            ));
+        if let Some(refusal) = self.read_only(node.mode) {
+            return Err(refusal);
         }
         // A sweep elsewhere may hold the lock for an instant to see whether the file is busy.
         let mut tries = 0;

@@ -18,6 +18,9 @@ use anyhow::{Context, Result};
 use base64::Engine;
 use serde::Deserialize;
 
+/// The reason of a file `--resume` skips.
+pub(crate) const UNCHANGED: &str = "ok in the resumed run and unchanged since";
+
 /// A file's identity between runs: size and modification time in nanoseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Identity {
@@ -161,7 +164,7 @@ impl Resume {
             Some((size, mtime_ns)) => Identity { size, mtime_ns },
             None => identity(path)?,
         };
-        (now == *recorded).then(|| ("ok in the resumed run and unchanged since".to_string(), now))
+        (now == *recorded).then(|| (UNCHANGED.to_string(), now))
     }
 
     pub(crate) fn len(&self) -> usize {

@@ -53,6 +53,8 @@ pub(crate) struct Totals {
     pub walk_errors: u64,
     /// Jobs that actually ran (for jobs/s).
     pub ran: u64,
+    /// Files `--resume` skipped.
+    pub resumed: u64,
     failures: Vec<(String, Status, String)>,
     more_failures: u64,
 }
@@ -65,6 +67,11 @@ impl Totals {
         self.counts[record.status as usize] += 1;
         if record.attempts > 0 {
             self.ran += 1;
+        }
+        if record.status == Status::Skipped
+            && record.reason.as_deref() == Some(crate::resume::UNCHANGED)
+        {
+            self.resumed += 1;
         }
         if record.status.is_failure() && record.status != Status::NotStarted {
             if self.failures.len() < NAMED_FAILURES {

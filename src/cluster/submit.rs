@@ -134,7 +134,6 @@ impl Executor for SlurmArray {
                 array.slurm_job_id, array.plan_dir
             )],
             cluster: Some(serde_json::to_value(&array)?),
-            ..Extra::default()
         })
     }
 }
@@ -275,7 +274,6 @@ impl Executor for SlurmPlan {
             }
         }
         Ok(Extra {
-            planned: files as u64,
             notes: vec![format!(
                 "dry run: {files} files in {} array tasks of {} jobs at once, --mem={} and --cpus-per-task={} each",
                 plan.shards,

@@ -116,6 +116,9 @@ impl Config {
         let command = CheckedCommand::check(&cli.command, cli.shell, cli.in_place, cli.timeout)?;
         let mode = mode(&cli)?;
         let (jobs, threads) = parallelism(&cli, &mode);
+        // On Slurm, output is relayed task by task as records arrive: ordering it by job number
+        // would hold it back until earlier tasks end (README: -k does not apply there).
+        let keep_order = cli.keep_order && !matches!(mode, Mode::Slurm(_));
         // With one job, output streams straight to the terminal: a bar would be drawn into it.
         let progress = !cli.quiet
             && !cli.no_progress
@@ -156,7 +159,7 @@ impl Config {
                 walk,
                 mode,
                 capture: jobs > 1,
-                keep_order: cli.keep_order,
+                keep_order,
                 summary: cli.summary,
                 resume: cli.resume,
                 progress,

@@ -53,8 +53,9 @@ pub(crate) struct Collector<'a> {
     stdout_closed: bool,
     /// Set once job output could not be written (a full disk behind `>`).
     output_failed: bool,
-    /// With `--keep-order`: finished records waiting for their turn.
-    reorder: BTreeMap<u64, Waiting>,
+    /// With `--keep-order`: finished records waiting for their turn (`None`: a record without
+    /// output, already out).
+    reorder: BTreeMap<u64, Option<Waiting>>,
     next_job: u64,
     spill: Option<File>,
     spill_len: u64,
@@ -140,7 +141,7 @@ impl<'a> Collector<'a> {
             );
         }
         // Anything still held for ordering (only if job numbers had gaps) goes out now.
-        for (_, w) in std::mem::take(&mut self.reorder) {
+        for w in std::mem::take(&mut self.reorder).into_values().flatten() {
             self.emit_waiting(w);
         }
         while let Ok(n) = notices.try_recv() {
@@ -164,7 +165,9 @@ impl<'a> Collector<'a> {
             self.emit(done);
             while let Some(w) = self.reorder.remove(&self.next_job) {
                 self.next_job += 1;
-                self.emit_waiting(w);
+                if let Some(w) = w {
+                    self.emit_waiting(w);
+                }
             }
             if self.reorder.is_empty() && self.spill_len > 0 {
                 // Nothing held: the spill file starts over.
@@ -173,9 +176,19 @@ impl<'a> Collector<'a> {
                 }
                 self.spill_len = 0;
             }
+        } else if [&done.stdout, &done.stderr]
+            .into_iter()
+            .all(|s| s.as_ref().is_none_or(|s| s.len() == 0))
+        {
+            // Nothing of it has to wait for its turn: its record goes to the journal now, so a
+            // run that is killed still has the record of every job that finished (an in-place
+            // file already replaced must not run again after --resume).
+            let job = done.record.job;
+            self.emit(done);
+            self.reorder.insert(job, None);
         } else {
             let waiting = self.hold(done);
-            self.reorder.insert(waiting.done.record.job, waiting);
+            self.reorder.insert(waiting.done.record.job, Some(waiting));
         }
         backlog.set(self.reorder.len(), self.next_job);
     }
@@ -266,6 +279,9 @@ impl<'a> Collector<'a> {
                 });
                 if let Err(err) = result {
                     self.stream_failed(&mut done.record, "standard output", &err);
+                    // The failed write may have been the buffer's flush: the batch's output
+                    // went with it.
+                    self.batch_output_failed(&err);
                 }
             }
         } else if !self.config.capture
@@ -300,13 +316,7 @@ impl<'a> Collector<'a> {
         }
         if !self.stdout_closed && !self.output_failed {
             if let Err(err) = self.stdout.flush() {
-                // Which of the batch's jobs lost bytes is unknown: each with output says so.
-                let mut batch = std::mem::take(&mut self.batch);
-                for (record, line) in batch.iter_mut().filter(|(r, _)| r.stdout_bytes > Some(0)) {
-                    self.stream_failed(record, "standard output", &err);
-                    *line = None;
-                }
-                self.batch = batch;
+                self.batch_output_failed(&err);
             }
         }
         for (record, line) in std::mem::take(&mut self.batch) {
@@ -322,6 +332,17 @@ impl<'a> Collector<'a> {
             self.totals.add(&record);
         }
         self.flush_journal();
+    }
+
+    /// Writing the buffered standard output failed: which of the batch's jobs lost bytes is
+    /// unknown, so each with output says so.
+    fn batch_output_failed(&mut self, err: &io::Error) {
+        let mut batch = std::mem::take(&mut self.batch);
+        for (record, line) in batch.iter_mut().filter(|(r, _)| r.stdout_bytes > Some(0)) {
+            self.stream_failed(record, "standard output", err);
+            *line = None;
+        }
+        self.batch = batch;
     }
 
     /// A write to a stream failed: a reader that went away stops the run quietly; anything

@@ -141,7 +141,7 @@ impl Flow<'_, '_> {
                                 kept.push(input);
                                 true
                             }
-                            Some(input) => job_tx.send(input).is_ok(),
+                            Some(input) => triage.send(&job_tx, input),
                         }
                     };
                     let report = match source {
@@ -245,6 +245,14 @@ impl<'c, 'a> Triage<'c, 'a> {
             self.flush();
         }
         None
+    }
+
+    /// Sends an input to the executor, after the batch: a record held here while the walk
+    /// blocks (on a full job queue, on a pausing stdin) could be the one `--keep-order` waits
+    /// for, and the run would stand still. A job costs a process; one more send is nothing.
+    fn send(&mut self, jobs: &Sender<Input>, input: Input) -> bool {
+        self.flush();
+        jobs.send(input).is_ok()
     }
 
     fn decide(&self, input: &Input) -> Option<JobRecord> {

@@ -27,6 +27,10 @@ pub(super) fn finish(
     let wall = start.elapsed();
     let stopped = cancel.reason();
     let mut exit = totals.exit_status(stopped);
+    if config.mode.is_dry_run() && exit == ExitStatus::Failure {
+        // Nothing ran, so nothing failed: inputs that would fail are named on stderr.
+        exit = ExitStatus::Success;
+    }
     if collector.journal_error.is_some() {
         // A journal that could not be written is a failure scripts must see.
         exit = exit.max_with(ExitStatus::Failure);
@@ -104,10 +108,11 @@ fn dry_report(totals: &crate::summary::Totals, walk: &WalkReport, extra: &mut Ex
     for (path, _, reason) in totals.failures() {
         print_notice(&format!("would fail: {path}: {reason}"));
     }
-    let skipped = totals.count(Status::Skipped).saturating_sub(extra.planned);
-    if skipped > 0 {
+    if totals.resumed > 0 {
         print_notice(&format!(
-            "{skipped} files skipped: ok in the resumed run and unchanged since"
+            "{} skipped: {}",
+            counted(totals.resumed, "file"),
+            crate::resume::UNCHANGED
         ));
     }
     if let Some(plan) = extra.notes.first_mut() {

@@ -19,6 +19,7 @@ mod memory;
 mod preflight;
 mod processes;
 mod readme;
+mod review;
 mod run_core;
 mod running;
 mod signals;
