@@ -584,7 +584,8 @@ fn resume_of_a_local_journal_runs_only_the_rest_on_slurm() {
 }
 
 /// A worker runs each job as the submitting fanout would: the same argv as a local run, whatever
-/// the bytes of the command words, with `{threads}` from `--cpus-per-job`.
+/// the bytes of the command words, with `{threads}` from `--cpus-per-job` (1: the two-node
+/// test cluster's nodes have one CPU each, and sbatch refuses a task no node can hold).
 #[test]
 fn workers_run_the_argv_a_local_run_runs() {
     if !slurm() {
@@ -609,7 +610,7 @@ fn workers_run_the_argv_a_local_run_runs() {
     .collect();
     let with = |first: &[&str]| -> Vec<OsString> {
         let mut args: Vec<OsString> = first.iter().map(OsString::from).collect();
-        args.extend(["--cpus-per-job", "2", "d", "--"].map(OsString::from));
+        args.extend(["--cpus-per-job", "1", "d", "--"].map(OsString::from));
         args.extend(words.iter().cloned());
         args
     };
