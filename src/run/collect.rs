@@ -108,21 +108,9 @@ impl<'a> Collector<'a> {
         let closed_early = crossbeam_channel::never::<Vec<Done>>();
         let closed_notices = crossbeam_channel::never::<Notice>();
         while done_open || early_open {
-            select! {
-                recv(if done_open { done } else { &closed_done }) -> d => match d {
-                    Ok(d) => self.accept(d, backlog),
-                    Err(_) => done_open = false,
-                },
-                recv(if early_open { early } else { &closed_early }) -> b => match b {
-                    Ok(batch) => batch.into_iter().for_each(|d| self.accept(d, backlog)),
-                    Err(_) => early_open = false,
-                },
-                recv(if notices_open { notices } else { &closed_notices }) -> n => match n {
-                    Ok(n) => self.notice(n),
-                    Err(_) => notices_open = false,
-                },
-            }
-            // Take everything that is ready before flushing once.
+            // Take everything that is ready, then flush once; block (select) only when
+            // nothing is: records that stream in never pay for a select's wake-up machinery.
+            let mut took = false;
             loop {
                 if let Ok(batch) = early.try_recv() {
                     batch.into_iter().for_each(|d| self.accept(d, backlog));
@@ -130,6 +118,30 @@ impl<'a> Collector<'a> {
                     self.accept(d, backlog);
                 } else {
                     break;
+                }
+                took = true;
+            }
+            if !took {
+                self.end_batch();
+                select! {
+                    recv(if done_open { done } else { &closed_done }) -> d => match d {
+                        Ok(d) => self.accept(d, backlog),
+                        Err(_) => done_open = false,
+                    },
+                    recv(if early_open { early } else { &closed_early }) -> b => match b {
+                        Ok(batch) => batch.into_iter().for_each(|d| self.accept(d, backlog)),
+                        Err(_) => early_open = false,
+                    },
+                    recv(if notices_open { notices } else { &closed_notices }) -> n => match n {
+                        Ok(n) => self.notice(n),
+                        Err(_) => notices_open = false,
+                    },
+                }
+                continue;
+            }
+            if notices_open {
+                while let Ok(n) = notices.try_recv() {
+                    self.notice(n);
                 }
             }
             self.end_batch();

@@ -112,9 +112,12 @@ impl Flow<'_, '_> {
             notices,
         } = self;
         let config = ctx.config;
+        // Inputs may run ahead of the jobs a little; records of jobs (with their output) not
+        // much, as each may hold a megabyte of output in memory.
         let capacity = 2 * config.run.jobs + 16;
+        let inputs_ahead = capacity.max(256);
         std::thread::scope(|s| -> Result<(Extra, WalkReport)> {
-            let (job_tx, job_rx) = bounded::<Input>(capacity);
+            let (job_tx, job_rx) = bounded::<Input>(inputs_ahead);
             let (done_tx, done_rx) = bounded::<Done>(capacity);
             let (early_tx, early_rx) = bounded::<Vec<Done>>(16);
             // Discovery and triage share a thread: what needs no executor becomes a record at
