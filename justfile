@@ -26,3 +26,16 @@ demo:
     cargo build --release
     ./target/release/fanout -k -e parquet fixtures/dataset -- sh -c 'printf "%s: %s bytes\n" "$1" "$(wc -c < "$1")"' _ {}
     ./target/release/fanout -n -e parquet fixtures/dataset -- cp {} /tmp/{/}
+
+# clippy for both Apple targets (macOS is checked, not run: `rustup target add aarch64-apple-darwin x86_64-apple-darwin` first).
+lint-macos:
+    cargo clippy --target aarch64-apple-darwin --all-targets -- -D warnings
+    cargo clippy --target x86_64-apple-darwin --all-targets -- -D warnings
+
+# Records that need no process, and stopping with inputs queued (bench/records/run.sh NEW [OLD]).
+bench-records *ARGS:
+    bash bench/records/run.sh {{ARGS}}
+
+# Two fanout binaries on the same workloads, in one run (bench/compare/run.sh OLD [NEW]).
+bench-compare OLD *NEW:
+    bash bench/compare/run.sh {{OLD}} {{NEW}}
