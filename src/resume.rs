@@ -7,6 +7,7 @@
 //! runs. A journal cut short by a crash is fine: an unreadable last line is ignored, wherever
 //! the cut fell (even inside a multibyte character).
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufRead, BufReader};
@@ -38,21 +39,21 @@ pub(crate) fn identity(path: &Path) -> Option<Identity> {
 }
 
 #[derive(Deserialize)]
-struct Line {
-    #[serde(rename = "type")]
-    kind: String,
-    #[serde(default)]
-    path: String,
-    #[serde(default)]
-    path_b64: Option<String>,
-    #[serde(default)]
-    status: String,
+struct Line<'a> {
+    // Borrowed from the line where JSON allows (no escapes): most lines allocate only the key.
+    #[serde(rename = "type", borrow)]
+    kind: Cow<'a, str>,
+    #[serde(default, borrow)]
+    path: Cow<'a, str>,
+    #[serde(default, borrow)]
+    path_b64: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    status: Cow<'a, str>,
     #[serde(default)]
     file_size: Option<u64>,
     #[serde(default)]
     file_mtime_ns: Option<i64>,
 }
-
 /// The files an earlier run finished, by path.
 #[derive(Debug, Default)]
 pub(crate) struct Resume {
@@ -101,7 +102,7 @@ impl Resume {
     /// anywhere, even inside a multibyte character), which is ignored.
     fn read(&mut self, path: &Path) -> Result<()> {
         let context = || format!("cannot read --resume {}", path.display());
-        let mut reader = BufReader::new(File::open(path).with_context(context)?);
+        let mut reader = BufReader::with_capacity(1 << 16, File::open(path).with_context(context)?);
         let mut buf = Vec::new();
         let mut n = 0;
         // A line that is not a record: an error unless it turns out to be the last one.
@@ -119,7 +120,7 @@ impl Resume {
                 return Err(err);
             }
             match serde_json::from_slice::<Line>(&buf) {
-                Ok(line) => self.take(line, path, n)?,
+                Ok(line) => self.take(&line, path, n)?,
                 Err(e) => {
                     bad = Some(anyhow::anyhow!(
                         "--resume {}: line {n} is not a fanout summary record: {e}",
@@ -131,20 +132,24 @@ impl Resume {
     }
 
     /// Takes record `line` (line number `n` of `path`) into account.
-    fn take(&mut self, line: Line, path: &Path, n: usize) -> Result<()> {
+    fn take(&mut self, line: &Line<'_>, path: &Path, n: usize) -> Result<()> {
         if line.kind != "file" {
             return Ok(());
         }
+        let decoded;
         let bytes = match &line.path_b64 {
-            Some(b64) => base64::engine::general_purpose::STANDARD
-                .decode(b64)
-                .with_context(|| {
-                    format!("--resume {}: bad path_b64 on line {n}", path.display())
-                })?,
-            None => line.path.into_bytes(),
+            Some(b64) => {
+                decoded = base64::engine::general_purpose::STANDARD
+                    .decode(b64.as_bytes())
+                    .with_context(|| {
+                        format!("--resume {}: bad path_b64 on line {n}", path.display())
+                    })?;
+                &decoded[..]
+            }
+            None => line.path.as_bytes(),
         };
-        let key = key(&bytes).to_vec();
-        match (line.status.as_str(), line.file_size, line.file_mtime_ns) {
+        let key = key(bytes).to_vec();
+        match (&*line.status, line.file_size, line.file_mtime_ns) {
             ("ok" | "skipped", Some(size), Some(mtime_ns)) => {
                 self.done.insert(key, Identity { size, mtime_ns });
             }
