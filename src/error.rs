@@ -2,7 +2,7 @@
 
 use std::io::Write;
 
-/// How fanout exits. See the README's "Exit status".
+/// How fanout exits. See "Exit status" in docs/reference.md.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum ExitStatus {
     /// Every job succeeded (or nothing matched).

@@ -117,7 +117,7 @@ impl Config {
         let mode = mode(&cli)?;
         let (jobs, threads) = parallelism(&cli, &mode);
         // On Slurm, output is relayed task by task as records arrive: ordering it by job number
-        // would hold it back until earlier tasks end (README: -k does not apply there).
+        // would hold it back until earlier tasks end (docs/cluster.md: -k does not apply there).
         let keep_order = cli.keep_order && !matches!(mode, Mode::Slurm(_));
         // With one job, output streams straight to the terminal: a bar would be drawn into it.
         let progress = !cli.quiet

@@ -1,6 +1,6 @@
-//! The README's option table against `fanout --help`: every option the help lists has a row with
-//! the same short letter and value name, and every option in the table exists, so the two cannot
-//! drift apart.
+//! The option table of docs/reference.md against `fanout --help`: every option the help lists has
+//! a row with the same short letter and value name, and every option in the table exists, so the
+//! two cannot drift apart.
 //!
 //! Only names are compared (long name, short letter, value name), not descriptions: the table is
 //! a summary and words things its own way. Options clap hides do not appear in `--help`, so they
@@ -108,7 +108,7 @@ fn help_options(help: &str) -> Vec<Opt> {
         .collect()
 }
 
-/// The options in the table under `## Command line`: each code span of a row's first cell that
+/// The options in the table under `## Command line` of the reference: each code span of a row's first cell that
 /// starts with `-` (`` `--progress` / `--no-progress` `` is two options). `\|` inside a cell is
 /// a literal `|` (`SIZE\|PCT`).
 fn readme_options(readme: &str) -> Vec<Opt> {
@@ -120,7 +120,7 @@ fn readme_options(readme: &str) -> Vec<Opt> {
         .collect();
     assert!(
         !section.is_empty(),
-        "README.md has no \"## Command line\" section"
+        "docs/reference.md has no \"## Command line\" section"
     );
     let mut opts = Vec::new();
     for row in section.iter().filter(|l| l.starts_with('|')) {
@@ -136,7 +136,7 @@ fn readme_options(readme: &str) -> Vec<Opt> {
             // The header row, the `|---|` rule and positional arguments are not options.
             if spec.starts_with('-') && !spec.chars().all(|c| c == '-' || c == ':') {
                 let opt = parse_spec(spec)
-                    .unwrap_or_else(|| panic!("cannot read README table cell {spec:?}"));
+                    .unwrap_or_else(|| panic!("cannot read reference table cell {spec:?}"));
                 opts.push(opt);
             }
         }
@@ -151,7 +151,7 @@ fn drift(help: &[Opt], readme: &[Opt]) -> Vec<String> {
     for opt in readme {
         if table.insert(opt.key(), opt).is_some() {
             problems.push(format!(
-                "README's option table has more than one row for `{}`",
+                "the reference's option table has more than one row for `{}`",
                 opt.key()
             ));
         }
@@ -159,7 +159,7 @@ fn drift(help: &[Opt], readme: &[Opt]) -> Vec<String> {
     for want in help {
         let Some(have) = table.remove(&want.key()) else {
             problems.push(format!(
-                "`fanout --help` lists `{want}`, but README's option table has no row for it"
+                "`fanout --help` lists `{want}`, but the reference's option table has no row for it"
             ));
             continue;
         };
@@ -167,7 +167,7 @@ fn drift(help: &[Opt], readme: &[Opt]) -> Vec<String> {
             |s: Option<char>| s.map_or("no short letter".into(), |c| format!("`-{c}`"));
         if want.short != have.short {
             problems.push(format!(
-                "`{}`: `fanout --help` gives {}, README's option table gives {}",
+                "`{}`: `fanout --help` gives {}, the reference's option table gives {}",
                 want.key(),
                 show_short(want.short),
                 show_short(have.short)
@@ -179,7 +179,7 @@ fn drift(help: &[Opt], readme: &[Opt]) -> Vec<String> {
         };
         if want.value != have.value {
             problems.push(format!(
-                "`{}`: `fanout --help` gives {}, README's option table gives {}",
+                "`{}`: `fanout --help` gives {}, the reference's option table gives {}",
                 want.key(),
                 show_value(&want.value),
                 show_value(&have.value)
@@ -188,7 +188,7 @@ fn drift(help: &[Opt], readme: &[Opt]) -> Vec<String> {
     }
     for extra in table.values() {
         problems.push(format!(
-            "README's option table lists `{extra}`, which `fanout --help` does not have"
+            "the reference's option table lists `{extra}`, which `fanout --help` does not have"
         ));
     }
     problems
@@ -204,15 +204,15 @@ fn readme_option_table_matches_help() {
         "found no `--help` among the options of `fanout --help`: cannot read its format\n{}",
         out.dump()
     );
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/README.md");
-    let text = std::fs::read_to_string(path).expect("read README.md");
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/reference.md");
+    let text = std::fs::read_to_string(path).expect("read docs/reference.md");
     let readme = readme_options(&text);
 
     let problems = drift(&help, &readme);
     assert!(
         problems.is_empty(),
-        "README.md's option table (under \"## Command line\") and `fanout --help` disagree; fix \
-         the table or the help in src/cli.rs:\n  - {}",
+        "the option table of docs/reference.md (under \"## Command line\") and `fanout --help` \
+         disagree; fix the table or the help in src/cli.rs:\n  - {}",
         problems.join("\n  - ")
     );
 }
@@ -245,11 +245,11 @@ fn drift_names_the_option_and_the_side() {
     assert_eq!(
         drift(&help, &readme_options(drifted)),
         [
-            "`--ext`: `fanout --help` gives `-e`, README's option table gives `-x`",
-            "`--mem-limit`: `fanout --help` gives value `SIZE|PCT`, README's option table gives \
+            "`--ext`: `fanout --help` gives `-e`, the reference's option table gives `-x`",
+            "`--mem-limit`: `fanout --help` gives value `SIZE|PCT`, the reference's option table gives \
              value `SIZE`",
-            "`fanout --help` lists `--summary FILE`, but README's option table has no row for it",
-            "README's option table lists `--fake N`, which `fanout --help` does not have",
+            "`fanout --help` lists `--summary FILE`, but the reference's option table has no row for it",
+            "the reference's option table lists `--fake N`, which `fanout --help` does not have",
         ]
     );
 }
