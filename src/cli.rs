@@ -7,7 +7,7 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{Parser, ValueHint};
 
 const AFTER_LONG_HELP: &str = "\
 PLACEHOLDERS (usable anywhere inside a command word):
@@ -62,11 +62,17 @@ prints the sbatch script and the shard plan. Inside an allocation (salloc, sbatc
 pub(crate) struct Cli {
     /// Files or directories to process; directories are walked recursively. `-` reads paths
     /// from standard input (one per line, or NUL-separated with -0). Default: `.`
-    #[arg(value_name = "PATH")]
+    #[arg(value_name = "PATH", value_hint = ValueHint::AnyPath)]
     pub paths: Vec<PathBuf>,
 
     /// The command template, after `--`
-    #[arg(last = true, value_name = "COMMAND", required = true, num_args = 1..)]
+    #[arg(
+        last = true,
+        value_name = "COMMAND",
+        required_unless_present = "generate",
+        num_args = 1..,
+        value_hint = ValueHint::CommandWithArguments
+    )]
     pub command: Vec<OsString>,
 
     /// Only files with this extension (no dot, case-insensitive; repeatable)
@@ -171,11 +177,11 @@ pub(crate) struct Cli {
     pub halt: Option<Halt>,
 
     /// Skip files that this earlier --summary journal recorded ok and that are unchanged since
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", value_hint = ValueHint::FilePath)]
     pub resume: Option<PathBuf>,
 
     /// Write a JSON Lines record per file, and a final record, to FILE
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", value_hint = ValueHint::FilePath)]
     pub summary: Option<PathBuf>,
 
     /// Show a progress bar even when standard error is not a terminal
@@ -211,8 +217,26 @@ pub(crate) struct Cli {
 
     /// With --executor slurm: the directory for the plan, the records and the logs, on storage
     /// the nodes share [default: .fanout/slurm-TIME-PID under the current directory]
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", value_hint = ValueHint::DirPath)]
     pub plan_dir: Option<PathBuf>,
+
+    /// Print a shell completion script or the man page to standard output and exit:
+    /// `complete-bash`, `complete-zsh`, `complete-fish` or `man`
+    #[arg(long, value_name = "WHAT", value_enum, exclusive = true)]
+    pub generate: Option<Generate>,
+}
+
+/// What `--generate` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Generate {
+    /// A bash completion script.
+    CompleteBash,
+    /// A zsh completion script.
+    CompleteZsh,
+    /// A fish completion script.
+    CompleteFish,
+    /// The man page (roff).
+    Man,
 }
 
 /// Where jobs run.

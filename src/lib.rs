@@ -16,6 +16,7 @@ mod dry_run;
 mod error;
 mod exec;
 mod executor;
+mod generate;
 mod inplace;
 mod memory;
 mod os;
@@ -49,7 +50,13 @@ pub fn main(args: Vec<OsString>) -> ! {
         // A Slurm array task runs its shard through the local pool.
         Some(worker) => cluster::worker::prepare(&worker.plan, worker.shard)
             .and_then(|t| drive(&t.config, &mut exec::Pool, t.inputs, t.io)),
-        None => Config::from_cli(cli::Cli::parse_from(args)).and_then(|c| run(&c)),
+        None => {
+            let cli = cli::Cli::parse_from(args);
+            match cli.generate {
+                Some(what) => generate::print(what),
+                None => Config::from_cli(cli).and_then(|c| run(&c)),
+            }
+        }
     };
     let status = status.unwrap_or_else(|err| {
         error::print_error(&err);

@@ -10,6 +10,7 @@ mod dry_run;
 mod exit_status;
 mod faults;
 mod filters;
+mod generate;
 mod hostile;
 mod inplace;
 mod inplace_hostile;

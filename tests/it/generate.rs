@@ -1,0 +1,140 @@
+//! `--generate`: the completion scripts load in their shells and complete fanout's options, and
+//! the man page renders without a warning.
+
+use std::process::Command;
+
+use crate::harness::*;
+
+/// Runs `shell ARGS…` with `$FANOUT` set; the shell must be installed (`.ci/run` installs bash,
+/// zsh, fish and groff).
+fn shell(program: &str, args: &[&str]) -> Output {
+    let mut cmd = Command::new(program);
+    cmd.args(args)
+        .env("FANOUT", FANOUT)
+        .stdin(std::process::Stdio::null());
+    if let Err(e) = cmd.status() {
+        panic!("cannot run {program} ({e}); install it (.ci/run does) to test --generate");
+    }
+    run_command(cmd, None)
+}
+
+#[test]
+fn bash_loads_the_completion_and_completes_options_and_values() {
+    let out = shell(
+        "bash",
+        &[
+            "-c",
+            r#"source <("$FANOUT" --generate complete-bash) || exit 9
+               complete -p fanout || exit 8
+               complete_at() {
+                 COMP_WORDS=("$@"); COMP_CWORD=$(( $# - 1 )); COMP_LINE="$*"; COMP_POINT=${#COMP_LINE}
+                 COMPREPLY=(); _fanout fanout "${COMP_WORDS[COMP_CWORD]}" "${COMP_WORDS[COMP_CWORD-1]}"
+                 printf '%s\n' "${COMPREPLY[@]}"
+               }
+               echo "-- options"; complete_at fanout --keep
+               echo "-- values"; complete_at fanout --executor ''"#,
+        ],
+    );
+    out.assert_ok();
+    let stdout = out.stdout_str();
+    assert!(stdout.contains("-F _fanout fanout"), "{}", out.dump());
+    let section = |name: &str| -> Vec<String> {
+        stdout
+            .split(&format!("-- {name}\n"))
+            .nth(1)
+            .unwrap_or("")
+            .lines()
+            .take_while(|l| !l.starts_with("-- "))
+            .map(|l| l.trim().to_string())
+            .collect()
+    };
+    assert_eq!(section("options"), ["--keep-order"], "{}", out.dump());
+    assert_eq!(
+        section("values"),
+        ["local", "slurm", "srun"],
+        "{}",
+        out.dump()
+    );
+}
+
+#[test]
+fn zsh_and_fish_completions_parse_and_name_the_options() {
+    let zsh = shell(
+        "zsh",
+        &["-c", r#"zsh -n <("$FANOUT" --generate complete-zsh)"#],
+    );
+    zsh.assert_ok();
+    let text = TestEnv::new(&[], &[])
+        .run(&["--generate", "complete-zsh"])
+        .assert_ok()
+        .stdout_str();
+    assert!(text.starts_with("#compdef fanout"), "{text}");
+    assert!(text.contains("--keep-order"), "{text}");
+
+    let fish = shell(
+        "fish",
+        &[
+            "--no-config",
+            "-c",
+            r#"$FANOUT --generate complete-fish | source; and complete -C 'fanout --keep'"#,
+        ],
+    );
+    fish.assert_ok();
+    assert!(
+        fish.stdout_str().contains("--keep-order"),
+        "{}",
+        fish.dump()
+    );
+}
+
+#[test]
+fn man_page_renders_without_warnings() {
+    let env = TestEnv::new(&[], &[]);
+    let page = env.run(&["--generate", "man"]);
+    page.assert_ok();
+    std::fs::write(env.path("fanout.1"), page.stdout.clone()).unwrap();
+    let rendered = env.sh("groff -man -Tutf8 -ww fanout.1");
+    rendered.assert_ok();
+    assert!(
+        rendered.stderr.is_empty(),
+        "groff warns about the man page:\n{}",
+        rendered.dump()
+    );
+    // grotty marks bold and underlined text with overstrikes (`X\bX`, `_\bX`) and may print
+    // a hyphen as U+2010 or a minus as U+2212: compare the plain text.
+    let mut plain = String::new();
+    for c in rendered.stdout_str().chars() {
+        match c {
+            '\u{8}' => {
+                plain.pop();
+            }
+            '\u{2010}' | '\u{2212}' => plain.push('-'),
+            c => plain.push(c),
+        }
+    }
+    for needle in [
+        "NAME",
+        "SYNOPSIS",
+        "--keep-order",
+        "--generate",
+        "PLACEHOLDERS",
+    ] {
+        assert!(
+            plain.contains(needle),
+            "the man page lacks {needle}:\n{plain}"
+        );
+    }
+}
+
+#[test]
+fn generate_stands_alone() {
+    let env = TestEnv::new(&[], &[]);
+    env.run(&["--generate", "man", "-j", "2"])
+        .assert_code(2)
+        .assert_stderr_contains("--generate");
+    env.run(&["--generate", "complete-tcsh"])
+        .assert_code(2)
+        .assert_stderr_contains("complete-bash");
+    // Without --generate the command is still required.
+    env.run(&["-j", "2"]).assert_code(2);
+}
