@@ -121,6 +121,10 @@ pub(crate) struct Cli {
     #[arg(short = 'k', long)]
     pub keep_order: bool,
 
+    /// Prefix every line of a job's output (stdout and stderr) with its input path and a tab
+    #[arg(long)]
+    pub tag: bool,
+
     /// Print each command (shell-quoted) instead of running it
     #[arg(short = 'n', long)]
     pub dry_run: bool,

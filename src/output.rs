@@ -69,6 +69,18 @@ impl Spool {
         Some(line[start..].to_string())
     }
 
+    /// Writes the whole stream to `w`, each line after `tag` when there is one.
+    pub(crate) fn write_tagged(&mut self, w: &mut dyn Write, tag: Option<&[u8]>) -> io::Result<()> {
+        match tag {
+            None => self.write_to(w),
+            Some(prefix) => {
+                let mut tagged = Tagged::new(w, prefix);
+                self.write_to(&mut tagged)?;
+                tagged.finish()
+            }
+        }
+    }
+
     /// Writes the whole stream to `w`.
     pub(crate) fn write_to(&mut self, w: &mut dyn Write) -> io::Result<()> {
         match &mut self.file {
@@ -80,6 +92,85 @@ impl Spool {
             }
         }
     }
+}
+
+/// A writer that puts `prefix` before every line (`--tag`). A last line without a newline
+/// gets one from [`Tagged::finish`], so the next job's output starts a line of its own.
+pub(crate) struct Tagged<'a> {
+    inner: &'a mut dyn Write,
+    prefix: &'a [u8],
+    at_line_start: bool,
+}
+
+impl<'a> Tagged<'a> {
+    pub(crate) fn new(inner: &'a mut dyn Write, prefix: &'a [u8]) -> Tagged<'a> {
+        Tagged {
+            inner,
+            prefix,
+            at_line_start: true,
+        }
+    }
+
+    /// Ends an unterminated last line.
+    pub(crate) fn finish(self) -> io::Result<()> {
+        if self.at_line_start {
+            Ok(())
+        } else {
+            self.inner.write_all(b"\n")
+        }
+    }
+}
+
+impl Write for Tagged<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let mut rest = buf;
+        while !rest.is_empty() {
+            if self.at_line_start {
+                self.inner.write_all(self.prefix)?;
+                self.at_line_start = false;
+            }
+            let end = rest
+                .iter()
+                .position(|&b| b == b'\n')
+                .map_or(rest.len(), |i| i + 1);
+            self.inner.write_all(&rest[..end])?;
+            self.at_line_start = rest[end - 1] == b'\n';
+            rest = &rest[end..];
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// The `--tag` prefix of a path: its bytes and a tab. A path with a control character (a
+/// newline, a tab) is written as a shell `$'…'` word instead, so that every tagged line is
+/// one line whose first tab ends the path.
+pub(crate) fn tag_prefix(path: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(path.len() + 1);
+    if path.iter().any(|&b| b < 0x20 || b == 0x7f) {
+        out.extend_from_slice(b"$'");
+        for &b in path {
+            match b {
+                b'\n' => out.extend_from_slice(b"\\n"),
+                b'\t' => out.extend_from_slice(b"\\t"),
+                b'\r' => out.extend_from_slice(b"\\r"),
+                b'\\' => out.extend_from_slice(b"\\\\"),
+                b'\'' => out.extend_from_slice(b"\\'"),
+                b if b < 0x20 || b == 0x7f => {
+                    out.extend_from_slice(format!("\\x{b:02x}").as_bytes());
+                }
+                b => out.push(b),
+            }
+        }
+        out.push(b'\'');
+    } else {
+        out.extend_from_slice(path);
+    }
+    out.push(b'\t');
+    out
 }
 
 /// Writing into a spool keeps the bytes (output read back from elsewhere: a spill file, a
@@ -126,5 +217,49 @@ impl Io {
             started: None,
             files: false,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tagged_lines_survive_any_split_of_the_writes() {
+        let text = b"ab\nc\n\nlast";
+        for cut in 0..=text.len() {
+            let mut out = Vec::new();
+            let mut tagged = Tagged::new(&mut out, b"p\t");
+            tagged.write_all(&text[..cut]).unwrap();
+            tagged.write_all(&text[cut..]).unwrap();
+            tagged.finish().unwrap();
+            assert_eq!(out, b"p\tab\np\tc\np\t\np\tlast\n", "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn a_spilled_spool_is_tagged_whole() {
+        let mut spool = Spool::default();
+        let line = [b'x'; 999];
+        for _ in 0..2000 {
+            spool.push(&line);
+            spool.push(b"\n");
+        }
+        assert!(spool.file.is_some(), "2 MB moves to a file");
+        let mut out = Vec::new();
+        spool.write_tagged(&mut out, Some(b"f\t")).unwrap();
+        let lines: Vec<&[u8]> = out.split(|&b| b == b'\n').collect();
+        assert_eq!(lines.len(), 2001);
+        assert!(lines[..2000]
+            .iter()
+            .all(|l| l.len() == 1001 && l.starts_with(b"f\t")));
+    }
+
+    #[test]
+    fn control_characters_make_the_tag_a_shell_word() {
+        assert_eq!(tag_prefix(b"d/a b.txt"), b"d/a b.txt\t");
+        assert_eq!(tag_prefix(b"d/bad\xff"), b"d/bad\xff\t");
+        assert_eq!(tag_prefix(b"d/n\nt\t'\\"), b"$'d/n\\nt\\t\\'\\\\'\t");
+        assert_eq!(tag_prefix(b"d/\x01"), b"$'d/\\x01'\t");
     }
 }

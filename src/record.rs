@@ -131,6 +131,18 @@ fn action_name<'de, D: Deserializer<'de>>(d: D) -> Result<Option<&'static str>, 
 
 impl JobRecord {
     /// A record for a file that has not run (yet): `not_started`, no command.
+    /// The path's exact bytes (from `path_b64` when it is not valid UTF-8).
+    pub fn path_bytes(&self) -> std::borrow::Cow<'_, [u8]> {
+        use base64::Engine;
+        self.path_b64
+            .as_deref()
+            .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+            .map_or(
+                std::borrow::Cow::Borrowed(self.path.as_bytes()),
+                std::borrow::Cow::Owned,
+            )
+    }
+
     pub(crate) fn new(job: u64, path: &Path, status: Status) -> JobRecord {
         let bytes = path.as_os_str().as_bytes();
         let (path, path_b64) = match std::str::from_utf8(bytes) {

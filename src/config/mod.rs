@@ -42,6 +42,8 @@ pub(crate) struct Config {
     pub capture: bool,
     /// Print job output in input order.
     pub keep_order: bool,
+    /// Prefix each line of a job's output with its path and a tab (`--tag`).
+    pub tag: bool,
     /// How the run goes: where jobs run, or that nothing runs.
     pub mode: Mode,
     /// Where to write the JSON Lines journal.
@@ -120,10 +122,14 @@ impl Config {
         // would hold it back until earlier tasks end (docs/cluster.md: -k does not apply there).
         let keep_order = cli.keep_order && !matches!(mode, Mode::Slurm(_));
         // With one job, output streams straight to the terminal: a bar would be drawn into it.
+        // --tag needs whole lines, so it captures output even with one job. The dry run's
+        // lines stay commands that `sh` can replay: they are not tagged.
+        let tag = cli.tag && !mode.is_dry_run();
+        let capture = jobs > 1 || tag;
         let progress = !cli.quiet
             && !cli.no_progress
             && !mode.is_dry_run()
-            && (jobs > 1 || matches!(mode, Mode::Slurm(_)))
+            && (capture || matches!(mode, Mode::Slurm(_)))
             && (cli.progress || std::io::stderr().is_terminal());
         let mem_limit = match &mode {
             Mode::Srun(alloc) => cli.mem_limit.or(alloc.mem_bytes.map(Amount::Bytes)),
@@ -158,8 +164,9 @@ impl Config {
             Setting {
                 walk,
                 mode,
-                capture: jobs > 1,
+                capture,
                 keep_order,
+                tag,
                 summary: cli.summary,
                 resume: cli.resume,
                 progress,
@@ -179,6 +186,7 @@ impl Config {
             program: command.program,
             capture: setting.capture,
             keep_order: setting.keep_order,
+            tag: setting.tag,
             mode: setting.mode,
             summary: setting.summary,
             progress: setting.progress,
@@ -223,6 +231,7 @@ struct Setting {
     mode: Mode,
     capture: bool,
     keep_order: bool,
+    tag: bool,
     summary: Option<PathBuf>,
     resume: Option<PathBuf>,
     progress: bool,

@@ -71,6 +71,8 @@ impl Config {
                 // record back until the task ends (and lose them if it is killed). The
                 // submitter orders the output it relays.
                 keep_order: false,
+                // The submitter tags the output it relays.
+                tag: false,
                 summary: Some(summary),
                 resume: None,
                 progress: false,

@@ -277,13 +277,18 @@ impl<'a> Collector<'a> {
         let plain = done.stdout.is_none() && done.stderr.is_none();
         // With a bar on screen, output goes out at once, while the bar is out of the way.
         let now = self.progress.is_visible();
+        let tag = self
+            .config
+            .tag
+            .then(|| crate::output::tag_prefix(&done.record.path_bytes()));
+        let tag = tag.as_deref();
         if let Some(out) = done.stdout.as_mut().filter(|o| o.len() > 0) {
             if self.output_failed {
                 self.output_lost(&mut done.record, "standard output", None);
             } else if !self.stdout_closed {
                 let sink = &mut self.stdout;
                 let result = self.progress.suspend(|| {
-                    out.write_to(sink)?;
+                    out.write_tagged(sink, tag)?;
                     if now {
                         sink.flush()?;
                     }
@@ -307,7 +312,7 @@ impl<'a> Collector<'a> {
         if let Some(err) = done.stderr.as_mut().filter(|e| e.len() > 0) {
             let sink = &mut self.stderr;
             let result = self.progress.suspend(|| {
-                err.write_to(sink)?;
+                err.write_tagged(sink, tag)?;
                 // Job errors and fanout's own notices share stderr: keep them in order.
                 sink.flush()
             });

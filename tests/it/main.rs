@@ -26,4 +26,5 @@ mod running;
 mod signals;
 mod slurm;
 mod summary;
+mod tag;
 mod template;
