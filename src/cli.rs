@@ -65,11 +65,11 @@ pub(crate) struct Cli {
     #[arg(value_name = "PATH", value_hint = ValueHint::AnyPath)]
     pub paths: Vec<PathBuf>,
 
-    /// The command template, after `--`
+    /// The command template, after `--` (config.rs explains a missing one: most often the
+    /// `--` was forgotten and the command's words were taken as paths)
     #[arg(
         last = true,
         value_name = "COMMAND",
-        required_unless_present = "generate",
         num_args = 1..,
         value_hint = ValueHint::CommandWithArguments
     )]
@@ -200,6 +200,10 @@ pub(crate) struct Cli {
     #[arg(short = 'q', long)]
     pub quiet: bool,
 
+    /// Say more: the dry run adds its memory plan and the heaviest inputs
+    #[arg(short = 'v', long)]
+    pub verbose: bool,
+
     /// Where jobs run: `local` (this machine), `slurm` (one Slurm job array, submitted and
     /// watched from here) or `srun` (each job a step of the Slurm allocation fanout runs in)
     #[arg(long, value_enum, default_value_t = Executor::Local)]
@@ -241,6 +245,35 @@ pub(crate) enum Generate {
     CompleteFish,
     /// The man page (roff).
     Man,
+}
+
+impl Cli {
+    /// Parses the command line; help, version and clap's errors end the process as clap does.
+    /// An unexpected option with no `--` on the line is most often the command's own option
+    /// (`fanout data python3 -c …`): that gets a one-line error that says to add `--`.
+    pub(crate) fn parse_args(args: Vec<OsString>) -> anyhow::Result<Cli> {
+        let no_separator = !args.iter().skip(1).any(|a| a == "--");
+        match Cli::try_parse_from(args) {
+            Ok(cli) => Ok(cli),
+            Err(err) => {
+                let unexpected = match err.get(clap::error::ContextKind::InvalidArg) {
+                    Some(clap::error::ContextValue::String(arg)) => Some(arg.clone()),
+                    _ => None,
+                };
+                match unexpected {
+                    Some(arg)
+                        if no_separator
+                            && err.kind() == clap::error::ErrorKind::UnknownArgument =>
+                    {
+                        anyhow::bail!(
+                            "unexpected argument '{arg}': if it is the command's, put `--` before the command: fanout [OPTIONS] [PATH]... -- COMMAND [ARG]..."
+                        )
+                    }
+                    _ => err.exit(),
+                }
+            }
+        }
+    }
 }
 
 /// Where jobs run.

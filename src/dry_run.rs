@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 
 use crate::config::Config;
+use crate::error::counted;
 use crate::executor::{Done, Executor, Extra, Jobs};
 use crate::inplace::InPlace;
 use crate::memory::{self, human, Meter};
@@ -103,11 +104,16 @@ impl Executor for DryRun {
 /// What the dry run says after its lines: filters, memory, the heaviest inputs.
 fn plan(config: &Config, weights: &mut [(u64, PathBuf)]) -> Vec<String> {
     let mut notes = vec![format!(
-        "dry run: {} jobs, at most {} at once; {}",
-        weights.len(),
+        "dry run: {}, at most {} at once; {}",
+        counted(weights.len() as u64, "job"),
         config.run.jobs,
         filters(config)
     )];
+    // The memory plan and the heaviest inputs only when asked for (-v): the short plan fits
+    // on a line.
+    if !config.verbose {
+        return notes;
+    }
     let snapshot = Meter::new().snapshot();
     let (budget, reserve) = memory::plan(config.mem_limit, config.run.mem_reserve, &snapshot);
     notes.push(format!(
@@ -131,9 +137,9 @@ fn plan(config: &Config, weights: &mut [(u64, PathBuf)]) -> Vec<String> {
     if weights.len() > HEAVIEST_SHOWN {
         let rest: u64 = weights[HEAVIEST_SHOWN..].iter().map(|(w, _)| w).sum();
         notes.push(format!(
-            "weight {:>9}  in {} lighter files",
+            "weight {:>9}  in {}",
             human(rest),
-            weights.len() - HEAVIEST_SHOWN
+            counted((weights.len() - HEAVIEST_SHOWN) as u64, "lighter file")
         ));
     }
     notes

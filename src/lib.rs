@@ -35,8 +35,6 @@ mod walk;
 
 use std::ffi::OsString;
 
-use clap::Parser;
-
 use crate::config::{Config, Mode};
 use crate::error::ExitStatus;
 use crate::output::Io;
@@ -50,13 +48,10 @@ pub fn main(args: Vec<OsString>) -> ! {
         // A Slurm array task runs its shard through the local pool.
         Some(worker) => cluster::worker::prepare(&worker.plan, worker.shard)
             .and_then(|t| drive(&t.config, &mut exec::Pool, t.inputs, t.io)),
-        None => {
-            let cli = cli::Cli::parse_from(args);
-            match cli.generate {
-                Some(what) => generate::print(what),
-                None => Config::from_cli(cli).and_then(|c| run(&c)),
-            }
-        }
+        None => cli::Cli::parse_args(args).and_then(|cli| match cli.generate {
+            Some(what) => generate::print(what),
+            None => Config::from_cli(cli).and_then(|c| run(&c)),
+        }),
     };
     let status = status.unwrap_or_else(|err| {
         error::print_error(&err);

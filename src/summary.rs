@@ -142,7 +142,11 @@ impl fmt::Display for Report<'_> {
             parts.join(", ")
         )?;
         if t.walk_errors > 0 {
-            write!(f, ", {} walk errors", t.walk_errors)?;
+            write!(
+                f,
+                ", {}",
+                crate::error::counted(t.walk_errors, "walk error")
+            )?;
         }
         write!(f, " in {secs:.2} s")?;
         if t.ran > 0 && secs > 0.0 {

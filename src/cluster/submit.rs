@@ -275,9 +275,10 @@ impl Executor for SlurmPlan {
         }
         Ok(Extra {
             notes: vec![format!(
-                "dry run: {files} files in {} array tasks of {} jobs at once, --mem={} and --cpus-per-task={} each",
-                plan.shards,
-                plan.run.jobs,
+                "dry run: {} in {} of {} at once, --mem={} and --cpus-per-task={} each",
+                crate::error::counted(files as u64, "file"),
+                crate::error::counted(plan.shards as u64, "array task"),
+                crate::error::counted(plan.run.jobs as u64, "job"),
                 human(plan.task_mem_bytes),
                 plan.run.jobs * plan.run.threads,
             )],

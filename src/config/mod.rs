@@ -10,6 +10,7 @@
 
 use std::ffi::OsString;
 use std::io::IsTerminal;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -52,6 +53,8 @@ pub(crate) struct Config {
     pub progress: bool,
     /// Hide progress and the end summary.
     pub quiet: bool,
+    /// Say more (`-v`): the dry run's memory plan and input weights.
+    pub verbose: bool,
     /// An earlier journal whose finished files are skipped.
     pub resume: Option<PathBuf>,
     /// `--mem-limit`; `None`: 80% of available.
@@ -111,6 +114,9 @@ impl Config {
 
     /// The Config of a run from its command line.
     pub(crate) fn from_cli(cli: Cli) -> Result<Config> {
+        if cli.command.is_empty() {
+            return Err(missing_command(&cli.paths));
+        }
         let walk = walk_options(&cli)?;
         if cli.summary.as_deref() == Some(Path::new("-")) {
             bail!("--summary -: standard output carries the jobs' output; give the journal a file name (or /dev/stdout to mix the two)");
@@ -171,6 +177,7 @@ impl Config {
                 resume: cli.resume,
                 progress,
                 quiet: cli.quiet,
+                verbose: cli.verbose,
                 mem_limit,
             },
         ))
@@ -191,6 +198,7 @@ impl Config {
             summary: setting.summary,
             progress: setting.progress,
             quiet: setting.quiet,
+            verbose: setting.verbose,
             resume: setting.resume,
             mem_limit: setting.mem_limit,
         }
@@ -236,6 +244,7 @@ struct Setting {
     resume: Option<PathBuf>,
     progress: bool,
     quiet: bool,
+    verbose: bool,
     mem_limit: Option<Amount>,
 }
 
@@ -369,6 +378,67 @@ fn roots(paths: &[PathBuf]) -> Result<Vec<Root>> {
 }
 
 /// Finds the program once, so "not found" is one message at start-up, not one per file.
+/// The error for a command line without a command. Most often `--` was forgotten, so the
+/// command's words were taken as paths: the message names the word where the command seems to
+/// start (a program on PATH that is no file here, or a placeholder) and shows the fix.
+fn missing_command(paths: &[PathBuf]) -> anyhow::Error {
+    const USAGE: &str = "fanout [OPTIONS] [PATH]... -- COMMAND [ARG]...";
+    let is_placeholder = |p: &Path| {
+        let s = p.as_os_str().as_bytes();
+        [
+            &b"{}"[..],
+            b"{.}",
+            b"{/}",
+            b"{//}",
+            b"{/.}",
+            b"{#}",
+            b"{%}",
+            b"{out}",
+        ]
+        .iter()
+        .any(|ph| s.windows(ph.len()).any(|w| w == *ph))
+    };
+    let is_program = |p: &Path| {
+        p.components().count() == 1
+            && std::fs::symlink_metadata(p).is_err()
+            && which::which(p).is_ok()
+    };
+    let show = |ps: &[PathBuf]| {
+        ps.iter()
+            .map(|p| {
+                let bytes = p.as_os_str().as_bytes();
+                // A bare placeholder needs no quotes in a shell (`{}`); anything else is quoted.
+                let bare = is_placeholder(p) && bytes.iter().all(|b| b"{}./#%out".contains(b));
+                if bare {
+                    p.display().to_string()
+                } else {
+                    String::from_utf8_lossy(&crate::template::shell_quote(bytes)).into_owned()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    if let Some(i) = paths.iter().position(|p| is_program(p)) {
+        let before = if i == 0 {
+            ".".to_string()
+        } else {
+            show(&paths[..i])
+        };
+        return anyhow::anyhow!(
+            "no command to run: `{}` is a program, not a file here; put `--` before the command: fanout [OPTIONS] {before} -- {}",
+            paths[i].display(),
+            show(&paths[i..])
+        );
+    }
+    if let Some(p) = paths.iter().find(|p| is_placeholder(p)) {
+        return anyhow::anyhow!(
+            "no command to run: `{}` is among the paths; put `--` before the command: {USAGE}",
+            p.display()
+        );
+    }
+    anyhow::anyhow!("no command to run: give it after `--`: {USAGE}")
+}
+
 fn resolve_program(program: &Path) -> Result<PathBuf> {
     if program.as_os_str().is_empty() {
         bail!("the command is empty");

@@ -77,6 +77,7 @@ impl Config {
                 resume: None,
                 progress: false,
                 quiet: true,
+                verbose: false,
                 mem_limit: Some(Amount::Bytes(budget)),
             },
         ))

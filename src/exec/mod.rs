@@ -86,11 +86,11 @@ impl Executor for Pool {
                     // Jobs may be running already: go on with the workers there are.
                     Err(err) if !workers.is_empty() => {
                         print_notice(&format!(
-                            "could start only {} of {} workers ({}): running at most {} jobs at once",
+                            "could start only {} of {} workers ({}): running at most {} at once",
                             workers.len(),
                             config.run.jobs,
                             crate::error::io_reason(&err),
-                            workers.len()
+                            crate::error::counted(workers.len() as u64, "job")
                         ));
                         break;
                     }

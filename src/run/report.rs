@@ -118,10 +118,10 @@ fn dry_report(totals: &crate::summary::Totals, walk: &WalkReport, extra: &mut Ex
     if let Some(plan) = extra.notes.first_mut() {
         let failing = totals.count(Status::Failed);
         if failing > 0 {
-            plan.push_str(&format!("; {failing} inputs would fail"));
+            plan.push_str(&format!("; {} would fail", counted(failing, "input")));
         }
         if walk.errors > 0 {
-            plan.push_str(&format!("; {} walk errors", walk.errors));
+            plan.push_str(&format!("; {}", counted(walk.errors, "walk error")));
         }
         plan.push_str("; nothing was run");
     }

@@ -11,6 +11,7 @@ mod exit_status;
 mod faults;
 mod filters;
 mod generate;
+mod hints;
 mod hostile;
 mod inplace;
 mod inplace_hostile;

@@ -348,10 +348,13 @@ fn sizes_and_percentages_are_accepted() {
             }
         }
     }
-    // The dry run shows the budget.
-    env.run(&["-n", "--mem-limit", "600M", "in", "--", "true"])
+    // The dry run shows the budget when asked for details (-v), and only then.
+    env.run(&["-n", "-v", "--mem-limit", "600M", "in", "--", "true"])
         .assert_ok()
         .assert_stderr_contains("budget 600 MiB");
+    env.run(&["-n", "--mem-limit", "600M", "in", "--", "true"])
+        .assert_ok()
+        .assert_stderr_lacks("budget");
     // --mem-per-job and --mem-reserve take sizes too.
     env.run(&[
         "-q",

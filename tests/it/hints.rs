@@ -1,0 +1,84 @@
+//! Small things people trip over: a forgotten `--` is named as such, counts read well, and the
+//! dry run's plan is one line unless `-v` asks for more.
+
+use crate::harness::*;
+
+/// A usage error: exit 2, nothing on stdout, exactly one line on stderr containing `needle`.
+#[track_caller]
+fn one_line_error(out: &Output, needle: &str) {
+    out.assert_code(2).assert_stdout_empty();
+    let lines = out.stderr_lines();
+    assert_eq!(lines.len(), 1, "want one line\n{}", out.dump());
+    assert!(lines[0].starts_with("fanout: error: "), "{}", out.dump());
+    assert!(lines[0].contains(needle), "want {needle:?}\n{}", out.dump());
+}
+
+#[test]
+fn a_forgotten_double_dash_is_named_with_the_fix() {
+    let env = TestEnv::new(&["d"], &[("d/a.txt", ""), ("t.sh", "touch RAN\n")]);
+    // The first word of the command is a program on PATH and no file here.
+    let out = env.run(&["-e", "txt", "d", "sh", "t.sh", "{}"]);
+    one_line_error(
+        &out,
+        "`sh` is a program, not a file here; put `--` before the command: fanout [OPTIONS] d -- sh t.sh {}",
+    );
+    // No PATH before the program: the fix shows the default `.`.
+    let out = env.run(&["sh", "t.sh"]);
+    one_line_error(&out, "fanout [OPTIONS] . -- sh t.sh");
+    // A placeholder among the paths.
+    let out = env.run(&["d", "./t.sh", "{}"]);
+    one_line_error(&out, "`{}` is among the paths; put `--` before the command");
+    // The command's own option, with no `--` on the line.
+    let out = env.run(&["d", "sh", "-c", "touch RAN", "{}"]);
+    one_line_error(
+        &out,
+        "unexpected argument '-c': if it is the command's, put `--`",
+    );
+    // Nothing that looks like a command: say where it goes.
+    for args in [&["d"][..], &["d", "--"]] {
+        let out = env.run(args);
+        one_line_error(&out, "no command to run: give it after `--`");
+    }
+    assert!(!env.exists("RAN") && !env.exists("d/RAN"), "a job ran");
+    // With `--`, an unknown option is clap's usual error (not the command's).
+    env.run(&["--bogus", "d", "--", "true"])
+        .assert_code(2)
+        .assert_stderr_contains("unexpected argument '--bogus'");
+}
+
+#[test]
+fn counts_of_one_are_singular() {
+    let env = TestEnv::new(&["d"], &[("d/a.txt", "")]);
+    env.run(&["-n", "d", "--", "true"])
+        .assert_ok()
+        .assert_stderr_contains("dry run: 1 job, at most")
+        .assert_stderr_lacks("1 jobs");
+    env.run(&["-j", "2", "d", "--", "true"])
+        .assert_ok()
+        .assert_stderr_contains("1 file: 1 ok")
+        .assert_stderr_lacks("1 files");
+    let two = TestEnv::new(&["d"], &[("d/a.txt", ""), ("d/b.txt", "")]);
+    two.run(&["-n", "d", "--", "true"])
+        .assert_ok()
+        .assert_stderr_contains("dry run: 2 jobs, at most");
+}
+
+#[test]
+fn the_dry_run_plan_is_one_line_unless_verbose() {
+    let env = TestEnv::new(&["d"], &[("d/a.txt", "x"), ("d/b.txt", "yy")]);
+    let short = env.run(&["-n", "d", "--", "true"]);
+    short.assert_ok();
+    assert_eq!(short.stderr_lines().len(), 1, "{}", short.dump());
+    short
+        .assert_stderr_contains("fanout: dry run: 2 jobs")
+        .assert_stderr_lacks("memory:")
+        .assert_stderr_lacks("weight");
+    let long = env.run(&["-n", "-v", "d", "--", "true"]);
+    long.assert_ok()
+        .assert_stderr_contains("fanout: dry run: 2 jobs")
+        .assert_stderr_contains("fanout: memory: ")
+        .assert_stderr_contains("weight")
+        .assert_stderr_contains("d/b.txt");
+    // The commands on stdout are the same either way.
+    assert_eq!(short.stdout, long.stdout);
+}
