@@ -196,6 +196,16 @@ pub(crate) struct Cli {
     #[arg(long)]
     pub no_progress: bool,
 
+    /// Under the progress bar, no line per running job (slot, path, time, memory, its latest
+    /// stderr line): only the bar
+    #[arg(long)]
+    pub no_job_lines: bool,
+
+    /// When no progress bar is drawn (standard error is not a terminal): print a status line
+    /// this often (done/total, rate, ETA, failed, the longest-running job), e.g. `1m`
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub status_every: Option<Duration>,
+
     /// Hide the progress bar and the end summary
     #[arg(short = 'q', long)]
     pub quiet: bool,

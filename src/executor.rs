@@ -115,6 +115,8 @@ pub(crate) struct Context<'a> {
     pub notices: Sender<Notice>,
     /// Held-back output with `--keep-order`: new jobs wait while too much is held.
     pub backlog: &'a Backlog,
+    /// What running jobs are doing now, when job lines or status lines show it.
+    pub live: Option<&'a crate::live::Board>,
     /// A Slurm array task's log of started jobs.
     pub(crate) started: Option<Mutex<File>>,
     pub start: Instant,

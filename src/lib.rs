@@ -18,6 +18,7 @@ mod exec;
 mod executor;
 mod generate;
 mod inplace;
+mod live;
 mod memory;
 mod os;
 mod output;

@@ -51,6 +51,10 @@ pub(crate) struct Config {
     pub summary: Option<PathBuf>,
     /// Show the progress bar.
     pub progress: bool,
+    /// Under the bar, a line per running job (on a terminal, unless `--no-job-lines`).
+    pub job_lines: bool,
+    /// Print a status line this often (`--status-every`, when no bar is drawn).
+    pub status_every: Option<Duration>,
     /// Hide progress and the end summary.
     pub quiet: bool,
     /// Say more (`-v`): the dry run's memory plan and input weights.
@@ -137,6 +141,16 @@ impl Config {
             && !mode.is_dry_run()
             && (capture || matches!(mode, Mode::Slurm(_)))
             && (cli.progress || std::io::stderr().is_terminal());
+        // Job lines need a terminal that can redraw them: a forced bar (--progress) into a
+        // file or pipe gets none. Slurm jobs run elsewhere: their lines are not known here.
+        let job_lines = progress
+            && !cli.no_job_lines
+            && !matches!(mode, Mode::Slurm(_))
+            && std::io::stderr().is_terminal();
+        if cli.status_every.is_some_and(|d| d.is_zero()) {
+            bail!("--status-every must be more than 0");
+        }
+        let status_every = cli.status_every.filter(|_| !progress && !mode.is_dry_run());
         let mem_limit = match &mode {
             Mode::Srun(alloc) => cli.mem_limit.or(alloc.mem_bytes.map(Amount::Bytes)),
             _ => cli.mem_limit,
@@ -176,6 +190,8 @@ impl Config {
                 summary: cli.summary,
                 resume: cli.resume,
                 progress,
+                job_lines,
+                status_every,
                 quiet: cli.quiet,
                 verbose: cli.verbose,
                 mem_limit,
@@ -197,6 +213,8 @@ impl Config {
             mode: setting.mode,
             summary: setting.summary,
             progress: setting.progress,
+            job_lines: setting.job_lines,
+            status_every: setting.status_every,
             quiet: setting.quiet,
             verbose: setting.verbose,
             resume: setting.resume,
@@ -243,6 +261,8 @@ struct Setting {
     summary: Option<PathBuf>,
     resume: Option<PathBuf>,
     progress: bool,
+    job_lines: bool,
+    status_every: Option<Duration>,
     quiet: bool,
     verbose: bool,
     mem_limit: Option<Amount>,

@@ -76,6 +76,8 @@ impl Config {
                 summary: Some(summary),
                 resume: None,
                 progress: false,
+                job_lines: false,
+                status_every: None,
                 quiet: true,
                 verbose: false,
                 mem_limit: Some(Amount::Bytes(budget)),

@@ -38,7 +38,11 @@ pub(crate) struct Launch<'a> {
     pub kill_grace: Duration,
     pub cancel: &'a Cancel,
     /// Samples the job's process group for its whole tree's memory.
-    pub sampler: Option<&'a Sampler>,
+    pub sampler: Option<&'a Sampler<'a>>,
+    /// The worker slot the job runs in.
+    pub slot: usize,
+    /// Where the latest line the job writes to stderr is shown, if anywhere.
+    pub live: Option<&'a crate::live::Board>,
     /// The memory reserved for the job.
     pub reserved: u64,
 }
@@ -99,16 +103,18 @@ pub(crate) fn run(launch: &Launch) -> Finished {
     let pid = spawned.pid;
     os::prefer_oom_victim(pid);
     if let Some(s) = launch.sampler {
-        s.register(pid, launch.reserved);
+        s.register(pid, launch.slot, launch.reserved);
     }
-    let mut streams: Vec<Stream> = [spawned.stdout, spawned.stderr]
+    let live = launch.live.map(|board| (board, launch.slot));
+    let mut streams: Vec<Stream> = [(spawned.stdout, None), (spawned.stderr, live)]
         .into_iter()
-        .flatten()
-        .map(|fd| {
+        .filter_map(|(fd, live)| Some((fd?, live)))
+        .map(|(fd, live)| {
             let _ = os::set_nonblocking(fd.as_fd());
             Stream {
                 fd: Some(File::from(fd)),
                 spool: Spool::default(),
+                live,
             }
         })
         .collect();
@@ -197,12 +203,14 @@ fn supervise(launch: &Launch, sup: &mut Supervisor, streams: &mut [Stream]) {
     }
 }
 
-struct Stream {
+struct Stream<'a> {
     fd: Option<File>,
     spool: Spool,
+    /// stderr with job lines on: what it writes also goes to the board's slot.
+    live: Option<(&'a crate::live::Board, usize)>,
 }
 
-impl Stream {
+impl Stream<'_> {
     /// Reads what the pipe holds now; closes it at end of file.
     fn drain(&mut self, buf: &mut [u8]) {
         let Some(fd) = &mut self.fd else { return };
@@ -212,7 +220,12 @@ impl Stream {
                     self.fd = None;
                     return;
                 }
-                Ok(n) => self.spool.push(&buf[..n]),
+                Ok(n) => {
+                    self.spool.push(&buf[..n]);
+                    if let Some((board, slot)) = self.live {
+                        board.stderr(slot, &buf[..n]);
+                    }
+                }
                 // Interrupted: read again.
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,

@@ -42,7 +42,7 @@ struct Shared<'a> {
     config: &'a Config,
     in_place: Option<InPlace>,
     gate: Gate,
-    sampler: Sampler,
+    sampler: Sampler<'a>,
     start: Instant,
 }
 
@@ -67,7 +67,7 @@ impl Executor for Pool {
                 meter,
                 matches!(config.mode, Mode::Srun(_)),
             ),
-            sampler: Sampler::new(ctx.start),
+            sampler: Sampler::new(ctx.start, ctx.live),
             start: ctx.start,
         };
         let (sampler_stop, sampler_stopped) = bounded::<()>(0);
@@ -221,10 +221,17 @@ fn run_admitted(
     }
     let started_ms = shared.start.elapsed().as_millis() as u64;
     shared.ctx.job_started(input.job);
+    if let Some(board) = shared.ctx.live {
+        board.start(slot, &input.path);
+    }
+    // The board's line goes however the job ends.
+    let _ended = shared.ctx.live.map(|board| OnDrop(move || board.end(slot)));
     let mut attempts = 0;
     loop {
         attempts += 1;
         let finished = child::run(&Launch {
+            slot,
+            live: shared.ctx.live.filter(|b| b.wants_stderr()),
             argv: &argv,
             program,
             capture: config.capture,
@@ -263,6 +270,15 @@ fn run_admitted(
             stderr: finished.stderr,
             line: None,
         };
+    }
+}
+
+/// Runs a closure when dropped.
+struct OnDrop<F: FnMut()>(F);
+
+impl<F: FnMut()> Drop for OnDrop<F> {
+    fn drop(&mut self) {
+        (self.0)();
     }
 }
 

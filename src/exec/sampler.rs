@@ -25,6 +25,8 @@ struct Registry {
 }
 
 struct Job {
+    /// The worker slot it runs in (for the board).
+    slot: usize,
     started: Instant,
     peak: u64,
     /// The latest sample.
@@ -33,22 +35,26 @@ struct Job {
     reserved: u64,
 }
 
-pub(crate) struct Sampler {
+pub(crate) struct Sampler<'a> {
     registry: Mutex<Registry>,
     start: Instant,
+    /// Where each job's latest sample is shown, if anywhere.
+    board: Option<&'a crate::live::Board>,
 }
 
-impl Sampler {
-    pub(crate) fn new(start: Instant) -> Sampler {
+impl<'a> Sampler<'a> {
+    pub(crate) fn new(start: Instant, board: Option<&'a crate::live::Board>) -> Sampler<'a> {
         Sampler {
             registry: Mutex::default(),
             start,
+            board,
         }
     }
 
-    /// A job's process group started with this reservation.
-    pub(crate) fn register(&self, pgid: i32, reserved: u64) {
+    /// A job's process group started in this slot with this reservation.
+    pub(crate) fn register(&self, pgid: i32, slot: usize, reserved: u64) {
         let job = Job {
+            slot,
             started: Instant::now(),
             peak: 0,
             current: 0,
@@ -116,6 +122,9 @@ impl Sampler {
             job.peak = job.peak.max(rss);
             job.current = rss;
             total += rss;
+            if let Some(board) = self.board {
+                board.rss(job.slot, rss);
+            }
         }
         reg.max_total = reg.max_total.max(total);
         let point = [

@@ -11,6 +11,7 @@ use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{select, Receiver};
 
@@ -18,11 +19,15 @@ use super::{Backlog, Done};
 use crate::cancel::{Cancel, Level, Reason};
 use crate::config::Config;
 use crate::error::print_notice;
+use crate::live::Board;
 use crate::output::Spool;
 use crate::progress::Progress;
 use crate::record::Status;
 use crate::summary::{Journal, Totals};
 use crate::walk::Notice;
+
+/// How often the job lines under the bar are redrawn.
+const JOB_LINES_EVERY: Duration = Duration::from_millis(200);
 
 /// Where one stream of a held-back job's output is.
 enum Held {
@@ -50,6 +55,11 @@ pub(crate) struct Collector<'a> {
     stderr: Box<dyn Write + Send>,
     /// Output goes to files (a Slurm array task), not to fanout's own streams.
     pub(super) files: bool,
+    /// What running jobs are doing now (job lines, status lines).
+    pub(super) live: Option<&'a Board>,
+    start: Instant,
+    next_lines: Instant,
+    next_status: Option<Instant>,
     stdout_closed: bool,
     /// Set once job output could not be written (a full disk behind `>`).
     output_failed: bool,
@@ -75,13 +85,19 @@ impl<'a> Collector<'a> {
         Collector {
             config,
             cancel,
-            progress: Progress::new(config.progress),
+            progress: Progress::new(config.progress, config.job_lines),
             journal,
             journal_error: None,
             totals: Totals::default(),
             stdout,
             stderr,
             files: false,
+            live: None,
+            start: Instant::now(),
+            next_lines: Instant::now(),
+            next_status: config
+                .status_every
+                .and_then(|d| Instant::now().checked_add(d)),
             stdout_closed: false,
             output_failed: false,
             reorder: BTreeMap::new(),
@@ -107,6 +123,15 @@ impl<'a> Collector<'a> {
         let closed_done = crossbeam_channel::never::<Done>();
         let closed_early = crossbeam_channel::never::<Vec<Done>>();
         let closed_notices = crossbeam_channel::never::<Notice>();
+        // Job lines and status lines are redrawn on a clock, records or not.
+        let period = match (self.progress.has_job_lines(), self.config.status_every) {
+            (true, _) => Some(JOB_LINES_EVERY),
+            (false, every) => every,
+        };
+        let ticker = match period.filter(|_| self.live.is_some()) {
+            Some(p) => crossbeam_channel::tick(p),
+            None => crossbeam_channel::never(),
+        };
         while done_open || early_open {
             // Take everything that is ready, then flush once; block (select) only when
             // nothing is: records that stream in never pay for a select's wake-up machinery.
@@ -123,6 +148,9 @@ impl<'a> Collector<'a> {
             }
             if !took {
                 self.end_batch();
+                // The bar shows what is out before the collector waits: records that come one
+                // at a time (slow jobs) move it too.
+                self.show_counts(found, running);
                 select! {
                     recv(if done_open { done } else { &closed_done }) -> d => match d {
                         Ok(d) => self.accept(d, backlog),
@@ -136,6 +164,7 @@ impl<'a> Collector<'a> {
                         Ok(n) => self.notice(n),
                         Err(_) => notices_open = false,
                     },
+                    recv(ticker) -> _ => self.tick(found, running),
                 }
                 continue;
             }
@@ -145,12 +174,8 @@ impl<'a> Collector<'a> {
                 }
             }
             self.end_batch();
-            self.progress.update(
-                self.totals.total(),
-                found.load(Ordering::Relaxed),
-                running.load(Ordering::Relaxed),
-                self.totals.failed(),
-            );
+            self.show_counts(found, running);
+            self.tick(found, running);
         }
         // Anything still held for ordering (only if job numbers had gaps) goes out now.
         for w in std::mem::take(&mut self.reorder).into_values().flatten() {
@@ -161,6 +186,67 @@ impl<'a> Collector<'a> {
         }
         self.end_batch();
         self.progress.finish();
+    }
+
+    fn show_counts(&self, found: &AtomicU64, running: &AtomicU64) {
+        self.progress.update(
+            self.totals.total(),
+            found.load(Ordering::Relaxed),
+            running.load(Ordering::Relaxed),
+            self.totals.failed(),
+        );
+    }
+
+    /// Redraws the job lines and prints a status line, each when it is due.
+    fn tick(&mut self, found: &AtomicU64, running: &AtomicU64) {
+        let Some(board) = self.live else { return };
+        let now = Instant::now();
+        if self.progress.has_job_lines() && now >= self.next_lines {
+            self.next_lines = now + JOB_LINES_EVERY;
+            // Jobs start and end between records: the counts follow the lines.
+            self.show_counts(found, running);
+            self.progress.show_jobs(&board.rows());
+        }
+        if let (Some(every), Some(at)) = (self.config.status_every, self.next_status) {
+            if now >= at {
+                self.next_status = now.checked_add(every);
+                let line = self.status_line(
+                    board,
+                    found.load(Ordering::Relaxed),
+                    running.load(Ordering::Relaxed),
+                );
+                print_notice(&line);
+            }
+        }
+    }
+
+    /// `status: 120/400 done, 3 running, 2 failed, 3.2 jobs/s, eta 1m 27s; longest running:
+    /// data/x.parquet for 4m 12s`.
+    fn status_line(&self, board: &Board, found: u64, running: u64) -> String {
+        let done = self.totals.total();
+        let secs = self.start.elapsed().as_secs_f64();
+        let rate = if secs > 0.0 { done as f64 / secs } else { 0.0 };
+        let left = found.saturating_sub(done);
+        let eta = if rate > 0.0 {
+            let eta = Duration::from_secs((left as f64 / rate).ceil().min(1e9) as u64);
+            humantime::format_duration(eta).to_string()
+        } else {
+            "unknown".to_string()
+        };
+        let mut line = format!(
+            "status: {done}/{found} done, {running} running, {} failed, {rate:.1} jobs/s, eta {eta}",
+            self.totals.failed()
+        );
+        let longest = board.rows().into_iter().max_by_key(|r| r.elapsed);
+        if let Some(r) = longest {
+            let took = Duration::from_secs(r.elapsed.as_secs());
+            line.push_str(&format!(
+                "; longest running: {} for {}",
+                r.path.display(),
+                humantime::format_duration(took)
+            ));
+        }
+        line
     }
 
     fn notice(&mut self, notice: Notice) {

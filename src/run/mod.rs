@@ -49,6 +49,8 @@ pub(crate) fn drive(
     let found = AtomicU64::new(0);
     let running = AtomicU64::new(0);
     let backlog = Backlog::default();
+    let board = (config.job_lines || config.status_every.is_some())
+        .then(|| crate::live::Board::new(config.run.jobs, config.job_lines));
     let (notice_tx, notice_rx) = bounded::<Notice>(64);
     let ctx = Context {
         config,
@@ -56,10 +58,12 @@ pub(crate) fn drive(
         running: &running,
         notices: notice_tx,
         backlog: &backlog,
+        live: board.as_ref(),
         started: io.started.map(Mutex::new),
         start,
     };
     let mut collector = Collector::new(config, &cancel, journal.as_mut(), io.stdout, io.stderr);
+    collector.live = board.as_ref();
     collector.files = io.files;
     let flow = Flow {
         ctx: &ctx,

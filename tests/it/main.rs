@@ -17,6 +17,7 @@ mod inplace;
 mod inplace_hostile;
 mod inputs;
 mod journal;
+mod live;
 mod memory;
 mod preflight;
 mod processes;
