@@ -148,7 +148,12 @@ fn job_line(row: &Row, width: usize) -> String {
     };
     let path = shorten_middle(&path, path_room);
     let rest = left.saturating_sub(console::measure_text_width(&path) + 2);
-    let latest = console::truncate_str(&row.latest, rest, "…");
+    // Too narrow for a useful piece of the latest line: the path alone.
+    let latest = if rest < 8 {
+        Default::default()
+    } else {
+        console::truncate_str(&row.latest, rest, "…")
+    };
     if latest.is_empty() {
         format!("{head}{path}")
     } else {
