@@ -888,8 +888,8 @@ fn cgroup_limit_is_read_instead_of_the_host_memory() {
         ),
     }
 
-    // The dry run, too, names the cgroup limit.
-    run_in_cgroup(&env, &cg, &["-n", "in", "--", "true"])
+    // The dry run, too, names the cgroup limit (in its memory plan, with -v).
+    run_in_cgroup(&env, &cg, &["-n", "-v", "in", "--", "true"])
         .assert_ok()
         .assert_stderr_contains("cgroup limit 3.0 GiB");
 }
