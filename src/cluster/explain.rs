@@ -90,8 +90,8 @@ fn sweep(dirs: &[PathBuf], quiet: bool, intake: &mut dyn Intake) {
         .collect();
     if !removed.is_empty() && !quiet {
         intake.notice(&format!(
-            "removed {} temporary file(s) of array tasks that ended without finishing",
-            removed.len()
+            "removed {} of array tasks that ended without finishing",
+            crate::error::counted(removed.len() as u64, "temporary file")
         ));
     }
 }

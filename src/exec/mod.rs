@@ -153,8 +153,8 @@ fn run_job(shared: &Shared, slot: usize, input: &Input) -> Done {
             if !swept.is_empty() {
                 let names: Vec<String> = swept.iter().map(|p| p.display().to_string()).collect();
                 let _ = shared.ctx.notices.send(Notice::Info(format!(
-                    "removed {} temporary file(s) left by fanout runs that are no longer alive: {}",
-                    swept.len(),
+                    "removed {} left by fanout runs that are no longer alive: {}",
+                    crate::error::counted(swept.len() as u64, "temporary file"),
                     names.join(", ")
                 )));
             }
