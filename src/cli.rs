@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use clap::{Parser, ValueHint};
 
-const AFTER_LONG_HELP: &str = "\
+pub(crate) const AFTER_LONG_HELP: &str = "\
 PLACEHOLDERS (usable anywhere inside a command word):
   {}        the path                         data/year=2024/part-0.parquet
   {.}       the path without its extension   data/year=2024/part-0

@@ -19,9 +19,7 @@ pub(crate) fn render(what: Generate) -> anyhow::Result<Vec<u8>> {
         Generate::CompleteZsh => Shell::Zsh,
         Generate::CompleteFish => Shell::Fish,
         Generate::Man => {
-            clap_mangen::Man::new(cmd)
-                .render(&mut out)
-                .context("cannot render the man page")?;
+            man(cmd, &mut out).context("cannot render the man page")?;
             return Ok(out);
         }
     };
@@ -29,6 +27,70 @@ pub(crate) fn render(what: Generate) -> anyhow::Result<Vec<u8>> {
     // output may be a closed pipe.
     clap_complete::generate(shell, &mut cmd, "fanout", &mut out);
     Ok(out)
+}
+
+/// The man page: clap's sections, then the long help's own sections (placeholders, examples,
+/// exit status, Slurm) under their names, laid out as in `--help`.
+fn man(cmd: clap::Command, out: &mut Vec<u8>) -> std::io::Result<()> {
+    use clap_mangen::roff::{roman, Roff};
+    let man = clap_mangen::Man::new(cmd);
+    man.render_title(out)?;
+    man.render_name_section(out)?;
+    man.render_synopsis_section(out)?;
+    man.render_description_section(out)?;
+    man.render_options_section(out)?;
+    let mut roff = Roff::new();
+    for (title, body) in help_sections(crate::cli::AFTER_LONG_HELP) {
+        roff.control("SH", [title.as_str()]);
+        roff.control("nf", []);
+        for line in body {
+            roff.text([roman(line)]);
+        }
+        roff.control("fi", []);
+    }
+    roff.control("SH", ["SEE ALSO"]);
+    roff.text([roman(
+        "The full reference, the Slurm executor and the journal format: the docs/ directory of \
+         the fanout sources (https://github.com/fanout-rs/fanout).",
+    )]);
+    roff.to_writer(out)?;
+    man.render_version_section(out)
+}
+
+/// The long help's sections: a line that starts with a capitalised heading and a colon
+/// (`EXAMPLES:`, `EXIT STATUS: 0 …`) opens one; text after the colon is its first line.
+fn help_sections(text: &str) -> Vec<(String, Vec<String>)> {
+    let mut sections: Vec<(String, Vec<String>)> = Vec::new();
+    for line in text.lines() {
+        let heading = line.split_once(':').filter(|(head, _)| {
+            let name = head.split(" (").next().unwrap_or(head);
+            !name.is_empty()
+                && !line.starts_with(' ')
+                && name.chars().all(|c| c.is_ascii_uppercase() || c == ' ')
+        });
+        match heading {
+            Some((head, rest)) => {
+                let name = head.split(" (").next().unwrap_or(head).to_string();
+                let first = rest.trim();
+                let body = if first.is_empty() {
+                    Vec::new()
+                } else {
+                    vec![first.to_string()]
+                };
+                sections.push((name, body));
+            }
+            None => match sections.last_mut() {
+                Some((_, body)) => body.push(line.to_string()),
+                None => sections.push(("NOTES".into(), vec![line.to_string()])),
+            },
+        }
+    }
+    for (_, body) in &mut sections {
+        while body.last().is_some_and(|l| l.trim().is_empty()) {
+            body.pop();
+        }
+    }
+    sections
 }
 
 /// Prints `--generate WHAT` to standard output. A reader that goes away early (`| head`) ends
@@ -46,6 +108,23 @@ pub(crate) fn print(what: Generate) -> anyhow::Result<ExitStatus> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_long_help_sections_become_man_sections() {
+        let names: Vec<String> = help_sections(crate::cli::AFTER_LONG_HELP)
+            .into_iter()
+            .map(|(name, _)| name)
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "PLACEHOLDERS",
+                "EXAMPLES",
+                "EXIT STATUS",
+                "ON A SLURM CLUSTER"
+            ]
+        );
+    }
 
     #[test]
     fn every_kind_names_the_options() {
