@@ -65,8 +65,9 @@ pub(crate) struct Cli {
     #[arg(value_name = "PATH", value_hint = ValueHint::AnyPath)]
     pub paths: Vec<PathBuf>,
 
-    /// The command template, after `--` (config.rs explains a missing one: most often the
-    /// `--` was forgotten and the command's words were taken as paths)
+    // Not required here: config.rs explains a missing command (most often the `--` was
+    // forgotten and the command's words were taken as paths).
+    /// The command template, after `--`
     #[arg(
         last = true,
         value_name = "COMMAND",
