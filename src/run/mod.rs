@@ -30,6 +30,9 @@ use crate::walk::{self, Input, Notice, Source, WalkReport};
 use crate::executor::{halt_after, Backlog, Context, Done, Executor, Extra, Jobs};
 pub(crate) use collect::Collector;
 
+/// The reason of an input `-u` skips.
+pub(crate) const UP_TO_DATE: &str = "up to date";
+
 /// How long discovery goes on after a stop (Ctrl-C, `--halt`, a closed stdout).
 const WALK_AFTER_STOP: Duration = Duration::from_millis(250);
 
@@ -58,6 +61,7 @@ pub(crate) fn drive(
         backlog: &backlog,
         started: io.started.map(Mutex::new),
         start,
+        up_to_date: AtomicU64::new(0),
     };
     let mut collector = Collector::new(config, &cancel, journal.as_mut(), io.stdout, io.stderr);
     collector.files = io.files;
@@ -129,7 +133,17 @@ impl Flow<'_, '_> {
                     let largest_first = config.run.order == Order::LargestFirst;
                     let mut kept = Vec::new();
                     let mut stopped_at: Option<Instant> = None;
+                    // With -o the walk ends before any job starts: every target is known and
+                    // checked first (collisions stop the run before anything ran).
+                    let held = std::cell::RefCell::new(config.target.as_ref().map(|_| Vec::new()));
                     let mut sink = |input: Input| {
+                        if let Some(all) = held.borrow_mut().as_mut() {
+                            if ctx.cancel.no_new_jobs() {
+                                return false;
+                            }
+                            all.push(input);
+                            return true;
+                        }
                         // After a stop, discovery goes on only briefly: what it reaches gets
                         // a not_started record, and however much is queued, fanout ends soon.
                         if ctx.cancel.no_new_jobs()
@@ -147,7 +161,7 @@ impl Flow<'_, '_> {
                             Some(input) => triage.send(&job_tx, input),
                         }
                     };
-                    let report = match source {
+                    let mut report = match source {
                         Source::Walk => {
                             walk::scan(&config.walk, &mut sink, &ctx.notices, ctx.cancel, found)
                         }
@@ -163,6 +177,22 @@ impl Flow<'_, '_> {
                             Ok(report)
                         }
                     };
+                    let held = held.borrow_mut().take();
+                    if let (Some(mut all), Some(template)) = (held, &config.target) {
+                        if let Err(why) =
+                            crate::targets::assign(template, config.run.threads, &mut all)
+                        {
+                            return Err(anyhow::anyhow!(why));
+                        }
+                        for input in all {
+                            if !sink(input) {
+                                if let Ok(r) = report.as_mut() {
+                                    r.cut_short = true;
+                                }
+                                break;
+                            }
+                        }
+                    }
                     triage.flush();
                     // With --order largest-first every input is weighed, then the heaviest go first
                     // (the dry run shows that order too).
@@ -267,6 +297,20 @@ impl<'c, 'a> Triage<'c, 'a> {
             record = JobRecord::new(input.job, &input.path, Status::Skipped);
             record.reason = Some(crate::inplace::same_file_reason(&input.path, first));
             record.action = Some("kept");
+        } else if let Some(target) = input.target.as_deref().filter(|t| {
+            self.ctx
+                .config
+                .run
+                .output
+                .as_ref()
+                .is_some_and(|o| o.update)
+                && crate::targets::up_to_date(input, t)
+        }) {
+            record = JobRecord::new(input.job, &input.path, Status::Skipped);
+            record.reason = Some(UP_TO_DATE.into());
+            record.action = Some("up_to_date");
+            record.set_output(target);
+            self.ctx.up_to_date.fetch_add(1, Ordering::Relaxed);
         } else if let Some((reason, id)) = self.resume.and_then(|r| r.skip(&input.path, input.seen))
         {
             record = JobRecord::new(input.job, &input.path, Status::Skipped);
@@ -277,6 +321,9 @@ impl<'c, 'a> Triage<'c, 'a> {
             record = self.ctx.not_started(input.job, &input.path);
         } else {
             return None;
+        }
+        if let (Some(target), None) = (&input.target, &record.output) {
+            record.set_output(target);
         }
         Some(record)
     }
