@@ -280,9 +280,12 @@ pub(crate) fn rel_path(path: &Path, rel_at: Option<usize>) -> Vec<u8> {
         Some(at) if at <= whole.len() => Path::new(OsStr::from_bytes(&whole[at..])),
         _ => path,
     };
-    let plain = below
-        .components()
-        .all(|c| matches!(c, Component::Normal(_) | Component::CurDir));
+    // Below a root, a leading `/` is the separator after the root's name.
+    let plain = below.components().all(|c| match c {
+        Component::Normal(_) | Component::CurDir => true,
+        Component::RootDir => rel_at.is_some(),
+        _ => false,
+    });
     let mut rel = Vec::with_capacity(below.as_os_str().len());
     if plain {
         for c in below.components() {

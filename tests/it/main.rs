@@ -16,6 +16,7 @@ mod inplace_hostile;
 mod inputs;
 mod journal;
 mod memory;
+mod outputs;
 mod preflight;
 mod processes;
 mod readme;
