@@ -559,8 +559,9 @@ impl InPlace {
             }
         }
         lock_input(&file, in_place)?;
+        let input_is_parquet = parquet::is_parquet_name(&input);
         let (target, dir, target_name, source) = match goal {
-            Goal::InPlace => (input.clone(), input_dir, input_name, None),
+            Goal::InPlace => (input, input_dir, input_name, None),
             Goal::Output { target, dir } => {
                 let Some(name) = target.file_name().map(OsStr::to_os_string) else {
                     return Err(Refusal::Failed("the target is not a file name".into()));
@@ -573,7 +574,7 @@ impl InPlace {
         let dir_node = Node::of(&dir).map_err(failed)?;
         let verify = self.verify_for(&target);
         // With -o, a parquet mode compares with the input only when the input is parquet.
-        let compare = verify.reads_parquet() && (in_place || parquet::is_parquet_name(&input));
+        let compare = verify.reads_parquet() && (in_place || input_is_parquet);
         let input_footer = if compare {
             Some(
                 parquet::read_footer_of(&file)
