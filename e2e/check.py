@@ -233,10 +233,11 @@ def main():
         files, final = records(a.summary)
         if final is None or final.get("complete") is not True:
             probs.add(f"no complete final record in {a.summary}")
-        if a.count is not None and len(files) != a.count:
-            probs.add(f"{len(files)} file records, expected {a.count}")
         if a.where_status:
             files = [r for r in files if r.get("status") in a.where_status.split(",")]
+        if a.count is not None and len(files) != a.count:
+            where = f" with status {a.where_status}" if a.where_status else ""
+            probs.add(f"{len(files)} file records{where}, expected {a.count}")
         statuses = a.status.split(",") if a.status else None
         actions = a.action.split(",") if a.action else None
         for r in files:

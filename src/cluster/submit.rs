@@ -205,8 +205,7 @@ fn follow(
     for s in &mut shards {
         s.relay(intake, true);
     }
-    let in_place = config.run.in_place.is_some();
-    account_for_the_rest(&shards, &watch, in_place, config.quiet, cancel, intake);
+    account_for_the_rest(&shards, &watch, config, cancel, intake);
     report(&shards, &watch, layout)
 }
 
