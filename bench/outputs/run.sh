@@ -28,7 +28,7 @@ echo "bench/outputs: $("$FANOUT" --version) in $work"
 # A tree of N empty files, 1000 per directory (made once per size), and its path list.
 tree() {
   local n=$1
-  [ -f "list-$n" ] && return 0
+  [ -f "list-$n" ] && [ -f "t$n/d0000/part-000.csv" ] && return 0
   python3 - "$n" <<'PY'
 import os, sys
 n = int(sys.argv[1])
@@ -37,7 +37,7 @@ with open(f"list-{n}", "w") as out:
         d = f"t{n}/d{i // 1000:04d}"
         if i % 1000 == 0:
             os.makedirs(d, exist_ok=True)
-        p = f"{d}/f{i:07d}.csv"
+        p = f"{d}/part-{i % 1000:03d}.csv"
         open(p, "w").close()
         out.write(p + "\n")
 PY
@@ -46,14 +46,14 @@ PY
 measure() { # LABEL ARGS...: wall time and peak RSS of one fanout run reading list-$n on stdin
   local label=$1
   shift
-  /usr/bin/time -f "%e %M" -o time.out "$FANOUT" "$@" <"list-$n" >/dev/null 2>fanout.err || true
-  read -r secs kib <time.out
-  printf '%-10s %-34s %8.2f s %9d MiB\n' "$n" "$label" "$secs" $((kib / 1024))
+  /usr/bin/time -f "%e %U %S %M" -o time.out "$FANOUT" "$@" <"list-$n" >/dev/null 2>fanout.err || true
+  read -r secs user sys kib <time.out
+  printf '%-10s %-34s %8.2f s %8.2f s %9d MiB\n' "$n" "$label" "$secs" "$(echo "$user + $sys" | bc)" $((kib / 1024))
 }
 
 echo
 echo "1) pre-pass: dry run over N paths from stdin (one run each; time and peak RSS)"
-printf '%-10s %-34s %10s %13s\n' inputs run wall "peak RSS"
+printf '%-10s %-34s %10s %10s %13s\n' inputs run wall CPU "peak RSS"
 for n in $SIZES; do
   tree "$n"
   measure "without -o" -n -j 2 - -- true
@@ -73,7 +73,7 @@ done
 hyperfine --runs "$RUNS" --warmup 1 --export-json hyperfine.json \
   --prepare 'rm -rf o' \
   -n plain "$FANOUT -q -j 2 src -- cp {} plain/{rel}" \
-  -n "-o" "$FANOUT -q -j 2 src -o 'o/{rel}' -- cp {} {out}"
+  -n "with -o" "$FANOUT -q -j 2 src -o 'o/{rel}' -- cp {} {out}"
 "$FANOUT" -q -j 2 src -o 'o/{rel}' -- cp {} {out}
 hyperfine --runs "$RUNS" --warmup 1 \
-  -n "-u, all up to date" "$FANOUT -q -j 2 -u src -o 'o/{rel}' -- cp {} {out}"
+  -n "update: all up to date"  "$FANOUT -q -j 2 -u src -o 'o/{rel}' -- cp {} {out}"
