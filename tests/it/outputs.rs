@@ -561,3 +561,42 @@ fn output_templates_are_checked_at_start() {
     }
     assert!(!env.exists("c"));
 }
+
+#[test]
+fn a_link_at_the_target_is_replaced_never_written_through() {
+    let env = TestEnv::new(&["o"], &[("d/a.csv", "new\n"), ("victim", "keep\n")]);
+    env.symlink(env.path("victim"), "o/a.csv");
+    env.run(&["d", "-o", "o/{rel}", "--", "cp", "{}", "{out}"])
+        .assert_ok();
+    assert_eq!(fs::read_to_string(env.path("victim")).unwrap(), "keep\n");
+    let md = fs::symlink_metadata(env.path("o/a.csv")).unwrap();
+    assert!(md.is_file(), "the target is a file of its own now");
+    assert_eq!(fs::read_to_string(env.path("o/a.csv")).unwrap(), "new\n");
+}
+
+#[test]
+fn a_target_that_is_not_utf8_is_recorded_exactly() {
+    use std::os::unix::ffi::OsStrExt;
+    let env = TestEnv::new(&[], &[]);
+    env.write_bytes_name(b"d/caf\xe9 'x'.csv", "1\n");
+    env.run(&[
+        "--summary",
+        "s.jsonl",
+        "d",
+        "-o",
+        "o/{rel.}.txt",
+        "--",
+        "cp",
+        "{}",
+        "{out}",
+    ])
+    .assert_ok();
+    let records = summary_of(&env, "s.jsonl");
+    let b64 = records[0]["output_b64"].as_str().expect("output_b64");
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .unwrap();
+    assert_eq!(bytes, b"o/caf\xe9 'x'.txt");
+    assert!(env.path(std::ffi::OsStr::from_bytes(&bytes)).is_file());
+}
