@@ -47,7 +47,7 @@ measure() { # LABEL ARGS...: wall time and peak RSS of one fanout run reading li
   local label=$1
   shift
   /usr/bin/time -f "%e %U %S %M" -o time.out "$FANOUT" "$@" <"list-$n" >/dev/null 2>fanout.err || true
-  read -r secs user sys kib <time.out
+  read -r secs user sys kib < <(tail -n 1 time.out)
   printf '%-10s %-34s %8.2f s %8.2f s %9d MiB\n' "$n" "$label" "$secs" "$(echo "$user + $sys" | bc)" $((kib / 1024))
 }
 

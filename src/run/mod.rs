@@ -2,10 +2,12 @@
 //!
 //! `drive` sets up what every run shares (signals and cancellation, the `--resume` journal, the
 //! `--summary` journal), runs discovery and triage in one thread (walk problems, other names
-//! of a file, `--resume` skips and inputs met while stopping become records there, without
-//! going near an executor), hands the rest to an executor (`crate::executor`) and collects what
-//! comes back: the collector (`collect.rs`) is the only writer of job output, the journal and
-//! the progress bar; `report.rs` prints the end report and writes the final record.
+//! of a file, `--resume` and `-u` skips and inputs met while stopping become records there,
+//! without going near an executor; with `-o` the walk ends first, and every target is
+//! computed and checked for collisions before any input moves on), hands the rest to an
+//! executor (`crate::executor`) and collects what comes back: the collector (`collect.rs`) is
+//! the only writer of job output, the journal and the progress bar; `report.rs` prints the end
+//! report and writes the final record.
 
 mod collect;
 mod report;
