@@ -151,7 +151,7 @@ fn lock_input(file: &File, in_place: bool) -> Result<(), Refusal> {
             }
             Err(TryLockError::WouldBlock) => {
                 return Err(Refusal::Locked(
-                    "another fanout run is rewriting this file; not started".into(),
+                    "another fanout run is rewriting this file or making a new file from it (-o); not started".into(),
                 ))
             }
             Err(TryLockError::Error(e)) => {

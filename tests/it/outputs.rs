@@ -600,3 +600,87 @@ fn a_target_that_is_not_utf8_is_recorded_exactly() {
     assert_eq!(bytes, b"o/caf\xe9 'x'.txt");
     assert!(env.path(std::ffi::OsStr::from_bytes(&bytes)).is_file());
 }
+
+#[test]
+fn an_out_written_as_a_directory_is_refused_and_removed() {
+    let env = hive();
+    env.run(&[
+        "--summary",
+        "s.jsonl",
+        "raw",
+        "-o",
+        "c/{rel}",
+        "--",
+        "sh",
+        "-c",
+        "mkdir \"$1\" && echo x > \"$1/part\"",
+        "sh",
+        "{out}",
+    ])
+    .assert_code(1);
+    let records = summary_of(&env, "s.jsonl");
+    assert!(records
+        .iter()
+        .all(|r| r["status"] == "invalid_output" && r["action"] == "kept"));
+    assert!(temporaries(&env).is_empty(), "{:?}", temporaries(&env));
+    assert!(!env.exists("c/year=2024/part-0.csv"));
+}
+
+#[test]
+fn two_runs_at_once_each_commit_whole_targets_and_an_in_place_run_waits() {
+    let env = hive();
+    let slow = [
+        "-j",
+        "3",
+        "raw",
+        "-o",
+        "c/{rel}",
+        "--",
+        "sh",
+        "-c",
+        ": > \"$2\"; sleep 1; cp \"$1\" \"$2\"",
+        "sh",
+        "{}",
+        "{out}",
+    ];
+    let mut first = env.spawn(&slow);
+    let mut second = env.spawn(&slow);
+    // While the -o runs read the inputs (shared locks), an in-place run does not start on them.
+    assert!(wait_until(Duration::from_secs(10), || temporaries(&env)
+        .len()
+        >= 4));
+    let in_place = env.run(&[
+        "--summary",
+        "i.jsonl",
+        "-i",
+        "raw",
+        "--",
+        "cp",
+        "{}",
+        "{out}",
+    ]);
+    first.wait().assert_ok();
+    second.wait().assert_ok();
+    let records = summary_of(&env, "i.jsonl");
+    let locked = records
+        .iter()
+        .filter(|r| {
+            r["status"] == "not_started"
+                && r["reason"]
+                    .as_str()
+                    .unwrap()
+                    .contains("making a new file from it")
+        })
+        .count();
+    assert!(locked >= 2, "{records:?}\n{}", in_place.dump());
+    for (input, target) in [
+        ("raw/year=2023/part-0.csv", "c/year=2023/part-0.csv"),
+        ("raw/year=2024/part-1.csv", "c/year=2024/part-1.csv"),
+    ] {
+        assert_eq!(
+            fs::read(env.path(input)).unwrap(),
+            fs::read(env.path(target)).unwrap()
+        );
+    }
+    assert!(temporaries(&env).is_empty(), "{:?}", temporaries(&env));
+}
