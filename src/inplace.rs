@@ -1020,4 +1020,23 @@ mod tests {
         assert!(!stale.exists() && ours.exists() && other.exists() && orphan.exists());
         assert!(ip.sweep(dir.path()).is_empty(), "a directory is swept once");
     }
+
+    #[test]
+    fn output_leftovers_wait_for_the_directory_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        // pid 4194304 is above Linux's pid_max limit: never alive. The target need not exist.
+        let name = crate::tempname::output_temp_name(b"part-0.parquet", 4_194_304, 3, 0);
+        let temp = dir.path().join(OsStr::from_bytes(&name));
+        fs::write(&temp, "partial").unwrap();
+        // An in-place leftover of the same name's shape is not taken for an output's.
+        assert!(!made_for(&name, b"part-0.parquet"));
+        // A run writing an output here holds the directory shared: the leftover stays.
+        let held = open_dir(dir.path()).unwrap();
+        rustix::fs::flock(&held, rustix::fs::FlockOperation::LockShared).unwrap();
+        assert!(sweep_dead(dir.path(), 1).is_empty());
+        assert!(temp.exists());
+        drop(held);
+        assert_eq!(sweep_dead(dir.path(), 1), vec![temp.clone()]);
+        assert!(!temp.exists());
+    }
 }
