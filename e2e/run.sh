@@ -374,9 +374,9 @@ case_k() {
     check "  ... no temporary file left" no_temp_files "$work/k-$engine"
   done
   # Flattening a hive dataset: every part-K.csv would land on one flat/part-K.parquet.
-  fan k-flat -e csv "$work/csv" -o "$work/flat/{/.}.parquet" -- "$PY" "$CONVERT" polars {} {out}
-  check "-o flat/{/.}.parquet: exit 2" exit_is 2
-  check "  ... names colliding inputs" grep -m1 -o "'[^']*part-0.csv' and '[^']*part-0.csv' both write '[^']*flat/part-0.parquet'" "$work/k-flat.err"
+  fan k-flat -e csv "$work/csv" -o "$work/flat/{/}" -- "$PY" "$CONVERT" polars {} {out}
+  check "-o flat/{/}: exit 2" exit_is 2
+  check "  ... names colliding inputs" grep -m1 -o "'[^']*part-0.csv' and '[^']*part-0.csv' both write '[^']*flat/part-0.csv'" "$work/k-flat.err"
   check "  ... before anything ran: no flat/ directory, no record" sh -c "! test -e '$work/flat' && ! grep -q '\"type\":\"file\"' '$work/k-flat.jsonl' 2>/dev/null && echo 'nothing written'"
 }
 
