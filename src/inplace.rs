@@ -566,8 +566,11 @@ impl InPlace {
                 let Some(name) = target.file_name().map(OsStr::to_os_string) else {
                     return Err(Refusal::Failed("the target is not a file name".into()));
                 };
-                // Held until the job ends: a sweep in this directory leaves `{out}` alone.
-                rustix::fs::flock(&dir, rustix::fs::FlockOperation::LockShared).map_err(failed)?;
+                // Held until the job ends: a sweep in this directory leaves `{out}` alone. A
+                // file system that cannot lock directories (some NFS setups) cannot lock them
+                // for a sweep either, which then leaves `-o` leftovers there alone: the job
+                // goes on without it.
+                let _ = rustix::fs::flock(&dir, rustix::fs::FlockOperation::LockShared);
                 (target, dir, name, Some((input_dir, input_name)))
             }
         };

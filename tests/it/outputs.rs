@@ -684,3 +684,34 @@ fn two_runs_at_once_each_commit_whole_targets_and_an_in_place_run_waits() {
     }
     assert!(temporaries(&env).is_empty(), "{:?}", temporaries(&env));
 }
+
+#[test]
+fn a_target_directory_swapped_for_a_link_while_the_job_runs_gets_nothing() {
+    let env = TestEnv::new(&["elsewhere"], &[("d/a.csv", "1\n")]);
+    // The job moves the target's directory away and puts a link to elsewhere/ in its place
+    // before it writes {out}: the commit acts on the directory fanout opened, finds no {out}
+    // there, and writes nothing through the link.
+    let swap = "mv o/sub o/moved && ln -s ../elsewhere o/sub && cp \"$1\" \"$2\"";
+    env.run(&[
+        "--summary",
+        "s.jsonl",
+        "d",
+        "-o",
+        "o/sub/{rel}",
+        "--",
+        "sh",
+        "-c",
+        swap,
+        "sh",
+        "{}",
+        "{out}",
+    ])
+    .assert_code(1);
+    let r = by_path(&summary_of(&env, "s.jsonl"), "d/a.csv").clone();
+    assert_eq!(
+        (&r["status"], &r["action"]),
+        (&"invalid_output".into(), &"kept".into()),
+        "{r}"
+    );
+    assert!(!env.exists("elsewhere/a.csv") && !env.exists("o/moved/a.csv"));
+}
