@@ -181,9 +181,11 @@ impl Flow<'_, '_> {
                     };
                     let held = held.borrow_mut().take();
                     if let (Some(mut all), Some(template)) = (held, &config.target) {
-                        if let Err(why) =
-                            crate::targets::assign(template, config.run.threads, &mut all)
-                        {
+                        let checked =
+                            crate::targets::assign(template, config.run.threads, &mut all);
+                        // A run stopped during the walk starts nothing: its inputs get their
+                        // not_started records, whatever their targets.
+                        if let (Err(why), false) = (checked, ctx.cancel.no_new_jobs()) {
                             return Err(anyhow::anyhow!(why));
                         }
                         for input in all {

@@ -715,3 +715,16 @@ fn a_target_directory_swapped_for_a_link_while_the_job_runs_gets_nothing() {
     );
     assert!(!env.exists("elsewhere/a.csv") && !env.exists("o/moved/a.csv"));
 }
+
+#[test]
+fn a_run_stopped_while_its_walk_is_held_exits_as_stopped() {
+    let env = TestEnv::new(&[], &[("a/x.csv", "1\n"), ("b/x.csv", "2\n")]);
+    // Colliding inputs, but standard input stays open: the walk is still held when SIGINT
+    // comes, nothing runs, and the run ends as an interrupted one, not as a usage error.
+    let out = env.sh(
+        "( printf 'a/x.csv\\nb/x.csv\\n'; sleep 3 ) | \"$FANOUT\" - -o 'flat/{/}' -- cp {} {out} 2>err & \
+         pid=$!; sleep 0.5; kill -INT $pid; wait $pid; echo \"rc=$?\"",
+    );
+    assert_eq!(out.stdout_str().trim(), "rc=130", "{}", out.dump());
+    assert!(!env.exists("flat"));
+}
