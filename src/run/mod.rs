@@ -242,6 +242,8 @@ struct Triage<'c, 'a> {
     since: Instant,
     /// A journal is written: records are formatted here, on the walk's core.
     journal: bool,
+    /// `-u`: directories of up-to-date targets already swept of dead runs' temporary files.
+    swept: std::collections::HashSet<std::path::PathBuf>,
 }
 
 impl<'c, 'a> Triage<'c, 'a> {
@@ -257,6 +259,32 @@ impl<'c, 'a> Triage<'c, 'a> {
             batch: Vec::with_capacity(Self::BATCH),
             since: Instant::now(),
             journal: ctx.config.summary.is_some() && !ctx.config.mode.is_dry_run(),
+            swept: std::collections::HashSet::new(),
+        }
+    }
+
+    /// Sweeps the directory of an up-to-date target once: no job of this run may write there,
+    /// and a killed run's `{out}` could otherwise stay (the sweep's rules: only a dead run's
+    /// own files, only while no run writes in that directory). Not in a dry run.
+    fn sweep_beside(&mut self, target: &std::path::Path) {
+        if self.ctx.config.mode.is_dry_run() {
+            return;
+        }
+        let dir = match target.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => std::path::Path::new("."),
+        };
+        if !self.swept.insert(dir.to_path_buf()) {
+            return;
+        }
+        let removed = crate::inplace::sweep_dead(dir, std::process::id());
+        if !removed.is_empty() {
+            let names: Vec<String> = removed.iter().map(|p| p.display().to_string()).collect();
+            let _ = self.ctx.notices.send(Notice::Info(format!(
+                "removed {} temporary file(s) left by fanout runs that are no longer alive: {}",
+                removed.len(),
+                names.join(", ")
+            )));
         }
     }
 
@@ -292,7 +320,7 @@ impl<'c, 'a> Triage<'c, 'a> {
         jobs.send(input).is_ok()
     }
 
-    fn decide(&self, input: &Input) -> Option<JobRecord> {
+    fn decide(&mut self, input: &Input) -> Option<JobRecord> {
         let mut record;
         if let Some(problem) = &input.problem {
             record = JobRecord::new(input.job, &input.path, Status::Failed);
@@ -315,6 +343,7 @@ impl<'c, 'a> Triage<'c, 'a> {
             record.action = Some("up_to_date");
             record.set_output(target);
             self.ctx.up_to_date.fetch_add(1, Ordering::Relaxed);
+            self.sweep_beside(target);
         } else if let Some((reason, id)) = self.resume.and_then(|r| r.skip(&input.path, input.seen))
         {
             record = JobRecord::new(input.job, &input.path, Status::Skipped);

@@ -728,3 +728,50 @@ fn a_run_stopped_while_its_walk_is_held_exits_as_stopped() {
     assert_eq!(out.stdout_str().trim(), "rc=130", "{}", out.dump());
     assert!(!env.exists("flat"));
 }
+
+#[test]
+fn an_update_run_with_nothing_to_do_still_sweeps_a_dead_runs_temporary() {
+    let env = hive();
+    let mut running = env.spawn(&[
+        "-j",
+        "1",
+        "raw",
+        "-g",
+        "year=2023/**",
+        "-o",
+        "clean/{rel.}.txt",
+        "--",
+        "sh",
+        "-c",
+        "echo $$ > job.pid; echo partial > \"$1\"; exec sleep 30",
+        "sh",
+        "{out}",
+    ]);
+    assert!(wait_until(Duration::from_secs(10), || {
+        env.exists("job.pid") && temporaries(&env).len() == 1
+    }));
+    running.signal("KILL");
+    let pid = fs::read_to_string(env.path("job.pid")).unwrap();
+    let _ = std::process::Command::new("kill")
+        .args(["-KILL", pid.trim()])
+        .status();
+    running.wait();
+    // The target is made by other means (another run, or the killed run's command finishing
+    // after a sweep): up to date, so no job will write in its directory again.
+    env.write("clean/year=2023/part-0.txt", "a,b\n1,2\n");
+    env.run(&[
+        "-u",
+        "raw",
+        "-g",
+        "year=2023/**",
+        "-o",
+        "clean/{rel.}.txt",
+        "--",
+        "cp",
+        "{}",
+        "{out}",
+    ])
+    .assert_ok()
+    .assert_stderr_contains("removed 1 temporary file");
+    assert!(temporaries(&env).is_empty(), "{:?}", temporaries(&env));
+}
