@@ -23,6 +23,10 @@
         the column has the arrow type TYPE (e.g. float) in every file
     check.py columns DIR NAME,...
         every file has these columns (among others)
+    check.py mirror RAW CLEAN [--partial]
+        CLEAN mirrors RAW: for every RAW/REL.csv exactly one CLEAN/REL.parquet, fully readable by
+        pyarrow, with as many rows as the CSV; no other (non-hidden) file in CLEAN. --partial:
+        a target may also be absent (never partial, never unreadable)
     check.py procs TEXT
         no running process has TEXT in one of its arguments
 
@@ -163,6 +167,7 @@ def main():
     command("nulls", "snap", "dir", "column")
     command("types", "dir", "column", "type")
     command("procs", "text")
+    command("mirror", "raw", "clean", flags=("--partial",))
     command("columns", "dir", "names")
     a = ap.parse_args()
     probs = Problems()
@@ -228,10 +233,11 @@ def main():
         files, final = records(a.summary)
         if final is None or final.get("complete") is not True:
             probs.add(f"no complete final record in {a.summary}")
-        if a.count is not None and len(files) != a.count:
-            probs.add(f"{len(files)} file records, expected {a.count}")
         if a.where_status:
             files = [r for r in files if r.get("status") in a.where_status.split(",")]
+        if a.count is not None and len(files) != a.count:
+            where = f" with status {a.where_status}" if a.where_status else ""
+            probs.add(f"{len(files)} file records{where}, expected {a.count}")
         statuses = a.status.split(",") if a.status else None
         actions = a.action.split(",") if a.action else None
         for r in files:
@@ -283,6 +289,40 @@ def main():
             if any(n not in names for n in want):
                 probs.add(f"{rel}: columns {names} lack one of {want}")
         probs.finish(f"columns: {', '.join(want)} present in {len(files)} files")
+
+    elif a.cmd == "mirror":
+        import csv
+
+        want = {}
+        for d, dirs, files in os.walk(a.raw):
+            dirs[:] = [x for x in dirs if not x.startswith(".")]
+            for f in files:
+                if f.endswith(".csv") and not f.startswith("."):
+                    rel = os.path.relpath(os.path.join(d, f), a.raw)
+                    with open(os.path.join(d, f), newline="") as fh:
+                        want[rel[: -len(".csv")] + ".parquet"] = sum(1 for _ in csv.reader(fh)) - 1
+        have = set()
+        for d, dirs, files in os.walk(a.clean):
+            for f in files:
+                if not f.startswith("."):
+                    have.add(os.path.relpath(os.path.join(d, f), a.clean))
+        for rel in sorted(have - set(want)):
+            probs.add(f"{rel}: in {a.clean} but no CSV mirrors it")
+        missing = sorted(set(want) - have)
+        if missing and not a.partial:
+            probs.add(f"{len(missing)} targets missing, e.g. {missing[0]}")
+        rows = 0
+        for rel in sorted(have & set(want)):
+            try:
+                n = pq.read_table(os.path.join(a.clean, rel)).num_rows
+            except Exception as e:  # noqa: BLE001 - any unreadable target is a failure
+                probs.add(f"{rel}: unreadable: {e}")
+                continue
+            rows += n
+            if n != want[rel]:
+                probs.add(f"{rel}: {n} rows, its CSV has {want[rel]}")
+        probs.finish(f"mirror: {len(have & set(want))} of {len(want)} targets complete, {rows} rows, "
+                     f"each with its CSV's row count")
 
     elif a.cmd == "procs":
         me = os.getpid()

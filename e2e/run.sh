@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # shellcheck disable=SC1083  # {} and {out} are fanout placeholders, literal on purpose
 # fanout's end-to-end suite: real user transformations (pyarrow, DuckDB, polars) rewrite a
-# generated hive-partitioned dataset of 200 parquet files in place, and every case checks what
-# fanout reported (--summary) against what is really on disk afterwards.
+# generated hive-partitioned dataset of 200 parquet files in place, turn a hive-partitioned CSV
+# dataset into a parquet one (-o, -u, also from a Makefile), and every case checks what fanout
+# reported (--summary) against what is really on disk afterwards.
 #
 #   bash e2e/run.sh
 #
 # Environment: E2E_VENV (the venv, default target/e2e-venv), E2E_FANOUT (use this binary instead
 # of building target/release/fanout), E2E_JOBS (default 2), E2E_FILES (default 200),
-# E2E_KEEP=1 (keep the work directory and print its path), E2E_CASES="c f" (run only these cases).
+# E2E_CSV_FILES (CSV dataset, default 216), E2E_KEEP=1 (keep the work directory and print its
+# path), E2E_CASES="c f" (run only these cases).
 # Ends with `e2e: N passed, M failed`; exit 1 when a case failed, 2 when the setup failed.
 set -euo pipefail
 
@@ -347,6 +349,119 @@ case_j() {
   check "no temporary file left" no_temp_files "$h"
 }
 
+# --- new datasets from old ones (-o, -u): a hive-partitioned CSV dataset becomes parquet ----
+
+# The CSV dataset, made once; the cases below only read it (or copy it).
+csv_ready=0
+csv_dataset() {
+  if [ "$csv_ready" = 0 ]; then
+    "$PY" "$T/gen_csv.py" "$work/csv" --files "$NCSV" >/dev/null
+    csv_ready=1
+  fi
+}
+NCSV="${E2E_CSV_FILES:-216}"
+CONVERT="$T/csv_to_parquet.py"
+
+case_k() {
+  csv_dataset
+  local engine
+  for engine in duckdb polars; do
+    fan "k-$engine" -e csv "$work/csv" -o "$work/k-$engine/{rel.}.parquet" -- "$PY" "$CONVERT" "$engine" {} {out}
+    check "$engine: exit 0" exit_is 0
+    check "  ... every target created, checked as parquet on its own" records "$work/k-$engine.jsonl" \
+      --count "$NCSV" --status ok --action created --verify-contains "output only: the input is not parquet"
+    check "  ... the targets mirror the CSVs, same row counts" pycheck mirror "$work/csv" "$work/k-$engine"
+    check "  ... no temporary file left" no_temp_files "$work/k-$engine"
+  done
+  # Flattening a hive dataset: every part-K.csv would land on one flat/part-K.parquet.
+  fan k-flat -e csv "$work/csv" -o "$work/flat/{/}" -- "$PY" "$CONVERT" polars {} {out}
+  check "-o flat/{/}: exit 2" exit_is 2
+  check "  ... names colliding inputs" grep -m1 -o "'[^']*part-0.csv' and '[^']*part-0.csv' both write '[^']*flat/part-0.csv'" "$work/k-flat.err"
+  check "  ... before anything ran: no flat/ directory, no record" sh -c "! test -e '$work/flat' && ! grep -q '\"type\":\"file\"' '$work/k-flat.jsonl' 2>/dev/null && echo 'nothing written'"
+}
+
+case_l() {
+  # fanout -u as the rule of a Makefile (e2e/Makefile).
+  csv_dataset
+  local raw="$work/make-raw" clean="$work/make-clean" one
+  rm -rf "$raw" "$clean"
+  cp -a "$work/csv" "$raw"
+  mk() {
+    rc=0
+    make -s -f "$root/e2e/Makefile" RAW="$raw" CLEAN="$clean" FANOUT="$FANOUT" PY="$PY" \
+      JOBS="$JOBS" SUMMARY="$work/$1.jsonl" >"$work/$1.out" 2>&1 || rc=$?
+  }
+  mk make1
+  check "first make: exit 0" exit_is 0
+  check "  ... converts everything" records "$work/make1.jsonl" --count "$NCSV" --status ok --action created
+  check "  ... the targets mirror the CSVs" pycheck mirror "$raw" "$clean"
+  mk make2
+  check "second make: exit 0" exit_is 0
+  check "  ... runs zero jobs: every input up to date" records "$work/make2.jsonl" --count "$NCSV" \
+    --status skipped --action up_to_date --reason-contains "up to date"
+  one="year=2023/month=07/part-4.csv"
+  sleep 0.01
+  touch "$raw/$one"
+  mk make3
+  check "after touching $one: exit 0" exit_is 0
+  check "  ... exactly one job ran" records "$work/make3.jsonl" --where-status ok --count 1 --action replaced
+  check "  ... and it was $one" grep -m1 -o "\"path\":\"$raw/$one\",\"status\":\"ok\"" "$work/make3.jsonl"
+  check "  ... the rest up to date" records "$work/make3.jsonl" --where-status skipped --count $((NCSV - 1)) --action up_to_date
+}
+
+case_m() {
+  # fanout SIGKILLed again and again at varying moments while it converts: every target is
+  # absent or complete after each kill; then fanout -u finishes the rest and leaves no temporary.
+  csv_dataset
+  local clean="$work/m" i pid delay bad=0 kills=0 seen_partial=0
+  rm -rf "$clean"
+  for i in $(seq 24); do
+    delay=$(awk -v i="$i" 'BEGIN { printf "%.2f", 0.15 + (i * 0.37) % 1.6 }')
+    "$FANOUT" -j "$JOBS" -q -u -e csv "$work/csv" -o "$clean/{rel.}.parquet" \
+      -- "$PY" "$CONVERT" polars {} {out} --sleep 0.3 >/dev/null 2>&1 &
+    pid=$!
+    sleep "$delay"
+    [ -n "$(find "$clean" -name '.*.fanout-*' -size +0c 2>/dev/null)" ] && seen_partial=$((seen_partial + 1))
+    kill -KILL "$pid" 2>/dev/null && kills=$((kills + 1))
+    wait "$pid" 2>/dev/null || true
+    # The orphaned converters finish on their own; wait for them before looking.
+    for _ in $(seq 100); do
+      "$PY" "$CHECK" procs "$clean" >/dev/null 2>&1 && break
+      sleep 0.1
+    done
+    "$PY" "$CHECK" mirror "$work/csv" "$clean" --partial >"$work/m-$i.log" 2>&1 || bad=$((bad + 1))
+  done
+  say "    $kills kills; a half-written {out} was on disk at $seen_partial of them; $(find "$clean" -name '*.parquet' ! -name '.*' | wc -l) targets done, $(find "$clean" -name '.*.fanout-*' | wc -l) temporary file(s) left"
+  check "SIGKILLed at least 20 times" at_least "$kills" 20 "kills"
+  check "  ... a half-written {out} existed at some kills" at_least "$seen_partial" 1 "kills with a half-written {out}"
+  check "  ... after every kill each target absent or complete" at_most "$bad" 0 "kills after which a target was partial"
+  fan m-rest -u -e csv "$work/csv" -o "$clean/{rel.}.parquet" -- "$PY" "$CONVERT" polars {} {out}
+  check "fanout -u afterwards: exit 0" exit_is 0
+  check "  ... ran only what was missing" records "$work/m-rest.jsonl" --count "$NCSV" --status ok,skipped --action created,replaced,up_to_date
+  check "  ... every target complete" pycheck mirror "$work/csv" "$clean"
+  check "  ... no temporary file left" no_temp_files "$clean"
+}
+
+case_n() {
+  # A failing converter and one whose output fails verification: the previous targets stay
+  # byte-identical.
+  csv_dataset
+  local clean="$work/n"
+  rm -rf "$clean"
+  fan n0 -e csv "$work/csv" -g 'year=2023/**' -o "$clean/{rel.}.parquet" -- "$PY" "$CONVERT" polars {} {out}
+  "$PY" "$CHECK" snapshot "$clean" "$work/n.snap.json" >/dev/null
+  fan n1 -e csv "$work/csv" -g 'year=2023/**' -o "$clean/{rel.}.parquet" -- "$PY" "$CONVERT" polars {} {out} --fail
+  check "failing converter (half an output, exit 1): exit 1" exit_is 1
+  check "  ... every input failed, target kept" records "$work/n1.jsonl" --status failed --action kept --reason-contains "target left as it was"
+  check "  ... previous targets byte-identical (sha256)" pycheck identical "$work/n.snap.json" "$clean"
+  check "  ... no temporary file left" no_temp_files "$clean"
+  fan n2 -e csv "$work/csv" -g 'year=2023/**' -o "$clean/{rel.}.parquet" -- "$PY" "$CONVERT" polars {} {out} --garbage
+  check "converter that writes a CSV and exits 0: exit 1" exit_is 1
+  check "  ... every input invalid_output, target kept" records "$work/n2.jsonl" --status invalid_output --action kept --verify-contains "output only"
+  check "  ... previous targets byte-identical (sha256)" pycheck identical "$work/n.snap.json" "$clean"
+  check "  ... no temporary file left" no_temp_files "$clean"
+}
+
 run_case "a) pyarrow sort in place, all $NFILES files, --verify parquet" case_a
 run_case "b) DuckDB sort (hive_partitioning=false, memory_limit), all $NFILES files, --verify parquet-schema" case_b
 run_case "c) DuckDB hive-partition mistake caught by --verify parquet-schema ($SUBSET)" case_c
@@ -356,6 +471,10 @@ run_case "f) failing transform and Ctrl-C mid-run ($SUBSET)" case_f
 run_case "g) fanout SIGKILLed mid-run, the next run sweeps the leftovers ($SUBSET)" case_g
 run_case "h) {out} written as a directory is refused and removed ($SUBSET)" case_h
 run_case "i) parquet-nulls on an output without null counts is refused ($SUBSET)" case_i
+run_case "k) CSV -> parquet with DuckDB and polars, mirrored with {rel.}; flattening refused ($NCSV CSV files)" case_k
+run_case "l) a Makefile whose rule is fanout -u -o: all, then nothing, then exactly the touched file" case_l
+run_case "m) fanout -o SIGKILLed 24 times at varying moments, then fanout -u finishes the rest" case_m
+run_case "n) failing converter and failed verification keep the previous targets" case_n
 run_case "j) on Slurm: pyarrow sort of all $NFILES files and the DuckDB hive mistake, 4 array tasks" case_j
 
 say ""

@@ -18,7 +18,10 @@ PLACEHOLDERS (usable anywhere inside a command word):
   {/.}      the base name without extension  part-0
   {#}       job number, 1-based, in input order
   {%}       worker slot, 1..=jobs
+  {rel}     the path below the root it was found under (walking data/): year=2024/part-0.parquet
+  {rel.}    {rel} without its extension      year=2024/part-0
   {threads} max(1, logical CPUs / jobs): hand it to multi-threaded tools
+  {out}     with -i or -o: where the job writes (committed by fanout after --verify)
   {{ }}     literal braces
 A template without a path placeholder gets {} appended as its last argument.
 
@@ -32,6 +35,9 @@ EXAMPLES:
     fanout -s -e log logs/ -- 'grep -c ERROR {} > {}.count'
   See what would run, without running it:
     fanout -n -e parquet data/ -- duckdb -c \"COPY (FROM '{}') TO '{.}.csv'\"
+  A parquet copy of a CSV dataset, mirrored, redoing only what is out of date:
+    fanout -u -e csv raw/ -o 'clean/{rel.}.parquet' -- \
+      duckdb -c \"COPY (FROM read_csv('{}')) TO '{out}' (FORMAT parquet)\"
   Paths from another program:
     git ls-files -z '*.json' | fanout -0 - -- jq -e . {}
 
@@ -145,9 +151,25 @@ pub(crate) struct Cli {
     #[arg(short = 'i', long)]
     pub in_place: bool,
 
-    /// How an in-place output is checked before it replaces its input
-    /// [default: parquet for .parquet files, else exists]
-    #[arg(long, value_name = "MODE", requires = "in_place")]
+    /// Make a new file per input at the target TEMPLATE names (every placeholder works;
+    /// {rel} and {rel.} mirror the input's tree): the command writes to {out}, which becomes
+    /// the target only when the command succeeded and the output passed --verify
+    #[arg(
+        short = 'o',
+        long,
+        value_name = "TEMPLATE",
+        conflicts_with = "in_place"
+    )]
+    pub output: Option<OsString>,
+
+    /// With -o: skip an input whose target exists and is not older than the input (make's
+    /// rule, nanosecond times)
+    #[arg(short = 'u', long, requires = "output")]
+    pub update: bool,
+
+    /// How an output (-i or -o) is checked before it replaces its input or becomes its target
+    /// [default: parquet for .parquet targets, else exists]
+    #[arg(long, value_name = "MODE")]
     pub verify: Option<crate::parquet::Verify>,
 
     /// With -i: also rewrite read-only files

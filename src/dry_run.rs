@@ -28,32 +28,50 @@ pub(crate) struct DryRun {
 impl DryRun {
     pub(crate) fn new(config: &Config) -> DryRun {
         DryRun {
-            in_place: config.run.in_place.clone().map(InPlace::new),
+            in_place: config.run.commit_options().map(InPlace::new),
         }
     }
 
-    /// One job's line: the command, shell-quoted; in place, what it then replaces.
+    /// One job's line: the command, shell-quoted; in place, what it then replaces; with
+    /// `-o`, what it then writes.
     fn line(&self, config: &Config, input: &Input, weight: u64) -> Vec<u8> {
-        let target = self
-            .in_place
-            .as_ref()
-            .map(|_| InPlace::target(&input.path).unwrap_or(input.path.clone()));
+        let own_target = input.target.is_some();
+        let target = match &input.target {
+            Some(t) => Some(t.clone()),
+            None => self
+                .in_place
+                .as_ref()
+                .map(|_| InPlace::target(&input.path).unwrap_or(input.path.clone())),
+        };
         let out = self
             .in_place
             .as_ref()
             .zip(target.as_ref())
-            .map(|(ip, t)| ip.out_path(t, input.job));
+            .map(|(ip, t)| ip.out_path(t, input.job, !own_target));
         let argv = config.template.expand(&JobValues {
             path: &input.path,
             job: input.job,
             slot: ((input.job - 1) % config.run.jobs as u64) as usize + 1,
             threads: config.run.threads,
             out: out.as_deref(),
+            rel_at: input.rel_at,
             // Before anything is learned a job gets the prior for its weight, as in a real run.
             mem_mib: config.run.mem_per_job.unwrap_or(memory::prior(weight)) >> 20,
         });
         let mut line = display_argv(&argv);
-        if let Some(target) = &target {
+        if let (Some(target), true) = (&target, own_target) {
+            line.extend_from_slice(b"  # then writes '");
+            for &b in target.as_os_str().as_bytes() {
+                if b == b'\'' {
+                    line.extend_from_slice(b"'\\''");
+                } else {
+                    line.push(b);
+                }
+            }
+            line.extend_from_slice(
+                b"' (fanout -o verifies and renames; replaying this line does not)",
+            );
+        } else if let Some(target) = &target {
             // Replaying these lines runs the commands but commits nothing: say so.
             line.extend_from_slice(b"  # then replaces ");
             line.extend_from_slice(&shell_quote(target.as_os_str().as_bytes()));
@@ -94,8 +112,23 @@ impl Executor for DryRun {
                 break;
             }
         }
+        let mut notes = plan(config, &mut weights);
+        if config.run.output.as_ref().is_some_and(|o| o.update) {
+            let fresh = jobs
+                .ctx
+                .up_to_date
+                .load(std::sync::atomic::Ordering::Relaxed);
+            notes.insert(
+                1,
+                format!(
+                    "-u: {} stale (listed above), {} up to date (not listed)",
+                    crate::error::counted(weights.len() as u64, "input"),
+                    fresh
+                ),
+            );
+        }
         Ok(Extra {
-            notes: plan(config, &mut weights),
+            notes,
             ..Extra::default()
         })
     }

@@ -120,6 +120,8 @@ pub(crate) struct Context<'a> {
     /// A Slurm array task's log of started jobs.
     pub(crate) started: Option<Mutex<File>>,
     pub start: Instant,
+    /// Inputs `-u` found up to date (counted by triage, for the dry run's plan).
+    pub up_to_date: AtomicU64,
 }
 
 impl Context<'_> {
@@ -136,7 +138,7 @@ impl Context<'_> {
     pub(crate) fn not_started(&self, job: u64, path: &std::path::Path) -> JobRecord {
         let mut record = JobRecord::new(job, path, Status::NotStarted);
         record.reason = Some(not_started_reason(self.cancel));
-        if self.config.run.in_place.is_some() {
+        if self.config.run.commit_options().is_some() {
             record.action = Some("kept");
         }
         record

@@ -1,7 +1,9 @@
-//! Safe in-place rewrites: the job writes to a fresh hidden file next to its input (`{out}`);
-//! only when the job succeeded and the output passed verification is that file made durable,
-//! given the input's owner and mode and renamed over the input. In every other case the
-//! original is left byte-identical and the temporary file is removed.
+//! Safe commits of what a job wrote: in-place rewrites (`-i`) and new files (`-o`). The job
+//! writes to a fresh hidden file next to its target (`{out}`); only when the job succeeded and
+//! the output passed verification is that file made durable and renamed over the target. In
+//! every other case the target is left byte-identical (or absent) and the temporary file is
+//! removed. In place, the target is the input itself and the output gets its owner and mode;
+//! with `-o` the target is a path of its own, whose missing directories are created.
 //!
 //! Every step after the job acts on descriptors, never on a path that someone else could swap
 //! between a check and a use (#13): the input's directory is opened once, when the job is
@@ -12,7 +14,9 @@
 //! was checked.
 //!
 //! A per-file advisory lock (flock on the input itself: no extra file in the dataset) keeps two
-//! fanout runs from rewriting the same file at once. Temporary names carry the run's process
+//! fanout runs from rewriting the same file at once (`-o` takes it shared: a run may read an
+//! input another run reads, never one another run rewrites). An `-o` job also holds a shared
+//! lock on its target's directory, so a sweep can tell that no run is writing there. Temporary names carry the run's process
 //! id, the job number and a checksum of both and of the input's name, so a later run can prove
 //! that a leftover is fanout's and that its run is gone before it removes it. It removes
 //! nothing else: not a look-alike name, not a directory, not a link.
@@ -30,7 +34,9 @@ use rustix::io::Errno;
 
 use crate::config::InPlaceOptions;
 use crate::parquet::{self, Footer, Verify};
-use crate::tempname::{direct_input, made_for, parse_temp, temp_name, NAME_MAX};
+use crate::tempname::{
+    direct_input, made_for, made_for_output, output_temp_name, parse_temp, temp_name, NAME_MAX,
+};
 
 /// How often an input's lock is tried (5 ms apart) before the file counts as taken.
 const LOCK_TRIES: u32 = 20;
@@ -119,6 +125,67 @@ fn reason(e: Errno) -> String {
     crate::error::io_reason(&e.into())
 }
 
+/// What a job's output becomes.
+enum Goal {
+    /// The input's new content.
+    InPlace,
+    /// A file of its own at `target`, whose directory is open as `dir`.
+    Output { target: PathBuf, dir: OwnedFd },
+}
+
+/// Locks the input for the job: exclusively to rewrite it, shared to read it (`-o`).
+fn lock_input(file: &File, in_place: bool) -> Result<(), Refusal> {
+    // A sweep elsewhere may hold the lock for an instant to see whether the file is busy.
+    let mut tries = 0;
+    loop {
+        let tried = if in_place {
+            file.try_lock()
+        } else {
+            file.try_lock_shared()
+        };
+        match tried {
+            Ok(()) => return Ok(()),
+            Err(TryLockError::WouldBlock) if tries < LOCK_TRIES => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            Err(TryLockError::WouldBlock) => {
+                return Err(Refusal::Locked(
+                    "another fanout run is rewriting this file or making a new file from it (-o); not started".into(),
+                ))
+            }
+            Err(TryLockError::Error(e)) => {
+                return Err(Refusal::Failed(crate::error::io_reason(&e)))
+            }
+        }
+    }
+}
+
+/// Opens directory `dir`, creating it and its missing parents first (`mkdir -p`). A
+/// directory that exists is opened by its path once (links the user made are followed); one
+/// made here is opened through its parent's descriptor without following links, so nobody
+/// can slip a link in between.
+fn open_or_create_dir(dir: &Path, depth: u32) -> Result<OwnedFd, Errno> {
+    match open_dir(dir) {
+        Err(Errno::NOENT) if depth < MAX_TREE_DEPTH => {}
+        other => return other,
+    }
+    let Some(name) = dir.file_name() else {
+        return Err(Errno::NOENT);
+    };
+    let parent = open_or_create_dir(dir_of(dir), depth + 1)?;
+    match rustix::fs::mkdirat(&parent, name, Mode::from_raw_mode(0o777)) {
+        Ok(()) | Err(Errno::EXIST) => {}
+        Err(e) => return Err(e),
+    }
+    rustix::fs::openat(
+        &parent,
+        name,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+}
+
 fn euid() -> u32 {
     rustix::process::geteuid().as_raw()
 }
@@ -149,6 +216,8 @@ pub(crate) fn sweep_dead(dir: &Path, own_pid: u32) -> Vec<PathBuf> {
     let mut removed = Vec::new();
     // Shortened names do not say their input's full name: look for it in a second pass.
     let mut shortened = Vec::new();
+    // Leftovers of `-o` jobs, whose target may not exist: see below.
+    let mut outputs = Vec::new();
     for entry in listing.flatten() {
         let name = entry.file_name().to_bytes();
         let Some(t) = parse_temp(name) else {
@@ -167,9 +236,23 @@ pub(crate) fn sweep_dead(dir: &Path, own_pid: u32) -> Vec<PathBuf> {
             if input_idle(&dirfd, &input) && unlink_file(&dirfd, name) {
                 removed.push(dir.join(OsStr::from_bytes(name)));
             }
+        } else if made_for_output(name, &input) {
+            outputs.push(name.to_vec());
         } else if name.len() + 3 >= NAME_MAX {
             shortened.push(name.to_vec());
         }
+    }
+    // An `-o` job holds a shared lock on its target's directory while it runs, on any node:
+    // when this run gets the directory exclusively, no run is writing an output there.
+    if !outputs.is_empty()
+        && rustix::fs::flock(&dirfd, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_ok()
+    {
+        for name in outputs {
+            if unlink_file(&dirfd, &name) {
+                removed.push(dir.join(OsStr::from_bytes(&name)));
+            }
+        }
+        let _ = rustix::fs::flock(&dirfd, rustix::fs::FlockOperation::Unlock);
     }
     if !shortened.is_empty() {
         let Ok(listing) = rustix::fs::Dir::read_from(&dirfd) else {
@@ -227,10 +310,10 @@ pub(crate) fn same_file_reason(path: &Path, first: &Path) -> String {
     }
 }
 
-/// A job whose input is ready to be rewritten.
+/// A job whose input is ready, and whose target is ready to be written.
 #[derive(Debug)]
 pub(crate) struct Prepared {
-    /// The file that will be replaced (a symlinked input's target).
+    /// The file that will be replaced or created (in place: a symlinked input's target).
     pub target: PathBuf,
     /// Where the job writes: `{out}`.
     pub out: PathBuf,
@@ -246,6 +329,36 @@ pub(crate) struct Prepared {
     /// The input itself, opened without following links; its lock keeps other fanout runs
     /// off this file while the job runs.
     input: File,
+    /// `-o`: the input's directory and name (in place they are `dir` and `target_name`); the
+    /// target's directory `dir` is locked shared while this is held.
+    source: Option<(OwnedFd, OsString)>,
+}
+
+impl Prepared {
+    /// What the verify mode compares, in words: the output alone when the input is not parquet.
+    pub(crate) fn verify_name(&self) -> String {
+        if self.verify.reads_parquet() && self.input_footer.is_none() {
+            format!(
+                "{} (output only: the input is not parquet)",
+                self.verify.name()
+            )
+        } else {
+            self.verify.name().to_string()
+        }
+    }
+
+    /// Whether the target is a file of its own (`-o`), not the input.
+    pub(crate) fn has_own_target(&self) -> bool {
+        self.source.is_some()
+    }
+
+    /// The input's directory and its name in it.
+    fn input_entry(&self) -> (&OwnedFd, &OsStr) {
+        match &self.source {
+            Some((dir, name)) => (dir, name),
+            None => (&self.dir, &self.target_name),
+        }
+    }
 }
 
 /// Why an input is not run.
@@ -264,7 +377,10 @@ pub(crate) enum Refusal {
 /// The end of an in-place job.
 #[derive(Debug, Default)]
 pub(crate) struct Outcome {
+    /// The output became the target.
     pub replaced: bool,
+    /// ... and there was no target before (`-o`).
+    pub created: bool,
     /// Why the original was kept, when the job itself succeeded.
     pub problem: Option<Problem>,
     pub input_bytes: Option<u64>,
@@ -320,11 +436,18 @@ impl InPlace {
     /// `{out}` for job `job` of input `target`, as the dry run shows it: hidden, in the same
     /// directory (same file system, so the rename is atomic), unique to this run and job,
     /// with the input's extension.
-    pub(crate) fn out_path(&self, target: &Path, job: u64) -> PathBuf {
+    pub(crate) fn out_path(&self, target: &Path, job: u64, in_place: bool) -> PathBuf {
         let dir = target.parent().unwrap_or(Path::new(""));
         let input = target.file_name().unwrap_or_default().as_bytes();
+        let name = |n| {
+            if in_place {
+                temp_name(input, self.pid, job, n)
+            } else {
+                output_temp_name(input, self.pid, job, n)
+            }
+        };
         (0..)
-            .map(|n| dir.join(OsStr::from_bytes(&temp_name(input, self.pid, job, n))))
+            .map(|n| dir.join(OsStr::from_bytes(&name(n))))
             .find(|path| fs::symlink_metadata(path).is_err())
             .expect("some name is free")
     }
@@ -367,62 +490,104 @@ impl InPlace {
             }
         };
         let swept = self.sweep(dir_of(&target));
-        (self.prepare_target(target, job), swept)
+        (self.prepare_target(target, Goal::InPlace, job), swept)
     }
 
-    fn prepare_target(&self, target: PathBuf, job: u64) -> Result<Prepared, Refusal> {
+    /// Checks and locks an input before its `-o` job runs, and opens (creating what is
+    /// missing) its target's directory. Returns the stale temporary files it removed from that
+    /// directory (the first time it is seen).
+    pub(crate) fn prepare_output(
+        &self,
+        input: &Path,
+        target: &Path,
+        job: u64,
+    ) -> (Result<Prepared, Refusal>, Vec<PathBuf>) {
+        let source = match InPlace::target(input) {
+            Ok(t) => t,
+            Err(e) => {
+                return (
+                    Err(Refusal::Failed(crate::error::io_reason(&e))),
+                    Vec::new(),
+                )
+            }
+        };
+        let dir = match open_or_create_dir(dir_of(target), 0) {
+            Ok(dir) => dir,
+            Err(e) => {
+                return (
+                    Err(Refusal::Failed(format!(
+                        "the target's directory {}: {}",
+                        dir_of(target).display(),
+                        reason(e)
+                    ))),
+                    Vec::new(),
+                )
+            }
+        };
+        let swept = self.sweep(dir_of(target));
+        let goal = Goal::Output {
+            target: target.to_path_buf(),
+            dir,
+        };
+        (self.prepare_target(source, goal, job), swept)
+    }
+
+    /// Opens, checks and locks `input`, and readies `{out}` for the goal.
+    fn prepare_target(&self, input: PathBuf, goal: Goal, job: u64) -> Result<Prepared, Refusal> {
         let failed = |e: Errno| Refusal::Failed(reason(e));
-        let Some(target_name) = target.file_name().map(OsStr::to_os_string) else {
+        let Some(input_name) = input.file_name().map(OsStr::to_os_string) else {
             return Err(Refusal::Failed("not a file name".into()));
         };
-        let dir = open_dir(dir_of(&target)).map_err(failed)?;
-        let dir_node = Node::of(&dir).map_err(failed)?;
-        let input = match open_in(&dir, &target_name) {
+        let input_dir = open_dir(dir_of(&input)).map_err(failed)?;
+        let file = match open_in(&input_dir, &input_name) {
             Ok(file) => file,
             Err(Errno::LOOP) => {
                 return Err(Refusal::Failed(
-                    "the input became a symbolic link after it was found; not rewritten".into(),
+                    "the input became a symbolic link after it was found; not run".into(),
                 ))
             }
             Err(e) => return Err(failed(e)),
         };
-        let node = Node::of(&input).map_err(failed)?;
+        let node = Node::of(&file).map_err(failed)?;
         if !node.is_file() {
             return Err(Refusal::Failed("not a regular file".into()));
         }
-        if let Some(refusal) = self.read_only(node.mode) {
-            return Err(refusal);
-        }
-        // A sweep elsewhere may hold the lock for an instant to see whether the file is busy.
-        let mut tries = 0;
-        loop {
-            match input.try_lock() {
-                Ok(()) => break,
-                Err(TryLockError::WouldBlock) if tries < LOCK_TRIES => {
-                    tries += 1;
-                    std::thread::sleep(std::time::Duration::from_millis(5));
-                }
-                Err(TryLockError::WouldBlock) => {
-                    return Err(Refusal::Locked(
-                        "another fanout run is rewriting this file; not started".into(),
-                    ))
-                }
-                Err(TryLockError::Error(e)) => {
-                    return Err(Refusal::Failed(crate::error::io_reason(&e)))
-                }
+        let in_place = matches!(goal, Goal::InPlace);
+        if in_place {
+            if let Some(refusal) = self.read_only(node.mode) {
+                return Err(refusal);
             }
         }
+        lock_input(&file, in_place)?;
+        let input_is_parquet = parquet::is_parquet_name(&input);
+        let (target, dir, target_name, source) = match goal {
+            Goal::InPlace => (input, input_dir, input_name, None),
+            Goal::Output { target, dir } => {
+                let Some(name) = target.file_name().map(OsStr::to_os_string) else {
+                    return Err(Refusal::Failed("the target is not a file name".into()));
+                };
+                // Held until the job ends: a sweep in this directory leaves `{out}` alone. A
+                // file system that cannot lock directories (some NFS setups) cannot lock them
+                // for a sweep either, which then leaves `-o` leftovers there alone: the job
+                // goes on without it.
+                let _ = rustix::fs::flock(&dir, rustix::fs::FlockOperation::LockShared);
+                (target, dir, name, Some((input_dir, input_name)))
+            }
+        };
+        let dir_node = Node::of(&dir).map_err(failed)?;
         let verify = self.verify_for(&target);
-        let input_footer = if verify.reads_parquet() {
+        // With -o, a parquet mode compares with the input only when the input is parquet.
+        let compare = verify.reads_parquet() && (in_place || input_is_parquet);
+        let input_footer = if compare {
             Some(
-                parquet::read_footer_of(&input)
+                parquet::read_footer_of(&file)
                     .map_err(|e| Refusal::InvalidInput(format!("input: {e}")))?,
             )
         } else {
             None
         };
-        let before = Node::of(&input).map_err(failed)?;
-        let out_name = self.free_name(&dir, target_name.as_bytes(), job)?;
+        let before = Node::of(&file).map_err(failed)?;
+        let out_name = self.free_name(&dir, target_name.as_bytes(), job, in_place)?;
         Ok(Prepared {
             out: dir_of(&target).join(&out_name),
             target,
@@ -433,14 +598,26 @@ impl InPlace {
             dir_node,
             target_name,
             out_name,
-            input,
+            input: file,
+            source,
         })
     }
 
-    /// The first temporary name for `input` and `job` that is not taken in `dir`.
-    fn free_name(&self, dir: &OwnedFd, input: &[u8], job: u64) -> Result<OsString, Refusal> {
+    /// The first temporary name for `input` (in place) or target `input` (`-o`) and `job`
+    /// that is not taken in `dir`.
+    fn free_name(
+        &self,
+        dir: &OwnedFd,
+        input: &[u8],
+        job: u64,
+        in_place: bool,
+    ) -> Result<OsString, Refusal> {
         for n in 0.. {
-            let name = OsString::from_vec(temp_name(input, self.pid, job, n));
+            let name = OsString::from_vec(if in_place {
+                temp_name(input, self.pid, job, n)
+            } else {
+                output_temp_name(input, self.pid, job, n)
+            });
             match Node::at(dir, &name) {
                 Err(Errno::NOENT) => return Ok(name),
                 Err(e) => return Err(Refusal::Failed(reason(e))),
@@ -496,7 +673,10 @@ impl InPlace {
             }
         };
         match commit(&p, &out) {
-            Ok(()) => outcome.replaced = true,
+            Ok(created) => {
+                outcome.replaced = true;
+                outcome.created = created;
+            }
             Err(Step::Before(e)) => {
                 InPlace::discard(&p);
                 outcome.problem = Some(Problem::Failed(e));
@@ -558,6 +738,18 @@ impl InPlace {
                 .map_err(|e| Problem::Invalid(format!("output: {e}")))?;
             outcome.rows_out = Some(output.rows);
             parquet::compare(p.verify, input, &output).map_err(Problem::Invalid)?;
+        } else if p.verify.reads_parquet() {
+            // Nothing to compare with: the output alone must be sound parquet, with rows
+            // when its input had any bytes (a mode that lets the row count change excepted).
+            let output = parquet::read_footer_of(&out)
+                .map_err(|e| Problem::Invalid(format!("output: {e}")))?;
+            outcome.rows_out = Some(output.rows);
+            if output.rows == 0 && p.before.size > 0 && p.verify != Verify::ParquetReadable {
+                return Err(Problem::Invalid(format!(
+                    "the output has no rows, but its input is not empty ({} bytes)",
+                    p.before.size
+                )));
+            }
         }
         let now = Node::of(&p.input).map_err(|e| Problem::Failed(reason(e)))?;
         if (now.size, now.mtime_ns) != (p.before.size, p.before.mtime_ns) {
@@ -565,7 +757,8 @@ impl InPlace {
                 "the input changed while the job ran; not replaced".into(),
             ));
         }
-        if !Node::at(&p.dir, &p.target_name).is_ok_and(|n| n.same_file(&p.before)) {
+        let (input_dir, input_name) = p.input_entry();
+        if !Node::at(input_dir, input_name).is_ok_and(|n| n.same_file(&p.before)) {
             return Err(Problem::Failed(
                 "the input was replaced or moved while the job ran; not replaced".into(),
             ));
@@ -590,15 +783,22 @@ enum Step {
     After(String),
 }
 
-/// Makes the output durable, gives it the input's owner (as root) and then its mode, renames
-/// it over the input through the directory's descriptor, checks that the input's name now
-/// holds that very file and makes the rename durable.
-fn commit(p: &Prepared, out: &File) -> Result<(), Step> {
+/// Makes the output durable, in place gives it the input's owner (as root) and then its mode,
+/// renames it over the target through the directory's descriptor, checks that the target's
+/// name now holds that very file and makes the rename durable. Returns whether the target is
+/// new (there was none before).
+fn commit(p: &Prepared, out: &File) -> Result<bool, Step> {
     let before =
         |what: &'static str| move |e: Errno| Step::Before(format!("{what}: {}", reason(e)));
     let input = Node::of(&p.input).map_err(before("reading the input's permissions"))?;
     let node = Node::of(out).map_err(before("reading the output"))?;
     rustix::fs::fsync(out).map_err(before("syncing the output"))?;
+    if p.source.is_some() {
+        // A new file keeps the mode the command gave it.
+        let created = matches!(Node::at(&p.dir, &p.target_name), Err(Errno::NOENT));
+        rename_into_place(p, &node)?;
+        return Ok(created);
+    }
     // Owner first: chown clears the set-user-id and set-group-id bits, which fchmod then sets.
     if crate::os::is_root() {
         rustix::fs::fchown(
@@ -613,11 +813,22 @@ fn commit(p: &Prepared, out: &File) -> Result<(), Step> {
         Mode::from_raw_mode((input.mode & 0o7777) as rustix::fs::RawMode),
     )
     .map_err(before("setting the output's permissions"))?;
-    rustix::fs::renameat(&p.dir, &p.out_name, &p.dir, &p.target_name)
-        .map_err(before("renaming the output over the input"))?;
-    if !Node::at(&p.dir, &p.target_name).is_ok_and(|n| n.same_file(&node)) {
+    rename_into_place(p, &node)?;
+    Ok(false)
+}
+
+/// Renames `{out}` (the file `node`) onto the target, checks that the target's name holds
+/// that very file, and makes the rename durable.
+fn rename_into_place(p: &Prepared, node: &Node) -> Result<(), Step> {
+    rustix::fs::renameat(&p.dir, &p.out_name, &p.dir, &p.target_name).map_err(|e| {
+        Step::Before(format!(
+            "renaming the output onto the target: {}",
+            reason(e)
+        ))
+    })?;
+    if !Node::at(&p.dir, &p.target_name).is_ok_and(|n| n.same_file(node)) {
         return Err(Step::After(
-            "another file took {out}'s name during the rename (someone else can write the input's directory): the input's name now holds a file fanout did not check".into(),
+            "another file took {out}'s name during the rename (someone else can write the target's directory): the target's name now holds a file fanout did not check".into(),
         ));
     }
     rustix::fs::fsync(&p.dir)
@@ -778,7 +989,7 @@ mod tests {
             verify: None,
             force: false,
         });
-        let out = ip.out_path(Path::new("d/year=2024/part-0.parquet"), 3);
+        let out = ip.out_path(Path::new("d/year=2024/part-0.parquet"), 3, true);
         let name = out.file_name().unwrap().to_str().unwrap().to_string();
         assert_eq!(out.parent().unwrap(), Path::new("d/year=2024"));
         let prefix = format!(".part-0.fanout-{}-3-", std::process::id());
@@ -811,5 +1022,24 @@ mod tests {
         assert_eq!(ip.sweep(dir.path()), vec![stale.clone()]);
         assert!(!stale.exists() && ours.exists() && other.exists() && orphan.exists());
         assert!(ip.sweep(dir.path()).is_empty(), "a directory is swept once");
+    }
+
+    #[test]
+    fn output_leftovers_wait_for_the_directory_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        // pid 4194304 is above Linux's pid_max limit: never alive. The target need not exist.
+        let name = crate::tempname::output_temp_name(b"part-0.parquet", 4_194_304, 3, 0);
+        let temp = dir.path().join(OsStr::from_bytes(&name));
+        fs::write(&temp, "partial").unwrap();
+        // An in-place leftover of the same name's shape is not taken for an output's.
+        assert!(!made_for(&name, b"part-0.parquet"));
+        // A run writing an output here holds the directory shared: the leftover stays.
+        let held = open_dir(dir.path()).unwrap();
+        rustix::fs::flock(&held, rustix::fs::FlockOperation::LockShared).unwrap();
+        assert!(sweep_dead(dir.path(), 1).is_empty());
+        assert!(temp.exists());
+        drop(held);
+        assert_eq!(sweep_dead(dir.path(), 1), vec![temp.clone()]);
+        assert!(!temp.exists());
     }
 }

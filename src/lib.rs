@@ -28,6 +28,7 @@ pub mod record;
 mod resume;
 mod run;
 mod summary;
+mod targets;
 mod template;
 mod tempname;
 #[doc(hidden)]

@@ -90,7 +90,13 @@ pub struct JobRecord {
     pub weight_bytes: Option<u64>,
     /// The memory reserved for the job (`{mem}`).
     pub mem_reserved_bytes: Option<u64>,
-    /// In-place runs: `replaced` or `kept`.
+    /// `-o` runs: the target (lossy UTF-8).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub output: Option<String>,
+    /// The exact bytes of the target, base64, when it is not valid UTF-8.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub output_b64: Option<String>,
+    /// In-place and `-o` runs: `created`, `replaced`, `kept` or `up_to_date`.
     #[serde(
         skip_serializing_if = "Option::is_none",
         default,
@@ -125,6 +131,8 @@ fn action_name<'de, D: Deserializer<'de>>(d: D) -> Result<Option<&'static str>, 
     Ok(match Option::<String>::deserialize(d)?.as_deref() {
         None => None,
         Some("replaced") => Some("replaced"),
+        Some("created") => Some("created"),
+        Some("up_to_date") => Some("up_to_date"),
         Some(_) => Some("kept"),
     })
 }
@@ -173,12 +181,26 @@ impl JobRecord {
             started_ms: None,
             weight_bytes: None,
             mem_reserved_bytes: None,
+            output: None,
+            output_b64: None,
             action: None,
             input_bytes: None,
             output_bytes: None,
             rows_in: None,
             rows_out: None,
             verify: None,
+        }
+    }
+
+    /// Records `-o`'s target.
+    pub(crate) fn set_output(&mut self, target: &Path) {
+        let bytes = target.as_os_str().as_bytes();
+        match std::str::from_utf8(bytes) {
+            Ok(s) => self.output = Some(s.to_string()),
+            Err(_) => {
+                self.output = Some(String::from_utf8_lossy(bytes).into_owned());
+                self.output_b64 = Some(base64::engine::general_purpose::STANDARD.encode(bytes));
+            }
         }
     }
 

@@ -1,5 +1,5 @@
 //! The shape of fanout's temporary names. `{out}` is `.STEM.fanout-PID-JOB[-N]-TAG[.EXT]`:
-//! made by in-place rewrites, recognised by the walk (never an input) and by the sweep of
+//! made by in-place rewrites and `-o` outputs (their checksums differ), recognised by the walk (never an input) and by the sweep of
 //! leftovers (removed only when provably fanout's); the names carry the run's process id, the
 //! job number and a checksum of both and of the input's name. A journal's replacement is
 //! `.J.fanout-journal-XXXXXXXX`: written by the journal, read back by `--resume`.
@@ -87,10 +87,12 @@ pub(crate) fn temp_owner(name: &[u8]) -> Option<u32> {
 /// The checksum in a temporary name: FNV-1a over the input's name, the run and the job. It
 /// is stable across versions and machines (std's hasher is not), and makes a person's file
 /// that merely looks like ours (`.notes.fanout-7-1.md`) very unlikely to pass for one.
-fn tag(input: &[u8], pid: u32, job: u64, n: u64) -> String {
+/// An output's temporary name (`-o`) has a checksum of its own (`salt`), so a sweep can tell
+/// it from an in-place one by its name alone.
+fn tag(salt: &[u8], input: &[u8], pid: u32, job: u64, n: u64) -> String {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     let fields = format!("\0{pid}\0{job}\0{n}");
-    for b in b"fanout\0".iter().chain(input).chain(fields.as_bytes()) {
+    for b in salt.iter().chain(input).chain(fields.as_bytes()) {
         h ^= u64::from(*b);
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
@@ -102,6 +104,20 @@ fn tag(input: &[u8], pid: u32, job: u64, n: u64) -> String {
 /// infer the format keep working. A name that would pass `NAME_MAX` keeps a shorter stem
 /// (cut on a UTF-8 boundary), and the extension too unless that leaves too little stem.
 pub(crate) fn temp_name(input: &[u8], pid: u32, job: u64, n: u64) -> Vec<u8> {
+    salted_name(IN_PLACE, input, pid, job, n)
+}
+
+/// The temporary name of `-o` target `target` (a file name): shaped as [`temp_name`], with a
+/// checksum that says it is an output's.
+pub(crate) fn output_temp_name(target: &[u8], pid: u32, job: u64, n: u64) -> Vec<u8> {
+    salted_name(OUTPUT, target, pid, job, n)
+}
+
+/// The checksum salts of in-place and of `-o` temporary names.
+const IN_PLACE: &[u8] = b"fanout\0";
+const OUTPUT: &[u8] = b"fanout-output\0";
+
+fn salted_name(salt: &[u8], input: &[u8], pid: u32, job: u64, n: u64) -> Vec<u8> {
     let path = Path::new(OsStr::from_bytes(input));
     let stem = path.file_stem().map_or(input, OsStrExt::as_bytes);
     let ext = path.extension().map(OsStrExt::as_bytes);
@@ -111,7 +127,7 @@ pub(crate) fn temp_name(input: &[u8], pid: u32, job: u64, n: u64) -> Vec<u8> {
         tail.extend_from_slice(format!("-{n}").as_bytes());
     }
     tail.push(b'-');
-    tail.extend_from_slice(tag(input, pid, job, n).as_bytes());
+    tail.extend_from_slice(tag(salt, input, pid, job, n).as_bytes());
     let ext_len = ext.map_or(0, |e| e.len() + 1);
     let keep_ext = 1 + stem.len() + tail.len() + ext_len <= NAME_MAX
         || 1 + MIN_STEM + tail.len() + ext_len <= NAME_MAX;
@@ -133,6 +149,11 @@ pub(crate) fn temp_name(input: &[u8], pid: u32, job: u64, n: u64) -> Vec<u8> {
 /// Whether `name` is exactly the temporary name fanout makes for input `input`.
 pub(crate) fn made_for(name: &[u8], input: &[u8]) -> bool {
     parse_temp(name).is_some_and(|t| temp_name(input, t.pid, t.job, t.n) == name)
+}
+
+/// Whether `name` is exactly the temporary name fanout makes for `-o` target `target`.
+pub(crate) fn made_for_output(name: &[u8], target: &[u8]) -> bool {
+    parse_temp(name).is_some_and(|t| output_temp_name(target, t.pid, t.job, t.n) == name)
 }
 
 /// The input name a temporary name leads back to when it was not shortened.

@@ -61,6 +61,9 @@ pub(crate) struct WalkOptions {
     /// Files will be rewritten in place: every name of a file gets its own input (a second
     /// one marked `duplicate_of`), and hard links are noticed under a single root too.
     pub in_place: bool,
+    /// The directory `-o` targets go under, when the template names one: never walked, so
+    /// one run's targets are not the next run's inputs.
+    pub target_tree: Option<PathBuf>,
 }
 
 /// The run's own files (its `--summary` and `--resume` journals and what belongs to them),
@@ -122,6 +125,10 @@ pub(crate) struct Input {
     /// Size and modification time (ns) when the walk looked, if it did (a named or stdin
     /// path): triage need not look again.
     pub seen: Option<(u64, i64)>,
+    /// Where the path below its walked root begins (`{rel}`); `None` for a named path.
+    pub rel_at: Option<usize>,
+    /// `-o`: the target, once the run has checked them all.
+    pub target: Option<PathBuf>,
 }
 
 /// Something the walk has to say that is not an input.
@@ -200,6 +207,8 @@ struct Walker<'a> {
     own_inodes: HashSet<u64>,
     /// What the last `stat` of a named path said, for the input about to be sent.
     seen_now: Option<(u64, i64)>,
+    /// Where `{rel}` begins in the path about to be sent.
+    rel_now: Option<usize>,
 }
 
 /// Runs the whole discovery, handing inputs to `inputs` until done or stopped (or it returns
@@ -231,6 +240,7 @@ pub(crate) fn scan(
         cwd_globs: build_overrides(Path::new("."), &opts.globs)?,
         own_inodes: own.iter().map(|(_, ino)| *ino).collect(),
         seen_now: None,
+        rel_now: None,
         own,
     };
     for root in &opts.roots {
@@ -267,7 +277,7 @@ impl Walker<'_> {
             .builder(root, self.opts.hidden, self.opts.no_ignore)?
             .filter_entry(self.entry_filter(&blocked))
             .build();
-        let result = self.walk_entries(walk, implicit);
+        let result = self.walk_entries(walk, root, implicit);
         self.report.errors += blocked.load(Ordering::Relaxed);
         result
     }
@@ -283,12 +293,27 @@ impl Walker<'_> {
         let check = !self.opts.no_ignore;
         let notices = self.notices.clone();
         let blocked = blocked.clone();
+        let targets = self
+            .opts
+            .target_tree
+            .as_ref()
+            .and_then(|t| std::fs::metadata(t).ok())
+            .map(|md| (md.dev(), md.ino()));
         move |e| {
             if e.depth() == 0 || !e.file_type().is_some_and(|t| t.is_dir()) {
                 return true;
             }
             if e.file_name() == ".fanout" {
                 return false;
+            }
+            // The -o target tree: the listing's inode rules out almost every directory.
+            if let Some((dev, ino)) = targets {
+                if (e.path_is_symlink() || e.ino() == Some(ino))
+                    && e.metadata()
+                        .is_ok_and(|md| (md.dev(), md.ino()) == (dev, ino))
+                {
+                    return false;
+                }
             }
             match special_ignore_file(e.path()).filter(|_| check) {
                 None => true,
@@ -301,7 +326,7 @@ impl Walker<'_> {
         }
     }
 
-    fn walk_entries(&mut self, walk: ignore::Walk, implicit: bool) -> Result<bool> {
+    fn walk_entries(&mut self, walk: ignore::Walk, root: &Path, implicit: bool) -> Result<bool> {
         for entry in walk {
             if self.cancel.is_hard() {
                 return Ok(false);
@@ -332,6 +357,10 @@ impl Walker<'_> {
                     continue;
                 }
             };
+            let rel_len = entry
+                .path()
+                .strip_prefix(root)
+                .map_or(0, |r| r.as_os_str().len());
             let path = if implicit {
                 entry
                     .path()
@@ -342,11 +371,13 @@ impl Walker<'_> {
                 entry.into_path()
             };
             let path = present(path);
+            let rel_at = path.as_os_str().len().saturating_sub(rel_len);
             let duplicate_of = match md.map(|md| self.seen_before(&md, &path)) {
                 None | Some(Seen::First) => None,
                 Some(Seen::Again) => continue,
                 Some(Seen::Other(first)) => Some(first),
             };
+            self.rel_now = Some(rel_at);
             if !self.send(path, None, duplicate_of) {
                 return Ok(false);
             }
@@ -519,6 +550,8 @@ impl Walker<'_> {
             weight: None,
             duplicate_of,
             seen: self.seen_now.take(),
+            rel_at: self.rel_now.take(),
+            target: None,
         };
         self.next_job += 1;
         self.found.fetch_add(1, Ordering::Relaxed);
@@ -607,6 +640,7 @@ fn skipped_hint(opts: &WalkOptions) -> Option<String> {
             own: own.clone(),
             own_inodes: own.iter().map(|(_, ino)| *ino).collect(),
             seen_now: None,
+            rel_now: None,
         };
         let walk = probe.builder(path, true, true).ok()?.build();
         for entry in walk.flatten() {

@@ -65,7 +65,7 @@ fn assign(mut todo: Vec<Input>, count: usize) -> Vec<Vec<PlannedFile>> {
         shards[lightest].0 += w.max(1);
         shards[lightest]
             .1
-            .push(PlannedFile::new(input.job, &input.path, w));
+            .push(PlannedFile::new(input.job, &input.path, w, input.rel_at));
     }
     shards
         .into_iter()
@@ -91,6 +91,8 @@ mod tests {
             weight: Some(w),
             duplicate_of: None,
             seen: None,
+            rel_at: None,
+            target: None,
         }
     }
 

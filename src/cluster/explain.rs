@@ -1,7 +1,8 @@
 //! Why a file has no record: its array task ended first (killed for memory, time limit, node
 //! failure, cancelled). Each such file gets a record with Slurm's state, the task's exit signal,
 //! the log line that tells most, and whether the file was running or never reached; files are
-//! never silently lost. In place, the `{out}` files killed jobs left behind are removed.
+//! never silently lost. In place and with `-o`, the `{out}` files killed jobs left behind are
+//! removed.
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -10,17 +11,20 @@ use super::follow::{Intake, Shard};
 use super::state::{ExitCode, JobId, Task, TaskState};
 use super::watch::Watch;
 use crate::cancel::Cancel;
+use crate::config::Config;
 use crate::record::{JobRecord, Status};
+use crate::template::JobValues;
 
 /// Every planned file without a record gets one, in job order, handed to `intake`.
 pub(crate) fn account_for_the_rest(
     shards: &[Shard],
     watch: &Watch,
-    in_place: bool,
-    quiet: bool,
+    config: &Config,
     cancel: &Cancel,
     intake: &mut dyn Intake,
 ) {
+    let in_place = config.run.in_place.is_some();
+    let quiet = config.quiet;
     let mut dirs: Vec<PathBuf> = Vec::new();
     let mut missing: Vec<JobRecord> = Vec::new();
     for s in shards {
@@ -58,15 +62,34 @@ pub(crate) fn account_for_the_rest(
                 (_, true) => with_evidence(&why, "while this file ran", &s.log_lines),
                 (_, false) => with_evidence(&why, "before this file started", &s.log_lines),
             };
-            r.reason = Some(if in_place {
-                format!("{reason}; original kept")
-            } else {
-                reason
+            // With -o, where its target (and so its `{out}`) lies.
+            let target = config.target.as_ref().and_then(|t| {
+                t.expand(&JobValues {
+                    path: &path,
+                    job: f.job,
+                    slot: 1,
+                    threads: config.run.threads,
+                    out: None,
+                    rel_at: f.rel_at,
+                    mem_mib: 0,
+                })
+                .ok()
+            });
+            r.reason = Some(match (in_place, &target) {
+                (true, _) => format!("{reason}; original kept"),
+                (false, Some(_)) => format!("{reason}; target left as it was"),
+                (false, None) => reason,
             });
             r.weight_bytes = Some(f.weight_bytes);
-            if in_place {
+            if let Some(t) = &target {
+                r.set_output(t);
+            }
+            if in_place || target.is_some() {
                 r.action = Some("kept");
-                let dir = out_dir(&path);
+                let dir = match &target {
+                    Some(t) => out_dir_of(t),
+                    None => out_dir(&path),
+                };
                 if !dirs.contains(&dir) {
                     dirs.push(dir);
                 }
@@ -98,7 +121,11 @@ fn sweep(dirs: &[PathBuf], quiet: bool, intake: &mut dyn Intake) {
 
 /// Where an in-place job's `{out}` lies: beside the file rewritten (a symlink's target).
 fn out_dir(input: &Path) -> PathBuf {
-    let target = crate::inplace::InPlace::target(input).unwrap_or(input.to_path_buf());
+    out_dir_of(&crate::inplace::InPlace::target(input).unwrap_or(input.to_path_buf()))
+}
+
+/// The directory of `target`, where its `{out}` lies.
+fn out_dir_of(target: &Path) -> PathBuf {
     target
         .parent()
         .filter(|d| !d.as_os_str().is_empty())

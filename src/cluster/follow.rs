@@ -279,7 +279,7 @@ mod tests {
     #[test]
     fn records_and_whole_outputs_are_handed_on_once_each() {
         let (_dir, layout) = plan_dir();
-        let files = (1..=3).map(|j| PlannedFile::new(j, Path::new(&format!("f{j}")), 1));
+        let files = (1..=3).map(|j| PlannedFile::new(j, Path::new(&format!("f{j}")), 1, None));
         let mut shard = Shard::new(&layout, 0, files.collect());
         let mut taken = Taken::default();
         shard.pump(&mut taken, false);
@@ -331,7 +331,11 @@ mod tests {
     #[test]
     fn at_the_end_output_short_of_its_size_goes_out_as_it_is() {
         let (_dir, layout) = plan_dir();
-        let mut shard = Shard::new(&layout, 2, vec![PlannedFile::new(5, Path::new("f5"), 1)]);
+        let mut shard = Shard::new(
+            &layout,
+            2,
+            vec![PlannedFile::new(5, Path::new("f5"), 1, None)],
+        );
         append(&layout.stdout(2), b"par");
         append(&layout.records(2), &record_line(5, 10, 0));
         let mut taken = Taken::default();
@@ -347,7 +351,11 @@ mod tests {
     #[test]
     fn a_task_killed_by_slurm_sends_no_more_records() {
         let (_dir, layout) = plan_dir();
-        let mut shard = Shard::new(&layout, 0, vec![PlannedFile::new(1, Path::new("f1"), 1)]);
+        let mut shard = Shard::new(
+            &layout,
+            0,
+            vec![PlannedFile::new(1, Path::new("f1"), 1, None)],
+        );
         assert!(shard.may_have_more_records());
         append(&layout.started(0), b"1\n");
         append(

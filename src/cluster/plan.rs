@@ -65,10 +65,13 @@ pub(crate) struct PlannedFile {
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub path_b64: Option<String>,
     pub weight_bytes: u64,
+    /// Where `{rel}` begins in the path (the walked root's length), for a walked file.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub rel_at: Option<usize>,
 }
 
 impl PlannedFile {
-    pub(crate) fn new(job: u64, path: &Path, weight: u64) -> PlannedFile {
+    pub(crate) fn new(job: u64, path: &Path, weight: u64, rel_at: Option<usize>) -> PlannedFile {
         let bytes = path.as_os_str().as_bytes();
         let (path, path_b64) = match std::str::from_utf8(bytes) {
             Ok(s) => (s.to_string(), None),
@@ -82,6 +85,7 @@ impl PlannedFile {
             path,
             path_b64,
             weight_bytes: weight,
+            rel_at,
         }
     }
 
@@ -226,6 +230,8 @@ impl Layout {
                 weight: Some(f.weight_bytes),
                 duplicate_of: None,
                 seen: None,
+                rel_at: f.rel_at,
+                target: None,
             });
         }
         Ok(inputs)
@@ -239,11 +245,11 @@ mod tests {
     #[test]
     fn non_utf8_paths_round_trip() {
         let raw = OsString::from_vec(b"d/a\xff b.parquet".to_vec());
-        let f = PlannedFile::new(4, Path::new(&raw), 10);
+        let f = PlannedFile::new(4, Path::new(&raw), 10, Some(2));
         let line = serde_json::to_string(&f).unwrap();
         let back: PlannedFile = serde_json::from_str(&line).unwrap();
         assert_eq!(back.path().unwrap(), PathBuf::from(raw));
-        assert_eq!(back.job, 4);
+        assert_eq!((back.job, back.rel_at), (4, Some(2)));
     }
 
     fn config() -> Config {

@@ -205,8 +205,7 @@ fn follow(
     for s in &mut shards {
         s.relay(intake, true);
     }
-    let in_place = config.run.in_place.is_some();
-    account_for_the_rest(&shards, &watch, in_place, config.quiet, cancel, intake);
+    account_for_the_rest(&shards, &watch, config, cancel, intake);
     report(&shards, &watch, layout)
 }
 
@@ -306,7 +305,9 @@ fn write_line(out: &mut dyn Write, config: &Config, f: &PlannedFile) -> std::io:
         job: f.job,
         slot: 1,
         threads: config.run.threads,
-        out: config.run.in_place.as_ref().map(|_| Path::new("{out}")),
+        out: (config.run.in_place.is_some() || config.run.output.is_some())
+            .then(|| Path::new("{out}")),
+        rel_at: f.rel_at,
         mem_mib: config
             .run
             .mem_per_job

@@ -26,7 +26,7 @@ pub(crate) use srun::Allocation;
 use crate::cli::{Cli, Executor, PerJob};
 use crate::memory::Amount;
 use crate::parquet::Verify;
-use crate::template::Template;
+use crate::template::{TargetTemplate, Template};
 use crate::walk::{build_overrides, OwnFiles, Root, WalkOptions};
 
 #[derive(Debug)]
@@ -37,6 +37,8 @@ pub(crate) struct Config {
     pub walk: WalkOptions,
     /// The parsed command template.
     pub template: Template,
+    /// `-o`: the parsed target template.
+    pub target: Option<TargetTemplate>,
     /// The program, resolved on PATH at start-up; `None` when it comes from a placeholder.
     pub program: Option<PathBuf>,
     /// Capture job output (false with one job: output streams live).
@@ -72,6 +74,30 @@ pub(crate) struct InPlaceOptions {
     pub verify: Option<Verify>,
     /// Rewrite read-only inputs too.
     pub force: bool,
+}
+
+/// The `-o` part of the configuration.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct OutputOptions {
+    /// The target template, as given.
+    #[serde(with = "spec::word")]
+    pub template: OsString,
+    /// The verify mode given with `--verify`; `None`: by the target's extension.
+    pub verify: Option<Verify>,
+    /// `-u`: skip inputs whose target is up to date.
+    pub update: bool,
+}
+
+impl RunSpec {
+    /// How outputs are checked and committed, for `-i` or `-o`.
+    pub(crate) fn commit_options(&self) -> Option<InPlaceOptions> {
+        self.in_place.clone().or_else(|| {
+            self.output.as_ref().map(|o| InPlaceOptions {
+                verify: o.verify,
+                force: false,
+            })
+        })
+    }
 }
 
 /// How a run goes. One value, so the settings of different modes cannot disagree.
@@ -125,7 +151,9 @@ impl Config {
         if cli.summary.as_deref() == Some(Path::new("-")) {
             bail!("--summary -: standard output carries the jobs' output; give the journal a file name (or /dev/stdout to mix the two)");
         }
-        let command = CheckedCommand::check(&cli.command, cli.shell, cli.in_place, cli.timeout)?;
+        if cli.verify.is_some() && !cli.in_place && cli.output.is_none() {
+            bail!("--verify goes with -i/--in-place or -o/--output");
+        }
         let mode = mode(&cli)?;
         let (jobs, threads) = parallelism(&cli, &mode);
         // On Slurm, output is relayed task by task as records arrive: ordering it by job number
@@ -162,6 +190,11 @@ impl Config {
                 verify: cli.verify,
                 force: cli.force,
             }),
+            output: cli.output.map(|template| OutputOptions {
+                template,
+                verify: cli.verify,
+                update: cli.update,
+            }),
             jobs,
             threads,
             timeout: cli.timeout,
@@ -178,6 +211,9 @@ impl Config {
                 Amount::Percent(_) => unreachable!("the parser refuses percentages here"),
             }),
         };
+        let command = CheckedCommand::check(&spec, cli.timeout)?;
+        let mut walk = walk;
+        walk.target_tree = spec.output.as_ref().and_then(|o| target_tree(&o.template));
         Ok(Config::assemble(
             spec,
             command,
@@ -206,6 +242,7 @@ impl Config {
             run: spec,
             walk: setting.walk,
             template: command.template,
+            target: command.target,
             program: command.program,
             capture: setting.capture,
             keep_order: setting.keep_order,
@@ -227,27 +264,44 @@ impl Config {
 /// runs.
 struct CheckedCommand {
     template: Template,
+    target: Option<TargetTemplate>,
     program: Option<PathBuf>,
 }
 
 impl CheckedCommand {
-    fn check(
-        words: &[OsString],
-        shell: bool,
-        in_place: bool,
-        timeout: Option<Duration>,
-    ) -> Result<CheckedCommand> {
+    fn check(spec: &RunSpec, timeout: Option<Duration>) -> Result<CheckedCommand> {
         // A zero limit would race every job against its own start.
         if timeout.is_some_and(|t| t.is_zero()) {
             bail!("--timeout must be more than 0 (leave it out for no limit)");
         }
-        let template = Template::parse(words, shell, in_place)?;
+        let with_out = spec.in_place.is_some() || spec.output.is_some();
+        let template = Template::parse(&spec.command, spec.shell, with_out)?;
+        let target = spec
+            .output
+            .as_ref()
+            .map(|o| TargetTemplate::parse(&o.template))
+            .transpose()?;
         let program = match template.program() {
             Some(p) => Some(resolve_program(Path::new(&p))?),
             None => None,
         };
-        Ok(CheckedCommand { template, program })
+        Ok(CheckedCommand {
+            template,
+            target,
+            program,
+        })
     }
+}
+
+/// The directory every `-o` target lies under, when the template begins with one: its text
+/// up to the last `/` before the first placeholder.
+fn target_tree(template: &std::ffi::OsStr) -> Option<PathBuf> {
+    use std::os::unix::ffi::OsStrExt;
+    let bytes = template.as_bytes();
+    let literal = &bytes[..bytes.iter().position(|b| *b == b'{').unwrap_or(bytes.len())];
+    let slash = literal.iter().rposition(|b| *b == b'/')?;
+    let dir = &literal[..slash.max(1)];
+    Some(PathBuf::from(std::ffi::OsStr::from_bytes(dir)))
 }
 
 /// What surrounds a run's jobs: where the inputs come from, where the output and the journal
@@ -291,6 +345,7 @@ fn walk_options(cli: &Cli) -> Result<WalkOptions> {
         null: cli.null,
         own: own_files(cli.summary.as_deref(), cli.resume.as_deref()),
         in_place: cli.in_place,
+        target_tree: None,
     })
 }
 

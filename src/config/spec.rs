@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
-use super::{own_files, CheckedCommand, Config, InPlaceOptions, Mode, Setting};
+use super::{own_files, CheckedCommand, Config, InPlaceOptions, Mode, OutputOptions, Setting};
 use crate::cli::{Halt, Order};
 use crate::memory::Amount;
 use crate::walk::WalkOptions;
@@ -27,6 +27,9 @@ pub(crate) struct RunSpec {
     pub shell: bool,
     /// `-i`, with its `--verify` and `--force`.
     pub in_place: Option<InPlaceOptions>,
+    /// `-o`, with its `--verify` and `-u`.
+    #[serde(default)]
+    pub output: Option<OutputOptions>,
     /// At most this many jobs at once (in each array task).
     pub jobs: usize,
     /// `{threads}`, and the CPUs of each job.
@@ -53,7 +56,7 @@ impl Config {
     /// are given, its journal is `summary`, and its jobs share `budget` bytes.
     pub(crate) fn for_worker(spec: RunSpec, summary: PathBuf, budget: u64) -> Result<Config> {
         let in_place = spec.in_place.is_some();
-        let command = CheckedCommand::check(&spec.command, spec.shell, in_place, spec.timeout)?;
+        let command = CheckedCommand::check(&spec, spec.timeout)?;
         let walk = WalkOptions {
             own: own_files(Some(&summary), None),
             in_place,
@@ -88,6 +91,30 @@ impl Config {
     /// How this run's jobs go, for a Slurm plan.
     pub(crate) fn spec(&self) -> RunSpec {
         self.run.clone()
+    }
+}
+
+/// One word in JSON, as [`words`] writes each.
+pub(super) mod word {
+    use std::ffi::OsString;
+
+    use serde::{de::Error, Deserializer, Serializer};
+
+    pub(in crate::config) fn serialize<S: Serializer>(
+        w: &OsString,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        super::words::serialize(std::slice::from_ref(w), s)
+    }
+
+    pub(in crate::config) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<OsString, D::Error> {
+        let mut words = super::words::deserialize(d)?;
+        match (words.pop(), words.is_empty()) {
+            (Some(w), true) => Ok(w),
+            _ => Err(D::Error::custom("expected one word")),
+        }
     }
 }
 

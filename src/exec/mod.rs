@@ -58,7 +58,7 @@ impl Executor for Pool {
         let shared = Shared {
             ctx,
             config,
-            in_place: config.run.in_place.clone().map(InPlace::new),
+            in_place: config.run.commit_options().map(InPlace::new),
             gate: Gate::new(
                 budget,
                 config.run.jobs,
@@ -137,6 +137,10 @@ fn work(shared: &Shared, slot: usize, jobs: &Jobs<'_>) {
             shared.ctx.running.fetch_sub(1, Ordering::Relaxed);
             done
         };
+        let mut finished = finished;
+        if let Some(target) = &input.target {
+            finished.record.set_output(target);
+        }
         if !jobs.hand_back(finished) {
             return;
         }
@@ -149,7 +153,10 @@ fn run_job(shared: &Shared, slot: usize, input: &Input) -> Done {
     let prepared = match &shared.in_place {
         None => None,
         Some(ip) => {
-            let (prepared, swept) = ip.prepare(&input.path, input.job);
+            let (prepared, swept) = match &input.target {
+                Some(target) => ip.prepare_output(&input.path, target, input.job),
+                None => ip.prepare(&input.path, input.job),
+            };
             if !swept.is_empty() {
                 let names: Vec<String> = swept.iter().map(|p| p.display().to_string()).collect();
                 let _ = shared.ctx.notices.send(Notice::Info(format!(
@@ -212,6 +219,7 @@ fn run_admitted(
         slot,
         threads: config.run.threads,
         out: prepared.as_ref().map(|p| p.out.as_path()),
+        rel_at: input.rel_at,
         mem_mib: permit.reserved >> 20,
     });
     let mut program = config.program.as_deref();
@@ -284,28 +292,37 @@ impl<F: FnMut()> Drop for OnDrop<F> {
 
 /// Verifies and replaces (or keeps) an in-place input, and records what happened.
 fn conclude_in_place(p: crate::inplace::Prepared, record: &mut JobRecord) {
-    let verify = p.verify;
+    let verify = p.verify_name();
+    let kept = if p.has_own_target() {
+        "target left as it was"
+    } else {
+        "original kept"
+    };
     let outcome = InPlace::finish(p, record.status == Status::Ok);
-    record.action = Some(if outcome.replaced { "replaced" } else { "kept" });
+    record.action = Some(match (outcome.replaced, outcome.created) {
+        (true, true) => "created",
+        (true, false) => "replaced",
+        (false, _) => "kept",
+    });
     record.input_bytes = outcome.input_bytes;
     record.output_bytes = outcome.output_bytes;
     record.rows_in = outcome.rows_in;
     record.rows_out = outcome.rows_out;
-    record.verify = Some(verify.name().to_string());
+    record.verify = Some(verify.clone());
     match outcome.problem {
         Some(Problem::Invalid(why)) => {
             record.status = Status::InvalidOutput;
-            record.verify = Some(format!("{}: {why}", verify.name()));
-            record.reason = Some(format!("verification failed, original kept: {why}"));
+            record.verify = Some(format!("{verify}: {why}"));
+            record.reason = Some(format!("verification failed, {kept}: {why}"));
         }
         Some(Problem::Failed(why)) => {
             record.status = Status::Failed;
-            record.reason = Some(format!("original kept: {why}"));
+            record.reason = Some(format!("{kept}: {why}"));
         }
         None if !outcome.replaced && record.reason.is_none() => {
             record.reason = Some(match record.status {
-                Status::Interrupted => "interrupted; original kept".into(),
-                _ => "the command did not succeed; original kept".into(),
+                Status::Interrupted => format!("interrupted; {kept}"),
+                _ => format!("the command did not succeed; {kept}"),
             });
         }
         None => {}

@@ -2,10 +2,12 @@
 //!
 //! `drive` sets up what every run shares (signals and cancellation, the `--resume` journal, the
 //! `--summary` journal), runs discovery and triage in one thread (walk problems, other names
-//! of a file, `--resume` skips and inputs met while stopping become records there, without
-//! going near an executor), hands the rest to an executor (`crate::executor`) and collects what
-//! comes back: the collector (`collect.rs`) is the only writer of job output, the journal and
-//! the progress bar; `report.rs` prints the end report and writes the final record.
+//! of a file, `--resume` and `-u` skips and inputs met while stopping become records there,
+//! without going near an executor; with `-o` the walk ends first, and every target is
+//! computed and checked for collisions before any input moves on), hands the rest to an
+//! executor (`crate::executor`) and collects what comes back: the collector (`collect.rs`) is
+//! the only writer of job output, the journal and the progress bar; `report.rs` prints the end
+//! report and writes the final record.
 
 mod collect;
 mod report;
@@ -29,6 +31,9 @@ use crate::walk::{self, Input, Notice, Source, WalkReport};
 
 use crate::executor::{halt_after, Backlog, Context, Done, Executor, Extra, Jobs};
 pub(crate) use collect::Collector;
+
+/// The reason of an input `-u` skips.
+pub(crate) const UP_TO_DATE: &str = "up to date";
 
 /// How long discovery goes on after a stop (Ctrl-C, `--halt`, a closed stdout).
 const WALK_AFTER_STOP: Duration = Duration::from_millis(250);
@@ -61,6 +66,7 @@ pub(crate) fn drive(
         live: board.as_ref(),
         started: io.started.map(Mutex::new),
         start,
+        up_to_date: AtomicU64::new(0),
     };
     let mut collector = Collector::new(config, &cancel, journal.as_mut(), io.stdout, io.stderr);
     collector.live = board.as_ref();
@@ -133,7 +139,17 @@ impl Flow<'_, '_> {
                     let largest_first = config.run.order == Order::LargestFirst;
                     let mut kept = Vec::new();
                     let mut stopped_at: Option<Instant> = None;
+                    // With -o the walk ends before any job starts: every target is known and
+                    // checked first (collisions stop the run before anything ran).
+                    let held = std::cell::RefCell::new(config.target.as_ref().map(|_| Vec::new()));
                     let mut sink = |input: Input| {
+                        if let Some(all) = held.borrow_mut().as_mut() {
+                            if ctx.cancel.no_new_jobs() {
+                                return false;
+                            }
+                            all.push(input);
+                            return true;
+                        }
                         // After a stop, discovery goes on only briefly: what it reaches gets
                         // a not_started record, and however much is queued, fanout ends soon.
                         if ctx.cancel.no_new_jobs()
@@ -151,7 +167,7 @@ impl Flow<'_, '_> {
                             Some(input) => triage.send(&job_tx, input),
                         }
                     };
-                    let report = match source {
+                    let mut report = match source {
                         Source::Walk => {
                             walk::scan(&config.walk, &mut sink, &ctx.notices, ctx.cancel, found)
                         }
@@ -167,6 +183,24 @@ impl Flow<'_, '_> {
                             Ok(report)
                         }
                     };
+                    let held = held.borrow_mut().take();
+                    if let (Some(mut all), Some(template)) = (held, &config.target) {
+                        let checked =
+                            crate::targets::assign(template, config.run.threads, &mut all);
+                        // A run stopped during the walk starts nothing: its inputs get their
+                        // not_started records, whatever their targets.
+                        if let (Err(why), false) = (checked, ctx.cancel.no_new_jobs()) {
+                            return Err(anyhow::anyhow!(why));
+                        }
+                        for input in all {
+                            if !sink(input) {
+                                if let Ok(r) = report.as_mut() {
+                                    r.cut_short = true;
+                                }
+                                break;
+                            }
+                        }
+                    }
                     triage.flush();
                     // With --order largest-first every input is weighed, then the heaviest go first
                     // (the dry run shows that order too).
@@ -212,6 +246,8 @@ struct Triage<'c, 'a> {
     since: Instant,
     /// A journal is written: records are formatted here, on the walk's core.
     journal: bool,
+    /// `-u`: directories of up-to-date targets already swept of dead runs' temporary files.
+    swept: std::collections::HashSet<std::path::PathBuf>,
 }
 
 impl<'c, 'a> Triage<'c, 'a> {
@@ -227,6 +263,32 @@ impl<'c, 'a> Triage<'c, 'a> {
             batch: Vec::with_capacity(Self::BATCH),
             since: Instant::now(),
             journal: ctx.config.summary.is_some() && !ctx.config.mode.is_dry_run(),
+            swept: std::collections::HashSet::new(),
+        }
+    }
+
+    /// Sweeps the directory of an up-to-date target once: no job of this run may write there,
+    /// and a killed run's `{out}` could otherwise stay (the sweep's rules: only a dead run's
+    /// own files, only while no run writes in that directory). Not in a dry run.
+    fn sweep_beside(&mut self, target: &std::path::Path) {
+        if self.ctx.config.mode.is_dry_run() {
+            return;
+        }
+        let dir = match target.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => std::path::Path::new("."),
+        };
+        if !self.swept.insert(dir.to_path_buf()) {
+            return;
+        }
+        let removed = crate::inplace::sweep_dead(dir, std::process::id());
+        if !removed.is_empty() {
+            let names: Vec<String> = removed.iter().map(|p| p.display().to_string()).collect();
+            let _ = self.ctx.notices.send(Notice::Info(format!(
+                "removed {} temporary file(s) left by fanout runs that are no longer alive: {}",
+                removed.len(),
+                names.join(", ")
+            )));
         }
     }
 
@@ -262,7 +324,7 @@ impl<'c, 'a> Triage<'c, 'a> {
         jobs.send(input).is_ok()
     }
 
-    fn decide(&self, input: &Input) -> Option<JobRecord> {
+    fn decide(&mut self, input: &Input) -> Option<JobRecord> {
         let mut record;
         if let Some(problem) = &input.problem {
             record = JobRecord::new(input.job, &input.path, Status::Failed);
@@ -271,6 +333,21 @@ impl<'c, 'a> Triage<'c, 'a> {
             record = JobRecord::new(input.job, &input.path, Status::Skipped);
             record.reason = Some(crate::inplace::same_file_reason(&input.path, first));
             record.action = Some("kept");
+        } else if let Some(target) = input.target.as_deref().filter(|t| {
+            self.ctx
+                .config
+                .run
+                .output
+                .as_ref()
+                .is_some_and(|o| o.update)
+                && crate::targets::up_to_date(input, t)
+        }) {
+            record = JobRecord::new(input.job, &input.path, Status::Skipped);
+            record.reason = Some(UP_TO_DATE.into());
+            record.action = Some("up_to_date");
+            record.set_output(target);
+            self.ctx.up_to_date.fetch_add(1, Ordering::Relaxed);
+            self.sweep_beside(target);
         } else if let Some((reason, id)) = self.resume.and_then(|r| r.skip(&input.path, input.seen))
         {
             record = JobRecord::new(input.job, &input.path, Status::Skipped);
@@ -281,6 +358,9 @@ impl<'c, 'a> Triage<'c, 'a> {
             record = self.ctx.not_started(input.job, &input.path);
         } else {
             return None;
+        }
+        if let (Some(target), None) = (&input.target, &record.output) {
+            record.set_output(target);
         }
         Some(record)
     }

@@ -40,6 +40,10 @@ pub(crate) enum Placeholder {
     Out,
     /// `{mem}`: this job's memory reservation in MiB.
     Mem,
+    /// `{rel}`: the path relative to the root it was found under (see [`rel_path`]).
+    Rel,
+    /// `{rel.}`: `{rel}` without its extension.
+    RelNoExt,
 }
 
 /// Every placeholder with its spelling, for parsing and for hints.
@@ -54,6 +58,8 @@ const PLACEHOLDERS: &[(&str, Placeholder)] = &[
     ("threads", Placeholder::Threads),
     ("out", Placeholder::Out),
     ("mem", Placeholder::Mem),
+    ("rel", Placeholder::Rel),
+    ("rel.", Placeholder::RelNoExt),
 ];
 
 impl Placeholder {
@@ -66,6 +72,8 @@ impl Placeholder {
                 | Placeholder::Parent
                 | Placeholder::BasenameNoExt
                 | Placeholder::Out
+                | Placeholder::Rel
+                | Placeholder::RelNoExt
         )
     }
 }
@@ -83,7 +91,7 @@ struct Word {
 }
 
 impl Word {
-    fn parse(raw: &OsStr, shell: bool, in_place: bool) -> Result<Word> {
+    fn parse(raw: &OsStr, shell: bool, with_out: bool) -> Result<Word> {
         let bytes = raw.as_bytes();
         let mut tokens = Vec::new();
         let mut text = Vec::new();
@@ -105,8 +113,8 @@ impl Word {
                     let name = &bytes[i + 1..i + 1 + len];
                     if let Some(&(_, ph)) = PLACEHOLDERS.iter().find(|(n, _)| n.as_bytes() == name)
                     {
-                        if ph == Placeholder::Out && !in_place {
-                            bail!("{{out}} is only for in-place rewrites: add -i/--in-place");
+                        if ph == Placeholder::Out && !with_out {
+                            bail!("{{out}} is where a job writes what fanout then commits: add -i/--in-place or -o/--output TEMPLATE");
                         }
                         if let Some(q) = quotes.as_mut() {
                             if let Some(problem) = q.value_here() {
@@ -183,10 +191,12 @@ impl Word {
 
 /// Suggests the closest placeholder for a misspelt `{name}`.
 fn hint(name: &str) -> String {
-    let known = ["threads", "out", "mem"];
+    let known = ["threads", "out", "mem", "rel"];
     match known.iter().find(|k| k.starts_with(&name[..1])) {
         Some(k) => format!(" (did you mean {{{k}}}?)"),
-        None => String::from(" (placeholders: {} {.} {/} {//} {/.} {#} {%} {threads} {out} {mem})"),
+        None => String::from(
+            " (placeholders: {} {.} {/} {//} {/.} {rel} {rel.} {#} {%} {threads} {out} {mem})",
+        ),
     }
 }
 
@@ -197,8 +207,11 @@ pub(crate) struct JobValues<'a> {
     pub job: u64,
     pub slot: usize,
     pub threads: usize,
-    /// The in-place output path, for `{out}`.
+    /// Where the job writes, for `{out}`.
     pub out: Option<&'a Path>,
+    /// Where `{rel}` begins in `path`: the length of the root it was found under, with its
+    /// separator. `None`: a path named directly or read from standard input.
+    pub rel_at: Option<usize>,
     /// The memory reservation in MiB, for `{mem}`.
     pub mem_mib: u64,
 }
@@ -244,8 +257,55 @@ impl JobValues<'_> {
             Placeholder::Out => {
                 Cow::Borrowed(self.out.map_or(&b""[..], |p| p.as_os_str().as_bytes()))
             }
+            Placeholder::Rel => Cow::Owned(rel_path(path, self.rel_at)),
+            Placeholder::RelNoExt => {
+                let mut rel = rel_path(path, self.rel_at);
+                let start = rel.iter().rposition(|b| *b == b'/').map_or(0, |i| i + 1);
+                rel.truncate(start + stem_len(&rel[start..]));
+                Cow::Owned(rel)
+            }
         }
     }
+}
+
+/// `{rel}`: the path below the root it was found under (`rel_at`), or for a path named
+/// directly the path itself when it is relative without `..`, else its base name. Only plain
+/// name components are kept (`.` and empty ones are dropped), so the value is never absolute,
+/// never holds `..`, and `dir/{rel}` always stays inside `dir`. A value that would begin with
+/// `-` begins with `./` instead, so it cannot read as an option.
+pub(crate) fn rel_path(path: &Path, rel_at: Option<usize>) -> Vec<u8> {
+    use std::path::Component;
+    let whole = path.as_os_str().as_bytes();
+    let below = match rel_at {
+        Some(at) if at <= whole.len() => Path::new(OsStr::from_bytes(&whole[at..])),
+        _ => path,
+    };
+    // Below a root, a leading `/` is the separator after the root's name.
+    let plain = below.components().all(|c| match c {
+        Component::Normal(_) | Component::CurDir => true,
+        Component::RootDir => rel_at.is_some(),
+        _ => false,
+    });
+    let mut rel = Vec::with_capacity(below.as_os_str().len());
+    if plain {
+        for c in below.components() {
+            if let Component::Normal(name) = c {
+                if !rel.is_empty() {
+                    rel.push(b'/');
+                }
+                rel.extend_from_slice(name.as_bytes());
+            }
+        }
+    }
+    if rel.is_empty() {
+        rel = path
+            .file_name()
+            .map_or(b"_".to_vec(), |n| n.as_bytes().to_vec());
+    }
+    if rel.first() == Some(&b'-') {
+        rel.splice(0..0, *b"./");
+    }
+    rel
 }
 
 /// The length of a file name without its extension. As in Python's `os.path.splitext`, the
@@ -289,24 +349,24 @@ pub(crate) struct Template {
 impl Template {
     /// Parses the words after `--`. In shell mode they are joined with single spaces into one
     /// script. A template without a path placeholder gets `{}` appended.
-    pub(crate) fn parse(raw: &[OsString], shell: bool, in_place: bool) -> Result<Template> {
+    pub(crate) fn parse(raw: &[OsString], shell: bool, with_out: bool) -> Result<Template> {
         if raw.is_empty() || (raw.len() == 1 && raw[0].is_empty()) {
             bail!("no command given after `--`");
         }
         let mut words = if shell {
             let script = raw.join(OsStr::new(" "));
-            vec![Word::parse(&script, true, in_place)?]
+            vec![Word::parse(&script, true, with_out)?]
         } else {
             raw.iter()
-                .map(|w| Word::parse(w, false, in_place))
+                .map(|w| Word::parse(w, false, with_out))
                 .collect::<Result<Vec<_>>>()?
         };
         let has_out = words
             .iter()
             .flat_map(|w| &w.tokens)
             .any(|t| *t == Token::Value(Placeholder::Out));
-        if in_place && !has_out {
-            bail!("-i/--in-place needs {{out}} in the command: the path the job writes the new content to, e.g. `cp {{}} {{out}}`");
+        if with_out && !has_out {
+            bail!("-i/--in-place and -o/--output need {{out}} in the command: the path the job writes the new content to, e.g. `cp {{}} {{out}}`");
         }
         if !words.iter().any(Word::has_path) {
             let path = Token::Value(Placeholder::Path);
@@ -358,6 +418,92 @@ impl Template {
     }
 }
 
+/// The `-o` template: one word naming each input's target. Every placeholder works in it
+/// but those that differ between runs of the same input (`{%}`, `{mem}`) and `{out}`.
+#[derive(Debug, Clone)]
+pub(crate) struct TargetTemplate {
+    word: Word,
+}
+
+impl TargetTemplate {
+    pub(crate) fn parse(raw: &OsStr) -> Result<TargetTemplate> {
+        if raw.is_empty() {
+            bail!("-o/--output needs a template, e.g. -o 'clean/{{rel.}}.parquet'");
+        }
+        let word = Word::parse(raw, false, true)?;
+        for token in &word.tokens {
+            if let Token::Value(ph @ (Placeholder::Out | Placeholder::Slot | Placeholder::Mem)) =
+                token
+            {
+                bail!(
+                    "-o/--output: {} cannot name a target{}",
+                    spelling(*ph),
+                    if *ph == Placeholder::Out {
+                        " ({out} is the temporary file the command writes)"
+                    } else {
+                        ": it differs from one run to the next, so a target could not be found again"
+                    }
+                );
+            }
+        }
+        if raw.as_bytes().ends_with(b"/") {
+            bail!(
+                "-o/--output names a directory ({}): name the file, e.g. 'clean/{{rel.}}.parquet'",
+                raw.to_string_lossy()
+            );
+        }
+        Ok(TargetTemplate { word })
+    }
+
+    /// The target of one input. When the template begins with text (`clean/...`), no
+    /// placeholder may bring in a `..` component: the target stays under that text.
+    pub(crate) fn expand(&self, job: &JobValues) -> Result<std::path::PathBuf, String> {
+        let fenced = matches!(self.word.tokens.first(), Some(Token::Text(_)));
+        let mut target = Vec::new();
+        for token in &self.word.tokens {
+            match token {
+                Token::Text(t) => target.extend_from_slice(t),
+                Token::Value(ph) => {
+                    let value = job.value(*ph);
+                    let path = Path::new(OsStr::from_bytes(&value));
+                    if fenced
+                        && path
+                            .components()
+                            .any(|c| c == std::path::Component::ParentDir)
+                    {
+                        return Err(format!(
+                            "{} is {}, which holds `..`: the target would leave the template's directory (use {{rel}} or {{/}})",
+                            spelling(*ph),
+                            path.display()
+                        ));
+                    }
+                    target.extend_from_slice(&value);
+                }
+            }
+        }
+        let target = std::path::PathBuf::from(OsString::from_vec(target));
+        let named = target.file_name().is_some()
+            && !target.as_os_str().as_bytes().ends_with(b"/")
+            && !target.ends_with(".");
+        if !named {
+            return Err(format!(
+                "the target {} is not a file name",
+                target.display()
+            ));
+        }
+        Ok(target)
+    }
+}
+
+/// How a placeholder is written.
+fn spelling(ph: Placeholder) -> String {
+    let name = PLACEHOLDERS
+        .iter()
+        .find(|(_, p)| *p == ph)
+        .map_or("", |(n, _)| n);
+    format!("{{{name}}}")
+}
+
 /// Renders an argv as one shell command line: `sh -c "$line"` runs the very same argv.
 pub(crate) fn display_argv(argv: &[OsString]) -> Vec<u8> {
     let mut line = Vec::new();
@@ -391,6 +537,7 @@ mod tests {
             slot: 2,
             threads: 3,
             out: Some(Path::new("o")),
+            rel_at: None,
             mem_mib: 512,
         };
         t.expand(&job)
@@ -675,5 +822,97 @@ mod tests {
             shlex::split(&line).unwrap(),
             ["echo", "a b", "", "it's", "$HOME", "-x"]
         );
+    }
+
+    fn target(template: &str, path: &str, rel_at: Option<usize>) -> Result<String, String> {
+        let t = TargetTemplate::parse(OsStr::new(template)).map_err(|e| e.to_string())?;
+        t.expand(&JobValues {
+            path: Path::new(path),
+            job: 3,
+            slot: 1,
+            threads: 1,
+            out: None,
+            rel_at,
+            mem_mib: 1,
+        })
+        .map(|p| p.into_os_string().into_string().unwrap())
+    }
+
+    #[test]
+    fn rel_is_the_path_below_its_root() {
+        let rel = |p: &str, at| String::from_utf8(rel_path(Path::new(p), at)).unwrap();
+        assert_eq!(
+            rel("raw/year=2024/month=01/part-0.csv", Some(4)),
+            "year=2024/month=01/part-0.csv"
+        );
+        assert_eq!(rel("raw//a/./b.csv", Some(4)), "a/b.csv");
+        // Named directly: the path when relative without `..`, else the base name.
+        assert_eq!(rel("a/b.csv", None), "a/b.csv");
+        assert_eq!(rel("./a/b.csv", None), "a/b.csv");
+        assert_eq!(rel("/abs/a/b.csv", None), "b.csv");
+        assert_eq!(rel("../up/b.csv", None), "b.csv");
+        assert_eq!(rel("a/../b.csv", None), "b.csv");
+        assert_eq!(rel("-x.csv", None), "./-x.csv");
+        // A root given as `..` or absolute: only what lies below it counts.
+        assert_eq!(rel("../raw/a.csv", Some(7)), "a.csv");
+        assert_eq!(rel("/data/raw/y=1/a.csv", Some(10)), "y=1/a.csv");
+    }
+
+    #[test]
+    fn rel_without_extension() {
+        assert_eq!(
+            target("clean/{rel.}.parquet", "raw/y=1/part-0.csv", Some(4)).unwrap(),
+            "clean/y=1/part-0.parquet"
+        );
+        assert_eq!(
+            target("c/{rel.}.p", "raw/y=1.d/.hidden", Some(4)).unwrap(),
+            "c/y=1.d/.hidden.p"
+        );
+        assert_eq!(target("c/{rel.}.p", "-x.csv", None).unwrap(), "c/./-x.p");
+    }
+
+    #[test]
+    fn targets_never_leave_a_relative_template() {
+        for (path, rel_at) in [
+            ("../../etc/passwd", None),
+            ("/etc/passwd", None),
+            ("a/../../b", None),
+            ("raw/../../x.csv", Some(4)),
+        ] {
+            let t = target("clean/{rel}", path, rel_at).unwrap();
+            assert!(t.starts_with("clean/"), "{t}");
+            assert!(
+                !Path::new(&t)
+                    .components()
+                    .any(|c| c == std::path::Component::ParentDir),
+                "{t}"
+            );
+        }
+        let err = target("clean/{}.parquet", "../x.csv", None).unwrap_err();
+        assert!(err.contains("`..`"), "{err}");
+        let err = target("clean/{//}/{/}", "../x.csv", None).unwrap_err();
+        assert!(err.contains("{//}"), "{err}");
+        // A template that begins with the input's own path puts the target beside it.
+        assert_eq!(
+            target("{.}.parquet", "../x.csv", None).unwrap(),
+            "../x.parquet"
+        );
+        assert_eq!(target("/abs/{/.}.p", "/d/x.csv", None).unwrap(), "/abs/x.p");
+    }
+
+    #[test]
+    fn target_templates_are_checked_when_parsed() {
+        for (bad, says) in [
+            ("", "needs a template"),
+            ("o/{out}", "{out}"),
+            ("o/{%}.p", "{%}"),
+            ("o/{mem}.p", "{mem}"),
+            ("o/{rel}/", "names a directory"),
+            ("o/{nope}", "unknown placeholder"),
+        ] {
+            let err = target(bad, "a.csv", None).unwrap_err();
+            assert!(err.contains(says), "{bad}: {err}");
+        }
+        assert!(target("o/{//}/..", "a/b.csv", None).is_err());
     }
 }

@@ -19,6 +19,7 @@ mod inputs;
 mod journal;
 mod live;
 mod memory;
+mod outputs;
 mod preflight;
 mod processes;
 mod readme;

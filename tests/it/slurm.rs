@@ -1459,3 +1459,132 @@ fn a_directory_named_worker_is_still_a_path() {
     out.assert_code(0).assert_no_panic();
     assert_eq!(out.stdout_str(), "a");
 }
+
+// ---------------------------------------------------------------------------------------------
+// New datasets (-o) on Slurm
+
+#[test]
+fn outputs_across_shards_mirror_the_tree_then_are_up_to_date() {
+    if !slurm() {
+        return;
+    }
+    let (env, paths) = hive(30);
+    let args = [
+        "--executor",
+        "slurm",
+        "--shards",
+        "3",
+        "--summary",
+        "s.jsonl",
+        "-u",
+        "data",
+        "-o",
+        "clean/{rel.}.txt",
+        "--",
+        "cp",
+        "{}",
+        "{out}",
+    ];
+    let out = run_slurm(&env, &args);
+    out.assert_code(0).assert_no_panic();
+    let (records, st) = journal(&env, &out, &paths);
+    assert!(st.values().all(|s| s == "ok"), "{}", out.dump());
+    for r in file_records(&records) {
+        let path = r["path"].as_str().unwrap();
+        let target = format!(
+            "clean/{}.txt",
+            path.strip_prefix("data/")
+                .unwrap()
+                .strip_suffix(".csv")
+                .unwrap()
+        );
+        assert_eq!(
+            (r["output"].as_str(), r["action"].as_str()),
+            (Some(target.as_str()), Some("created"))
+        );
+        assert_eq!(
+            fs::read(env.path(&target)).unwrap(),
+            fs::read(env.path(path)).unwrap()
+        );
+    }
+    assert!(temp_files(&env).is_empty(), "{:?}", temp_files(&env));
+    // Everything is up to date: nothing is submitted.
+    let out = run_slurm(&env, &args);
+    out.assert_code(0)
+        .assert_stderr_lacks("submitted Slurm job");
+    let (records, _) = journal(&env, &out, &paths);
+    assert!(file_records(&records)
+        .iter()
+        .all(|r| r["action"] == "up_to_date"));
+}
+
+#[test]
+fn colliding_outputs_stop_a_slurm_run_before_its_plan() {
+    let (env, _) = hive(30);
+    for dry in [true, false] {
+        let mut args = vec![
+            "--executor",
+            "slurm",
+            "data",
+            "-o",
+            "flat/{/}",
+            "--",
+            "cp",
+            "{}",
+            "{out}",
+        ];
+        if dry {
+            args.insert(0, "-n");
+        } else if !slurm() {
+            continue;
+        }
+        let out = run_slurm(&env, &args);
+        out.assert_code(2)
+            .assert_stderr_contains("both write 'flat/part-0.csv'")
+            .assert_stderr_lacks("submitted Slurm job");
+        assert!(
+            !env.exists("flat") && !env.exists(".fanout"),
+            "{}",
+            out.dump()
+        );
+    }
+}
+
+#[test]
+fn srun_steps_write_outputs_through_the_commit() {
+    if !slurm() {
+        return;
+    }
+    let (env, paths) = flat(6);
+    let mut cmd = Command::new("salloc");
+    cmd.args(["--quiet", "-n2", "--mem=1G", "--"])
+        .arg(FANOUT)
+        .args([
+            "--executor",
+            "srun",
+            "--summary",
+            "s.jsonl",
+            "d",
+            "-o",
+            "o/{rel}.copy",
+            "--",
+            "cp",
+            "{}",
+            "{out}",
+        ])
+        .current_dir(env.root())
+        .env_remove("SLURM_JOB_ID");
+    let out = Bg::start(cmd).wait(SLURM_DEADLINE);
+    out.assert_code(0).assert_no_panic();
+    let (records, _) = journal(&env, &out, &paths);
+    assert!(file_records(&records)
+        .iter()
+        .all(|r| r["action"] == "created"));
+    for p in &paths {
+        let rel = p.strip_prefix("d/").unwrap();
+        assert_eq!(
+            fs::read(env.path(format!("o/{rel}.copy"))).unwrap(),
+            fs::read(env.path(p)).unwrap()
+        );
+    }
+}

@@ -1,0 +1,275 @@
+//! `-o` targets: every input's target, computed before any job runs and checked as a whole
+//! (two inputs that would write one target, a target that is itself an input, a target that
+//! would leave its template's directory), and make's freshness rule for `-u`.
+//!
+//! Targets are compared as absolute paths made lexically (the current directory joined, `.`
+//! dropped, `..` taken back), by a 64-bit hash first and byte for byte on a hit, so a million
+//! inputs cost two small tables beside the inputs themselves. Nothing here runs or writes.
+
+use std::collections::HashMap;
+use std::hash::{DefaultHasher, Hasher};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Component, Path};
+
+use crate::template::{JobValues, TargetTemplate};
+use crate::walk::Input;
+
+/// Collisions named in the error, at most.
+const SHOWN: usize = 3;
+
+/// Sets the target of every input that is to run, or says why the run cannot start.
+pub(crate) fn assign(
+    template: &TargetTemplate,
+    threads: usize,
+    inputs: &mut [Input],
+) -> Result<(), String> {
+    let cwd = std::env::current_dir().unwrap_or_default();
+    let mut bad = Vec::new();
+    for input in inputs.iter_mut().filter(|i| runs(i)) {
+        match template.expand(&JobValues {
+            path: &input.path,
+            job: input.job,
+            slot: 1,
+            threads,
+            out: None,
+            rel_at: input.rel_at,
+            mem_mib: 0,
+        }) {
+            Ok(target) => input.target = Some(target),
+            Err(why) => bad.push(format!("{}: {why}", quoted(&input.path))),
+        }
+    }
+    if !bad.is_empty() {
+        return Err(format!(
+            "-o/--output: {} (nothing was run)",
+            listed(&bad, "target")
+        ));
+    }
+    let mut buf = Vec::new();
+    let mut scratch = Vec::new();
+    // Every input's path, to find targets that are inputs.
+    let mut paths: HashMap<u64, u32> = HashMap::with_capacity(inputs.len());
+    for (i, input) in inputs.iter().enumerate() {
+        paths.insert(key(&input.path, &cwd, &mut buf), i as u32);
+    }
+    let mut targets: HashMap<u64, u32> = HashMap::with_capacity(inputs.len());
+    let mut shared = Vec::new();
+    let mut inputs_hit = Vec::new();
+    let (mut shared_n, mut inputs_n) = (0u64, 0u64);
+    for (i, input) in inputs.iter().enumerate() {
+        let Some(target) = &input.target else {
+            continue;
+        };
+        let k = key(target, &cwd, &mut buf);
+        let same = |other: &Path, scratch: &mut Vec<u8>| {
+            normal(other, &cwd, scratch);
+            *scratch == buf
+        };
+        if let Some(&j) = paths.get(&k) {
+            if same(&inputs[j as usize].path, &mut scratch) {
+                inputs_n += 1;
+                if inputs_hit.len() < SHOWN {
+                    inputs_hit.push(format!(
+                        "{} (the target of {}) is an input",
+                        quoted(target),
+                        quoted(&input.path)
+                    ));
+                }
+            }
+        }
+        match targets.get(&k) {
+            Some(&j) => {
+                let first = &inputs[j as usize];
+                let first_target = first.target.as_deref().unwrap_or(Path::new(""));
+                if same(first_target, &mut scratch) {
+                    shared_n += 1;
+                    if shared.len() < SHOWN {
+                        shared.push(format!(
+                            "{} and {} both write {}",
+                            quoted(&first.path),
+                            quoted(&input.path),
+                            quoted(target)
+                        ));
+                    }
+                }
+            }
+            None => {
+                targets.insert(k, i as u32);
+            }
+        }
+    }
+    let mut problems = Vec::new();
+    if shared_n > 0 {
+        problems.push(format!(
+            "{} the target of an earlier input: {}",
+            counted(shared_n, "input has", "inputs have"),
+            shared.join("; ")
+        ));
+    }
+    if inputs_n > 0 {
+        problems.push(format!(
+            "{} also inputs: {}",
+            counted(inputs_n, "target is", "targets are"),
+            inputs_hit.join("; ")
+        ));
+    }
+    if problems.is_empty() {
+        return Ok(());
+    }
+    Err(format!(
+        "-o/--output: {} (nothing was run); give each input a target of its own, e.g. with {{rel}} or {{rel.}}, in a directory apart from the inputs",
+        problems.join("; ")
+    ))
+}
+
+/// Whether the target of `input` is up to date (make's rule): it exists and was modified no
+/// earlier than the input (nanoseconds). Links are followed, as make does.
+pub(crate) fn up_to_date(input: &Input, target: &Path) -> bool {
+    let Ok(t) = std::fs::metadata(target) else {
+        return false;
+    };
+    let input_ns = match input.seen {
+        Some((_, ns)) => ns,
+        None => match std::fs::metadata(&input.path) {
+            Ok(md) => md.mtime() * 1_000_000_000 + md.mtime_nsec(),
+            Err(_) => return false,
+        },
+    };
+    t.mtime() * 1_000_000_000 + t.mtime_nsec() >= input_ns
+}
+
+/// An input that gets a job (the others get their record from triage).
+fn runs(input: &Input) -> bool {
+    input.problem.is_none() && input.duplicate_of.is_none()
+}
+
+/// The hash of `path` made absolute and lexical; the bytes stay in `buf`.
+fn key(path: &Path, cwd: &Path, buf: &mut Vec<u8>) -> u64 {
+    normal(path, cwd, buf);
+    let mut h = DefaultHasher::new();
+    h.write(buf);
+    h.finish()
+}
+
+/// `path` joined to `cwd` when relative, without `.` components and with `..` taken back.
+fn normal(path: &Path, cwd: &Path, buf: &mut Vec<u8>) {
+    buf.clear();
+    let base = if path.is_absolute() { None } else { Some(cwd) };
+    for c in base
+        .into_iter()
+        .flat_map(Path::components)
+        .chain(path.components())
+    {
+        match c {
+            Component::RootDir | Component::Prefix(_) => buf.clear(),
+            Component::CurDir => {}
+            Component::ParentDir => {
+                let cut = buf.iter().rposition(|b| *b == b'/').unwrap_or(0);
+                buf.truncate(cut);
+            }
+            Component::Normal(name) => {
+                buf.push(b'/');
+                buf.extend_from_slice(name.as_bytes());
+            }
+        }
+    }
+}
+
+fn quoted(path: &Path) -> String {
+    format!("'{}'", path.display())
+}
+
+fn counted(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+fn listed(items: &[String], what: &str) -> String {
+    let more = items.len().saturating_sub(SHOWN);
+    let mut text = items[..items.len().min(SHOWN)].join("; ");
+    if more > 0 {
+        text.push_str(&format!("; and {more} more {what}s like these"));
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+
+    fn input(job: u64, path: &str, rel_at: Option<usize>) -> Input {
+        Input {
+            job,
+            path: PathBuf::from(path),
+            problem: None,
+            weight: None,
+            duplicate_of: None,
+            seen: None,
+            rel_at,
+            target: None,
+        }
+    }
+
+    fn run(template: &str, inputs: &mut [Input]) -> Result<(), String> {
+        let t = TargetTemplate::parse(std::ffi::OsStr::new(template)).unwrap();
+        assign(&t, 1, inputs)
+    }
+
+    #[test]
+    fn mirrored_targets_do_not_collide() {
+        let mut inputs = [
+            input(1, "raw/y=1/part-0.csv", Some(4)),
+            input(2, "raw/y=2/part-0.csv", Some(4)),
+        ];
+        run("clean/{rel.}.parquet", &mut inputs).unwrap();
+        assert_eq!(
+            inputs[1].target.as_deref(),
+            Some(Path::new("clean/y=2/part-0.parquet"))
+        );
+    }
+
+    #[test]
+    fn flat_targets_collide_and_are_named() {
+        let mut inputs = [
+            input(1, "raw/y=1/part-0.csv", Some(4)),
+            input(2, "raw/y=2/part-0.csv", Some(4)),
+            input(3, "raw/y=3/part-1.csv", Some(4)),
+        ];
+        let err = run("flat/{/}", &mut inputs).unwrap_err();
+        assert!(
+            err.contains("1 input has the target of an earlier input: 'raw/y=1/part-0.csv' and 'raw/y=2/part-0.csv' both write 'flat/part-0.csv'"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn spellings_of_one_path_collide() {
+        let mut inputs = [input(1, "a/x.csv", None), input(2, "b/x.csv", None)];
+        let err = run("out/./{/.}.p", &mut inputs).unwrap_err();
+        assert!(err.contains("both write"), "{err}");
+        let mut inputs = [input(1, "x.csv", None), input(2, "x.p", None)];
+        let err = run("{.}.p", &mut inputs).unwrap_err();
+        assert!(
+            err.contains("'x.p' (the target of 'x.csv') is an input"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn escaping_targets_stop_the_run() {
+        let mut inputs = [input(1, "../x.csv", None)];
+        let err = run("clean/{}.p", &mut inputs).unwrap_err();
+        assert!(err.contains("`..`") && err.contains("'../x.csv'"), "{err}");
+    }
+
+    #[test]
+    fn normal_paths() {
+        let mut buf = Vec::new();
+        normal(Path::new("a/./b/../c"), Path::new("/w"), &mut buf);
+        assert_eq!(buf, b"/w/a/c");
+        normal(Path::new("/x//y/"), Path::new("/w"), &mut buf);
+        assert_eq!(buf, b"/x/y");
+    }
+}
