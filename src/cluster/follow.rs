@@ -177,7 +177,8 @@ impl Shard {
             if !all && (self.stdout.available() < out || self.stderr.available() < err) {
                 break;
             }
-            let record = self.pending.pop_front().expect("a pending record");
+            let mut record = self.pending.pop_front().expect("a pending record");
+            record.shard = Some(self.index as u32);
             intake.accept(Done {
                 record,
                 stdout: self.stdout.take(out),
@@ -286,6 +287,7 @@ mod tests {
         assert!(taken.events.is_empty() && !shard.started);
 
         let header = WorkerHeader {
+            v: 1,
             shard: 0,
             pid: 1,
             host: "n1".into(),

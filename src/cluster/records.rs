@@ -13,6 +13,9 @@ use crate::record::{JobRecord, MemoryReport};
 /// The first line a worker writes: which shard it runs, where, with how much memory.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct WorkerHeader {
+    /// The journal's format version.
+    #[serde(default)]
+    pub v: u32,
     pub shard: usize,
     pub pid: u32,
     pub host: String,
@@ -133,6 +136,7 @@ mod tests {
     #[test]
     fn the_header_reads_back_as_written() {
         let h = WorkerHeader {
+            v: crate::record::FORMAT_VERSION,
             shard: 3,
             pid: 4242,
             host: "n17".into(),

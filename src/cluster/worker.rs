@@ -59,6 +59,7 @@ pub(crate) fn prepare(plan_dir: &Path, shard: usize) -> Result<Task> {
         stderr: Box::new(create(layout.stderr(shard))?),
         header: Some(
             WorkerHeader {
+                v: crate::record::FORMAT_VERSION,
                 shard,
                 pid: std::process::id(),
                 host: hostname(),

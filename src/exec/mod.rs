@@ -237,6 +237,7 @@ fn run_admitted(
         let mut record = JobRecord::new(input.job, &input.path, Status::Ok);
         record.set_command(&argv);
         record.started_ms = Some(started_ms);
+        record.slot = Some(slot as u32);
         record.weight_bytes = Some(weight);
         record.mem_reserved_bytes = Some(permit.reserved);
         judge(&mut record, &finished, config);
