@@ -219,11 +219,12 @@ fn run_admitted(
         argv = alloc.wrap(&argv, input.job, permit.reserved);
         program = Some(alloc.srun.as_path());
     }
-    let started_ms = shared.start.elapsed().as_millis() as u64;
     shared.ctx.job_started(input.job);
     let mut attempts = 0;
     loop {
         attempts += 1;
+        // The last attempt's start: with its duration, the record spans that attempt.
+        let started_ms = shared.start.elapsed().as_millis() as u64;
         let finished = child::run(&Launch {
             argv: &argv,
             program,

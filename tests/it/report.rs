@@ -298,3 +298,34 @@ fn many_jobs_are_drawn_on_a_canvas() {
     assert!(!dom.contains("<b>x</b>"));
     assert!(dom.contains("Failed files (60)"));
 }
+
+#[test]
+fn a_retried_job_spans_its_last_attempt() {
+    let env = TestEnv::new(&[], &[("in/a", ""), ("in/b", "")]);
+    env.script("job.sh", "#!/bin/sh\nsleep 0.3\nexit 1\n");
+    env.run(&[
+        "--summary",
+        "run.jsonl",
+        "-j",
+        "1",
+        "--retries",
+        "1",
+        "in",
+        "--",
+        "./job.sh",
+    ])
+    .assert_code(1);
+    let records = typed_records(env.path("run.jsonl"));
+    let a = records.iter().find(|r| r.path == "in/a").unwrap();
+    let b = records.iter().find(|r| r.path == "in/b").unwrap();
+    assert_eq!((a.attempts, b.attempts), (2, 2));
+    // The first file's first attempt took 0.3 s from the run's start: its record starts after
+    // that, where its last attempt began, so start + duration is where the job really was.
+    let (a_start, a_end) = (
+        a.started_ms.unwrap(),
+        a.started_ms.unwrap() + a.duration_ms.unwrap(),
+    );
+    assert!(a_start >= 250, "{records:#?}");
+    let b_start = b.started_ms.unwrap();
+    assert!(b_start >= a_end + 250, "{records:#?}");
+}
