@@ -42,6 +42,11 @@ EXIT STATUS: 0 all jobs succeeded (or nothing matched), 1 some file failed or a 
 2 usage or preflight error (nothing ran), 130 after SIGINT, 143 after SIGTERM, 141 when fanout's
 own standard output was closed.
 
+A PAGE OF A RUN:
+  fanout report run.jsonl [-o run.html]
+writes one self-contained HTML page from a --summary journal: a timeline of the jobs, memory
+over time, durations, the slowest and the failed files (fanout report --help).
+
 ON A SLURM CLUSTER:
   fanout --executor slurm --shards 16 -j 2 --slurm-arg=--partition=batch -i -e parquet data/ -- \\
     python3 sort.py {} {out}

@@ -2,8 +2,10 @@
 # `fanout report` on a large run: makes a real journal of N jobs (default 100,000: `test -s`
 # over N files, 1 in 100 empty so that it fails), then measures the report's size, how long
 # `fanout report` takes (hyperfine), and how long headless Chromium takes to load and draw the
-# page: the page's own clock (data-render-ms: navigation start to drawn) and the whole
-# `chromium --headless --dump-dom` process (hyperfine, browser start included).
+# page: the page's own clock (data-render-ms: navigation start to drawn, read with --dump-dom)
+# and the whole `chromium --headless --screenshot` process against an empty page's (hyperfine,
+# browser start included). (--dump-dom itself is not timed: serialising the page's 10 MB data
+# block back out takes seconds and says nothing about the page.)
 #
 # Usage: bash bench/report/run.sh [FANOUT]
 #   FANOUT  the binary (default: `cargo build --release`, target/release/fanout)
@@ -57,11 +59,13 @@ load() {
     chromium --headless --no-sandbox --disable-gpu --no-first-run \
         --user-data-dir="$PROFILE" --dump-dom "file://$OUT/run.html" 2>/dev/null
 }
-echo "==> chromium --headless --dump-dom (an empty page first: the browser's own start)" >&2
+echo "==> chromium --headless --screenshot (an empty page first: the browser's own start)" >&2
 echo '<!doctype html><title>empty</title><body>' > "$WORK/empty.html"
+shot() {
+    echo "chromium --headless --no-sandbox --disable-gpu --no-first-run --user-data-dir='$PROFILE' --window-size=1280,900 --screenshot='$WORK/shot.png' 'file://$1' >/dev/null 2>&1"
+}
 hyperfine --runs "$RUNS" --warmup 1 --export-markdown "$WORK/chromium.md" \
-    "chromium --headless --no-sandbox --disable-gpu --no-first-run --user-data-dir='$PROFILE' --dump-dom 'file://$WORK/empty.html' >/dev/null 2>&1" \
-    "chromium --headless --no-sandbox --disable-gpu --no-first-run --user-data-dir='$PROFILE' --dump-dom 'file://$OUT/run.html' >/dev/null 2>&1"
+    "$(shot "$WORK/empty.html")" "$(shot "$OUT/run.html")"
 drawn=()
 for _ in $(seq "$RUNS"); do
     dom="$(load)"

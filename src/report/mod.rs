@@ -9,7 +9,7 @@ mod read;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 
 use crate::error::{counted, print_notice, ExitStatus};
 
@@ -45,6 +45,12 @@ pub(crate) fn write(journal: &Path, output: Option<&Path>) -> Result<ExitStatus>
         }
         _ => {
             let path = output.map_or_else(|| default_output(journal), Path::to_path_buf);
+            if same_file(&path, journal) {
+                bail!(
+                    "-o {} names the journal itself: the page would replace it; name another file",
+                    path.display()
+                );
+            }
             save(&path, page.as_bytes())
                 .with_context(|| format!("cannot write the report {}", path.display()))?;
             print_notice(&format!(
@@ -82,6 +88,15 @@ fn default_output(journal: &Path) -> PathBuf {
         return PathBuf::from(name);
     }
     page
+}
+
+/// Whether `a` and `b` are one file (the same device and inode).
+fn same_file(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
 }
 
 /// Writes `bytes` to `path` whole or not at all: a temporary file beside it, renamed over it.

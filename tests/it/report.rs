@@ -98,6 +98,15 @@ fn a_run_becomes_one_self_contained_page() {
         std::fs::read_to_string(env.path("elsewhere/page.html")).unwrap(),
         html
     );
+    // The journal is never overwritten by its page, under any name.
+    let journal = std::fs::read(env.path("run.jsonl")).unwrap();
+    env.symlink("run.jsonl", "link.html");
+    for o in ["run.jsonl", "./run.jsonl", "link.html"] {
+        env.run(&["report", "run.jsonl", "-o", o])
+            .assert_code(2)
+            .assert_stderr_contains("names the journal itself");
+    }
+    assert_eq!(std::fs::read(env.path("run.jsonl")).unwrap(), journal);
     let piped = env.run(&["report", "run.jsonl", "-o", "-"]);
     piped.assert_ok();
     assert_eq!(piped.stdout_str(), html);
