@@ -207,6 +207,10 @@ fn chromium() -> Option<String> {
 /// Loads `page` in headless Chromium: the DOM after the page's script ran, and what Chromium
 /// logged (console messages included).
 fn load(browser: &str, env: &TestEnv, page: &Path) -> (String, String) {
+    load_url(browser, env, &format!("file://{}", page.display()))
+}
+
+fn load_url(browser: &str, env: &TestEnv, url: &str) -> (String, String) {
     let profile = env.mkdir("chromium-profile");
     let out = run_command(
         {
@@ -223,7 +227,7 @@ fn load(browser: &str, env: &TestEnv, page: &Path) -> (String, String) {
                 ])
                 .arg(format!("--user-data-dir={}", profile.display()))
                 .arg("--dump-dom")
-                .arg(format!("file://{}", page.display()));
+                .arg(url);
             c
         },
         None,
@@ -270,6 +274,27 @@ fn the_page_renders_in_chromium_with_a_bar_per_job() {
         let bar = format!(r#"data-status="{}""#, r.status.name());
         assert!(dom.contains(&bar), "no {bar}");
     }
+    // A link to one job opens with its details: path, exit code, stderr.
+    let failed = records.iter().find(|r| r.exit_code == Some(3)).unwrap();
+    let url = format!(
+        "file://{}#job={}",
+        env.path("run.html").display(),
+        failed.job
+    );
+    let (dom, log) = load_url(&browser, &env, &url);
+    assert_rendered_without_errors(&dom, &log);
+    let details = dom
+        .split(r#"<div id="details""#)
+        .nth(1)
+        .and_then(|d| d.split("</section>").next())
+        .unwrap();
+    assert!(
+        details.contains(&format!(r#"data-job="{}""#, failed.job)),
+        "{details}"
+    );
+    assert!(details.contains(&failed.path), "{details}");
+    assert!(details.contains("exit 3"), "{details}");
+    assert!(details.contains("bad value 3"), "{details}");
     // Hostile text stays text: a path with markup in it does not become markup.
     assert!(
         dom.contains("&lt;img src=x onerror=alert(1)&gt;.txt"),
