@@ -93,7 +93,8 @@ pub struct JobRecord {
     /// The file's modification time after the job, nanoseconds since the epoch.
     pub file_mtime_ns: Option<i64>,
     /// When the job's last attempt started (the only one without `--retries`), ms after the run
-    /// started (on Slurm: after its array task started).
+    /// started (in a Slurm task's own journal: after the task started; the submitter moves it
+    /// onto its own clock).
     pub started_ms: Option<u64>,
     /// The worker slot that ran the job (`{%}`), for jobs that ran.
     #[serde(skip_serializing_if = "Option::is_none", default)]

@@ -66,6 +66,7 @@ pub(crate) fn prepare(plan_dir: &Path, shard: usize) -> Result<Task> {
                 slurm_job_id: std::env::var("SLURM_JOB_ID").ok(),
                 files: inputs.len(),
                 mem_limit_bytes: budget,
+                started_unix_ms: Some(super::records::unix_ms_now()),
             }
             .to_line(),
         ),
