@@ -236,7 +236,7 @@ pub(crate) enum Executor {
 /// such, while `fanout worker -- cmd` and `fanout report -- cmd` (a directory named `worker` or
 /// `report`) still parse as a path.
 #[derive(Debug, Parser)]
-#[command(name = "fanout", disable_help_subcommand = true)]
+#[command(name = "fanout", disable_help_subcommand = true, max_term_width = 100)]
 pub(crate) enum Entry {
     /// Run one shard of a Slurm plan (started by sbatch).
     #[command(hide = true)]
