@@ -39,3 +39,11 @@ bench-records *ARGS:
 # Two fanout binaries on the same workloads, in one run (bench/compare/run.sh OLD [NEW]).
 bench-compare OLD *NEW:
     bash bench/compare/run.sh {{OLD}} {{NEW}}
+
+# `fanout report` of a 100,000-job run: page size, report time, load in headless Chromium.
+bench-report *ARGS:
+    bash bench/report/run.sh {{ARGS}}
+
+# The README's screenshot of a report (docs/report.png), from a run over the fixtures.
+report-screenshot:
+    bash bench/report/screenshot.sh

@@ -48,6 +48,11 @@ EXIT STATUS: 0 all jobs succeeded (or nothing matched), 1 some file failed or a 
 2 usage or preflight error (nothing ran), 130 after SIGINT, 143 after SIGTERM, 141 when fanout's
 own standard output was closed.
 
+A PAGE OF A RUN:
+  fanout report run.jsonl [-o run.html]
+writes one self-contained HTML page from a --summary journal: a timeline of the jobs, memory
+over time, durations, the slowest and the failed files (fanout report --help).
+
 ON A SLURM CLUSTER:
   fanout --executor slurm --shards 16 -j 2 --slurm-arg=--partition=batch -i -e parquet data/ -- \\
     python3 sort.py {} {out}
@@ -320,15 +325,18 @@ pub(crate) enum Executor {
     Srun,
 }
 
-/// fanout's hidden entry points, tried before the ordinary command line: a real clap
-/// subcommand, so `fanout worker --plan DIR --shard N` parses as one, while `fanout worker --
-/// cmd` (a directory named `worker`) still parses as a path.
+/// fanout's entry points besides a run, tried before the ordinary command line: real clap
+/// subcommands, so `fanout worker --plan DIR --shard N` and `fanout report RUN.jsonl` parse as
+/// such, while `fanout worker -- cmd` and `fanout report -- cmd` (a directory named `worker` or
+/// `report`) still parse as a path.
 #[derive(Debug, Parser)]
-#[command(name = "fanout", disable_help_subcommand = true)]
+#[command(name = "fanout", disable_help_subcommand = true, max_term_width = 100)]
 pub(crate) enum Entry {
     /// Run one shard of a Slurm plan (started by sbatch).
     #[command(hide = true)]
     Worker(WorkerArgs),
+    /// Write an HTML page that shows a run, from its --summary journal
+    Report(ReportArgs),
 }
 
 /// `fanout worker --plan DIR --shard N`: one array task of an `--executor slurm` run.
@@ -343,15 +351,41 @@ pub(crate) struct WorkerArgs {
     pub shard: usize,
 }
 
+/// `fanout report RUN.jsonl [-o FILE]`: one self-contained HTML page of a run.
+#[derive(Debug, clap::Args)]
+#[command(
+    after_long_help = "The page needs no network: its styles, script and pictures are inside it. \
+A journal cut short (a run that was killed) still gives a page, marked incomplete."
+)]
+pub(crate) struct ReportArgs {
+    /// The --summary journal of a run (local or Slurm)
+    #[arg(value_name = "JOURNAL")]
+    pub journal: PathBuf,
+
+    /// Where to write the page; `-` writes it to standard output [default: the journal's
+    /// name with .html, beside it]
+    #[arg(short = 'o', long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
 impl Entry {
-    /// The worker's arguments, when `args` are a worker's command line. A command line that
-    /// starts as one (`worker --plan`) but does not parse is refused here with clap's message.
-    pub(crate) fn find(args: &[OsString]) -> Option<WorkerArgs> {
-        if args.get(1).is_none_or(|a| a != "worker") {
+    /// The entry point `args` ask for, when they are not an ordinary run. A command line that
+    /// starts as one (`worker --plan`, `report FILE`) but does not parse is refused here with
+    /// clap's message.
+    pub(crate) fn find(args: &[OsString]) -> Option<Entry> {
+        let first = args.get(1)?;
+        if first == "report" {
+            // A run always has `--` before its command; a report never does.
+            if args[2..].iter().any(|a| a == "--") {
+                return None;
+            }
+            return Some(Entry::try_parse_from(args).unwrap_or_else(|err| err.exit()));
+        }
+        if first != "worker" {
             return None;
         }
         match Entry::try_parse_from(args) {
-            Ok(Entry::Worker(w)) => Some(w),
+            Ok(entry) => Some(entry),
             Err(err) => {
                 let flag = |a: &OsString| {
                     let a = a.as_encoded_bytes();
@@ -452,10 +486,35 @@ mod tests {
     #[test]
     fn worker_is_a_subcommand_and_still_a_path() {
         let args = |a: &[&str]| a.iter().map(OsString::from).collect::<Vec<_>>();
-        let w = Entry::find(&args(&["fanout", "worker", "--plan", "p", "--shard", "3"])).unwrap();
+        let Some(Entry::Worker(w)) =
+            Entry::find(&args(&["fanout", "worker", "--plan", "p", "--shard", "3"]))
+        else {
+            panic!("not a worker")
+        };
         assert_eq!((w.plan, w.shard), (PathBuf::from("p"), 3));
         assert!(Entry::find(&args(&["fanout", "worker", "--", "echo"])).is_none());
         assert!(Entry::find(&args(&["fanout", "-j", "2", "worker", "--", "echo"])).is_none());
+    }
+
+    #[test]
+    fn report_is_a_subcommand_and_still_a_path() {
+        let args = |a: &[&str]| a.iter().map(OsString::from).collect::<Vec<_>>();
+        let Some(Entry::Report(r)) = Entry::find(&args(&["fanout", "report", "run.jsonl"])) else {
+            panic!("not a report")
+        };
+        assert_eq!((r.journal, r.output), (PathBuf::from("run.jsonl"), None));
+        let Some(Entry::Report(r)) =
+            Entry::find(&args(&["fanout", "report", "-o", "-", "run.jsonl"]))
+        else {
+            panic!("not a report")
+        };
+        assert_eq!(r.output, Some(PathBuf::from("-")));
+        // A directory named `report`, walked.
+        assert!(Entry::find(&args(&["fanout", "report", "--", "wc", "-l"])).is_none());
+        assert!(Entry::find(&args(&["fanout", "report", "other", "--", "wc"])).is_none());
+        assert!(Entry::find(&args(&["fanout", "-j", "2", "report", "--", "wc"])).is_none());
+        let cli = Cli::try_parse_from(["fanout", "report", "--", "wc", "-l"]).unwrap();
+        assert_eq!(cli.paths, vec![PathBuf::from("report")]);
     }
 
     #[test]

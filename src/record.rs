@@ -10,6 +10,10 @@ use std::time::Duration;
 use base64::Engine;
 use serde::{Deserialize, Deserializer, Serialize};
 
+/// The version of the journal's format, written into every record as `"v"`. It changes when a
+/// field changes meaning or goes away; new optional fields keep it (docs/journal.md).
+pub const FORMAT_VERSION: u32 = 1;
+
 /// How one input file ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -61,6 +65,10 @@ impl Status {
 pub struct JobRecord {
     #[serde(rename = "type", skip_deserializing, default = "file_kind")]
     pub kind: Name,
+    /// The journal's format version ([`FORMAT_VERSION`]); 0 when read from a journal written
+    /// before records carried it.
+    #[serde(rename = "v", default)]
+    pub version: u32,
     pub job: u64,
     /// The path, lossy UTF-8.
     pub path: String,
@@ -84,8 +92,16 @@ pub struct JobRecord {
     pub file_size: Option<u64>,
     /// The file's modification time after the job, nanoseconds since the epoch.
     pub file_mtime_ns: Option<i64>,
-    /// When the job started, ms after the run started.
+    /// When the job's last attempt started (the only one without `--retries`), ms after the run
+    /// started (in a Slurm task's own journal: after the task started; the submitter moves it
+    /// onto its own clock).
     pub started_ms: Option<u64>,
+    /// The worker slot that ran the job (`{%}`), for jobs that ran.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub slot: Option<u32>,
+    /// On Slurm: the array task (shard) that ran the job.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub shard: Option<u32>,
     /// The input's memory weight: parquet decoded-size estimate, else the file size.
     pub weight_bytes: Option<u64>,
     /// The memory reserved for the job (`{mem}`).
@@ -162,6 +178,7 @@ impl JobRecord {
         };
         JobRecord {
             kind: "file",
+            version: FORMAT_VERSION,
             job,
             path,
             path_b64,
@@ -179,6 +196,8 @@ impl JobRecord {
             file_size: None,
             file_mtime_ns: None,
             started_ms: None,
+            slot: None,
+            shard: None,
             weight_bytes: None,
             mem_reserved_bytes: None,
             output: None,

@@ -21,6 +21,7 @@ use crate::walk::OwnFiles;
 struct FinalRecord<'a> {
     #[serde(rename = "type")]
     kind: &'static str,
+    v: u32,
     total: u64,
     ok: u64,
     failed: u64,
@@ -330,6 +331,7 @@ impl Journal {
         let c = |s| totals.count(s);
         let record = FinalRecord {
             kind: "summary",
+            v: crate::record::FORMAT_VERSION,
             total: totals.total(),
             ok: c(Status::Ok),
             failed: c(Status::Failed),

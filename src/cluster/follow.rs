@@ -105,6 +105,11 @@ pub(crate) struct Shard {
     pub summary: Option<WorkerSummary>,
     /// The last lines of its log.
     pub log_lines: VecDeque<String>,
+    /// When the submitter's run started, ms since the Unix epoch.
+    run_start_unix_ms: u64,
+    /// How much later than the submitter's run the task started (its header says when), so
+    /// that its records' `started_ms` count from the run's start like a local run's.
+    offset_ms: Option<i64>,
     records: Tail,
     /// Records read whose output is not all readable yet (a shared file system may show the
     /// bytes later than the record), in the order the worker wrote them.
@@ -116,9 +121,16 @@ pub(crate) struct Shard {
 }
 
 impl Shard {
-    pub(crate) fn new(layout: &Layout, index: usize, files: Vec<PlannedFile>) -> Shard {
+    pub(crate) fn new(
+        layout: &Layout,
+        index: usize,
+        files: Vec<PlannedFile>,
+        run_start_unix_ms: u64,
+    ) -> Shard {
         Shard {
             index,
+            run_start_unix_ms,
+            offset_ms: None,
             files,
             recorded: HashSet::new(),
             started: false,
@@ -139,7 +151,12 @@ impl Shard {
     pub(crate) fn pump(&mut self, intake: &mut dyn Intake, quiet: bool) {
         for line in self.records.lines() {
             match WorkerLine::parse(&line) {
-                Some(WorkerLine::Worker(_)) => self.started = true,
+                Some(WorkerLine::Worker(header)) => {
+                    self.started = true;
+                    self.offset_ms = header
+                        .started_unix_ms
+                        .map(|t| t as i64 - self.run_start_unix_ms as i64);
+                }
                 Some(WorkerLine::Summary(s)) => self.summary = Some(s),
                 Some(WorkerLine::File(record)) => {
                     self.started = true;
@@ -177,7 +194,11 @@ impl Shard {
             if !all && (self.stdout.available() < out || self.stderr.available() < err) {
                 break;
             }
-            let record = self.pending.pop_front().expect("a pending record");
+            let mut record = self.pending.pop_front().expect("a pending record");
+            record.shard = Some(self.index as u32);
+            if let (Some(offset), Some(started)) = (self.offset_ms, record.started_ms) {
+                record.started_ms = Some((started as i64 + offset).max(0) as u64);
+            }
             intake.accept(Done {
                 record,
                 stdout: self.stdout.take(out),
@@ -225,6 +246,7 @@ mod tests {
     #[derive(Default)]
     struct Taken {
         events: Vec<String>,
+        records: Vec<JobRecord>,
     }
 
     impl Intake for Taken {
@@ -239,6 +261,7 @@ mod tests {
             let (out, err) = (text(done.stdout.take()), text(done.stderr.take()));
             self.events
                 .push(format!("record {} [{out}] [{err}]", done.record.job));
+            self.records.push(done.record);
         }
         fn notice(&mut self, message: &str) {
             self.events.push(format!("notice {message}"));
@@ -280,18 +303,20 @@ mod tests {
     fn records_and_whole_outputs_are_handed_on_once_each() {
         let (_dir, layout) = plan_dir();
         let files = (1..=3).map(|j| PlannedFile::new(j, Path::new(&format!("f{j}")), 1, None));
-        let mut shard = Shard::new(&layout, 0, files.collect());
+        let mut shard = Shard::new(&layout, 0, files.collect(), 0);
         let mut taken = Taken::default();
         shard.pump(&mut taken, false);
         assert!(taken.events.is_empty() && !shard.started);
 
         let header = WorkerHeader {
+            v: 1,
             shard: 0,
             pid: 1,
             host: "n1".into(),
             slurm_job_id: None,
             files: 3,
             mem_limit_bytes: 1 << 20,
+            started_unix_ms: None,
         };
         append(
             &layout.records(0),
@@ -331,11 +356,7 @@ mod tests {
     #[test]
     fn at_the_end_output_short_of_its_size_goes_out_as_it_is() {
         let (_dir, layout) = plan_dir();
-        let mut shard = Shard::new(
-            &layout,
-            2,
-            vec![PlannedFile::new(5, Path::new("f5"), 1, None)],
-        );
+        let mut shard = Shard::new(&layout, 2, vec![PlannedFile::new(5, Path::new("f5"), 1, None)], 0);
         append(&layout.stdout(2), b"par");
         append(&layout.records(2), &record_line(5, 10, 0));
         let mut taken = Taken::default();
@@ -351,11 +372,7 @@ mod tests {
     #[test]
     fn a_task_killed_by_slurm_sends_no_more_records() {
         let (_dir, layout) = plan_dir();
-        let mut shard = Shard::new(
-            &layout,
-            0,
-            vec![PlannedFile::new(1, Path::new("f1"), 1, None)],
-        );
+        let mut shard = Shard::new(&layout, 0, vec![PlannedFile::new(1, Path::new("f1"), 1, None)], 0);
         assert!(shard.may_have_more_records());
         append(&layout.started(0), b"1\n");
         append(
@@ -366,5 +383,40 @@ mod tests {
         assert!(!shard.may_have_more_records());
         assert_eq!(shard.started_jobs(), HashSet::from([1]));
         assert_eq!(shard.unrecorded().map(|f| f.job).collect::<Vec<_>>(), [1]);
+    }
+
+    #[test]
+    fn start_times_move_onto_the_submitters_clock() {
+        let (_dir, layout) = plan_dir();
+        let files = vec![PlannedFile::new(1, Path::new("f1"), 1)];
+        let mut shard = Shard::new(&layout, 1, files, 1_000_000);
+        let header = WorkerHeader {
+            v: 1,
+            shard: 1,
+            pid: 1,
+            host: "n1".into(),
+            slurm_job_id: None,
+            files: 1,
+            mem_limit_bytes: 1 << 20,
+            started_unix_ms: Some(1_004_500),
+        };
+        append(
+            &layout.records(1),
+            format!("{}\n", header.to_line()).as_bytes(),
+        );
+        let mut r = JobRecord::new(1, Path::new("f1"), Status::Ok);
+        r.started_ms = Some(20);
+        r.slot = Some(2);
+        append(
+            &layout.records(1),
+            format!("{}\n", serde_json::to_string(&r).unwrap()).as_bytes(),
+        );
+        let mut taken = Taken::default();
+        shard.pump(&mut taken, true);
+        let got = &taken.records[0];
+        assert_eq!(
+            (got.started_ms, got.shard, got.slot),
+            (Some(4520), Some(1), Some(2))
+        );
     }
 }

@@ -13,6 +13,9 @@ use crate::record::{JobRecord, MemoryReport};
 /// The first line a worker writes: which shard it runs, where, with how much memory.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct WorkerHeader {
+    /// The journal's format version.
+    #[serde(default)]
+    pub v: u32,
     pub shard: usize,
     pub pid: u32,
     pub host: String,
@@ -22,6 +25,17 @@ pub(crate) struct WorkerHeader {
     pub files: usize,
     /// The jobs' memory budget in the task.
     pub mem_limit_bytes: u64,
+    /// When the task started, ms since the Unix epoch by its node's clock: the submitter
+    /// moves the task's start times onto its own run's clock with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_unix_ms: Option<u64>,
+}
+
+/// Now, in ms since the Unix epoch.
+pub(crate) fn unix_ms_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 impl WorkerHeader {
@@ -54,9 +68,9 @@ pub(crate) struct WorkerSummary {
 #[derive(Debug, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub(crate) enum WorkerLine {
-    /// The submitter needs only to know that the worker started: the header's fields are for
-    /// whoever reads the plan directory.
-    Worker(#[allow(dead_code)] WorkerHeader),
+    /// The worker started: when (the header's other fields are for whoever reads the plan
+    /// directory).
+    Worker(WorkerHeader),
     File(Box<JobRecord>),
     Summary(WorkerSummary),
     /// A kind of line this fanout does not know: passed over.
@@ -133,12 +147,14 @@ mod tests {
     #[test]
     fn the_header_reads_back_as_written() {
         let h = WorkerHeader {
+            v: crate::record::FORMAT_VERSION,
             shard: 3,
             pid: 4242,
             host: "n17".into(),
             slurm_job_id: Some("88".into()),
             files: 12,
             mem_limit_bytes: 1 << 30,
+            started_unix_ms: Some(1_700_000_000_000),
         };
         let line = h.to_line();
         assert_eq!(line["type"], "worker");

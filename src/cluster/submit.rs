@@ -24,10 +24,9 @@ use super::script::{plan_dir, sbatch_args, sbatch_line, script, PlanDir};
 use super::slurm::Slurm;
 use super::state::{JobId, State};
 use super::watch::Watch;
-use crate::cancel::Cancel;
 use crate::config::Config;
 use crate::error::counted;
-use crate::executor::{Done, Executor, Extra, Jobs};
+use crate::executor::{Context, Done, Executor, Extra, Jobs};
 use crate::memory::{self, human};
 use crate::record::{JobRecord, Status};
 use crate::template::{display_argv, JobValues};
@@ -118,15 +117,7 @@ impl Executor for SlurmArray {
                 layout.dir.display()
             ));
         }
-        let array = follow(
-            config,
-            ctx.cancel,
-            &self.slurm,
-            job,
-            layout,
-            dealt,
-            &mut back,
-        );
+        let array = follow(ctx, &self.slurm, job, layout, dealt, &mut back);
         Ok(Extra {
             memory: array.memory(),
             notes: vec![format!(
@@ -142,19 +133,22 @@ impl Executor for SlurmArray {
 /// `HARD_WAIT` to kill them), handing records and output to `intake`; then every planned
 /// file without a record gets one. Returns the array's account for the final record.
 fn follow(
-    config: &Config,
-    cancel: &Cancel,
+    ctx: &Context<'_>,
     slurm: &Slurm,
     job: JobId,
     layout: &Layout,
     dealt: Dealt,
     intake: &mut dyn Intake,
 ) -> ArrayReport {
+    let (config, cancel) = (ctx.config, ctx.cancel);
+    // The tasks' records count from the submitter's start (by the nodes' clocks).
+    let run_start_unix_ms =
+        super::records::unix_ms_now().saturating_sub(ctx.start.elapsed().as_millis() as u64);
     let mut shards: Vec<Shard> = dealt
         .shards
         .into_iter()
         .enumerate()
-        .map(|(k, files)| Shard::new(layout, k, files))
+        .map(|(k, files)| Shard::new(layout, k, files, run_start_unix_ms))
         .collect();
     let mut watch = Watch::new(slurm, job, shards.len());
     let mut asked: Option<Instant> = None;

@@ -59,12 +59,14 @@ pub(crate) fn prepare(plan_dir: &Path, shard: usize) -> Result<Task> {
         stderr: Box::new(create(layout.stderr(shard))?),
         header: Some(
             WorkerHeader {
+                v: crate::record::FORMAT_VERSION,
                 shard,
                 pid: std::process::id(),
                 host: hostname(),
                 slurm_job_id: std::env::var("SLURM_JOB_ID").ok(),
                 files: inputs.len(),
                 mem_limit_bytes: budget,
+                started_unix_ms: Some(super::records::unix_ms_now()),
             }
             .to_line(),
         ),

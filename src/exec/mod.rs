@@ -227,7 +227,6 @@ fn run_admitted(
         argv = alloc.wrap(&argv, input.job, permit.reserved);
         program = Some(alloc.srun.as_path());
     }
-    let started_ms = shared.start.elapsed().as_millis() as u64;
     shared.ctx.job_started(input.job);
     if let Some(board) = shared.ctx.live {
         board.start(slot, &input.path);
@@ -237,6 +236,8 @@ fn run_admitted(
     let mut attempts = 0;
     loop {
         attempts += 1;
+        // The last attempt's start: with its duration, the record spans that attempt.
+        let started_ms = shared.start.elapsed().as_millis() as u64;
         let finished = child::run(&Launch {
             slot,
             live: shared.ctx.live.filter(|b| b.wants_stderr()),
@@ -252,6 +253,7 @@ fn run_admitted(
         let mut record = JobRecord::new(input.job, &input.path, Status::Ok);
         record.set_command(&argv);
         record.started_ms = Some(started_ms);
+        record.slot = Some(slot as u32);
         record.weight_bytes = Some(weight);
         record.mem_reserved_bytes = Some(permit.reserved);
         judge(&mut record, &finished, config);

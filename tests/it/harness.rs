@@ -387,6 +387,7 @@ pub fn run_command(mut cmd: Command, stdin: Option<&[u8]>) -> Output {
         cmd.stdin(Stdio::piped());
     }
     let what = describe(&cmd);
+    let journal = JournalWatch::of(&cmd);
     let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -400,6 +401,7 @@ pub fn run_command(mut cmd: Command, stdin: Option<&[u8]>) -> Output {
         })
     });
     let mut running = Running::from_child(child, what);
+    running.journal = journal;
     let out = running.wait();
     if let Some(w) = writer {
         let _ = w.join();
@@ -414,18 +416,23 @@ pub struct Running {
     stderr: Option<JoinHandle<Vec<u8>>>,
     started: Instant,
     what: String,
+    /// The `--summary` journal the run writes, checked against the schema when it ends.
+    journal: Option<JournalWatch>,
 }
 
 impl Running {
     /// Starts `cmd` with stdout and stderr captured.
     pub fn start(mut cmd: Command) -> Running {
         let what = describe(&cmd);
+        let journal = JournalWatch::of(&cmd);
         let child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| panic!("spawn {what}: {e}"));
-        Running::from_child(child, what)
+        let mut running = Running::from_child(child, what);
+        running.journal = journal;
+        running
     }
 
     fn from_child(mut child: Child, what: String) -> Running {
@@ -437,6 +444,7 @@ impl Running {
             stderr,
             started: Instant::now(),
             what,
+            journal: None,
         }
     }
 
@@ -474,6 +482,9 @@ impl Running {
             }
             std::thread::sleep(Duration::from_millis(5));
         };
+        if let Some(journal) = self.journal.take() {
+            journal.check(&self.what);
+        }
         self.collect(Some(status))
     }
 
@@ -523,6 +534,108 @@ pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
 
 // ---------------------------------------------------------------------------------------------
 // --summary journals
+
+/// The `--summary` journal a fanout command line writes, as it was before the run: every
+/// journal the suite's runs write is checked against `docs/journal.schema.json` when the run
+/// ends (a journal the run did not touch, e.g. after a usage error, is left alone).
+pub struct JournalWatch {
+    path: PathBuf,
+    before: Option<(u64, std::time::SystemTime)>,
+}
+
+impl JournalWatch {
+    fn of(cmd: &Command) -> Option<JournalWatch> {
+        if cmd.get_program() != OsStr::new(FANOUT) {
+            return None;
+        }
+        let args: Vec<&OsStr> = cmd.get_args().take_while(|a| *a != "--").collect();
+        let value = args.iter().enumerate().find_map(|(i, a)| {
+            if *a == "--summary" {
+                args.get(i + 1).map(|v| v.to_os_string())
+            } else {
+                a.as_bytes()
+                    .strip_prefix(b"--summary=")
+                    .map(|v| OsStr::from_bytes(v).to_os_string())
+            }
+        })?;
+        let path = match cmd.get_current_dir() {
+            Some(dir) => dir.join(value),
+            None => PathBuf::from(value),
+        };
+        // `/dev/stdout` and the like are the test process's own streams, not a journal.
+        if path.starts_with("/dev") || path.starts_with("/proc") {
+            return None;
+        }
+        let before = stamp(&path);
+        Some(JournalWatch { path, before })
+    }
+
+    fn check(self, what: &str) {
+        let now = stamp(&self.path);
+        if now.is_none() || now == self.before {
+            return;
+        }
+        if let Err(errors) = validate_journal(&self.path) {
+            panic!("the journal of `{what}` does not match docs/journal.schema.json:\n{errors}");
+        }
+    }
+}
+
+/// Size and modification time of a regular file.
+fn stamp(path: &Path) -> Option<(u64, std::time::SystemTime)> {
+    let md = fs::metadata(path).ok().filter(fs::Metadata::is_file)?;
+    Some((md.len(), md.modified().ok()?))
+}
+
+/// The journal schema, compiled once.
+fn journal_validator() -> &'static jsonschema::Validator {
+    static VALIDATOR: std::sync::OnceLock<jsonschema::Validator> = std::sync::OnceLock::new();
+    VALIDATOR.get_or_init(|| {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/journal.schema.json");
+        let text = fs::read_to_string(path).expect("read docs/journal.schema.json");
+        let schema: Value = serde_json::from_str(&text).expect("the schema is JSON");
+        jsonschema::draft202012::new(&schema).expect("the schema is a valid draft 2020-12 schema")
+    })
+}
+
+/// Validates every whole line of a journal (a line without its newline, left by a killed
+/// run, is not a record yet); `Err` lists what does not match. Returns the lines checked.
+pub fn validate_journal(path: &Path) -> Result<usize, String> {
+    let bytes = fs::read(path).map_err(|e| format!("read {}: {e}", path.display()))?;
+    let whole = match bytes.iter().rposition(|b| *b == b'\n') {
+        Some(end) => &bytes[..=end],
+        None => &[][..],
+    };
+    let mut problems = Vec::new();
+    let mut checked = 0;
+    for (n, line) in whole.split(|b| *b == b'\n').enumerate() {
+        if line.is_empty() {
+            continue;
+        }
+        checked += 1;
+        let value: Value = match serde_json::from_slice(line) {
+            Ok(v) => v,
+            Err(e) => {
+                problems.push(format!("line {}: not JSON: {e}", n + 1));
+                continue;
+            }
+        };
+        for err in journal_validator().iter_errors(&value) {
+            problems.push(format!(
+                "line {}: {} at {}: {}",
+                n + 1,
+                err,
+                err.instance_path(),
+                String::from_utf8_lossy(line)
+            ));
+        }
+    }
+    if problems.is_empty() {
+        Ok(checked)
+    } else {
+        Err(problems.join("\n"))
+    }
+}
 
 /// Reads a `--summary` JSON Lines file into values (one per non-empty line).
 pub fn read_summary(path: impl AsRef<Path>) -> Vec<Value> {

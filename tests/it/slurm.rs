@@ -493,7 +493,9 @@ fn two_hundred_files_over_four_shards() {
     assert!(script.contains("worker --plan"), "{script}");
     let mut journaled = BTreeSet::new();
     for k in 0..4 {
-        let recs = read_summary(plan.join(format!("records/shard-{k}.jsonl")));
+        let shard_journal = plan.join(format!("records/shard-{k}.jsonl"));
+        validate_journal(&shard_journal).unwrap_or_else(|e| panic!("shard {k}: {e}"));
+        let recs = read_summary(&shard_journal);
         assert_eq!(recs.first().unwrap()["type"], "worker", "shard {k}");
         assert_eq!(recs.last().unwrap()["type"], "summary", "shard {k}");
         for r in file_records(&recs) {
@@ -504,6 +506,14 @@ fn two_hundred_files_over_four_shards() {
     }
     assert_eq!(journaled, strings(&paths));
     assert!(live_tasks(&job_id).is_empty(), "{:?}", live_tasks(&job_id));
+    // Each record names the task and slot that ran it: the report has a lane per task and slot.
+    for r in file_records(&records) {
+        assert!(r["shard"].as_u64().unwrap() < 4, "{r}");
+        assert!(r["slot"].as_u64().unwrap() >= 1, "{r}");
+    }
+    env.run(&["report", "s.jsonl"]).assert_ok();
+    let page = fs::read_to_string(env.path("s.html")).unwrap();
+    assert!(page.contains("task 3 · slot 1"), "no lane for task 3");
 }
 
 #[test]

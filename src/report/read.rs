@@ -1,0 +1,140 @@
+//! Reads a `--summary` journal back: its file records (the types of `record.rs`), its final
+//! record and the Slurm workers' headers. It decides whether a file is a fanout journal at all,
+//! and whether it was cut short; it neither writes nor prints.
+
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use crate::record::{JobRecord, FORMAT_VERSION};
+
+/// A journal as read.
+#[derive(Debug, Default)]
+pub(crate) struct Journal {
+    pub files: Vec<JobRecord>,
+    /// The final record, if the run wrote it.
+    pub summary: Option<Map<String, Value>>,
+    /// Lines that are not records (a line cut in the middle by a crash, or not fanout's).
+    pub unreadable: u64,
+    /// The last line stops without its newline: the writer was stopped while writing it.
+    pub cut_short: bool,
+}
+
+impl Journal {
+    /// The run wrote its final record: the journal is whole.
+    pub(crate) fn complete(&self) -> bool {
+        self.summary.is_some()
+    }
+}
+
+/// One journal line, by its `type`.
+#[derive(Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum Line {
+    File(Box<JobRecord>),
+    Summary(Map<String, Value>),
+    Worker(Map<String, Value>),
+}
+
+/// Reads the journal at `path`. A file whose first line is not a fanout record is refused.
+pub(crate) fn read(path: &Path) -> Result<Journal> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    parse(&bytes).with_context(|| format!("{} is not a fanout journal", path.display()))
+}
+
+/// Parses the bytes of a journal.
+pub(crate) fn parse(bytes: &[u8]) -> Result<Journal> {
+    let mut journal = Journal::default();
+    let mut seen_record = false;
+    let ends_whole = bytes.last().is_none_or(|b| *b == b'\n');
+    let mut lines = bytes.split(|b| *b == b'\n').peekable();
+    while let Some(line) = lines.next() {
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let last = lines.peek().is_none();
+        let parsed = serde_json::from_slice::<Line>(line);
+        let Ok(parsed) = parsed else {
+            if !seen_record {
+                bail!("its first line is not a fanout record (a `--summary` journal of fanout)");
+            }
+            if last && !ends_whole {
+                journal.cut_short = true;
+            } else {
+                journal.unreadable += 1;
+            }
+            continue;
+        };
+        seen_record = true;
+        let version = match &parsed {
+            Line::File(r) => u64::from(r.version),
+            Line::Summary(m) | Line::Worker(m) => m.get("v").and_then(Value::as_u64).unwrap_or(0),
+        };
+        if version > u64::from(FORMAT_VERSION) {
+            bail!(
+                "it is of format version {version}, written by a newer fanout; this one reads version {FORMAT_VERSION}"
+            );
+        }
+        match parsed {
+            Line::File(r) => journal.files.push(*r),
+            Line::Summary(m) => journal.summary = Some(m),
+            Line::Worker(_) => {}
+        }
+    }
+    if !seen_record {
+        bail!("it holds no record");
+    }
+    Ok(journal)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FILE: &str = r#"{"type":"file","v":1,"job":1,"path":"a","status":"ok","exit_code":0,"signal":null,"attempts":1,"duration_ms":5,"peak_rss_bytes":null,"stdout_bytes":0,"stderr_bytes":0,"stderr_tail":null,"command":["true"],"reason":null,"file_size":1,"file_mtime_ns":1,"started_ms":3,"slot":1,"weight_bytes":1,"mem_reserved_bytes":1}"#;
+
+    #[test]
+    fn a_whole_journal() {
+        let text = format!("{FILE}\n{{\"type\":\"summary\",\"v\":1,\"total\":1}}\n");
+        let j = parse(text.as_bytes()).unwrap();
+        assert_eq!(j.files.len(), 1);
+        assert_eq!(j.files[0].slot, Some(1));
+        assert!(j.complete() && !j.cut_short);
+        assert_eq!(j.unreadable, 0);
+    }
+
+    #[test]
+    fn a_journal_cut_short_by_a_crash() {
+        let text = format!("{FILE}\n{}", &FILE[..40]);
+        let j = parse(text.as_bytes()).unwrap();
+        assert_eq!(j.files.len(), 1);
+        assert!(!j.complete() && j.cut_short);
+    }
+
+    #[test]
+    fn records_from_before_the_version_field_are_read() {
+        let old = FILE.replace(r#""v":1,"#, "");
+        let j = parse(old.as_bytes()).unwrap();
+        assert_eq!(j.files[0].version, 0);
+        assert!(!j.complete());
+    }
+
+    #[test]
+    fn what_is_not_a_journal_is_refused() {
+        for bad in [
+            "",
+            "\n\n",
+            "hello\n",
+            "{\"a\":1}\n",
+            "{\"type\":\"movie\"}\n",
+            "PAR1\u{0}\u{0}",
+        ] {
+            assert!(parse(bad.as_bytes()).is_err(), "{bad:?}");
+        }
+        let newer = FILE.replace(r#""v":1"#, r#""v":7"#);
+        let err = parse(newer.as_bytes()).unwrap_err().to_string();
+        assert!(err.contains("newer fanout"), "{err}");
+    }
+}

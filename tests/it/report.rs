@@ -1,0 +1,365 @@
+//! `fanout report`: the page made from a journal, what it refuses, and the page in a real
+//! browser (headless Chromium: mandatory with FANOUT_BROWSER_TESTS=1, as in CI; skipped with a
+//! message when no Chromium is installed otherwise).
+
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::Value;
+
+use crate::harness::*;
+
+/// The JSON the page carries, read back out of it.
+fn page_data(html: &str) -> Value {
+    let start = r#"<script id="data" type="application/json">"#;
+    let block = html
+        .split(start)
+        .nth(1)
+        .expect("the page has its data block");
+    let json = block.split("</script>").next().unwrap();
+    serde_json::from_str(json).expect("the data block is JSON")
+}
+
+/// A small run with failures: `n` files, every third one fails with a message on stderr.
+fn small_run(env: &TestEnv, n: usize) -> Output {
+    for i in 0..n {
+        let code = if i % 3 == 2 { 3 } else { 0 };
+        env.write(format!("in/f{i:02}.txt"), format!("{code}\n"));
+    }
+    env.script(
+        "job.sh",
+        "#!/bin/sh\nsleep 0.05\ncode=$(cat \"$1\")\n[ \"$code\" = 0 ] || echo \"$1: bad value $code\" >&2\nexit \"$code\"\n",
+    );
+    env.run(&[
+        "--summary",
+        "run.jsonl",
+        "-j",
+        "3",
+        "in",
+        "--",
+        "./job.sh",
+        "{}",
+    ])
+}
+
+#[test]
+fn a_run_becomes_one_self_contained_page() {
+    let env = TestEnv::new(&[], &[]);
+    small_run(&env, 7).assert_code(1);
+    let out = env.run(&["report", "run.jsonl"]);
+    out.assert_ok()
+        .assert_stderr_contains("report of 7 files written to run.html");
+    let html = std::fs::read_to_string(env.path("run.html")).unwrap();
+    // Nothing is loaded from elsewhere: no external script, style, image or font.
+    for needle in [
+        "<script src",
+        "<link",
+        "<img",
+        "@import",
+        "url(",
+        "https://",
+    ] {
+        assert!(!html.contains(needle), "the page refers to {needle}");
+    }
+    let data = page_data(&html);
+    assert_eq!(data["jobs"]["path"].as_array().unwrap().len(), 7);
+    assert_eq!(data["counts"]["ok"], 5);
+    assert_eq!(data["counts"]["failed"], 2);
+    assert_eq!(data["incomplete"], Value::Null);
+    assert_eq!(data["summary"]["total"], 7);
+    // One lane per worker slot, each job in the lane of its slot.
+    let records = typed_records(env.path("run.jsonl"));
+    assert_eq!(data["lanes"].as_array().unwrap().len(), 3);
+    for (i, r) in records.iter().enumerate() {
+        let lane = data["jobs"]["lane"][i].as_u64().unwrap() as usize;
+        assert_eq!(data["lanes"][lane], format!("slot {}", r.slot.unwrap()));
+        assert_eq!(data["jobs"]["path"][i], r.path.as_str());
+    }
+    let tails: Vec<&str> = data["jobs"]["tail"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(tails.len(), 2, "{tails:?}");
+    assert!(
+        tails.iter().all(|t| t.ends_with("bad value 3")),
+        "{tails:?}"
+    );
+
+    // -o names the page; `-o -` writes it to standard output.
+    env.run(&["report", "run.jsonl", "-o", "elsewhere/page.html"])
+        .assert_code(2)
+        .assert_stderr_contains("cannot write the report elsewhere/page.html");
+    env.mkdir("elsewhere");
+    env.run(&["report", "-o", "elsewhere/page.html", "run.jsonl"])
+        .assert_ok();
+    assert_eq!(
+        std::fs::read_to_string(env.path("elsewhere/page.html")).unwrap(),
+        html
+    );
+    // The journal is never overwritten by its page, under any name.
+    let journal = std::fs::read(env.path("run.jsonl")).unwrap();
+    env.symlink("run.jsonl", "link.html");
+    for o in ["run.jsonl", "./run.jsonl", "link.html"] {
+        env.run(&["report", "run.jsonl", "-o", o])
+            .assert_code(2)
+            .assert_stderr_contains("names the journal itself");
+    }
+    assert_eq!(std::fs::read(env.path("run.jsonl")).unwrap(), journal);
+    let piped = env.run(&["report", "run.jsonl", "-o", "-"]);
+    piped.assert_ok();
+    assert_eq!(piped.stdout_str(), html);
+}
+
+#[test]
+fn a_journal_cut_short_by_a_crash_still_gives_a_page() {
+    let env = TestEnv::new(&[], &[]);
+    for i in 0..4 {
+        env.write(format!("in/f{i}"), "x");
+    }
+    let sleep = fixture("sleep-then.sh");
+    let mut run = env.spawn(&[
+        "--summary",
+        "run.jsonl",
+        "-j",
+        "1",
+        "in",
+        "--",
+        sleep.as_str(),
+        "0.4",
+    ]);
+    let journal = env.path("run.jsonl");
+    assert!(wait_until(DEADLINE, || std::fs::read(&journal)
+        .is_ok_and(|b| b.contains(&b'\n'))));
+    run.signal("KILL");
+    run.wait();
+    // And a last line cut in the middle, as a crash during a write leaves it.
+    let mut bytes = std::fs::read(&journal).unwrap();
+    bytes.extend_from_slice(br#"{"type":"file","v":1,"job":4,"pa"#);
+    std::fs::write(&journal, &bytes).unwrap();
+    let out = env.run(&["report", "run.jsonl"]);
+    out.assert_ok()
+        .assert_stderr_contains("(incomplete journal)");
+    let data = page_data(&std::fs::read_to_string(env.path("run.html")).unwrap());
+    assert!(
+        data["incomplete"]
+            .as_str()
+            .unwrap()
+            .contains("middle of a record"),
+        "{}",
+        data["incomplete"]
+    );
+    assert!(!data["jobs"]["path"].as_array().unwrap().is_empty());
+}
+
+#[test]
+fn what_is_not_a_fanout_journal_is_refused_in_one_line() {
+    let env = TestEnv::new(&[], &[("notes.txt", "hello\n"), ("empty.jsonl", "")]);
+    env.write("other.jsonl", "{\"level\":\"info\",\"msg\":\"started\"}\n");
+    env.write("data.parquet", b"PAR1\x00\x01\x02\xffPAR1");
+    for name in ["notes.txt", "empty.jsonl", "other.jsonl", "data.parquet"] {
+        let out = env.run(&["report", name]);
+        out.assert_code(2)
+            .assert_stderr_contains(&format!("{name} is not a fanout journal"))
+            .assert_no_panic();
+        assert_eq!(out.stderr_lines().len(), 1, "{}", out.dump());
+    }
+    env.run(&["report", "missing.jsonl"])
+        .assert_code(2)
+        .assert_stderr_contains("cannot read missing.jsonl");
+    env.run(&["report"]).assert_code(2);
+    assert!(!env.exists("notes.html") && !env.exists("other.html"));
+}
+
+#[test]
+fn a_directory_named_report_is_still_a_path() {
+    let env = TestEnv::new(&["report"], &[("report/a.txt", "from a\n")]);
+    env.run(&["report", "--", "cat"])
+        .assert_ok()
+        .assert_stdout_lines(&["from a"]);
+    env.run(&["-j", "1", "report", "--", "cat", "{}"])
+        .assert_ok()
+        .assert_stdout_lines(&["from a"]);
+}
+
+/// Chromium, if installed (Debian's package is `chromium`).
+fn chromium() -> Option<String> {
+    let required = std::env::var("FANOUT_BROWSER_TESTS").is_ok_and(|v| v == "1");
+    for name in ["chromium", "chromium-browser", "google-chrome"] {
+        let found = Command::new("sh")
+            .arg("-c")
+            .arg(format!("command -v {name}"))
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if found {
+            return Some(name.to_string());
+        }
+    }
+    assert!(
+        !required,
+        "FANOUT_BROWSER_TESTS=1 but no chromium is installed (apt-get install chromium)"
+    );
+    eprintln!("skipped: no chromium installed (set FANOUT_BROWSER_TESTS=1 to require it)");
+    None
+}
+
+/// Loads `page` in headless Chromium: the DOM after the page's script ran, and what Chromium
+/// logged (console messages included).
+fn load(browser: &str, env: &TestEnv, page: &Path) -> (String, String) {
+    load_url(browser, env, &format!("file://{}", page.display()))
+}
+
+fn load_url(browser: &str, env: &TestEnv, url: &str) -> (String, String) {
+    let profile = env.mkdir("chromium-profile");
+    let out = run_command(
+        {
+            let mut c = Command::new("timeout");
+            c.arg("60")
+                .arg(browser)
+                .args([
+                    "--headless",
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--no-first-run",
+                    "--enable-logging=stderr",
+                    "--v=0",
+                ])
+                .arg(format!("--user-data-dir={}", profile.display()))
+                .arg("--dump-dom")
+                .arg(url);
+            c
+        },
+        None,
+    );
+    out.assert_ok();
+    (out.stdout_str(), out.stderr_str())
+}
+
+/// What the page's script says about its run: rendered, and the errors it caught.
+fn assert_rendered_without_errors(dom: &str, log: &str) {
+    let body = dom
+        .split("<body")
+        .nth(1)
+        .and_then(|b| b.split('>').next())
+        .unwrap_or_default();
+    assert!(
+        body.contains(r#"data-rendered="1""#),
+        "not rendered: <body{body}>\n{log}"
+    );
+    assert!(!body.contains("data-errors"), "script errors: <body{body}>");
+    let console: Vec<&str> = log.lines().filter(|l| l.contains("CONSOLE")).collect();
+    assert!(
+        console.is_empty(),
+        "console messages:\n{}",
+        console.join("\n")
+    );
+}
+
+#[test]
+fn the_page_renders_in_chromium_with_a_bar_per_job() {
+    let Some(browser) = chromium() else {
+        return;
+    };
+    let env = TestEnv::new(&[], &[]);
+    env.write("in/<img src=x onerror=alert(1)>.txt", "0\n");
+    small_run(&env, 7).assert_code(1);
+    env.run(&["report", "run.jsonl"]).assert_ok();
+    let (dom, log) = load(&browser, &env, &env.path("run.html"));
+    assert_rendered_without_errors(&dom, &log);
+    let records = typed_records(env.path("run.jsonl"));
+    assert_eq!(records.len(), 8);
+    assert_eq!(dom.matches(r#"class="bar""#).count(), 8, "{dom}");
+    for r in &records {
+        let bar = format!(r#"data-status="{}""#, r.status.name());
+        assert!(dom.contains(&bar), "no {bar}");
+    }
+    // A link to one job opens with its details: path, exit code, stderr.
+    let failed = records.iter().find(|r| r.exit_code == Some(3)).unwrap();
+    let url = format!(
+        "file://{}#job={}",
+        env.path("run.html").display(),
+        failed.job
+    );
+    let (dom, log) = load_url(&browser, &env, &url);
+    assert_rendered_without_errors(&dom, &log);
+    let details = dom
+        .split(r#"<div id="details""#)
+        .nth(1)
+        .and_then(|d| d.split("</section>").next())
+        .unwrap();
+    assert!(
+        details.contains(&format!(r#"data-job="{}""#, failed.job)),
+        "{details}"
+    );
+    assert!(details.contains(&failed.path), "{details}");
+    assert!(details.contains("exit 3"), "{details}");
+    assert!(details.contains("bad value 3"), "{details}");
+    // Hostile text stays text: a path with markup in it does not become markup.
+    assert!(
+        dom.contains("&lt;img src=x onerror=alert(1)&gt;.txt"),
+        "{dom}"
+    );
+    assert!(!dom.contains("<img"));
+}
+
+#[test]
+fn many_jobs_are_drawn_on_a_canvas() {
+    let Some(browser) = chromium() else {
+        return;
+    };
+    let env = TestEnv::new(&[], &[]);
+    let n = 6000;
+    let mut text = String::new();
+    for job in 1..=n {
+        let status = if job % 100 == 0 { "failed" } else { "ok" };
+        text.push_str(&format!(
+            r#"{{"type":"file","v":1,"job":{job},"path":"d/<b>x</b>{job}.parquet","status":"{status}","exit_code":0,"signal":null,"attempts":1,"duration_ms":{},"peak_rss_bytes":1000,"stdout_bytes":0,"stderr_bytes":0,"stderr_tail":null,"command":["c"],"reason":null,"file_size":1,"file_mtime_ns":1,"started_ms":{},"slot":{},"weight_bytes":1,"mem_reserved_bytes":1000}}"#,
+            10 + job % 7,
+            job / 8 * 20,
+            job % 8 + 1
+        ));
+        text.push('\n');
+    }
+    env.write("big.jsonl", &text);
+    validate_journal(&env.path("big.jsonl")).unwrap();
+    env.run(&["report", "big.jsonl"]).assert_ok();
+    let (dom, log) = load(&browser, &env, &env.path("big.html"));
+    assert_rendered_without_errors(&dom, &log);
+    assert!(dom.contains(&format!(r#"data-bars="{n}""#)));
+    assert!(dom.contains("<canvas"));
+    assert_eq!(dom.matches(r#"class="bar""#).count(), 0);
+    assert!(!dom.contains("<b>x</b>"));
+    assert!(dom.contains("Failed files (60)"));
+}
+
+#[test]
+fn a_retried_job_spans_its_last_attempt() {
+    let env = TestEnv::new(&[], &[("in/a", ""), ("in/b", "")]);
+    env.script("job.sh", "#!/bin/sh\nsleep 0.3\nexit 1\n");
+    env.run(&[
+        "--summary",
+        "run.jsonl",
+        "-j",
+        "1",
+        "--retries",
+        "1",
+        "in",
+        "--",
+        "./job.sh",
+    ])
+    .assert_code(1);
+    let records = typed_records(env.path("run.jsonl"));
+    let a = records.iter().find(|r| r.path == "in/a").unwrap();
+    let b = records.iter().find(|r| r.path == "in/b").unwrap();
+    assert_eq!((a.attempts, b.attempts), (2, 2));
+    // The first file's first attempt took 0.3 s from the run's start: its record starts after
+    // that, where its last attempt began, so start + duration is where the job really was.
+    let (a_start, a_end) = (
+        a.started_ms.unwrap(),
+        a.started_ms.unwrap() + a.duration_ms.unwrap(),
+    );
+    assert!(a_start >= 250, "{records:#?}");
+    let b_start = b.started_ms.unwrap();
+    assert!(b_start >= a_end + 250, "{records:#?}");
+}
