@@ -90,6 +90,12 @@ pub struct JobRecord {
     pub weight_bytes: Option<u64>,
     /// The memory reserved for the job (`{mem}`).
     pub mem_reserved_bytes: Option<u64>,
+    /// With `-X`: the number of the batch (the command) this file ran in, `{#}`.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub batch: Option<u64>,
+    /// With `-X`: how many files that batch's command was given.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub batch_size: Option<u64>,
     /// In-place runs: `replaced` or `kept`.
     #[serde(
         skip_serializing_if = "Option::is_none",
@@ -161,12 +167,25 @@ impl JobRecord {
             started_ms: None,
             weight_bytes: None,
             mem_reserved_bytes: None,
+            batch: None,
+            batch_size: None,
             action: None,
             input_bytes: None,
             output_bytes: None,
             rows_in: None,
             rows_out: None,
             verify: None,
+        }
+    }
+
+    /// The same record for another input (a file of the same batch).
+    pub(crate) fn for_input(&self, job: u64, path: &Path) -> JobRecord {
+        let fresh = JobRecord::new(job, path, self.status);
+        JobRecord {
+            job,
+            path: fresh.path,
+            path_b64: fresh.path_b64,
+            ..self.clone()
         }
     }
 

@@ -22,6 +22,7 @@ mod srun;
 pub(crate) use spec::RunSpec;
 pub(crate) use srun::Allocation;
 
+use crate::batch::Batching;
 use crate::cli::{Cli, Executor, PerJob};
 use crate::memory::Amount;
 use crate::parquet::Verify;
@@ -54,6 +55,8 @@ pub(crate) struct Config {
     pub resume: Option<PathBuf>,
     /// `--mem-limit`; `None`: 80% of available.
     pub mem_limit: Option<Amount>,
+    /// `-X/--batch`: many inputs per command, grouped this way.
+    pub batch: Option<Batching>,
 }
 
 /// The in-place part of the configuration.
@@ -113,6 +116,7 @@ impl Config {
         if cli.summary.as_deref() == Some(Path::new("-")) {
             bail!("--summary -: standard output carries the jobs' output; give the journal a file name (or /dev/stdout to mix the two)");
         }
+        check_batch(&cli)?;
         let command = CheckedCommand::check(&cli.command, cli.shell, cli.in_place, cli.timeout)?;
         let mode = mode(&cli)?;
         let (jobs, threads) = parallelism(&cli, &mode);
@@ -165,6 +169,7 @@ impl Config {
                 progress,
                 quiet: cli.quiet,
                 mem_limit,
+                batch: cli.batch.then(|| Batching::new(cli.batch_size)),
             },
         ))
     }
@@ -185,6 +190,7 @@ impl Config {
             quiet: setting.quiet,
             resume: setting.resume,
             mem_limit: setting.mem_limit,
+            batch: setting.batch,
         }
     }
 }
@@ -228,6 +234,25 @@ struct Setting {
     progress: bool,
     quiet: bool,
     mem_limit: Option<Amount>,
+    batch: Option<Batching>,
+}
+
+/// What `-X/--batch` cannot go with, refused before anything runs.
+fn check_batch(cli: &Cli) -> Result<()> {
+    if !cli.batch {
+        return Ok(());
+    }
+    if cli.in_place {
+        bail!("-X/--batch cannot go with -i/--in-place: each file is replaced from its own job's {{out}}; leave out -X");
+    }
+    // Options that give each input its own output belong here too (one job per input).
+    if cli.shell {
+        bail!("-X/--batch cannot go with -s/--shell: a script has no words to repeat; hand the files to a shell yourself: fanout -X -- sh -c 'cmd \"$@\"' sh {{}}");
+    }
+    if cli.executor != Executor::Local {
+        bail!("-X/--batch runs on this machine only: the Slurm executors run one job per file (leave out --executor or -X)");
+    }
+    Ok(())
 }
 
 /// What to discover: roots that exist, filters that parse, and the run's own files.

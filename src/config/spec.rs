@@ -76,6 +76,8 @@ impl Config {
                 progress: false,
                 quiet: true,
                 mem_limit: Some(Amount::Bytes(budget)),
+                // Batches are refused with the Slurm executors.
+                batch: None,
             },
         ))
     }

@@ -31,8 +31,8 @@ pub(crate) use platform::{
     MemoryCap, EXIT_WATCH_RECHECK,
 };
 pub(crate) use posix::{
-    group_alive, is_root, own_cpu, peer_closed, poll_readable, reap_orphans, set_nonblocking,
-    signal_group, spawn_job, wait4, waited, Reaped,
+    arg_max, group_alive, is_root, own_cpu, peer_closed, poll_readable, reap_orphans,
+    set_nonblocking, signal_group, spawn_job, wait4, waited, Reaped,
 };
 
 /// The tightest memory limit fanout runs under and the room left below it.

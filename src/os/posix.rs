@@ -150,6 +150,15 @@ pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>) -> io::Result<()> {
     Ok(())
 }
 
+/// The system's limit on the bytes of a new program's arguments and environment together
+/// (`sysconf(_SC_ARG_MAX)`, on Linux a quarter of the stack limit), as xargs reads it.
+pub(crate) fn arg_max() -> usize {
+    // SAFETY: sysconf has no preconditions and touches no memory of ours.
+    let n = unsafe { libc::sysconf(libc::_SC_ARG_MAX) };
+    // POSIX guarantees at least 4096; an unknown limit is taken as that.
+    usize::try_from(n).unwrap_or(0).max(4096)
+}
+
 /// Whether fanout runs as root (then in-place outputs also get the input's owner).
 pub(crate) fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
