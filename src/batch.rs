@@ -228,7 +228,7 @@ mod tests {
         assert!(sizes(100, 2, &capped, "f").iter().all(|&n| n <= 7));
         // The argument-size limit: `wc -c` and the closing pointer, then 3 paths of 100 bytes.
         let p = std::mem::size_of::<usize>();
-        let fixed = 3 + 1 + p + 2 + 1 + p + p;
+        let fixed = 2 + 1 + p + 2 + 1 + p + p;
         let tight = Batching {
             size: None,
             arg_limit: fixed + 3 * (100 + 1 + p),

@@ -486,7 +486,7 @@ mod tests {
         // Costs: bytes, NUL and pointer of each word.
         let p = std::mem::size_of::<usize>();
         assert_eq!(t.batch_cost(Path::new("a/x.c")), 5 + 1 + p);
-        assert_eq!(t.batch_fixed_cost(), 3 + 1 + p + 2 + 1 + p + p);
+        assert_eq!(t.batch_fixed_cost(), 2 + 1 + p + 2 + 1 + p + p);
     }
 
     #[test]
