@@ -6,6 +6,7 @@
 mod harness;
 mod pq;
 
+mod batch;
 mod dry_run;
 mod exit_status;
 mod faults;
