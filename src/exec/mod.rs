@@ -278,9 +278,13 @@ fn run_admitted(
         if let Some(p) = prepared {
             conclude_in_place(p, &mut record);
         }
-        if let Some(id) = resume::identity(&input.path) {
-            record.file_size = Some(id.size);
-            record.file_mtime_ns = Some(id.mtime_ns);
+        // The file's identity is for --resume, which reads it from the journal: without a
+        // journal, no stat.
+        if config.summary.is_some() {
+            if let Some(id) = resume::identity(&input.path) {
+                record.file_size = Some(id.size);
+                record.file_mtime_ns = Some(id.mtime_ns);
+            }
         }
         return Done {
             record,

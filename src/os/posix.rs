@@ -215,14 +215,18 @@ pub(crate) fn spawn_job(program: &OsStr, argv: &[OsString], capture: bool) -> io
         .iter()
         .map(|a| cstring(a))
         .collect::<io::Result<Vec<_>>>()?;
-    let env: Vec<CString> = std::env::vars_os()
-        .filter_map(|(k, v)| {
-            let mut kv = k.into_vec();
-            kv.push(b'=');
-            kv.extend_from_slice(v.as_bytes());
-            CString::new(kv).ok()
-        })
-        .collect();
+    // fanout never changes its environment: it is built once for every job.
+    static ENV: OnceLock<Vec<CString>> = OnceLock::new();
+    let env = ENV.get_or_init(|| {
+        std::env::vars_os()
+            .filter_map(|(k, v)| {
+                let mut kv = k.into_vec();
+                kv.push(b'=');
+                kv.extend_from_slice(v.as_bytes());
+                CString::new(kv).ok()
+            })
+            .collect()
+    });
 
     static DEV_NULL: OnceLock<File> = OnceLock::new();
     let null = match DEV_NULL.get() {
@@ -260,9 +264,9 @@ pub(crate) fn spawn_job(program: &OsStr, argv: &[OsString], capture: bool) -> io
 
     let spawning = SPAWNING.read().unwrap_or_else(PoisonError::into_inner);
     let pid = if program.as_bytes().contains(&b'/') {
-        posix_spawn(path.as_c_str(), &actions, &attr, &args, &env)
+        posix_spawn(path.as_c_str(), &actions, &attr, &args, env)
     } else {
-        posix_spawnp(&path, &actions, &attr, &args, &env)
+        posix_spawnp(&path, &actions, &attr, &args, env)
     }
     .map_err(io::Error::from)?
     .as_raw();
