@@ -1,8 +1,9 @@
 //! File discovery: walks the roots with the `ignore` crate, reads paths from standard input,
 //! applies the filters and hands numbered inputs to the caller's sink, one at a time.
 //!
-//! The walk is sequential and sorted by file name, so job numbers (`{#}`) and the order of a
-//! dry run are the same from one run to the next. A walk error becomes a message for the
+//! The walk is ordered (sorted by file name, depth first), so job numbers (`{#}`) and the
+//! order of a dry run are the same from one run to the next; when the file system is slow,
+//! directories are read ahead in parallel (`ReadAhead`) without changing that order. A walk error becomes a message for the
 //! collector and the walk goes on. This module knows nothing of templates or processes.
 
 use std::collections::hash_map::Entry;
@@ -12,8 +13,9 @@ use std::io::{BufRead, BufReader};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use crossbeam_channel::Sender;
@@ -263,11 +265,10 @@ impl Walker<'_> {
             }
         }
         let blocked = std::sync::Arc::new(AtomicU64::new(0));
-        let walk = self
-            .builder(root, self.opts.hidden, self.opts.no_ignore)?
-            .filter_entry(self.entry_filter(&blocked))
-            .build();
-        let result = self.walk_entries(walk, implicit);
+        let mut builder = self.builder(root, self.opts.hidden, self.opts.no_ignore)?;
+        let ahead = ReadAhead::new(&builder, !self.opts.no_ignore);
+        let walk = builder.filter_entry(self.entry_filter(&blocked)).build();
+        let result = self.walk_entries(walk, implicit, ahead);
         self.report.errors += blocked.load(Ordering::Relaxed);
         result
     }
@@ -301,8 +302,16 @@ impl Walker<'_> {
         }
     }
 
-    fn walk_entries(&mut self, walk: ignore::Walk, implicit: bool) -> Result<bool> {
+    fn walk_entries(
+        &mut self,
+        walk: ignore::Walk,
+        implicit: bool,
+        mut ahead: ReadAhead,
+    ) -> Result<bool> {
+        let mut asked = Instant::now();
         for entry in walk {
+            // The walk waited for the file system: directories are read ahead from now on.
+            ahead.waited(asked.elapsed());
             if self.cancel.is_hard() {
                 return Ok(false);
             }
@@ -350,6 +359,7 @@ impl Walker<'_> {
             if !self.send(path, None, duplicate_of) {
                 return Ok(false);
             }
+            asked = Instant::now();
         }
         Ok(true)
     }
@@ -539,6 +549,91 @@ fn special_ignore_file(dir: &Path) -> Option<PathBuf> {
             t.is_fifo() || t.is_char_device() || t.is_block_device()
         })
     })
+}
+
+/// Reads directories ahead of the ordered walk, in parallel, once the walk has had to wait
+/// for the file system (a cold cache, a network file system, where each directory read is a
+/// round trip). It is `ignore`'s parallel walker with the walk's own rules (hidden files,
+/// ignore files, globs, depth, links), whose entries are thrown away: the ordered walk then
+/// finds the directories in the kernel's caches. Order and job numbers come from the ordered
+/// walk alone, so they are the same whether or not anything was read ahead. On a warm cache
+/// the walk never waits and nothing is read twice. `FANOUT_READ_AHEAD=always` starts it at
+/// once, `never` not at all.
+struct ReadAhead {
+    /// The parallel walker, until it is started.
+    builder: Option<WalkBuilder>,
+    /// Tells the read-ahead to stop: set when the ordered walk ends.
+    quit: Arc<AtomicBool>,
+}
+
+impl ReadAhead {
+    /// A wait for one entry longer than this is a wait for the file system (a warm directory
+    /// read takes microseconds).
+    const SLOW: Duration = Duration::from_micros(500);
+
+    fn new(builder: &WalkBuilder, check_ignore_files: bool) -> ReadAhead {
+        let when = std::env::var_os("FANOUT_READ_AHEAD");
+        let mut ahead = ReadAhead {
+            builder: None,
+            quit: Arc::new(AtomicBool::new(false)),
+        };
+        if when.as_deref() == Some(std::ffi::OsStr::new("never")) {
+            return ahead;
+        }
+        let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        let mut b = builder.clone();
+        // Reading is waiting, not computing: more threads than cores.
+        b.threads((2 * cpus).clamp(4, 16))
+            // As the ordered walk: never a plan directory, never a directory whose ignore
+            // file would block a reader (that one reports it).
+            .filter_entry(move |e| {
+                e.depth() == 0
+                    || !e.file_type().is_some_and(|t| t.is_dir())
+                    || (e.file_name() != ".fanout"
+                        && !(check_ignore_files && special_ignore_file(e.path()).is_some()))
+            });
+        ahead.builder = Some(b);
+        if when.as_deref() == Some(std::ffi::OsStr::new("always")) {
+            ahead.start();
+        }
+        ahead
+    }
+
+    /// The ordered walk waited `wait` for its last entry.
+    fn waited(&mut self, wait: Duration) {
+        if wait >= Self::SLOW && self.builder.is_some() {
+            self.start();
+        }
+    }
+
+    fn start(&mut self) {
+        let Some(builder) = self.builder.take() else {
+            return;
+        };
+        let quit = Arc::clone(&self.quit);
+        // Not joined: a reader blocked in the file system must not hold up the run's end;
+        // it stops at its next entry, or with the process.
+        let _ = std::thread::Builder::new()
+            .name("read-ahead".into())
+            .spawn(move || {
+                builder.build_parallel().run(|| {
+                    let quit = Arc::clone(&quit);
+                    Box::new(move |_| {
+                        if quit.load(Ordering::Relaxed) {
+                            ignore::WalkState::Quit
+                        } else {
+                            ignore::WalkState::Continue
+                        }
+                    })
+                });
+            });
+    }
+}
+
+impl Drop for ReadAhead {
+    fn drop(&mut self) {
+        self.quit.store(true, Ordering::Relaxed);
+    }
 }
 
 fn blocked_dir_message(dir: &Path, bad: &Path) -> String {

@@ -19,6 +19,7 @@ mod journal;
 mod memory;
 mod preflight;
 mod processes;
+mod read_ahead;
 mod readme;
 mod review;
 mod run_core;
