@@ -308,10 +308,18 @@ impl Walker<'_> {
         implicit: bool,
         mut ahead: ReadAhead,
     ) -> Result<bool> {
-        let mut asked = Instant::now();
-        for entry in walk {
-            // The walk waited for the file system: directories are read ahead from now on.
-            ahead.waited(asked.elapsed());
+        let mut walk = walk.into_iter();
+        // The entry before was a directory: the walk reads it to give the next one.
+        let mut opened = false;
+        loop {
+            let asked = Instant::now();
+            let Some(entry) = walk.next() else { break };
+            if opened {
+                ahead.read_dir(asked.elapsed());
+            }
+            opened = entry
+                .as_ref()
+                .is_ok_and(|e| e.file_type().is_some_and(|t| t.is_dir()));
             if self.cancel.is_hard() {
                 return Ok(false);
             }
@@ -359,7 +367,6 @@ impl Walker<'_> {
             if !self.send(path, None, duplicate_of) {
                 return Ok(false);
             }
-            asked = Instant::now();
         }
         Ok(true)
     }
@@ -564,18 +571,27 @@ struct ReadAhead {
     builder: Option<WalkBuilder>,
     /// Tells the read-ahead to stop: set when the ordered walk ends.
     quit: Arc<AtomicBool>,
+    /// Directory reads of the ordered walk so far, and the slow ones.
+    reads: u32,
+    slow: u32,
 }
 
 impl ReadAhead {
-    /// A wait for one entry longer than this is a wait for the file system (a warm directory
-    /// read takes microseconds).
+    /// A directory read longer than this waited for the file system (a warm one takes
+    /// microseconds).
     const SLOW: Duration = Duration::from_micros(500);
+    /// Slow directory reads before reading ahead: at least this many, and at least half of
+    /// all reads so far. A cold or remote file system makes every read slow; a busy CPU that
+    /// preempts the walk now and then does not start it.
+    const SLOW_READS: u32 = 4;
 
     fn new(builder: &WalkBuilder, check_ignore_files: bool) -> ReadAhead {
         let when = std::env::var_os("FANOUT_READ_AHEAD");
         let mut ahead = ReadAhead {
             builder: None,
             quit: Arc::new(AtomicBool::new(false)),
+            reads: 0,
+            slow: 0,
         };
         if when.as_deref() == Some(std::ffi::OsStr::new("never")) {
             return ahead;
@@ -599,9 +615,16 @@ impl ReadAhead {
         ahead
     }
 
-    /// The ordered walk waited `wait` for its last entry.
-    fn waited(&mut self, wait: Duration) {
-        if wait >= Self::SLOW && self.builder.is_some() {
+    /// The ordered walk took `took` to read a directory.
+    fn read_dir(&mut self, took: Duration) {
+        if self.builder.is_none() {
+            return;
+        }
+        self.reads += 1;
+        if took >= Self::SLOW {
+            self.slow += 1;
+        }
+        if self.slow >= Self::SLOW_READS && 2 * self.slow >= self.reads {
             self.start();
         }
     }
