@@ -309,17 +309,16 @@ impl Walker<'_> {
         mut ahead: ReadAhead,
     ) -> Result<bool> {
         let mut walk = walk.into_iter();
-        // The entry before was a directory: the walk reads it to give the next one.
-        let mut opened = false;
         loop {
             let asked = Instant::now();
             let Some(entry) = walk.next() else { break };
-            if opened {
+            // A directory is read (whole, to sort it) before the walk hands it on.
+            if entry
+                .as_ref()
+                .is_ok_and(|e| e.file_type().is_some_and(|t| t.is_dir()))
+            {
                 ahead.read_dir(asked.elapsed());
             }
-            opened = entry
-                .as_ref()
-                .is_ok_and(|e| e.file_type().is_some_and(|t| t.is_dir()));
             if self.cancel.is_hard() {
                 return Ok(false);
             }
