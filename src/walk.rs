@@ -573,6 +573,8 @@ struct ReadAhead {
     /// Directory reads of the ordered walk so far, and the slow ones.
     reads: u32,
     slow: u32,
+    /// The walk's preemptions when the last directory was read.
+    preempted: Option<u64>,
 }
 
 impl ReadAhead {
@@ -591,6 +593,7 @@ impl ReadAhead {
             quit: Arc::new(AtomicBool::new(false)),
             reads: 0,
             slow: 0,
+            preempted: None,
         };
         if when.as_deref() == Some(std::ffi::OsStr::new("never")) {
             return ahead;
@@ -620,7 +623,12 @@ impl ReadAhead {
             return;
         }
         self.reads += 1;
-        if took >= Self::SLOW {
+        // A walk preempted since the last directory (a busy CPU) may have waited for a core,
+        // not for the file system: that read does not count as slow.
+        let preempted = crate::os::thread_preemptions();
+        let was_preempted = preempted.is_some() && preempted > self.preempted;
+        self.preempted = preempted;
+        if took >= Self::SLOW && !was_preempted {
             self.slow += 1;
         }
         if self.slow >= Self::SLOW_READS && 2 * self.slow >= self.reads {

@@ -42,10 +42,8 @@ pub(super) fn work(shared: &Shared, slot: usize, jobs: &Jobs<'_>, batches: &Rece
             shared.ctx.running.fetch_sub(n, Ordering::Relaxed);
             done
         };
-        for d in done {
-            if !jobs.hand_back(d) {
-                return;
-            }
+        if !jobs.hand_back_all(done) {
+            return;
         }
     }
 }
@@ -131,7 +129,7 @@ fn run(shared: &Shared, slot: usize, batch: &Batch) -> Vec<Done> {
     base.batch = Some(batch.number);
     base.batch_size = Some(batch.inputs.len() as u64);
     // The file identity is what --resume reads from the journal: without one, no stat.
-    let identify = config.summary.is_some();
+    let journal = config.summary.is_some();
     batch
         .inputs
         .iter()
@@ -146,19 +144,27 @@ fn run(shared: &Shared, slot: usize, batch: &Batch) -> Vec<Done> {
                     .expand_batch(&[input.path.as_path()], &values),
             );
             record.weight_bytes = Some(weights[k]);
-            if identify {
-                identity(&mut record, &input.path);
-            }
             let (stdout, stderr) = if k == 0 {
                 (finished.stdout.take(), finished.stderr.take())
             } else {
                 (None, None)
             };
+            let mut line = None;
+            if journal {
+                identity(&mut record, &input.path);
+                // Formatted here, on the worker, which waits anyway: the collector (one
+                // thread for the whole run) only writes the line.
+                let mut buf = Vec::with_capacity(512);
+                if serde_json::to_writer(&mut buf, &record).is_ok() {
+                    buf.push(b'\n');
+                    line = Some(buf);
+                }
+            }
             Done {
                 record,
                 stdout,
                 stderr,
-                line: None,
+                line,
             }
         })
         .collect()
