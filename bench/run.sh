@@ -133,8 +133,15 @@ EOF
 
 # ---------------------------------------------------------------- bookkeeping
 mkdir -p "$RESULTS"
-for w in $ONLY; do rm -f "$RESULTS/$w"-*.json; done
-rm -f "$RESULTS/rss.tsv" "$RESULTS/commands.tsv" "$RESULTS/machine.txt" "$RESULTS/checks.tsv"
+# Only the workloads run now are replaced: the others' results stay in the report.
+for w in $ONLY; do
+    rm -f "$RESULTS/$w"-*.json
+    for t in commands checks; do
+        [[ -f "$RESULTS/$t.tsv" ]] && { grep -v "^$w" "$RESULTS/$t.tsv" > "$RESULTS/$t.tmp" || true; mv "$RESULTS/$t.tmp" "$RESULTS/$t.tsv"; }
+    done
+done
+want e && rm -f "$RESULTS/rss.tsv"
+rm -f "$RESULTS/machine.txt"
 
 ver() { "$@" 2>&1 | head -1 || true; }
 {

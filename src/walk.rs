@@ -318,6 +318,8 @@ impl Walker<'_> {
                 .is_ok_and(|e| e.file_type().is_some_and(|t| t.is_dir()))
             {
                 ahead.read_dir(asked.elapsed());
+            } else {
+                ahead.entries += 1;
             }
             if self.cancel.is_hard() {
                 return Ok(false);
@@ -573,8 +575,11 @@ struct ReadAhead {
     /// Directory reads of the ordered walk so far, and the slow ones.
     reads: u32,
     slow: u32,
-    /// The walk's preemptions when the last directory was read.
+    /// The walk's preemptions when the last directory was judged.
     preempted: Option<u64>,
+    /// The last directory read, not judged yet, and the entries handed on since.
+    last_read: Option<Duration>,
+    entries: u32,
 }
 
 impl ReadAhead {
@@ -585,6 +590,9 @@ impl ReadAhead {
     /// all reads so far. A cold or remote file system makes every read slow; a busy CPU that
     /// preempts the walk now and then does not start it.
     const SLOW_READS: u32 = 4;
+    /// ... and longer than this per entry it holds (a warm read costs well under 1 µs per
+    /// entry; a round trip of a millisecond over a hundred entries is 10).
+    const PER_ENTRY: Duration = Duration::from_micros(5);
 
     fn new(builder: &WalkBuilder, check_ignore_files: bool) -> ReadAhead {
         let when = std::env::var_os("FANOUT_READ_AHEAD");
@@ -594,6 +602,8 @@ impl ReadAhead {
             reads: 0,
             slow: 0,
             preempted: None,
+            last_read: None,
+            entries: 0,
         };
         if when.as_deref() == Some(std::ffi::OsStr::new("never")) {
             return ahead;
@@ -617,22 +627,33 @@ impl ReadAhead {
         ahead
     }
 
-    /// The ordered walk took `took` to read a directory.
+    /// The ordered walk took `took` to read a directory. The read before it is judged now
+    /// that its entries have been counted.
     fn read_dir(&mut self, took: Duration) {
         if self.builder.is_none() {
             return;
         }
-        self.reads += 1;
-        // A walk preempted since the last directory (a busy CPU) may have waited for a core,
-        // not for the file system: that read does not count as slow.
-        let preempted = crate::os::thread_preemptions();
-        let was_preempted = preempted.is_some() && preempted > self.preempted;
-        self.preempted = preempted;
-        if took >= Self::SLOW && !was_preempted {
-            self.slow += 1;
+        if let Some(last) = self.last_read.replace(took) {
+            self.judge(last);
         }
         if self.slow >= Self::SLOW_READS && 2 * self.slow >= self.reads {
             self.start();
+        }
+    }
+
+    /// Whether a read of a directory of `self.entries` entries that took `took` waited for
+    /// the file system: long, long for its size (a warm read of a large directory takes a
+    /// while too, sorting included), and not preempted (a busy CPU: the walk may have waited
+    /// for a core).
+    fn judge(&mut self, took: Duration) {
+        self.reads += 1;
+        let preempted = crate::os::thread_preemptions();
+        let was_preempted = preempted.is_some() && preempted > self.preempted;
+        self.preempted = preempted;
+        let entries = self.entries.max(1);
+        self.entries = 0;
+        if took >= Self::SLOW && took >= Self::PER_ENTRY * entries && !was_preempted {
+            self.slow += 1;
         }
     }
 
