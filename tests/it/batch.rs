@@ -478,3 +478,29 @@ fn ctrl_c_interrupts_the_running_batch_and_starts_no_other() {
         assert_eq!(record_for(&records, p)["status"], "not_started");
     }
 }
+
+#[test]
+fn keep_order_prints_whole_batches_in_input_order() {
+    let files: Vec<(String, &str)> = (0..30).map(|i| (format!("d/f{i:02}"), "")).collect();
+    let files: Vec<(&str, &str)> = files.iter().map(|(p, c)| (p.as_str(), *c)).collect();
+    let env = TestEnv::new(&[], &files);
+    // Earlier batches sleep longer, so they finish last; -k still prints them first.
+    let o = env.run(&[
+        "-X",
+        "-k",
+        "-j",
+        "3",
+        "--batch-size",
+        "4",
+        "d",
+        "--",
+        "sh",
+        "-c",
+        "sleep $(( (12 - $0) / 10 )).$(( (12 - $0) % 10 )); printf '%s\\n' \"$@\"",
+        "{#}",
+        "{}",
+    ]);
+    o.assert_ok();
+    let want: Vec<String> = (0..30).map(|i| format!("d/f{i:02}")).collect();
+    assert_eq!(o.stdout_lines(), want, "{}", o.dump());
+}
