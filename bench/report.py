@@ -16,10 +16,18 @@ TITLES = {
     "a-j2": "a) one `true` per file, {flat} files, -j 2",
     "a-j8": "a) one `true` per file, {flat} files, -j 8",
     "b-j2": "b) `echo` each *.parquet in a gitignored tree of {tree} files, -j 2",
+    "c-j2": "c) `wc -c` over 100,000 small files, many files per command, -j 2",
+    "d-warm": "d) the walk alone, warm cache: list the *.parquet of {tree} files",
+    "d-cold": "d) the walk alone, cold cache (page cache dropped before each run)",
+    "d-latency": "d) the walk alone, 1 ms added to every directory open (LD_PRELOAD)",
 }
 NOTES = {
     "a": "Walk a flat directory and spawn `true` once per file: per-job overhead "
     "(walk, fork/exec, wait, bookkeeping). The floor is the least a runner can do.",
+    "c": "Batches: fanout -X, xargs -n 1000 and fd -X run many files per command; "
+    "fanout -X also writes a record per file to --summary. Per-file fanout runs once.",
+    "d": "Discovery alone: fanout's dry run (which goes through the run core), fd's listing "
+    "and GNU find. fanout and fd read .gitignore; find does not.",
     "b": "Select *.parquet in a 1,000-directory tree and `echo` each. fanout and fd "
     "honour .gitignore (10% of the directories and *.tmp are ignored) and so run fewer "
     "jobs than find|xargs, which has no such notion: see the 'jobs' column.",

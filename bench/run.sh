@@ -9,19 +9,27 @@
 #   BENCH_QUICK=1           smoke test: 1,000 / 10,000 files, 2 runs
 #   FANOUT_BIN=PATH         benchmark this binary instead of building fanout
 #                           (e.g. the floor, as a stand-in while fanout doesn't build)
+#   BENCH_ONLY="a b c d e"  the workloads to run (default: all): a spawn, b walk + echo,
+#                           c batches, d walk alone (warm, cold, per-directory latency),
+#                           e peak memory with 200,000 inputs
+#   BENCH_RESULTS=DIR       where results go (default bench/results)
+#   BATCH_PERFILE_RUNS=N    runs of per-file fanout in workload c (default 1: 100,000 jobs)
 set -euo pipefail
 
 BENCH_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$BENCH_DIR/.." && pwd)"
-RESULTS="$BENCH_DIR/results"
+RESULTS="${BENCH_RESULTS:-$BENCH_DIR/results}"
+ONLY="${BENCH_ONLY:-a b c d e}"
+want() { [[ " $ONLY " == *" $1 "* ]]; }
 
 say() { printf '==> %s\n' "$*" >&2; }
 skip() { printf 'SKIP: %s\n' "$*" >&2; }
 
 if [[ "${BENCH_QUICK:-0}" == 1 ]]; then
-    FLAT_FILES=1000 TREE_FILES=10000 RUNS=2 PARALLEL_RUNS=2
+    FLAT_FILES=1000 TREE_FILES=10000 RUNS=2 PARALLEL_RUNS=2 BATCH_FILES=10000
 else
     FLAT_FILES=5000 TREE_FILES=100000 RUNS="${BENCH_RUNS:-5}" PARALLEL_RUNS="${BENCH_PARALLEL_RUNS:-2}"
+    BATCH_FILES=100000
 fi
 TREE_DIRS=1000
 ((TREE_FILES % TREE_DIRS == 0)) || { echo "TREE_FILES must be a multiple of $TREE_DIRS" >&2; exit 1; }
@@ -110,10 +118,30 @@ for d in range(ndirs):
 print(allp, kept)
 EOF
 )
+# Workload c: BATCH_FILES small files (a few bytes each), 1,000 to a directory.
+BATCH="$TMP/batch"
+python3 - "$BATCH" "$BATCH_FILES" <<'EOF'
+import os, sys
+root, n = sys.argv[1], int(sys.argv[2])
+for i in range(n):
+    d = os.path.join(root, f"b{i // 1000:03}")
+    if i % 1000 == 0:
+        os.makedirs(d)
+    with open(os.path.join(d, f"s{i:06}.txt"), "w") as f:
+        f.write(f"{i}\n")
+EOF
 
 # ---------------------------------------------------------------- bookkeeping
 mkdir -p "$RESULTS"
-rm -f "$RESULTS"/*.json "$RESULTS/commands.tsv" "$RESULTS/machine.txt" "$RESULTS/checks.tsv"
+# Only the workloads run now are replaced: the others' results stay in the report.
+for w in $ONLY; do
+    rm -f "$RESULTS/$w"-*.json
+    for t in commands checks; do
+        [[ -f "$RESULTS/$t.tsv" ]] && { grep -v "^$w" "$RESULTS/$t.tsv" > "$RESULTS/$t.tmp" || true; mv "$RESULTS/$t.tmp" "$RESULTS/$t.tsv"; }
+    done
+done
+want e && rm -f "$RESULTS/rss.tsv"
+rm -f "$RESULTS/machine.txt"
 
 ver() { "$@" 2>&1 | head -1 || true; }
 {
@@ -125,6 +153,8 @@ ver() { "$@" 2>&1 | head -1 || true; }
     echo "filesystem: $(df -T "$TMP" | awk 'NR==2 {print $2}') ($TMP)"
     echo "flat files: $FLAT_FILES"
     echo "tree files: $TREE_FILES in $TREE_DIRS dirs; $PARQUET_ALL *.parquet, $PARQUET_KEPT not gitignored"
+    echo "batch files: $BATCH_FILES small files, 1,000 a directory"
+    echo "workloads: $ONLY"
     echo "runs: $RUNS (GNU parallel: $PARALLEL_RUNS), warmup 1"
     echo "version fanout: $(ver "$FANOUT" --version)"
     echo "version hyperfine: $(ver hyperfine --version)"
@@ -170,7 +200,7 @@ bench() { # file runs output name cmd [name cmd]...
 
 # ---------------------------------------------------------------- workload a
 # One `true` per file: the cost of walking, spawning and reaping.
-for J in 2 8; do
+want a && for J in 2 8; do
     w="a-j$J"
     cmds=(
         "fanout -j$J"  "$FANOUT -q --no-progress -j $J $FLAT -- true"
@@ -197,6 +227,7 @@ done
 # ---------------------------------------------------------------- workload b
 # Find the *.parquet files in a big tree and `echo` each one, at -j 2.
 # fanout and fd skip what .gitignore ignores; find|xargs has no such notion.
+want b && {
 w=b-j2
 cmds=(
     "fanout -j2"  "$FANOUT -q --no-progress -j 2 -e parquet $TREE -- echo"
@@ -207,6 +238,79 @@ check b fanout "$PARQUET_KEPT" "${cmds[1]}"
 check b xargs "$PARQUET_ALL" "${cmds[3]}"
 if [[ -n "$FD" ]]; then check b fd "$PARQUET_KEPT" "${cmds[5]}"; fi
 bench "${w}__main" "$RUNS" null "${cmds[@]}"
+}
+
+# ---------------------------------------------------------------- workload c
+# Batches: `wc -c` over BATCH_FILES small files at -j 2, many files per command. fanout -X
+# also writes a record per file (checked below); per-file fanout runs once (it is slow).
+want c && {
+w=c-j2
+check_batch() { # name: fanout's summary must hold a record per file, all ok
+    local n
+    n="$(grep -c '"type":"file".*"status":"ok"' "$TMP/batch.jsonl" || true)"
+    printf '%s\t%s\t%s\t%s\n' c "$1" "$BATCH_FILES" "$n" >> "$RESULTS/checks.tsv"
+    [[ "$n" == "$BATCH_FILES" ]] || { echo "error: $1 recorded $n of $BATCH_FILES files ok" >&2; exit 1; }
+}
+"$FANOUT" -q -X -j 2 --summary "$TMP/batch.jsonl" "$BATCH" -- wc -c > /dev/null
+check_batch fanout
+cmds=(
+    "fanout -X -j2"        "$FANOUT -q --no-progress -X -j 2 --summary $TMP/batch.jsonl $BATCH -- wc -c"
+    "xargs -P2 -n1000"     "find $BATCH -type f -print0 | xargs -0 -P2 -n 1000 wc -c"
+)
+[[ -n "$FD" ]] && cmds+=("fd -X -j2" "$FD . $BATCH -t f -j 2 -X wc -c")
+bench "${w}__main" "$RUNS" null "${cmds[@]}"
+bench "${w}__perfile" "${BATCH_PERFILE_RUNS:-1}" null \
+    "fanout per file -j2" "$FANOUT -q --no-progress -j 2 --summary $TMP/batch.jsonl $BATCH -- wc -c"
+check_batch "fanout per file"
+}
+
+# ---------------------------------------------------------------- workload d
+# The walk alone: list the tree's *.parquet (fanout: its dry run) on a warm cache, a cold
+# cache (root only: the page cache is dropped before each run) and with 1 ms added to every
+# directory open (bench/walk/delay.c, LD_PRELOAD), as on a network file system.
+want d && {
+cc -O2 -shared -fPIC -o "$TMP/delay.so" "$BENCH_DIR/walk/delay.c" -ldl -lpthread
+walkers=(
+    "fanout -n"    "$FANOUT -q -n -e parquet $TREE -- echo"
+    "find"         "find $TREE -name '*.parquet'"
+)
+[[ -n "$FD" ]] && walkers+=("fd" "$FD -e parquet . $TREE")
+walkers+=("fanout -n, no read-ahead" "FANOUT_READ_AHEAD=never $FANOUT -q -n -e parquet $TREE -- echo")
+bench "d-warm__main" "$RUNS" null "${walkers[@]}"
+if [[ $(id -u) == 0 ]]; then
+    args=()
+    for ((i = 0; i < ${#walkers[@]}; i += 2)); do
+        args+=(--command-name "${walkers[i]}" "${walkers[i+1]}")
+    done
+    say "hyperfine: d-cold (page cache dropped before each run)"
+    hyperfine --runs "$RUNS" --output=null --style basic --prepare 'sync; echo 3 > /proc/sys/vm/drop_caches' \
+        --export-json "$RESULTS/d-cold__main.json" "${args[@]}"
+else
+    skip "cold-cache walk: dropping the page cache needs root"
+fi
+args=()
+for ((i = 0; i < ${#walkers[@]}; i += 2)); do
+    args+=(--command-name "${walkers[i]}" "env LD_PRELOAD=$TMP/delay.so DELAY_US=1000 ${walkers[i+1]}")
+done
+say "hyperfine: d-latency (1 ms per directory open)"
+hyperfine --warmup 1 --runs "$RUNS" --output=null --style basic \
+    --export-json "$RESULTS/d-latency__main.json" "${args[@]}"
+}
+
+# ---------------------------------------------------------------- workload e
+# Peak memory (RSS, GNU time) of fanout with 200,000 inputs (the batch files twice, on
+# standard input, which is not deduplicated): one `true` per input, and batched.
+want e && {
+find "$BATCH" -type f > "$TMP/list"
+cat "$TMP/list" "$TMP/list" > "$TMP/list2"
+for mode in per-file batched; do
+    flag=""; [[ $mode == batched ]] && flag="-X"
+    /usr/bin/time -f '%M %e' -o "$TMP/rss" "$FANOUT" -q $flag -j 2 --summary /dev/null - -- true < "$TMP/list2"
+    read -r kib secs < "$TMP/rss"
+    printf '%s\t%s\t%s\t%s\n' "$mode" "$(wc -l < "$TMP/list2")" "$kib" "$secs" >> "$RESULTS/rss.tsv"
+    say "peak RSS, $mode: $kib KiB in $secs s"
+done
+}
 
 # ---------------------------------------------------------------- report
 say "writing $RESULTS/results.md and results.svg"

@@ -24,6 +24,8 @@ PLACEHOLDERS (usable anywhere inside a command word):
   {out}     with -i or -o: where the job writes (committed by fanout after --verify)
   {{ }}     literal braces
 A template without a path placeholder gets {} appended as its last argument.
+With -X/--batch a word with a path placeholder is repeated once per file of the batch
+(`--in={}` gives `--in=a --in=b …`) and {#} is the batch number.
 
 EXAMPLES:
   Print every parquet file's row count with a tool of your own:
@@ -40,6 +42,8 @@ EXAMPLES:
       duckdb -c \"COPY (FROM read_csv('{}')) TO '{out}' (FORMAT parquet)\"
   Paths from another program:
     git ls-files -z '*.json' | fanout -0 - -- jq -e . {}
+  Many files per command (like xargs or fd -X), still a record per file:
+    fanout -X -e gz logs/ -- gzip -t {}
 
 Output of different jobs never interleaves; by default each job's output appears when it
 finishes (order unspecified), -k/--keep-order prints in input order.
@@ -128,6 +132,17 @@ pub(crate) struct Cli {
     /// write {} without quotes (`"{}"` and `'{}'` are refused)
     #[arg(short = 's', long)]
     pub shell: bool,
+
+    /// Run many files per command: a command word with a path placeholder is repeated once
+    /// per file of the batch (`-X -- gzip -t {}` runs `gzip -t a b c …`); {#} is the batch
+    /// number
+    #[arg(short = 'X', long)]
+    pub batch: bool,
+
+    /// With -X: at most N files per command [default: sized to keep every job slot busy,
+    /// within the system's argument-size limit]
+    #[arg(long, value_name = "N", value_parser = parse_jobs, requires = "batch")]
+    pub batch_size: Option<usize>,
 
     /// Print job output in input order (default: as jobs finish)
     #[arg(short = 'k', long)]

@@ -88,6 +88,30 @@ impl Executor for DryRun {
     fn execute(&mut self, jobs: &Jobs<'_>) -> Result<Extra> {
         let config = jobs.ctx.config;
         let mut weights: Vec<(u64, PathBuf)> = Vec::new();
+        if let Some(batching) = &config.batch {
+            let mut batches = 0;
+            crate::batch::form(
+                batching,
+                &config.template,
+                config.run.jobs,
+                jobs.inputs(),
+                &mut |batch| {
+                    batches += 1;
+                    batch_lines(config, batch, jobs, &mut weights)
+                },
+            );
+            let mut notes = plan(config, &mut weights);
+            notes[0] = format!(
+                "dry run: {} files in {batches} batches (commands), at most {} at once; {}",
+                weights.len(),
+                config.run.jobs,
+                filters(config)
+            );
+            return Ok(Extra {
+                notes,
+                ..Extra::default()
+            });
+        }
         for input in jobs.inputs() {
             // A read-only file a real run would skip is not listed (its record says why).
             if let Some(reason) = self
@@ -132,6 +156,51 @@ impl Executor for DryRun {
             ..Extra::default()
         })
     }
+}
+
+/// A batch's line (with its first input's record; the others' records carry no text), as a
+/// real run would expand it. Returns false when the core takes no more records.
+fn batch_lines(
+    config: &Config,
+    batch: crate::batch::Batch,
+    jobs: &Jobs<'_>,
+    weights: &mut Vec<(u64, PathBuf)>,
+) -> bool {
+    let w: Vec<u64> = batch
+        .inputs
+        .iter()
+        .map(|i| i.weight.unwrap_or_else(|| crate::parquet::weight(&i.path)))
+        .collect();
+    let paths = batch.paths();
+    let argv = config.template.expand_batch(
+        &paths,
+        &batch.rels(),
+        &JobValues {
+            path: paths[0],
+            rel_at: batch.inputs[0].rel_at,
+            job: batch.number,
+            slot: ((batch.number - 1) % config.run.jobs as u64) as usize + 1,
+            threads: config.run.threads,
+            out: None,
+            mem_mib: config
+                .run
+                .mem_per_job
+                .unwrap_or(memory::prior(w.iter().sum()))
+                >> 20,
+        },
+    );
+    let mut line = display_argv(&argv);
+    line.push(b'\n');
+    for (k, input) in batch.inputs.into_iter().enumerate() {
+        let text: &[u8] = if k == 0 { &line } else { b"" };
+        let mut d = Done::listed(input.job, &input.path, text);
+        d.record.batch = Some(batch.number);
+        weights.push((w[k], input.path));
+        if !jobs.hand_back(d) {
+            return false;
+        }
+    }
+    true
 }
 
 /// What the dry run says after its lines: filters, memory, the heaviest inputs.

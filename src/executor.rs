@@ -80,6 +80,8 @@ pub(crate) struct Jobs<'a> {
     pub ctx: &'a Context<'a>,
     inputs: &'a Receiver<Input>,
     done: &'a Sender<Done>,
+    /// Many records at once (a batch's files), in one message.
+    bulk: Sender<Vec<Done>>,
 }
 
 impl<'a> Jobs<'a> {
@@ -87,8 +89,14 @@ impl<'a> Jobs<'a> {
         ctx: &'a Context<'a>,
         inputs: &'a Receiver<Input>,
         done: &'a Sender<Done>,
+        bulk: Sender<Vec<Done>>,
     ) -> Jobs<'a> {
-        Jobs { ctx, inputs, done }
+        Jobs {
+            ctx,
+            inputs,
+            done,
+            bulk,
+        }
     }
 
     /// The jobs, until the core has no more.
@@ -102,6 +110,15 @@ impl<'a> Jobs<'a> {
     pub(crate) fn hand_back(&self, d: Done) -> bool {
         halt_after(self.ctx.config, self.ctx.cancel, d.record.status);
         self.done.send(d).is_ok()
+    }
+
+    /// Hands back the records of several inputs at once (a batch's files), as one message:
+    /// thousands of records do not cost thousands of channel hand-offs.
+    pub(crate) fn hand_back_all(&self, all: Vec<Done>) -> bool {
+        for d in &all {
+            halt_after(self.ctx.config, self.ctx.cancel, d.record.status);
+        }
+        self.bulk.send(all).is_ok()
     }
 }
 

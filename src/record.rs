@@ -112,6 +112,12 @@ pub struct JobRecord {
     /// The exact bytes of the target, base64, when it is not valid UTF-8.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub output_b64: Option<String>,
+    /// With `-X`: the number of the batch (the command) this file ran in, `{#}`.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub batch: Option<u64>,
+    /// With `-X`: how many files that batch's command was given.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub batch_size: Option<u64>,
     /// In-place and `-o` runs: `created`, `replaced`, `kept` or `up_to_date`.
     #[serde(
         skip_serializing_if = "Option::is_none",
@@ -202,6 +208,8 @@ impl JobRecord {
             mem_reserved_bytes: None,
             output: None,
             output_b64: None,
+            batch: None,
+            batch_size: None,
             action: None,
             input_bytes: None,
             output_bytes: None,
@@ -220,6 +228,17 @@ impl JobRecord {
                 self.output = Some(String::from_utf8_lossy(bytes).into_owned());
                 self.output_b64 = Some(base64::engine::general_purpose::STANDARD.encode(bytes));
             }
+        }
+    }
+
+    /// The same record for another input (a file of the same batch).
+    pub(crate) fn for_input(&self, job: u64, path: &Path) -> JobRecord {
+        let fresh = JobRecord::new(job, path, self.status);
+        JobRecord {
+            job,
+            path: fresh.path,
+            path_b64: fresh.path_b64,
+            ..self.clone()
         }
     }
 

@@ -76,8 +76,13 @@ impl Totals {
         }
         if record.status.is_failure() && record.status != Status::NotStarted {
             if self.failures.len() < NAMED_FAILURES {
+                let reason = match record.batch_size {
+                    // The batch's command failed: every file of it is named with that.
+                    Some(n) => format!("in a batch of {n}: {}", record.reason()),
+                    None => record.reason(),
+                };
                 self.failures
-                    .push((record.path.clone(), record.status, record.reason()));
+                    .push((record.path.clone(), record.status, reason));
             } else {
                 self.more_failures += 1;
             }

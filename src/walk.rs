@@ -1,8 +1,9 @@
 //! File discovery: walks the roots with the `ignore` crate, reads paths from standard input,
 //! applies the filters and hands numbered inputs to the caller's sink, one at a time.
 //!
-//! The walk is sequential and sorted by file name, so job numbers (`{#}`) and the order of a
-//! dry run are the same from one run to the next. A walk error becomes a message for the
+//! The walk is ordered (sorted by file name, depth first), so job numbers (`{#}`) and the
+//! order of a dry run are the same from one run to the next; when the file system is slow,
+//! directories are read ahead in parallel (`ReadAhead`) without changing that order. A walk error becomes a message for the
 //! collector and the walk goes on. This module knows nothing of templates or processes.
 
 use std::collections::hash_map::Entry;
@@ -12,8 +13,9 @@ use std::io::{BufRead, BufReader};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use crossbeam_channel::Sender;
@@ -273,11 +275,10 @@ impl Walker<'_> {
             }
         }
         let blocked = std::sync::Arc::new(AtomicU64::new(0));
-        let walk = self
-            .builder(root, self.opts.hidden, self.opts.no_ignore)?
-            .filter_entry(self.entry_filter(&blocked))
-            .build();
-        let result = self.walk_entries(walk, root, implicit);
+        let mut builder = self.builder(root, self.opts.hidden, self.opts.no_ignore)?;
+        let ahead = ReadAhead::new(&builder, !self.opts.no_ignore);
+        let walk = builder.filter_entry(self.entry_filter(&blocked)).build();
+        let result = self.walk_entries(walk, root, implicit, ahead);
         self.report.errors += blocked.load(Ordering::Relaxed);
         result
     }
@@ -326,8 +327,26 @@ impl Walker<'_> {
         }
     }
 
-    fn walk_entries(&mut self, walk: ignore::Walk, root: &Path, implicit: bool) -> Result<bool> {
-        for entry in walk {
+    fn walk_entries(
+        &mut self,
+        walk: ignore::Walk,
+        root: &Path,
+        implicit: bool,
+        mut ahead: ReadAhead,
+    ) -> Result<bool> {
+        let mut walk = walk.into_iter();
+        loop {
+            let asked = Instant::now();
+            let Some(entry) = walk.next() else { break };
+            // A directory is read (whole, to sort it) before the walk hands it on.
+            if entry
+                .as_ref()
+                .is_ok_and(|e| e.file_type().is_some_and(|t| t.is_dir()))
+            {
+                ahead.read_dir(asked.elapsed());
+            } else {
+                ahead.entries += 1;
+            }
             if self.cancel.is_hard() {
                 return Ok(false);
             }
@@ -572,6 +591,134 @@ fn special_ignore_file(dir: &Path) -> Option<PathBuf> {
             t.is_fifo() || t.is_char_device() || t.is_block_device()
         })
     })
+}
+
+/// Reads directories ahead of the ordered walk, in parallel, once the walk has had to wait
+/// for the file system (a cold cache, a network file system, where each directory read is a
+/// round trip). It is `ignore`'s parallel walker with the walk's own rules (hidden files,
+/// ignore files, globs, depth, links), whose entries are thrown away: the ordered walk then
+/// finds the directories in the kernel's caches. Order and job numbers come from the ordered
+/// walk alone, so they are the same whether or not anything was read ahead. On a warm cache
+/// the walk never waits and nothing is read twice. `FANOUT_READ_AHEAD=always` starts it at
+/// once, `never` not at all.
+struct ReadAhead {
+    /// The parallel walker, until it is started.
+    builder: Option<WalkBuilder>,
+    /// Tells the read-ahead to stop: set when the ordered walk ends.
+    quit: Arc<AtomicBool>,
+    /// Directory reads of the ordered walk so far, and the slow ones.
+    reads: u32,
+    slow: u32,
+    /// The walk's preemptions when the last directory was judged.
+    preempted: Option<u64>,
+    /// The last directory read, not judged yet, and the entries handed on since.
+    last_read: Option<Duration>,
+    entries: u32,
+}
+
+impl ReadAhead {
+    /// A directory read longer than this waited for the file system (a warm one takes
+    /// microseconds).
+    const SLOW: Duration = Duration::from_micros(500);
+    /// Slow directory reads before reading ahead: at least this many, and at least half of
+    /// all reads so far. A cold or remote file system makes every read slow; a busy CPU that
+    /// preempts the walk now and then does not start it.
+    const SLOW_READS: u32 = 4;
+    /// ... and longer than this per entry it holds (a warm read costs well under 1 µs per
+    /// entry; a round trip of a millisecond over a hundred entries is 10).
+    const PER_ENTRY: Duration = Duration::from_micros(5);
+
+    fn new(builder: &WalkBuilder, check_ignore_files: bool) -> ReadAhead {
+        let when = std::env::var_os("FANOUT_READ_AHEAD");
+        let mut ahead = ReadAhead {
+            builder: None,
+            quit: Arc::new(AtomicBool::new(false)),
+            reads: 0,
+            slow: 0,
+            preempted: None,
+            last_read: None,
+            entries: 0,
+        };
+        if when.as_deref() == Some(std::ffi::OsStr::new("never")) {
+            return ahead;
+        }
+        let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        let mut b = builder.clone();
+        // Reading is waiting, not computing: more threads than cores.
+        b.threads((2 * cpus).clamp(4, 16))
+            // As the ordered walk: never a plan directory, never a directory whose ignore
+            // file would block a reader (that one reports it).
+            .filter_entry(move |e| {
+                e.depth() == 0
+                    || !e.file_type().is_some_and(|t| t.is_dir())
+                    || (e.file_name() != ".fanout"
+                        && !(check_ignore_files && special_ignore_file(e.path()).is_some()))
+            });
+        ahead.builder = Some(b);
+        if when.as_deref() == Some(std::ffi::OsStr::new("always")) {
+            ahead.start();
+        }
+        ahead
+    }
+
+    /// The ordered walk took `took` to read a directory. The read before it is judged now
+    /// that its entries have been counted.
+    fn read_dir(&mut self, took: Duration) {
+        if self.builder.is_none() {
+            return;
+        }
+        if let Some(last) = self.last_read.replace(took) {
+            self.judge(last);
+        }
+        if self.slow >= Self::SLOW_READS && 2 * self.slow >= self.reads {
+            self.start();
+        }
+    }
+
+    /// Whether a read of a directory of `self.entries` entries that took `took` waited for
+    /// the file system: long, long for its size (a warm read of a large directory takes a
+    /// while too, sorting included), and not preempted (a busy CPU: the walk may have waited
+    /// for a core).
+    fn judge(&mut self, took: Duration) {
+        self.reads += 1;
+        let preempted = crate::os::thread_preemptions();
+        let was_preempted = preempted.is_some() && preempted > self.preempted;
+        self.preempted = preempted;
+        let entries = self.entries.max(1);
+        self.entries = 0;
+        if took >= Self::SLOW && took >= Self::PER_ENTRY * entries && !was_preempted {
+            self.slow += 1;
+        }
+    }
+
+    fn start(&mut self) {
+        let Some(builder) = self.builder.take() else {
+            return;
+        };
+        let quit = Arc::clone(&self.quit);
+        // Not joined: a reader blocked in the file system must not hold up the run's end;
+        // it stops at its next entry, or with the process.
+        let _ = std::thread::Builder::new()
+            .name("read-ahead".into())
+            .spawn(move || {
+                builder.build_parallel().run(|| {
+                    let quit = Arc::clone(&quit);
+                    Box::new(move |_| {
+                        if quit.load(Ordering::Relaxed) {
+                            ignore::WalkState::Quit
+                        } else {
+                            ignore::WalkState::Continue
+                        }
+                    })
+                });
+            });
+    }
+}
+
+impl Drop for ReadAhead {
+    fn drop(&mut self) {
+        self.quit.store(true, Ordering::Relaxed);
+    }
 }
 
 fn blocked_dir_message(dir: &Path, bad: &Path) -> String {

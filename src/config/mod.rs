@@ -23,6 +23,7 @@ mod srun;
 pub(crate) use spec::RunSpec;
 pub(crate) use srun::Allocation;
 
+use crate::batch::Batching;
 use crate::cli::{Cli, Executor, PerJob};
 use crate::memory::Amount;
 use crate::parquet::Verify;
@@ -65,6 +66,8 @@ pub(crate) struct Config {
     pub resume: Option<PathBuf>,
     /// `--mem-limit`; `None`: 80% of available.
     pub mem_limit: Option<Amount>,
+    /// `-X/--batch`: many inputs per command, grouped this way.
+    pub batch: Option<Batching>,
 }
 
 /// The in-place part of the configuration.
@@ -154,6 +157,7 @@ impl Config {
         if cli.verify.is_some() && !cli.in_place && cli.output.is_none() {
             bail!("--verify goes with -i/--in-place or -o/--output");
         }
+        check_batch(&cli)?;
         let mode = mode(&cli)?;
         let (jobs, threads) = parallelism(&cli, &mode);
         // On Slurm, output is relayed task by task as records arrive: ordering it by job number
@@ -231,6 +235,7 @@ impl Config {
                 quiet: cli.quiet,
                 verbose: cli.verbose,
                 mem_limit,
+                batch: cli.batch.then(|| Batching::new(cli.batch_size)),
             },
         ))
     }
@@ -256,6 +261,7 @@ impl Config {
             verbose: setting.verbose,
             resume: setting.resume,
             mem_limit: setting.mem_limit,
+            batch: setting.batch,
         }
     }
 }
@@ -320,6 +326,27 @@ struct Setting {
     quiet: bool,
     verbose: bool,
     mem_limit: Option<Amount>,
+    batch: Option<Batching>,
+}
+
+/// What `-X/--batch` cannot go with, refused before anything runs.
+fn check_batch(cli: &Cli) -> Result<()> {
+    if !cli.batch {
+        return Ok(());
+    }
+    if cli.in_place {
+        bail!("-X/--batch cannot go with -i/--in-place: each file is replaced from its own job's {{out}}; leave out -X");
+    }
+    if cli.output.is_some() {
+        bail!("-X/--batch cannot go with -o/--output: each target is committed from its own job's {{out}}; leave out -X");
+    }
+    if cli.shell {
+        bail!("-X/--batch cannot go with -s/--shell: a script has no words to repeat; hand the files to a shell yourself: fanout -X -- sh -c 'cmd \"$@\"' sh {{}}");
+    }
+    if cli.executor != Executor::Local {
+        bail!("-X/--batch runs on this machine only: the Slurm executors run one job per file (leave out --executor or -X)");
+    }
+    Ok(())
 }
 
 /// What to discover: roots that exist, filters that parse, and the run's own files.

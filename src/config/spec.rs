@@ -84,6 +84,8 @@ impl Config {
                 quiet: true,
                 verbose: false,
                 mem_limit: Some(Amount::Bytes(budget)),
+                // Batches are refused with the Slurm executors.
+                batch: None,
             },
         ))
     }

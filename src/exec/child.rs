@@ -24,6 +24,10 @@ use crate::output::Spool;
 const ORPHAN_PIPE_WAIT: Duration = Duration::from_millis(500);
 /// A wait status no kernel produces: the child's real status could not be read.
 const LOST: libc::c_int = -1;
+/// A job still running after this long is made a preferred OOM victim. Most tiny jobs end
+/// sooner and so cost no write to /proc; fanout itself is protected (-500) from the start, so
+/// until then a job (at 0) is still chosen before fanout.
+const OOM_PREFERENCE_AFTER: Duration = Duration::from_millis(20);
 /// Poll interval when the platform offers no descriptor that wakes on a process's exit.
 const FALLBACK_POLL_MS: i32 = 10;
 
@@ -101,7 +105,6 @@ pub(crate) fn run(launch: &Launch) -> Finished {
         }
     };
     let pid = spawned.pid;
-    os::prefer_oom_victim(pid);
     if let Some(s) = launch.sampler {
         s.register(pid, launch.slot, launch.reserved);
     }
@@ -129,6 +132,7 @@ pub(crate) fn run(launch: &Launch) -> Finished {
         grace: launch.kill_grace,
         // A limit past the end of the clock is no limit (the parser clamps; a plan may not).
         deadline: launch.timeout.and_then(|t| start.checked_add(t)),
+        oom_at: start.checked_add(OOM_PREFERENCE_AFTER),
     };
     supervise(launch, &mut sup, &mut streams);
     let reaped = sup.reaped.expect("reaped");
@@ -167,7 +171,9 @@ fn supervise(launch: &Launch, sup: &mut Supervisor, streams: &mut [Stream]) {
             .filter_map(|s| s.fd.as_ref().map(|f| f.as_fd()))
             .collect();
         let n_pipes = fds.len();
+        let mut exit_slot = None;
         if let (None, Some(fd)) = (sup.reaped, &exit_fd) {
+            exit_slot = Some(fds.len());
             fds.push(fd.as_fd());
         }
         if !sup.saw_cancel {
@@ -176,10 +182,15 @@ fn supervise(launch: &Launch, sup: &mut Supervisor, streams: &mut [Stream]) {
             }
         }
         let timeout = sup.poll_timeout(exit_fd.is_some());
-        if os::poll_readable(&fds, timeout, &mut ready).is_err() {
+        let polled = os::poll_readable(&fds, timeout, &mut ready).is_ok();
+        if !polled {
             // poll only fails on resource exhaustion; slow down rather than spin.
             std::thread::sleep(Duration::from_millis(FALLBACK_POLL_MS as u64));
         }
+        // An exact exit watch that did not fire means the child runs: no wait4 to ask.
+        let may_have_exited = !polled
+            || os::EXIT_WATCH_RECHECK.is_some()
+            || exit_slot.is_none_or(|i| ready.get(i).copied().unwrap_or(true));
         drop(fds);
         for (stream, _) in streams
             .iter_mut()
@@ -189,10 +200,16 @@ fn supervise(launch: &Launch, sup: &mut Supervisor, streams: &mut [Stream]) {
         {
             stream.drain(&mut buf);
         }
-        if sup.reaped.is_none() {
+        if sup.reaped.is_none() && may_have_exited {
             sup.try_reap();
         }
         let now = Instant::now();
+        if sup.oom_at.is_some_and(|at| now >= at) {
+            sup.oom_at = None;
+            if sup.reaped.is_none() {
+                os::prefer_oom_victim(sup.pid);
+            }
+        }
         sup.react(now, launch.cancel);
         if sup.pipes_abandoned(now) {
             for s in streams.iter_mut() {
@@ -251,6 +268,8 @@ struct Supervisor {
     grace: Duration,
     /// When `--timeout` runs out, if it is set.
     deadline: Option<Instant>,
+    /// When the job becomes a preferred OOM victim, until it has.
+    oom_at: Option<Instant>,
 }
 
 impl Supervisor {
@@ -354,6 +373,9 @@ impl Supervisor {
         };
         if let (Some(d), None) = (self.deadline, self.reaped) {
             at(Some(d));
+        }
+        if self.reaped.is_none() {
+            at(self.oom_at);
         }
         if let Stop::Termed(t) = self.stop {
             at(t.checked_add(self.grace));

@@ -8,6 +8,7 @@
 //! stopped by `child.rs`; inputs still queued become `not_started` records.
 
 mod admit;
+mod batched;
 mod child;
 mod sampler;
 
@@ -71,16 +72,40 @@ impl Executor for Pool {
             start: ctx.start,
         };
         let (sampler_stop, sampler_stopped) = bounded::<()>(0);
+        let (batch_tx, batch_rx) = bounded::<crate::batch::Batch>(0);
+        let batch_rx = &batch_rx;
         std::thread::scope(|s| -> Result<()> {
             let shared = &shared;
             std::thread::Builder::new()
                 .name("sampler".into())
                 .spawn_scoped(s, move || shared.sampler.run(&sampler_stopped))?;
+            // With -X one thread forms the batches; a worker takes the next as its slot frees.
+            if let Some(batching) = &config.batch {
+                std::thread::Builder::new()
+                    .name("batches".into())
+                    .spawn_scoped(s, move || {
+                        crate::batch::form(
+                            batching,
+                            &config.template,
+                            config.run.jobs,
+                            jobs.inputs(),
+                            &mut |b| batch_tx.send(b).is_ok(),
+                        );
+                    })?;
+            } else {
+                drop(batch_tx);
+            }
             let mut workers = Vec::new();
             for slot in 1..=config.run.jobs {
                 let spawned = std::thread::Builder::new()
                     .name(format!("worker-{slot}"))
-                    .spawn_scoped(s, move || work(shared, slot, jobs));
+                    .spawn_scoped(s, move || {
+                        if config.batch.is_some() {
+                            batched::work(shared, slot, jobs, batch_rx);
+                        } else {
+                            work(shared, slot, jobs);
+                        }
+                    });
                 match spawned {
                     Ok(handle) => workers.push(handle),
                     // Jobs may be running already: go on with the workers there are.
@@ -270,9 +295,13 @@ fn run_admitted(
         if let Some(p) = prepared {
             conclude_in_place(p, &mut record);
         }
-        if let Some(id) = resume::identity(&input.path) {
-            record.file_size = Some(id.size);
-            record.file_mtime_ns = Some(id.mtime_ns);
+        // The file's identity is for --resume, which reads it from the journal: without a
+        // journal, no stat.
+        if config.summary.is_some() {
+            if let Some(id) = resume::identity(&input.path) {
+                record.file_size = Some(id.size);
+                record.file_mtime_ns = Some(id.mtime_ns);
+            }
         }
         return Done {
             record,

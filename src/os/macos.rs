@@ -65,6 +65,12 @@ pub(super) fn exited_child() -> Option<i32> {
 /// macOS has no OOM score to adjust.
 pub(crate) fn prefer_oom_victim(_pid: i32) {}
 
+/// macOS has no per-thread usage counts: a slow directory read is taken as the file
+/// system's.
+pub(crate) fn thread_preemptions() -> Option<u64> {
+    None
+}
+
 /// macOS has no OOM score to adjust.
 pub(crate) fn protect_from_oom() {}
 

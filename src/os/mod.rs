@@ -28,11 +28,11 @@ mod posix;
 pub(crate) use nix::sys::signal::Signal;
 pub(crate) use platform::{
     become_subreaper, exit_watch, group_rss, prefer_oom_victim, process_name, protect_from_oom,
-    MemoryCap, EXIT_WATCH_RECHECK,
+    thread_preemptions, MemoryCap, EXIT_WATCH_RECHECK,
 };
 pub(crate) use posix::{
-    group_alive, is_root, own_cpu, peer_closed, poll_readable, reap_orphans, set_nonblocking,
-    signal_group, spawn_job, wait4, waited, Reaped,
+    arg_max, group_alive, is_root, own_cpu, peer_closed, poll_readable, reap_orphans,
+    set_nonblocking, signal_group, spawn_job, wait4, waited, Reaped,
 };
 
 /// The tightest memory limit fanout runs under and the room left below it.

@@ -150,6 +150,15 @@ pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>) -> io::Result<()> {
     Ok(())
 }
 
+/// The system's limit on the bytes of a new program's arguments and environment together
+/// (`sysconf(_SC_ARG_MAX)`, on Linux a quarter of the stack limit), as xargs reads it.
+pub(crate) fn arg_max() -> usize {
+    // SAFETY: sysconf has no preconditions and touches no memory of ours.
+    let n = unsafe { libc::sysconf(libc::_SC_ARG_MAX) };
+    // POSIX guarantees at least 4096; an unknown limit is taken as that.
+    usize::try_from(n).unwrap_or(0).max(4096)
+}
+
 /// Whether fanout runs as root (then in-place outputs also get the input's owner).
 pub(crate) fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
@@ -206,14 +215,18 @@ pub(crate) fn spawn_job(program: &OsStr, argv: &[OsString], capture: bool) -> io
         .iter()
         .map(|a| cstring(a))
         .collect::<io::Result<Vec<_>>>()?;
-    let env: Vec<CString> = std::env::vars_os()
-        .filter_map(|(k, v)| {
-            let mut kv = k.into_vec();
-            kv.push(b'=');
-            kv.extend_from_slice(v.as_bytes());
-            CString::new(kv).ok()
-        })
-        .collect();
+    // fanout never changes its environment: it is built once for every job.
+    static ENV: OnceLock<Vec<CString>> = OnceLock::new();
+    let env = ENV.get_or_init(|| {
+        std::env::vars_os()
+            .filter_map(|(k, v)| {
+                let mut kv = k.into_vec();
+                kv.push(b'=');
+                kv.extend_from_slice(v.as_bytes());
+                CString::new(kv).ok()
+            })
+            .collect()
+    });
 
     static DEV_NULL: OnceLock<File> = OnceLock::new();
     let null = match DEV_NULL.get() {
@@ -251,9 +264,9 @@ pub(crate) fn spawn_job(program: &OsStr, argv: &[OsString], capture: bool) -> io
 
     let spawning = SPAWNING.read().unwrap_or_else(PoisonError::into_inner);
     let pid = if program.as_bytes().contains(&b'/') {
-        posix_spawn(path.as_c_str(), &actions, &attr, &args, &env)
+        posix_spawn(path.as_c_str(), &actions, &attr, &args, env)
     } else {
-        posix_spawnp(&path, &actions, &attr, &args, &env)
+        posix_spawnp(&path, &actions, &attr, &args, env)
     }
     .map_err(io::Error::from)?
     .as_raw();

@@ -130,6 +130,7 @@ impl Flow<'_, '_> {
             let (job_tx, job_rx) = bounded::<Input>(inputs_ahead);
             let (done_tx, done_rx) = bounded::<Done>(capacity);
             let (early_tx, early_rx) = bounded::<Vec<Done>>(16);
+            let bulk_tx = early_tx.clone();
             // Discovery and triage share a thread: what needs no executor becomes a record at
             // once, in batches, so records that need no process move at memory speed.
             let walker = std::thread::Builder::new()
@@ -211,7 +212,7 @@ impl Flow<'_, '_> {
             let exec = std::thread::Builder::new()
                 .name("executor".into())
                 .spawn_scoped(s, move || {
-                    let jobs = Jobs::new(ctx, &job_rx, &done_tx);
+                    let jobs = Jobs::new(ctx, &job_rx, &done_tx, bulk_tx);
                     let extra = executor.execute(&jobs);
                     // Whatever the executor left (it failed to start): not started.
                     for input in &job_rx {

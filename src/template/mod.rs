@@ -504,6 +504,76 @@ fn spelling(ph: Placeholder) -> String {
     format!("{{{name}}}")
 }
 
+impl Template {
+    /// The argv of one batch: a word with a path placeholder is repeated once per path, in
+    /// order (`--in={}` gives `--in=a --in=b`); every other word appears once, with `values`
+    /// (whose `job` is the batch number). Shell mode has no words to repeat: the config
+    /// refuses batches with `-s`.
+    /// `rels` holds each path's `{rel}` start (`Input::rel_at`), or is empty when none is known.
+    pub(crate) fn expand_batch(
+        &self,
+        paths: &[&Path],
+        rels: &[Option<usize>],
+        values: &JobValues,
+    ) -> Vec<OsString> {
+        debug_assert!(!self.shell, "batches are refused in shell mode");
+        let mut argv = Vec::with_capacity(self.words.len() + paths.len());
+        for w in &self.words {
+            if w.has_path() {
+                for (i, path) in paths.iter().enumerate() {
+                    let mut buf = Vec::new();
+                    let rel_at = rels.get(i).copied().flatten();
+                    w.expand_into(&JobValues { path, rel_at, ..*values }, false, &mut buf);
+                    argv.push(OsString::from_vec(buf));
+                }
+            } else {
+                let mut buf = Vec::new();
+                w.expand_into(values, false, &mut buf);
+                argv.push(OsString::from_vec(buf));
+            }
+        }
+        argv
+    }
+
+    /// What `path` adds to a batch's argument list, in bytes as `execve` counts them (each
+    /// word, its NUL and its pointer). Numbers are taken at their widest, so this never
+    /// underestimates.
+    pub(crate) fn batch_cost(&self, path: &Path, rel_at: Option<usize>) -> usize {
+        self.words
+            .iter()
+            .filter(|w| w.has_path())
+            .map(|w| word_cost(w, path, rel_at))
+            .sum()
+    }
+
+    /// What the words that are not repeated cost, with the argument list's closing pointer.
+    pub(crate) fn batch_fixed_cost(&self) -> usize {
+        let fixed: usize = self
+            .words
+            .iter()
+            .filter(|w| !w.has_path())
+            .map(|w| word_cost(w, Path::new(""), None))
+            .sum();
+        fixed + std::mem::size_of::<usize>()
+    }
+}
+
+/// One expanded word's cost in `execve`'s argument area: its bytes, its NUL, its pointer.
+fn word_cost(w: &Word, path: &Path, rel_at: Option<usize>) -> usize {
+    let widest = JobValues {
+        path,
+        rel_at,
+        job: u64::MAX,
+        slot: usize::MAX,
+        threads: usize::MAX,
+        out: None,
+        mem_mib: u64::MAX,
+    };
+    let mut buf = Vec::new();
+    w.expand_into(&widest, false, &mut buf);
+    buf.len() + 1 + std::mem::size_of::<usize>()
+}
+
 /// Renders an argv as one shell command line: `sh -c "$line"` runs the very same argv.
 pub(crate) fn display_argv(argv: &[OsString]) -> Vec<u8> {
     let mut line = Vec::new();
@@ -544,6 +614,34 @@ mod tests {
             .into_iter()
             .map(|s| s.into_string().unwrap())
             .collect()
+    }
+
+    #[test]
+    fn a_batch_repeats_the_words_with_a_path() {
+        let t = parse(&["gz", "-t", "--in={}", "{/.}:{//}", "n{#}"]).unwrap();
+        let values = JobValues {
+            path: Path::new(""),
+            job: 4,
+            slot: 1,
+            threads: 1,
+            out: None,
+            mem_mib: 1,
+        };
+        let paths = [Path::new("a/x.c"), Path::new("b y.h")];
+        let argv = t.expand_batch(&paths, &[], &values);
+        let argv: Vec<_> = argv.iter().map(|a| a.to_str().unwrap()).collect();
+        assert_eq!(
+            argv,
+            ["gz", "-t", "--in=a/x.c", "--in=b y.h", "x:a", "b y:.", "n4"]
+        );
+        // The implicit trailing {} is repeated too.
+        let t = parse(&["wc", "-c"]).unwrap();
+        let argv = t.expand_batch(&paths, &[], &values);
+        assert_eq!(argv, ["wc", "-c", "a/x.c", "b y.h"]);
+        // Costs: bytes, NUL and pointer of each word.
+        let p = std::mem::size_of::<usize>();
+        assert_eq!(t.batch_cost(Path::new("a/x.c"), None), 5 + 1 + p);
+        assert_eq!(t.batch_fixed_cost(), 2 + 1 + p + 2 + 1 + p + p);
     }
 
     #[test]

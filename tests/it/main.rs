@@ -6,6 +6,7 @@
 mod harness;
 mod pq;
 
+mod batch;
 mod dry_run;
 mod exit_status;
 mod faults;
@@ -23,6 +24,7 @@ mod memory;
 mod outputs;
 mod preflight;
 mod processes;
+mod read_ahead;
 mod readme;
 mod report;
 mod review;
