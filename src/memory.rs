@@ -118,6 +118,10 @@ const MAX_MARGIN: f64 = 0.5;
 const ERRORS_TO_LEARN: usize = 4;
 /// The share of predictions the learned margin covers: rarer misses are the safety net's.
 const MARGIN_QUANTILE: f64 = 0.9;
+/// At most one observation in this many may lie above the fitted line, and only if it is a
+/// gross outlier: above this factor × the line.
+const OUTLIER_SHARE: usize = 20;
+const OUTLIER_FACTOR: f64 = 1.5;
 /// How many recent observations the fit uses.
 const WINDOW: usize = 256;
 /// How many recent prediction errors the margin uses.
@@ -187,13 +191,25 @@ impl Model {
             PRIOR_K
         };
         let k = (k * 1000.0).round() / 1000.0;
-        // ...and the base raised until no observation lies above the line.
-        let base = self
-            .points
-            .iter()
-            .map(|(w, p)| p - k * w)
-            .fold(f64::MIN, f64::max)
-            .max(0.0);
+        // ...and the base raised until no observation lies above the line, but for rare gross
+        // outliers (a job far above what its input predicts is the safety net's to catch:
+        // raising every prediction for it would waste memory on every other job).
+        let mut residuals: Vec<f64> = self.points.iter().map(|(w, p)| p - k * w).collect();
+        residuals.sort_by(|a, b| b.total_cmp(a));
+        let mut base = residuals[0];
+        let rare = n / OUTLIER_SHARE;
+        if rare > 0 {
+            let robust = residuals[rare];
+            let gross = self
+                .points
+                .iter()
+                .filter(|(w, p)| *p > OUTLIER_FACTOR * (robust.max(0.0) + k * w))
+                .count();
+            if gross <= rare {
+                base = robust;
+            }
+        }
+        let base = base.max(0.0);
         Some(Fit {
             base_bytes: base.ceil() as u64,
             bytes_per_weight_byte: k,
@@ -326,6 +342,26 @@ mod tests {
             (1000.0..1100.0).contains(&fit.bytes_per_weight_byte),
             "{fit:?}"
         );
+    }
+
+    #[test]
+    fn a_rare_gross_outlier_does_not_raise_every_prediction() {
+        let mut m = Model::default();
+        for i in 1..=30u64 {
+            m.observe(i * 100_000, 10 * MIB + i * 100_000 * 1024);
+        }
+        // One job needed 3 × what its input predicts.
+        m.observe(1_500_000, 3 * 1024 * 1_500_000);
+        let fit = m.fit().unwrap();
+        assert!(fit.base_bytes < 50 * MIB, "{fit:?}");
+        assert!(m.predict_raw(2_000_000).unwrap() < 2000 * MIB);
+        // Several such jobs are no outliers: the line covers them again.
+        for _ in 0..3 {
+            m.observe(1_500_000, 3 * 1024 * 1_500_000);
+        }
+        let fit = m.fit().unwrap();
+        let line = fit.base_bytes as f64 + fit.bytes_per_weight_byte * 1_500_000.0;
+        assert!(line >= 3.0 * 1024.0 * 1_500_000.0, "{fit:?}");
     }
 
     #[test]

@@ -60,6 +60,9 @@ pub(crate) struct Gate {
     /// Jobs run on other machines (`--executor srun`): nothing is learned from local peaks and
     /// local available memory does not matter; reservations become srun's `--mem`.
     remote: bool,
+    /// Until a first job is measured, start the lightest waiting input (it ends soonest and
+    /// teaches the model); false when the user chose the start order (`--order largest-first`).
+    light_first: bool,
     state: Mutex<State>,
     freed: Condvar,
 }
@@ -90,6 +93,7 @@ struct State {
 #[derive(Debug, Clone, Copy)]
 struct Waiter {
     id: u64,
+    weight: u64,
     want: u64,
     since: Instant,
     bypassed: u32,
@@ -103,6 +107,7 @@ impl Gate {
         reserve: u64,
         meter: Meter,
         remote: bool,
+        light_first: bool,
     ) -> Gate {
         Gate {
             budget,
@@ -110,6 +115,7 @@ impl Gate {
             per_job,
             reserve,
             remote,
+            light_first,
             state: Mutex::new(State {
                 meter: Some(meter),
                 next_slot: 1,
@@ -146,6 +152,7 @@ impl Gate {
         state.next_waiter += 1;
         state.waiting.push(Waiter {
             id,
+            weight,
             want: 0,
             since: Instant::now(),
             bypassed: if first { BYPASS_LIMIT } else { 0 },
@@ -201,7 +208,18 @@ impl Gate {
 
     /// Which waiting input may start now, if any.
     fn choose(&self, state: &mut State, sampler: &Sampler) -> Option<u64> {
+        let learning = self.per_job.is_none() && state.model.observations() == 0 && !self.remote;
+        let lightest = |state: &State| {
+            state
+                .waiting
+                .iter()
+                .min_by_key(|w| (w.weight, w.since, w.id))
+                .map(|w| (w.id, w.want))
+        };
         if state.running == 0 {
+            if learning && self.light_first {
+                return lightest(state).map(|(id, _)| id);
+            }
             // Nothing runs: the oldest starts, even if it needs more than the whole budget.
             return state
                 .waiting
@@ -210,15 +228,15 @@ impl Gate {
                 .map(|w| w.id);
         }
         // Until a first job has been measured, start few: at most two at once.
-        let ramp = if self.per_job.is_none() && state.model.observations() == 0 && !self.remote {
-            START_JOBS
-        } else {
-            usize::MAX
-        };
+        let ramp = if learning { START_JOBS } else { usize::MAX };
         if state.running >= self.jobs.min(ramp) || state.net_paused {
             return None;
         }
         let room = self.room(state, sampler);
+        if learning && self.light_first {
+            let (id, want) = lightest(state)?;
+            return (want <= room).then_some(id);
+        }
         let starved = state
             .waiting
             .iter()

@@ -71,6 +71,7 @@ impl Executor for Pool {
                 reserve,
                 meter,
                 matches!(config.mode, Mode::Srun(_)),
+                config.run.order == Order::Input,
             ),
             sampler: Sampler::new(ctx.start),
             start: ctx.start,
@@ -88,7 +89,7 @@ impl Executor for Pool {
             let mut workers = Vec::new();
             // Workers beyond `-j` hold inputs waiting for memory, so that admission can choose
             // the one that fits the room best; at most `-j` jobs run at once all the same.
-            let lookahead = if matches!(config.mode, Mode::Srun(_)) {
+            let lookahead = if matches!(config.mode, Mode::Srun(_)) || config.run.jobs == 1 {
                 0
             } else {
                 config.run.jobs.min(LOOKAHEAD)
