@@ -217,7 +217,9 @@ impl Model {
         })
     }
 
-    /// Whether the observed weights differ enough (by more than 20%) to fit a slope.
+    /// Whether the observed weights differ enough (by more than 2%) to fit a slope: the line is
+    /// raised over every observation, and what a slope fitted on close weights gets wrong for
+    /// other sizes is what the learned margin and the safety net are for.
     fn spread(&self) -> bool {
         let (lo, hi) = self
             .points
@@ -225,7 +227,7 @@ impl Model {
             .fold((f64::MAX, 0f64), |(lo, hi), (w, _)| {
                 (lo.min(*w), hi.max(*w))
             });
-        self.points.len() >= 2 && hi > 1.2 * lo.max(1.0)
+        self.points.len() >= 2 && hi > 1.02 * lo.max(1.0)
     }
 
     /// The predicted need of a job with this input weight, with head-room.

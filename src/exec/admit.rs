@@ -8,8 +8,8 @@
 //!   jobs are still expected to grow (expected peak minus what they use now) minus the reserve.
 //!
 //! Among the inputs waiting for room the one that fits it best (the largest that fits) goes
-//! first, so smaller inputs may pass a large one; an input passed over `BYPASS_LIMIT` times or
-//! waiting longer than `WAIT_LIMIT` gets the room reserved: nothing else starts until it fits.
+//! first, so smaller inputs may pass a large one; an input passed over `BYPASS_LIMIT` times
+//! gets the room reserved: nothing else starts until it fits.
 //!
 //! In `auto` mode the reservation is the learned prediction plus a margin learned from how far
 //! jobs went above their predictions. Until a first job has finished and been measured, at
@@ -34,10 +34,9 @@ use crate::memory::{Fit, Meter, Model};
 const START_JOBS: usize = 2;
 /// How often admission re-reads available memory at most.
 const GUARD_EVERY: Duration = Duration::from_millis(50);
-/// A waiting input passed over this many times gets the room reserved.
+/// A waiting input passed over this many times gets the room reserved. (A bound in time would
+/// turn every run of long jobs into first come, first served.)
 const BYPASS_LIMIT: u32 = 8;
-/// ...and so does one that has waited this long.
-const WAIT_LIMIT: Duration = Duration::from_secs(30);
 
 /// What a job was granted.
 #[derive(Debug, Clone, Copy)]
@@ -240,7 +239,7 @@ impl Gate {
         let starved = state
             .waiting
             .iter()
-            .filter(|w| w.bypassed >= BYPASS_LIMIT || w.since.elapsed() >= WAIT_LIMIT)
+            .filter(|w| w.bypassed >= BYPASS_LIMIT)
             .min_by_key(|w| (w.since, w.id));
         if let Some(s) = starved {
             return (s.want <= room).then_some(s.id);
