@@ -156,10 +156,7 @@ fn work(shared: &Shared, jobs: &Jobs<'_>) {
                     .backlog
                     .wait_for_room(input.job, shared.ctx.cancel);
             }
-            shared.ctx.running.fetch_add(1, Ordering::Relaxed);
-            let done = run_job(shared, &input);
-            shared.ctx.running.fetch_sub(1, Ordering::Relaxed);
-            done
+            run_job(shared, &input)
         };
         if !jobs.hand_back(finished) {
             return;
@@ -224,7 +221,10 @@ fn run_job(shared: &Shared, input: &Input) -> Done {
                 memory::human(shared.gate.budget())
             )));
         }
+        // Only admitted jobs count as running (not inputs waiting for memory).
+        shared.ctx.running.fetch_add(1, Ordering::Relaxed);
         let done = run_admitted(shared, input, &mut prepared, weight, permit, &mut tries);
+        shared.ctx.running.fetch_sub(1, Ordering::Relaxed);
         // Under srun the job runs elsewhere: the local peak is srun's own, nothing to learn from.
         let peak = done
             .as_ref()
