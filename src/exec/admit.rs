@@ -34,6 +34,8 @@ use crate::memory::{Fit, Meter, Model};
 const START_JOBS: usize = 2;
 /// How often admission re-reads available memory at most.
 const GUARD_EVERY: Duration = Duration::from_millis(50);
+/// Inputs lighter than this are not started out of order to learn from them sooner.
+const LIGHT_FIRST_MIN: u64 = 1 << 20;
 /// A waiting input passed over this many times gets the room reserved. (A bound in time would
 /// turn every run of long jobs into first come, first served.)
 const BYPASS_LIMIT: u32 = 8;
@@ -94,7 +96,8 @@ struct Waiter {
     id: u64,
     weight: u64,
     want: u64,
-    since: Instant,
+    /// Its place in the start order (lower goes first).
+    place: (u64, u64),
     bypassed: u32,
 }
 
@@ -136,11 +139,13 @@ impl Gate {
     }
 
     /// Waits until a job of `weight` may start, reserving at least `floor`; `None` if the run
-    /// stops admitting meanwhile. A `first` job (one run again after the safety net stopped
-    /// it) has its room reserved at once.
+    /// stops admitting meanwhile. `place` is the input's place in the start order (ties among
+    /// waiting inputs go to the lower). A `first` job (one run again after the safety net
+    /// stopped it) has its room reserved at once.
     pub(crate) fn admit(
         &self,
         weight: u64,
+        place: (u64, u64),
         floor: u64,
         first: bool,
         cancel: &Cancel,
@@ -153,7 +158,7 @@ impl Gate {
             id,
             weight,
             want: 0,
-            since: Instant::now(),
+            place,
             bypassed: if first { BYPASS_LIMIT } else { 0 },
         });
         loop {
@@ -171,7 +176,7 @@ impl Gate {
             if self.choose(&mut state, sampler) == Some(id) {
                 let me = state.waiting.iter().position(|w| w.id == id).expect("me");
                 let me = state.waiting.remove(me);
-                for w in state.waiting.iter_mut().filter(|w| w.since <= me.since) {
+                for w in state.waiting.iter_mut().filter(|w| w.place <= me.place) {
                     w.bypassed += 1;
                 }
                 state.reserved += want;
@@ -208,23 +213,28 @@ impl Gate {
     /// Which waiting input may start now, if any.
     fn choose(&self, state: &mut State, sampler: &Sampler) -> Option<u64> {
         let learning = self.per_job.is_none() && state.model.observations() == 0 && !self.remote;
+        let first = state
+            .waiting
+            .iter()
+            .min_by_key(|w| (w.place, w.id))
+            .copied();
+        // The lightest waiting input, when it is much lighter than the next in order.
         let lightest = |state: &State| {
-            state
+            let first = first?;
+            let light = state
                 .waiting
                 .iter()
-                .min_by_key(|w| (w.weight, w.since, w.id))
-                .map(|w| (w.id, w.want))
+                .min_by_key(|w| (w.weight, w.place, w.id))?;
+            (first.weight >= LIGHT_FIRST_MIN && light.weight < first.weight / 2)
+                .then_some((light.id, light.want))
         };
+        let light_first = learning && self.light_first;
         if state.running == 0 {
-            if learning && self.light_first {
-                return lightest(state).map(|(id, _)| id);
-            }
-            // Nothing runs: the oldest starts, even if it needs more than the whole budget.
-            return state
-                .waiting
-                .iter()
-                .min_by_key(|w| (w.since, w.id))
-                .map(|w| w.id);
+            // Nothing runs: the next starts, even if it needs more than the whole budget.
+            return light_first
+                .then(|| lightest(state).map(|(id, _)| id))
+                .flatten()
+                .or(first.map(|w| w.id));
         }
         // Until a first job has been measured, start few: at most two at once.
         let ramp = if learning { START_JOBS } else { usize::MAX };
@@ -232,15 +242,14 @@ impl Gate {
             return None;
         }
         let room = self.room(state, sampler);
-        if learning && self.light_first {
-            let (id, want) = lightest(state)?;
+        if let Some((id, want)) = light_first.then(|| lightest(state)).flatten() {
             return (want <= room).then_some(id);
         }
         let starved = state
             .waiting
             .iter()
             .filter(|w| w.bypassed >= BYPASS_LIMIT)
-            .min_by_key(|w| (w.since, w.id));
+            .min_by_key(|w| (w.place, w.id));
         if let Some(s) = starved {
             return (s.want <= room).then_some(s.id);
         }
@@ -248,7 +257,7 @@ impl Gate {
             .waiting
             .iter()
             .filter(|w| w.want <= room)
-            .max_by(|a, b| a.want.cmp(&b.want).then(b.since.cmp(&a.since)))
+            .max_by(|a, b| a.want.cmp(&b.want).then(b.place.cmp(&a.place)))
             .map(|w| w.id)
     }
 

@@ -189,11 +189,17 @@ fn run_job(shared: &Shared, input: &Input) -> Done {
     let weight = input
         .weight
         .unwrap_or_else(|| crate::parquet::weight(&input.path));
+    // The place in the start order: input order, or heaviest first.
+    let place = match shared.config.run.order {
+        Order::Input => (0, input.job),
+        Order::LargestFirst => (u64::MAX - weight, input.job),
+    };
     let mut tries = Tries::default();
     loop {
         let requeued = tries.requeues > 0;
         let Some(permit) = shared.gate.admit(
             weight,
+            place,
             tries.floor,
             requeued,
             shared.ctx.cancel,
@@ -225,6 +231,10 @@ fn run_job(shared: &Shared, input: &Input) -> Done {
         shared.ctx.running.fetch_add(1, Ordering::Relaxed);
         let done = run_admitted(shared, input, &mut prepared, weight, permit, &mut tries);
         shared.ctx.running.fetch_sub(1, Ordering::Relaxed);
+        if let Ok(done) = &done {
+            // `--halt` stops admission before the permit frees room for a waiting input.
+            crate::executor::halt_after(shared.config, shared.ctx.cancel, done.record.status);
+        }
         // Under srun the job runs elsewhere: the local peak is srun's own, nothing to learn from.
         let peak = done
             .as_ref()
