@@ -19,8 +19,9 @@
 //! The safety net (`watch`, after each memory sample) catches what predictions miss: when the
 //! room below the real limit or the budget runs out, the youngest running job is paused
 //! (SIGSTOP to its process group) and resumed (SIGCONT) once there is room for it again; only
-//! when pausing cannot help (every job left is paused, or the real limit is about to be
-//! reached) is the youngest job stopped for good and run again from scratch.
+//! when pausing cannot help (every job left is paused and none fits, or the real limit is still
+//! about to be reached with every job but the oldest paused) is the youngest job stopped for
+//! good and run again from scratch.
 
 use std::collections::BTreeSet;
 use std::sync::{Condvar, Mutex};
@@ -34,6 +35,9 @@ use crate::memory::{Fit, Meter, Model};
 const START_JOBS: usize = 2;
 /// How often admission re-reads available memory at most.
 const GUARD_EVERY: Duration = Duration::from_millis(50);
+/// How long the first admission waits for the workers to bring their inputs, when it is to
+/// choose the lightest among them (inputs of 1 MiB or more, nothing measured yet).
+const SETTLE: Duration = Duration::from_millis(20);
 /// Inputs lighter than this are not started out of order to learn from them sooner.
 const LIGHT_FIRST_MIN: u64 = 1 << 20;
 /// A waiting input passed over this many times gets the room reserved. (A bound in time would
@@ -64,6 +68,7 @@ pub(crate) struct Gate {
     /// Until a first job is measured, start the lightest waiting input (it ends soonest and
     /// teaches the model); false when the user chose the start order (`--order largest-first`).
     light_first: bool,
+    created: Instant,
     state: Mutex<State>,
     freed: Condvar,
 }
@@ -124,6 +129,7 @@ impl Gate {
                 ..State::default()
             }),
             freed: Condvar::new(),
+            created: Instant::now(),
         }
     }
 
@@ -202,11 +208,12 @@ impl Gate {
                     slot,
                 });
             }
-            state = self
-                .freed
-                .wait_timeout(state, Duration::from_millis(100))
-                .expect("gate")
-                .0;
+            let wait = if self.settling() {
+                SETTLE / 4
+            } else {
+                Duration::from_millis(100)
+            };
+            state = self.freed.wait_timeout(state, wait).expect("gate").0;
         }
     }
 
@@ -230,6 +237,11 @@ impl Gate {
         };
         let light_first = learning && self.light_first;
         if state.running == 0 {
+            if light_first && first.is_some_and(|w| w.weight >= LIGHT_FIRST_MIN) && self.settling()
+            {
+                // Let the other workers bring their inputs: the lightest is to go first.
+                return None;
+            }
             // Nothing runs: the next starts, even if it needs more than the whole budget.
             return light_first
                 .then(|| lightest(state).map(|(id, _)| id))
@@ -259,6 +271,11 @@ impl Gate {
             .filter(|w| w.want <= room)
             .max_by(|a, b| a.want.cmp(&b.want).then(b.place.cmp(&a.place)))
             .map(|w| w.id)
+    }
+
+    /// The first moments of the run, while workers are still taking their inputs.
+    fn settling(&self) -> bool {
+        self.light_first && self.created.elapsed() < SETTLE
     }
 
     /// The room for a new job: the lesser of the budget's and the real limit's.
@@ -337,6 +354,13 @@ impl Gate {
                     state.pauses += 1;
                 }
             }
+            Action::PauseAll(pgids) => {
+                for pgid in pgids {
+                    if sampler.pause(pgid, true) {
+                        state.pauses += 1;
+                    }
+                }
+            }
             Action::Resume(pgid) => {
                 sampler.pause(pgid, false);
             }
@@ -395,17 +419,19 @@ struct Room {
     reserve: i64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Action {
     Nothing,
     Pause(i32),
+    PauseAll(Vec<i32>),
     Resume(i32),
     Evict(i32),
 }
 
 /// The safety net's rule, for jobs oldest first. The real limit is near when less than half
-/// the reserve is available (pause), about to be reached below a quarter (stop the youngest for
-/// good at once); the budget is exceeded when the jobs use more than it. The last job running
+/// the reserve is available (pause the youngest), about to be reached below a quarter (pause
+/// all but the oldest at once; if they are already, stop the youngest for good); the budget is
+/// exceeded when the jobs use more than it. The last job running
 /// is never paused or stopped: there is nothing to wait for.
 fn decide(jobs: &[JobView], room: Room) -> Action {
     if jobs.len() <= 1 {
@@ -415,12 +441,17 @@ fn decide(jobs: &[JobView], room: Room) -> Action {
         };
     }
     let youngest = jobs.last().expect("jobs");
-    if room.real < room.reserve / 4 {
-        return Action::Evict(youngest.pgid);
-    }
-    let pressure = room.real < room.reserve / 2 || room.budget < 0;
     let running: Vec<&JobView> = jobs.iter().filter(|j| !j.paused).collect();
     let paused: Vec<&JobView> = jobs.iter().filter(|j| j.paused).collect();
+    if room.real < room.reserve / 4 {
+        // The limit is about a sampling interval away: stop every job's growth but the
+        // oldest's at once, and if that was already done, free memory.
+        return match running.len() {
+            2.. => Action::PauseAll(running[1..].iter().map(|j| j.pgid).collect()),
+            _ => Action::Evict(youngest.pgid),
+        };
+    }
+    let pressure = room.real < room.reserve / 2 || room.budget < 0;
     if pressure {
         return match running.len() {
             // Pause the youngest of those still running, keeping the oldest going.
@@ -513,9 +544,21 @@ mod tests {
         let jobs = [job(11, 5, 900, 1350, true), job(12, 1, 900, 1350, true)];
         assert_eq!(decide(&jobs, room(600, 2000)), Action::Evict(12));
         assert_eq!(decide(&jobs, room(150, 2000)), Action::Evict(12));
-        // The real limit about to be reached: at once, even with jobs running.
-        let running = [job(11, 5, 900, 1350, false), job(12, 1, 900, 1350, false)];
-        assert_eq!(decide(&running, room(50, 2000)), Action::Evict(12));
+        // The real limit about to be reached: every job but the oldest paused at once, then,
+        // if that was not enough, the youngest stopped.
+        let running = [
+            job(10, 7, 900, 1000, false),
+            job(11, 5, 900, 1350, false),
+            job(12, 1, 900, 1350, false),
+        ];
+        assert_eq!(
+            decide(&running, room(50, 2000)),
+            Action::PauseAll(vec![11, 12])
+        );
+        let mut stopped = running;
+        stopped[1].paused = true;
+        stopped[2].paused = true;
+        assert_eq!(decide(&stopped, room(50, 2000)), Action::Evict(12));
         // One job left is never stopped, and resumes if it was paused: it runs alone.
         assert_eq!(decide(&jobs[..1], room(50, -500)), Action::Resume(11));
         assert_eq!(decide(&running[..1], room(50, -500)), Action::Nothing);

@@ -245,13 +245,19 @@ fn run_job(shared: &Shared, input: &Input) -> Done {
         match done {
             Ok(done) => return done,
             Err(peak) => {
-                // Run it again with room for at least what it reached and half as much again;
-                // after a few times, alone.
+                // Run it again with room for what it reached and half as much again if it
+                // outgrew its reservation; after a few times, alone.
                 tries.requeues += 1;
                 tries.floor = if tries.requeues > REQUEUES_BEFORE_ALONE {
                     shared.gate.budget().saturating_add(1)
                 } else {
-                    permit.reserved.max(peak.saturating_add(peak / 2))
+                    // A job stopped while within its reservation was not the one that
+                    // outgrew its prediction: it keeps its reservation.
+                    if peak <= permit.reserved {
+                        permit.reserved
+                    } else {
+                        peak.saturating_add(peak / 2)
+                    }
                 };
                 let _ = shared.ctx.notices.send(Notice::Info(format!(
                     "{}: stopped to keep memory below the limit (it reached {}); it runs again",
