@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 
 const INTERVAL: Duration = Duration::from_millis(100);
+/// How often the safety net looks at available memory (cheap: no process is read).
+const WATCH_EVERY: Duration = Duration::from_millis(25);
 /// Timeline points kept for the summary (halved when full).
 const TIMELINE_POINTS: usize = 4000;
 
@@ -220,29 +222,34 @@ impl Sampler {
         self.registry.lock().expect("sampler").timeline.clone()
     }
 
-    /// Samples (and reaps orphans) until `stop` is dropped; after each sample, `watch` may act
-    /// on what it found.
+    /// Samples (and reaps orphans) every 100 ms until `stop` is dropped; `watch` (the safety
+    /// net) looks every 25 ms while jobs run, with the latest samples.
     pub(crate) fn run(&self, stop: &Receiver<()>, mut watch: impl FnMut(&Sampler)) {
+        let mut last = Instant::now();
         loop {
-            match stop.recv_timeout(INTERVAL) {
+            match stop.recv_timeout(WATCH_EVERY) {
                 Err(RecvTimeoutError::Timeout) => {
-                    if self.sample() {
+                    if last.elapsed() >= INTERVAL {
+                        last = Instant::now();
+                        self.sample();
+                        crate::os::reap_orphans();
+                    }
+                    if !self.registry.lock().expect("sampler").jobs.is_empty() {
                         watch(self);
                     }
-                    crate::os::reap_orphans();
                 }
                 _ => return,
             }
         }
     }
 
-    /// Samples the running jobs; false if none has run long enough to be sampled.
-    fn sample(&self) -> bool {
+    /// Samples the running jobs that have run long enough to be sampled.
+    fn sample(&self) {
         let pgids: Vec<i32> = {
             let reg = self.registry.lock().expect("sampler");
             let due = reg.jobs.values().any(|j| j.started.elapsed() >= INTERVAL);
             if !due {
-                return false;
+                return;
             }
             reg.jobs.keys().copied().collect()
         };
@@ -270,6 +277,5 @@ impl Sampler {
             reg.timeline = thinned;
         }
         reg.timeline.push(point);
-        true
     }
 }
