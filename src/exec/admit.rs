@@ -44,6 +44,21 @@ const LIGHT_FIRST_MIN: u64 = 1 << 20;
 /// turn every run of long jobs into first come, first served.)
 const BYPASS_LIMIT: u32 = 8;
 
+/// How long a waiting input lets one taken before it arrive, at most.
+const TRANSIT_WAIT: Duration = Duration::from_millis(20);
+
+/// An input on its way from the queue to admission (see `Gate::take`).
+pub(crate) struct Ticket<'a> {
+    gate: &'a Gate,
+}
+
+impl Drop for Ticket<'_> {
+    fn drop(&mut self) {
+        let mut state = self.gate.state.lock().expect("gate");
+        state.in_transit = state.in_transit.saturating_sub(1);
+    }
+}
+
 /// What a job was granted.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Permit {
@@ -91,6 +106,8 @@ struct State {
     next_slot: usize,
     /// The safety net has jobs paused: nothing new starts.
     net_paused: bool,
+    /// Inputs taken by workers that have not asked for admission yet.
+    in_transit: usize,
     /// Times the safety net paused a job, and stopped one to run it again.
     pauses: u64,
     evictions: u64,
@@ -146,17 +163,20 @@ impl Gate {
 
     /// Waits until a job of `weight` may start, reserving at least `floor`; `None` if the run
     /// stops admitting meanwhile. `place` is the input's place in the start order (ties among
-    /// waiting inputs go to the lower). A `first` job (one run again after the safety net
+    /// waiting inputs go to the lower). A job with a floor (one run again after the safety net
     /// stopped it) has its room reserved at once.
     pub(crate) fn admit(
         &self,
         weight: u64,
         place: (u64, u64),
         floor: u64,
-        first: bool,
+        ticket: Option<Ticket<'_>>,
         cancel: &Cancel,
         sampler: &Sampler,
     ) -> Option<Permit> {
+        let arrived = Instant::now();
+        // Only a job run again after the safety net stopped it asks for a floor.
+        let first = floor > 0;
         let mut state = self.state.lock().expect("gate");
         let id = state.next_waiter;
         state.next_waiter += 1;
@@ -167,6 +187,11 @@ impl Gate {
             place,
             bypassed: if first { BYPASS_LIMIT } else { 0 },
         });
+        if let Some(ticket) = ticket {
+            // Arrived: counted as waiting now, in the same step.
+            state.in_transit = state.in_transit.saturating_sub(1);
+            std::mem::forget(ticket);
+        }
         loop {
             if cancel.no_new_jobs() {
                 state.waiting.retain(|w| w.id != id);
@@ -179,7 +204,10 @@ impl Gate {
             if let Some(w) = state.waiting.iter_mut().find(|w| w.id == id) {
                 w.want = want;
             }
-            if self.choose(&mut state, sampler) == Some(id) {
+            // An input taken before this one may be on its way (its weight being read): give it
+            // a moment, so that inputs start in order where memory does not decide.
+            let in_transit = state.in_transit > 0 && arrived.elapsed() < TRANSIT_WAIT;
+            if !in_transit && self.choose(&mut state, sampler) == Some(id) {
                 let me = state.waiting.iter().position(|w| w.id == id).expect("me");
                 let me = state.waiting.remove(me);
                 for w in state.waiting.iter_mut().filter(|w| w.place <= me.place) {
@@ -208,7 +236,9 @@ impl Gate {
                     slot,
                 });
             }
-            let wait = if self.settling() {
+            let wait = if in_transit {
+                Duration::from_millis(2)
+            } else if self.settling() {
                 SETTLE / 4
             } else {
                 Duration::from_millis(100)
@@ -300,6 +330,13 @@ impl Gate {
             .saturating_sub(held.growth + unseen)
             .saturating_sub(self.reserve);
         budget_room.min(real_room)
+    }
+
+    /// A worker took an input from the queue: until the ticket is dropped (when its job asks
+    /// for admission, or never will), inputs taken after it wait a moment for it.
+    pub(crate) fn take(&self) -> Ticket<'_> {
+        self.state.lock().expect("gate").in_transit += 1;
+        Ticket { gate: self }
     }
 
     /// A job ended: give back its reservation and learn from its peak (not from a job the

@@ -156,7 +156,8 @@ fn work(shared: &Shared, jobs: &Jobs<'_>) {
                     .backlog
                     .wait_for_room(input.job, shared.ctx.cancel);
             }
-            run_job(shared, &input)
+            let ticket = shared.gate.take();
+            run_job(shared, &input, ticket)
         };
         if !jobs.hand_back(finished) {
             return;
@@ -167,7 +168,8 @@ fn work(shared: &Shared, jobs: &Jobs<'_>) {
 /// Runs one input's job, again after a failure or timeout while `--retries` allows, and again
 /// from scratch when the memory safety net stopped it. In place, the input is checked and
 /// locked first and replaced at most once, after the last attempt.
-fn run_job(shared: &Shared, input: &Input) -> Done {
+fn run_job(shared: &Shared, input: &Input, ticket: admit::Ticket<'_>) -> Done {
+    let mut ticket = Some(ticket);
     let mut prepared = match &shared.in_place {
         None => None,
         Some(ip) => {
@@ -201,7 +203,7 @@ fn run_job(shared: &Shared, input: &Input) -> Done {
             weight,
             place,
             tries.floor,
-            requeued,
+            ticket.take(),
             shared.ctx.cancel,
             &shared.sampler,
         ) else {
