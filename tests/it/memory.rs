@@ -898,8 +898,9 @@ fn cgroup_limit_is_read_instead_of_the_host_memory() {
 /// predicted to need about 200 MiB each, and all three start under a 1 GiB budget. One of them
 /// needs 6 × that (1.2 GiB): once the jobs together pass the budget the safety net pauses the
 /// youngest jobs and resumes them as the others end (the last job is never paused: the
-/// mispredicted one finishes alone). Every job ends ok, nothing is killed by the kernel, and
-/// the pauses are in the records.
+/// mispredicted one finishes alone). The others hold their memory 8 s, long enough on a loaded
+/// machine for it to grow past the budget meanwhile. Every job ends ok, nothing is killed by
+/// the kernel, and the pauses are in the records.
 #[test]
 fn a_mispredicted_job_is_caught_by_the_safety_net() {
     let _heavy = heavy();
@@ -916,7 +917,7 @@ fn a_mispredicted_job_is_caught_by_the_safety_net() {
     );
     let alloc = fixture("alloc.py");
     let job = format!(
-        r#"case "$1" in *a.dat|*b.dat) t=0.1;; *) t=5;; esac; exec python3 {alloc} size:1 $t "$1""#
+        r#"case "$1" in *a.dat|*b.dat) t=0.1;; *) t=8;; esac; exec python3 {alloc} size:1 $t "$1""#
     );
     let out = env.run(&[
         "-q",
