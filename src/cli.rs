@@ -197,7 +197,7 @@ pub(crate) struct Cli {
     pub force: bool,
 
     /// Memory budget for the jobs running at once: a size (`12G`) or a share of the memory
-    /// available at start, cgroup limits included (`60%`) [default: 80%]
+    /// available at start, cgroup limits included (`60%`) [default: 100%, less --mem-reserve]
     #[arg(long, value_name = "SIZE|PCT", value_parser = |s: &str| crate::memory::parse_amount(s, true))]
     pub mem_limit: Option<crate::memory::Amount>,
 

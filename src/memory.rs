@@ -85,13 +85,14 @@ impl Meter {
     }
 }
 
-/// The budget and reserve of a run: `--mem-limit` (default 80% of available) and
-/// `--mem-reserve` (default 5% of memory, at most 1 GiB).
+/// The budget and reserve of a run: `--mem-limit` (default: all the memory available when the
+/// run starts) and `--mem-reserve` (default 5% of memory, at most 1 GiB), which admission and
+/// the safety net keep free of the real limit.
 pub(crate) fn plan(limit: Option<Amount>, reserve: Option<u64>, snap: &Snapshot) -> (u64, u64) {
     let budget = match limit {
         Some(Amount::Bytes(b)) => b,
         Some(Amount::Percent(p)) => (snap.available as f64 * p / 100.0) as u64,
-        None => snap.available / 5 * 4,
+        None => snap.available,
     };
     let reserve = reserve.unwrap_or((snap.total / 20).min(1 << 30));
     (budget.max(1), reserve)
@@ -101,15 +102,30 @@ pub(crate) fn plan(limit: Option<Amount>, reserve: Option<u64>, snap: &Snapshot)
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Model {
     points: Vec<(f64, f64)>,
+    /// measured peak ÷ prediction (without margin) of recent jobs that were predicted.
+    errors: Vec<f64>,
 }
 
 /// A multiplier before anything can be fitted: the heaviest common whole-file transform
 /// measured (pyarrow sort) needs about 2.9 × the decoded size.
 const PRIOR_K: f64 = 3.0;
-/// Head-room on every prediction.
-const MARGIN: f64 = 1.15;
+/// Head-room on every prediction until enough prediction errors have been seen.
+const FIRST_MARGIN: f64 = 0.15;
+/// The least head-room once errors are known, and the most.
+const MIN_MARGIN: f64 = 0.03;
+const MAX_MARGIN: f64 = 0.5;
+/// Errors needed before the margin is learned from them.
+const ERRORS_TO_LEARN: usize = 4;
+/// The share of predictions the learned margin covers: rarer misses are the safety net's.
+const MARGIN_QUANTILE: f64 = 0.9;
+/// At most one observation in this many may lie above the fitted line, and only if it is a
+/// gross outlier: above this factor × the line.
+const OUTLIER_SHARE: usize = 20;
+const OUTLIER_FACTOR: f64 = 1.5;
 /// How many recent observations the fit uses.
 const WINDOW: usize = 256;
+/// How many recent prediction errors the margin uses.
+const ERROR_WINDOW: usize = 64;
 
 /// A fitted model, for the summary.
 #[derive(Debug, Clone, Copy, serde::Serialize)]
@@ -128,6 +144,29 @@ impl Model {
             self.points.remove(0);
         }
         self.points.push((weight as f64, peak as f64));
+    }
+
+    /// A job predicted to need `predicted` (without margin) peaked at `peak`.
+    pub(crate) fn observe_error(&mut self, predicted: u64, peak: u64) {
+        if predicted == 0 || peak == 0 {
+            return;
+        }
+        if self.errors.len() == ERROR_WINDOW {
+            self.errors.remove(0);
+        }
+        self.errors.push(peak as f64 / predicted as f64);
+    }
+
+    /// The head-room added to predictions: the 90th percentile of how far recent jobs went
+    /// above their prediction, between 3% and 50%; 15% until four jobs have been predicted.
+    pub(crate) fn margin(&self) -> f64 {
+        if self.errors.len() < ERRORS_TO_LEARN {
+            return FIRST_MARGIN;
+        }
+        let mut e = self.errors.clone();
+        e.sort_by(f64::total_cmp);
+        let i = ((e.len() - 1) as f64 * MARGIN_QUANTILE).round() as usize;
+        (e[i] - 1.0).clamp(MIN_MARGIN, MAX_MARGIN)
     }
 
     pub(crate) fn observations(&self) -> usize {
@@ -152,13 +191,25 @@ impl Model {
             PRIOR_K
         };
         let k = (k * 1000.0).round() / 1000.0;
-        // ...and the base raised until no observation lies above the line.
-        let base = self
-            .points
-            .iter()
-            .map(|(w, p)| p - k * w)
-            .fold(f64::MIN, f64::max)
-            .max(0.0);
+        // ...and the base raised until no observation lies above the line, but for rare gross
+        // outliers (a job far above what its input predicts is the safety net's to catch:
+        // raising every prediction for it would waste memory on every other job).
+        let mut residuals: Vec<f64> = self.points.iter().map(|(w, p)| p - k * w).collect();
+        residuals.sort_by(|a, b| b.total_cmp(a));
+        let mut base = residuals[0];
+        let rare = n / OUTLIER_SHARE;
+        if rare > 0 {
+            let robust = residuals[rare];
+            let gross = self
+                .points
+                .iter()
+                .filter(|(w, p)| *p > OUTLIER_FACTOR * (robust.max(0.0) + k * w))
+                .count();
+            if gross <= rare {
+                base = robust;
+            }
+        }
+        let base = base.max(0.0);
         Some(Fit {
             base_bytes: base.ceil() as u64,
             bytes_per_weight_byte: k,
@@ -166,7 +217,9 @@ impl Model {
         })
     }
 
-    /// Whether the observed weights differ enough (by more than 20%) to fit a slope.
+    /// Whether the observed weights differ enough (by more than 2%) to fit a slope: the line is
+    /// raised over every observation, and what a slope fitted on close weights gets wrong for
+    /// other sizes is what the learned margin and the safety net are for.
     fn spread(&self) -> bool {
         let (lo, hi) = self
             .points
@@ -174,11 +227,17 @@ impl Model {
             .fold((f64::MAX, 0f64), |(lo, hi), (w, _)| {
                 (lo.min(*w), hi.max(*w))
             });
-        self.points.len() >= 2 && hi > 1.2 * lo.max(1.0)
+        self.points.len() >= 2 && hi > 1.02 * lo.max(1.0)
     }
 
     /// The predicted need of a job with this input weight, with head-room.
     pub(crate) fn predict(&self, weight: u64) -> Option<u64> {
+        let raw = self.predict_raw(weight)?;
+        Some(((raw as f64 * (1.0 + self.margin())) as u64).max(16 * MIB))
+    }
+
+    /// The predicted peak of a job with this input weight, without head-room.
+    pub(crate) fn predict_raw(&self, weight: u64) -> Option<u64> {
         let fit = self.fit()?;
         let mut raw = fit.base_bytes as f64 + fit.bytes_per_weight_byte * weight as f64;
         if !self.spread() {
@@ -193,7 +252,7 @@ impl Model {
                 .fold(0f64, f64::max);
             raw = raw.max(ratio * weight as f64);
         }
-        Some(((raw * MARGIN) as u64).max(16 * MIB))
+        Some(raw as u64)
     }
 }
 
@@ -285,6 +344,49 @@ mod tests {
             (1000.0..1100.0).contains(&fit.bytes_per_weight_byte),
             "{fit:?}"
         );
+    }
+
+    #[test]
+    fn a_rare_gross_outlier_does_not_raise_every_prediction() {
+        let mut m = Model::default();
+        for i in 1..=30u64 {
+            m.observe(i * 100_000, 10 * MIB + i * 100_000 * 1024);
+        }
+        // One job needed 3 × what its input predicts.
+        m.observe(1_500_000, 3 * 1024 * 1_500_000);
+        let fit = m.fit().unwrap();
+        assert!(fit.base_bytes < 50 * MIB, "{fit:?}");
+        assert!(m.predict_raw(2_000_000).unwrap() < 2000 * MIB);
+        // Several such jobs are no outliers: the line covers them again.
+        for _ in 0..3 {
+            m.observe(1_500_000, 3 * 1024 * 1_500_000);
+        }
+        let fit = m.fit().unwrap();
+        let line = fit.base_bytes as f64 + fit.bytes_per_weight_byte * 1_500_000.0;
+        assert!(line >= 3.0 * 1024.0 * 1_500_000.0, "{fit:?}");
+    }
+
+    #[test]
+    fn the_margin_is_learned_from_prediction_errors() {
+        let mut m = Model::default();
+        assert_eq!(m.margin(), FIRST_MARGIN);
+        // Predictions that held: the least margin.
+        for _ in 0..10 {
+            m.observe_error(1000, 990);
+        }
+        assert_eq!(m.margin(), MIN_MARGIN);
+        // One job three times its prediction does not raise the margin of every job...
+        m.observe_error(1000, 3000);
+        assert_eq!(m.margin(), MIN_MARGIN);
+        // ...predictions that are often 20% low do.
+        for _ in 0..10 {
+            m.observe_error(1000, 1200);
+        }
+        assert!((0.19..0.21).contains(&m.margin()), "{}", m.margin());
+        for _ in 0..ERROR_WINDOW {
+            m.observe_error(1000, 5000);
+        }
+        assert_eq!(m.margin(), MAX_MARGIN);
     }
 
     #[test]

@@ -118,6 +118,13 @@ pub struct JobRecord {
     /// With `-X`: how many files that batch's command was given.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub batch_size: Option<u64>,
+    /// The learned model's prediction of the job's peak memory, before margin (`auto`, once
+    /// a job has been measured).
+    #[serde(default)]
+    pub predicted_peak_bytes: Option<u64>,
+    /// How long the memory safety net kept the job paused, ms.
+    #[serde(default)]
+    pub paused_ms: Option<u64>,
     /// In-place and `-o` runs: `created`, `replaced`, `kept` or `up_to_date`.
     #[serde(
         skip_serializing_if = "Option::is_none",
@@ -210,6 +217,8 @@ impl JobRecord {
             output_b64: None,
             batch: None,
             batch_size: None,
+            predicted_peak_bytes: None,
+            paused_ms: None,
             action: None,
             input_bytes: None,
             output_bytes: None,
@@ -304,6 +313,15 @@ pub(crate) struct MemoryReport {
     pub max_running: usize,
     /// The highest sampled total memory of the jobs running at once.
     pub max_memory_bytes: u64,
+    /// Memory admission and the safety net keep free below the real limit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mem_reserve_bytes: Option<u64>,
+    /// The margin added to predictions at the end of the run, learned from their errors.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mem_margin: Option<f64>,
+    /// Times the safety net paused a job, and stopped one to run it again from scratch.
+    pub mem_pauses: u64,
+    pub mem_requeues: u64,
     /// The learned model (`auto`), peak = base + k × weight.
     pub model: Option<crate::memory::Fit>,
     /// Samples of [ms since start, running jobs, their total memory].

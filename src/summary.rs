@@ -37,6 +37,14 @@ struct FinalRecord<'a> {
     exit_code: i32,
     /// Why the run stopped early, if it did.
     stopped_by: Option<&'a str>,
+    /// The memory-time bound: Σ peak memory × running time (paused time not counted) of the
+    /// jobs ÷ the memory budget, ms. No schedule that keeps every job's peak inside the budget
+    /// finishes sooner.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mem_time_bound_ms: Option<u64>,
+    /// wall_ms ÷ mem_time_bound_ms: how close the run came to that bound (1 is the bound).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mem_time_ratio: Option<f64>,
     #[serde(flatten)]
     memory: &'a MemoryReport,
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
@@ -56,6 +64,8 @@ pub(crate) struct Totals {
     pub ran: u64,
     /// Files `--resume` skipped.
     pub resumed: u64,
+    /// Σ peak memory × running time of the jobs that ran, byte·ms.
+    mem_time: f64,
     failures: Vec<(String, Status, String)>,
     more_failures: u64,
 }
@@ -68,6 +78,10 @@ impl Totals {
         self.counts[record.status as usize] += 1;
         if record.attempts > 0 {
             self.ran += 1;
+            if let (Some(peak), Some(ms)) = (record.peak_rss_bytes, record.duration_ms) {
+                let running = ms.saturating_sub(record.paused_ms.unwrap_or(0));
+                self.mem_time += peak as f64 * running as f64;
+            }
         }
         if record.status == Status::Skipped
             && record.reason.as_deref() == Some(crate::resume::UNCHANGED)
@@ -334,6 +348,8 @@ impl Journal {
         });
         let secs = wall.as_secs_f64();
         let c = |s| totals.count(s);
+        let bound = (memory.mem_limit_bytes > 0 && totals.mem_time > 0.0)
+            .then(|| totals.mem_time / memory.mem_limit_bytes as f64);
         let record = FinalRecord {
             kind: "summary",
             v: crate::record::FORMAT_VERSION,
@@ -355,6 +371,10 @@ impl Journal {
             },
             exit_code: exit.code(),
             stopped_by,
+            mem_time_bound_ms: bound.map(|b| b.round() as u64),
+            mem_time_ratio: bound
+                .filter(|b| *b >= 1.0)
+                .map(|b| (wall.as_millis() as f64 / b * 100.0).round() / 100.0),
             memory,
             cluster,
             complete: true,

@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
-# Memory-bound benchmark (issue 4): fanout in auto mode against `xargs -P N` for several N, on
-# 40 jobs that need between 0.2 and 2 GiB each (fixtures/bin/alloc.py size:1: 1 MiB per KiB of
-# input, held for a few seconds).
+# Memory-bound benchmark: fanout in auto mode against `xargs -P N` for several N, on 40 jobs
+# that need between 0.2 and 2 GiB each (fixtures/bin/alloc.py size:1: 1 MiB per KiB of input,
+# held for a few seconds), in input order, largest first, the two smallest first, and input
+# order with one job that needs 3x what its input's size predicts (the safety net's case).
+#
+# Every fanout run is compared with its own memory-time bound (from its --summary journal: the
+# jobs' peak memory x running time / the budget; no schedule keeping every peak inside the limit
+# is faster) and with the best xargs -P that had no OOM kill and no failed job.
 #
 # Every run happens INSIDE a fresh memory cgroup (v2 or v1) limited to MEMBENCH_LIMIT, so an
 # out-of-memory kill stays inside it and the host never runs out. Needs root. The cgroups and
@@ -16,6 +21,7 @@
 #   MEMBENCH_P="2 3 4 5 6"  the xargs -P values to try
 #   MEMBENCH_JOBS=8         fanout's -j
 #   MEMBENCH_QUICK=1        smoke test: 10 files, MEMBENCH_P="3 6", hold 1 s
+#   MEMBENCH_XARGS=0        skip the xargs runs (quick checks of fanout alone)
 #   FANOUT_BIN=PATH         use this fanout instead of building target/release/fanout
 #
 # Output in bench/memory/: results.md (the table), runs.tsv, machine.txt, fanout*.jsonl (the
@@ -191,6 +197,26 @@ order = files[:2] + sorted(files[2:], key=lambda n: -os.path.getsize(os.path.joi
 for i, name in enumerate(order):
     os.link(os.path.join(src, name), os.path.join(dst, f"adv{i:02d}.bin"))
 EOF
+# The same inputs once more, in input order, where the input nearest 700 KiB needs 3x the memory
+# its size predicts (alloc.py reads a first line `mult:3`).
+DATA_MIS="$TMP/mispredicted"
+mkdir -p "$DATA_MIS"
+MIS_NAME=$(python3 - "$DATA" "$DATA_MIS" <<'EOF'
+import os, sys
+src, dst = sys.argv[1], sys.argv[2]
+files = sorted(os.listdir(src))
+odd = min(files, key=lambda n: abs(os.path.getsize(os.path.join(src, n)) - 700 * 1024))
+for name in files:
+    if name == odd:
+        size = os.path.getsize(os.path.join(src, name))
+        with open(os.path.join(dst, name), "wb") as f:
+            f.write(b"mult:3\n")
+            f.truncate(size)
+    else:
+        os.link(os.path.join(src, name), os.path.join(dst, name))
+print(odd)
+EOF
+)
 TOTAL_MIB=$(find "$DATA" -type f -printf '%s\n' | awk '{s += $1} END {print int(s / 1024)}')
 
 cg_create "fanout-membench-probe-$$" || die "cannot create a memory cgroup under $OWN_DIR or $CG_MOUNT"
@@ -201,7 +227,7 @@ say "$FILES jobs, $MIN_KIB..$MAX_KIB MiB each ($TOTAL_MIB MiB in all), holding $
 OUT="$BENCH_DIR"
 rm -f "$OUT"/fanout*.jsonl "$OUT/runs.tsv"
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
-printf 'name\tcommand\twall_s\tpeak_bytes\toom_kills\tfailed\tok\n' >"$OUT/runs.tsv"
+printf 'name\tcommand\twall_s\tpeak_bytes\toom_kills\tfailed\tok\tbound_s\tpauses\trequeues\n' >"$OUT/runs.tsv"
 
 # run NAME DESCRIPTION JOURNAL CMD...: runs CMD inside a fresh cgroup and appends a row to
 # runs.tsv. Failed jobs are counted from JOURNAL (fanout's --summary) if given, else CMD writes
@@ -233,8 +259,18 @@ for line in open(sys.argv[1]):
 PY
     fi
     failed=$(grep -c . "$FAILS" || true)
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$desc" "$wall" "$peak" "${ooms:-0}" "$failed" \
-        $((FILES - failed)) >>"$OUT/runs.tsv"
+    local net="\t\t"
+    if [[ -n "$journal" ]]; then
+        net=$(python3 - "$journal" <<'PY'
+import json, sys
+fin = [json.loads(l) for l in open(sys.argv[1]) if l.strip()][-1]
+b = fin.get("mem_time_bound_ms")
+print(f"{b / 1000:.2f}" if b else "", fin.get("mem_pauses", ""), fin.get("mem_requeues", ""), sep="\t")
+PY
+)
+    fi
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%b\n' "$name" "$desc" "$wall" "$peak" "${ooms:-0}" "$failed" \
+        $((FILES - failed)) "$net" >>"$OUT/runs.tsv"
     printf '    wall %ss, cgroup peak %s MiB, OOM kills %s, failed jobs %s\n' \
         "$wall" $((peak >> 20)) "${ooms:-0}" "$failed" >&2
 }
@@ -253,6 +289,13 @@ run fanout-small-first \
     "$FANOUT" -q -j "$JOBS" --summary "$OUT/fanout-small-first.jsonl" "$DATA_ADV" \
     -- python3 "$ALLOC" size:1 "$HOLD"
 
+run fanout-mispredicted \
+    "fanout -j $JOBS DIR3 -- python3 alloc.py size:1 $HOLD (DIR3: input order, $MIS_NAME needs 3x what its size predicts)" \
+    "$OUT/fanout-mispredicted.jsonl" \
+    "$FANOUT" -q -j "$JOBS" --summary "$OUT/fanout-mispredicted.jsonl" "$DATA_MIS" \
+    -- python3 "$ALLOC" size:1 "$HOLD"
+
+[[ "${MEMBENCH_XARGS:-1}" == 0 ]] && PS=""
 for p in $PS; do
     # A job killed by a signal would make xargs stop at once (exit 125): the wrapper records
     # the failure and lets xargs go on, as fanout does.
@@ -281,6 +324,8 @@ python3 "$BENCH_DIR/plot.py" "$OUT/fanout-largest-first.jsonl" "$OUT/timeline-la
     --title "fanout -j $JOBS --order largest-first in a $((LIMIT >> 20)) MiB cgroup"
 python3 "$BENCH_DIR/plot.py" "$OUT/fanout-small-first.jsonl" "$OUT/timeline-small-first.svg" \
     --title "fanout -j $JOBS, the 2 smallest inputs first, in a $((LIMIT >> 20)) MiB cgroup"
+python3 "$BENCH_DIR/plot.py" "$OUT/fanout-mispredicted.jsonl" "$OUT/timeline-mispredicted.svg" \
+    --title "fanout -j $JOBS, one job needing 3x its prediction, in a $((LIMIT >> 20)) MiB cgroup"
 
 python3 - "$OUT/runs.tsv" "$OUT/machine.txt" "$OUT/fanout.jsonl" >"$OUT/results.md" <<'EOF'
 import csv, json, sys
@@ -292,16 +337,22 @@ best = min(safe, key=lambda r: float(r["wall_s"])) if safe else None
 print("# Memory-bound benchmark\n")
 print("Generated by `bash bench/memory/run.sh`.\n")
 print("```\n" + machine + "\n```\n")
-print("| run | wall (s) | vs best safe xargs | cgroup peak (GiB) | OOM kills | failed jobs | command |")
-print("|---|---:|---:|---:|---:|---:|---|")
+print("| run | wall (s) | memory-time bound (s) | wall / bound | vs best safe xargs | cgroup peak (GiB) "
+      "| OOM kills | failed jobs | paused / requeued | command |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
 for r in rows:
     ratio = f"{float(r['wall_s']) / float(best['wall_s']):.2f}x" if best else "n/a"
+    bound = r.get("bound_s") or ""
+    vs_bound = f"{float(r['wall_s']) / float(bound):.2f}x" if bound else ""
+    net = f"{r['pauses']} / {r['requeues']}" if r.get("pauses") else ""
     cmd = r["command"].replace("|", "\\|")
-    print(f"| {r['name']} | {float(r['wall_s']):.1f} | {ratio} | {int(r['peak_bytes']) / 2**30:.2f} | "
-          f"{r['oom_kills']} | {r['failed']} | `{cmd}` |")
+    print(f"| {r['name']} | {float(r['wall_s']):.1f} | {bound} | {vs_bound} | {ratio} | "
+          f"{int(r['peak_bytes']) / 2**30:.2f} | {r['oom_kills']} | {r['failed']} | {net} | `{cmd}` |")
 print()
 if best:
     print(f"Best fixed parallelism without an OOM kill: **{best['name']}** ({float(best['wall_s']):.1f} s).\n")
+else:
+    print("No xargs run in this table finished without an OOM kill or a failed job.\n")
 model = fin.get("model") or {}
 print("fanout's final record: "
       f"budget {fin['mem_limit_bytes'] / 2**30:.2f} GiB "
@@ -309,11 +360,12 @@ print("fanout's final record: "
       f"{(fin.get('cgroup_limit_bytes') or 0) / 2**30:.2f} GiB), at most {fin['max_running']} jobs at once, "
       f"highest sampled total {fin['max_memory_bytes'] / 2**30:.2f} GiB, model "
       f"{model.get('base_bytes', 0) / 2**20:.0f} MiB + {model.get('bytes_per_weight_byte')} x weight "
-      f"({model.get('observations')} observations).\n")
+      f"({model.get('observations')} observations), learned margin {fin.get('mem_margin')}.\n")
 print("Running jobs and memory over time, from fanout's `--summary` journals (`plot.py`):\n")
 print("![fanout, input order](timeline.svg)\n")
 print("![fanout, largest first](timeline-largest-first.svg)\n")
-print("![fanout, the two smallest inputs first](timeline-small-first.svg)")
+print("![fanout, the two smallest inputs first](timeline-small-first.svg)\n")
+print("![fanout, one job needing 3x its prediction](timeline-mispredicted.svg)")
 EOF
 say "wrote $OUT/results.md"
 cat "$OUT/results.md"

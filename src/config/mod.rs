@@ -64,7 +64,7 @@ pub(crate) struct Config {
     pub verbose: bool,
     /// An earlier journal whose finished files are skipped.
     pub resume: Option<PathBuf>,
-    /// `--mem-limit`; `None`: 80% of available.
+    /// `--mem-limit`; `None`: all that is available (the reserve stays free).
     pub mem_limit: Option<Amount>,
     /// `-X/--batch`: many inputs per command, grouped this way.
     pub batch: Option<Batching>,

@@ -1,28 +1,74 @@
-//! Admission: a job starts only when a worker is free (`-j`), its memory reservation fits in
-//! what is left of the budget, and the machine has more available memory than the reserve.
+//! Admission and the memory safety net.
 //!
-//! In `auto` mode the reservation comes from the learned model. Until a first job has finished
-//! and been measured, at most two jobs start, each reserving a cautious prior (at least 1 GiB).
-//! A job larger than the whole budget runs alone rather than waiting forever.
+//! A job starts only when a worker is free (`-j`) and its memory fits in the room left, counted
+//! two ways, both of which must hold:
+//! - against the budget: the reservations of running jobs (a job that outgrew its reservation
+//!   at what it is now expected to reach) plus the new job's;
+//! - against the real limit (cgroup or machine), measured: available memory minus what running
+//!   jobs are still expected to grow (expected peak minus what they use now) minus the reserve.
+//!
+//! Among the inputs waiting for room the one that fits it best (the largest that fits) goes
+//! first, so smaller inputs may pass a large one; an input passed over `BYPASS_LIMIT` times
+//! gets the room reserved: nothing else starts until it fits.
+//!
+//! In `auto` mode the reservation is the learned prediction plus a margin learned from how far
+//! jobs went above their predictions. Until a first job has finished and been measured, at
+//! most two jobs start, each reserving a cautious prior (at least 1 GiB). A job larger than the
+//! whole budget runs alone rather than waiting forever.
+//!
+//! The safety net (`watch`, after each memory sample) catches what predictions miss: when the
+//! room below the real limit or the budget runs out, the youngest running job is paused
+//! (SIGSTOP to its process group) and resumed (SIGCONT) once there is room for it again; only
+//! when pausing cannot help (every job left is paused and none fits, or the real limit is still
+//! about to be reached with every job but the oldest paused) is the youngest job stopped for
+//! good and run again from scratch.
 
+use std::collections::BTreeSet;
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use super::sampler::Sampler;
+use super::sampler::{JobView, Sampler};
 use crate::cancel::Cancel;
 use crate::memory::{Fit, Meter, Model};
 
 /// Jobs that may run at once before any job has been measured (`auto`).
 const START_JOBS: usize = 2;
-/// How often the live guard re-reads available memory at most.
+/// How often admission re-reads available memory at most.
 const GUARD_EVERY: Duration = Duration::from_millis(50);
+/// How long the first admission waits for the workers to bring their inputs, when it is to
+/// choose the lightest among them (inputs of 1 MiB or more, nothing measured yet).
+const SETTLE: Duration = Duration::from_millis(20);
+/// Inputs lighter than this are not started out of order to learn from them sooner.
+const LIGHT_FIRST_MIN: u64 = 1 << 20;
+/// A waiting input passed over this many times gets the room reserved. (A bound in time would
+/// turn every run of long jobs into first come, first served.)
+const BYPASS_LIMIT: u32 = 8;
+
+/// How long a waiting input lets one taken before it arrive, at most.
+const TRANSIT_WAIT: Duration = Duration::from_millis(20);
+
+/// An input on its way from the queue to admission (see `Gate::take`).
+pub(crate) struct Ticket<'a> {
+    gate: &'a Gate,
+}
+
+impl Drop for Ticket<'_> {
+    fn drop(&mut self) {
+        let mut state = self.gate.state.lock().expect("gate");
+        state.in_transit = state.in_transit.saturating_sub(1);
+    }
+}
 
 /// What a job was granted.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Permit {
     pub reserved: u64,
+    /// The model's prediction of its peak, without margin (`auto`, once something is learned).
+    pub predicted: Option<u64>,
     /// It exceeds the whole budget and runs alone.
     pub alone: bool,
+    /// Its worker slot (`{%}`), 1..=jobs, unique among running jobs.
+    pub slot: usize,
 }
 
 pub(crate) struct Gate {
@@ -34,6 +80,10 @@ pub(crate) struct Gate {
     /// Jobs run on other machines (`--executor srun`): nothing is learned from local peaks and
     /// local available memory does not matter; reservations become srun's `--mem`.
     remote: bool,
+    /// Until a first job is measured, start the lightest waiting input (it ends soonest and
+    /// teaches the model); false when the user chose the start order (`--order largest-first`).
+    light_first: bool,
+    created: Instant,
     state: Mutex<State>,
     freed: Condvar,
 }
@@ -45,10 +95,32 @@ struct State {
     max_running: usize,
     model: Model,
     meter: Option<Meter>,
-    guard_checked: Option<Instant>,
-    guard_ok: bool,
-    /// Workers waiting for admission (a release wakes them only if there are any).
-    waiting: usize,
+    checked: Option<Instant>,
+    /// Available memory at the last reading.
+    available: u64,
+    /// Inputs waiting for admission.
+    waiting: Vec<Waiter>,
+    next_waiter: u64,
+    /// Slots given back, and the next never used.
+    free_slots: BTreeSet<usize>,
+    next_slot: usize,
+    /// The safety net has jobs paused: nothing new starts.
+    net_paused: bool,
+    /// Inputs taken by workers that have not asked for admission yet.
+    in_transit: usize,
+    /// Times the safety net paused a job, and stopped one to run it again.
+    pauses: u64,
+    evictions: u64,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Waiter {
+    id: u64,
+    weight: u64,
+    want: u64,
+    /// Its place in the start order (lower goes first).
+    place: (u64, u64),
+    bypassed: u32,
 }
 
 impl Gate {
@@ -59,6 +131,7 @@ impl Gate {
         reserve: u64,
         meter: Meter,
         remote: bool,
+        light_first: bool,
     ) -> Gate {
         Gate {
             budget,
@@ -66,94 +139,282 @@ impl Gate {
             per_job,
             reserve,
             remote,
+            light_first,
             state: Mutex::new(State {
                 meter: Some(meter),
-                guard_ok: true,
+                next_slot: 1,
                 ..State::default()
             }),
             freed: Condvar::new(),
+            created: Instant::now(),
         }
     }
 
-    fn reservation_in(&self, state: &State, weight: u64) -> u64 {
+    /// The reservation and the model's bare prediction for a job of `weight`.
+    fn reservation_in(&self, state: &State, weight: u64) -> (u64, Option<u64>) {
         match self.per_job {
-            Some(fixed) => fixed,
-            None => state
-                .model
-                .predict(weight)
-                .unwrap_or_else(|| crate::memory::prior(weight)),
+            Some(fixed) => (fixed, None),
+            None => match state.model.predict(weight) {
+                Some(want) => (want, state.model.predict_raw(weight)),
+                None => (crate::memory::prior(weight), None),
+            },
         }
     }
 
-    /// Waits until a job of `weight` may start; `None` if the run stops admitting meanwhile.
-    pub(crate) fn admit(&self, weight: u64, cancel: &Cancel, sampler: &Sampler) -> Option<Permit> {
+    /// Waits until a job of `weight` may start, reserving at least `floor`; `None` if the run
+    /// stops admitting meanwhile. `place` is the input's place in the start order (ties among
+    /// waiting inputs go to the lower). A job with a floor (one run again after the safety net
+    /// stopped it) has its room reserved at once.
+    pub(crate) fn admit(
+        &self,
+        weight: u64,
+        place: (u64, u64),
+        floor: u64,
+        ticket: Option<Ticket<'_>>,
+        cancel: &Cancel,
+        sampler: &Sampler,
+    ) -> Option<Permit> {
+        let arrived = Instant::now();
+        // Only a job run again after the safety net stopped it asks for a floor.
+        let first = floor > 0;
         let mut state = self.state.lock().expect("gate");
+        let id = state.next_waiter;
+        state.next_waiter += 1;
+        state.waiting.push(Waiter {
+            id,
+            weight,
+            want: 0,
+            place,
+            bypassed: if first { BYPASS_LIMIT } else { 0 },
+        });
+        if let Some(ticket) = ticket {
+            // Arrived: counted as waiting now, in the same step.
+            state.in_transit = state.in_transit.saturating_sub(1);
+            std::mem::forget(ticket);
+        }
         loop {
             if cancel.no_new_jobs() {
+                state.waiting.retain(|w| w.id != id);
+                drop(state);
+                self.freed.notify_all();
                 return None;
             }
-            let want = self.reservation_in(&state, weight);
-            // Until a first job has been measured, start few: at most two at once.
-            let ramp = if self.per_job.is_none() && state.model.observations() == 0 && !self.remote
-            {
-                START_JOBS
-            } else {
-                usize::MAX
-            };
-            let fits = state.running == 0
-                || (state.running < self.jobs.min(ramp)
-                    // A running job that outgrew its reservation counts at its real size.
-                    && state.reserved + sampler.excess() + want <= self.budget
-                    && self.guard(&mut state));
-            if fits {
+            let (want, predicted) = self.reservation_in(&state, weight);
+            let want = want.max(floor);
+            if let Some(w) = state.waiting.iter_mut().find(|w| w.id == id) {
+                w.want = want;
+            }
+            // An input taken before this one may be on its way (its weight being read): give it
+            // a moment, so that inputs start in order where memory does not decide.
+            let in_transit = state.in_transit > 0 && arrived.elapsed() < TRANSIT_WAIT;
+            if !in_transit && self.choose(&mut state, sampler) == Some(id) {
+                let me = state.waiting.iter().position(|w| w.id == id).expect("me");
+                let me = state.waiting.remove(me);
+                for w in state.waiting.iter_mut().filter(|w| w.place <= me.place) {
+                    w.bypassed += 1;
+                }
                 state.reserved += want;
                 state.running += 1;
                 state.max_running = state.max_running.max(state.running);
+                let slot = match state.free_slots.pop_first() {
+                    Some(s) => s,
+                    None => {
+                        state.next_slot += 1;
+                        state.next_slot - 1
+                    }
+                };
+                let others = !state.waiting.is_empty();
+                drop(state);
+                if others {
+                    // There may be room for another.
+                    self.freed.notify_all();
+                }
                 return Some(Permit {
                     reserved: want,
+                    predicted,
                     alone: want > self.budget,
+                    slot,
                 });
             }
-            state.waiting += 1;
-            state = self
-                .freed
-                .wait_timeout(state, Duration::from_millis(100))
-                .expect("gate")
-                .0;
-            state.waiting -= 1;
+            let wait = if in_transit {
+                Duration::from_millis(2)
+            } else if self.settling() {
+                SETTLE / 4
+            } else {
+                Duration::from_millis(100)
+            };
+            state = self.freed.wait_timeout(state, wait).expect("gate").0;
         }
     }
 
-    /// A job ended: give back its reservation and learn from its peak.
+    /// Which waiting input may start now, if any.
+    fn choose(&self, state: &mut State, sampler: &Sampler) -> Option<u64> {
+        let learning = self.per_job.is_none() && state.model.observations() == 0 && !self.remote;
+        let first = state
+            .waiting
+            .iter()
+            .min_by_key(|w| (w.place, w.id))
+            .copied();
+        // The lightest waiting input, when it is much lighter than the next in order.
+        let lightest = |state: &State| {
+            let first = first?;
+            let light = state
+                .waiting
+                .iter()
+                .min_by_key(|w| (w.weight, w.place, w.id))?;
+            (first.weight >= LIGHT_FIRST_MIN && light.weight < first.weight / 2)
+                .then_some((light.id, light.want))
+        };
+        let light_first = learning && self.light_first;
+        if state.running == 0 {
+            if light_first && first.is_some_and(|w| w.weight >= LIGHT_FIRST_MIN) && self.settling()
+            {
+                // Let the other workers bring their inputs: the lightest is to go first.
+                return None;
+            }
+            // Nothing runs: the next starts, even if it needs more than the whole budget.
+            return light_first
+                .then(|| lightest(state).map(|(id, _)| id))
+                .flatten()
+                .or(first.map(|w| w.id));
+        }
+        // Until a first job has been measured, start few: at most two at once.
+        let ramp = if learning { START_JOBS } else { usize::MAX };
+        if state.running >= self.jobs.min(ramp) || state.net_paused {
+            return None;
+        }
+        let room = self.room(state, sampler);
+        if let Some((id, want)) = light_first.then(|| lightest(state)).flatten() {
+            return (want <= room).then_some(id);
+        }
+        let starved = state
+            .waiting
+            .iter()
+            .filter(|w| w.bypassed >= BYPASS_LIMIT)
+            .min_by_key(|w| (w.place, w.id));
+        if let Some(s) = starved {
+            return (s.want <= room).then_some(s.id);
+        }
+        state
+            .waiting
+            .iter()
+            .filter(|w| w.want <= room)
+            .max_by(|a, b| a.want.cmp(&b.want).then(b.place.cmp(&a.place)))
+            .map(|w| w.id)
+    }
+
+    /// The first moments of the run, while workers are still taking their inputs.
+    fn settling(&self) -> bool {
+        self.light_first && self.created.elapsed() < SETTLE
+    }
+
+    /// The room for a new job: the lesser of the budget's and the real limit's.
+    fn room(&self, state: &mut State, sampler: &Sampler) -> u64 {
+        let held = sampler.holding();
+        let committed = state.reserved + held.over;
+        let budget_room = self.budget.saturating_sub(committed);
+        if self.remote {
+            return budget_room;
+        }
+        let stale = state.checked.is_none_or(|t| t.elapsed() >= GUARD_EVERY);
+        if stale {
+            if let Some(meter) = state.meter.as_mut() {
+                state.available = meter.snapshot().available;
+            }
+            state.checked = Some(Instant::now());
+        }
+        // Admitted jobs the sampler does not know yet will grow by their whole reservation.
+        let unseen = state.reserved.saturating_sub(held.reserved);
+        let real_room = state
+            .available
+            .saturating_sub(held.growth + unseen)
+            .saturating_sub(self.reserve);
+        budget_room.min(real_room)
+    }
+
+    /// A worker took an input from the queue: until the ticket is dropped (when its job asks
+    /// for admission, or never will), inputs taken after it wait a moment for it.
+    pub(crate) fn take(&self) -> Ticket<'_> {
+        self.state.lock().expect("gate").in_transit += 1;
+        Ticket { gate: self }
+    }
+
+    /// A job ended: give back its reservation and learn from its peak (not from a job the
+    /// safety net stopped: its peak is not a whole job's).
     pub(crate) fn release(&self, permit: Permit, weight: u64, peak: Option<u64>) {
         let mut state = self.state.lock().expect("gate");
         state.reserved = state.reserved.saturating_sub(permit.reserved);
         state.running -= 1;
+        state.free_slots.insert(permit.slot);
+        // Memory was freed: read it again before the next admission.
+        state.checked = None;
         if let Some(peak) = peak {
             state.model.observe(weight, peak);
+            if let Some(predicted) = permit.predicted {
+                state.model.observe_error(predicted, peak);
+            }
         }
-        let waiting = state.waiting > 0;
+        let waiting = !state.waiting.is_empty();
         drop(state);
         if waiting {
             self.freed.notify_all();
         }
     }
 
-    /// The live guard: is available memory above the reserve? Re-read at most every 50 ms.
-    fn guard(&self, state: &mut State) -> bool {
+    /// The safety net, after each memory sample: pauses, resumes or stops a job for good.
+    pub(crate) fn watch(&self, sampler: &Sampler, cancel: &Cancel) {
         if self.remote {
-            return true;
+            return;
         }
-        let stale = state
-            .guard_checked
-            .is_none_or(|t| t.elapsed() >= GUARD_EVERY);
-        if stale {
-            if let Some(meter) = state.meter.as_mut() {
-                state.guard_ok = meter.snapshot().available >= self.reserve;
+        if cancel.stopping() {
+            sampler.resume_all();
+            return;
+        }
+        let jobs = sampler.jobs();
+        let mut state = self.state.lock().expect("gate");
+        let available = match state.meter.as_mut() {
+            Some(meter) => meter.snapshot().available,
+            None => return,
+        };
+        state.available = available;
+        state.checked = Some(Instant::now());
+        let used: u64 = jobs.iter().map(|j| j.current).sum();
+        let room = Room {
+            real: available as i64,
+            budget: self.budget as i64 - used as i64,
+            reserve: self.reserve as i64,
+        };
+        let action = decide(&jobs, room);
+        match action {
+            Action::Pause(pgid) => {
+                if sampler.pause(pgid, true) {
+                    state.pauses += 1;
+                }
             }
-            state.guard_checked = Some(Instant::now());
+            Action::PauseAll(pgids) => {
+                for pgid in pgids {
+                    if sampler.pause(pgid, true) {
+                        state.pauses += 1;
+                    }
+                }
+            }
+            Action::Resume(pgid) => {
+                sampler.pause(pgid, false);
+            }
+            Action::Evict(pgid) => {
+                if sampler.evict(pgid) {
+                    state.evictions += 1;
+                }
+            }
+            Action::Nothing => {}
         }
-        state.guard_ok
+        let was = state.net_paused;
+        state.net_paused = sampler.jobs().iter().any(|j| j.paused);
+        let waiting = !state.waiting.is_empty();
+        drop(state);
+        if was && waiting {
+            self.freed.notify_all();
+        }
     }
 
     pub(crate) fn max_running(&self) -> usize {
@@ -164,7 +425,179 @@ impl Gate {
         self.state.lock().expect("gate").model.fit()
     }
 
+    /// The margin added to predictions now (`auto`).
+    pub(crate) fn margin(&self) -> Option<f64> {
+        let state = self.state.lock().expect("gate");
+        (self.per_job.is_none() && state.model.observations() > 0).then(|| state.model.margin())
+    }
+
+    /// How often the safety net paused a job and stopped one to run it again.
+    pub(crate) fn net_counts(&self) -> (u64, u64) {
+        let state = self.state.lock().expect("gate");
+        (state.pauses, state.evictions)
+    }
+
     pub(crate) fn budget(&self) -> u64 {
         self.budget
+    }
+
+    pub(crate) fn reserve(&self) -> u64 {
+        self.reserve
+    }
+}
+
+/// The memory situation the safety net acts on, bytes.
+#[derive(Debug, Clone, Copy)]
+struct Room {
+    /// Available below the real limit (cgroup or machine).
+    real: i64,
+    /// The budget minus what the running jobs use (negative: over it).
+    budget: i64,
+    reserve: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Action {
+    Nothing,
+    Pause(i32),
+    PauseAll(Vec<i32>),
+    Resume(i32),
+    Evict(i32),
+}
+
+/// The safety net's rule, for jobs oldest first. The real limit is near when less than half
+/// the reserve is available (pause the youngest), about to be reached below a quarter (pause
+/// all but the oldest at once; if they are already, stop the youngest for good); the budget is
+/// exceeded when the jobs use more than it. The last job running
+/// is never paused or stopped: there is nothing to wait for.
+fn decide(jobs: &[JobView], room: Room) -> Action {
+    if jobs.len() <= 1 {
+        return match jobs.first() {
+            Some(j) if j.paused => Action::Resume(j.pgid),
+            _ => Action::Nothing,
+        };
+    }
+    let youngest = jobs.last().expect("jobs");
+    let running: Vec<&JobView> = jobs.iter().filter(|j| !j.paused).collect();
+    let paused: Vec<&JobView> = jobs.iter().filter(|j| j.paused).collect();
+    if room.real < room.reserve / 4 {
+        // The limit is about a sampling interval away: stop every job's growth but the
+        // oldest's at once, and if that was already done, free memory.
+        return match running.len() {
+            2.. => Action::PauseAll(running[1..].iter().map(|j| j.pgid).collect()),
+            _ => Action::Evict(youngest.pgid),
+        };
+    }
+    let pressure = room.real < room.reserve / 2 || room.budget < 0;
+    if pressure {
+        return match running.len() {
+            // Pause the youngest of those still running, keeping the oldest going.
+            2.. => Action::Pause(running.last().expect("running").pgid),
+            // One still runs: its end will free memory.
+            1 => Action::Nothing,
+            // All paused and still no room: pausing cannot help.
+            _ => Action::Evict(paused.last().expect("paused").pgid),
+        };
+    }
+    let Some(oldest) = paused.first() else {
+        return Action::Nothing;
+    };
+    let growth = oldest.expect.saturating_sub(oldest.current) as i64;
+    if room.real - room.reserve >= growth && room.budget >= growth {
+        Action::Resume(oldest.pgid)
+    } else if running.is_empty() {
+        // Nothing running will free memory: give the room of the youngest to the others.
+        Action::Evict(paused.last().expect("paused").pgid)
+    } else {
+        Action::Nothing
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIB: u64 = 1 << 20;
+
+    fn job(pgid: i32, age_s: u64, current: u64, expect: u64, paused: bool) -> JobView {
+        JobView {
+            pgid,
+            started: Instant::now()
+                .checked_sub(Duration::from_secs(age_s))
+                .unwrap(),
+            current: current * MIB,
+            expect: expect * MIB,
+            paused,
+        }
+    }
+
+    fn room(real: i64, budget: i64) -> Room {
+        Room {
+            real: real * MIB as i64,
+            budget: budget * MIB as i64,
+            reserve: 400 * MIB as i64,
+        }
+    }
+
+    #[test]
+    fn the_youngest_is_paused_when_the_limit_nears() {
+        let jobs = [
+            job(10, 9, 900, 1000, false),
+            job(11, 5, 600, 700, false),
+            job(12, 1, 900, 1350, false),
+        ];
+        assert_eq!(decide(&jobs, room(1000, 500)), Action::Nothing);
+        assert_eq!(decide(&jobs, room(150, 500)), Action::Pause(12));
+        // Over the budget, with the real limit far away, too.
+        assert_eq!(decide(&jobs, room(5000, -10)), Action::Pause(12));
+        // The youngest already paused: the next youngest, never the oldest.
+        let mut two = jobs;
+        two[2].paused = true;
+        assert_eq!(decide(&two, room(150, 500)), Action::Pause(11));
+        two[1].paused = true;
+        assert_eq!(decide(&two, room(150, 500)), Action::Nothing);
+    }
+
+    #[test]
+    fn a_paused_job_resumes_when_there_is_room_for_its_growth() {
+        let jobs = [job(10, 9, 900, 1000, false), job(12, 1, 900, 1350, true)];
+        // 450 MiB still to grow: needs the reserve (400) + 450 available.
+        assert_eq!(decide(&jobs, room(800, 2000)), Action::Nothing);
+        assert_eq!(decide(&jobs, room(900, 2000)), Action::Resume(12));
+        // ...and as much below the budget.
+        assert_eq!(decide(&jobs, room(900, 400)), Action::Nothing);
+        // The oldest paused job goes first.
+        let three = [
+            job(10, 9, 900, 1000, false),
+            job(11, 5, 100, 150, true),
+            job(12, 1, 900, 1350, true),
+        ];
+        assert_eq!(decide(&three, room(900, 2000)), Action::Resume(11));
+    }
+
+    #[test]
+    fn the_youngest_is_stopped_for_good_only_when_pausing_cannot_help() {
+        // Every job paused, no room for any: the youngest gives way.
+        let jobs = [job(11, 5, 900, 1350, true), job(12, 1, 900, 1350, true)];
+        assert_eq!(decide(&jobs, room(600, 2000)), Action::Evict(12));
+        assert_eq!(decide(&jobs, room(150, 2000)), Action::Evict(12));
+        // The real limit about to be reached: every job but the oldest paused at once, then,
+        // if that was not enough, the youngest stopped.
+        let running = [
+            job(10, 7, 900, 1000, false),
+            job(11, 5, 900, 1350, false),
+            job(12, 1, 900, 1350, false),
+        ];
+        assert_eq!(
+            decide(&running, room(50, 2000)),
+            Action::PauseAll(vec![11, 12])
+        );
+        let mut stopped = running;
+        stopped[1].paused = true;
+        stopped[2].paused = true;
+        assert_eq!(decide(&stopped, room(50, 2000)), Action::Evict(12));
+        // One job left is never stopped, and resumes if it was paused: it runs alone.
+        assert_eq!(decide(&jobs[..1], room(50, -500)), Action::Resume(11));
+        assert_eq!(decide(&running[..1], room(50, -500)), Action::Nothing);
     }
 }

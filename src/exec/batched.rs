@@ -24,7 +24,7 @@ use crate::template::JobValues;
 use crate::walk::Notice;
 
 /// One worker of a batched run: takes batches until they end, one at a time.
-pub(super) fn work(shared: &Shared, slot: usize, jobs: &Jobs<'_>, batches: &Receiver<Batch>) {
+pub(super) fn work(shared: &Shared, jobs: &Jobs<'_>, batches: &Receiver<Batch>) {
     let keep_order = shared.config.keep_order && shared.config.run.order == Order::Input;
     for batch in batches {
         let done = if shared.ctx.cancel.no_new_jobs() {
@@ -36,11 +36,7 @@ pub(super) fn work(shared: &Shared, slot: usize, jobs: &Jobs<'_>, batches: &Rece
                     .backlog
                     .wait_for_room(batch.inputs[0].job, shared.ctx.cancel);
             }
-            let n = batch.inputs.len() as u64;
-            shared.ctx.running.fetch_add(n, Ordering::Relaxed);
-            let done = run(shared, slot, &batch);
-            shared.ctx.running.fetch_sub(n, Ordering::Relaxed);
-            done
+            run(shared, &batch)
         };
         if !jobs.hand_back_all(done) {
             return;
@@ -63,20 +59,57 @@ fn not_started(shared: &Shared, batch: &Batch, weights: Option<&[u64]>) -> Vec<D
 }
 
 /// Runs one batch through its attempts; returns a record per input, in order.
-fn run(shared: &Shared, slot: usize, batch: &Batch) -> Vec<Done> {
-    let config = shared.config;
+fn run(shared: &Shared, batch: &Batch) -> Vec<Done> {
     let weights: Vec<u64> = batch
         .inputs
         .iter()
         .map(|i| i.weight.unwrap_or_else(|| crate::parquet::weight(&i.path)))
         .collect();
     let weight: u64 = weights.iter().sum();
-    let Some(permit) = shared
-        .gate
-        .admit(weight, shared.ctx.cancel, &shared.sampler)
-    else {
-        return not_started(shared, batch, Some(&weights));
-    };
+    // Batches start in their order; one the memory safety net stopped runs again from scratch
+    // with room for what it reached.
+    let mut floor = 0;
+    loop {
+        let Some(permit) = shared.gate.admit(
+            weight,
+            (0, batch.number),
+            floor,
+            None,
+            shared.ctx.cancel,
+            &shared.sampler,
+        ) else {
+            return not_started(shared, batch, Some(&weights));
+        };
+        let n = batch.inputs.len() as u64;
+        shared.ctx.running.fetch_add(n, Ordering::Relaxed);
+        let done = run_admitted(shared, batch, &weights, weight, permit);
+        shared.ctx.running.fetch_sub(n, Ordering::Relaxed);
+        match done {
+            Ok(done) => return done,
+            Err(peak) => {
+                floor = peak.max(permit.reserved).saturating_add(peak / 2);
+                let _ = shared.ctx.notices.send(Notice::Info(format!(
+                    "batch {} ({} files): stopped to keep memory below the limit (it reached {}); it runs again",
+                    batch.number,
+                    batch.inputs.len(),
+                    memory::human(peak)
+                )));
+            }
+        }
+    }
+}
+
+/// Runs an admitted batch through its attempts; `Err(peak)` if the memory safety net stopped
+/// it (its permit is given back either way).
+fn run_admitted(
+    shared: &Shared,
+    batch: &Batch,
+    weights: &[u64],
+    weight: u64,
+    permit: super::admit::Permit,
+) -> Result<Vec<Done>, u64> {
+    let config = shared.config;
+    let slot = permit.slot;
     if permit.alone {
         let _ = shared.ctx.notices.send(Notice::Info(format!(
             "batch {} ({} files): its job needs about {}, more than the whole memory budget ({}): running it alone",
@@ -110,6 +143,7 @@ fn run(shared: &Shared, slot: usize, batch: &Batch) -> Vec<Done> {
         .live
         .map(|board| super::OnDrop(move || board.end(slot)));
     let mut attempts = 0;
+    let mut paused = std::time::Duration::ZERO;
     let (mut base, mut finished) = loop {
         attempts += 1;
         let finished = child::run(&Launch {
@@ -124,6 +158,11 @@ fn run(shared: &Shared, slot: usize, batch: &Batch) -> Vec<Done> {
             sampler: Some(&shared.sampler),
             reserved: permit.reserved,
         });
+        paused += finished.paused;
+        if finished.evicted && !finished.interrupted {
+            shared.gate.release(permit, weight, None);
+            return Err(finished.peak_rss_bytes.unwrap_or(0));
+        }
         let mut record = JobRecord::new(batch.inputs[0].job, paths[0], Status::Ok);
         judge(&mut record, &finished, config);
         let again = matches!(record.status, Status::Failed | Status::Timeout)
@@ -137,12 +176,14 @@ fn run(shared: &Shared, slot: usize, batch: &Batch) -> Vec<Done> {
     base.attempts = attempts;
     base.started_ms = Some(started_ms);
     base.mem_reserved_bytes = Some(permit.reserved);
+    base.predicted_peak_bytes = permit.predicted;
+    base.paused_ms = Some(paused.as_millis() as u64);
     base.slot = u32::try_from(slot).ok();
     base.batch = Some(batch.number);
     base.batch_size = Some(batch.inputs.len() as u64);
     // The file identity is what --resume reads from the journal: without one, no stat.
     let journal = config.summary.is_some();
-    batch
+    Ok(batch
         .inputs
         .iter()
         .enumerate()
@@ -179,7 +220,7 @@ fn run(shared: &Shared, slot: usize, batch: &Batch) -> Vec<Done> {
                 line,
             }
         })
-        .collect()
+        .collect())
 }
 
 fn identity(record: &mut JobRecord, path: &Path) {

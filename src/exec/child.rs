@@ -74,6 +74,10 @@ pub(crate) struct Finished {
     pub peak_rss_bytes: Option<u64>,
     pub stdout: Option<Spool>,
     pub stderr: Option<Spool>,
+    /// How long the memory safety net kept it paused.
+    pub paused: Duration,
+    /// The memory safety net stopped it, to run it again from scratch.
+    pub evicted: bool,
 }
 
 /// Where a stop of the job's process group stands.
@@ -101,6 +105,8 @@ pub(crate) fn run(launch: &Launch) -> Finished {
                 peak_rss_bytes: None,
                 stdout: None,
                 stderr: None,
+                paused: Duration::ZERO,
+                evicted: false,
             }
         }
     };
@@ -133,10 +139,14 @@ pub(crate) fn run(launch: &Launch) -> Finished {
         // A limit past the end of the clock is no limit (the parser clamps; a plan may not).
         deadline: launch.timeout.and_then(|t| start.checked_add(t)),
         oom_at: start.checked_add(OOM_PREFERENCE_AFTER),
+        paused_counted: Duration::ZERO,
     };
     supervise(launch, &mut sup, &mut streams);
     let reaped = sup.reaped.expect("reaped");
-    let sampled = launch.sampler.map_or(0, |s| s.unregister(pid));
+    let sampled = launch
+        .sampler
+        .map(|s| s.unregister(pid))
+        .unwrap_or_default();
     let mut outputs = streams.into_iter().map(|s| s.spool);
     Finished {
         ending: match (reaped.exit_code(), reaped.signal()) {
@@ -148,9 +158,11 @@ pub(crate) fn run(launch: &Launch) -> Finished {
         timed_out: sup.timed_out,
         interrupted: sup.interrupted,
         duration: start.elapsed(),
-        peak_rss_bytes: Some(reaped.max_rss_bytes.max(sampled)),
+        peak_rss_bytes: Some(reaped.max_rss_bytes.max(sampled.peak)),
         stdout: outputs.next(),
         stderr: outputs.next(),
+        paused: sampled.paused,
+        evicted: sampled.evicted,
     }
 }
 
@@ -210,7 +222,7 @@ fn supervise(launch: &Launch, sup: &mut Supervisor, streams: &mut [Stream]) {
                 os::prefer_oom_victim(sup.pid);
             }
         }
-        sup.react(now, launch.cancel);
+        sup.react(now, launch.cancel, launch.sampler);
         if sup.pipes_abandoned(now) {
             for s in streams.iter_mut() {
                 s.drain(&mut buf);
@@ -270,12 +282,14 @@ struct Supervisor {
     deadline: Option<Instant>,
     /// When the job becomes a preferred OOM victim, until it has.
     oom_at: Option<Instant>,
+    /// Paused time already added to the deadline.
+    paused_counted: Duration,
 }
 
 impl Supervisor {
     /// Acts on what changed: the run began stopping (or stopping hard), the time limit ran
     /// out, a grace period ended.
-    fn react(&mut self, now: Instant, cancel: &Cancel) {
+    fn react(&mut self, now: Instant, cancel: &Cancel, sampler: Option<&Sampler>) {
         if !self.saw_cancel && cancel.stopping() {
             self.saw_cancel = true;
             // A job that had already ended on its own keeps its own status.
@@ -286,8 +300,15 @@ impl Supervisor {
         }
         if let Some(d) = self.deadline {
             if now >= d && !self.timed_out && self.reaped.is_none() {
-                self.timed_out = true;
-                self.begin_stop(false);
+                // Time the memory safety net kept the job paused does not count.
+                let paused = sampler.map_or(Duration::ZERO, |s| s.paused_for(self.pid));
+                if paused > self.paused_counted {
+                    self.deadline = d.checked_add(paused - self.paused_counted);
+                    self.paused_counted = paused;
+                } else {
+                    self.timed_out = true;
+                    self.begin_stop(false);
+                }
             }
         }
         self.escalate(now);

@@ -34,6 +34,11 @@ use admit::{Gate, Permit};
 use child::{Ending, Finished, Launch};
 use sampler::Sampler;
 
+/// Workers that may wait for memory beyond `-j`, at most.
+const LOOKAHEAD: usize = 16;
+/// Times a job may be stopped by the memory safety net and run again before it runs alone.
+const REQUEUES_BEFORE_ALONE: u32 = 2;
+
 /// The local pool (also under `--executor srun`, where each job is an srun step).
 pub(crate) struct Pool;
 
@@ -67,6 +72,7 @@ impl Executor for Pool {
                 reserve,
                 meter,
                 matches!(config.mode, Mode::Srun(_)),
+                config.run.order == Order::Input,
             ),
             sampler: Sampler::new(ctx.start, ctx.live),
             start: ctx.start,
@@ -78,7 +84,11 @@ impl Executor for Pool {
             let shared = &shared;
             std::thread::Builder::new()
                 .name("sampler".into())
-                .spawn_scoped(s, move || shared.sampler.run(&sampler_stopped))?;
+                .spawn_scoped(s, move || {
+                    shared.sampler.run(&sampler_stopped, |sampler| {
+                        shared.gate.watch(sampler, ctx.cancel);
+                    });
+                })?;
             // With -X one thread forms the batches; a worker takes the next as its slot frees.
             if let Some(batching) = &config.batch {
                 std::thread::Builder::new()
@@ -96,27 +106,40 @@ impl Executor for Pool {
                 drop(batch_tx);
             }
             let mut workers = Vec::new();
-            for slot in 1..=config.run.jobs {
+            // Workers beyond `-j` hold inputs waiting for memory, so that admission can choose
+            // the one that fits the room best; at most `-j` jobs run at once all the same.
+            // Batches are formed as a slot frees: no worker waits ahead of one.
+            let lookahead = if matches!(config.mode, Mode::Srun(_))
+                || config.run.jobs == 1
+                || config.batch.is_some()
+            {
+                0
+            } else {
+                config.run.jobs.min(LOOKAHEAD)
+            };
+            for n in 1..=config.run.jobs + lookahead {
                 let spawned = std::thread::Builder::new()
-                    .name(format!("worker-{slot}"))
+                    .name(format!("worker-{n}"))
                     .spawn_scoped(s, move || {
                         if config.batch.is_some() {
-                            batched::work(shared, slot, jobs, batch_rx);
+                            batched::work(shared, jobs, batch_rx);
                         } else {
-                            work(shared, slot, jobs);
+                            work(shared, jobs);
                         }
                     });
                 match spawned {
                     Ok(handle) => workers.push(handle),
                     // Jobs may be running already: go on with the workers there are.
                     Err(err) if !workers.is_empty() => {
-                        print_notice(&format!(
-                            "could start only {} of {} workers ({}): running at most {} at once",
-                            workers.len(),
-                            config.run.jobs,
-                            crate::error::io_reason(&err),
-                            crate::error::counted(workers.len() as u64, "job")
-                        ));
+                        if workers.len() < config.run.jobs {
+                            print_notice(&format!(
+                                "could start only {} of {} workers ({}): running at most {} at once",
+                                workers.len(),
+                                config.run.jobs,
+                                crate::error::io_reason(&err),
+                                crate::error::counted(workers.len() as u64, "job")
+                            ));
+                        }
                         break;
                     }
                     Err(err) => return Err(err.into()),
@@ -128,6 +151,7 @@ impl Executor for Pool {
             drop(sampler_stop);
             Ok(())
         })?;
+        let (pauses, requeues) = shared.gate.net_counts();
         Ok(Extra {
             memory: MemoryReport {
                 mem_limit_bytes: shared.gate.budget(),
@@ -135,6 +159,10 @@ impl Executor for Pool {
                 cgroup_limit_bytes: snapshot.cgroup_limit,
                 max_running: shared.gate.max_running(),
                 max_memory_bytes: shared.sampler.max_total(),
+                mem_reserve_bytes: Some(shared.gate.reserve()),
+                mem_margin: shared.gate.margin(),
+                mem_pauses: pauses,
+                mem_requeues: requeues,
                 model: shared.gate.fit(),
                 timeline: shared.sampler.timeline(),
                 ..MemoryReport::default()
@@ -145,7 +173,7 @@ impl Executor for Pool {
 }
 
 /// One worker: takes inputs until the channel closes, one job at a time.
-fn work(shared: &Shared, slot: usize, jobs: &Jobs<'_>) {
+fn work(shared: &Shared, jobs: &Jobs<'_>) {
     let keep_order = shared.config.keep_order && shared.config.run.order == Order::Input;
     for input in jobs.inputs() {
         let finished = if shared.ctx.cancel.no_new_jobs() {
@@ -157,10 +185,8 @@ fn work(shared: &Shared, slot: usize, jobs: &Jobs<'_>) {
                     .backlog
                     .wait_for_room(input.job, shared.ctx.cancel);
             }
-            shared.ctx.running.fetch_add(1, Ordering::Relaxed);
-            let done = run_job(shared, slot, &input);
-            shared.ctx.running.fetch_sub(1, Ordering::Relaxed);
-            done
+            let ticket = shared.gate.take();
+            run_job(shared, &input, ticket)
         };
         let mut finished = finished;
         if let Some(target) = &input.target {
@@ -172,10 +198,12 @@ fn work(shared: &Shared, slot: usize, jobs: &Jobs<'_>) {
     }
 }
 
-/// Runs one input's job, again after a failure or timeout while `--retries` allows. In place,
-/// the input is checked and locked first and replaced at most once, after the last attempt.
-fn run_job(shared: &Shared, slot: usize, input: &Input) -> Done {
-    let prepared = match &shared.in_place {
+/// Runs one input's job, again after a failure or timeout while `--retries` allows, and again
+/// from scratch when the memory safety net stopped it. In place, the input is checked and
+/// locked first and replaced at most once, after the last attempt.
+fn run_job(shared: &Shared, input: &Input, ticket: admit::Ticket<'_>) -> Done {
+    let mut ticket = Some(ticket);
+    let mut prepared = match &shared.in_place {
         None => None,
         Some(ip) => {
             let (prepared, swept) = match &input.target {
@@ -199,45 +227,111 @@ fn run_job(shared: &Shared, slot: usize, input: &Input) -> Done {
     let weight = input
         .weight
         .unwrap_or_else(|| crate::parquet::weight(&input.path));
-    let Some(permit) = shared
-        .gate
-        .admit(weight, shared.ctx.cancel, &shared.sampler)
-    else {
-        if let Some(p) = &prepared {
-            InPlace::discard(p);
-        }
-        let mut record = shared.ctx.not_started(input.job, &input.path);
-        record.weight_bytes = Some(weight);
-        return Done::bare(record);
+    // The place in the start order: input order, or heaviest first.
+    let place = match shared.config.run.order {
+        Order::Input => (0, input.job),
+        Order::LargestFirst => (u64::MAX - weight, input.job),
     };
-    if permit.alone {
-        let _ = shared.ctx.notices.send(Notice::Info(format!(
-            "{}: its job needs about {}, more than the whole memory budget ({}): running it alone",
-            input.path.display(),
-            memory::human(permit.reserved),
-            memory::human(shared.gate.budget())
-        )));
+    let mut tries = Tries::default();
+    loop {
+        let requeued = tries.requeues > 0;
+        let Some(permit) = shared.gate.admit(
+            weight,
+            place,
+            tries.floor,
+            ticket.take(),
+            shared.ctx.cancel,
+            &shared.sampler,
+        ) else {
+            if let Some(p) = prepared.take() {
+                InPlace::discard(&p);
+            }
+            let mut record = shared.ctx.not_started(input.job, &input.path);
+            record.weight_bytes = Some(weight);
+            if tries.attempts > 0 {
+                // Stopped by the safety net, then the run stopped admitting.
+                record.attempts = tries.attempts;
+                record.paused_ms = Some(tries.paused.as_millis() as u64);
+                record.reason =
+                    Some("stopped to free memory, not run again: the run was stopping".into());
+            }
+            return Done::bare(record);
+        };
+        if permit.alone && !requeued {
+            let _ = shared.ctx.notices.send(Notice::Info(format!(
+                "{}: its job needs about {}, more than the whole memory budget ({}): running it alone",
+                input.path.display(),
+                memory::human(permit.reserved),
+                memory::human(shared.gate.budget())
+            )));
+        }
+        // Only admitted jobs count as running (not inputs waiting for memory).
+        shared.ctx.running.fetch_add(1, Ordering::Relaxed);
+        let done = run_admitted(shared, input, &mut prepared, weight, permit, &mut tries);
+        shared.ctx.running.fetch_sub(1, Ordering::Relaxed);
+        if let Ok(done) = &done {
+            // `--halt` stops admission before the permit frees room for a waiting input.
+            crate::executor::halt_after(shared.config, shared.ctx.cancel, done.record.status);
+        }
+        // Under srun the job runs elsewhere: the local peak is srun's own, nothing to learn from.
+        let peak = done
+            .as_ref()
+            .ok()
+            .and_then(|d| d.record.peak_rss_bytes)
+            .filter(|_| !matches!(shared.config.mode, Mode::Srun(_)));
+        shared.gate.release(permit, weight, peak);
+        match done {
+            Ok(done) => return done,
+            Err(peak) => {
+                // Run it again with room for what it reached and half as much again if it
+                // outgrew its reservation; after a few times, alone.
+                tries.requeues += 1;
+                tries.floor = if tries.requeues > REQUEUES_BEFORE_ALONE {
+                    shared.gate.budget().saturating_add(1)
+                } else {
+                    // A job stopped while within its reservation was not the one that
+                    // outgrew its prediction: it keeps its reservation.
+                    if peak <= permit.reserved {
+                        permit.reserved
+                    } else {
+                        peak.saturating_add(peak / 2)
+                    }
+                };
+                let _ = shared.ctx.notices.send(Notice::Info(format!(
+                    "{}: stopped to keep memory below the limit (it reached {}); it runs again",
+                    input.path.display(),
+                    memory::human(peak)
+                )));
+            }
+        }
     }
-    let done = run_admitted(shared, slot, input, prepared, weight, permit);
-    // Under srun the job runs elsewhere: the local peak is srun's own, nothing to learn from.
-    let peak = done
-        .record
-        .peak_rss_bytes
-        .filter(|_| !matches!(shared.config.mode, Mode::Srun(_)));
-    shared.gate.release(permit, weight, peak);
-    done
 }
 
-/// Runs an admitted job through its attempts.
+/// What one input's job went through so far.
+#[derive(Debug, Default)]
+struct Tries {
+    attempts: u32,
+    /// Times the memory safety net stopped it.
+    requeues: u32,
+    /// The least memory to reserve for it.
+    floor: u64,
+    paused: std::time::Duration,
+    /// When its first attempt started, ms after the run started.
+    started_ms: Option<u64>,
+}
+
+/// Runs an admitted job through its attempts; `Err(peak)` if the memory safety net stopped it
+/// to run it again from scratch.
 fn run_admitted(
     shared: &Shared,
-    slot: usize,
     input: &Input,
-    prepared: Option<crate::inplace::Prepared>,
+    prepared: &mut Option<crate::inplace::Prepared>,
     weight: u64,
     permit: Permit,
-) -> Done {
+    tries: &mut Tries,
+) -> Result<Done, u64> {
     let config = shared.config;
+    let slot = permit.slot;
     let mut argv = config.template.expand(&JobValues {
         path: &input.path,
         job: input.job,
@@ -252,15 +346,18 @@ fn run_admitted(
         argv = alloc.wrap(&argv, input.job, permit.reserved);
         program = Some(alloc.srun.as_path());
     }
-    shared.ctx.job_started(input.job);
+    if tries.started_ms.is_none() {
+        tries.started_ms = Some(shared.start.elapsed().as_millis() as u64);
+        shared.ctx.job_started(input.job);
+    }
     if let Some(board) = shared.ctx.live {
         board.start(slot, &input.path);
     }
     // The board's line goes however the job ends.
     let _ended = shared.ctx.live.map(|board| OnDrop(move || board.end(slot)));
-    let mut attempts = 0;
+    let mut retries = 0;
     loop {
-        attempts += 1;
+        tries.attempts += 1;
         // The last attempt's start: with its duration, the record spans that attempt.
         let started_ms = shared.start.elapsed().as_millis() as u64;
         let finished = child::run(&Launch {
@@ -275,24 +372,34 @@ fn run_admitted(
             sampler: Some(&shared.sampler),
             reserved: permit.reserved,
         });
+        tries.paused += finished.paused;
+        if finished.evicted && !finished.interrupted {
+            if let Some(p) = prepared.as_ref() {
+                InPlace::discard(p);
+            }
+            return Err(finished.peak_rss_bytes.unwrap_or(0));
+        }
         let mut record = JobRecord::new(input.job, &input.path, Status::Ok);
         record.set_command(&argv);
         record.started_ms = Some(started_ms);
         record.slot = Some(slot as u32);
         record.weight_bytes = Some(weight);
         record.mem_reserved_bytes = Some(permit.reserved);
+        record.predicted_peak_bytes = permit.predicted;
+        record.paused_ms = Some(tries.paused.as_millis() as u64);
         judge(&mut record, &finished, config);
+        retries += 1;
         let again = matches!(record.status, Status::Failed | Status::Timeout)
-            && attempts <= config.run.retries
+            && retries <= config.run.retries
             && !shared.ctx.cancel.no_new_jobs();
         if again {
-            if let Some(p) = &prepared {
+            if let Some(p) = prepared.as_ref() {
                 InPlace::discard(p);
             }
             continue;
         }
-        record.attempts = attempts;
-        if let Some(p) = prepared {
+        record.attempts = tries.attempts;
+        if let Some(p) = prepared.take() {
             conclude_in_place(p, &mut record);
         }
         // The file's identity is for --resume, which reads it from the journal: without a
@@ -303,12 +410,12 @@ fn run_admitted(
                 record.file_mtime_ns = Some(id.mtime_ns);
             }
         }
-        return Done {
+        return Ok(Done {
             record,
             stdout: finished.stdout,
             stderr: finished.stderr,
             line: None,
-        };
+        });
     }
 }
 

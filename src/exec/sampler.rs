@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 
 const INTERVAL: Duration = Duration::from_millis(100);
+/// How often the safety net looks at available memory (cheap: no process is read).
+const WATCH_EVERY: Duration = Duration::from_millis(25);
 /// Timeline points kept for the summary (halved when full).
 const TIMELINE_POINTS: usize = 4000;
 
@@ -33,6 +35,47 @@ struct Job {
     current: u64,
     /// What admission reserved for it.
     reserved: u64,
+    /// What it is expected to reach: its reservation, raised once it outgrew that.
+    expect: u64,
+    /// Since when its process group is stopped (SIGSTOP) by the safety net.
+    paused_since: Option<Instant>,
+    paused: Duration,
+    /// The safety net stopped it for good: it is to be run again.
+    evicted: bool,
+}
+
+/// A running job as the safety net sees it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct JobView {
+    pub pgid: i32,
+    pub started: Instant,
+    /// Its latest sampled memory.
+    pub current: u64,
+    /// What it is expected to reach.
+    pub expect: u64,
+    pub paused: bool,
+}
+
+/// What the sampler knew of a job when it ended.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct JobMemory {
+    /// Its highest sampled total, 0 if never sampled.
+    pub peak: u64,
+    /// How long it was paused by the safety net.
+    pub paused: Duration,
+    /// The safety net stopped it to run it again later.
+    pub evicted: bool,
+}
+
+/// What running jobs hold and may still take, at the latest sample.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Holding {
+    /// The reservations of the jobs the sampler knows.
+    pub reserved: u64,
+    /// How far what jobs are expected to reach exceeds their reservations, in all.
+    pub over: u64,
+    /// How much jobs are still expected to grow (expected peak minus current use), in all.
+    pub growth: u64,
 }
 
 pub(crate) struct Sampler<'a> {
@@ -59,6 +102,10 @@ impl<'a> Sampler<'a> {
             peak: 0,
             current: 0,
             reserved,
+            expect: reserved,
+            paused_since: None,
+            paused: Duration::ZERO,
+            evicted: false,
         };
         self.registry
             .lock()
@@ -67,19 +114,108 @@ impl<'a> Sampler<'a> {
             .insert(pgid, job);
     }
 
-    /// A job ended: its highest sampled total, 0 if never sampled.
-    pub(crate) fn unregister(&self, pgid: i32) -> u64 {
+    /// A job ended: what was seen of it.
+    pub(crate) fn unregister(&self, pgid: i32) -> JobMemory {
         let mut reg = self.registry.lock().expect("sampler");
-        reg.jobs.remove(&pgid).map_or(0, |j| j.peak)
+        reg.jobs
+            .remove(&pgid)
+            .map_or(JobMemory::default(), |j| JobMemory {
+                peak: j.peak,
+                paused: j.paused + j.paused_since.map_or(Duration::ZERO, |t| t.elapsed()),
+                evicted: j.evicted,
+            })
     }
 
-    /// How far running jobs have outgrown their reservations, in all, at the latest sample.
-    pub(crate) fn excess(&self) -> u64 {
+    /// How long a job has been paused so far.
+    pub(crate) fn paused_for(&self, pgid: i32) -> Duration {
         let reg = self.registry.lock().expect("sampler");
-        reg.jobs
-            .values()
-            .map(|j| j.current.saturating_sub(j.reserved))
-            .sum()
+        reg.jobs.get(&pgid).map_or(Duration::ZERO, |j| {
+            j.paused + j.paused_since.map_or(Duration::ZERO, |t| t.elapsed())
+        })
+    }
+
+    /// What running jobs hold and may still take.
+    pub(crate) fn holding(&self) -> Holding {
+        let reg = self.registry.lock().expect("sampler");
+        reg.jobs.values().fold(Holding::default(), |h, j| Holding {
+            reserved: h.reserved + j.reserved,
+            over: h.over + j.expect.saturating_sub(j.reserved),
+            growth: h.growth + j.expect.saturating_sub(j.current),
+        })
+    }
+
+    /// The running jobs, oldest first.
+    pub(crate) fn jobs(&self) -> Vec<JobView> {
+        let reg = self.registry.lock().expect("sampler");
+        let mut v: Vec<JobView> = reg
+            .jobs
+            .iter()
+            .map(|(pgid, j)| JobView {
+                pgid: *pgid,
+                started: j.started,
+                current: j.current,
+                expect: j.expect,
+                paused: j.paused_since.is_some(),
+            })
+            .collect();
+        v.sort_by_key(|j| (j.started, j.pgid));
+        v
+    }
+
+    /// Stops (`true`) or continues a job's process group; false if it is gone.
+    pub(crate) fn pause(&self, pgid: i32, pause: bool) -> bool {
+        let mut reg = self.registry.lock().expect("sampler");
+        let Some(job) = reg.jobs.get_mut(&pgid) else {
+            return false;
+        };
+        if pause == job.paused_since.is_some() {
+            return true;
+        }
+        let sig = if pause {
+            crate::os::Signal::SIGSTOP
+        } else {
+            crate::os::Signal::SIGCONT
+        };
+        // Signalled under the lock: the job cannot end and its group id be reused meanwhile
+        // without `unregister`, which waits for the lock.
+        if crate::os::signal_group(pgid, sig).is_err() {
+            return false;
+        }
+        if pause {
+            job.paused_since = Some(Instant::now());
+        } else if let Some(t) = job.paused_since.take() {
+            job.paused += t.elapsed();
+        }
+        true
+    }
+
+    /// Stops a job for good, to be run again from scratch.
+    pub(crate) fn evict(&self, pgid: i32) -> bool {
+        let mut reg = self.registry.lock().expect("sampler");
+        let Some(job) = reg.jobs.get_mut(&pgid) else {
+            return false;
+        };
+        job.evicted = true;
+        if let Some(t) = job.paused_since.take() {
+            job.paused += t.elapsed();
+        }
+        let _ = crate::os::signal_group(pgid, crate::os::Signal::SIGKILL);
+        true
+    }
+
+    /// Continues every paused job (the run is stopping).
+    pub(crate) fn resume_all(&self) {
+        let paused: Vec<i32> = {
+            let reg = self.registry.lock().expect("sampler");
+            reg.jobs
+                .iter()
+                .filter(|(_, j)| j.paused_since.is_some())
+                .map(|(p, _)| *p)
+                .collect()
+        };
+        for pgid in paused {
+            self.pause(pgid, false);
+        }
     }
 
     /// The highest sampled total memory of all running jobs.
@@ -92,19 +228,28 @@ impl<'a> Sampler<'a> {
         self.registry.lock().expect("sampler").timeline.clone()
     }
 
-    /// Samples (and reaps orphans) until `stop` is dropped.
-    pub(crate) fn run(&self, stop: &Receiver<()>) {
+    /// Samples (and reaps orphans) every 100 ms until `stop` is dropped; `watch` (the safety
+    /// net) looks every 25 ms while jobs run, with the latest samples.
+    pub(crate) fn run(&self, stop: &Receiver<()>, mut watch: impl FnMut(&Sampler)) {
+        let mut last = Instant::now();
         loop {
-            match stop.recv_timeout(INTERVAL) {
+            match stop.recv_timeout(WATCH_EVERY) {
                 Err(RecvTimeoutError::Timeout) => {
-                    self.sample();
-                    crate::os::reap_orphans();
+                    if last.elapsed() >= INTERVAL {
+                        last = Instant::now();
+                        self.sample();
+                        crate::os::reap_orphans();
+                    }
+                    if !self.registry.lock().expect("sampler").jobs.is_empty() {
+                        watch(self);
+                    }
                 }
                 _ => return,
             }
         }
     }
 
+    /// Samples the running jobs that have run long enough to be sampled.
     fn sample(&self) {
         let pgids: Vec<i32> = {
             let reg = self.registry.lock().expect("sampler");
@@ -121,6 +266,10 @@ impl<'a> Sampler<'a> {
             let rss = sums.get(pgid).copied().unwrap_or(0);
             job.peak = job.peak.max(rss);
             job.current = rss;
+            if rss > job.expect {
+                // It outgrew what it was expected to need: nothing says where it stops.
+                job.expect = rss + rss / 2;
+            }
             total += rss;
             if let Some(board) = self.board {
                 board.rss(job.slot, rss);
