@@ -186,6 +186,8 @@ mod tests {
             weight: None,
             duplicate_of: None,
             seen: None,
+            rel_at: None,
+            target: None,
         }
     }
 

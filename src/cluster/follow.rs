@@ -356,7 +356,12 @@ mod tests {
     #[test]
     fn at_the_end_output_short_of_its_size_goes_out_as_it_is() {
         let (_dir, layout) = plan_dir();
-        let mut shard = Shard::new(&layout, 2, vec![PlannedFile::new(5, Path::new("f5"), 1, None)], 0);
+        let mut shard = Shard::new(
+            &layout,
+            2,
+            vec![PlannedFile::new(5, Path::new("f5"), 1, None)],
+            0,
+        );
         append(&layout.stdout(2), b"par");
         append(&layout.records(2), &record_line(5, 10, 0));
         let mut taken = Taken::default();
@@ -372,7 +377,12 @@ mod tests {
     #[test]
     fn a_task_killed_by_slurm_sends_no_more_records() {
         let (_dir, layout) = plan_dir();
-        let mut shard = Shard::new(&layout, 0, vec![PlannedFile::new(1, Path::new("f1"), 1, None)], 0);
+        let mut shard = Shard::new(
+            &layout,
+            0,
+            vec![PlannedFile::new(1, Path::new("f1"), 1, None)],
+            0,
+        );
         assert!(shard.may_have_more_records());
         append(&layout.started(0), b"1\n");
         append(
@@ -388,7 +398,7 @@ mod tests {
     #[test]
     fn start_times_move_onto_the_submitters_clock() {
         let (_dir, layout) = plan_dir();
-        let files = vec![PlannedFile::new(1, Path::new("f1"), 1)];
+        let files = vec![PlannedFile::new(1, Path::new("f1"), 1, None)];
         let mut shard = Shard::new(&layout, 1, files, 1_000_000);
         let header = WorkerHeader {
             v: 1,

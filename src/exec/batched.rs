@@ -191,11 +191,11 @@ fn run_admitted(
             let mut record = base.for_input(input.job, &input.path);
             // The command as it concerns this file: the batch's words with this file alone
             // in the repeated ones (the whole list would repeat in every record).
-            record.set_command(
-                &config
-                    .template
-                    .expand_batch(&[input.path.as_path()], &[input.rel_at], &values),
-            );
+            record.set_command(&config.template.expand_batch(
+                &[input.path.as_path()],
+                &[input.rel_at],
+                &values,
+            ));
             record.weight_bytes = Some(weights[k]);
             let (stdout, stderr) = if k == 0 {
                 (finished.stdout.take(), finished.stderr.take())

@@ -523,7 +523,15 @@ impl Template {
                 for (i, path) in paths.iter().enumerate() {
                     let mut buf = Vec::new();
                     let rel_at = rels.get(i).copied().flatten();
-                    w.expand_into(&JobValues { path, rel_at, ..*values }, false, &mut buf);
+                    w.expand_into(
+                        &JobValues {
+                            path,
+                            rel_at,
+                            ..*values
+                        },
+                        false,
+                        &mut buf,
+                    );
                     argv.push(OsString::from_vec(buf));
                 }
             } else {
@@ -621,6 +629,7 @@ mod tests {
         let t = parse(&["gz", "-t", "--in={}", "{/.}:{//}", "n{#}"]).unwrap();
         let values = JobValues {
             path: Path::new(""),
+            rel_at: None,
             job: 4,
             slot: 1,
             threads: 1,
