@@ -25,7 +25,7 @@ PLACEHOLDERS (usable anywhere inside a command word):
   {{ }}     literal braces
 A template without a path placeholder gets {} appended as its last argument.
 With -X/--batch a word with a path placeholder is repeated once per file of the batch
-(`--in={}` gives `--in=a --in=b …`) and {#} is the batch number.
+(`--in={}` gives `--in=a --in=b ...`) and {#} is the batch number.
 
 EXAMPLES:
   Print every parquet file's row count with a tool of your own:
@@ -134,7 +134,7 @@ pub(crate) struct Cli {
     pub shell: bool,
 
     /// Run many files per command: a command word with a path placeholder is repeated once
-    /// per file of the batch (`-X -- gzip -t {}` runs `gzip -t a b c …`); {#} is the batch
+    /// per file of the batch (`-X -- gzip -t {}` runs `gzip -t a b c ...`); {#} is the batch
     /// number
     #[arg(short = 'X', long)]
     pub batch: bool,
@@ -303,7 +303,7 @@ pub(crate) enum Generate {
 impl Cli {
     /// Parses the command line; help, version and clap's errors end the process as clap does.
     /// An unexpected option with no `--` on the line is most often the command's own option
-    /// (`fanout data python3 -c …`): that gets a one-line error that says to add `--`.
+    /// (`fanout data python3 -c ...`): that gets a one-line error that says to add `--`.
     pub(crate) fn parse_args(args: Vec<OsString>) -> anyhow::Result<Cli> {
         let no_separator = !args.iter().skip(1).any(|a| a == "--");
         match Cli::try_parse_from(args) {

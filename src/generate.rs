@@ -121,6 +121,7 @@ mod tests {
                 "PLACEHOLDERS",
                 "EXAMPLES",
                 "EXIT STATUS",
+                "A PAGE OF A RUN",
                 "ON A SLURM CLUSTER"
             ]
         );

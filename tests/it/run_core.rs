@@ -245,7 +245,9 @@ fn a_thread_that_cannot_start_does_not_turn_a_run_into_nothing_ran() {
     std::fs::set_permissions(&fanout, std::fs::Permissions::from_mode(0o755)).unwrap();
     let journal = env.path("s.jsonl");
     let mut cmd = Command::new("setpriv");
-    cmd.args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
+    // A uid of its own: the process limit counts every process of the user, and other tests
+    // run as nobody at the same time.
+    cmd.args(["--reuid=64999", "--regid=64999", "--clear-groups"])
         .args(["prlimit", "--nproc=40"])
         .arg(&fanout)
         .args(["-j", "100", "--summary"])
