@@ -806,3 +806,34 @@ pub fn set<I: IntoIterator<Item = Vec<u8>>>(items: I) -> BTreeSet<Vec<u8>> {
 pub fn os(bytes: &[u8]) -> OsString {
     OsString::from_vec(bytes.to_vec())
 }
+
+/// Whether this is a CI run (`CI=true`, as `.ci/run` runs), where every test's tools are
+/// installed and a missing one is a failure rather than a skip.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// Whether `program` can be found on PATH.
+pub fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH").is_some_and(|paths| {
+        std::env::split_paths(&paths).any(|dir| {
+            fs::metadata(dir.join(program))
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+    })
+}
+
+/// Whether a test that needs `program` can run: true when it is installed; outside CI a
+/// missing program prints one `skipped:` line and returns false; in CI (or when `required`
+/// says so) a missing program fails the test, so CI never passes by skipping.
+pub fn tool_or_skip(program: &str, what: &str, required: bool) -> bool {
+    if on_path(program) {
+        return true;
+    }
+    assert!(
+        !(required || in_ci()),
+        "{program} is not installed, and it is required here (CI=true): .ci/run installs it ({what})"
+    );
+    eprintln!("skipped: {program} is not installed ({what}; .ci/run installs it)");
+    false
+}
