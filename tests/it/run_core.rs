@@ -245,16 +245,22 @@ fn a_thread_that_cannot_start_does_not_turn_a_run_into_nothing_ran() {
     std::fs::set_permissions(&fanout, std::fs::Permissions::from_mode(0o755)).unwrap();
     let journal = env.path("s.jsonl");
     let mut cmd = Command::new("setpriv");
-    // A uid of its own: the process limit counts every process of the user, and other tests
-    // run as nobody at the same time.
-    cmd.args(["--reuid=64999", "--regid=64999", "--clear-groups"])
-        .args(["prlimit", "--nproc=40"])
-        .arg(&fanout)
-        .args(["-j", "100", "--summary"])
-        .arg(&journal)
-        .args(["d", "--", "sleep", "0.2"])
-        .current_dir(env.root())
-        .stdin(Stdio::null());
+    // A uid of its own: the process limit counts every process of the user, other tests run
+    // as nobody at the same time, and another test suite (a second checkout) may run this very
+    // test at once; so the uid is this test process's own, unused by any account.
+    let uid = 100_000 + std::process::id();
+    cmd.args([
+        format!("--reuid={uid}"),
+        format!("--regid={uid}"),
+        "--clear-groups".to_string(),
+    ])
+    .args(["prlimit", "--nproc=40"])
+    .arg(&fanout)
+    .args(["-j", "100", "--summary"])
+    .arg(&journal)
+    .args(["d", "--", "sleep", "0.2"])
+    .current_dir(env.root())
+    .stdin(Stdio::null());
     let out = run_command(cmd, None);
     out.assert_no_panic();
     assert_ne!(
