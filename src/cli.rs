@@ -364,6 +364,10 @@ pub(crate) struct WorkerArgs {
     /// Which shard (the array task id)
     #[arg(long, value_name = "N")]
     pub shard: usize,
+
+    /// The SHA-256 of the plan's plan.json, as submitted: any other plan is refused
+    #[arg(long, value_name = "HEX")]
+    pub plan_sha256: String,
 }
 
 /// `fanout report RUN.jsonl [-o FILE]`: one self-contained HTML page of a run.
@@ -501,9 +505,16 @@ mod tests {
     #[test]
     fn worker_is_a_subcommand_and_still_a_path() {
         let args = |a: &[&str]| a.iter().map(OsString::from).collect::<Vec<_>>();
-        let Some(Entry::Worker(w)) =
-            Entry::find(&args(&["fanout", "worker", "--plan", "p", "--shard", "3"]))
-        else {
+        let Some(Entry::Worker(w)) = Entry::find(&args(&[
+            "fanout",
+            "worker",
+            "--plan",
+            "p",
+            "--shard",
+            "3",
+            "--plan-sha256",
+            "ab",
+        ])) else {
             panic!("not a worker")
         };
         assert_eq!((w.plan, w.shard), (PathBuf::from("p"), 3));

@@ -15,6 +15,7 @@ mod deal;
 mod explain;
 mod follow;
 pub(crate) mod plan;
+mod private;
 mod records;
 mod script;
 mod slurm;

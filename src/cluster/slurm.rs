@@ -127,17 +127,24 @@ impl Slurm {
         })
     }
 
-    /// Submits with `sbatch --parsable ARGS…`; returns the job id.
-    pub(crate) fn submit(&self, args: &[OsString]) -> Result<JobId> {
+    /// Submits `script` (on sbatch's standard input) with `sbatch --parsable ARGS…`; returns
+    /// the job id.
+    pub(crate) fn submit(&self, args: &[OsString], script: &[u8]) -> Result<JobId> {
         // Its own process group: a Ctrl-C meant for fanout must not kill sbatch half-way (fanout
         // then cancels what was submitted).
-        let out = Command::new(&self.sbatch)
+        let mut child = Command::new(&self.sbatch)
             .process_group(0)
             .arg("--parsable")
             .args(args)
-            .stdin(Stdio::null())
-            .output()
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
             .context("cannot run sbatch")?;
+        if let Some(mut stdin) = child.stdin.take() {
+            std::io::Write::write_all(&mut stdin, script).context("cannot run sbatch")?;
+        }
+        let out = child.wait_with_output().context("cannot run sbatch")?;
         let stdout = String::from_utf8_lossy(&out.stdout);
         if !out.status.success() {
             let err = String::from_utf8_lossy(&out.stderr);

@@ -101,12 +101,17 @@ impl Executor for SlurmArray {
         }
         let dir = PlanDir::claim(config)?;
         let layout = &dir.layout;
-        let plan = Plan::new(config, dealt.shards.len(), files as u64, dealt.task_mem)?;
-        let args = sbatch_args(config, &plan, layout)?;
-        dir.write(&plan, &dealt.shards, &args)?;
-        let mut argv = args.clone();
-        argv.push(layout.script().into());
-        let job = self.slurm.submit(&argv).inspect_err(|_| dir.withdraw())?;
+        let mut plan = Plan::new(config, dealt.shards.len(), files as u64, dealt.task_mem)?;
+        let sealed = plan.seal(&dealt.shards).inspect_err(|_| dir.withdraw())?;
+        let args = sbatch_args(config, &plan, layout).inspect_err(|_| dir.withdraw())?;
+        let script = script(&plan, layout, &sbatch_line(&args, layout), &sealed.digest);
+        dir.write(&sealed, &script)
+            .inspect_err(|_| dir.withdraw())?;
+        // sbatch reads the script from here, not from the file: what runs is what was sealed.
+        let job = self
+            .slurm
+            .submit(&args, &script)
+            .inspect_err(|_| dir.withdraw())?;
         if !config.quiet {
             back.notice(&format!(
                 "submitted Slurm job {job}: {} in {} ({} and {} each); plan, records and logs in {}",
@@ -245,7 +250,8 @@ impl Executor for SlurmPlan {
         let layout = Layout {
             dir: plan_dir(config)?,
         };
-        let plan = Plan::new(config, dealt.shards.len(), files as u64, dealt.task_mem)?;
+        let mut plan = Plan::new(config, dealt.shards.len(), files as u64, dealt.task_mem)?;
+        let sealed = plan.seal(&dealt.shards)?;
         let args = sbatch_args(config, &plan, &layout)?;
         let sbatch = sbatch_line(&args, &layout);
         let mut head =
@@ -254,7 +260,7 @@ impl Executor for SlurmPlan {
         head.extend_from_slice(b"\n# ");
         head.extend_from_slice(layout.script().as_os_str().as_encoded_bytes());
         head.extend_from_slice(b":\n");
-        head.extend_from_slice(&script(&plan, &layout, &sbatch));
+        head.extend_from_slice(&script(&plan, &layout, &sbatch, &sealed.digest));
         for (k, shard) in dealt.shards.iter().enumerate() {
             let mut text = std::mem::take(&mut head);
             write_heading(&mut text, k, shard)?;

@@ -1598,3 +1598,201 @@ fn srun_steps_write_outputs_through_the_commit() {
         );
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// The plan directory is a trust boundary
+
+/// The group and the user of the test's hostile group member, created if absent (we are root).
+const MATE_GROUP: &str = "fanoutmates";
+const MATE: &str = "fanoutmate";
+
+fn ensure_group_member() {
+    let known = |db: &str, name: &str| slurm_cmd("getent", &[db, name]).status.success();
+    if !known("group", MATE_GROUP) {
+        let out = slurm_cmd("groupadd", &[MATE_GROUP]);
+        assert!(
+            out.status.success() || known("group", MATE_GROUP),
+            "groupadd: {out:?}"
+        );
+    }
+    if !known("passwd", MATE) {
+        let out = slurm_cmd(
+            "useradd",
+            &["-M", "-N", "-g", MATE_GROUP, "-s", "/bin/sh", MATE],
+        );
+        assert!(
+            out.status.success() || known("passwd", MATE),
+            "useradd: {out:?}"
+        );
+    }
+}
+
+/// Runs `sh -c script` as the group member.
+fn as_mate(script: &str) -> std::process::Output {
+    slurm_cmd(
+        "setpriv",
+        &[
+            &format!("--reuid={MATE}"),
+            &format!("--regid={MATE_GROUP}"),
+            "--init-groups",
+            "sh",
+            "-c",
+            script,
+        ],
+    )
+}
+
+/// fanout run through `sh -c 'umask 002; exec fanout …'`, as in a group project directory.
+fn umask_002(env: &TestEnv, args: &[&str]) -> Command {
+    let inner = env.command(args);
+    let mut cmd = Command::new("sh");
+    cmd.args(["-c", r#"umask 002; exec "$0" "$@""#])
+        .arg(inner.get_program())
+        .args(inner.get_args())
+        .current_dir(env.root())
+        .env_remove("NO_COLOR");
+    cmd
+}
+
+/// A tree in a group project directory: setgid, group-writable, the group member's group.
+fn group_tree() -> (TestEnv, Vec<String>) {
+    ensure_group_member();
+    let (env, paths) = flat(4);
+    for d in [env.root().to_path_buf(), env.path("d"), env.path("out")] {
+        let out = slurm_cmd("chgrp", &[MATE_GROUP, d.to_str().unwrap()]);
+        assert!(out.status.success(), "{out:?}");
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(&d, fs::Permissions::from_mode(0o2777)).unwrap();
+    }
+    (env, paths)
+}
+
+/// Item 1 of the Slurm trust-boundary issue: a `.fanout` that another user made is refused
+/// before anything is written or submitted.
+#[test]
+fn a_fanout_directory_another_user_owns_is_refused() {
+    if !slurm() {
+        return;
+    }
+    let (env, _) = group_tree();
+    let made = as_mate(&format!("mkdir -m 777 {}/.fanout", env.root().display()));
+    assert!(made.status.success(), "{made:?}");
+    let args = [
+        "--executor",
+        "slurm",
+        "--shards",
+        "2",
+        "d",
+        "--",
+        "sh",
+        "-c",
+        "true",
+        "_",
+        "{}",
+    ];
+    let out = Bg::start(umask_002(&env, &args)).wait(SLURM_DEADLINE);
+    out.assert_code(2).assert_no_panic();
+    let err = out.stderr_str();
+    assert_eq!(err.trim().lines().count(), 1, "one line\n{}", out.dump());
+    assert!(err.contains(".fanout"), "{}", out.dump());
+    assert!(jobs_in(env.root()).is_empty(), "nothing submitted");
+    let inside = fs::read_dir(env.path(".fanout")).unwrap().count();
+    assert_eq!(inside, 0, "nothing written into the other user's directory");
+    // A --plan-dir another user can write is refused the same way.
+    let made = as_mate(&format!(
+        "mkdir -m 777 {}/shared-plan",
+        env.root().display()
+    ));
+    assert!(made.status.success(), "{made:?}");
+    let mut args = args.to_vec();
+    args.splice(0..0, ["--plan-dir", "shared-plan"]);
+    let out = Bg::start(umask_002(&env, &args)).wait(SLURM_DEADLINE);
+    out.assert_code(2).assert_no_panic();
+    assert_eq!(out.stderr_str().trim().lines().count(), 1, "{}", out.dump());
+    assert!(out.stderr_str().contains("shared-plan"), "{}", out.dump());
+    assert!(jobs_in(env.root()).is_empty(), "nothing submitted");
+}
+
+/// Item 1: under umask 002 in a group directory, the plan is private, and a plan changed while
+/// its array pends — by a group member, or by anyone with the submitter's own access — never
+/// runs: every file is reported with the reason, and the run fails.
+#[test]
+fn a_plan_changed_while_its_array_pends_never_runs() {
+    if !slurm() {
+        return;
+    }
+    let (env, paths) = group_tree();
+    let args = [
+        "--executor",
+        "slurm",
+        "--shards",
+        "2",
+        "--slurm-arg=--hold",
+        "--summary",
+        "s.jsonl",
+        "d",
+        "--",
+        "sh",
+        "-c",
+        r#"echo "$1" >> out/ran"#,
+        "_",
+        "{}",
+    ];
+    let mut run = Bg::start(umask_002(&env, &args));
+    let job = wait_for_job(&env);
+    let plans: Vec<PathBuf> = fs::read_dir(env.path(".fanout"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(plans.len(), 1, "{plans:?}");
+    let plan = &plans[0];
+    use std::os::unix::fs::MetadataExt;
+    for (p, mode) in [
+        (env.path(".fanout"), 0o700),
+        (plan.clone(), 0o700),
+        (plan.join("inputs"), 0o700),
+        (plan.join("records"), 0o700),
+        (plan.join("plan.json"), 0o600),
+        (plan.join("job.sh"), 0o600),
+        (plan.join("inputs/shard-0.jsonl"), 0o600),
+    ] {
+        let md = fs::symlink_metadata(&p).unwrap();
+        assert_eq!(md.mode() & 0o7777, mode, "{}", p.display());
+    }
+    // The name cannot be guessed from the time and the process id alone.
+    let name = plan.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(name.split('-').count() >= 4, "{name}");
+    // The group member's edit: the command writes a mark.
+    let text = fs::read_to_string(plan.join("plan.json")).unwrap();
+    let evil = text.replace(r#"echo \"$1\" >> out/ran"#, "id > out/pwned");
+    assert_ne!(evil, text, "the command is in plan.json as written");
+    let staged = env.path("evil.json");
+    fs::write(&staged, &evil).unwrap();
+    let by_mate = as_mate(&format!(
+        "cp {} {}/plan.json",
+        staged.display(),
+        plan.display()
+    ));
+    assert!(!by_mate.status.success(), "a group member wrote the plan");
+    // Then the same edit with the submitter's own access.
+    fs::write(plan.join("plan.json"), &evil).unwrap();
+    let released = slurm_cmd("scontrol", &["release", &job]);
+    assert!(released.status.success(), "{released:?}");
+    let out = run.wait(SLURM_DEADLINE);
+    out.assert_no_panic();
+    assert!(
+        !env.exists("out/pwned"),
+        "the edited command ran\n{}",
+        out.dump()
+    );
+    assert!(!env.exists("out/ran"), "a job ran from a changed plan");
+    assert_ne!(out.code, Some(0), "{}", out.dump());
+    let (records, st) = journal(&env, &out, &paths);
+    for (p, s) in &st {
+        assert!(["failed", "not_started"].contains(&s.as_str()), "{p}: {s}");
+    }
+    for r in file_records(&records) {
+        let reason = r["reason"].as_str().unwrap_or_default();
+        assert!(reason.contains("changed since it was submitted"), "{r}");
+    }
+}
