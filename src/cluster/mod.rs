@@ -19,6 +19,7 @@ mod private;
 mod records;
 mod script;
 mod slurm;
+pub(crate) use slurm::refuse_if_running;
 mod state;
 mod submit;
 pub(crate) use submit::{SlurmArray, SlurmPlan};

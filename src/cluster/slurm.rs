@@ -216,6 +216,30 @@ impl Slurm {
     }
 }
 
+/// `--resume` of a run that submitted Slurm job `job` and did not follow it to its end: refused
+/// while any of its tasks is queued or running (they would transform files this run is about
+/// to run again); fine once Slurm says every task ended, or no longer knows the job.
+pub(crate) fn refuse_if_running(job: &str) -> Result<()> {
+    let Some(id) = JobId::from_sbatch(job) else {
+        bail!("its run submitted Slurm job '{job}', which is not a job id");
+    };
+    let slurm = Slurm::find().map_err(|_| {
+        anyhow::anyhow!(
+            "its run submitted Slurm job {job} and stopped without following it to its end; squeue is not on PATH to tell whether it still runs: resume where Slurm's commands are"
+        )
+    })?;
+    let running = match slurm.tasks(&id)? {
+        None => false,
+        Some(states) => states.any_live(),
+    };
+    if running {
+        bail!(
+            "its run's Slurm job {job} is still queued or running (its submitter was stopped): wait until it ends (squeue --job {job}) or cancel it (scancel {job}), then resume"
+        );
+    }
+    Ok(())
+}
+
 fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }

@@ -112,6 +112,15 @@ impl Executor for SlurmArray {
             .slurm
             .submit(&args, &script)
             .inspect_err(|_| dir.withdraw())?;
+        // In the journal at once: a run resumed after this one was killed must find the array.
+        let _ = jobs.ctx.notices.send(Notice::Journal(serde_json::json!({
+            "type": "slurm_array",
+            "v": crate::record::FORMAT_VERSION,
+            "slurm_job_id": job.to_string(),
+            "plan_dir": layout.dir.to_string_lossy(),
+            "shards": plan.shards,
+            "files": files,
+        })));
         if !config.quiet {
             back.notice(&format!(
                 "submitted Slurm job {job}: {} in {} ({} and {} each); plan, records and logs in {}",

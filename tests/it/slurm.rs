@@ -1796,3 +1796,84 @@ fn a_plan_changed_while_its_array_pends_never_runs() {
         assert!(reason.contains("changed since it was submitted"), "{r}");
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// A killed submitter
+
+/// Item 2 of the Slurm issue: the submitting fanout is SIGKILLed while its array runs, and the
+/// run is resumed at once. The journal names the array as soon as it is submitted; the resume
+/// refuses while that array still runs, then takes in what it finished: no file is transformed
+/// twice.
+#[test]
+fn a_killed_submitter_is_resumed_without_transforming_a_file_twice() {
+    if !slurm() {
+        return;
+    }
+    let (env, paths) = flat(8);
+    let job = r#"cat "$1" > "$2"; echo x >> "$2"; sleep 1"#;
+    let args = |resume: bool, summary: &'static str| {
+        let mut a = vec!["-i", "--executor", "slurm", "--shards", "2"];
+        if resume {
+            a.extend(["--resume", "run.jsonl"]);
+        }
+        a.extend([
+            "--summary",
+            summary,
+            "d",
+            "--",
+            "sh",
+            "-c",
+            job,
+            "_",
+            "{}",
+            "{out}",
+        ]);
+        a
+    };
+    let mut run = spawn_slurm(&env, &args(false, "run.jsonl"));
+    let job_id = wait_for_job(&env);
+    let started = wait_until(Duration::from_secs(45), || {
+        fs::read_to_string(env.path("run.jsonl")).is_ok_and(|t| t.contains("\"status\":\"ok\""))
+    });
+    assert!(started, "no file finished (job {job_id})");
+    run.signal("KILL");
+    let killed = run.wait(SLURM_DEADLINE);
+    assert_eq!(killed.signal, Some(9));
+    assert!(
+        !live_tasks(&job_id).is_empty(),
+        "the array ended too soon for the test"
+    );
+    // The journal of the killed run names its array and plan directory.
+    let records = read_summary(env.path("run.jsonl"));
+    let array = records
+        .iter()
+        .find(|r| r["type"] == "slurm_array")
+        .unwrap_or_else(|| panic!("no slurm_array line: {records:#?}"));
+    assert_eq!(array["slurm_job_id"], job_id.as_str());
+    assert!(Path::new(array["plan_dir"].as_str().unwrap()).is_dir());
+    // Resumed at once: refused while the array runs.
+    let out = run_slurm(&env, &args(true, "run2.jsonl"));
+    out.assert_code(2).assert_no_panic();
+    let err = out.stderr_str();
+    assert_eq!(err.trim().lines().count(), 1, "{}", out.dump());
+    assert!(err.contains(&job_id), "{}", out.dump());
+    assert!(!env.exists("run2.jsonl"), "nothing written");
+    let ended = wait_until(SLURM_DEADLINE, || live_tasks(&job_id).is_empty());
+    assert!(ended, "the orphaned array did not end");
+    // Once it ended: what it finished is taken in, the rest runs.
+    let out = run_slurm(&env, &args(true, "run2.jsonl"));
+    out.assert_code(0).assert_no_panic();
+    for p in &paths {
+        assert_eq!(
+            fs::read_to_string(env.path(p)).unwrap(),
+            format!("{p}\nx\n"),
+            "{p} was transformed once\n{}",
+            out.dump()
+        );
+    }
+    let records = read_summary(env.path("run2.jsonl"));
+    assert_counts_add_up(&records);
+    let st = statuses(&records);
+    assert_eq!(st.keys().cloned().collect::<Vec<_>>(), paths);
+    assert!(st.values().any(|s| s == "skipped"), "{st:#?}");
+}
