@@ -15,8 +15,11 @@ pub(crate) struct Allocation {
     pub tasks: Option<usize>,
     /// CPUs of the allocation: `SLURM_CPUS_ON_NODE` × nodes.
     pub cpus: usize,
-    /// The allocation's memory, if Slurm says: per node × nodes, or per CPU × CPUs.
+    /// The allocation's memory, if Slurm says: per node × nodes, or per CPU × CPUs, else what
+    /// `scontrol show job` says it holds (an allocation sized by the cluster's DefMemPerCPU).
     pub mem_bytes: Option<u64>,
+    /// The memory it holds on one node: no step can get more.
+    pub node_mem_bytes: Option<u64>,
     /// `--cpus-per-job`, default 1.
     pub cpus_per_job: usize,
 }
@@ -33,19 +36,56 @@ impl Allocation {
         };
         let nodes = num("SLURM_JOB_NUM_NODES")
             .or(num("SLURM_NNODES"))
-            .unwrap_or(1);
-        let cpus = num("SLURM_CPUS_ON_NODE").map_or(1, |c| c * nodes).max(1);
-        let mem_bytes = num("SLURM_MEM_PER_NODE")
-            .map(|m| m as u64 * nodes as u64)
-            .or_else(|| num("SLURM_MEM_PER_CPU").map(|m| m as u64 * cpus as u64))
-            .map(|mib| mib << 20);
+            .unwrap_or(1)
+            .max(1);
+        // CPUs per node: SLURM_CPUS_ON_NODE inside a step or batch script; salloc sets only
+        // SLURM_JOB_CPUS_PER_NODE (`2(x3),1`).
+        let per_node = env("SLURM_JOB_CPUS_PER_NODE").map(|v| cpus_per_node(&v));
+        let cpus = match (num("SLURM_CPUS_ON_NODE"), &per_node) {
+            (Some(c), _) => c * nodes,
+            (None, Some(list)) if !list.is_empty() => list.iter().sum(),
+            _ => 1,
+        }
+        .max(1);
+        let fewest_cpus = per_node
+            .as_ref()
+            .and_then(|l| l.iter().min().copied())
+            .unwrap_or(cpus / nodes)
+            .max(1);
+        let mib = |m: usize| (m as u64) << 20;
+        let (mem_bytes, node_mem_bytes) = if let Some(m) = num("SLURM_MEM_PER_NODE") {
+            (Some(mib(m) * nodes as u64), Some(mib(m)))
+        } else if let Some(m) = num("SLURM_MEM_PER_CPU") {
+            (
+                Some(mib(m) * cpus as u64),
+                Some(mib(m) * fewest_cpus as u64),
+            )
+        } else {
+            let total = env("SLURM_JOB_ID").and_then(|id| scontrol_mem(&id));
+            (total, total.map(|t| t / nodes as u64))
+        };
         Ok(Allocation {
             srun,
             tasks: num("SLURM_NTASKS"),
             cpus,
             mem_bytes,
+            node_mem_bytes,
             cpus_per_job: cpus_per_job.unwrap_or(1),
         })
+    }
+
+    /// Refuses up front a fixed `--mem-per-job` that no step of the allocation could get.
+    pub(crate) fn check_fits(&self, mem_per_job: Option<u64>) -> Result<()> {
+        if let (Some(job), Some(node)) = (mem_per_job, self.node_mem_bytes) {
+            if job > node {
+                bail!(
+                    "--mem-per-job {} is more than the allocation holds on a node ({}): no step could get it; ask salloc or sbatch for more memory, or lower --mem-per-job",
+                    crate::memory::human(job),
+                    crate::memory::human(node)
+                );
+            }
+        }
+        Ok(())
     }
 
     /// Jobs at once by default: the allocation's tasks, else its CPUs per job.
@@ -53,15 +93,22 @@ impl Allocation {
         self.tasks.unwrap_or(self.cpus / self.cpus_per_job).max(1)
     }
 
-    /// The argv that runs `argv` as one step of the allocation with `reserved` bytes of memory.
+    /// The argv that runs `argv` as one step of the allocation with `reserved` bytes of memory,
+    /// never more than the allocation holds on a node (a job larger than the budget runs
+    /// alone, with all there is).
     pub(crate) fn wrap(&self, argv: &[OsString], job: u64, reserved: u64) -> Vec<OsString> {
+        let want = reserved.div_ceil(1 << 20);
+        let mib = self
+            .node_mem_bytes
+            .map_or(want, |n| want.min(n >> 20))
+            .max(1);
         let mut out: Vec<OsString> = vec![
             self.srun.clone().into(),
             "--exact".into(),
             "--ntasks=1".into(),
             "--nodes=1".into(),
             format!("--cpus-per-task={}", self.cpus_per_job).into(),
-            format!("--mem={}M", reserved.div_ceil(1 << 20).max(1)).into(),
+            format!("--mem={mib}M").into(),
             format!("--job-name=fanout-{job}").into(),
             "--quiet".into(),
             "--".into(),
@@ -69,6 +116,55 @@ impl Allocation {
         out.extend(argv.iter().cloned());
         out
     }
+}
+
+/// `SLURM_JOB_CPUS_PER_NODE`, e.g. `2(x3),1`: the CPUs of each node.
+fn cpus_per_node(s: &str) -> Vec<usize> {
+    let mut out = Vec::new();
+    for part in s.split(',') {
+        let Some(c) = leading_number(part) else {
+            continue;
+        };
+        let times = part
+            .split_once("(x")
+            .and_then(|(_, r)| leading_number(r))
+            .unwrap_or(1);
+        out.extend(std::iter::repeat_n(c, times));
+    }
+    out
+}
+
+/// The memory `scontrol show job ID` says the allocation holds (`TRES=…,mem=1G,…`).
+fn scontrol_mem(job: &str) -> Option<u64> {
+    let out = std::process::Command::new(which::which("scontrol").ok()?)
+        .args(["--oneliner", "show", "job", job])
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    tres_mem(&String::from_utf8_lossy(&out.stdout))
+}
+
+/// `mem=` of the `TRES=` field of scontrol's line, in bytes (`512M`, `1G`, `1.50G`).
+fn tres_mem(text: &str) -> Option<u64> {
+    let tres = text
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("TRES="))?;
+    let mem = tres.split(',').find_map(|kv| kv.strip_prefix("mem="))?;
+    let split = mem
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(mem.len());
+    let (n, unit) = mem.split_at(split);
+    let n: f64 = n.parse().ok()?;
+    let scale: u64 = match unit {
+        "K" => 1 << 10,
+        "" | "M" => 1 << 20,
+        "G" => 1 << 30,
+        "T" => 1 << 40,
+        "P" => 1 << 50,
+        _ => return None,
+    };
+    Some((n * scale as f64) as u64)
 }
 
 /// `"16000"` or `"16000M"` or `"4(x2)"`: the leading number.
@@ -95,6 +191,7 @@ mod tests {
             tasks: None,
             cpus: 4,
             mem_bytes: None,
+            node_mem_bytes: None,
             cpus_per_job: 2,
         };
         let argv = a.wrap(&["python3".into(), "a b.py".into()], 3, 300 << 20);
@@ -103,5 +200,32 @@ mod tests {
         assert!(argv.contains(&"--cpus-per-task=2".into()));
         assert_eq!(&argv[argv.len() - 3..], &["--", "python3", "a b.py"]);
         assert_eq!(a.default_jobs(), 2);
+        // Never more than a node of the allocation holds.
+        let small = Allocation {
+            node_mem_bytes: Some(512 << 20),
+            ..a.clone()
+        };
+        let argv = small.wrap(&["true".into()], 1, 1 << 30);
+        assert!(argv.contains(&"--mem=512M".into()), "{argv:?}");
+        let argv = small.wrap(&["true".into()], 1, 100 << 20);
+        assert!(argv.contains(&"--mem=100M".into()), "{argv:?}");
+        assert!(small.check_fits(Some(512 << 20)).is_ok());
+        let err = small.check_fits(Some(1 << 30)).unwrap_err().to_string();
+        assert!(err.contains("--mem-per-job 1.0 GiB"), "{err}");
+        assert!(
+            a.check_fits(Some(1 << 40)).is_ok(),
+            "nothing known: nothing refused"
+        );
+    }
+
+    #[test]
+    fn allocation_sizes_from_slurm() {
+        assert_eq!(cpus_per_node("2(x3),1"), vec![2, 2, 2, 1]);
+        assert_eq!(cpus_per_node("4"), vec![4]);
+        let line = "JobId=59 JobName=sh UserId=root(0) NumNodes=1 NumCPUs=2 TRES=cpu=2,mem=1G,node=1,billing=2 Socks/Node=*";
+        assert_eq!(tres_mem(line), Some(1 << 30));
+        assert_eq!(tres_mem("TRES=cpu=2,mem=512M,node=1"), Some(512 << 20));
+        assert_eq!(tres_mem("TRES=cpu=2,mem=1.50G"), Some(3 << 29));
+        assert_eq!(tres_mem("TRES=cpu=2,node=1"), None);
     }
 }

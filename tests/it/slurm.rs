@@ -1877,3 +1877,87 @@ fn a_killed_submitter_is_resumed_without_transforming_a_file_twice() {
     assert_eq!(st.keys().cloned().collect::<Vec<_>>(), paths);
     assert!(st.values().any(|s| s == "skipped"), "{st:#?}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// srun inside an allocation: its real memory
+
+/// The `--mem=` of a record's srun command line, in MiB.
+fn step_mem_mib(r: &Value) -> u64 {
+    let argv = r["command"].as_array().unwrap_or_else(|| panic!("{r}"));
+    let mem = argv
+        .iter()
+        .filter_map(|w| w.as_str()?.strip_prefix("--mem="))
+        .next()
+        .unwrap_or_else(|| panic!("no --mem: {r}"));
+    mem.trim_end_matches('M').parse().unwrap()
+}
+
+/// Item 3: under `salloc -n 2` with `--mem=512M`, `--mem-per-cpu=256M`, or no memory option (the
+/// cluster's DefMemPerCPU=512, so 1 GiB), every step asks at most what the allocation holds,
+/// the budget is the allocation's memory, and every file runs; a `--mem-per-job` that no
+/// step could get is refused up front.
+#[test]
+fn srun_steps_ask_for_no_more_memory_than_the_allocation_has() {
+    if !slurm() {
+        return;
+    }
+    for (mem, total_mib) in [
+        (Some("--mem=512M"), 512),
+        (Some("--mem-per-cpu=256M"), 512),
+        (None, 1024),
+    ] {
+        let (env, paths) = flat(4);
+        let mut cmd = Command::new("salloc");
+        cmd.args(["--quiet", "-n", "2"]);
+        cmd.args(mem);
+        cmd.arg("--")
+            .arg(FANOUT)
+            .args([
+                "--executor",
+                "srun",
+                "--summary",
+                "s.jsonl",
+                "d",
+                "--",
+                "sh",
+                "-c",
+                "sleep 1",
+                "_",
+                "{}",
+            ])
+            .current_dir(env.root())
+            .env_remove("SLURM_JOB_ID");
+        let out = Bg::start(cmd).wait(SLURM_DEADLINE);
+        out.assert_code(0).assert_no_panic();
+        let (records, st) = journal(&env, &out, &paths);
+        assert!(st.values().all(|s| s == "ok"), "{mem:?}: {st:#?}");
+        for r in file_records(&records) {
+            assert!(step_mem_mib(&r) <= total_mib, "{mem:?}: {r}");
+        }
+        let fin = final_record(&records);
+        assert_eq!(
+            int(&fin, "mem_limit_bytes") as u64,
+            total_mib << 20,
+            "{mem:?}: the budget is the allocation's memory: {fin}"
+        );
+    }
+    // A job that cannot fit at all: refused before anything runs.
+    let (env, _) = flat(1);
+    let mut cmd = Command::new("salloc");
+    cmd.args(["--quiet", "-n", "1", "--mem=256M", "--"])
+        .arg(FANOUT)
+        .args([
+            "--executor",
+            "srun",
+            "--mem-per-job",
+            "1G",
+            "d",
+            "--",
+            "true",
+        ])
+        .current_dir(env.root())
+        .env_remove("SLURM_JOB_ID");
+    let out = Bg::start(cmd).wait(SLURM_DEADLINE);
+    out.assert_code(2).assert_no_panic();
+    out.assert_stderr_contains("--mem-per-job");
+}
