@@ -117,7 +117,7 @@ pub(crate) fn sbatch_args(config: &Config, plan: &Plan, layout: &Layout) -> Resu
     // sbatch refuses --mem together with --mem-per-cpu or --mem-per-gpu: the user's wins.
     let user_mem = config
         .slurm()
-        .is_some_and(|s| s.args.iter().any(|a| a.starts_with("--mem")));
+        .is_some_and(|s| s.args.iter().any(|a| sets_memory(a)));
     if !user_mem {
         args.push(format!("--mem={}M", plan.task_mem_bytes >> 20).into());
     }
@@ -136,6 +136,15 @@ pub(crate) fn sbatch_args(config: &Config, plan: &Plan, layout: &Layout) -> Resu
         args.extend(s.args.iter().map(OsString::from));
     }
     Ok(args)
+}
+
+/// Whether an sbatch option sizes the task's memory (`--mem`, `--mem-per-cpu`, `--mem-per-gpu`,
+/// alone or with `=`): then fanout's own `--mem` is left out. `--mem-bind` does not size it.
+fn sets_memory(arg: &str) -> bool {
+    ["--mem", "--mem-per-cpu", "--mem-per-gpu"].iter().any(|o| {
+        arg.strip_prefix(o)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('='))
+    })
 }
 
 /// The sbatch command line, shell-quoted: `sbatch --parsable ARGS… SCRIPT`.
@@ -175,4 +184,32 @@ pub(crate) fn script(plan: &Plan, layout: &Layout, sbatch: &[u8], digest: &str) 
     s.extend_from_slice(digest.as_bytes());
     s.push(b'\n');
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_memory_sizes_replace_fanouts_mem() {
+        for a in [
+            "--mem",
+            "--mem=2G",
+            "--mem-per-cpu=1G",
+            "--mem-per-cpu",
+            "--mem-per-gpu=4G",
+        ] {
+            assert!(sets_memory(a), "{a}");
+        }
+        for a in [
+            "--mem-bind=local",
+            "--mem-bind",
+            "--memory=1",
+            "--mem_per_cpu=1G",
+            "--partition=mem",
+            "--mail-user=x",
+        ] {
+            assert!(!sets_memory(a), "{a}");
+        }
+    }
 }

@@ -1961,3 +1961,41 @@ fn srun_steps_ask_for_no_more_memory_than_the_allocation_has() {
     out.assert_code(2).assert_no_panic();
     out.assert_stderr_contains("--mem-per-job");
 }
+
+/// Item 4: `--slurm-arg=--mem-bind=local` is not a memory size: fanout's `--mem` stays (the
+/// dry run shows what would be submitted).
+#[test]
+fn a_mem_bind_slurm_arg_keeps_fanouts_mem() {
+    let (env, _) = flat(2);
+    let bin = env.mkdir("bin");
+    std::os::unix::fs::symlink("/bin/sh", bin.join("sh")).unwrap();
+    let run = |extra: &str| {
+        let mut cmd = env.command(&[
+            "-n",
+            "--executor",
+            "slurm",
+            extra,
+            "--mem-per-job",
+            "700M",
+            "d",
+            "--",
+            "sh",
+            "-c",
+            "true",
+        ]);
+        cmd.env("PATH", &bin);
+        let out = Bg::start(cmd).wait(Duration::from_secs(30));
+        out.assert_code(0).assert_no_panic();
+        out.stdout_lines()
+            .into_iter()
+            .find(|l| l.starts_with("# sbatch "))
+            .unwrap_or_else(|| panic!("no sbatch line\n{}", out.dump()))
+    };
+    let line = run("--slurm-arg=--mem-bind=local");
+    assert!(line.contains("'--mem=764M'"), "{line}");
+    assert!(line.contains("'--mem-bind=local'"), "{line}");
+    // A memory size of the user's own replaces it.
+    let line = run("--slurm-arg=--mem-per-cpu=2G");
+    assert!(!line.contains("'--mem="), "{line}");
+    assert!(line.contains("'--mem-per-cpu=2G'"), "{line}");
+}
