@@ -22,15 +22,19 @@ pub(crate) struct Allocation {
     pub node_mem_bytes: Option<u64>,
     /// `--cpus-per-job`, default 1.
     pub cpus_per_job: usize,
+    /// `SLURM_JOB_ID`, and squeue and scancel if on PATH: to send a step's processes SIGTERM.
+    pub job_id: String,
+    pub squeue: Option<PathBuf>,
+    pub scancel: Option<PathBuf>,
 }
 
 impl Allocation {
     pub(crate) fn find(cpus_per_job: Option<usize>) -> Result<Allocation> {
         let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
         let num = |k: &str| env(k).and_then(|v| leading_number(&v));
-        if env("SLURM_JOB_ID").is_none() {
+        let Some(job_id) = env("SLURM_JOB_ID") else {
             bail!("--executor srun runs inside a Slurm allocation (SLURM_JOB_ID is not set): start fanout under salloc or sbatch, or use --executor slurm to submit a job array");
-        }
+        };
         let Ok(srun) = which::which("srun") else {
             bail!("--executor srun: srun is not on PATH");
         };
@@ -61,7 +65,7 @@ impl Allocation {
                 Some(mib(m) * fewest_cpus as u64),
             )
         } else {
-            let total = env("SLURM_JOB_ID").and_then(|id| scontrol_mem(&id));
+            let total = scontrol_mem(&job_id);
             (total, total.map(|t| t / nodes as u64))
         };
         Ok(Allocation {
@@ -71,7 +75,54 @@ impl Allocation {
             mem_bytes,
             node_mem_bytes,
             cpus_per_job: cpus_per_job.unwrap_or(1),
+            job_id,
+            squeue: which::which("squeue").ok(),
+            scancel: which::which("scancel").ok(),
         })
+    }
+
+    /// The name of job `job`'s step (this fanout's process id keeps two runs in one
+    /// allocation apart).
+    fn step_name(job: u64) -> String {
+        format!("fanout-{}-{job}", std::process::id())
+    }
+
+    /// Sends SIGTERM to the processes of job `job`'s step through Slurm (`scancel
+    /// --signal=TERM JOBID.STEP`), as a local job's group gets it; false if the step could not
+    /// be found or signalled (not started yet, squeue or scancel missing).
+    pub(crate) fn term_step(&self, job: u64) -> bool {
+        let (Some(squeue), Some(scancel)) = (&self.squeue, &self.scancel) else {
+            return false;
+        };
+        let quiet = |c: &mut std::process::Command| {
+            c.stdin(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .output()
+        };
+        let Ok(out) = quiet(
+            std::process::Command::new(squeue)
+                .args(["--steps", "--noheader", "--jobs", &self.job_id])
+                .arg("--format=%i|%j"),
+        ) else {
+            return false;
+        };
+        let name = Self::step_name(job);
+        let text = String::from_utf8_lossy(&out.stdout);
+        let steps: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.trim().split_once('|'))
+            .filter(|(_, n)| *n == name)
+            .map(|(id, _)| id)
+            .collect();
+        !steps.is_empty()
+            && steps.iter().all(|step| {
+                quiet(
+                    std::process::Command::new(scancel)
+                        .arg("--signal=TERM")
+                        .arg(step),
+                )
+                .is_ok_and(|o| o.status.success())
+            })
     }
 
     /// Refuses up front a fixed `--mem-per-job` that no step of the allocation could get.
@@ -109,7 +160,7 @@ impl Allocation {
             "--nodes=1".into(),
             format!("--cpus-per-task={}", self.cpus_per_job).into(),
             format!("--mem={mib}M").into(),
-            format!("--job-name=fanout-{job}").into(),
+            format!("--job-name={}", Self::step_name(job)).into(),
             "--quiet".into(),
             "--".into(),
         ];
@@ -193,6 +244,9 @@ mod tests {
             mem_bytes: None,
             node_mem_bytes: None,
             cpus_per_job: 2,
+            job_id: "1".into(),
+            squeue: None,
+            scancel: None,
         };
         let argv = a.wrap(&["python3".into(), "a b.py".into()], 3, 300 << 20);
         assert_eq!(argv[0], "/usr/bin/srun");

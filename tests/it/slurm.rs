@@ -1999,3 +1999,75 @@ fn a_mem_bind_slurm_arg_keeps_fanouts_mem() {
     assert!(!line.contains("'--mem="), "{line}");
     assert!(line.contains("'--mem-per-cpu=2G'"), "{line}");
 }
+
+/// Item 6: under `--executor srun`, `--timeout` and SIGTERM give a job its `--kill-grace`, as
+/// locally: the step's processes get SIGTERM, and a job that traps it runs its handler (which
+/// writes a mark and exits 7).
+#[test]
+fn srun_steps_get_sigterm_and_their_grace() {
+    if !slurm() {
+        return;
+    }
+    let job = r#"trap 'echo handled > "out/h-$(basename "$1")"; exit 7' TERM; echo up > "out/u-$(basename "$1")"; sleep 60 & wait"#;
+    for stop in ["timeout", "sigterm"] {
+        let (env, paths) = flat(1);
+        let mut fanout = vec![
+            FANOUT,
+            "--executor",
+            "srun",
+            "--kill-grace",
+            "10s",
+            "--summary",
+            "s.jsonl",
+        ];
+        if stop == "timeout" {
+            fanout.extend(["--timeout", "3s"]);
+        }
+        fanout.extend(["d", "--", "sh", "-c", job, "_", "{}"]);
+        // fanout in the background of the allocation's shell, its pid in a file.
+        let script = r#""$@" & echo $! > fanout.pid; wait $!"#;
+        let mut cmd = Command::new("salloc");
+        cmd.args([
+            "--quiet",
+            "-n",
+            "1",
+            "--mem=512M",
+            "--",
+            "sh",
+            "-c",
+            script,
+            "sh",
+        ])
+        .args(&fanout)
+        .current_dir(env.root())
+        .env_remove("SLURM_JOB_ID");
+        let mut run = Bg::start(cmd);
+        let up = wait_until(Duration::from_secs(30), || env.exists("out/u-f00"));
+        assert!(up, "{stop}: the job never started");
+        if stop == "sigterm" {
+            let pid = fs::read_to_string(env.path("fanout.pid")).unwrap();
+            let st = Command::new("kill")
+                .args(["-TERM", pid.trim()])
+                .status()
+                .unwrap();
+            assert!(st.success());
+        }
+        let out = run.wait(SLURM_DEADLINE);
+        out.assert_no_panic();
+        assert!(
+            env.exists("out/h-f00"),
+            "{stop}: the job's TERM handler did not run\n{}",
+            out.dump()
+        );
+        let records = read_summary(env.path("s.jsonl"));
+        let r = &file_records(&records)[0];
+        assert_eq!(r["path"], paths[0].as_str());
+        assert_eq!(r["exit_code"], 7, "{stop}: {r}");
+        let want = if stop == "timeout" {
+            "timeout"
+        } else {
+            "interrupted"
+        };
+        assert_eq!(r["status"], want, "{stop}: {r}");
+    }
+}
