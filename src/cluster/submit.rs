@@ -169,6 +169,7 @@ fn follow(
     let mut hard_since: Option<Instant> = None;
     loop {
         for s in &mut shards {
+            s.set_stopping(cancel.stopping());
             s.pump(intake, config.quiet);
         }
         watch.stop_if_asked(cancel, intake, config.quiet);
@@ -197,6 +198,7 @@ fn follow(
     let settle = Instant::now();
     loop {
         for s in &mut shards {
+            s.set_stopping(cancel.stopping());
             s.pump(intake, config.quiet);
         }
         let waiting = shards.iter().any(|s| {
@@ -211,6 +213,7 @@ fn follow(
         std::thread::sleep(READ_EVERY);
     }
     for s in &mut shards {
+        s.set_stopping(cancel.stopping());
         s.relay(intake, true);
     }
     account_for_the_rest(&shards, &watch, config, cancel, intake);

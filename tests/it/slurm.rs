@@ -937,6 +937,14 @@ fn external_scancel_then_resume() {
         .count();
     assert!(explained > 0, "no record mentions {task:?}: {records:#?}");
     assert!(live_tasks(&job_id).is_empty());
+    // Nothing says fanout was terminated: the stop came from outside, and the records say so.
+    for r in file_records(&records) {
+        let reason = r["reason"].as_str().unwrap_or_default();
+        assert!(!reason.contains("terminated (SIGTERM)"), "{r}");
+        if r["status"] == "interrupted" {
+            assert!(reason.contains("from outside fanout"), "{r}");
+        }
+    }
 
     // Again, resuming: only what did not finish runs.
     let second_job = job("run2");
