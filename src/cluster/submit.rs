@@ -194,18 +194,22 @@ fn follow(
         }
         std::thread::sleep(READ_EVERY);
     }
-    // Records written just before a task ended may take a moment to show up.
+    // Records written just before a task ended may take a moment to show up (shared file
+    // systems cache) — but only from a worker that ended by itself: one killed by a signal
+    // wrote all it ever will, and is not waited for.
     let settle = Instant::now();
+    let mut killed: Vec<Option<bool>> = vec![None; shards.len()];
     loop {
         for s in &mut shards {
             s.set_stopping(cancel.stopping());
             s.pump(intake, config.quiet);
         }
         let waiting = shards.iter().any(|s| {
+            let state = watch.state(s.index).map(|t| &t.state);
             s.may_have_more_records()
-                && watch
-                    .state(s.index)
-                    .is_some_and(|t| matches!(t.state, State::Completed | State::Failed))
+                && matches!(state, Some(State::Completed | State::Failed))
+                && !*killed[s.index]
+                    .get_or_insert_with(|| watch.exit_code(s.index).is_some_and(|e| e.signal > 0))
         });
         if !waiting || settle.elapsed() >= SETTLE || cancel.is_hard() {
             break;
