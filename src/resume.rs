@@ -168,7 +168,17 @@ impl Resume {
     fn take_arrays_records(&mut self, quiet: bool) -> Result<()> {
         for a in std::mem::take(&mut self.arrays) {
             let records = a.plan_dir.join("records");
-            let Ok(dir) = std::fs::read_dir(&records) else {
+            // Only a plan directory of this user's own, never one put in its place.
+            let own = |p: &Path| {
+                std::fs::symlink_metadata(p)
+                    .is_ok_and(|m| m.is_dir() && m.uid() == rustix::process::geteuid().as_raw())
+            };
+            let dir = match (own(&a.plan_dir) && own(&records)).then(|| std::fs::read_dir(&records))
+            {
+                Some(Ok(dir)) => Ok(dir),
+                _ => Err(()),
+            };
+            let Ok(dir) = dir else {
                 if !a.followed && !quiet {
                     crate::error::print_notice(&format!(
                         "the plan directory {} of Slurm job {} is gone: files that job finished after its run stopped will run again",

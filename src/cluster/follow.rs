@@ -47,7 +47,7 @@ impl Tail {
 
     fn open(&mut self) -> Option<&mut File> {
         if self.file.is_none() {
-            self.file = File::open(&self.path).ok();
+            self.file = super::private::open_own(&self.path);
         }
         self.file.as_mut()
     }

@@ -93,6 +93,19 @@ pub(crate) fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
     write().with_context(|| format!("cannot write {}", path.display()))
 }
 
+/// Opens a file the array's workers write (records, output, logs) for reading, only if it is
+/// this user's and not a symbolic link: a plan directory swapped for another user's never
+/// feeds this run records or output.
+pub(crate) fn open_own(path: &Path) -> Option<fs::File> {
+    let f = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .ok()?;
+    let md = f.metadata().ok()?;
+    (md.uid() == euid() && md.is_file()).then_some(f)
+}
+
 /// Reads a file of the plan and checks it against the digest the batch script carries.
 pub(crate) fn read_sealed(path: &Path, digest: &str) -> Result<Vec<u8>> {
     let mut f = fs::OpenOptions::new()
