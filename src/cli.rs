@@ -277,7 +277,8 @@ pub(crate) struct Cli {
     pub slurm_arg: Vec<String>,
 
     /// With --executor slurm: the directory for the plan, the records and the logs, on storage
-    /// the nodes share [default: .fanout/slurm-TIME-PID under the current directory]
+    /// the nodes share; new, or empty and yours alone; made private (0700) [default:
+    /// .fanout/slurm-TIME-PID-RANDOM under the current directory]
     #[arg(long, value_name = "DIR", value_hint = ValueHint::DirPath)]
     pub plan_dir: Option<PathBuf>,
 
