@@ -99,30 +99,40 @@ impl Allocation {
                 .stderr(std::process::Stdio::null())
                 .output()
         };
-        let Ok(out) = quiet(
-            std::process::Command::new(squeue)
-                .args(["--steps", "--noheader", "--jobs", &self.job_id])
-                .arg("--format=%i|%j"),
-        ) else {
-            return false;
-        };
         let name = Self::step_name(job);
-        let text = String::from_utf8_lossy(&out.stdout);
-        let steps: Vec<&str> = text
-            .lines()
-            .filter_map(|l| l.trim().split_once('|'))
-            .filter(|(_, n)| *n == name)
-            .map(|(id, _)| id)
-            .collect();
-        !steps.is_empty()
-            && steps.iter().all(|step| {
+        // A step that has just started may not be listed yet, and a busy controller may not
+        // answer at once: a few tries, a second in all, before srun is left to stop it.
+        for attempt in 0..5 {
+            if attempt > 0 {
+                std::thread::sleep(std::time::Duration::from_millis(250));
+            }
+            let Ok(out) = quiet(
+                std::process::Command::new(squeue)
+                    .args(["--steps", "--noheader", "--jobs", &self.job_id])
+                    .arg("--format=%i|%j"),
+            ) else {
+                continue;
+            };
+            let text = String::from_utf8_lossy(&out.stdout);
+            let steps: Vec<&str> = text
+                .lines()
+                .filter_map(|l| l.trim().split_once('|'))
+                .filter(|(_, n)| *n == name)
+                .map(|(id, _)| id)
+                .collect();
+            if steps.is_empty() {
+                continue;
+            }
+            return steps.iter().all(|step| {
                 quiet(
                     std::process::Command::new(scancel)
                         .arg("--signal=TERM")
                         .arg(step),
                 )
                 .is_ok_and(|o| o.status.success())
-            })
+            });
+        }
+        false
     }
 
     /// Refuses up front a fixed `--mem-per-job` that no step of the allocation could get.
