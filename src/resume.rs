@@ -313,6 +313,59 @@ mod tests {
     }
 
     #[test]
+    fn an_unfollowed_slurm_arrays_records_are_taken_in_once_it_ended() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a");
+        std::fs::write(&a, "x\n").unwrap();
+        let id = identity(&a).unwrap();
+        let plan = dir.path().join("plan");
+        std::fs::create_dir_all(plan.join("records")).unwrap();
+        // The array finished `a` after its submitter was killed: only its task's journal says so.
+        std::fs::write(
+            plan.join("records/shard-0.jsonl"),
+            format!(
+                "{{\"type\":\"worker\",\"shard\":0}}\n{{\"type\":\"file\",\"path\":\"{}\",\"status\":\"ok\",\"file_size\":{},\"file_mtime_ns\":{}}}\n",
+                a.display(),
+                id.size,
+                id.mtime_ns
+            ),
+        )
+        .unwrap();
+        let journal = dir.path().join("j.jsonl");
+        let line = |job: &str| {
+            format!(
+                "{{\"type\":\"slurm_array\",\"v\":1,\"slurm_job_id\":\"{job}\",\"plan_dir\":\"{}\",\"shards\":1,\"files\":1}}\n",
+                plan.display()
+            )
+        };
+        std::fs::write(&journal, line("42")).unwrap();
+        let asked = std::cell::RefCell::new(Vec::new());
+        let ended = |job: &str| {
+            asked.borrow_mut().push(job.to_string());
+            Ok(())
+        };
+        let r = Resume::for_run(Some(&journal), true, &ended)
+            .unwrap()
+            .unwrap();
+        assert_eq!(*asked.borrow(), ["42"]);
+        assert!(r.skip(&a, None).is_some(), "the array's ok record counts");
+        // While it runs: refused, naming the journal.
+        let running = |job: &str| -> Result<()> { anyhow::bail!("job {job} still runs") };
+        let err = Resume::for_run(Some(&journal), true, &running).unwrap_err();
+        assert_eq!(
+            format!("{err:#}"),
+            format!("--resume {}: job 42 still runs", journal.display())
+        );
+        // A run that followed its array to the end is not asked about.
+        let summary = "{\"type\":\"summary\",\"slurm_job_id\":\"42\"}\n";
+        std::fs::write(&journal, line("42") + summary).unwrap();
+        let r = Resume::for_run(Some(&journal), true, &running)
+            .unwrap()
+            .unwrap();
+        assert!(r.skip(&a, None).is_some());
+    }
+
+    #[test]
     fn leftovers_newer_than_the_journal_extend_it() {
         let dir = tempfile::tempdir().unwrap();
         let a = dir.path().join("a");
