@@ -277,7 +277,8 @@ pub(crate) struct Cli {
     pub slurm_arg: Vec<String>,
 
     /// With --executor slurm: the directory for the plan, the records and the logs, on storage
-    /// the nodes share [default: .fanout/slurm-TIME-PID under the current directory]
+    /// the nodes share; new, or empty and yours alone; made private (0700) [default:
+    /// .fanout/slurm-TIME-PID-RANDOM under the current directory]
     #[arg(long, value_name = "DIR", value_hint = ValueHint::DirPath)]
     pub plan_dir: Option<PathBuf>,
 
@@ -364,6 +365,10 @@ pub(crate) struct WorkerArgs {
     /// Which shard (the array task id)
     #[arg(long, value_name = "N")]
     pub shard: usize,
+
+    /// The SHA-256 of the plan's plan.json, as submitted: any other plan is refused
+    #[arg(long, value_name = "HEX")]
+    pub plan_sha256: String,
 }
 
 /// `fanout report RUN.jsonl [-o FILE]`: one self-contained HTML page of a run.
@@ -501,9 +506,16 @@ mod tests {
     #[test]
     fn worker_is_a_subcommand_and_still_a_path() {
         let args = |a: &[&str]| a.iter().map(OsString::from).collect::<Vec<_>>();
-        let Some(Entry::Worker(w)) =
-            Entry::find(&args(&["fanout", "worker", "--plan", "p", "--shard", "3"]))
-        else {
+        let Some(Entry::Worker(w)) = Entry::find(&args(&[
+            "fanout",
+            "worker",
+            "--plan",
+            "p",
+            "--shard",
+            "3",
+            "--plan-sha256",
+            "ab",
+        ])) else {
             panic!("not a worker")
         };
         assert_eq!((w.plan, w.shard), (PathBuf::from("p"), 3));

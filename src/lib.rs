@@ -50,8 +50,10 @@ use crate::walk::Source;
 pub fn main(args: Vec<OsString>) -> ! {
     let status = match cli::Entry::find(&args) {
         // A Slurm array task runs its shard through the local pool.
-        Some(cli::Entry::Worker(worker)) => cluster::worker::prepare(&worker.plan, worker.shard)
-            .and_then(|t| drive(&t.config, &mut exec::Pool, t.inputs, t.io)),
+        Some(cli::Entry::Worker(worker)) => {
+            cluster::worker::prepare(&worker.plan, worker.shard, &worker.plan_sha256)
+                .and_then(|t| drive(&t.config, &mut exec::Pool, t.inputs, t.io))
+        }
         Some(cli::Entry::Report(args)) => report::write(&args.journal, args.output.as_deref()),
         None => cli::Cli::parse_args(args).and_then(|cli| match cli.generate {
             Some(what) => generate::print(what),

@@ -53,6 +53,20 @@ struct Line<'a> {
     file_size: Option<u64>,
     #[serde(default)]
     file_mtime_ns: Option<i64>,
+    /// A `slurm_array` line: the job array a run submitted, and its plan directory.
+    #[serde(default)]
+    slurm_job_id: Option<String>,
+    #[serde(default)]
+    plan_dir: Option<String>,
+}
+
+/// A Slurm job array that a resumed run submitted (its journal's `slurm_array` line).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PastArray {
+    pub slurm_job_id: String,
+    pub plan_dir: std::path::PathBuf,
+    /// The run that submitted it wrote its `summary`: it followed the array to its end.
+    pub followed: bool,
 }
 /// The files an earlier run finished, by path.
 #[derive(Debug, Default)]
@@ -60,12 +74,30 @@ pub(crate) struct Resume {
     done: HashMap<Vec<u8>, Identity>,
     /// Replacements left by runs that did not end, read after the journal itself.
     unfinished: usize,
+    /// Slurm job arrays the journals' runs submitted.
+    arrays: Vec<PastArray>,
 }
 
 impl Resume {
-    /// Loads `--resume` for a real run (local or submitted) and says how much it found.
-    pub(crate) fn for_run(path: Option<&Path>, quiet: bool) -> Result<Option<Resume>> {
-        let resume = path.map(Resume::load).transpose()?;
+    /// Loads `--resume` for a real run (local or submitted) and says how much it found. A
+    /// Slurm job array that an earlier run submitted and did not follow to its end (it was
+    /// killed) may still run, or have finished files the journal does not hold: `still_running`
+    /// (given a job id) refuses while it runs; then the records its tasks wrote in its plan
+    /// directory are taken in, so that no file is transformed twice.
+    pub(crate) fn for_run(
+        path: Option<&Path>,
+        quiet: bool,
+        still_running: &dyn Fn(&str) -> Result<()>,
+    ) -> Result<Option<Resume>> {
+        let mut resume = path.map(Resume::load).transpose()?;
+        if let Some(r) = &mut resume {
+            for a in r.arrays.iter().filter(|a| !a.followed) {
+                still_running(&a.slurm_job_id).with_context(|| {
+                    format!("--resume {}", path.unwrap_or(Path::new("")).display())
+                })?;
+            }
+            r.take_arrays_records(quiet)?;
+        }
         if let (Some(r), false) = (&resume, quiet) {
             let unfinished = match r.unfinished {
                 0 => String::new(),
@@ -131,10 +163,68 @@ impl Resume {
         }
     }
 
+    /// The records the tasks of the arrays wrote in their plan directories (every file they
+    /// finished, whether or not the submitter lived to relay it).
+    fn take_arrays_records(&mut self, quiet: bool) -> Result<()> {
+        for a in std::mem::take(&mut self.arrays) {
+            let records = a.plan_dir.join("records");
+            // Only a plan directory of this user's own, never one put in its place.
+            let own = |p: &Path| {
+                std::fs::symlink_metadata(p)
+                    .is_ok_and(|m| m.is_dir() && m.uid() == rustix::process::geteuid().as_raw())
+            };
+            let dir = match (own(&a.plan_dir) && own(&records)).then(|| std::fs::read_dir(&records))
+            {
+                Some(Ok(dir)) => Ok(dir),
+                _ => Err(()),
+            };
+            let Ok(dir) = dir else {
+                if !a.followed && !quiet {
+                    crate::error::print_notice(&format!(
+                        "the plan directory {} of Slurm job {} is gone: files that job finished after its run stopped will run again",
+                        a.plan_dir.display(),
+                        a.slurm_job_id
+                    ));
+                }
+                continue;
+            };
+            let mut shards: Vec<_> = dir
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| {
+                    p.file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(|n| n.starts_with("shard-") && n.ends_with(".jsonl"))
+                })
+                .collect();
+            shards.sort();
+            for shard in shards {
+                self.read(&shard)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Takes record `line` (line number `n` of `path`) into account.
     fn take(&mut self, line: &Line<'_>, path: &Path, n: usize) -> Result<()> {
-        if line.kind != "file" {
-            return Ok(());
+        match &*line.kind {
+            "slurm_array" => {
+                if let (Some(job), Some(dir)) = (&line.slurm_job_id, &line.plan_dir) {
+                    self.arrays.push(PastArray {
+                        slurm_job_id: job.clone(),
+                        plan_dir: dir.into(),
+                        followed: false,
+                    });
+                }
+                return Ok(());
+            }
+            "summary" => {
+                for a in &mut self.arrays {
+                    a.followed |= line.slurm_job_id.as_ref() == Some(&a.slurm_job_id);
+                }
+                return Ok(());
+            }
+            "file" => {}
+            _ => return Ok(()),
         }
         let decoded;
         let bytes = match &line.path_b64 {
@@ -220,6 +310,59 @@ mod tests {
         assert!(r.skip(&b, None).is_none());
         std::fs::write(&a, "changed").unwrap();
         assert!(r.skip(&a, None).is_none());
+    }
+
+    #[test]
+    fn an_unfollowed_slurm_arrays_records_are_taken_in_once_it_ended() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a");
+        std::fs::write(&a, "x\n").unwrap();
+        let id = identity(&a).unwrap();
+        let plan = dir.path().join("plan");
+        std::fs::create_dir_all(plan.join("records")).unwrap();
+        // The array finished `a` after its submitter was killed: only its task's journal says so.
+        std::fs::write(
+            plan.join("records/shard-0.jsonl"),
+            format!(
+                "{{\"type\":\"worker\",\"shard\":0}}\n{{\"type\":\"file\",\"path\":\"{}\",\"status\":\"ok\",\"file_size\":{},\"file_mtime_ns\":{}}}\n",
+                a.display(),
+                id.size,
+                id.mtime_ns
+            ),
+        )
+        .unwrap();
+        let journal = dir.path().join("j.jsonl");
+        let line = |job: &str| {
+            format!(
+                "{{\"type\":\"slurm_array\",\"v\":1,\"slurm_job_id\":\"{job}\",\"plan_dir\":\"{}\",\"shards\":1,\"files\":1}}\n",
+                plan.display()
+            )
+        };
+        std::fs::write(&journal, line("42")).unwrap();
+        let asked = std::cell::RefCell::new(Vec::new());
+        let ended = |job: &str| {
+            asked.borrow_mut().push(job.to_string());
+            Ok(())
+        };
+        let r = Resume::for_run(Some(&journal), true, &ended)
+            .unwrap()
+            .unwrap();
+        assert_eq!(*asked.borrow(), ["42"]);
+        assert!(r.skip(&a, None).is_some(), "the array's ok record counts");
+        // While it runs: refused, naming the journal.
+        let running = |job: &str| -> Result<()> { anyhow::bail!("job {job} still runs") };
+        let err = Resume::for_run(Some(&journal), true, &running).unwrap_err();
+        assert_eq!(
+            format!("{err:#}"),
+            format!("--resume {}: job 42 still runs", journal.display())
+        );
+        // A run that followed its array to the end is not asked about.
+        let summary = "{\"type\":\"summary\",\"slurm_job_id\":\"42\"}\n";
+        std::fs::write(&journal, line("42") + summary).unwrap();
+        let r = Resume::for_run(Some(&journal), true, &running)
+            .unwrap()
+            .unwrap();
+        assert!(r.skip(&a, None).is_some());
     }
 
     #[test]

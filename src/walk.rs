@@ -140,6 +140,9 @@ pub(crate) enum Notice {
     Error(String),
     /// Something worth telling that is not an error (stale temporary files removed).
     Info(String),
+    /// A line for the journal that is not a file's record (a submitted Slurm job array),
+    /// written and flushed at once.
+    Journal(serde_json::Value),
 }
 
 /// What the walk found, for the final report.

@@ -59,8 +59,10 @@ pub(crate) fn account_for_the_rest(
                 ),
                 (Status::NotStarted, _) => format!("not started: {why} before it started"),
                 (Status::Interrupted, _) => format!("interrupted: {why}"),
-                (_, true) => with_evidence(&why, "while this file ran", &s.log_lines),
-                (_, false) => with_evidence(&why, "before this file started", &s.log_lines),
+                (_, true) => with_evidence(&why, "while this file ran", &s.log_lines, &f.path),
+                (_, false) => {
+                    with_evidence(&why, "before this file started", &s.log_lines, &f.path)
+                }
             };
             // With -o, where its target (and so its `{out}`) lies.
             let target = config.target.as_ref().and_then(|t| {
@@ -160,34 +162,56 @@ fn explain(job: &JobId, k: usize, state: Option<&TaskState>, exit: Option<ExitCo
 }
 
 /// `WHY when: EVIDENCE` — e.g. `… ended FAILED (killed by signal 9) while this file ran:
-/// slurmstepd: error: Exceeded job memory limit`.
-fn with_evidence(why: &str, when: &str, log: &VecDeque<String>) -> String {
-    match telling_line(log) {
+/// slurmstepd: error: StepId=6_1.batch exceeded memory limit (A > B), being killed`.
+fn with_evidence(why: &str, when: &str, log: &VecDeque<String>, path: &str) -> String {
+    match telling_line(log, path) {
         Some(line) => format!("{why} {when}: {line}"),
         None => format!("{why} {when}"),
     }
 }
 
-/// The log line that best says why a task ended: memory first, then limits and cancellation,
-/// then fanout's own last words, then the last line.
-fn telling_line(lines: &VecDeque<String>) -> Option<&str> {
-    let find =
-        |pred: &dyn Fn(&str) -> bool| lines.iter().rev().find(|l| pred(&l.to_ascii_lowercase()));
-    // slurmstepd's first memory line has the numbers ("exceeded memory limit (A > B)").
-    lines
-        .iter()
-        .find(|l| {
-            let l = l.to_ascii_lowercase();
-            l.contains("memory") || l.contains("oom")
+/// The log line that best says why a task ended, for the file at `path`: slurmstepd's memory
+/// line first (its first has the numbers, "exceeded memory limit (A > B)"), then Slurm's limits,
+/// cancellation and node failure, then the file's own lines, then other out-of-memory lines,
+/// then fanout's last words that are not about another file, then the last line. fanout's own
+/// notices that merely mention memory (a job larger than the budget, run alone) never count as
+/// a memory kill.
+fn telling_line<'l>(lines: &'l VecDeque<String>, path: &str) -> Option<&'l str> {
+    let lower: Vec<String> = lines.iter().map(|l| l.to_ascii_lowercase()).collect();
+    let first = |pred: &dyn Fn(&str) -> bool| lower.iter().position(|l| pred(l));
+    let last = |pred: &dyn Fn(&str) -> bool| lower.iter().rposition(|l| pred(l));
+    let oom = |l: &str| {
+        l.contains("exceeded memory limit")
+            || l.contains("exceeded job memory limit")
+            || l.contains("oom")
+            || l.contains("out of memory")
+    };
+    let mentions = |l: &str| {
+        let p = path.to_ascii_lowercase();
+        l.contains(&format!("{p}:")) || l.contains(&format!("{p} ")) || l.ends_with(&p)
+    };
+    // fanout's own line about a file (`fanout: PATH: …`) that is not this one.
+    let about_another = |l: &str| {
+        l.strip_prefix("fanout: ").is_some_and(|rest| {
+            !mentions(l)
+                && !rest.starts_with("error:")
+                && !rest.starts_with("warning:")
+                && rest.contains(": ")
         })
+    };
+    let found = first(&|l| l.contains("slurmstepd") && oom(l))
         .or_else(|| {
-            find(&|l| {
+            last(&|l| {
                 l.contains("time limit") || l.contains("cancelled") || l.contains("node fail")
             })
         })
-        .or_else(|| find(&|l| l.starts_with("fanout") || l.contains("error")))
-        .or_else(|| lines.back())
-        .map(String::as_str)
+        .or_else(|| (!path.is_empty()).then(|| last(&|l| mentions(l))).flatten())
+        .or_else(|| first(&|l| oom(l) && !l.starts_with("fanout")))
+        .or_else(|| {
+            last(&|l| (l.starts_with("fanout") || l.contains("error")) && !about_another(l))
+        })
+        .or_else(|| lines.len().checked_sub(1))?;
+    lines.get(found).map(String::as_str)
 }
 
 #[cfg(test)]
@@ -206,9 +230,45 @@ mod tests {
             "slurmstepd-n1: error: StepId=16.batch exceeded memory limit (434749440 > 104857600), being killed",
             "slurmstepd-n1: error: *** JOB 16 ON n1 CANCELLED AT 2026-11-22T06:24:25 ***",
         ]);
-        assert!(telling_line(&lines)
+        assert!(telling_line(&lines, "d/f1")
             .unwrap()
             .contains("exceeded memory limit"));
+    }
+
+    /// A task log as the test cluster writes it: the worker's notice that another file is run
+    /// alone comes first and mentions memory; slurmstepd's line explains the kill.
+    #[test]
+    fn slurmstepds_memory_line_wins_over_fanouts_memory_notice() {
+        let lines = log(&[
+            "fanout: d/f03: its job needs about 1.1 GiB, more than the whole memory budget (448.0 MiB): running it alone",
+            "slurmstepd: error: StepId=17_1.batch exceeded memory limit (443125760 > 171966464), being killed",
+            "slurmstepd: error: Exceeded job memory limit",
+            "slurmstepd: error: *** JOB 18 ON localhost CANCELLED AT 2026-12-07T04:41:02 ***",
+        ]);
+        assert_eq!(
+            telling_line(&lines, "d/f05"),
+            Some("slurmstepd: error: StepId=17_1.batch exceeded memory limit (443125760 > 171966464), being killed")
+        );
+        // Without slurmstepd's words: the file's own line, never another file's notice.
+        let lines = log(&[
+            "fanout: d/f03: its job needs about 1.1 GiB, more than the whole memory budget (448.0 MiB): running it alone",
+            "fanout: d/f05: cannot read it: Input/output error",
+        ]);
+        assert_eq!(
+            telling_line(&lines, "d/f05"),
+            Some("fanout: d/f05: cannot read it: Input/output error")
+        );
+        let lines = log(&[
+            "fanout: d/f03: its job needs about 1.1 GiB, more than the whole memory budget (448.0 MiB): running it alone",
+            "Killed",
+        ]);
+        assert_eq!(telling_line(&lines, "d/f05"), Some("Killed"));
+        // A prefix of another file's name is not this file.
+        let lines = log(&[
+            "fanout: d/f10: its job needs more than the whole memory budget",
+            "x",
+        ]);
+        assert_eq!(telling_line(&lines, "d/f1"), Some("x"));
     }
 
     #[test]
@@ -219,13 +279,19 @@ mod tests {
             "slurmstepd: error: *** JOB 3 ON n1 CANCELLED AT 2026 DUE TO TIME LIMIT ***",
             "last",
         ]);
-        assert!(telling_line(&lines).unwrap().contains("TIME LIMIT"));
+        assert!(telling_line(&lines, "p").unwrap().contains("TIME LIMIT"));
         let lines = log(&["fanout: error: cannot read x", "last"]);
-        assert_eq!(telling_line(&lines), Some("fanout: error: cannot read x"));
-        assert_eq!(telling_line(&log(&["a", "b"])), Some("b"));
-        assert_eq!(telling_line(&log(&[])), None);
-        assert_eq!(with_evidence("WHY", "when", &log(&[])), "WHY when");
-        assert_eq!(with_evidence("WHY", "when", &log(&["x"])), "WHY when: x");
+        assert_eq!(
+            telling_line(&lines, "p"),
+            Some("fanout: error: cannot read x")
+        );
+        assert_eq!(telling_line(&log(&["a", "b"]), "p"), Some("b"));
+        assert_eq!(telling_line(&log(&[]), "p"), None);
+        assert_eq!(with_evidence("WHY", "when", &log(&[]), "p"), "WHY when");
+        assert_eq!(
+            with_evidence("WHY", "when", &log(&["x"]), "p"),
+            "WHY when: x"
+        );
     }
 
     #[test]

@@ -13,7 +13,7 @@ use super::plan::{Layout, PlannedFile};
 use super::records::{WorkerLine, WorkerSummary};
 use crate::executor::Done;
 use crate::output::Spool;
-use crate::record::JobRecord;
+use crate::record::{JobRecord, Status};
 
 /// Lines of a task's log kept to explain its end.
 const LOG_LINES: usize = 20;
@@ -47,7 +47,7 @@ impl Tail {
 
     fn open(&mut self) -> Option<&mut File> {
         if self.file.is_none() {
-            self.file = File::open(&self.path).ok();
+            self.file = super::private::open_own(&self.path);
         }
         self.file.as_mut()
     }
@@ -105,6 +105,8 @@ pub(crate) struct Shard {
     pub summary: Option<WorkerSummary>,
     /// The last lines of its log.
     pub log_lines: VecDeque<String>,
+    /// fanout is stopping the array: a worker's SIGTERM came from fanout.
+    stopping: bool,
     /// When the submitter's run started, ms since the Unix epoch.
     run_start_unix_ms: u64,
     /// How much later than the submitter's run the task started (its header says when), so
@@ -136,6 +138,7 @@ impl Shard {
             started: false,
             summary: None,
             log_lines: VecDeque::new(),
+            stopping: false,
             records: Tail::new(layout.records(index)),
             pending: VecDeque::new(),
             stdout: Tail::new(layout.stdout(index)),
@@ -196,6 +199,9 @@ impl Shard {
             }
             let mut record = self.pending.pop_front().expect("a pending record");
             record.shard = Some(self.index as u32);
+            if !self.stopping {
+                from_outside(&mut record);
+            }
             if let (Some(offset), Some(started)) = (self.offset_ms, record.started_ms) {
                 record.started_ms = Some((started as i64 + offset).max(0) as u64);
             }
@@ -206,6 +212,11 @@ impl Shard {
                 line: None,
             });
         }
+    }
+
+    /// Whether fanout itself is stopping the array (its own SIGTERM to the workers).
+    pub(crate) fn set_stopping(&mut self, stopping: bool) {
+        self.stopping = stopping;
     }
 
     /// Its files without a record, in job order.
@@ -230,6 +241,30 @@ impl Shard {
         self.summary.is_none()
             && self.recorded.len() < self.files.len()
             && self.log_lines.iter().all(|l| !l.contains("slurmstepd"))
+    }
+}
+
+/// What a worker calls "terminated (SIGTERM)" while fanout was not stopping anything came
+/// from outside: Slurm stopped the task (scancel, its time limit, preemption). The record says so.
+fn from_outside(record: &mut JobRecord) {
+    const TERM: &str = "not started: terminated (SIGTERM)";
+    const OUTSIDE: &str = "its Slurm array task was stopped from outside fanout (SIGTERM: scancel, its time limit or preemption)";
+    match record.status {
+        Status::NotStarted => {
+            if let Some(r) = record.reason.as_mut().filter(|r| r.starts_with(TERM)) {
+                *r = format!("not started: {OUTSIDE}{}", &r[TERM.len()..]);
+            }
+        }
+        Status::Interrupted => {
+            record.reason = Some(match record.reason.take() {
+                Some(r) => format!(
+                    "interrupted: {OUTSIDE}; {}",
+                    r.trim_start_matches("interrupted; ")
+                ),
+                None => format!("interrupted: {OUTSIDE}"),
+            });
+        }
+        _ => {}
     }
 }
 

@@ -16,8 +16,7 @@
 //! changes to), so records and `--resume` match a local run's.
 
 use std::ffi::OsString;
-use std::fs;
-use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::io::BufRead;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 
@@ -25,12 +24,14 @@ use anyhow::{bail, Context, Result};
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 
+use super::private;
 use crate::config::{Config, RunSpec};
 use crate::walk::Input;
 
 /// Bumped when the plan's shape or meaning changes; a worker refuses a plan of another version.
 /// 2: how each job goes is one `run` object (durations exact, not in whole milliseconds).
-const PLAN_VERSION: u32 = 2;
+/// 3: the shards' inputs are sealed with their SHA-256 (`inputs_sha256`).
+const PLAN_VERSION: u32 = 3;
 
 /// Everything a worker needs besides its inputs.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -47,6 +48,9 @@ pub(crate) struct Plan {
     pub task_mem_bytes: u64,
     /// How each job goes, in every task (`jobs` of them at once).
     pub run: RunSpec,
+    /// The SHA-256 of each shard's `inputs/shard-K.jsonl`; the plan's own digest is in the
+    /// batch script, which Slurm keeps from submit time.
+    pub inputs_sha256: Vec<String>,
 }
 
 /// The versions of a plan, read before the rest: a plan of another version may have another
@@ -119,18 +123,30 @@ impl Plan {
             files,
             task_mem_bytes: task_mem,
             run: config.spec(),
+            inputs_sha256: Vec::new(),
         })
     }
 
-    pub(crate) fn save(&self, dir: &Path) -> Result<()> {
-        let path = dir.join("plan.json");
-        let text = serde_json::to_vec_pretty(self)?;
-        fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))
+    /// Seals the plan over its shards: each shard's inputs file as it will be written (and
+    /// its digest, kept in the plan), then the plan's own bytes and their digest.
+    pub(crate) fn seal(&mut self, shards: &[Vec<PlannedFile>]) -> Result<Sealed> {
+        let inputs = shards
+            .iter()
+            .map(|files| inputs_bytes(files))
+            .collect::<Result<Vec<_>>>()?;
+        self.inputs_sha256 = inputs.iter().map(|b| private::sha256(b)).collect();
+        let plan = serde_json::to_vec_pretty(self)?;
+        Ok(Sealed {
+            digest: private::sha256(&plan),
+            plan,
+            inputs,
+        })
     }
 
-    pub(crate) fn load(dir: &Path) -> Result<Plan> {
+    /// Reads `plan.json` of `dir`, which must match `digest` (from the batch script).
+    pub(crate) fn load(dir: &Path, digest: &str) -> Result<Plan> {
         let path = dir.join("plan.json");
-        let text = fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        let text = private::read_sealed(&path, digest)?;
         let not_a_plan = || format!("{} is not a fanout plan", path.display());
         let v: Versions = serde_json::from_slice(&text).with_context(not_a_plan)?;
         if v.plan_version != PLAN_VERSION || v.fanout_version != env!("CARGO_PKG_VERSION") {
@@ -148,6 +164,23 @@ impl Plan {
     pub(crate) fn cwd(&self) -> Result<PathBuf> {
         Ok(PathBuf::from(OsString::from_vec(unb64(&self.cwd_b64)?)))
     }
+}
+
+/// A plan ready to be written: `plan.json`'s bytes and digest, and each shard's inputs.
+pub(crate) struct Sealed {
+    pub plan: Vec<u8>,
+    pub digest: String,
+    pub inputs: Vec<Vec<u8>>,
+}
+
+/// A shard's inputs file: one JSON line per file.
+fn inputs_bytes(files: &[PlannedFile]) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    for f in files {
+        serde_json::to_writer(&mut out, f)?;
+        out.push(b'\n');
+    }
+    Ok(out)
 }
 
 /// The files of the plan directory.
@@ -192,34 +225,29 @@ impl Layout {
         self.dir.join("job.sh")
     }
 
-    /// Creates the directories.
+    /// Creates the subdirectories (the plan directory itself is there), private.
     pub(crate) fn create(&self) -> Result<()> {
         for sub in ["inputs", "records", "output", "logs"] {
-            let d = self.dir.join(sub);
-            fs::create_dir_all(&d).with_context(|| format!("cannot create {}", d.display()))?;
+            private::create_dir(&self.dir.join(sub))?;
         }
         Ok(())
     }
 
-    pub(crate) fn write_inputs(&self, shard: usize, files: &[PlannedFile]) -> Result<()> {
-        let path = self.inputs(shard);
-        let write = || -> std::io::Result<()> {
-            let mut out = BufWriter::new(fs::File::create(&path)?);
-            for f in files {
-                serde_json::to_writer(&mut out, f)?;
-                out.write_all(b"\n")?;
-            }
-            out.into_inner()?.sync_all()
-        };
-        write().with_context(|| format!("cannot write {}", path.display()))
+    /// Writes the sealed plan's files, private.
+    pub(crate) fn write_sealed(&self, sealed: &Sealed) -> Result<()> {
+        private::write_file(&self.dir.join("plan.json"), &sealed.plan)?;
+        for (k, bytes) in sealed.inputs.iter().enumerate() {
+            private::write_file(&self.inputs(k), bytes)?;
+        }
+        Ok(())
     }
 
-    pub(crate) fn read_inputs(&self, shard: usize) -> Result<Vec<Input>> {
+    /// Shard `shard`'s inputs, which must match `digest` (from the plan).
+    pub(crate) fn read_inputs(&self, shard: usize, digest: &str) -> Result<Vec<Input>> {
         let path = self.inputs(shard);
-        let file =
-            fs::File::open(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        let bytes = private::read_sealed(&path, digest)?;
         let mut inputs = Vec::new();
-        for line in BufReader::new(file).lines() {
+        for line in bytes.as_slice().lines() {
             let line = line.with_context(|| format!("cannot read {}", path.display()))?;
             let f: PlannedFile = serde_json::from_str(&line)
                 .with_context(|| format!("{}: not a plan line", path.display()))?;
@@ -271,9 +299,20 @@ mod tests {
     fn a_plan_round_trips_through_its_file() {
         let dir = tempfile::tempdir().unwrap();
         let config = config();
-        let plan = Plan::new(&config, 3, 7, 5 << 30).unwrap();
-        plan.save(dir.path()).unwrap();
-        let back = Plan::load(dir.path()).unwrap();
+        let mut plan = Plan::new(&config, 3, 7, 5 << 30).unwrap();
+        let files = vec![PlannedFile::new(0, Path::new("a"), 1, None)];
+        let sealed = plan.seal(&[files.clone(), vec![], files]).unwrap();
+        let layout = Layout {
+            dir: dir.path().to_path_buf(),
+        };
+        layout.create().unwrap();
+        layout.write_sealed(&sealed).unwrap();
+        let back = Plan::load(dir.path(), &sealed.digest).unwrap();
+        assert!(Plan::load(dir.path(), &private::sha256(b"")).is_err());
+        assert_eq!(back.inputs_sha256.len(), 3);
+        let inputs = layout.read_inputs(2, &back.inputs_sha256[2]).unwrap();
+        assert_eq!(inputs[0].path, Path::new("a"));
+        assert!(layout.read_inputs(2, &back.inputs_sha256[1]).is_err());
         assert_eq!(back.run, config.spec());
         assert_eq!(
             (back.shards, back.files, back.task_mem_bytes),
@@ -291,13 +330,16 @@ mod tests {
         plan["fanout_version"] = "0.0.1".into();
         plan.as_object_mut().unwrap().remove("run");
         std::fs::write(dir.path().join("plan.json"), plan.to_string()).unwrap();
-        let err = Plan::load(dir.path()).unwrap_err().to_string();
+        let digest = private::sha256(plan.to_string().as_bytes());
+        let err = Plan::load(dir.path(), &digest).unwrap_err().to_string();
         assert!(
             err.contains("written by fanout 0.0.1 (plan version 1)"),
             "{err}"
         );
         std::fs::write(dir.path().join("plan.json"), "{}").unwrap();
-        let err = Plan::load(dir.path()).unwrap_err().to_string();
+        let err = Plan::load(dir.path(), &private::sha256(b"{}"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("is not a fanout plan"), "{err}");
     }
 

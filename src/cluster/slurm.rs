@@ -127,17 +127,24 @@ impl Slurm {
         })
     }
 
-    /// Submits with `sbatch --parsable ARGS…`; returns the job id.
-    pub(crate) fn submit(&self, args: &[OsString]) -> Result<JobId> {
+    /// Submits `script` (on sbatch's standard input) with `sbatch --parsable ARGS…`; returns
+    /// the job id.
+    pub(crate) fn submit(&self, args: &[OsString], script: &[u8]) -> Result<JobId> {
         // Its own process group: a Ctrl-C meant for fanout must not kill sbatch half-way (fanout
         // then cancels what was submitted).
-        let out = Command::new(&self.sbatch)
+        let mut child = Command::new(&self.sbatch)
             .process_group(0)
             .arg("--parsable")
             .args(args)
-            .stdin(Stdio::null())
-            .output()
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
             .context("cannot run sbatch")?;
+        if let Some(mut stdin) = child.stdin.take() {
+            std::io::Write::write_all(&mut stdin, script).context("cannot run sbatch")?;
+        }
+        let out = child.wait_with_output().context("cannot run sbatch")?;
         let stdout = String::from_utf8_lossy(&out.stdout);
         if !out.status.success() {
             let err = String::from_utf8_lossy(&out.stderr);
@@ -207,6 +214,30 @@ impl Slurm {
             .ok()?;
         ExitCode::from_scontrol(&String::from_utf8_lossy(&out.stdout))
     }
+}
+
+/// `--resume` of a run that submitted Slurm job `job` and did not follow it to its end: refused
+/// while any of its tasks is queued or running (they would transform files this run is about
+/// to run again); fine once Slurm says every task ended, or no longer knows the job.
+pub(crate) fn refuse_if_running(job: &str) -> Result<()> {
+    let Some(id) = JobId::from_sbatch(job) else {
+        bail!("its run submitted Slurm job '{job}', which is not a job id");
+    };
+    let slurm = Slurm::find().map_err(|_| {
+        anyhow::anyhow!(
+            "its run submitted Slurm job {job} and stopped without following it to its end; squeue is not on PATH to tell whether it still runs: resume where Slurm's commands are"
+        )
+    })?;
+    let running = match slurm.tasks(&id)? {
+        None => false,
+        Some(states) => states.any_live(),
+    };
+    if running {
+        bail!(
+            "its run's Slurm job {job} is still queued or running (its submitter was stopped): wait until it ends (squeue --job {job}) or cancel it (scancel {job}), then resume"
+        );
+    }
+    Ok(())
 }
 
 fn one_line(s: &str) -> String {

@@ -248,6 +248,14 @@ impl ArrayStates {
         states
     }
 
+    /// Whether any task (or the array's own line) is not over yet.
+    pub(crate) fn any_live(&self) -> bool {
+        self.tasks
+            .values()
+            .chain(self.array.as_ref())
+            .any(|t| !t.is_ended())
+    }
+
     /// Task K's state: its own line, else the array's (which speaks for every task without a
     /// line of its own); `None` when squeue said nothing of it.
     pub(crate) fn of(&self, k: usize) -> Option<&TaskState> {

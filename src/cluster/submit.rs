@@ -101,12 +101,26 @@ impl Executor for SlurmArray {
         }
         let dir = PlanDir::claim(config)?;
         let layout = &dir.layout;
-        let plan = Plan::new(config, dealt.shards.len(), files as u64, dealt.task_mem)?;
-        let args = sbatch_args(config, &plan, layout)?;
-        dir.write(&plan, &dealt.shards, &args)?;
-        let mut argv = args.clone();
-        argv.push(layout.script().into());
-        let job = self.slurm.submit(&argv).inspect_err(|_| dir.withdraw())?;
+        let mut plan = Plan::new(config, dealt.shards.len(), files as u64, dealt.task_mem)?;
+        let sealed = plan.seal(&dealt.shards).inspect_err(|_| dir.withdraw())?;
+        let args = sbatch_args(config, &plan, layout).inspect_err(|_| dir.withdraw())?;
+        let script = script(&plan, layout, &sbatch_line(&args, layout), &sealed.digest);
+        dir.write(&sealed, &script)
+            .inspect_err(|_| dir.withdraw())?;
+        // sbatch reads the script from here, not from the file: what runs is what was sealed.
+        let job = self
+            .slurm
+            .submit(&args, &script)
+            .inspect_err(|_| dir.withdraw())?;
+        // In the journal at once: a run resumed after this one was killed must find the array.
+        let _ = jobs.ctx.notices.send(Notice::Journal(serde_json::json!({
+            "type": "slurm_array",
+            "v": crate::record::FORMAT_VERSION,
+            "slurm_job_id": job.to_string(),
+            "plan_dir": layout.dir.to_string_lossy(),
+            "shards": plan.shards,
+            "files": files,
+        })));
         if !config.quiet {
             back.notice(&format!(
                 "submitted Slurm job {job}: {} in {} ({} and {} each); plan, records and logs in {}",
@@ -155,6 +169,7 @@ fn follow(
     let mut hard_since: Option<Instant> = None;
     loop {
         for s in &mut shards {
+            s.set_stopping(cancel.stopping());
             s.pump(intake, config.quiet);
         }
         watch.stop_if_asked(cancel, intake, config.quiet);
@@ -179,17 +194,22 @@ fn follow(
         }
         std::thread::sleep(READ_EVERY);
     }
-    // Records written just before a task ended may take a moment to show up.
+    // Records written just before a task ended may take a moment to show up (shared file
+    // systems cache) — but only from a worker that ended by itself: one killed by a signal
+    // wrote all it ever will, and is not waited for.
     let settle = Instant::now();
+    let mut killed: Vec<Option<bool>> = vec![None; shards.len()];
     loop {
         for s in &mut shards {
+            s.set_stopping(cancel.stopping());
             s.pump(intake, config.quiet);
         }
         let waiting = shards.iter().any(|s| {
+            let state = watch.state(s.index).map(|t| &t.state);
             s.may_have_more_records()
-                && watch
-                    .state(s.index)
-                    .is_some_and(|t| matches!(t.state, State::Completed | State::Failed))
+                && matches!(state, Some(State::Completed | State::Failed))
+                && !*killed[s.index]
+                    .get_or_insert_with(|| watch.exit_code(s.index).is_some_and(|e| e.signal > 0))
         });
         if !waiting || settle.elapsed() >= SETTLE || cancel.is_hard() {
             break;
@@ -197,6 +217,7 @@ fn follow(
         std::thread::sleep(READ_EVERY);
     }
     for s in &mut shards {
+        s.set_stopping(cancel.stopping());
         s.relay(intake, true);
     }
     account_for_the_rest(&shards, &watch, config, cancel, intake);
@@ -245,7 +266,8 @@ impl Executor for SlurmPlan {
         let layout = Layout {
             dir: plan_dir(config)?,
         };
-        let plan = Plan::new(config, dealt.shards.len(), files as u64, dealt.task_mem)?;
+        let mut plan = Plan::new(config, dealt.shards.len(), files as u64, dealt.task_mem)?;
+        let sealed = plan.seal(&dealt.shards)?;
         let args = sbatch_args(config, &plan, &layout)?;
         let sbatch = sbatch_line(&args, &layout);
         let mut head =
@@ -254,7 +276,7 @@ impl Executor for SlurmPlan {
         head.extend_from_slice(b"\n# ");
         head.extend_from_slice(layout.script().as_os_str().as_encoded_bytes());
         head.extend_from_slice(b":\n");
-        head.extend_from_slice(&script(&plan, &layout, &sbatch));
+        head.extend_from_slice(&script(&plan, &layout, &sbatch, &sealed.digest));
         for (k, shard) in dealt.shards.iter().enumerate() {
             let mut text = std::mem::take(&mut head);
             write_heading(&mut text, k, shard)?;

@@ -21,12 +21,15 @@ pub(crate) struct Task {
     pub io: Io,
 }
 
-/// Reads the plan and sets up shard `shard`: the caller runs it with the local pool.
-pub(crate) fn prepare(plan_dir: &Path, shard: usize) -> Result<Task> {
+/// Reads the plan and sets up shard `shard`: the caller runs it with the local pool. The plan
+/// directory must be this user's alone, and the plan must match `digest` (from the batch
+/// script Slurm kept), its shard's inputs the digest in the plan: nothing else runs.
+pub(crate) fn prepare(plan_dir: &Path, shard: usize, digest: &str) -> Result<Task> {
     let dir = std::path::absolute(plan_dir)
         .with_context(|| format!("bad plan directory {}", plan_dir.display()))?;
+    super::private::check_owned(&dir, "the plan directory")?;
     let layout = Layout { dir };
-    let plan = Plan::load(&layout.dir)?;
+    let plan = Plan::load(&layout.dir, digest)?;
     if shard >= plan.shards {
         bail!(
             "shard {shard} does not exist: the plan has shards 0 to {}",
@@ -40,7 +43,10 @@ pub(crate) fn prepare(plan_dir: &Path, shard: usize) -> Result<Task> {
             cwd.display()
         )
     })?;
-    let inputs = layout.read_inputs(shard)?;
+    let Some(inputs_digest) = plan.inputs_sha256.get(shard) else {
+        bail!("the plan has no digest for shard {shard}: refusing to run it");
+    };
+    let inputs = layout.read_inputs(shard, inputs_digest)?;
     // The task's own --mem (as Slurm granted it, --slurm-arg included) bounds its jobs.
     let var = |k: &str| {
         std::env::var(k)

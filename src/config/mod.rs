@@ -183,6 +183,9 @@ impl Config {
             bail!("--status-every must be more than 0");
         }
         let status_every = cli.status_every.filter(|_| !progress && !mode.is_dry_run());
+        if let (Mode::Srun(alloc), Some(PerJob::Fixed(b))) = (&mode, &cli.mem_per_job) {
+            alloc.check_fits(Some(*b))?;
+        }
         let mem_limit = match &mode {
             Mode::Srun(alloc) => cli.mem_limit.or(alloc.mem_bytes.map(Amount::Bytes)),
             _ => cli.mem_limit,

@@ -157,6 +157,7 @@ fn run_admitted(
             cancel: shared.ctx.cancel,
             sampler: Some(&shared.sampler),
             reserved: permit.reserved,
+            term_step: None,
         });
         paused += finished.paused;
         if finished.evicted && !finished.interrupted {

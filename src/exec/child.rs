@@ -49,6 +49,10 @@ pub(crate) struct Launch<'a> {
     pub live: Option<&'a crate::live::Board>,
     /// The memory reserved for the job.
     pub reserved: u64,
+    /// A step of a Slurm allocation (`--executor srun`): asks Slurm to send SIGTERM to the
+    /// step's processes, true if it could. srun itself answers SIGTERM by killing the step at
+    /// once, so it gets SIGTERM only when the grace period is over (then SIGKILL if it lingers).
+    pub term_step: Option<&'a (dyn Fn() -> bool + Sync)>,
 }
 
 /// How the process ended.
@@ -85,8 +89,15 @@ pub(crate) struct Finished {
 enum Stop {
     None,
     Termed(Instant),
+    /// A srun step's grace is over: srun was told to kill the step (SIGTERM), and gets
+    /// SIGKILL if it has not ended by then.
+    Aborting(Instant),
     Killed,
 }
+
+/// How long srun may take to kill its step and end before it is killed itself (it waits up to
+/// the cluster's KillWait for the step).
+const SRUN_ABORT_WAIT: Duration = Duration::from_secs(35);
 
 /// Runs one job to its end.
 pub(crate) fn run(launch: &Launch) -> Finished {
@@ -129,6 +140,7 @@ pub(crate) fn run(launch: &Launch) -> Finished {
         .collect();
     let mut sup = Supervisor {
         pid,
+        term_step: launch.term_step,
         stop: Stop::None,
         timed_out: false,
         interrupted: false,
@@ -168,7 +180,7 @@ pub(crate) fn run(launch: &Launch) -> Finished {
 
 /// Drains the job's output and watches its exit, the cancel pipe and the clock until the job
 /// is reaped and its pipes are closed (or abandoned to processes that left its group).
-fn supervise(launch: &Launch, sup: &mut Supervisor, streams: &mut [Stream]) {
+fn supervise(launch: &Launch, sup: &mut Supervisor<'_>, streams: &mut [Stream]) {
     let exit_fd = os::exit_watch(sup.pid);
     let mut ready = Vec::new();
     let mut buf = vec![0u8; 64 * 1024];
@@ -268,8 +280,9 @@ impl Stream<'_> {
 }
 
 /// The state of one job's process group while it is supervised.
-struct Supervisor {
+struct Supervisor<'a> {
     pid: i32,
+    term_step: Option<&'a (dyn Fn() -> bool + Sync)>,
     stop: Stop,
     timed_out: bool,
     interrupted: bool,
@@ -286,7 +299,7 @@ struct Supervisor {
     paused_counted: Duration,
 }
 
-impl Supervisor {
+impl Supervisor<'_> {
     /// Acts on what changed: the run began stopping (or stopping hard), the time limit ran
     /// out, a grace period ended.
     fn react(&mut self, now: Instant, cancel: &Cancel, sampler: Option<&Sampler>) {
@@ -358,6 +371,11 @@ impl Supervisor {
         if hard || self.grace.is_zero() {
             self.kill();
         } else if self.stop == Stop::None {
+            // A srun step still running: its own processes get the SIGTERM, through Slurm.
+            if self.reaped.is_none() && self.term_step.is_some_and(|term| term()) {
+                self.stop = Stop::Termed(Instant::now());
+                return;
+            }
             let _ = os::signal_group(self.pid, Signal::SIGTERM);
             // A stopped (SIGSTOP) job would never see the TERM.
             let _ = os::signal_group(self.pid, Signal::SIGCONT);
@@ -366,11 +384,28 @@ impl Supervisor {
     }
 
     fn kill(&mut self) {
+        if self.term_step.is_some() && self.reaped.is_none() {
+            // srun killed outright would leave its step running: it is told to kill it.
+            match self.stop {
+                Stop::Aborting(at) if at.elapsed() < SRUN_ABORT_WAIT => return,
+                Stop::Aborting(_) | Stop::Killed => {}
+                _ => {
+                    let _ = os::signal_group(self.pid, Signal::SIGTERM);
+                    self.stop = Stop::Aborting(Instant::now());
+                    return;
+                }
+            }
+        }
         let _ = os::signal_group(self.pid, Signal::SIGKILL);
         self.stop = Stop::Killed;
     }
 
     fn escalate(&mut self, now: Instant) {
+        if let Stop::Aborting(at) = self.stop {
+            if now.duration_since(at) >= SRUN_ABORT_WAIT {
+                self.kill();
+            }
+        }
         if let Stop::Termed(at) = self.stop {
             if now.duration_since(at) >= self.grace {
                 if self.reaped.is_none() || self.group_alive() {
@@ -400,6 +435,9 @@ impl Supervisor {
         }
         if let Stop::Termed(t) = self.stop {
             at(t.checked_add(self.grace));
+        }
+        if let Stop::Aborting(t) = self.stop {
+            at(t.checked_add(SRUN_ABORT_WAIT));
         }
         if let Some(r) = self.reaped_at {
             at(r.checked_add(ORPHAN_PIPE_WAIT));

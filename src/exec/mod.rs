@@ -342,9 +342,11 @@ fn run_admitted(
         mem_mib: permit.reserved >> 20,
     });
     let mut program = config.program.as_deref();
+    let mut term_step = None;
     if let Mode::Srun(alloc) = &config.mode {
         argv = alloc.wrap(&argv, input.job, permit.reserved);
         program = Some(alloc.srun.as_path());
+        term_step = Some(|| alloc.term_step(input.job));
     }
     if tries.started_ms.is_none() {
         tries.started_ms = Some(shared.start.elapsed().as_millis() as u64);
@@ -371,6 +373,7 @@ fn run_admitted(
             cancel: shared.ctx.cancel,
             sampler: Some(&shared.sampler),
             reserved: permit.reserved,
+            term_step: term_step.as_ref().map(|f| f as &(dyn Fn() -> bool + Sync)),
         });
         tries.paused += finished.paused;
         if finished.evicted && !finished.interrupted {

@@ -36,6 +36,7 @@ enum Line {
     File(Box<JobRecord>),
     Summary(Map<String, Value>),
     Worker(Map<String, Value>),
+    SlurmArray(Map<String, Value>),
 }
 
 /// Reads the journal at `path`. A file whose first line is not a fanout record is refused.
@@ -70,7 +71,9 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Journal> {
         seen_record = true;
         let version = match &parsed {
             Line::File(r) => u64::from(r.version),
-            Line::Summary(m) | Line::Worker(m) => m.get("v").and_then(Value::as_u64).unwrap_or(0),
+            Line::Summary(m) | Line::Worker(m) | Line::SlurmArray(m) => {
+                m.get("v").and_then(Value::as_u64).unwrap_or(0)
+            }
         };
         if version > u64::from(FORMAT_VERSION) {
             bail!(
@@ -80,7 +83,7 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Journal> {
         match parsed {
             Line::File(r) => journal.files.push(*r),
             Line::Summary(m) => journal.summary = Some(m),
-            Line::Worker(_) => {}
+            Line::Worker(_) | Line::SlurmArray(_) => {}
         }
     }
     if !seen_record {

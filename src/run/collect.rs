@@ -250,7 +250,17 @@ impl<'a> Collector<'a> {
     }
 
     fn notice(&mut self, notice: Notice) {
-        let (Notice::Error(msg) | Notice::Info(msg)) = notice;
+        let msg = match notice {
+            Notice::Error(msg) | Notice::Info(msg) => msg,
+            Notice::Journal(line) => {
+                if let Some(journal) = self.journal.as_deref_mut() {
+                    if let Err(err) = journal.line(&line) {
+                        self.journal_failed(&err);
+                    }
+                }
+                return;
+            }
+        };
         self.progress.suspend(|| print_notice(&msg));
     }
 

@@ -48,7 +48,11 @@ pub(crate) fn drive(
     let cancel = Arc::new(Cancel::new().context("cannot create a pipe")?);
     cancel::watch_signals(Arc::clone(&cancel)).context("cannot install signal handlers")?;
     let dry = config.mode.is_dry_run();
-    let resume = Resume::for_run(config.resume.as_deref(), config.quiet || dry)?;
+    let resume = Resume::for_run(
+        config.resume.as_deref(),
+        config.quiet || dry,
+        &crate::cluster::refuse_if_running,
+    )?;
     let mut journal = open_journal(config, io.header.as_ref())?;
     let start = Instant::now();
     let found = AtomicU64::new(0);

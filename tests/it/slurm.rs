@@ -937,6 +937,14 @@ fn external_scancel_then_resume() {
         .count();
     assert!(explained > 0, "no record mentions {task:?}: {records:#?}");
     assert!(live_tasks(&job_id).is_empty());
+    // Nothing says fanout was terminated: the stop came from outside, and the records say so.
+    for r in file_records(&records) {
+        let reason = r["reason"].as_str().unwrap_or_default();
+        assert!(!reason.contains("terminated (SIGTERM)"), "{r}");
+        if r["status"] == "interrupted" {
+            assert!(reason.contains("from outside fanout"), "{r}");
+        }
+    }
 
     // Again, resuming: only what did not finish runs.
     let second_job = job("run2");
@@ -1596,5 +1604,480 @@ fn srun_steps_write_outputs_through_the_commit() {
             fs::read(env.path(format!("o/{rel}.copy"))).unwrap(),
             fs::read(env.path(p)).unwrap()
         );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The plan directory is a trust boundary
+
+/// The group and the user of the test's hostile group member, created if absent (we are root).
+const MATE_GROUP: &str = "fanoutmates";
+const MATE: &str = "fanoutmate";
+
+fn ensure_group_member() {
+    let known = |db: &str, name: &str| slurm_cmd("getent", &[db, name]).status.success();
+    if !known("group", MATE_GROUP) {
+        let out = slurm_cmd("groupadd", &[MATE_GROUP]);
+        assert!(
+            out.status.success() || known("group", MATE_GROUP),
+            "groupadd: {out:?}"
+        );
+    }
+    if !known("passwd", MATE) {
+        let out = slurm_cmd(
+            "useradd",
+            &["-M", "-N", "-g", MATE_GROUP, "-s", "/bin/sh", MATE],
+        );
+        assert!(
+            out.status.success() || known("passwd", MATE),
+            "useradd: {out:?}"
+        );
+    }
+}
+
+/// Runs `sh -c script` as the group member.
+fn as_mate(script: &str) -> std::process::Output {
+    slurm_cmd(
+        "setpriv",
+        &[
+            &format!("--reuid={MATE}"),
+            &format!("--regid={MATE_GROUP}"),
+            "--init-groups",
+            "sh",
+            "-c",
+            script,
+        ],
+    )
+}
+
+/// fanout run through `sh -c 'umask 002; exec fanout …'`, as in a group project directory.
+fn umask_002(env: &TestEnv, args: &[&str]) -> Command {
+    let inner = env.command(args);
+    let mut cmd = Command::new("sh");
+    cmd.args(["-c", r#"umask 002; exec "$0" "$@""#])
+        .arg(inner.get_program())
+        .args(inner.get_args())
+        .current_dir(env.root())
+        .env_remove("NO_COLOR");
+    cmd
+}
+
+/// A tree in a group project directory: setgid, group-writable, the group member's group.
+fn group_tree() -> (TestEnv, Vec<String>) {
+    ensure_group_member();
+    let (env, paths) = flat(4);
+    for d in [env.root().to_path_buf(), env.path("d"), env.path("out")] {
+        let out = slurm_cmd("chgrp", &[MATE_GROUP, d.to_str().unwrap()]);
+        assert!(out.status.success(), "{out:?}");
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(&d, fs::Permissions::from_mode(0o2777)).unwrap();
+    }
+    (env, paths)
+}
+
+/// Item 1 of the Slurm trust-boundary issue: a `.fanout` that another user made is refused
+/// before anything is written or submitted.
+#[test]
+fn a_fanout_directory_another_user_owns_is_refused() {
+    if !slurm() {
+        return;
+    }
+    let (env, _) = group_tree();
+    let made = as_mate(&format!("mkdir -m 777 {}/.fanout", env.root().display()));
+    assert!(made.status.success(), "{made:?}");
+    let args = [
+        "--executor",
+        "slurm",
+        "--shards",
+        "2",
+        "d",
+        "--",
+        "sh",
+        "-c",
+        "true",
+        "_",
+        "{}",
+    ];
+    let out = Bg::start(umask_002(&env, &args)).wait(SLURM_DEADLINE);
+    out.assert_code(2).assert_no_panic();
+    let err = out.stderr_str();
+    assert_eq!(err.trim().lines().count(), 1, "one line\n{}", out.dump());
+    assert!(err.contains(".fanout"), "{}", out.dump());
+    assert!(jobs_in(env.root()).is_empty(), "nothing submitted");
+    let inside = fs::read_dir(env.path(".fanout")).unwrap().count();
+    assert_eq!(inside, 0, "nothing written into the other user's directory");
+    // A --plan-dir another user can write is refused the same way.
+    let made = as_mate(&format!(
+        "mkdir -m 777 {}/shared-plan",
+        env.root().display()
+    ));
+    assert!(made.status.success(), "{made:?}");
+    let mut args = args.to_vec();
+    args.splice(0..0, ["--plan-dir", "shared-plan"]);
+    let out = Bg::start(umask_002(&env, &args)).wait(SLURM_DEADLINE);
+    out.assert_code(2).assert_no_panic();
+    assert_eq!(out.stderr_str().trim().lines().count(), 1, "{}", out.dump());
+    assert!(out.stderr_str().contains("shared-plan"), "{}", out.dump());
+    assert!(jobs_in(env.root()).is_empty(), "nothing submitted");
+}
+
+/// Item 1: under umask 002 in a group directory, the plan is private, and a plan changed while
+/// its array pends — by a group member, or by anyone with the submitter's own access — never
+/// runs: every file is reported with the reason, and the run fails.
+#[test]
+fn a_plan_changed_while_its_array_pends_never_runs() {
+    if !slurm() {
+        return;
+    }
+    let (env, paths) = group_tree();
+    let args = [
+        "--executor",
+        "slurm",
+        "--shards",
+        "2",
+        "--slurm-arg=--hold",
+        "--summary",
+        "s.jsonl",
+        "d",
+        "--",
+        "sh",
+        "-c",
+        r#"echo "$1" >> out/ran"#,
+        "_",
+        "{}",
+    ];
+    let mut run = Bg::start(umask_002(&env, &args));
+    let job = wait_for_job(&env);
+    let plans: Vec<PathBuf> = fs::read_dir(env.path(".fanout"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(plans.len(), 1, "{plans:?}");
+    let plan = &plans[0];
+    use std::os::unix::fs::MetadataExt;
+    for (p, mode) in [
+        (env.path(".fanout"), 0o700),
+        (plan.clone(), 0o700),
+        (plan.join("inputs"), 0o700),
+        (plan.join("records"), 0o700),
+        (plan.join("plan.json"), 0o600),
+        (plan.join("job.sh"), 0o600),
+        (plan.join("inputs/shard-0.jsonl"), 0o600),
+    ] {
+        let md = fs::symlink_metadata(&p).unwrap();
+        assert_eq!(md.mode() & 0o7777, mode, "{}", p.display());
+    }
+    // The name cannot be guessed from the time and the process id alone.
+    let name = plan.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(name.split('-').count() >= 4, "{name}");
+    // The group member's edit: the command writes a mark.
+    let text = fs::read_to_string(plan.join("plan.json")).unwrap();
+    let evil = text.replace(r#"echo \"$1\" >> out/ran"#, "id > out/pwned");
+    assert_ne!(evil, text, "the command is in plan.json as written");
+    let staged = env.path("evil.json");
+    fs::write(&staged, &evil).unwrap();
+    let by_mate = as_mate(&format!(
+        "cp {} {}/plan.json",
+        staged.display(),
+        plan.display()
+    ));
+    assert!(!by_mate.status.success(), "a group member wrote the plan");
+    // Then the same edit with the submitter's own access.
+    fs::write(plan.join("plan.json"), &evil).unwrap();
+    let released = slurm_cmd("scontrol", &["release", &job]);
+    assert!(released.status.success(), "{released:?}");
+    let out = run.wait(SLURM_DEADLINE);
+    out.assert_no_panic();
+    assert!(
+        !env.exists("out/pwned"),
+        "the edited command ran\n{}",
+        out.dump()
+    );
+    assert!(!env.exists("out/ran"), "a job ran from a changed plan");
+    assert_ne!(out.code, Some(0), "{}", out.dump());
+    let (records, st) = journal(&env, &out, &paths);
+    for (p, s) in &st {
+        assert!(["failed", "not_started"].contains(&s.as_str()), "{p}: {s}");
+    }
+    for r in file_records(&records) {
+        let reason = r["reason"].as_str().unwrap_or_default();
+        assert!(reason.contains("changed since it was submitted"), "{r}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// A killed submitter
+
+/// Item 2 of the Slurm issue: the submitting fanout is SIGKILLed while its array runs, and the
+/// run is resumed at once. The journal names the array as soon as it is submitted; the resume
+/// refuses while that array still runs, then takes in what it finished: no file is transformed
+/// twice.
+#[test]
+fn a_killed_submitter_is_resumed_without_transforming_a_file_twice() {
+    if !slurm() {
+        return;
+    }
+    let (env, paths) = flat(8);
+    let job = r#"cat "$1" > "$2"; echo x >> "$2"; sleep 1"#;
+    let args = |resume: bool, summary: &'static str| {
+        let mut a = vec!["-i", "--executor", "slurm", "--shards", "2"];
+        if resume {
+            a.extend(["--resume", "run.jsonl"]);
+        }
+        a.extend([
+            "--summary",
+            summary,
+            "d",
+            "--",
+            "sh",
+            "-c",
+            job,
+            "_",
+            "{}",
+            "{out}",
+        ]);
+        a
+    };
+    let mut run = spawn_slurm(&env, &args(false, "run.jsonl"));
+    let job_id = wait_for_job(&env);
+    let started = wait_until(Duration::from_secs(45), || {
+        fs::read_to_string(env.path("run.jsonl")).is_ok_and(|t| t.contains("\"status\":\"ok\""))
+    });
+    assert!(started, "no file finished (job {job_id})");
+    run.signal("KILL");
+    let killed = run.wait(SLURM_DEADLINE);
+    assert_eq!(killed.signal, Some(9));
+    assert!(
+        !live_tasks(&job_id).is_empty(),
+        "the array ended too soon for the test"
+    );
+    // The journal of the killed run names its array and plan directory.
+    let records = read_summary(env.path("run.jsonl"));
+    let array = records
+        .iter()
+        .find(|r| r["type"] == "slurm_array")
+        .unwrap_or_else(|| panic!("no slurm_array line: {records:#?}"));
+    assert_eq!(array["slurm_job_id"], job_id.as_str());
+    assert!(Path::new(array["plan_dir"].as_str().unwrap()).is_dir());
+    // Resumed at once: refused while the array runs.
+    let out = run_slurm(&env, &args(true, "run2.jsonl"));
+    out.assert_code(2).assert_no_panic();
+    let err = out.stderr_str();
+    assert_eq!(err.trim().lines().count(), 1, "{}", out.dump());
+    assert!(err.contains(&job_id), "{}", out.dump());
+    assert!(!env.exists("run2.jsonl"), "nothing written");
+    let ended = wait_until(SLURM_DEADLINE, || live_tasks(&job_id).is_empty());
+    assert!(ended, "the orphaned array did not end");
+    // Once it ended: what it finished is taken in, the rest runs.
+    let out = run_slurm(&env, &args(true, "run2.jsonl"));
+    out.assert_code(0).assert_no_panic();
+    for p in &paths {
+        assert_eq!(
+            fs::read_to_string(env.path(p)).unwrap(),
+            format!("{p}\nx\n"),
+            "{p} was transformed once\n{}",
+            out.dump()
+        );
+    }
+    let records = read_summary(env.path("run2.jsonl"));
+    assert_counts_add_up(&records);
+    let st = statuses(&records);
+    assert_eq!(st.keys().cloned().collect::<Vec<_>>(), paths);
+    assert!(st.values().any(|s| s == "skipped"), "{st:#?}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// srun inside an allocation: its real memory
+
+/// The `--mem=` of a record's srun command line, in MiB.
+fn step_mem_mib(r: &Value) -> u64 {
+    let argv = r["command"].as_array().unwrap_or_else(|| panic!("{r}"));
+    let mem = argv
+        .iter()
+        .filter_map(|w| w.as_str()?.strip_prefix("--mem="))
+        .next()
+        .unwrap_or_else(|| panic!("no --mem: {r}"));
+    mem.trim_end_matches('M').parse().unwrap()
+}
+
+/// Item 3: under `salloc -n 2` with `--mem=512M`, `--mem-per-cpu=256M`, or no memory option (the
+/// cluster's DefMemPerCPU=512, so 1 GiB), every step asks at most what the allocation holds on a node,
+/// the budget is the allocation's memory, and every file runs; a `--mem-per-job` that no
+/// step could get is refused up front.
+#[test]
+fn srun_steps_ask_for_no_more_memory_than_the_allocation_has() {
+    if !slurm() {
+        return;
+    }
+    // On the two-node test cluster (one CPU each) the two tasks take both nodes.
+    let nodes: u64 = if idle_nodes() >= 2 { 2 } else { 1 };
+    for (mem, node_mib, total_mib) in [
+        (Some("--mem=512M"), 512, 512 * nodes),
+        (Some("--mem-per-cpu=256M"), 512 / nodes, 512),
+        (None, 1024 / nodes, 1024),
+    ] {
+        let (env, paths) = flat(4);
+        let mut cmd = Command::new("salloc");
+        cmd.args(["--quiet", "-n", "2"]);
+        cmd.args(mem);
+        cmd.arg("--")
+            .arg(FANOUT)
+            .args([
+                "--executor",
+                "srun",
+                "--summary",
+                "s.jsonl",
+                "d",
+                "--",
+                "sh",
+                "-c",
+                "sleep 1",
+                "_",
+                "{}",
+            ])
+            .current_dir(env.root())
+            .env_remove("SLURM_JOB_ID");
+        let out = Bg::start(cmd).wait(SLURM_DEADLINE);
+        out.assert_code(0).assert_no_panic();
+        let (records, st) = journal(&env, &out, &paths);
+        assert!(st.values().all(|s| s == "ok"), "{mem:?}: {st:#?}");
+        for r in file_records(&records) {
+            assert!(step_mem_mib(&r) <= node_mib, "{mem:?}: {r}");
+        }
+        let fin = final_record(&records);
+        assert_eq!(
+            int(&fin, "mem_limit_bytes") as u64,
+            total_mib << 20,
+            "{mem:?}: the budget is the allocation's memory: {fin}"
+        );
+    }
+    // A job that cannot fit at all: refused before anything runs.
+    let (env, _) = flat(1);
+    let mut cmd = Command::new("salloc");
+    cmd.args(["--quiet", "-n", "1", "--mem=256M", "--"])
+        .arg(FANOUT)
+        .args([
+            "--executor",
+            "srun",
+            "--mem-per-job",
+            "1G",
+            "d",
+            "--",
+            "true",
+        ])
+        .current_dir(env.root())
+        .env_remove("SLURM_JOB_ID");
+    let out = Bg::start(cmd).wait(SLURM_DEADLINE);
+    out.assert_code(2).assert_no_panic();
+    out.assert_stderr_contains("--mem-per-job");
+}
+
+/// Item 4: `--slurm-arg=--mem-bind=local` is not a memory size: fanout's `--mem` stays (the
+/// dry run shows what would be submitted).
+#[test]
+fn a_mem_bind_slurm_arg_keeps_fanouts_mem() {
+    let (env, _) = flat(2);
+    let bin = env.mkdir("bin");
+    std::os::unix::fs::symlink("/bin/sh", bin.join("sh")).unwrap();
+    let run = |extra: &str| {
+        let mut cmd = env.command(&[
+            "-n",
+            "--executor",
+            "slurm",
+            extra,
+            "--mem-per-job",
+            "700M",
+            "d",
+            "--",
+            "sh",
+            "-c",
+            "true",
+        ]);
+        cmd.env("PATH", &bin);
+        let out = Bg::start(cmd).wait(Duration::from_secs(30));
+        out.assert_code(0).assert_no_panic();
+        out.stdout_lines()
+            .into_iter()
+            .find(|l| l.starts_with("# sbatch "))
+            .unwrap_or_else(|| panic!("no sbatch line\n{}", out.dump()))
+    };
+    let line = run("--slurm-arg=--mem-bind=local");
+    assert!(line.contains("'--mem=764M'"), "{line}");
+    assert!(line.contains("'--mem-bind=local'"), "{line}");
+    // A memory size of the user's own replaces it.
+    let line = run("--slurm-arg=--mem-per-cpu=2G");
+    assert!(!line.contains("'--mem="), "{line}");
+    assert!(line.contains("'--mem-per-cpu=2G'"), "{line}");
+}
+
+/// Item 6: under `--executor srun`, `--timeout` and SIGTERM give a job its `--kill-grace`, as
+/// locally: the step's processes get SIGTERM, and a job that traps it runs its handler (which
+/// writes a mark and exits 7).
+#[test]
+fn srun_steps_get_sigterm_and_their_grace() {
+    if !slurm() {
+        return;
+    }
+    let job = r#"trap 'echo handled > "out/h-$(basename "$1")"; exit 7' TERM; echo up > "out/u-$(basename "$1")"; sleep 60 & wait"#;
+    for stop in ["timeout", "sigterm"] {
+        let (env, paths) = flat(1);
+        let mut fanout = vec![
+            FANOUT,
+            "--executor",
+            "srun",
+            "--kill-grace",
+            "10s",
+            "--summary",
+            "s.jsonl",
+        ];
+        if stop == "timeout" {
+            fanout.extend(["--timeout", "3s"]);
+        }
+        fanout.extend(["d", "--", "sh", "-c", job, "_", "{}"]);
+        // fanout in the background of the allocation's shell, its pid in a file.
+        let script = r#""$@" & echo $! > fanout.pid; wait $!"#;
+        let mut cmd = Command::new("salloc");
+        cmd.args([
+            "--quiet",
+            "-n",
+            "1",
+            "--mem=512M",
+            "--",
+            "sh",
+            "-c",
+            script,
+            "sh",
+        ])
+        .args(&fanout)
+        .current_dir(env.root())
+        .env_remove("SLURM_JOB_ID");
+        let mut run = Bg::start(cmd);
+        let up = wait_until(Duration::from_secs(30), || env.exists("out/u-f00"));
+        assert!(up, "{stop}: the job never started");
+        if stop == "sigterm" {
+            let pid = fs::read_to_string(env.path("fanout.pid")).unwrap();
+            let st = Command::new("kill")
+                .args(["-TERM", pid.trim()])
+                .status()
+                .unwrap();
+            assert!(st.success());
+        }
+        let out = run.wait(SLURM_DEADLINE);
+        out.assert_no_panic();
+        assert!(
+            env.exists("out/h-f00"),
+            "{stop}: the job's TERM handler did not run\n{}",
+            out.dump()
+        );
+        let records = read_summary(env.path("s.jsonl"));
+        let r = &file_records(&records)[0];
+        assert_eq!(r["path"], paths[0].as_str());
+        assert_eq!(r["exit_code"], 7, "{stop}: {r}");
+        let want = if stop == "timeout" {
+            "timeout"
+        } else {
+            "interrupted"
+        };
+        assert_eq!(r["status"], want, "{stop}: {r}");
     }
 }
