@@ -182,8 +182,8 @@ pub(crate) struct Cli {
     )]
     pub output: Option<OsString>,
 
-    /// With -o: skip an input whose target exists and is not older than the input (make's
-    /// rule, nanosecond times)
+    /// With -o: skip an input whose target is a regular file newer than the input (make's
+    /// rule, nanosecond times; equal times count as stale)
     #[arg(short = 'u', long, requires = "output")]
     pub update: bool,
 

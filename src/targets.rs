@@ -123,12 +123,20 @@ pub(crate) fn assign(
     ))
 }
 
-/// Whether the target of `input` is up to date (make's rule): it exists and was modified no
-/// earlier than the input (nanoseconds). Links are followed, as make does.
+/// Whether the target of `input` is up to date: it is a regular file (links followed, as
+/// make does) modified strictly later than the input. Anything else at the target's name (a
+/// directory, a FIFO) is not up to date: its job runs and gets the record it gets without
+/// `-u`. Equal times count as stale: a file system stamps times from a clock that ticks in
+/// milliseconds or seconds, so an input edited in the same tick as its target's commit has
+/// the target's very time, and rerunning costs a job where trusting it would keep a stale
+/// target.
 pub(crate) fn up_to_date(input: &Input, target: &Path) -> bool {
     let Ok(t) = std::fs::metadata(target) else {
         return false;
     };
+    if !t.is_file() {
+        return false;
+    }
     let input_ns = match input.seen {
         Some((_, ns)) => ns,
         None => match std::fs::metadata(&input.path) {
@@ -136,7 +144,7 @@ pub(crate) fn up_to_date(input: &Input, target: &Path) -> bool {
             Err(_) => return false,
         },
     };
-    t.mtime() * 1_000_000_000 + t.mtime_nsec() >= input_ns
+    t.mtime() * 1_000_000_000 + t.mtime_nsec() > input_ns
 }
 
 /// An input that gets a job (the others get their record from triage).
