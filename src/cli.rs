@@ -196,6 +196,18 @@ pub(crate) struct Cli {
     #[arg(long, requires = "in_place")]
     pub force: bool,
 
+    /// With -i or -o: let jobs write {out} in directories that another user owns or can
+    /// write (not sticky), or reaches through a link of theirs; by default fanout refuses,
+    /// since that user could redirect the job's write
+    #[arg(long)]
+    pub allow_shared_dirs: bool,
+
+    /// With -i or -o as root: follow a symbolic link owned by a user who could not write the
+    /// file it leads to; by default such an input is not rewritten (as the kernel's
+    /// protected_symlinks rule)
+    #[arg(long)]
+    pub allow_foreign_links: bool,
+
     /// Memory budget for the jobs running at once: a size (`12G`) or a share of the memory
     /// available at start, cgroup limits included (`60%`) [default: 100%, less --mem-reserve]
     #[arg(long, value_name = "SIZE|PCT", value_parser = |s: &str| crate::memory::parse_amount(s, true))]

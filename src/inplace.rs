@@ -199,6 +199,29 @@ fn private_dir(dir: &Node) -> bool {
         && (dir.mode & 0o020 == 0 || dir.gid == rustix::process::getegid().as_raw())
 }
 
+/// Whether other users can add names to this directory (it may be sticky): there `{out}`'s
+/// name is taken before the job runs.
+fn shared(dir: &Node) -> bool {
+    crate::os::trust::others_can_write(crate::os::trust::Owner {
+        uid: dir.uid,
+        gid: dir.gid,
+        mode: dir.mode,
+    })
+}
+
+/// Makes `name` in `dir` an empty file of fanout's user, only if no entry has that name
+/// (`O_EXCL`, no link followed); returns its device and inode.
+fn take_name(dir: impl AsFd, name: &OsStr) -> Result<(u64, u64), Errno> {
+    let fd = rustix::fs::openat(
+        dir,
+        name,
+        OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o666),
+    )?;
+    let node = Node::of(&fd)?;
+    Ok((node.dev, node.ino))
+}
+
 /// Removes the temporary files in `dir` left by fanout runs that are gone. Only what fanout
 /// provably made goes: a name of exactly the shape fanout gives its input's name, a regular
 /// file with one name, owned by this user; its run not a live fanout here, and its input a
@@ -332,6 +355,19 @@ pub(crate) struct Prepared {
     /// `-o`: the input's directory and name (in place they are `dir` and `target_name`); the
     /// target's directory `dir` is locked shared while this is held.
     source: Option<(OwnedFd, OsString)>,
+    /// In a directory other users can add names to, the empty file fanout made at `{out}`'s
+    /// name before the job (device and inode): removed when the job is dropped unused.
+    taken: std::cell::Cell<Option<(u64, u64)>>,
+}
+
+impl Drop for Prepared {
+    fn drop(&mut self) {
+        if let Some(id) = self.taken.get() {
+            if Node::at(&self.dir, &self.out_name).is_ok_and(|n| (n.dev, n.ino) == id) {
+                let _ = rustix::fs::unlinkat(&self.dir, &self.out_name, AtFlags::empty());
+            }
+        }
+    }
 }
 
 impl Prepared {
@@ -402,6 +438,9 @@ pub(crate) struct InPlace {
     opts: InPlaceOptions,
     pid: u32,
     swept: Mutex<HashSet<PathBuf>>,
+    /// Directories `{out}` is written in, checked once each: why another user could change
+    /// one, or nothing when none can (README "Security").
+    trusted: Mutex<std::collections::HashMap<PathBuf, Option<String>>>,
 }
 
 impl InPlace {
@@ -410,6 +449,7 @@ impl InPlace {
             opts,
             pid: std::process::id(),
             swept: Mutex::new(HashSet::new()),
+            trusted: Mutex::new(std::collections::HashMap::new()),
         }
     }
 
@@ -489,6 +529,9 @@ impl InPlace {
                 )
             }
         };
+        if let Err(refusal) = self.check_trusted(dir_of(&target)) {
+            return (Err(refusal), Vec::new());
+        }
         let swept = self.sweep(dir_of(&target));
         (self.prepare_target(target, Goal::InPlace, job), swept)
     }
@@ -524,6 +567,9 @@ impl InPlace {
                 )
             }
         };
+        if let Err(refusal) = self.check_trusted(dir_of(target)) {
+            return (Err(refusal), Vec::new());
+        }
         let swept = self.sweep(dir_of(target));
         let goal = Goal::Output {
             target: target.to_path_buf(),
@@ -587,8 +633,10 @@ impl InPlace {
             None
         };
         let before = Node::of(&file).map_err(failed)?;
-        let out_name = self.free_name(&dir, target_name.as_bytes(), job, in_place)?;
+        let (out_name, taken) =
+            self.free_name(&dir, &dir_node, target_name.as_bytes(), job, in_place)?;
         Ok(Prepared {
+            taken: std::cell::Cell::new(taken),
             out: dir_of(&target).join(&out_name),
             target,
             verify,
@@ -603,23 +651,54 @@ impl InPlace {
         })
     }
 
+    /// Whether `{out}` may be written in directory `dir`: no other user can change it or a
+    /// directory or link on the way to it (`--allow-shared-dirs` lifts the rule).
+    fn check_trusted(&self, dir: &Path) -> Result<(), Refusal> {
+        if self.opts.relax.shared_dirs {
+            return Ok(());
+        }
+        let mut trusted = self.trusted.lock().expect("trusted set");
+        let problem = trusted.entry(dir.to_path_buf()).or_insert_with(|| {
+            crate::os::trust::check_dir(dir)
+                .err()
+                .map(|u| u.to_string())
+        });
+        match problem {
+            None => Ok(()),
+            Some(u) => Err(Refusal::Failed(format!(
+                "{u}: another user could redirect the job's write to {{out}} there; not run (--allow-shared-dirs allows it)"
+            ))),
+        }
+    }
+
     /// The first temporary name for `input` (in place) or target `input` (`-o`) and `job`
-    /// that is not taken in `dir`.
+    /// that is not taken in `dir`. Where other users can add names to `dir` (a sticky shared
+    /// directory), the name is taken at once, as an empty file of fanout's user made with
+    /// `O_EXCL`: nobody can plant a link at it before the job writes, nor move ours away.
     fn free_name(
         &self,
         dir: &OwnedFd,
+        dir_node: &Node,
         input: &[u8],
         job: u64,
         in_place: bool,
-    ) -> Result<OsString, Refusal> {
+    ) -> Result<(OsString, Option<(u64, u64)>), Refusal> {
+        let take = shared(dir_node);
         for n in 0.. {
             let name = OsString::from_vec(if in_place {
                 temp_name(input, self.pid, job, n)
             } else {
                 output_temp_name(input, self.pid, job, n)
             });
+            if take {
+                match take_name(dir, &name) {
+                    Ok(id) => return Ok((name, Some(id))),
+                    Err(Errno::EXIST) => continue,
+                    Err(e) => return Err(Refusal::Failed(reason(e))),
+                }
+            }
             match Node::at(dir, &name) {
-                Err(Errno::NOENT) => return Ok(name),
+                Err(Errno::NOENT) => return Ok((name, None)),
                 Err(e) => return Err(Refusal::Failed(reason(e))),
                 Ok(_) => {}
             }
@@ -638,9 +717,13 @@ impl InPlace {
         sweep_dead(dir, self.pid)
     }
 
-    /// Removes `{out}` before a retry or after a failure.
+    /// Removes `{out}` before a retry or after a failure; in a directory other users can add
+    /// names to, takes the name again at once for the next attempt.
     pub(crate) fn discard(p: &Prepared) {
         let _ = remove_out(p);
+        if p.taken.get().is_some() {
+            p.taken.set(take_name(&p.dir, &p.out_name).ok());
+        }
     }
 
     /// Ends an in-place job: verify and replace when `succeeded`, else keep the original.
@@ -659,7 +742,7 @@ impl InPlace {
             ..Outcome::default()
         };
         if !succeeded {
-            InPlace::discard(&p);
+            let _ = remove_out(&p);
             return outcome;
         }
         let out = match Self::check(&p, &mut outcome) {
@@ -678,7 +761,7 @@ impl InPlace {
                 outcome.created = created;
             }
             Err(Step::Before(e)) => {
-                InPlace::discard(&p);
+                let _ = remove_out(&p);
                 outcome.problem = Some(Problem::Failed(e));
             }
             // The name `{out}` is gone: nothing of fanout's is left to remove.
@@ -988,6 +1071,7 @@ mod tests {
         let ip = InPlace::new(InPlaceOptions {
             verify: None,
             force: false,
+            relax: crate::config::Relax::default(),
         });
         let out = ip.out_path(Path::new("d/year=2024/part-0.parquet"), 3, true);
         let name = out.file_name().unwrap().to_str().unwrap().to_string();
@@ -1018,6 +1102,7 @@ mod tests {
         let ip = InPlace::new(InPlaceOptions {
             verify: None,
             force: false,
+            relax: crate::config::Relax::default(),
         });
         assert_eq!(ip.sweep(dir.path()), vec![stale.clone()]);
         assert!(!stale.exists() && ours.exists() && other.exists() && orphan.exists());

@@ -23,6 +23,7 @@ pub(crate) fn assign(
     template: &TargetTemplate,
     threads: usize,
     inputs: &mut [Input],
+    shared_dirs: bool,
 ) -> Result<(), String> {
     let cwd = std::env::current_dir().unwrap_or_default();
     let mut bad = Vec::new();
@@ -115,12 +116,41 @@ pub(crate) fn assign(
         ));
     }
     if problems.is_empty() {
-        return Ok(());
+        return if shared_dirs {
+            Ok(())
+        } else {
+            trusted_dirs(inputs)
+        };
     }
     Err(format!(
         "-o/--output: {} (nothing was run); give each input a target of its own, e.g. with {{rel}} or {{rel.}}, in a directory apart from the inputs",
         problems.join("; ")
     ))
+}
+
+/// Every directory a target is written in (its nearest existing one: fanout makes the rest)
+/// must be one that no other user can change, or a job's write to `{out}` could be
+/// redirected (README "Security"). Each directory is checked once.
+fn trusted_dirs(inputs: &[Input]) -> Result<(), String> {
+    let mut parents = std::collections::HashSet::new();
+    let mut checked = std::collections::HashSet::new();
+    for target in inputs.iter().filter_map(|i| i.target.as_deref()) {
+        let parent = target.parent().unwrap_or(Path::new(""));
+        if !parents.insert(parent) {
+            continue;
+        }
+        let dir = crate::os::trust::existing_dir(parent);
+        if !checked.insert(dir.clone()) {
+            continue;
+        }
+        if let Err(u) = crate::os::trust::check_dir(&dir) {
+            return Err(format!(
+                "-o/--output: {u}: another user could redirect a job's write to {} there; nothing was run (--allow-shared-dirs allows it)",
+                quoted(target)
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Whether the target of `input` is up to date: it is a regular file (links followed, as
@@ -222,7 +252,7 @@ mod tests {
 
     fn run(template: &str, inputs: &mut [Input]) -> Result<(), String> {
         let t = TargetTemplate::parse(std::ffi::OsStr::new(template)).unwrap();
-        assign(&t, 1, inputs)
+        assign(&t, 1, inputs, true)
     }
 
     #[test]

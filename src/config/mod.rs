@@ -77,6 +77,19 @@ pub(crate) struct InPlaceOptions {
     pub verify: Option<Verify>,
     /// Rewrite read-only inputs too.
     pub force: bool,
+    /// The trust rules relaxed by flags.
+    #[serde(default)]
+    pub relax: Relax,
+}
+
+/// Trust rules of `-i` and `-o` that flags relax (see the README's "Security").
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct Relax {
+    /// `--allow-shared-dirs`: `{out}` may be written in a directory another user can change.
+    pub shared_dirs: bool,
+    /// `--allow-foreign-links`: as root, follow another user's link to a file they could not
+    /// write.
+    pub foreign_links: bool,
 }
 
 /// The `-o` part of the configuration.
@@ -89,6 +102,9 @@ pub(crate) struct OutputOptions {
     pub verify: Option<Verify>,
     /// `-u`: skip inputs whose target is up to date.
     pub update: bool,
+    /// The trust rules relaxed by flags.
+    #[serde(default)]
+    pub relax: Relax,
 }
 
 impl RunSpec {
@@ -98,6 +114,7 @@ impl RunSpec {
             self.output.as_ref().map(|o| InPlaceOptions {
                 verify: o.verify,
                 force: false,
+                relax: o.relax,
             })
         })
     }
@@ -158,6 +175,16 @@ impl Config {
             bail!("--verify goes with -i/--in-place or -o/--output");
         }
         check_batch(&cli)?;
+        let relax = Relax {
+            shared_dirs: cli.allow_shared_dirs,
+            foreign_links: cli.allow_foreign_links,
+        };
+        if (relax.shared_dirs || relax.foreign_links) && !cli.in_place && cli.output.is_none() {
+            bail!("--allow-shared-dirs and --allow-foreign-links go with -i/--in-place or -o/--output");
+        }
+        if cli.in_place && !relax.shared_dirs {
+            check_roots_trusted(&walk.roots)?;
+        }
         let mode = mode(&cli)?;
         let (jobs, threads) = parallelism(&cli, &mode);
         // On Slurm, output is relayed task by task as records arrive: ordering it by job number
@@ -193,11 +220,13 @@ impl Config {
             in_place: cli.in_place.then_some(InPlaceOptions {
                 verify: cli.verify,
                 force: cli.force,
+                relax,
             }),
             output: cli.output.map(|template| OutputOptions {
                 template,
                 verify: cli.verify,
                 update: cli.update,
+                relax,
             }),
             jobs,
             threads,
@@ -449,6 +478,26 @@ fn own_files(summary: Option<&Path>, resume: Option<&Path>) -> OwnFiles {
     OwnFiles::new(paths)
 }
 
+/// `-i`: the directories a walk starts from (a file's own directory) must be ones no other
+/// user can change, or a job's write to `{out}` could be redirected (README "Security").
+/// Directories below are checked per file, when their first job is prepared.
+fn check_roots_trusted(roots: &[Root]) -> Result<()> {
+    for root in roots {
+        let dir = match root {
+            Root::Dir { path, .. } => path.as_path(),
+            Root::File(path) => path
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new(".")),
+            Root::Stdin => continue,
+        };
+        if let Err(u) = crate::os::trust::check_dir(dir) {
+            bail!("-i: {u}: another user could redirect a job's write there; nothing was run (--allow-shared-dirs allows it)");
+        }
+    }
+    Ok(())
+}
+
 fn roots(paths: &[PathBuf]) -> Result<Vec<Root>> {
     if paths.is_empty() {
         return Ok(vec![Root::Dir {
@@ -641,7 +690,8 @@ mod tests {
             spec.in_place,
             Some(InPlaceOptions {
                 verify: Some(Verify::ParquetSchema),
-                force: true
+                force: true,
+                relax: Relax::default(),
             })
         );
         assert_eq!((spec.jobs, spec.threads, spec.retries), (3, 2, 4));
@@ -719,6 +769,7 @@ mod tests {
         spec.in_place = Some(InPlaceOptions {
             verify: None,
             force: false,
+            relax: Relax::default(),
         });
         assert!(worker(&spec).contains("{out}"), "{}", worker(&spec));
     }

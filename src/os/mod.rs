@@ -24,6 +24,7 @@ use macos as platform;
 compile_error!("fanout runs on Linux and macOS");
 
 mod posix;
+pub(crate) mod trust;
 
 pub(crate) use nix::sys::signal::Signal;
 pub(crate) use platform::{

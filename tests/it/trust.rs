@@ -87,3 +87,152 @@ fn resume_ignores_a_journal_leftover_another_user_planted() {
         "b's record is not its own run's: {b}"
     );
 }
+
+/// Starts `nobody` waiting (10 s at most) for the job to write its `{out}` path into `note`
+/// (as `ps` would show it), then planting a link to `victim` at that name.
+fn plant_link_at_out(env: &TestEnv, victim: &std::path::Path) -> Option<std::process::Child> {
+    let script = format!(
+        r#"cd '{}' || exit 1
+i=0
+while [ ! -s note ] && [ $i -lt 1000 ]; do sleep 0.01; i=$((i+1)); done
+[ -s note ] || exit 3
+ln -s '{}' "$(cat note)""#,
+        env.root().display(),
+        victim.display()
+    );
+    let mut cmd = as_nobody(&script)?;
+    Some(
+        cmd.stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+/// The job of the symlink tests: it says where it writes, leaves the attacker a second,
+/// then writes `{out}` by its path, as any shell redirect does.
+const SLOW_JOB: [&str; 6] = [
+    "sh",
+    "-c",
+    r#"echo "$2" > note; sleep 1; tr a-z A-Z <"$1" >"$2""#,
+    "_",
+    "{}",
+    "{out}",
+];
+
+fn secret(env: &TestEnv) -> std::path::PathBuf {
+    let secret = env.write("secret", "root only\n");
+    chmod(&secret, 0o600);
+    secret
+}
+
+/// Item 1: root runs `-i` on another user's 0775 directory, where that user plants a link at
+/// `{out}`'s name while the job runs. fanout refuses before anything runs (exit 2, naming the
+/// directory and the flag), so the root-only file cannot be reached; fed on stdin, the file
+/// gets a `failed` record saying why.
+#[test]
+fn in_place_refuses_a_directory_another_user_owns() {
+    if !is_root() {
+        eprintln!("skipped: this test needs root (the attacker runs as nobody)");
+        return;
+    }
+    let env = TestEnv::new(&["w"], &[("w/a.txt", "abc\n")]);
+    chmod(env.root(), 0o755);
+    chmod(&env.path("w"), 0o775);
+    std::os::unix::fs::chown(env.path("w"), Some(65534), Some(65534)).unwrap();
+    let victim = secret(&env);
+    let Some(mut attacker) = plant_link_at_out(&env, &victim) else {
+        eprintln!("skipped: neither setpriv nor runuser can run a command as nobody");
+        return;
+    };
+    let out = env.run(&[&["-i", "w", "--"][..], &SLOW_JOB[..]].concat());
+    let _ = attacker.kill();
+    let _ = attacker.wait();
+    assert_eq!(
+        fs::read_to_string(&victim).unwrap(),
+        "root only\n",
+        "{}",
+        out.dump()
+    );
+    out.assert_code(2)
+        .assert_stderr_contains("w belongs to user id 65534")
+        .assert_stderr_contains("--allow-shared-dirs");
+    assert_eq!(out.stderr_lines().len(), 1, "{}", out.dump());
+    assert_eq!(fs::read_to_string(env.path("w/a.txt")).unwrap(), "abc\n");
+    // From stdin nothing is known before the walk: a record per file says why.
+    let out = env.run_stdin(
+        &[
+            &["-i", "-", "--summary", "s.jsonl", "--"][..],
+            &SLOW_JOB[..],
+        ]
+        .concat(),
+        b"w/a.txt\n",
+    );
+    out.assert_code(1);
+    let r = record_for(&read_summary(env.path("s.jsonl")), "w/a.txt");
+    assert_eq!(r["status"], "failed", "{r}");
+    let why = r["reason"].as_str().unwrap();
+    assert!(
+        why.contains("belongs to user id 65534") && why.contains("--allow-shared-dirs"),
+        "{r}"
+    );
+    assert!(!env.exists("note"), "the job ran");
+    assert_eq!(fs::read_to_string(&victim).unwrap(), "root only\n");
+}
+
+/// Item 1, `-o`: a target directory another user can write is refused before anything runs.
+#[test]
+fn output_refuses_a_target_directory_others_can_write() {
+    let env = TestEnv::new(&["shared/out"], &[("in/a.txt", "abc\n")]);
+    chmod(env.root(), 0o755);
+    chmod(&env.path("shared"), 0o777);
+    let out = env.run(&["in", "-o", "shared/out/new/{/}", "--", "cp", "{}", "{out}"]);
+    out.assert_code(2)
+        .assert_stderr_contains("shared can be written by other users (mode 777, not sticky)")
+        .assert_stderr_contains("--allow-shared-dirs");
+    assert!(!env.exists("shared/out/new"));
+    env.run(&[
+        "in",
+        "--allow-shared-dirs",
+        "-o",
+        "shared/out/new/{/}",
+        "--",
+        "cp",
+        "{}",
+        "{out}",
+    ])
+    .assert_ok();
+    assert_eq!(
+        fs::read_to_string(env.path("shared/out/new/a.txt")).unwrap(),
+        "abc\n"
+    );
+}
+
+/// Item 1, a sticky shared directory (root's, mode 1777, as /tmp): fanout runs there, and
+/// takes `{out}`'s name before the job starts, so `nobody` cannot plant a link at it.
+#[test]
+fn in_a_sticky_directory_out_cannot_be_planted() {
+    if !is_root() {
+        eprintln!("skipped: this test needs root (the attacker runs as nobody)");
+        return;
+    }
+    let env = TestEnv::new(&["w"], &[("w/a.txt", "abc\n")]);
+    chmod(env.root(), 0o755);
+    chmod(&env.path("w"), 0o1777);
+    let victim = secret(&env);
+    let Some(mut attacker) = plant_link_at_out(&env, &victim) else {
+        eprintln!("skipped: neither setpriv nor runuser can run a command as nobody");
+        return;
+    };
+    let out = env.run(&[&["-i", "w", "--"][..], &SLOW_JOB[..]].concat());
+    let planted = attacker.wait().unwrap();
+    assert_eq!(
+        fs::read_to_string(&victim).unwrap(),
+        "root only\n",
+        "{}",
+        out.dump()
+    );
+    assert!(!planted.success(), "the attacker's link was made");
+    out.assert_ok();
+    assert_eq!(fs::read_to_string(env.path("w/a.txt")).unwrap(), "ABC\n");
+}
