@@ -533,7 +533,11 @@ impl InPlace {
             return (Err(refusal), Vec::new());
         }
         let swept = self.sweep(dir_of(&target));
-        (self.prepare_target(target, Goal::InPlace, job), swept)
+        let prepared = self.prepare_target(target, Goal::InPlace, job);
+        (
+            prepared.and_then(|p| self.links_allowed(input, &p, true).map(|()| p)),
+            swept,
+        )
     }
 
     /// Checks and locks an input before its `-o` job runs, and opens (creating what is
@@ -575,7 +579,49 @@ impl InPlace {
             target: target.to_path_buf(),
             dir,
         };
-        (self.prepare_target(source, goal, job), swept)
+        let prepared = self.prepare_target(source, goal, job);
+        (
+            prepared.and_then(|p| self.links_allowed(input, &p, false).map(|()| p)),
+            swept,
+        )
+    }
+
+    /// As root, every symbolic link followed to reach the input must be root's or belong to a
+    /// user who could write the input (in place; read it, with `-o`): otherwise that user
+    /// could make root rewrite, or copy out, a file they have no right to (the kernel's
+    /// protected_symlinks rule, for every link on the path). The links are resolved again
+    /// here, and must lead to the very file that `p` holds open. `--allow-foreign-links`
+    /// lifts the rule.
+    fn links_allowed(&self, input: &Path, p: &Prepared, write: bool) -> Result<(), Refusal> {
+        if self.opts.relax.foreign_links || !crate::os::is_root() {
+            return Ok(());
+        }
+        let (links, id) =
+            crate::os::trust::links_on_path(input).map_err(|e| Refusal::Failed(reason(e)))?;
+        if links.is_empty() {
+            return Ok(());
+        }
+        if id != (p.before.dev, p.before.ino) {
+            return Err(Refusal::Failed(
+                "the symbolic links leading to the input changed while they were checked; not run"
+                    .into(),
+            ));
+        }
+        let file = crate::os::trust::Owner {
+            uid: p.before.uid,
+            gid: p.before.gid,
+            mode: p.before.mode,
+        };
+        for (link, uid) in links {
+            if uid != 0 && !crate::os::trust::user_could(uid, file, write) {
+                return Err(Refusal::Failed(format!(
+                    "{} is a symbolic link of user id {uid}, who cannot {} the file it leads to; as root fanout does not follow it (--allow-foreign-links allows it)",
+                    link.display(),
+                    if write { "write" } else { "read" },
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// Opens, checks and locks `input`, and readies `{out}` for the goal.

@@ -206,6 +206,86 @@ pub(crate) fn check_dir(path: &Path) -> Result<OwnedFd, Untrusted> {
     Ok(cur)
 }
 
+/// A symbolic link met on a path, and its owner's user id.
+pub(crate) type Link = (PathBuf, u32);
+
+/// The symbolic links the kernel follows to resolve `path` (each with its owner's user id),
+/// and the device and inode of what it leads to, resolved one component at a time without
+/// following anything unseen.
+pub(crate) fn links_on_path(path: &Path) -> Result<(Vec<Link>, (u64, u64)), Errno> {
+    let mut cur = rustix::fs::open(
+        if path.is_absolute() { "/" } else { "." },
+        dir_flags(),
+        Mode::empty(),
+    )?;
+    let mut todo = components(path);
+    todo.reverse();
+    let mut shown = PathBuf::new();
+    let mut links = Vec::new();
+    while let Some(c) = todo.pop() {
+        if c == "/" {
+            cur = rustix::fs::open("/", dir_flags(), Mode::empty())?;
+            shown = PathBuf::from("/");
+            continue;
+        }
+        let place = shown.join(&c);
+        let st = rustix::fs::statat(&cur, &c, AtFlags::SYMLINK_NOFOLLOW)?;
+        #[allow(clippy::unnecessary_cast)]
+        match FileType::from_raw_mode(st.st_mode as _) {
+            FileType::Symlink => {
+                if links.len() as u32 >= MAX_LINKS {
+                    return Err(Errno::LOOP);
+                }
+                links.push((place, Owner::from_stat(&st).uid));
+                let target = rustix::fs::readlinkat(&cur, &c, Vec::new())?;
+                let mut more = components(Path::new(OsStr::from_bytes(target.as_bytes())));
+                more.reverse();
+                todo.extend(more);
+            }
+            FileType::Directory => {
+                cur = rustix::fs::openat(&cur, &c, dir_flags() | OFlags::NOFOLLOW, Mode::empty())?;
+                shown = place;
+            }
+            _ if todo.is_empty() => {
+                #[allow(clippy::unnecessary_cast, clippy::useless_conversion)]
+                return Ok((links, (st.st_dev as u64, st.st_ino as u64)));
+            }
+            _ => return Err(Errno::NOTDIR),
+        }
+    }
+    let st = rustix::fs::fstat(&cur)?;
+    #[allow(clippy::unnecessary_cast, clippy::useless_conversion)]
+    Ok((links, (st.st_dev as u64, st.st_ino as u64)))
+}
+
+/// Whether user `uid` could write (`write`) or read a file of this owner and mode by its
+/// permission bits: as its owner, through its group (the user's own or as a listed member),
+/// or as anyone. ACLs are not consulted: a user they alone let in counts as not allowed.
+pub(crate) fn user_could(uid: u32, file: Owner, write: bool) -> bool {
+    let bit = if write { 0o2 } else { 0o4 };
+    if uid == 0 {
+        return true;
+    }
+    // As the kernel: the owner's bits for the owner, the group's for a member, else others'.
+    if file.uid == uid {
+        return file.mode & (bit << 6) != 0;
+    }
+    let user = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+        .ok()
+        .flatten();
+    let in_group = user.is_some_and(|u| {
+        u.gid.as_raw() == file.gid
+            || nix::unistd::Group::from_gid(nix::unistd::Gid::from_raw(file.gid))
+                .ok()
+                .flatten()
+                .is_some_and(|g| g.mem.contains(&u.name))
+    });
+    if in_group {
+        return file.mode & (bit << 3) != 0;
+    }
+    file.mode & bit != 0
+}
+
 /// The components of `path` as the kernel takes them: `/` for the root, then names, `.` and
 /// `..`.
 fn components(path: &Path) -> Vec<OsString> {
