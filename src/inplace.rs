@@ -423,6 +423,8 @@ pub(crate) struct Outcome {
     pub output_bytes: Option<u64>,
     pub rows_in: Option<i64>,
     pub rows_out: Option<i64>,
+    /// What of the replaced file's metadata the new file did not keep, in words.
+    pub note: Option<String>,
 }
 
 /// What went wrong after a successful command.
@@ -802,9 +804,12 @@ impl InPlace {
             }
         };
         match commit(&p, &out) {
-            Ok(created) => {
+            Ok((created, not_kept)) => {
                 outcome.replaced = true;
                 outcome.created = created;
+                if !not_kept.is_empty() {
+                    outcome.note = Some(format!("not kept: {}", not_kept.join(", ")));
+                }
             }
             Err(Step::Before(e)) => {
                 let _ = remove_out(&p);
@@ -912,21 +917,29 @@ enum Step {
     After(String),
 }
 
-/// Makes the output durable, in place gives it the input's owner (as root) and then its mode,
-/// renames it over the target through the directory's descriptor, checks that the target's
-/// name now holds that very file and makes the rename durable. Returns whether the target is
-/// new (there was none before).
-fn commit(p: &Prepared, out: &File) -> Result<bool, Step> {
+/// Makes the output durable, in place gives it the input's owner (as root), extended
+/// attributes and ACL, and then its mode, renames it over the target through the directory's
+/// descriptor, checks that the target's name now holds that very file and makes the rename
+/// durable. Returns whether the target is new (there was none before) and what of the
+/// replaced file's metadata was not kept.
+fn commit(p: &Prepared, out: &File) -> Result<(bool, Vec<String>), Step> {
     let before =
         |what: &'static str| move |e: Errno| Step::Before(format!("{what}: {}", reason(e)));
     let input = Node::of(&p.input).map_err(before("reading the input's permissions"))?;
-    let node = Node::of(out).map_err(before("reading the output"))?;
-    rustix::fs::fsync(out).map_err(before("syncing the output"))?;
     if p.source.is_some() {
-        // A new file keeps the mode the command gave it.
+        // A new file keeps the mode the command gave it; one that replaces a target keeps
+        // the target's extended attributes and ACL.
+        let not_kept = match open_in(&p.dir, &p.target_name) {
+            Ok(old) if Node::of(&old).is_ok_and(|n| n.is_file()) => {
+                crate::os::meta::carry_xattrs(&old, out).map_err(Step::Before)?
+            }
+            _ => Vec::new(),
+        };
+        let node = Node::of(out).map_err(before("reading the output"))?;
+        rustix::fs::fsync(out).map_err(before("syncing the output"))?;
         let created = matches!(Node::at(&p.dir, &p.target_name), Err(Errno::NOENT));
         rename_into_place(p, &node)?;
-        return Ok(created);
+        return Ok((created, not_kept));
     }
     // Owner first: chown clears the set-user-id and set-group-id bits, which fchmod then sets.
     if crate::os::is_root() {
@@ -937,13 +950,18 @@ fn commit(p: &Prepared, out: &File) -> Result<bool, Step> {
         )
         .map_err(before("setting the output's owner"))?;
     }
+    // Then the attributes: setting an ACL sets the mode's group bits to its mask, which the
+    // input's mode, set last, holds too.
+    let not_kept = crate::os::meta::carry_xattrs(&p.input, out).map_err(Step::Before)?;
     rustix::fs::fchmod(
         out,
         Mode::from_raw_mode((input.mode & 0o7777) as rustix::fs::RawMode),
     )
     .map_err(before("setting the output's permissions"))?;
+    let node = Node::of(out).map_err(before("reading the output"))?;
+    rustix::fs::fsync(out).map_err(before("syncing the output"))?;
     rename_into_place(p, &node)?;
-    Ok(false)
+    Ok((false, not_kept))
 }
 
 /// Renames `{out}` (the file `node`) onto the target, checks that the target's name holds

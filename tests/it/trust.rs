@@ -352,3 +352,130 @@ fn root_does_not_follow_another_users_link_to_a_file_they_cannot_write() {
     .assert_ok();
     assert_eq!(fs::read_to_string(&rootfile).unwrap(), "ROOT\n");
 }
+
+fn tool(env: &TestEnv, args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new(args[0])
+        .args(&args[1..])
+        .current_dir(env.root())
+        .output()
+        .unwrap_or_else(|e| panic!("{}: {e}", args[0]));
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+/// Whether the test directory's file system takes ACLs and user attributes: mandatory in CI.
+fn acls_supported(env: &TestEnv) -> bool {
+    env.write("probe", "");
+    let ok = tool(env, &["setfacl", "-m", "u:1000:rw", "probe"]).0
+        && tool(env, &["setfattr", "-n", "user.probe", "-v", "1", "probe"]).0;
+    if !ok {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI: the test directory's file system must take ACLs and user extended attributes"
+        );
+        eprintln!("skipped: the test directory's file system takes no ACLs or user attributes");
+    }
+    ok
+}
+
+/// Item 2: `-i` keeps the file's POSIX ACL (its mask too, so the group gains nothing) and its
+/// `user.*` and (as root) `trusted.*` attributes; `-o` replacing a target keeps the target's;
+/// file capabilities are not carried, and the record says so.
+#[test]
+fn in_place_and_output_keep_acls_and_extended_attributes() {
+    let env = TestEnv::new(
+        &[],
+        &[
+            ("a.txt", "abc\n"),
+            ("in/b.txt", "new\n"),
+            ("out/b.txt", "old\n"),
+        ],
+    );
+    if !acls_supported(&env) {
+        return;
+    }
+    let root = is_root();
+    for f in ["a.txt", "out/b.txt"] {
+        chmod(&env.path(f), 0o600);
+        assert!(
+            tool(
+                &env,
+                &["setfacl", "-m", "user:1000:rw,group::---,mask::rw-", f]
+            )
+            .0
+        );
+        assert!(tool(&env, &["setfattr", "-n", "user.origin", "-v", "keep-me", f]).0);
+        if root {
+            assert!(tool(&env, &["setfattr", "-n", "trusted.t", "-v", "x", f]).0);
+        }
+    }
+    let acl_a = tool(&env, &["getfacl", "-cn", "a.txt"]).1;
+    let acl_b = tool(&env, &["getfacl", "-cn", "out/b.txt"]).1;
+    assert!(
+        acl_a.contains("user:1000:rw-") && acl_a.contains("mask::rw-"),
+        "{acl_a}"
+    );
+    env.run(&[
+        "-i",
+        "a.txt",
+        "--",
+        "sh",
+        "-c",
+        r#"tr a-z A-Z <"$1" >"$2""#,
+        "_",
+        "{}",
+        "{out}",
+    ])
+    .assert_ok();
+    env.run(&["in", "-o", "out/{/}", "--", "cp", "{}", "{out}"])
+        .assert_ok();
+    assert_eq!(fs::read_to_string(env.path("a.txt")).unwrap(), "ABC\n");
+    assert_eq!(fs::read_to_string(env.path("out/b.txt")).unwrap(), "new\n");
+    assert_eq!(tool(&env, &["getfacl", "-cn", "a.txt"]).1, acl_a);
+    assert_eq!(tool(&env, &["getfacl", "-cn", "out/b.txt"]).1, acl_b);
+    for f in ["a.txt", "out/b.txt"] {
+        let mode = fs::metadata(env.path(f)).unwrap().mode() & 0o777;
+        assert_eq!(mode, 0o660, "{f}: the mask stays the group bits");
+        let (ok, attrs) = tool(&env, &["getfattr", "-d", "-m", "-", f]);
+        assert!(
+            ok && attrs.contains("user.origin=\"keep-me\""),
+            "{f}: {attrs}"
+        );
+        if root {
+            assert!(attrs.contains("trusted.t=\"x\""), "{f}: {attrs}");
+        }
+    }
+    // File capabilities: not carried, and said.
+    if root && tool(&env, &["setcap", "cap_net_raw+ep", "a.txt"]).0 {
+        let out = env.run(&[
+            "-i",
+            "a.txt",
+            "--summary",
+            "s.jsonl",
+            "--",
+            "sh",
+            "-c",
+            r#"cat "$1" >"$2""#,
+            "_",
+            "{}",
+            "{out}",
+        ]);
+        out.assert_ok();
+        assert_eq!(
+            tool(&env, &["getcap", "a.txt"]).1.trim(),
+            "",
+            "capabilities kept"
+        );
+        let r = record_for(&read_summary(env.path("s.jsonl")), "a.txt");
+        assert!(
+            r["reason"]
+                .as_str()
+                .unwrap_or("")
+                .contains("not kept: security.capability"),
+            "{r}"
+        );
+        assert_eq!(tool(&env, &["getfacl", "-cn", "a.txt"]).1, acl_a);
+    }
+}

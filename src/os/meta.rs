@@ -1,0 +1,120 @@
+//! What a file carries besides its bytes, owner and mode: extended attributes, POSIX ACLs
+//! among them (`system.posix_acl_access` on Linux), carried from a file to the file that
+//! replaces it, by descriptors.
+//!
+//! Kept: every attribute the user fanout runs as can read (`user.*`; `trusted.*` as root;
+//! the ACL; `security.selinux`, the label, as `sed -i` keeps it). Not kept, on purpose:
+//! `security.capability`, a file's capabilities: a rewritten program must not keep the
+//! privileges granted to the one it replaces. Anything not kept is named, and an ACL that
+//! cannot be set (or one the new file has and the old one had not) is an error: losing or
+//! gaining one could widen who can read the file.
+
+use std::ffi::OsStr;
+use std::os::fd::AsFd;
+use std::os::unix::ffi::OsStrExt;
+
+use rustix::fs::XattrFlags;
+use rustix::io::Errno;
+
+/// File capabilities: never carried to a rewritten file.
+const CAPABILITY: &[u8] = b"security.capability";
+
+/// Whether an attribute is an access control list, whose loss could widen access.
+fn is_acl(name: &[u8]) -> bool {
+    name.starts_with(b"system.")
+}
+
+fn reason(e: Errno) -> String {
+    crate::error::io_reason(&e.into())
+}
+
+/// The names of `fd`'s extended attributes; none where the file system has none.
+fn names(fd: impl AsFd) -> Result<Vec<Vec<u8>>, Errno> {
+    for _ in 0..4 {
+        let size = match rustix::fs::flistxattr_query(&fd) {
+            Ok(n) => n,
+            Err(Errno::NOTSUP) => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        let mut buf = vec![0u8; size];
+        match rustix::fs::flistxattr(&fd, &mut buf[..]) {
+            Ok(n) => {
+                buf.truncate(n);
+                return Ok(buf
+                    .split(|b| *b == 0)
+                    .filter(|n| !n.is_empty())
+                    .map(<[u8]>::to_vec)
+                    .collect());
+            }
+            // It grew in between: ask again.
+            Err(Errno::RANGE) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Err(Errno::RANGE)
+}
+
+/// The value of attribute `name` of `fd`.
+fn value(fd: impl AsFd, name: &[u8]) -> Result<Vec<u8>, Errno> {
+    let name = OsStr::from_bytes(name);
+    for _ in 0..4 {
+        let size = rustix::fs::fgetxattr_query(&fd, name)?;
+        let mut buf = vec![0u8; size];
+        match rustix::fs::fgetxattr(&fd, name, &mut buf[..]) {
+            Ok(n) => {
+                buf.truncate(n);
+                return Ok(buf);
+            }
+            Err(Errno::RANGE) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Err(Errno::RANGE)
+}
+
+/// Gives `to` the extended attributes of `from` (see the module's text). Returns what was
+/// not kept, in words (empty when everything was), or why the new file must not replace the
+/// old one.
+pub(crate) fn carry_xattrs(from: impl AsFd, to: impl AsFd) -> Result<Vec<String>, String> {
+    let mut not_kept = Vec::new();
+    let old = names(&from).map_err(|e| {
+        format!(
+            "the file's extended attributes cannot be read: {}",
+            reason(e)
+        )
+    })?;
+    for name in &old {
+        let shown = String::from_utf8_lossy(name);
+        if name == CAPABILITY {
+            not_kept.push(format!(
+                "{shown} (file capabilities are not carried to a rewritten file)"
+            ));
+            continue;
+        }
+        let set = value(&from, name).and_then(|v| {
+            rustix::fs::fsetxattr(&to, OsStr::from_bytes(name), &v, XattrFlags::empty())
+        });
+        match set {
+            Ok(()) => {}
+            Err(e) if is_acl(name) => {
+                return Err(format!(
+                    "the file's access control list ({shown}) cannot be given to the new file ({}): without it more users could read it",
+                    reason(e)
+                ))
+            }
+            Err(e) => not_kept.push(format!("{shown} ({})", reason(e))),
+        }
+    }
+    // An ACL the new file got from its directory's default ACL, which the old file had not.
+    let new = names(&to).unwrap_or_default();
+    for name in new.iter().filter(|n| is_acl(n) && !old.contains(n)) {
+        rustix::fs::fremovexattr(&to, OsStr::from_bytes(name)).map_err(|e| {
+            format!(
+                "the new file has an access control list ({}) the old one had not, and it cannot be removed: {}",
+                String::from_utf8_lossy(name),
+                reason(e)
+            )
+        })?;
+    }
+    Ok(not_kept)
+}
