@@ -226,7 +226,8 @@ struct Replace {
 impl Journal {
     /// Creates (truncates) the journal at `path`.
     pub(crate) fn create(path: &Path) -> io::Result<Journal> {
-        let file = File::create(path)?;
+        // Not through another user's link, nor into their file in a shared directory.
+        let file = crate::os::trust::create_own(path)?;
         Ok(Journal::new(file, path, None))
     }
 
@@ -266,6 +267,7 @@ impl Journal {
 
     /// A journal written beside `path`, to replace it when the run ends.
     fn beside(path: &Path) -> io::Result<Journal> {
+        crate::os::trust::own_link_or_none(path)?;
         let target = std::fs::canonicalize(path)?;
         let (Some(dir), Some(name)) = (target.parent(), target.file_name()) else {
             return Err(io::Error::other("not a file name"));

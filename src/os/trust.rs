@@ -286,6 +286,74 @@ pub(crate) fn user_could(uid: u32, file: Owner, write: bool) -> bool {
     file.mode & bit != 0
 }
 
+/// Refuses a symbolic link at `path` that belongs to a user other than root and fanout's:
+/// fanout does not follow one to replace what it leads to.
+pub(crate) fn own_link_or_none(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::symlink_metadata(path)?;
+    if meta.file_type().is_symlink() && meta.uid() != 0 && meta.uid() != euid() {
+        return Err(std::io::Error::other(format!(
+            "it is a symbolic link of user id {}, which fanout does not follow to write",
+            meta.uid()
+        )));
+    }
+    Ok(())
+}
+
+/// Opens `path` to write a file of fanout's own (the `--summary` journal), created or
+/// truncated, as `File::create` does, except that no other user can turn it elsewhere: a
+/// symbolic link at `path` is followed only when it is root's or fanout's user's (the kernel's
+/// protected_symlinks idea), and an existing file of another user is not written in a
+/// directory others can write (protected_regular: they may have planted it to read what
+/// fanout writes). A FIFO or device (`/dev/stdout`) is opened as it is.
+pub(crate) fn create_own(path: &Path) -> std::io::Result<std::fs::File> {
+    let dir_path = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let name = path
+        .file_name()
+        .ok_or_else(|| std::io::Error::other("not a file name"))?;
+    let dir = rustix::fs::open(dir_path, dir_flags(), Mode::empty())?;
+    let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::CLOEXEC | OFlags::NOCTTY;
+    let fd = match rustix::fs::openat(
+        &dir,
+        name,
+        flags | OFlags::NOFOLLOW,
+        Mode::from_raw_mode(0o666),
+    ) {
+        Ok(fd) => fd,
+        // A link (`ELOOP`; some kernels say `EACCES` for a link in a sticky directory).
+        Err(e) => {
+            let st = rustix::fs::statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW)?;
+            #[allow(clippy::unnecessary_cast)]
+            if FileType::from_raw_mode(st.st_mode as _) != FileType::Symlink {
+                return Err(e.into());
+            }
+            let link = Owner::from_stat(&st);
+            if link.uid != 0 && link.uid != euid() {
+                return Err(std::io::Error::other(format!(
+                    "it is a symbolic link of user id {}, which fanout does not follow to write",
+                    link.uid
+                )));
+            }
+            rustix::fs::openat(&dir, name, flags, Mode::from_raw_mode(0o666))?
+        }
+    };
+    let st = rustix::fs::fstat(&fd)?;
+    let file = Owner::from_stat(&st);
+    if FileType::from_raw_mode(st.st_mode as _) == FileType::RegularFile {
+        if file.uid != 0 && file.uid != euid() && others_can_write(Owner::of(&dir)?) {
+            return Err(std::io::Error::other(format!(
+                "it is a file of user id {} in a directory other users can write: not written",
+                file.uid
+            )));
+        }
+        rustix::fs::ftruncate(&fd, 0)?;
+    }
+    Ok(std::fs::File::from(fd))
+}
+
 /// The components of `path` as the kernel takes them: `/` for the root, then names, `.` and
 /// `..`.
 fn components(path: &Path) -> Vec<OsString> {

@@ -479,3 +479,70 @@ fn in_place_and_output_keep_acls_and_extended_attributes() {
         assert_eq!(tool(&env, &["getfacl", "-cn", "a.txt"]).1, acl_a);
     }
 }
+
+/// Fresh look: `--summary shared/run.jsonl` in a sticky shared directory, where `nobody`
+/// planted `run.jsonl` as a link to a root-only file, or as a file of theirs: root's journal
+/// goes through neither (exit 2, one line), and the root-only file is untouched.
+#[test]
+fn the_journal_is_not_written_through_another_users_link_or_into_their_file() {
+    if !is_root() {
+        eprintln!("skipped: this test needs root (the link belongs to nobody)");
+        return;
+    }
+    let env = TestEnv::new(&["shared"], &[("in/a.txt", "a\n")]);
+    chmod(env.root(), 0o755);
+    chmod(&env.path("shared"), 0o1777);
+    let victim = secret(&env);
+    let plant = format!(
+        "ln -s '{}' '{}/run.jsonl' && printf 'mine' > '{}/theirs.jsonl'",
+        victim.display(),
+        env.path("shared").display(),
+        env.path("shared").display()
+    );
+    let Some(mut attacker) = as_nobody(&plant) else {
+        eprintln!("skipped: neither setpriv nor runuser can run a command as nobody");
+        return;
+    };
+    assert!(attacker.status().unwrap().success());
+    let out = env.run(&["--summary", "shared/run.jsonl", "in", "--", "true"]);
+    out.assert_code(2)
+        .assert_stderr_contains("symbolic link of user id 65534");
+    assert_eq!(fs::read_to_string(&victim).unwrap(), "root only\n");
+    // Resuming from and writing to the same path: the journal replaces the file the path
+    // names, never through nobody's link (here to an empty root-only file).
+    fs::write(&victim, "").unwrap();
+    let out = env.run(&[
+        "--resume",
+        "shared/run.jsonl",
+        "--summary",
+        "shared/run.jsonl",
+        "in",
+        "--",
+        "true",
+    ]);
+    out.assert_code(2)
+        .assert_stderr_contains("symbolic link of user id 65534");
+    assert_eq!(fs::read_to_string(&victim).unwrap(), "");
+    assert!(fs::symlink_metadata(env.path("shared/run.jsonl"))
+        .unwrap()
+        .is_symlink());
+    let out = env.run(&["--summary", "shared/theirs.jsonl", "in", "--", "true"]);
+    out.assert_code(2)
+        .assert_stderr_contains("a file of user id 65534 in a directory other users can write");
+    assert_eq!(
+        fs::read_to_string(env.path("shared/theirs.jsonl")).unwrap(),
+        "mine"
+    );
+    // A link of one's own, and /dev/stdout, are followed as before.
+    std::os::unix::fs::symlink(env.path("mine.jsonl"), env.path("shared/own.jsonl")).unwrap();
+    env.run(&["--summary", "shared/own.jsonl", "in", "--", "true"])
+        .assert_ok();
+    assert_eq!(read_summary(env.path("mine.jsonl")).len(), 2);
+    let out = env.run(&["-q", "--summary", "/dev/stdout", "in", "--", "true"]);
+    out.assert_ok();
+    assert!(
+        out.stdout_str().contains("\"type\":\"summary\""),
+        "{}",
+        out.dump()
+    );
+}
