@@ -931,7 +931,10 @@ fn commit(p: &Prepared, out: &File) -> Result<(bool, Vec<String>), Step> {
         // the target's extended attributes and ACL.
         let not_kept = match open_in(&p.dir, &p.target_name) {
             Ok(old) if Node::of(&old).is_ok_and(|n| n.is_file()) => {
-                crate::os::meta::carry_xattrs(&old, out).map_err(Step::Before)?
+                let mut not_kept =
+                    crate::os::meta::carry_xattrs(&old, out).map_err(Step::Before)?;
+                not_kept.extend(crate::os::meta::carry_flags(&old, out));
+                not_kept
             }
             _ => Vec::new(),
         };
@@ -952,7 +955,8 @@ fn commit(p: &Prepared, out: &File) -> Result<(bool, Vec<String>), Step> {
     }
     // Then the attributes: setting an ACL sets the mode's group bits to its mask, which the
     // input's mode, set last, holds too.
-    let not_kept = crate::os::meta::carry_xattrs(&p.input, out).map_err(Step::Before)?;
+    let mut not_kept = crate::os::meta::carry_xattrs(&p.input, out).map_err(Step::Before)?;
+    not_kept.extend(crate::os::meta::carry_flags(&p.input, out));
     rustix::fs::fchmod(
         out,
         Mode::from_raw_mode((input.mode & 0o7777) as rustix::fs::RawMode),

@@ -118,3 +118,34 @@ pub(crate) fn carry_xattrs(from: impl AsFd, to: impl AsFd) -> Result<Vec<String>
     }
     Ok(not_kept)
 }
+
+/// Gives `to` the inode flags of `from` that a new file can take (`chattr`'s `d` no dump,
+/// `A` no atime updates, `S` synchronous, `c` compressed, `s` secure deletion, `u`
+/// undeletable, `t` no tail merging). Immutable and append-only files cannot be replaced at
+/// all (the rename fails). Returns what was not kept, in words.
+#[cfg(target_os = "linux")]
+pub(crate) fn carry_flags(from: impl AsFd, to: impl AsFd) -> Option<String> {
+    use rustix::fs::IFlags;
+    let carried = IFlags::NODUMP
+        | IFlags::NOATIME
+        | IFlags::SYNC
+        | IFlags::COMPRESSED
+        | IFlags::SECURE_REMOVAL
+        | IFlags::UNRM
+        | IFlags::NOTAIL;
+    // A file system without inode flags has none to keep.
+    let wanted = rustix::fs::ioctl_getflags(&from).ok()? & carried;
+    if wanted.is_empty() {
+        return None;
+    }
+    let set = rustix::fs::ioctl_getflags(&to)
+        .and_then(|has| rustix::fs::ioctl_setflags(&to, has | wanted));
+    set.err()
+        .map(|e| format!("file flags {wanted:?} ({})", reason(e)))
+}
+
+/// macOS keeps its file flags (`chflags`) apart; they are not carried.
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn carry_flags(_from: impl AsFd, _to: impl AsFd) -> Option<String> {
+    None
+}

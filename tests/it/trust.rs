@@ -546,3 +546,45 @@ fn the_journal_is_not_written_through_another_users_link_or_into_their_file() {
         out.dump()
     );
 }
+
+/// Fresh look: the inode flags `chattr` sets (here `d`, no dump) stay with a rewritten file;
+/// an immutable file is not replaced (the original stays, the record says why).
+#[test]
+fn in_place_keeps_file_flags_and_leaves_an_immutable_file() {
+    let env = TestEnv::new(&[], &[("a.txt", "abc\n"), ("i.txt", "keep\n")]);
+    if !tool(&env, &["chattr", "+d", "a.txt"]).0 {
+        eprintln!("skipped: the test directory's file system takes no inode flags");
+        return;
+    }
+    let upper = [
+        "--summary",
+        "s.jsonl",
+        "--",
+        "sh",
+        "-c",
+        r#"tr a-z A-Z <"$1" >"$2""#,
+        "_",
+        "{}",
+        "{out}",
+    ];
+    env.run(&[&["-i", "a.txt"][..], &upper[..]].concat())
+        .assert_ok();
+    assert_eq!(fs::read_to_string(env.path("a.txt")).unwrap(), "ABC\n");
+    let (_, flags) = tool(&env, &["lsattr", "a.txt"]);
+    assert!(
+        flags.split_whitespace().next().unwrap().contains('d'),
+        "{flags}"
+    );
+    if tool(&env, &["chattr", "+i", "i.txt"]).0 {
+        let out = env.run(&[&["-i", "i.txt"][..], &upper[..]].concat());
+        let _ = tool(&env, &["chattr", "-i", "i.txt"]);
+        out.assert_code(1);
+        assert_eq!(fs::read_to_string(env.path("i.txt")).unwrap(), "keep\n");
+        let r = record_for(&read_summary(env.path("s.jsonl")), "i.txt");
+        assert_eq!(
+            (&r["status"], &r["action"]),
+            (&"failed".into(), &"kept".into()),
+            "{r}"
+        );
+    }
+}
