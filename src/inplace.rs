@@ -945,6 +945,7 @@ fn commit(p: &Prepared, out: &File) -> Result<(bool, Vec<String>), Step> {
         return Ok((created, not_kept));
     }
     // Owner first: chown clears the set-user-id and set-group-id bits, which fchmod then sets.
+    let mut not_kept = Vec::new();
     if crate::os::is_root() {
         rustix::fs::fchown(
             out,
@@ -952,10 +953,18 @@ fn commit(p: &Prepared, out: &File) -> Result<(bool, Vec<String>), Step> {
             Some(rustix::fs::Gid::from_raw(input.gid)),
         )
         .map_err(before("setting the output's owner"))?;
+    } else {
+        not_kept.extend(keep_group(&input, out)?);
+        if input.uid != euid() {
+            not_kept.push(format!(
+                "owner {} (the new file belongs to the user fanout runs as)",
+                input.uid
+            ));
+        }
     }
     // Then the attributes: setting an ACL sets the mode's group bits to its mask, which the
     // input's mode, set last, holds too.
-    let mut not_kept = crate::os::meta::carry_xattrs(&p.input, out).map_err(Step::Before)?;
+    not_kept.extend(crate::os::meta::carry_xattrs(&p.input, out).map_err(Step::Before)?);
     not_kept.extend(crate::os::meta::carry_flags(&p.input, out));
     rustix::fs::fchmod(
         out,
@@ -966,6 +975,28 @@ fn commit(p: &Prepared, out: &File) -> Result<(bool, Vec<String>), Step> {
     rustix::fs::fsync(out).map_err(before("syncing the output"))?;
     rename_into_place(p, &node)?;
     Ok((false, not_kept))
+}
+
+/// Not as root: gives the output the input's group, which its user may give to any group
+/// it is a member of. When it cannot and the mode gives the group any permission, the new
+/// file must not replace the input: that permission would go to another group (the user's
+/// own, which may be a shared one). Returns what was not kept.
+fn keep_group(input: &Node, out: &File) -> Result<Option<String>, Step> {
+    let now =
+        Node::of(out).map_err(|e| Step::Before(format!("reading the output: {}", reason(e))))?;
+    if now.gid == input.gid {
+        return Ok(None);
+    }
+    match rustix::fs::fchown(out, None, Some(rustix::fs::Gid::from_raw(input.gid))) {
+        Ok(()) => Ok(None),
+        Err(e) if input.mode & 0o070 != 0 => Err(Step::Before(format!(
+            "the file's group {} cannot be given to the new file ({}): its group permissions would go to group {}",
+            input.gid,
+            reason(e),
+            now.gid
+        ))),
+        Err(e) => Ok(Some(format!("group {} ({})", input.gid, reason(e)))),
+    }
 }
 
 /// Renames `{out}` (the file `node`) onto the target, checks that the target's name holds

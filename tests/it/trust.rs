@@ -588,3 +588,57 @@ fn in_place_keeps_file_flags_and_leaves_an_immutable_file() {
         );
     }
 }
+
+/// Fresh look: not as root, the new file gets the input's group when fanout's user is in it
+/// (it used to get the user's own group, silently: the group's permissions went to another
+/// group); when it cannot, and the mode gives the group any permission, the original stays.
+#[test]
+fn a_user_rewrite_keeps_the_files_group_or_keeps_the_file() {
+    if !is_root() {
+        eprintln!("skipped: this test needs root (it runs fanout as nobody, in group users)");
+        return;
+    }
+    let env = TestEnv::new(&["w"], &[("w/a.txt", "abc\n"), ("w/b.txt", "xyz\n")]);
+    chmod(env.root(), 0o755);
+    for p in ["w", "w/a.txt", "w/b.txt"] {
+        std::os::unix::fs::chown(env.path(p), Some(65534), Some(65534)).unwrap();
+    }
+    std::os::unix::fs::chown(env.path("w/a.txt"), None, Some(100)).unwrap();
+    std::os::unix::fs::chown(env.path("w/b.txt"), None, Some(0)).unwrap();
+    for p in ["w/a.txt", "w/b.txt"] {
+        chmod(&env.path(p), 0o640);
+    }
+    chmod(&env.path("w"), 0o755);
+    let out = std::process::Command::new("setpriv")
+        .args(["--reuid=nobody", "--regid=nogroup", "--groups=100", FANOUT])
+        .args(["-i", "w", "--summary", "w/s.jsonl", "--", "sh", "-c"])
+        .args([r#"tr a-z A-Z <"$1" >"$2""#, "_", "{}", "{out}"])
+        .current_dir(env.root())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let a = fs::metadata(env.path("w/a.txt")).unwrap();
+    assert_eq!(
+        fs::read_to_string(env.path("w/a.txt")).unwrap(),
+        "ABC\n",
+        "{err}"
+    );
+    assert_eq!((a.gid(), a.mode() & 0o777), (100, 0o640), "{err}");
+    let b = fs::metadata(env.path("w/b.txt")).unwrap();
+    assert_eq!(
+        fs::read_to_string(env.path("w/b.txt")).unwrap(),
+        "xyz\n",
+        "{err}"
+    );
+    assert_eq!(b.gid(), 0);
+    let r = record_for(&read_summary(env.path("w/s.jsonl")), "w/b.txt");
+    assert_eq!(r["status"], "failed", "{r}");
+    assert!(
+        r["reason"]
+            .as_str()
+            .unwrap()
+            .contains("the file's group 0 cannot be given"),
+        "{r}"
+    );
+}
