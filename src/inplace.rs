@@ -560,6 +560,10 @@ impl InPlace {
                 )
             }
         };
+        // What exists of the target's directory is checked before anything is made in it.
+        if let Err(refusal) = self.check_trusted(&crate::os::trust::existing_dir(dir_of(target))) {
+            return (Err(refusal), Vec::new());
+        }
         let dir = match open_or_create_dir(dir_of(target), 0) {
             Ok(dir) => dir,
             Err(e) => {

@@ -272,9 +272,12 @@ impl Journal {
         let (Some(dir), Some(name)) = (target.parent(), target.file_name()) else {
             return Err(io::Error::other("not a file name"));
         };
-        let leftovers = crate::tempname::leftovers(&target)
+        // Only this user's leftovers are taken back (and removed at the end), as `--resume`
+        // reads only those.
+        let leftovers = crate::tempname::trusted_leftovers(&target)
+            .0
             .into_iter()
-            .map(|(p, _)| p)
+            .map(|l| l.path)
             .collect();
         // Created new (O_EXCL, mode 0600), then given the journal's permissions.
         let (file, temp) = tempfile::Builder::new()

@@ -86,6 +86,8 @@ fn resume_ignores_a_journal_leftover_another_user_planted() {
         b["duration_ms"].is_number(),
         "b's record is not its own run's: {b}"
     );
+    // Not fanout's: left where it is, not removed by root.
+    assert!(planted.exists(), "another user's file was removed");
 }
 
 /// Starts `nobody` waiting (10 s at most) for the job to write its `{out}` path into `note`
