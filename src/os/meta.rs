@@ -5,7 +5,8 @@
 //! Kept: every attribute the user fanout runs as can read (`user.*`; `trusted.*` as root;
 //! the ACL; `security.selinux`, the label, as `sed -i` keeps it). Not kept, on purpose:
 //! `security.capability`, a file's capabilities: a rewritten program must not keep the
-//! privileges granted to the one it replaces. Anything not kept is named, and an ACL that
+//! privileges granted to the one it replaces; `security.ima` and `security.evm`, which vouch
+//! for the old content. Anything not kept is named, and an ACL that
 //! cannot be set (or one the new file has and the old one had not) is an error: losing or
 //! gaining one could widen who can read the file.
 
@@ -16,8 +17,17 @@ use std::os::unix::ffi::OsStrExt;
 use rustix::fs::XattrFlags;
 use rustix::io::Errno;
 
-/// File capabilities: never carried to a rewritten file.
-const CAPABILITY: &[u8] = b"security.capability";
+/// Never carried to a rewritten file, with why: file capabilities (privileges granted to the
+/// program that was there), and the integrity subsystem's hash or signature of the old
+/// content (which the new content would not match).
+const NOT_CARRIED: &[(&[u8], &str)] = &[
+    (
+        b"security.capability",
+        "file capabilities are not carried to a rewritten file",
+    ),
+    (b"security.ima", "it vouches for the old content"),
+    (b"security.evm", "it vouches for the old content"),
+];
 
 /// Whether an attribute is an access control list, whose loss could widen access.
 fn is_acl(name: &[u8]) -> bool {
@@ -85,10 +95,8 @@ pub(crate) fn carry_xattrs(from: impl AsFd, to: impl AsFd) -> Result<Vec<String>
     })?;
     for name in &old {
         let shown = String::from_utf8_lossy(name);
-        if name == CAPABILITY {
-            not_kept.push(format!(
-                "{shown} (file capabilities are not carried to a rewritten file)"
-            ));
+        if let Some((_, why)) = NOT_CARRIED.iter().find(|(n, _)| n == name) {
+            not_kept.push(format!("{shown} ({why})"));
             continue;
         }
         let set = value(&from, name).and_then(|v| {

@@ -449,8 +449,13 @@ fn in_place_and_output_keep_acls_and_extended_attributes() {
             assert!(attrs.contains("trusted.t=\"x\""), "{f}: {attrs}");
         }
     }
-    // File capabilities: not carried, and said.
+    // File capabilities and the integrity hash: not carried, and said.
     if root && tool(&env, &["setcap", "cap_net_raw+ep", "a.txt"]).0 {
+        let ima = tool(
+            &env,
+            &["setfattr", "-n", "security.ima", "-v", "0x0401", "a.txt"],
+        )
+        .0;
         let out = env.run(&[
             "-i",
             "a.txt",
@@ -471,13 +476,19 @@ fn in_place_and_output_keep_acls_and_extended_attributes() {
             "capabilities kept"
         );
         let r = record_for(&read_summary(env.path("s.jsonl")), "a.txt");
+        let why = r["reason"].as_str().unwrap_or("");
         assert!(
-            r["reason"]
-                .as_str()
-                .unwrap_or("")
-                .contains("not kept: security.capability"),
+            why.starts_with("not kept: ") && why.contains("security.capability (file capabilities"),
             "{r}"
         );
+        if ima {
+            assert!(
+                why.contains("security.ima (it vouches for the old content)"),
+                "{r}"
+            );
+            let (_, attrs) = tool(&env, &["getfattr", "-d", "-m", "-", "a.txt"]);
+            assert!(!attrs.contains("security.ima"), "{attrs}");
+        }
         assert_eq!(tool(&env, &["getfacl", "-cn", "a.txt"]).1, acl_a);
     }
 }
