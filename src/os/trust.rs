@@ -411,6 +411,14 @@ mod tests {
             check_dir(&root.join("l/b")).unwrap_err().place,
             root.join("a/b")
         );
+        // As the kernel: the owner's bits for the owner, even when others' allow more.
+        let f = |uid, gid, mode| Owner { uid, gid, mode };
+        assert!(!user_could(65534, f(65534, 0, 0o0066), true));
+        assert!(user_could(65534, f(65534, 0, 0o0200), true));
+        assert!(user_could(65534, f(0, 0, 0o0602), true));
+        assert!(!user_could(65534, f(0, 0, 0o0644), true));
+        assert!(user_could(65534, f(0, 0, 0o0644), false));
+        assert!(user_could(0, f(5, 5, 0), true));
         assert_eq!(
             existing_dir(&root.join("a/x/y")),
             root.join("a"),
