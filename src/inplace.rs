@@ -934,13 +934,24 @@ fn commit(p: &Prepared, out: &File) -> Result<(bool, Vec<String>), Step> {
         // A new file keeps the mode the command gave it; one that replaces a target keeps
         // the target's extended attributes and ACL.
         let not_kept = match open_in(&p.dir, &p.target_name) {
-            Ok(old) if Node::of(&old).is_ok_and(|n| n.is_file()) => {
-                let mut not_kept =
-                    crate::os::meta::carry_xattrs(&old, out).map_err(Step::Before)?;
-                not_kept.extend(crate::os::meta::carry_flags(&old, out));
-                not_kept
-            }
-            _ => Vec::new(),
+            Ok(old) => match Node::of(&old) {
+                Ok(was) if was.is_file() => {
+                    let made = Node::of(out).map_err(before("reading the output"))?;
+                    let mut not_kept =
+                        crate::os::meta::carry_xattrs(&old, out).map_err(Step::Before)?;
+                    not_kept.extend(crate::os::meta::carry_flags(&old, out));
+                    // No more permissions than the target it replaces had: a target made
+                    // private stays private (one with an ACL has the ACL's, carried above).
+                    if !crate::os::meta::has_acl(&old) {
+                        let mode = made.mode & was.mode & 0o7777;
+                        rustix::fs::fchmod(out, Mode::from_raw_mode(mode as rustix::fs::RawMode))
+                            .map_err(before("setting the output's permissions"))?;
+                    }
+                    not_kept
+                }
+                _ => Vec::new(),
+            },
+            Err(_) => Vec::new(),
         };
         let node = Node::of(out).map_err(before("reading the output"))?;
         rustix::fs::fsync(out).map_err(before("syncing the output"))?;

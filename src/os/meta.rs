@@ -38,6 +38,11 @@ fn reason(e: Errno) -> String {
     crate::error::io_reason(&e.into())
 }
 
+/// Whether the file has an access ACL (beyond its mode bits).
+pub(crate) fn has_acl(fd: impl AsFd) -> bool {
+    rustix::fs::fgetxattr_query(fd, "system.posix_acl_access").is_ok()
+}
+
 /// The names of `fd`'s extended attributes; none where the file system has none.
 fn names(fd: impl AsFd) -> Result<Vec<Vec<u8>>, Errno> {
     for _ in 0..4 {

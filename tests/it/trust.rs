@@ -655,3 +655,24 @@ fn a_user_rewrite_keeps_the_files_group_or_keeps_the_file() {
         "{r}"
     );
 }
+
+/// Fresh look: `-o` replacing a target gives the new file no more permissions than the
+/// target had (a target made private stays private); a new target keeps the command's mode.
+#[test]
+fn output_keeps_a_private_target_private() {
+    let env = TestEnv::new(
+        &[],
+        &[
+            ("in/a.txt", "new\n"),
+            ("in/b.txt", "new\n"),
+            ("out/a.txt", "old\n"),
+        ],
+    );
+    chmod(&env.path("out/a.txt"), 0o600);
+    env.sh(r#"umask 022; "$FANOUT" in -o 'out/{/}' -- cp {} {out}"#)
+        .assert_ok();
+    let mode = |p: &str| fs::metadata(env.path(p)).unwrap().mode() & 0o7777;
+    assert_eq!(fs::read_to_string(env.path("out/a.txt")).unwrap(), "new\n");
+    assert_eq!(mode("out/a.txt"), 0o600);
+    assert_eq!(mode("out/b.txt"), 0o644);
+}
