@@ -531,7 +531,10 @@ impl InPlace {
                 )
             }
         };
-        if let Err(refusal) = self.check_trusted(dir_of(&target)) {
+        if let Err(refusal) = self
+            .check_trusted(dir_of(&target))
+            .and_then(|()| self.check_read_path(input))
+        {
             return (Err(refusal), Vec::new());
         }
         let swept = self.sweep(dir_of(&target));
@@ -561,7 +564,10 @@ impl InPlace {
             }
         };
         // What exists of the target's directory is checked before anything is made in it.
-        if let Err(refusal) = self.check_trusted(&crate::os::trust::existing_dir(dir_of(target))) {
+        if let Err(refusal) = self
+            .check_trusted(&crate::os::trust::existing_dir(dir_of(target)))
+            .and_then(|()| self.check_read_path(input))
+        {
             return (Err(refusal), Vec::new());
         }
         let dir = match open_or_create_dir(dir_of(target), 0) {
@@ -720,6 +726,31 @@ impl InPlace {
             Some(u) => Err(Refusal::Failed(format!(
                 "{u}: another user could redirect the job's write to {{out}} there; not run (--allow-shared-dirs allows it)"
             ))),
+        }
+    }
+
+    /// As root: the job reads `{}` by its path, so no other user may be able to change what
+    /// that path leads to while it runs (swap a file or a link for one to a file only root can
+    /// read, and back, and root's job would copy it into the output): the input's directory
+    /// must pass the rule `{out}`'s does, and a link at its name must be root's.
+    /// `--allow-shared-dirs` lifts it.
+    fn check_read_path(&self, input: &Path) -> Result<(), Refusal> {
+        if self.opts.relax.shared_dirs || !crate::os::is_root() {
+            return Ok(());
+        }
+        self.check_trusted(dir_of(input)).map_err(|r| match r {
+            Refusal::Failed(why) => Refusal::Failed(why.replace(
+                "redirect the job's write to {out} there",
+                "change what the job reads as {} there",
+            )),
+            other => other,
+        })?;
+        match crate::os::trust::own_link_or_none(input) {
+            Err(e) if e.kind() == std::io::ErrorKind::Other => Err(Refusal::Failed(format!(
+                "{}: {e}: that user could point it elsewhere while the job reads it (--allow-shared-dirs allows it)",
+                input.display()
+            ))),
+            _ => Ok(()),
         }
     }
 

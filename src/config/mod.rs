@@ -182,8 +182,10 @@ impl Config {
         if (relax.shared_dirs || relax.foreign_links) && !cli.in_place && cli.output.is_none() {
             bail!("--allow-shared-dirs and --allow-foreign-links go with -i/--in-place or -o/--output");
         }
-        if cli.in_place && !relax.shared_dirs {
-            check_roots_trusted(&walk.roots)?;
+        // -i writes beside its inputs; as root, -o must not read through paths another user
+        // can change either.
+        if !relax.shared_dirs && (cli.in_place || (cli.output.is_some() && crate::os::is_root())) {
+            check_roots_trusted(&walk.roots, cli.in_place)?;
         }
         let mode = mode(&cli)?;
         let (jobs, threads) = parallelism(&cli, &mode);
@@ -478,10 +480,11 @@ fn own_files(summary: Option<&Path>, resume: Option<&Path>) -> OwnFiles {
     OwnFiles::new(paths)
 }
 
-/// `-i`: the directories a walk starts from (a file's own directory) must be ones no other
-/// user can change, or a job's write to `{out}` could be redirected (README "Security").
+/// `-i` (and `-o` as root): the directories a walk starts from (a file's own directory) must
+/// be ones no other user can change, or a job's write to `{out}` could be redirected, or
+/// what root's job reads could be swapped (README "Security").
 /// Directories below are checked per file, when their first job is prepared.
-fn check_roots_trusted(roots: &[Root]) -> Result<()> {
+fn check_roots_trusted(roots: &[Root], in_place: bool) -> Result<()> {
     for root in roots {
         let dir = match root {
             Root::Dir { path, .. } => path.as_path(),
@@ -492,7 +495,10 @@ fn check_roots_trusted(roots: &[Root]) -> Result<()> {
             Root::Stdin => continue,
         };
         if let Err(u) = crate::os::trust::check_dir(dir) {
-            bail!("-i: {u}: another user could redirect a job's write there; nothing was run (--allow-shared-dirs allows it)");
+            if in_place {
+                bail!("-i: {u}: another user could redirect a job's write there; nothing was run (--allow-shared-dirs allows it)");
+            }
+            bail!("-o as root: {u}: another user could change what a job reads there; nothing was run (--allow-shared-dirs allows it)");
         }
     }
     Ok(())

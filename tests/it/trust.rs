@@ -289,10 +289,40 @@ fn root_does_not_follow_another_users_link_to_a_file_they_cannot_write() {
         "{}",
         "{out}",
     ];
-    let out = env.run_stdin(
-        &[&["-i", "-"][..], &upper[..]].concat(),
-        b"top/bobdir/x.txt\ntop/bobdir/d/rootfile.txt\ntop/bobdir/own.txt\n",
+    let all = b"top/bobdir/x.txt\ntop/bobdir/d/rootfile.txt\ntop/bobdir/own.txt\n";
+    // By default nothing is read through nobody's directory at all: nobody could swap what
+    // the job reads while it runs.
+    let out = env.run_stdin(&[&["-i", "-"][..], &upper[..]].concat(), all);
+    out.assert_code(1);
+    let records = read_summary(env.path("s.jsonl"));
+    for p in [
+        "top/bobdir/x.txt",
+        "top/bobdir/d/rootfile.txt",
+        "top/bobdir/own.txt",
+    ] {
+        let r = record_for(&records, p);
+        assert_eq!(r["status"], "failed", "{r}");
+        let why = r["reason"].as_str().unwrap();
+        assert!(
+            why.contains("belongs to user id 65534") && why.contains("--allow-shared-dirs"),
+            "{r}"
+        );
+    }
+    assert_eq!(
+        fs::read_to_string(&rootfile).unwrap(),
+        "root\n",
+        "{}",
+        out.dump()
     );
+    assert_eq!(
+        fs::read_to_string(env.path("pub/own.txt")).unwrap(),
+        "bob\n"
+    );
+    // With that rule relaxed, the link rule still holds: a link of nobody's to a file nobody
+    // cannot write is not followed (as the name, or as a directory on the path); one to
+    // nobody's own file is.
+    let shared = ["-i", "--allow-shared-dirs", "-"];
+    let out = env.run_stdin(&[&shared[..], &upper[..]].concat(), all);
     out.assert_code(1);
     assert_eq!(
         fs::read_to_string(&rootfile).unwrap(),
@@ -301,7 +331,8 @@ fn root_does_not_follow_another_users_link_to_a_file_they_cannot_write() {
         out.dump()
     );
     let records = read_summary(env.path("s.jsonl"));
-    let foreign_link = |r: &serde_json::Value| {
+    for p in ["top/bobdir/x.txt", "top/bobdir/d/rootfile.txt"] {
+        let r = record_for(&records, p);
         assert_eq!(r["status"], "failed", "{r}");
         let why = r["reason"].as_str().unwrap();
         assert!(
@@ -309,36 +340,14 @@ fn root_does_not_follow_another_users_link_to_a_file_they_cannot_write() {
                 && why.contains("--allow-foreign-links"),
             "{r}"
         );
-    };
-    foreign_link(&record_for(&records, "top/bobdir/x.txt"));
-    // Through a directory link, `{out}` would be written through nobody's directory link:
-    // refused by the directory rule first, and by the link rule when that is relaxed.
-    let r = record_for(&records, "top/bobdir/d/rootfile.txt");
-    assert_eq!(r["status"], "failed", "{r}");
-    assert!(
-        r["reason"]
-            .as_str()
-            .unwrap()
-            .contains("--allow-shared-dirs"),
-        "{r}"
-    );
-    env.run_stdin(
-        &[&["-i", "--allow-shared-dirs", "-"][..], &upper[..]].concat(),
-        b"top/bobdir/d/rootfile.txt\n",
-    )
-    .assert_code(1);
-    foreign_link(&record_for(
-        &read_summary(env.path("s.jsonl")),
-        "top/bobdir/d/rootfile.txt",
-    ));
-    assert_eq!(fs::read_to_string(&rootfile).unwrap(), "root\n");
+    }
     assert_eq!(record_for(&records, "top/bobdir/own.txt")["status"], "ok");
     assert_eq!(
         fs::read_to_string(env.path("pub/own.txt")).unwrap(),
         "BOB\n"
     );
     // The same with -L on a walk.
-    let out = env.run(&[&["-i", "-L", "top"][..], &upper[..]].concat());
+    let out = env.run(&[&["-i", "--allow-shared-dirs", "-L", "top"][..], &upper[..]].concat());
     out.assert_code(1);
     assert_eq!(
         fs::read_to_string(&rootfile).unwrap(),
@@ -346,13 +355,103 @@ fn root_does_not_follow_another_users_link_to_a_file_they_cannot_write() {
         "{}",
         out.dump()
     );
-    // Allowed: the link is followed.
+    // Both rules relaxed: the link is followed.
     env.run_stdin(
-        &[&["-i", "--allow-foreign-links", "-"][..], &upper[..]].concat(),
+        &[
+            &["-i", "--allow-shared-dirs", "--allow-foreign-links", "-"][..],
+            &upper[..],
+        ]
+        .concat(),
         b"top/bobdir/x.txt\n",
     )
     .assert_ok();
     assert_eq!(fs::read_to_string(&rootfile).unwrap(), "ROOT\n");
+}
+
+/// Fresh look: root's `-o` job reads `{}` by its path. In nobody's directory, nobody could
+/// swap the input for a link to a root-only file while the job reads it (and back before
+/// fanout looks again), and root would copy that file into the new target: refused up front
+/// for a walk (exit 2) and per file from stdin.
+#[test]
+fn root_does_not_read_through_another_users_directory() {
+    if !is_root() {
+        eprintln!("skipped: this test needs root (the directory belongs to nobody)");
+        return;
+    }
+    let env = TestEnv::new(&["bobdir", "out"], &[("bobdir/y.txt", "bob\n")]);
+    chmod(env.root(), 0o755);
+    std::os::unix::fs::chown(env.path("bobdir"), Some(65534), Some(65534)).unwrap();
+    let victim = secret(&env);
+    let Some(mut attacker) = plant_link_at(&env, &victim, "bobdir/y.txt") else {
+        eprintln!("skipped: neither setpriv nor runuser can run a command as nobody");
+        return;
+    };
+    // The job reads a second after it said so, and takes another second to end: nobody
+    // swaps the input for a link in between, and puts it back before fanout looks again.
+    let slow_cp = [
+        "--",
+        "sh",
+        "-c",
+        r#"echo go > note; sleep 1; cat "$1" >"$2"; sleep 1"#,
+        "_",
+        "{}",
+        "{out}",
+    ];
+    let out = env.run_stdin(
+        &[
+            &["-", "-o", "out/{/}", "--summary", "s.jsonl"][..],
+            &slow_cp[..],
+        ]
+        .concat(),
+        b"bobdir/y.txt\n",
+    );
+    let _ = attacker.kill();
+    let _ = attacker.wait();
+    assert!(
+        fs::read_to_string(env.path("out/y.txt")).map_or(true, |t| t != "root only\n"),
+        "root's job copied the root-only file into the target\n{}",
+        out.dump()
+    );
+    out.assert_code(1);
+    let r = record_for(&read_summary(env.path("s.jsonl")), "bobdir/y.txt");
+    assert!(
+        r["reason"]
+            .as_str()
+            .unwrap()
+            .contains("change what the job reads"),
+        "{r}"
+    );
+    let out = env.run(&[&["bobdir", "-o", "out/{/}"][..], &slow_cp[..]].concat());
+    out.assert_code(2)
+        .assert_stderr_contains("-o as root: bobdir belongs to user id 65534")
+        .assert_stderr_contains("--allow-shared-dirs");
+}
+
+/// Starts `nobody` waiting (10 s at most) for the job's `note`, then swapping `rel` (in a
+/// directory of theirs) for a link to `victim`.
+fn plant_link_at(
+    env: &TestEnv,
+    victim: &std::path::Path,
+    rel: &str,
+) -> Option<std::process::Child> {
+    let script = format!(
+        r#"cd '{}' || exit 1
+i=0
+while [ ! -s note ] && [ $i -lt 1000 ]; do sleep 0.01; i=$((i+1)); done
+[ -s note ] || exit 3
+mv '{rel}' '{rel}.keep' && ln -s '{}' '{rel}'
+sleep 1.5
+rm '{rel}' && mv '{rel}.keep' '{rel}'"#,
+        env.root().display(),
+        victim.display()
+    );
+    let mut cmd = as_nobody(&script)?;
+    Some(
+        cmd.stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
 }
 
 fn tool(env: &TestEnv, args: &[&str]) -> (bool, String) {
