@@ -196,9 +196,10 @@ pub(crate) struct Cli {
     #[arg(long, requires = "in_place")]
     pub force: bool,
 
-    /// With -i or -o: let jobs write {out} in directories that another user owns or can
-    /// write (not sticky), or reaches through a link of theirs; by default fanout refuses,
-    /// since that user could redirect the job's write
+    /// With -i or -o: let jobs write {out} (and, as root, read {}) in directories that
+    /// another user owns or can write (not sticky), or reached through a link of theirs; by
+    /// default fanout refuses, since that user could redirect the job's write (or swap what
+    /// it reads)
     #[arg(long)]
     pub allow_shared_dirs: bool,
 
