@@ -182,8 +182,8 @@ pub(crate) struct Cli {
     )]
     pub output: Option<OsString>,
 
-    /// With -o: skip an input whose target exists and is not older than the input (make's
-    /// rule, nanosecond times)
+    /// With -o: skip an input whose target is a regular file newer than the input (make's
+    /// rule, nanosecond times; equal times count as stale)
     #[arg(short = 'u', long, requires = "output")]
     pub update: bool,
 
@@ -195,6 +195,19 @@ pub(crate) struct Cli {
     /// With -i: also rewrite read-only files
     #[arg(long, requires = "in_place")]
     pub force: bool,
+
+    /// With -i or -o: let jobs write {out} (and, as root, read {}) in directories that
+    /// another user owns or can write (not sticky), or reached through a link of theirs; by
+    /// default fanout refuses, since that user could redirect the job's write (or swap what
+    /// it reads)
+    #[arg(long)]
+    pub allow_shared_dirs: bool,
+
+    /// With -i or -o as root: follow a symbolic link owned by a user who could not write the
+    /// file it leads to; by default such an input is not rewritten (as the kernel's
+    /// protected_symlinks rule)
+    #[arg(long)]
+    pub allow_foreign_links: bool,
 
     /// Memory budget for the jobs running at once: a size (`12G`) or a share of the memory
     /// available at start, cgroup limits included (`60%`) [default: 100%, less --mem-reserve]

@@ -199,6 +199,29 @@ fn private_dir(dir: &Node) -> bool {
         && (dir.mode & 0o020 == 0 || dir.gid == rustix::process::getegid().as_raw())
 }
 
+/// Whether other users can add names to this directory (it may be sticky): there `{out}`'s
+/// name is taken before the job runs.
+fn shared(dir: &Node) -> bool {
+    crate::os::trust::others_can_write(crate::os::trust::Owner {
+        uid: dir.uid,
+        gid: dir.gid,
+        mode: dir.mode,
+    })
+}
+
+/// Makes `name` in `dir` an empty file of fanout's user, only if no entry has that name
+/// (`O_EXCL`, no link followed); returns its device and inode.
+fn take_name(dir: impl AsFd, name: &OsStr) -> Result<(u64, u64), Errno> {
+    let fd = rustix::fs::openat(
+        dir,
+        name,
+        OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o666),
+    )?;
+    let node = Node::of(&fd)?;
+    Ok((node.dev, node.ino))
+}
+
 /// Removes the temporary files in `dir` left by fanout runs that are gone. Only what fanout
 /// provably made goes: a name of exactly the shape fanout gives its input's name, a regular
 /// file with one name, owned by this user; its run not a live fanout here, and its input a
@@ -332,6 +355,19 @@ pub(crate) struct Prepared {
     /// `-o`: the input's directory and name (in place they are `dir` and `target_name`); the
     /// target's directory `dir` is locked shared while this is held.
     source: Option<(OwnedFd, OsString)>,
+    /// In a directory other users can add names to, the empty file fanout made at `{out}`'s
+    /// name before the job (device and inode): removed when the job is dropped unused.
+    taken: std::cell::Cell<Option<(u64, u64)>>,
+}
+
+impl Drop for Prepared {
+    fn drop(&mut self) {
+        if let Some(id) = self.taken.get() {
+            if Node::at(&self.dir, &self.out_name).is_ok_and(|n| (n.dev, n.ino) == id) {
+                let _ = rustix::fs::unlinkat(&self.dir, &self.out_name, AtFlags::empty());
+            }
+        }
+    }
 }
 
 impl Prepared {
@@ -387,6 +423,8 @@ pub(crate) struct Outcome {
     pub output_bytes: Option<u64>,
     pub rows_in: Option<i64>,
     pub rows_out: Option<i64>,
+    /// What of the replaced file's metadata the new file did not keep, in words.
+    pub note: Option<String>,
 }
 
 /// What went wrong after a successful command.
@@ -402,6 +440,9 @@ pub(crate) struct InPlace {
     opts: InPlaceOptions,
     pid: u32,
     swept: Mutex<HashSet<PathBuf>>,
+    /// Directories `{out}` is written in, checked once each: why another user could change
+    /// one, or nothing when none can (README "Security").
+    trusted: Mutex<std::collections::HashMap<PathBuf, Option<String>>>,
 }
 
 impl InPlace {
@@ -410,6 +451,7 @@ impl InPlace {
             opts,
             pid: std::process::id(),
             swept: Mutex::new(HashSet::new()),
+            trusted: Mutex::new(std::collections::HashMap::new()),
         }
     }
 
@@ -489,8 +531,18 @@ impl InPlace {
                 )
             }
         };
+        if let Err(refusal) = self
+            .check_trusted(dir_of(&target))
+            .and_then(|()| self.check_read_path(input))
+        {
+            return (Err(refusal), Vec::new());
+        }
         let swept = self.sweep(dir_of(&target));
-        (self.prepare_target(target, Goal::InPlace, job), swept)
+        let prepared = self.prepare_target(target, Goal::InPlace, job);
+        (
+            prepared.and_then(|p| self.links_allowed(input, &p, true).map(|()| p)),
+            swept,
+        )
     }
 
     /// Checks and locks an input before its `-o` job runs, and opens (creating what is
@@ -511,6 +563,13 @@ impl InPlace {
                 )
             }
         };
+        // What exists of the target's directory is checked before anything is made in it.
+        if let Err(refusal) = self
+            .check_trusted(&crate::os::trust::existing_dir(dir_of(target)))
+            .and_then(|()| self.check_read_path(input))
+        {
+            return (Err(refusal), Vec::new());
+        }
         let dir = match open_or_create_dir(dir_of(target), 0) {
             Ok(dir) => dir,
             Err(e) => {
@@ -524,12 +583,57 @@ impl InPlace {
                 )
             }
         };
+        if let Err(refusal) = self.check_trusted(dir_of(target)) {
+            return (Err(refusal), Vec::new());
+        }
         let swept = self.sweep(dir_of(target));
         let goal = Goal::Output {
             target: target.to_path_buf(),
             dir,
         };
-        (self.prepare_target(source, goal, job), swept)
+        let prepared = self.prepare_target(source, goal, job);
+        (
+            prepared.and_then(|p| self.links_allowed(input, &p, false).map(|()| p)),
+            swept,
+        )
+    }
+
+    /// As root, every symbolic link followed to reach the input must be root's or belong to a
+    /// user who could write the input (in place; read it, with `-o`): otherwise that user
+    /// could make root rewrite, or copy out, a file they have no right to (the kernel's
+    /// protected_symlinks rule, for every link on the path). The links are resolved again
+    /// here, and must lead to the very file that `p` holds open. `--allow-foreign-links`
+    /// lifts the rule.
+    fn links_allowed(&self, input: &Path, p: &Prepared, write: bool) -> Result<(), Refusal> {
+        if self.opts.relax.foreign_links || !crate::os::is_root() {
+            return Ok(());
+        }
+        let (links, id) =
+            crate::os::trust::links_on_path(input).map_err(|e| Refusal::Failed(reason(e)))?;
+        if links.is_empty() {
+            return Ok(());
+        }
+        if id != (p.before.dev, p.before.ino) {
+            return Err(Refusal::Failed(
+                "the symbolic links leading to the input changed while they were checked; not run"
+                    .into(),
+            ));
+        }
+        let file = crate::os::trust::Owner {
+            uid: p.before.uid,
+            gid: p.before.gid,
+            mode: p.before.mode,
+        };
+        for (link, uid) in links {
+            if uid != 0 && !crate::os::trust::user_could(uid, file, write) {
+                return Err(Refusal::Failed(format!(
+                    "{} is a symbolic link of user id {uid}, who cannot {} the file it leads to; as root fanout does not follow it (--allow-foreign-links allows it)",
+                    link.display(),
+                    if write { "write" } else { "read" },
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// Opens, checks and locks `input`, and readies `{out}` for the goal.
@@ -587,8 +691,10 @@ impl InPlace {
             None
         };
         let before = Node::of(&file).map_err(failed)?;
-        let out_name = self.free_name(&dir, target_name.as_bytes(), job, in_place)?;
+        let (out_name, taken) =
+            self.free_name(&dir, &dir_node, target_name.as_bytes(), job, in_place)?;
         Ok(Prepared {
+            taken: std::cell::Cell::new(taken),
             out: dir_of(&target).join(&out_name),
             target,
             verify,
@@ -603,23 +709,79 @@ impl InPlace {
         })
     }
 
+    /// Whether `{out}` may be written in directory `dir`: no other user can change it or a
+    /// directory or link on the way to it (`--allow-shared-dirs` lifts the rule).
+    fn check_trusted(&self, dir: &Path) -> Result<(), Refusal> {
+        if self.opts.relax.shared_dirs {
+            return Ok(());
+        }
+        let mut trusted = self.trusted.lock().expect("trusted set");
+        let problem = trusted.entry(dir.to_path_buf()).or_insert_with(|| {
+            crate::os::trust::check_dir(dir)
+                .err()
+                .map(|u| u.to_string())
+        });
+        match problem {
+            None => Ok(()),
+            Some(u) => Err(Refusal::Failed(format!(
+                "{u}: another user could redirect the job's write to {{out}} there; not run (--allow-shared-dirs allows it)"
+            ))),
+        }
+    }
+
+    /// As root: the job reads `{}` by its path, so no other user may be able to change what
+    /// that path leads to while it runs (swap a file or a link for one to a file only root can
+    /// read, and back, and root's job would copy it into the output): the input's directory
+    /// must pass the rule `{out}`'s does, and a link at its name must be root's.
+    /// `--allow-shared-dirs` lifts it.
+    fn check_read_path(&self, input: &Path) -> Result<(), Refusal> {
+        if self.opts.relax.shared_dirs || !crate::os::is_root() {
+            return Ok(());
+        }
+        self.check_trusted(dir_of(input)).map_err(|r| match r {
+            Refusal::Failed(why) => Refusal::Failed(why.replace(
+                "redirect the job's write to {out} there",
+                "change what the job reads as {} there",
+            )),
+            other => other,
+        })?;
+        match crate::os::trust::own_link_or_none(input) {
+            Err(e) if e.kind() == std::io::ErrorKind::Other => Err(Refusal::Failed(format!(
+                "{}: {e}: that user could point it elsewhere while the job reads it (--allow-shared-dirs allows it)",
+                input.display()
+            ))),
+            _ => Ok(()),
+        }
+    }
+
     /// The first temporary name for `input` (in place) or target `input` (`-o`) and `job`
-    /// that is not taken in `dir`.
+    /// that is not taken in `dir`. Where other users can add names to `dir` (a sticky shared
+    /// directory), the name is taken at once, as an empty file of fanout's user made with
+    /// `O_EXCL`: nobody can plant a link at it before the job writes, nor move ours away.
     fn free_name(
         &self,
         dir: &OwnedFd,
+        dir_node: &Node,
         input: &[u8],
         job: u64,
         in_place: bool,
-    ) -> Result<OsString, Refusal> {
+    ) -> Result<(OsString, Option<(u64, u64)>), Refusal> {
+        let take = shared(dir_node);
         for n in 0.. {
             let name = OsString::from_vec(if in_place {
                 temp_name(input, self.pid, job, n)
             } else {
                 output_temp_name(input, self.pid, job, n)
             });
+            if take {
+                match take_name(dir, &name) {
+                    Ok(id) => return Ok((name, Some(id))),
+                    Err(Errno::EXIST) => continue,
+                    Err(e) => return Err(Refusal::Failed(reason(e))),
+                }
+            }
             match Node::at(dir, &name) {
-                Err(Errno::NOENT) => return Ok(name),
+                Err(Errno::NOENT) => return Ok((name, None)),
                 Err(e) => return Err(Refusal::Failed(reason(e))),
                 Ok(_) => {}
             }
@@ -638,9 +800,13 @@ impl InPlace {
         sweep_dead(dir, self.pid)
     }
 
-    /// Removes `{out}` before a retry or after a failure.
+    /// Removes `{out}` before a retry or after a failure; in a directory other users can add
+    /// names to, takes the name again at once for the next attempt.
     pub(crate) fn discard(p: &Prepared) {
         let _ = remove_out(p);
+        if p.taken.get().is_some() {
+            p.taken.set(take_name(&p.dir, &p.out_name).ok());
+        }
     }
 
     /// Ends an in-place job: verify and replace when `succeeded`, else keep the original.
@@ -659,7 +825,7 @@ impl InPlace {
             ..Outcome::default()
         };
         if !succeeded {
-            InPlace::discard(&p);
+            let _ = remove_out(&p);
             return outcome;
         }
         let out = match Self::check(&p, &mut outcome) {
@@ -673,12 +839,15 @@ impl InPlace {
             }
         };
         match commit(&p, &out) {
-            Ok(created) => {
+            Ok((created, not_kept)) => {
                 outcome.replaced = true;
                 outcome.created = created;
+                if !not_kept.is_empty() {
+                    outcome.note = Some(format!("not kept: {}", not_kept.join(", ")));
+                }
             }
             Err(Step::Before(e)) => {
-                InPlace::discard(&p);
+                let _ = remove_out(&p);
                 outcome.problem = Some(Problem::Failed(e));
             }
             // The name `{out}` is gone: nothing of fanout's is left to remove.
@@ -783,23 +952,46 @@ enum Step {
     After(String),
 }
 
-/// Makes the output durable, in place gives it the input's owner (as root) and then its mode,
-/// renames it over the target through the directory's descriptor, checks that the target's
-/// name now holds that very file and makes the rename durable. Returns whether the target is
-/// new (there was none before).
-fn commit(p: &Prepared, out: &File) -> Result<bool, Step> {
+/// Makes the output durable, in place gives it the input's owner (as root), extended
+/// attributes and ACL, and then its mode, renames it over the target through the directory's
+/// descriptor, checks that the target's name now holds that very file and makes the rename
+/// durable. Returns whether the target is new (there was none before) and what of the
+/// replaced file's metadata was not kept.
+fn commit(p: &Prepared, out: &File) -> Result<(bool, Vec<String>), Step> {
     let before =
         |what: &'static str| move |e: Errno| Step::Before(format!("{what}: {}", reason(e)));
     let input = Node::of(&p.input).map_err(before("reading the input's permissions"))?;
-    let node = Node::of(out).map_err(before("reading the output"))?;
-    rustix::fs::fsync(out).map_err(before("syncing the output"))?;
     if p.source.is_some() {
-        // A new file keeps the mode the command gave it.
+        // A new file keeps the mode the command gave it; one that replaces a target keeps
+        // the target's extended attributes and ACL.
+        let not_kept = match open_in(&p.dir, &p.target_name) {
+            Ok(old) => match Node::of(&old) {
+                Ok(was) if was.is_file() => {
+                    let made = Node::of(out).map_err(before("reading the output"))?;
+                    let mut not_kept =
+                        crate::os::meta::carry_xattrs(&old, out).map_err(Step::Before)?;
+                    not_kept.extend(crate::os::meta::carry_flags(&old, out));
+                    // No more permissions than the target it replaces had: a target made
+                    // private stays private (one with an ACL has the ACL's, carried above).
+                    if !crate::os::meta::has_acl(&old) {
+                        let mode = made.mode & was.mode & 0o7777;
+                        rustix::fs::fchmod(out, Mode::from_raw_mode(mode as rustix::fs::RawMode))
+                            .map_err(before("setting the output's permissions"))?;
+                    }
+                    not_kept
+                }
+                _ => Vec::new(),
+            },
+            Err(_) => Vec::new(),
+        };
+        let node = Node::of(out).map_err(before("reading the output"))?;
+        rustix::fs::fsync(out).map_err(before("syncing the output"))?;
         let created = matches!(Node::at(&p.dir, &p.target_name), Err(Errno::NOENT));
         rename_into_place(p, &node)?;
-        return Ok(created);
+        return Ok((created, not_kept));
     }
     // Owner first: chown clears the set-user-id and set-group-id bits, which fchmod then sets.
+    let mut not_kept = Vec::new();
     if crate::os::is_root() {
         rustix::fs::fchown(
             out,
@@ -807,14 +999,50 @@ fn commit(p: &Prepared, out: &File) -> Result<bool, Step> {
             Some(rustix::fs::Gid::from_raw(input.gid)),
         )
         .map_err(before("setting the output's owner"))?;
+    } else {
+        not_kept.extend(keep_group(&input, out)?);
+        if input.uid != euid() {
+            not_kept.push(format!(
+                "owner {} (the new file belongs to the user fanout runs as)",
+                input.uid
+            ));
+        }
     }
+    // Then the attributes: setting an ACL sets the mode's group bits to its mask, which the
+    // input's mode, set last, holds too.
+    not_kept.extend(crate::os::meta::carry_xattrs(&p.input, out).map_err(Step::Before)?);
+    not_kept.extend(crate::os::meta::carry_flags(&p.input, out));
     rustix::fs::fchmod(
         out,
         Mode::from_raw_mode((input.mode & 0o7777) as rustix::fs::RawMode),
     )
     .map_err(before("setting the output's permissions"))?;
+    let node = Node::of(out).map_err(before("reading the output"))?;
+    rustix::fs::fsync(out).map_err(before("syncing the output"))?;
     rename_into_place(p, &node)?;
-    Ok(false)
+    Ok((false, not_kept))
+}
+
+/// Not as root: gives the output the input's group, which its user may give to any group
+/// it is a member of. When it cannot and the mode gives the group any permission, the new
+/// file must not replace the input: that permission would go to another group (the user's
+/// own, which may be a shared one). Returns what was not kept.
+fn keep_group(input: &Node, out: &File) -> Result<Option<String>, Step> {
+    let now =
+        Node::of(out).map_err(|e| Step::Before(format!("reading the output: {}", reason(e))))?;
+    if now.gid == input.gid {
+        return Ok(None);
+    }
+    match rustix::fs::fchown(out, None, Some(rustix::fs::Gid::from_raw(input.gid))) {
+        Ok(()) => Ok(None),
+        Err(e) if input.mode & 0o070 != 0 => Err(Step::Before(format!(
+            "the file's group {} cannot be given to the new file ({}): its group permissions would go to group {}",
+            input.gid,
+            reason(e),
+            now.gid
+        ))),
+        Err(e) => Ok(Some(format!("group {} ({})", input.gid, reason(e)))),
+    }
 }
 
 /// Renames `{out}` (the file `node`) onto the target, checks that the target's name holds
@@ -988,6 +1216,7 @@ mod tests {
         let ip = InPlace::new(InPlaceOptions {
             verify: None,
             force: false,
+            relax: crate::config::Relax::default(),
         });
         let out = ip.out_path(Path::new("d/year=2024/part-0.parquet"), 3, true);
         let name = out.file_name().unwrap().to_str().unwrap().to_string();
@@ -1018,6 +1247,7 @@ mod tests {
         let ip = InPlace::new(InPlaceOptions {
             verify: None,
             force: false,
+            relax: crate::config::Relax::default(),
         });
         assert_eq!(ip.sweep(dir.path()), vec![stale.clone()]);
         assert!(!stale.exists() && ours.exists() && other.exists() && orphan.exists());

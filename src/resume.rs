@@ -76,6 +76,8 @@ pub(crate) struct Resume {
     unfinished: usize,
     /// Slurm job arrays the journals' runs submitted.
     arrays: Vec<PastArray>,
+    /// Files named like replacements that are not trusted (another user's), with why.
+    ignored: Vec<(std::path::PathBuf, &'static str)>,
 }
 
 impl Resume {
@@ -91,6 +93,13 @@ impl Resume {
     ) -> Result<Option<Resume>> {
         let mut resume = path.map(Resume::load).transpose()?;
         if let Some(r) = &mut resume {
+            // Said even with -q: records someone else may have written were left out.
+            for (path, why) in &r.ignored {
+                crate::error::print_notice(&format!(
+                    "--resume: ignored {} ({why}): only the user fanout runs as can leave records for it",
+                    path.display()
+                ));
+            }
             for a in r.arrays.iter().filter(|a| !a.followed) {
                 still_running(&a.slurm_job_id).with_context(|| {
                     format!("--resume {}", path.unwrap_or(Path::new("")).display())
@@ -120,12 +129,14 @@ impl Resume {
         let mut resume = Resume::default();
         resume.read(path)?;
         let written = std::fs::metadata(path).and_then(|m| m.modified()).ok();
-        for (leftover, modified) in crate::tempname::leftovers(path) {
-            if written.is_none_or(|w| modified > w) {
-                resume.read(&leftover)?;
+        let (trusted, ignored) = crate::tempname::trusted_leftovers(path);
+        for leftover in trusted {
+            if written.is_none_or(|w| leftover.modified > w) {
+                resume.read_from(leftover.file, &leftover.path)?;
                 resume.unfinished += 1;
             }
         }
+        resume.ignored = ignored;
         Ok(resume)
     }
 
@@ -133,8 +144,15 @@ impl Resume {
     /// read as bytes, line by line: a run killed while writing leaves a partial last line (cut
     /// anywhere, even inside a multibyte character), which is ignored.
     fn read(&mut self, path: &Path) -> Result<()> {
+        let file =
+            File::open(path).with_context(|| format!("cannot read --resume {}", path.display()))?;
+        self.read_from(file, path)
+    }
+
+    /// Reads the journal open as `file` (named `path`), as [`Resume::read`] does.
+    fn read_from(&mut self, file: File, path: &Path) -> Result<()> {
         let context = || format!("cannot read --resume {}", path.display());
-        let mut reader = BufReader::with_capacity(1 << 16, File::open(path).with_context(context)?);
+        let mut reader = BufReader::with_capacity(1 << 16, file);
         let mut buf = Vec::new();
         let mut n = 0;
         // A line that is not a record: an error unless it turns out to be the last one.

@@ -226,7 +226,8 @@ struct Replace {
 impl Journal {
     /// Creates (truncates) the journal at `path`.
     pub(crate) fn create(path: &Path) -> io::Result<Journal> {
-        let file = File::create(path)?;
+        // Not through another user's link, nor into their file in a shared directory.
+        let file = crate::os::trust::create_own(path)?;
         Ok(Journal::new(file, path, None))
     }
 
@@ -266,13 +267,17 @@ impl Journal {
 
     /// A journal written beside `path`, to replace it when the run ends.
     fn beside(path: &Path) -> io::Result<Journal> {
+        crate::os::trust::own_link_or_none(path)?;
         let target = std::fs::canonicalize(path)?;
         let (Some(dir), Some(name)) = (target.parent(), target.file_name()) else {
             return Err(io::Error::other("not a file name"));
         };
-        let leftovers = crate::tempname::leftovers(&target)
+        // Only this user's leftovers are taken back (and removed at the end), as `--resume`
+        // reads only those.
+        let leftovers = crate::tempname::trusted_leftovers(&target)
+            .0
             .into_iter()
-            .map(|(p, _)| p)
+            .map(|l| l.path)
             .collect();
         // Created new (O_EXCL, mode 0600), then given the journal's permissions.
         let (file, temp) = tempfile::Builder::new()

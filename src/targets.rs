@@ -23,6 +23,7 @@ pub(crate) fn assign(
     template: &TargetTemplate,
     threads: usize,
     inputs: &mut [Input],
+    shared_dirs: bool,
 ) -> Result<(), String> {
     let cwd = std::env::current_dir().unwrap_or_default();
     let mut bad = Vec::new();
@@ -115,7 +116,11 @@ pub(crate) fn assign(
         ));
     }
     if problems.is_empty() {
-        return Ok(());
+        return if shared_dirs {
+            Ok(())
+        } else {
+            trusted_dirs(inputs)
+        };
     }
     Err(format!(
         "-o/--output: {} (nothing was run); give each input a target of its own, e.g. with {{rel}} or {{rel.}}, in a directory apart from the inputs",
@@ -123,12 +128,45 @@ pub(crate) fn assign(
     ))
 }
 
-/// Whether the target of `input` is up to date (make's rule): it exists and was modified no
-/// earlier than the input (nanoseconds). Links are followed, as make does.
+/// Every directory a target is written in (its nearest existing one: fanout makes the rest)
+/// must be one that no other user can change, or a job's write to `{out}` could be
+/// redirected (README "Security"). Each directory is checked once.
+fn trusted_dirs(inputs: &[Input]) -> Result<(), String> {
+    let mut parents = std::collections::HashSet::new();
+    let mut checked = std::collections::HashSet::new();
+    for target in inputs.iter().filter_map(|i| i.target.as_deref()) {
+        let parent = target.parent().unwrap_or(Path::new(""));
+        if !parents.insert(parent) {
+            continue;
+        }
+        let dir = crate::os::trust::existing_dir(parent);
+        if !checked.insert(dir.clone()) {
+            continue;
+        }
+        if let Err(u) = crate::os::trust::check_dir(&dir) {
+            return Err(format!(
+                "-o/--output: {u}: another user could redirect a job's write to {} there; nothing was run (--allow-shared-dirs allows it)",
+                quoted(target)
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Whether the target of `input` is up to date: it is a regular file (links followed, as
+/// make does) modified strictly later than the input. Anything else at the target's name (a
+/// directory, a FIFO) is not up to date: its job runs and gets the record it gets without
+/// `-u`. Equal times count as stale: a file system stamps times from a clock that ticks in
+/// milliseconds or seconds, so an input edited in the same tick as its target's commit has
+/// the target's very time, and rerunning costs a job where trusting it would keep a stale
+/// target.
 pub(crate) fn up_to_date(input: &Input, target: &Path) -> bool {
     let Ok(t) = std::fs::metadata(target) else {
         return false;
     };
+    if !t.is_file() {
+        return false;
+    }
     let input_ns = match input.seen {
         Some((_, ns)) => ns,
         None => match std::fs::metadata(&input.path) {
@@ -136,7 +174,7 @@ pub(crate) fn up_to_date(input: &Input, target: &Path) -> bool {
             Err(_) => return false,
         },
     };
-    t.mtime() * 1_000_000_000 + t.mtime_nsec() >= input_ns
+    t.mtime() * 1_000_000_000 + t.mtime_nsec() > input_ns
 }
 
 /// An input that gets a job (the others get their record from triage).
@@ -214,7 +252,7 @@ mod tests {
 
     fn run(template: &str, inputs: &mut [Input]) -> Result<(), String> {
         let t = TargetTemplate::parse(std::ffi::OsStr::new(template)).unwrap();
-        assign(&t, 1, inputs)
+        assign(&t, 1, inputs, true)
     }
 
     #[test]

@@ -178,6 +178,84 @@ pub(crate) fn replacement_prefix(journal_name: &OsStr) -> OsString {
     OsString::from_vec(prefix)
 }
 
+/// A replacement of a journal that a run of this user left behind, opened.
+#[derive(Debug)]
+pub(crate) struct Leftover {
+    pub path: PathBuf,
+    pub file: std::fs::File,
+    pub modified: SystemTime,
+}
+
+/// The replacements of `journal` that `--resume` may read, oldest first, opened without
+/// following links in the journal's own directory, and those it must not, with why. Only a
+/// regular file that the user fanout runs as owns, and that no other user can write (group
+/// write only for the user's own group), holds records of this user's runs: anyone else's,
+/// however named, could carry forged `ok` records.
+pub(crate) fn trusted_leftovers(journal: &Path) -> (Vec<Leftover>, Vec<(PathBuf, &'static str)>) {
+    use rustix::fs::{Mode, OFlags};
+    let (mut trusted, mut ignored) = (Vec::new(), Vec::new());
+    let Ok(target) = std::fs::canonicalize(journal) else {
+        return (trusted, ignored);
+    };
+    let (Some(dir), Some(name)) = (target.parent(), target.file_name()) else {
+        return (trusted, ignored);
+    };
+    let prefix = replacement_prefix(name);
+    let Ok(dirfd) = rustix::fs::open(
+        dir,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) else {
+        return (trusted, ignored);
+    };
+    let Ok(listing) = rustix::fs::Dir::read_from(&dirfd) else {
+        return (trusted, ignored);
+    };
+    let me = rustix::process::geteuid().as_raw();
+    let my_group = rustix::process::getegid().as_raw();
+    for entry in listing.flatten() {
+        let entry_name = OsStr::from_bytes(entry.file_name().to_bytes());
+        if !entry_name.as_bytes().starts_with(prefix.as_bytes()) {
+            continue;
+        }
+        let path = dir.join(entry_name);
+        let Ok(fd) = rustix::fs::openat(
+            &dirfd,
+            entry_name,
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC,
+            Mode::empty(),
+        ) else {
+            continue;
+        };
+        let file = std::fs::File::from(fd);
+        let Ok(meta) = file.metadata() else {
+            continue;
+        };
+        use std::os::unix::fs::MetadataExt;
+        if !meta.is_file() {
+            continue;
+        }
+        let why = if meta.uid() != me {
+            Some("owned by another user")
+        } else if meta.mode() & 0o002 != 0 || (meta.mode() & 0o020 != 0 && meta.gid() != my_group) {
+            Some("other users can write it")
+        } else {
+            None
+        };
+        match (why, meta.modified()) {
+            (Some(why), _) => ignored.push((path, why)),
+            (None, Ok(modified)) => trusted.push(Leftover {
+                path,
+                file,
+                modified,
+            }),
+            (None, Err(_)) => {}
+        }
+    }
+    trusted.sort_by_key(|l| l.modified);
+    (trusted, ignored)
+}
+
 /// The replacements of `journal` that runs left behind, oldest first, with their modification
 /// times: regular files beside the journal (symbolic links resolved) named as
 /// [`replacement_prefix`] says.

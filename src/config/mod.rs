@@ -77,6 +77,19 @@ pub(crate) struct InPlaceOptions {
     pub verify: Option<Verify>,
     /// Rewrite read-only inputs too.
     pub force: bool,
+    /// The trust rules relaxed by flags.
+    #[serde(default)]
+    pub relax: Relax,
+}
+
+/// Trust rules of `-i` and `-o` that flags relax (see the README's "Security").
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct Relax {
+    /// `--allow-shared-dirs`: `{out}` may be written in a directory another user can change.
+    pub shared_dirs: bool,
+    /// `--allow-foreign-links`: as root, follow another user's link to a file they could not
+    /// write.
+    pub foreign_links: bool,
 }
 
 /// The `-o` part of the configuration.
@@ -89,6 +102,9 @@ pub(crate) struct OutputOptions {
     pub verify: Option<Verify>,
     /// `-u`: skip inputs whose target is up to date.
     pub update: bool,
+    /// The trust rules relaxed by flags.
+    #[serde(default)]
+    pub relax: Relax,
 }
 
 impl RunSpec {
@@ -98,6 +114,7 @@ impl RunSpec {
             self.output.as_ref().map(|o| InPlaceOptions {
                 verify: o.verify,
                 force: false,
+                relax: o.relax,
             })
         })
     }
@@ -158,6 +175,18 @@ impl Config {
             bail!("--verify goes with -i/--in-place or -o/--output");
         }
         check_batch(&cli)?;
+        let relax = Relax {
+            shared_dirs: cli.allow_shared_dirs,
+            foreign_links: cli.allow_foreign_links,
+        };
+        if (relax.shared_dirs || relax.foreign_links) && !cli.in_place && cli.output.is_none() {
+            bail!("--allow-shared-dirs and --allow-foreign-links go with -i/--in-place or -o/--output");
+        }
+        // -i writes beside its inputs; as root, -o must not read through paths another user
+        // can change either.
+        if !relax.shared_dirs && (cli.in_place || (cli.output.is_some() && crate::os::is_root())) {
+            check_roots_trusted(&walk.roots, cli.in_place)?;
+        }
         let mode = mode(&cli)?;
         let (jobs, threads) = parallelism(&cli, &mode);
         // On Slurm, output is relayed task by task as records arrive: ordering it by job number
@@ -196,11 +225,13 @@ impl Config {
             in_place: cli.in_place.then_some(InPlaceOptions {
                 verify: cli.verify,
                 force: cli.force,
+                relax,
             }),
             output: cli.output.map(|template| OutputOptions {
                 template,
                 verify: cli.verify,
                 update: cli.update,
+                relax,
             }),
             jobs,
             threads,
@@ -452,6 +483,30 @@ fn own_files(summary: Option<&Path>, resume: Option<&Path>) -> OwnFiles {
     OwnFiles::new(paths)
 }
 
+/// `-i` (and `-o` as root): the directories a walk starts from (a file's own directory) must
+/// be ones no other user can change, or a job's write to `{out}` could be redirected, or
+/// what root's job reads could be swapped (README "Security").
+/// Directories below are checked per file, when their first job is prepared.
+fn check_roots_trusted(roots: &[Root], in_place: bool) -> Result<()> {
+    for root in roots {
+        let dir = match root {
+            Root::Dir { path, .. } => path.as_path(),
+            Root::File(path) => path
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new(".")),
+            Root::Stdin => continue,
+        };
+        if let Err(u) = crate::os::trust::check_dir(dir) {
+            if in_place {
+                bail!("-i: {u}: another user could redirect a job's write there; nothing was run (--allow-shared-dirs allows it)");
+            }
+            bail!("-o as root: {u}: another user could change what a job reads there; nothing was run (--allow-shared-dirs allows it)");
+        }
+    }
+    Ok(())
+}
+
 fn roots(paths: &[PathBuf]) -> Result<Vec<Root>> {
     if paths.is_empty() {
         return Ok(vec![Root::Dir {
@@ -644,7 +699,8 @@ mod tests {
             spec.in_place,
             Some(InPlaceOptions {
                 verify: Some(Verify::ParquetSchema),
-                force: true
+                force: true,
+                relax: Relax::default(),
             })
         );
         assert_eq!((spec.jobs, spec.threads, spec.retries), (3, 2, 4));
@@ -722,6 +778,7 @@ mod tests {
         spec.in_place = Some(InPlaceOptions {
             verify: None,
             force: false,
+            relax: Relax::default(),
         });
         assert!(worker(&spec).contains("{out}"), "{}", worker(&spec));
     }

@@ -468,6 +468,9 @@ fn conclude_in_place(p: crate::inplace::Prepared, record: &mut JobRecord) {
         }
         None => {}
     }
+    if record.reason.is_none() {
+        record.reason = outcome.note;
+    }
 }
 
 /// The record of an input that in-place mode refused to run.

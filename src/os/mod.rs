@@ -23,7 +23,9 @@ use macos as platform;
 #[cfg(not(any(target_os = "linux", target_os = "macos")))]
 compile_error!("fanout runs on Linux and macOS");
 
+pub(crate) mod meta;
 mod posix;
+pub(crate) mod trust;
 
 pub(crate) use nix::sys::signal::Signal;
 pub(crate) use platform::{

@@ -51,7 +51,7 @@ pub(crate) fn write(journal: &Path, output: Option<&Path>) -> Result<ExitStatus>
                     path.display()
                 );
             }
-            save(&path, page.as_bytes())
+            save(&path, page.as_bytes(), &run)
                 .with_context(|| format!("cannot write the report {}", path.display()))?;
             print_notice(&format!(
                 "report of {jobs}{incomplete} written to {}",
@@ -100,20 +100,35 @@ fn same_file(a: &Path, b: &Path) -> bool {
 }
 
 /// Writes `bytes` to `path` whole or not at all: a temporary file beside it, renamed over it.
-fn save(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
+/// The page holds what the journal holds (paths, stderr lines that may carry secrets), so it
+/// gets no more permissions than `journal` has, less what the umask takes (the kernel applies
+/// it when the file is made); where the page's group is not the journal's and cannot be made
+/// so, it gets no group permissions.
+fn save(path: &Path, bytes: &[u8], journal: &read::Journal) -> std::io::Result<()> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
+    let mode = journal.mode & 0o666;
     let mut temp = tempfile::Builder::new()
         .prefix(".fanout-report-")
         .suffix(".html")
+        .permissions(std::fs::Permissions::from_mode(mode))
         .tempfile_in(dir)?;
+    let file = temp.as_file();
+    let made = file.metadata()?;
+    if made.mode() & 0o070 != 0 && made.gid() != journal.gid {
+        let gid = rustix::fs::Gid::from_raw(journal.gid);
+        if rustix::fs::fchown(file, None, Some(gid)).is_err() {
+            file.set_permissions(std::fs::Permissions::from_mode(made.mode() & 0o707))?;
+        } else {
+            // A change of group may clear bits on some systems: set them again.
+            file.set_permissions(std::fs::Permissions::from_mode(made.mode() & 0o777))?;
+        }
+    }
     temp.write_all(bytes)?;
     temp.as_file().sync_all()?;
-    temp.as_file()
-        .set_permissions(std::fs::Permissions::from_mode(0o644))?;
     temp.persist(path).map_err(|e| e.error)?;
     Ok(())
 }

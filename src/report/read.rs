@@ -20,6 +20,10 @@ pub(crate) struct Journal {
     pub unreadable: u64,
     /// The last line stops without its newline: the writer was stopped while writing it.
     pub cut_short: bool,
+    /// The journal's permission bits and group, as its descriptor says: the page, which
+    /// holds its paths and stderr lines, gets no more than these.
+    pub mode: u32,
+    pub gid: u32,
 }
 
 impl Journal {
@@ -41,8 +45,18 @@ enum Line {
 
 /// Reads the journal at `path`. A file whose first line is not a fanout record is refused.
 pub(crate) fn read(path: &Path) -> Result<Journal> {
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    parse(&bytes).with_context(|| format!("{} is not a fanout journal", path.display()))
+    use std::io::Read;
+    use std::os::unix::fs::MetadataExt;
+    let cannot = || format!("cannot read {}", path.display());
+    let mut file = std::fs::File::open(path).with_context(cannot)?;
+    let meta = file.metadata().with_context(cannot)?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes).with_context(cannot)?;
+    let mut journal =
+        parse(&bytes).with_context(|| format!("{} is not a fanout journal", path.display()))?;
+    journal.mode = meta.mode() & 0o777;
+    journal.gid = meta.gid();
+    Ok(journal)
 }
 
 /// Parses the bytes of a journal.

@@ -190,8 +190,16 @@ impl Flow<'_, '_> {
                     };
                     let held = held.borrow_mut().take();
                     if let (Some(mut all), Some(template)) = (held, &config.target) {
-                        let checked =
-                            crate::targets::assign(template, config.run.threads, &mut all);
+                        let checked = crate::targets::assign(
+                            template,
+                            config.run.threads,
+                            &mut all,
+                            config
+                                .run
+                                .output
+                                .as_ref()
+                                .is_some_and(|o| o.relax.shared_dirs),
+                        );
                         // A run stopped during the walk starts nothing: its inputs get their
                         // not_started records, whatever their targets.
                         if let (Err(why), false) = (checked, ctx.cancel.no_new_jobs()) {

@@ -173,11 +173,15 @@ impl Word {
     }
 
     fn expand_into(&self, job: &JobValues, quote: bool, out: &mut Vec<u8>) {
+        let mut previous: Option<&Token> = None;
         for token in &self.tokens {
             match token {
                 Token::Text(t) => out.extend_from_slice(t),
                 Token::Value(ph) => {
-                    let value = job.value(*ph);
+                    let mut value = job.value(*ph);
+                    if value.first() == Some(&b'-') && begins_word(previous, quote) {
+                        value = Cow::Owned([&b"./"[..], &value].concat());
+                    }
                     if quote {
                         out.extend_from_slice(&shell_quote(&value));
                     } else {
@@ -185,7 +189,19 @@ impl Word {
                     }
                 }
             }
+            previous = Some(token);
         }
+    }
+}
+
+/// Whether a value placed after `previous` begins a word of the command, where a leading `-`
+/// would read as an option: the first thing in an argv word, or in a script (`shell`) after a
+/// blank or an operator. A value inside a word (`--in={}`, `out/{/}`) cannot.
+fn begins_word(previous: Option<&Token>, shell: bool) -> bool {
+    match previous {
+        None => true,
+        Some(Token::Value(_)) => false,
+        Some(Token::Text(t)) => shell && t.last().is_none_or(|b| b" \t\n;&|()<>`".contains(b)),
     }
 }
 

@@ -66,6 +66,15 @@ fn expected(f: impl Fn(&[u8]) -> Argv) -> Vec<Argv> {
     v
 }
 
+/// A base name as a word of its own: `./` before a leading `-`.
+fn dashed(n: &[u8]) -> Vec<u8> {
+    if n.first() == Some(&b'-') {
+        [b"./".as_slice(), n].concat()
+    } else {
+        n.to_vec()
+    }
+}
+
 #[test]
 fn direct_mode_passes_each_name_byte_identical() {
     let env = hostile_env();
@@ -86,7 +95,8 @@ fn direct_mode_passes_each_name_byte_identical() {
     let want = expected(|n| {
         vec![
             with_prefix(b"d/", n),
-            n.to_vec(),
+            // A value that begins a word cannot pass for an option: `./-name`.
+            dashed(n),
             [b"pre-".as_slice(), n, b"-post"].concat(),
         ]
     });
@@ -112,7 +122,8 @@ fn shell_mode_passes_each_name_byte_identical() {
     let want = expected(|n| {
         vec![
             with_prefix(b"d/", n),
-            n.to_vec(),
+            // A value that begins a word cannot pass for an option: `./-name`.
+            dashed(n),
             [b"pre-".as_slice(), n, b"-post"].concat(),
         ]
     });

@@ -12,17 +12,17 @@ use std::time::Duration;
 use crate::harness::*;
 
 /// `nobody` and `nogroup`: the unprivileged user of the race test.
-const NOBODY: u32 = 65534;
+pub const NOBODY: u32 = 65534;
 
-fn is_root() -> bool {
+pub fn is_root() -> bool {
     fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
 }
 
-fn chmod(path: &Path, mode: u32) {
+pub fn chmod(path: &Path, mode: u32) {
     fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
 }
 
-fn chown_nobody(path: &Path) {
+pub fn chown_nobody(path: &Path) {
     std::os::unix::fs::chown(path, Some(NOBODY), Some(NOBODY)).unwrap();
 }
 
@@ -81,7 +81,7 @@ fn run_within_20s(env: &TestEnv, args: &[&str]) -> Output {
 }
 
 /// A command that runs `script` as `nobody`, or None when this machine has no way to.
-fn as_nobody(script: &str) -> Option<Command> {
+pub fn as_nobody(script: &str) -> Option<Command> {
     for (tool, args) in [
         (
             "setpriv",
@@ -159,8 +159,11 @@ done"#,
             chmod(&f, 0o644);
         }
         let _ = fs::remove_file(env.path("s.jsonl"));
+        // `w` is nobody's: only with the rule relaxed does fanout write there at all; the
+        // commit itself must still never be steered.
         env.run(&[
             "-i",
+            "--allow-shared-dirs",
             "-j",
             "2",
             "w",
@@ -480,7 +483,8 @@ fn an_out_directory_in_a_shared_directory_is_left_and_said() {
         "--",
         "sh",
         "-c",
-        r#"mkdir "$1" && echo x > "$1/x""#,
+        // In a directory others can write, {out} is taken (an empty file) before the job.
+        r#"rm -f "$1" && mkdir "$1" && echo x > "$1/x""#,
         "_",
         "{out}",
     ]);

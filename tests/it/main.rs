@@ -35,3 +35,4 @@ mod slurm;
 mod summary;
 mod tag;
 mod template;
+mod trust;

@@ -332,7 +332,8 @@ fn update_follows_make_to_the_nanosecond() {
         final_record(&read_summary(env.path("s.jsonl")))["skipped"],
         3
     );
-    // One nanosecond newer than its target: stale. The same time: up to date.
+    // One nanosecond newer than its target: stale. The same time: stale too (a coarse clock
+    // stamps an edit in the same tick as the commit with the commit's time).
     set_mtime_ns(&env.path("clean/year=2023/part-0.txt"), 1);
     set_mtime_ns(&env.path("raw/year=2023/part-0.csv"), 2);
     set_mtime_ns(&env.path("clean/year=2024/part-0.txt"), 5);
@@ -345,6 +346,13 @@ fn update_follows_make_to_the_nanosecond() {
     );
     assert_eq!(
         by_path(&records, "raw/year=2024/part-0.csv")["action"],
+        "replaced"
+    );
+    // Target one nanosecond newer than its input: up to date.
+    set_mtime_ns(&env.path("clean/year=2024/part-0.txt"), 6);
+    env.run(&args).assert_ok();
+    assert_eq!(
+        by_path(&summary_of(&env, "s.jsonl"), "raw/year=2024/part-0.csv")["action"],
         "up_to_date"
     );
     // A missing target is stale.
@@ -774,4 +782,66 @@ fn an_update_run_with_nothing_to_do_still_sweeps_a_dead_runs_temporary() {
     .assert_ok()
     .assert_stderr_contains("removed 1 temporary file");
     assert!(temporaries(&env).is_empty(), "{:?}", temporaries(&env));
+}
+
+/// Only a regular file can be up to date: a directory (or a FIFO) at the target's name gets
+/// the same record with `-u` as without it, never `skipped`.
+#[test]
+fn update_calls_only_a_file_up_to_date() {
+    let env = hive();
+    env.mkdir("clean/year=2023/part-0.txt");
+    let args = |u: bool| {
+        let mut a = vec![
+            "--summary",
+            "s.jsonl",
+            "raw",
+            "-o",
+            "clean/{rel.}.txt",
+            "--",
+            "cp",
+            "{}",
+            "{out}",
+        ];
+        if u {
+            a.insert(0, "-u");
+        }
+        a
+    };
+    let plain = env.run(&args(false));
+    let without = summary_of(&env, "s.jsonl");
+    let updating = env.run(&args(true));
+    let with = summary_of(&env, "s.jsonl");
+    assert_eq!(
+        plain.code,
+        updating.code,
+        "{}\n{}",
+        plain.dump(),
+        updating.dump()
+    );
+    assert_ne!(updating.code, Some(0), "{}", updating.dump());
+    let path = "raw/year=2023/part-0.csv";
+    let (a, b) = (by_path(&without, path), by_path(&with, path));
+    assert_ne!(b["status"], "skipped", "{b}");
+    assert_eq!(
+        (&a["status"], &a["reason"], &a["action"]),
+        (&b["status"], &b["reason"], &b["action"]),
+        "{path}"
+    );
+    assert!(env.path("clean/year=2023/part-0.txt").is_dir());
+    // A FIFO made after the input is not a target either: it is replaced.
+    let fifo = env.path("clean/year=2024/part-0.txt");
+    fs::remove_file(&fifo).unwrap();
+    assert!(std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    env.run(&args(true));
+    let r = by_path(&summary_of(&env, "s.jsonl"), "raw/year=2024/part-0.csv").clone();
+    assert_eq!(
+        (&r["status"], &r["action"]),
+        (&"ok".into(), &"replaced".into()),
+        "{r}"
+    );
+    assert!(fifo.is_file());
 }

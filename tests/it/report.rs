@@ -359,3 +359,33 @@ fn a_retried_job_spans_its_last_attempt() {
     let b_start = b.started_ms.unwrap();
     assert!(b_start >= a_end + 250, "{records:#?}");
 }
+
+/// The page holds what the journal holds (stderr lines may carry tokens): it gets no more
+/// permissions than the journal, and the umask is honoured.
+#[test]
+fn the_page_is_no_more_readable_than_its_journal() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = TestEnv::new(&[], &[]);
+    small_run(&env, 3);
+    let mode = |p: &str| std::fs::metadata(env.path(p)).unwrap().permissions().mode() & 0o777;
+    let chmod = |m: u32| {
+        std::fs::set_permissions(env.path("run.jsonl"), std::fs::Permissions::from_mode(m))
+            .unwrap();
+    };
+    // Under umask 077, a 0644 journal gives a 0600 page.
+    chmod(0o644);
+    let out = env.sh("umask 077; \"$FANOUT\" report run.jsonl");
+    out.assert_ok();
+    assert_eq!(mode("run.html"), 0o600, "umask 077\n{}", out.dump());
+    // A 0600 journal gives a 0600 page under umask 022, and replacing a 0644 page too.
+    std::fs::set_permissions(env.path("run.html"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    chmod(0o600);
+    env.sh("umask 022; \"$FANOUT\" report run.jsonl")
+        .assert_ok();
+    assert_eq!(mode("run.html"), 0o600, "0600 journal");
+    // A 0640 journal, umask 022: 0640.
+    chmod(0o640);
+    env.sh("umask 022; \"$FANOUT\" report run.jsonl -o other.html")
+        .assert_ok();
+    assert_eq!(mode("other.html"), 0o640, "0640 journal");
+}

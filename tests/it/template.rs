@@ -190,6 +190,60 @@ fn leading_dash_path_gets_dot_slash() {
         .assert_stdout_lines(&["./-n", "./-rf.txt"]);
 }
 
+/// Every value that begins a word gets `./` when it would begin with `-`: the base name, its
+/// stem, the parent, {out} and {rel}, in a plain run, in a script, in batches and in the dry
+/// run alike. Inside a word (`--in={/}`) a dash is harmless and stays as it is.
+#[test]
+fn no_placeholder_passes_a_leading_dash() {
+    let env = TestEnv::new(&[], &[("d/--version", ""), ("-p/x.txt", "x")]);
+    let line = "./--version ./--version ./--version d/--version";
+    env.run(&["d", "--", "echo", "{/}", "{/.}", "{rel}", "{}"])
+        .assert_ok()
+        .assert_stdout_lines(&[line]);
+    env.run(&["-s", "d", "--", "echo", "{/}", "{/.}", "{rel}", "{}"])
+        .assert_ok()
+        .assert_stdout_lines(&[line]);
+    env.run(&["-X", "d", "--", "echo", "{/}", "{/.}", "{rel}", "{}"])
+        .assert_ok()
+        .assert_stdout_lines(&[line]);
+    let dry = env.run(&["-n", "d", "--", "ls", "{/}", "{/.}", "{rel}"]);
+    dry.assert_ok();
+    assert!(
+        dry.stdout_str()
+            .contains("ls ./--version ./--version ./--version"),
+        "{}",
+        dry.dump()
+    );
+    // `cd {//} && wc -c {/}` in a script: the name is a file, not an option.
+    env.run(&["-s", "d", "--", "cd {//} && wc -c {/}"])
+        .assert_ok()
+        .assert_stdout_lines(&["0 ./--version"]);
+    // The parent and its stem, and {out}, begin with `-` below a root named `-p`.
+    env.run_stdin(
+        &["-", "--", "echo", "{//}", "{.}", "{/}", "--in={/}", "x{//}"],
+        b"-p/x.txt\n",
+    )
+    .assert_ok()
+    .assert_stdout_lines(&["./-p ./-p/x x.txt --in=x.txt x./-p"]);
+    let out = env.run_stdin(
+        &[
+            "-i",
+            "-",
+            "--",
+            "sh",
+            "-c",
+            "printf %s \"$1\" | head -c 2; cp -- \"$2\" \"$3\"",
+            "_",
+            "{out}",
+            "{}",
+            "{out}",
+        ],
+        b"-p/x.txt\n",
+    );
+    out.assert_ok();
+    assert_eq!(out.stdout_str(), "./", "{}", out.dump());
+}
+
 #[test]
 fn shell_mode_runs_one_script() {
     let env = TestEnv::new(&[], &[("d/a.txt", "x\ny\n")]);
