@@ -22,7 +22,10 @@ PLACEHOLDERS (usable anywhere inside a command word):
   {rel.}    {rel} without its extension      year=2024/part-0
   {threads} max(1, logical CPUs / jobs): hand it to multi-threaded tools
   {out}     with -i or -o: where the job writes (committed by fanout after --verify)
-  {{ }}     literal braces
+  {mem}     the job's memory reservation in MiB (hand it to a tool's memory limit)
+  {{}}      a placeholder in doubled braces is literal text: {{}} is {}
+Other brace text is the command's own and stays literal (awk '{print $1}', jq '{a, b}',
+JSON, {a,b}, ${var}); a near miss of a placeholder ({rel..}, {Rel}, {out.}) is refused.
 A template without a path placeholder gets {} appended as its last argument.
 With -X/--batch a word with a path placeholder is repeated once per file of the batch
 (`--in={}` gives `--in=a --in=b ...`) and {#} is the batch number.

@@ -7,6 +7,7 @@ mod harness;
 mod pq;
 
 mod batch;
+mod brace_corpus;
 mod dry_run;
 mod exit_status;
 mod faults;
