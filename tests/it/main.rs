@@ -31,6 +31,7 @@ mod report;
 mod review;
 mod run_core;
 mod running;
+mod shell_line;
 mod signals;
 mod slurm;
 mod summary;
