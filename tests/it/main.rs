@@ -13,6 +13,7 @@ mod exit_status;
 mod faults;
 mod filters;
 mod generate;
+mod help;
 mod hints;
 mod hostile;
 mod inplace;
