@@ -8,6 +8,7 @@ mod pq;
 
 mod batch;
 mod brace_corpus;
+mod docs;
 mod dry_run;
 mod exit_status;
 mod faults;
