@@ -6,8 +6,9 @@
 //! A group is a near miss when it is not a placeholder and either
 //! - is made only of the placeholder characters `. / # %` (`{..}`, `{/..}`, `{./}`), or
 //! - is the letters of a placeholder name with placeholder characters around them
-//!   (`{rel/}`, `{out.}`, `{/rel}`), its letters within one edit of `out`, `mem` or `rel`
-//!   (two of `threads`), case ignored (`{Rel}`, `{outt}`, `{mme}`, `{thread}`).
+//!   (`{rel/}`, `{out.}`, `{/rel}`), its letters one slip from `out`, `mem`, `rel` or
+//!   `threads` (a letter missing, one too many, two swapped; in `threads` also one changed),
+//!   case ignored (`{Rel}`, `{outt}`, `{mme}`, `{thread}`, `{threds}`).
 
 use std::ops::Range;
 
@@ -78,8 +79,11 @@ pub(super) fn near_miss(name: &[u8]) -> Option<String> {
             .map(|(n, _)| *n)
             .filter(|n| n.bytes().all(|b| b.is_ascii_alphabetic()) && !n.is_empty());
         let meant = closest(&letters, named)?;
-        let allowed = if meant.len() > 4 { 2 } else { 1 };
-        if strsim::osa_distance(&letters, meant) > allowed {
+        // One slip: a letter missing, one too many, two swapped. A changed letter counts
+        // only in `threads`: in three letters it makes other words (`{res}`, `{ref}`, `{opt}`
+        // of a Python format string).
+        let changed = letters.len() == meant.len() && strsim::hamming(&letters, meant) == Ok(1);
+        if strsim::osa_distance(&letters, meant) > 1 || changed && meant.len() <= 4 {
             return None;
         }
         // `{rel..}`, `{Rel.}`: the placeholder with a dot is `{rel.}`.
@@ -137,6 +141,9 @@ mod tests {
             ("Mem", "{mem}"),
             ("thread", "{threads}"),
             ("treads", "{threads}"),
+            ("threds", "{threads}"),
+            ("thraeds", "{threads}"),
+            ("threaks", "{threads}"),
             ("Threads", "{threads}"),
             ("./", "{/.}"),
             ("///", "{//}"),
@@ -154,7 +161,8 @@ mod tests {
     fn other_brace_text_is_no_near_miss() {
         for text in [
             "print", "print $1", "next", "exit", "NR", "a,b", "1..10", "a..z", "x", "A", " ", "",
-            "name", "id", "print NR", "\"a\": 1", "bogus", "nme", "1", "1.", "x.", ".foo", "$h",
+            "name", "id", "print NR", "\"a\": 1", "bogus", "nme", "res", "ref", "req", "ret",
+            "opt", "put", "met", "reads", "1", "1.", "x.", ".foo", "$h",
         ] {
             assert_eq!(meant(text), None, "{{{text}}}");
         }

@@ -70,6 +70,12 @@ const ONE_LINERS: &[&[&str]] = &[
     &[
         "python3",
         "-c",
+        "res, ref, opt, reads = 1, 2, 3, 4; print(f\"{res} {ref} {opt} {reads}\")",
+        "{}",
+    ],
+    &[
+        "python3",
+        "-c",
         "import sys; print(f\"{sys.argv[1]!r}\")",
         "{}",
     ],
