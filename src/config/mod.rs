@@ -291,7 +291,9 @@ impl CheckedCommand {
         let program = template.program().map(|p| resolve_program(Path::new(&p)));
         if !spec.shell {
             let found = matches!(program, Some(Ok(_)));
-            if let Some(err) = shell_line::refused(&spec.command, found, with_out) {
+            // fanout's own command line, to show the corrected one in full.
+            let args: Vec<OsString> = std::env::args_os().collect();
+            if let Some(err) = shell_line::refused(&spec.command, found, with_out, &args) {
                 return Err(err);
             }
         }

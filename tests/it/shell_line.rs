@@ -9,13 +9,13 @@ fn a_shell_line_without_s_is_refused_with_the_s_command_line() {
     let out = env.run(&["-e", "csv", "raw", "--", "gzip -c {} > {}.gz"]);
     out.assert_code(2)
         .assert_stderr_contains("is a shell command line, not a program")
-        .assert_stderr_contains("fanout -s ... -- 'gzip -c {} > {}.gz'");
+        .assert_stderr_contains("fanout -s -e csv raw -- 'gzip -c {} > {}.gz'");
     assert_eq!(out.stderr_lines().len(), 1, "{}", out.dump());
     assert!(!env.exists("raw/a.csv.gz"));
     // The same with a word after it, and in the dry run.
     env.run(&["-n", "raw", "--", "wc -l", "{}"])
         .assert_code(2)
-        .assert_stderr_contains("-- 'wc -l {}'");
+        .assert_stderr_contains("fanout -s -n raw -- 'wc -l {}'");
     // The suggested line does what was meant.
     env.run(&["-s", "-e", "csv", "raw", "--", "gzip -c {} > {}.gz"])
         .assert_ok();
