@@ -47,3 +47,18 @@ bench-report *ARGS:
 # The README's screenshot of a report (docs/report.png), from a run over the fixtures.
 report-screenshot:
     bash bench/report/screenshot.sh
+
+# A static Linux binary (musl, no shared library) for servers without a Rust toolchain:
+# target/ARCH-unknown-linux-musl/release/fanout, to copy anywhere on PATH.
+static:
+    rustup target add {{arch()}}-unknown-linux-musl
+    cargo build --release --locked --target {{arch()}}-unknown-linux-musl
+    @echo target/{{arch()}}-unknown-linux-musl/release/fanout
+
+# The Python wheel that carries the binary (maturin, as `pip install .` builds it) in target/wheels/.
+wheel:
+    python3 -m pip wheel --no-deps --wheel-dir target/wheels .
+
+# The wheel and the static binary, checked as CI does (installed in a fresh venv, a real run).
+package-check:
+    bash .ci/package.sh

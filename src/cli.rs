@@ -22,7 +22,10 @@ PLACEHOLDERS (usable anywhere inside a command word):
   {rel.}    {rel} without its extension      year=2024/part-0
   {threads} max(1, logical CPUs / jobs): hand it to multi-threaded tools
   {out}     with -i or -o: where the job writes (committed by fanout after --verify)
-  {{ }}     literal braces
+  {mem}     the job's memory reservation in MiB (hand it to a tool's memory limit)
+  {{}}      a placeholder in doubled braces is literal text: {{}} is {}
+Other brace text is the command's own and stays literal (awk '{print $1}', jq '{a, b}',
+JSON, {a,b}, ${var}); a near miss of a placeholder ({rel..}, {Rel}, {out.}) is refused.
 A template without a path placeholder gets {} appended as its last argument.
 With -X/--batch a word with a path placeholder is repeated once per file of the batch
 (`--in={}` gives `--in=a --in=b ...`) and {#} is the batch number.
@@ -63,6 +66,45 @@ ON A SLURM CLUSTER:
 writes a plan under .fanout/, submits one job array and reports per file as usual; --dry-run
 prints the sbatch script and the shard plan. Inside an allocation (salloc, sbatch),
 --executor srun runs each job as its own srun step.";
+
+/// What `-h` prints: one screen for a newcomer. `--help` has every option.
+pub(crate) const SHORT_HELP: &str = "\
+fanout: run a command over many files, in parallel, with a per-file summary
+
+Usage: fanout [OPTIONS] [PATH]... -- COMMAND [ARG]...   (PATH: files or directories; - : stdin)
+       fanout report JOURNAL [-o FILE]                  (an HTML page of a run)
+
+Which files   -e EXT       only this extension       -g GLOB    only matching (!GLOB excludes)
+              -H           hidden files too          -I         do not read .gitignore
+              -d N         at most N levels deep     -0         NUL-separated paths on stdin
+How to run    -j N         at most N jobs at once    -s         COMMAND is an sh script
+              -X           many files per command    -k         output in input order
+              -n           print each command, run nothing (dry run)
+              --timeout DURATION   --retries N   --halt soon|now   --mem-limit SIZE|PCT
+New files     -i           rewrite each file in place: the command writes {out}
+              -o TEMPLATE  a new file per input, e.g. -o 'clean/{rel.}.parquet'; -u: stale only
+              --verify MODE  how an output is checked first (exists, parquet, parquet-schema...)
+Results       --summary FILE  a JSON Lines record per file; --resume FILE skips what was ok
+              -q quiet, -v verbose, --tag (prefix output lines with the path)
+Elsewhere     --executor slurm|srun (one Slurm job array, or steps of an allocation)
+
+Placeholders  {}    the path               {.}   the path without its extension
+              {/}   the base name          {/.}  the base name without its extension
+              {//}  the parent directory   {rel} {rel.}  the path below its root (PATH)
+              {#}   the job number         {%}   the worker slot
+              {threads} CPUs per job, {mem} memory per job (MiB), {out} where -i/-o write
+              Without a path placeholder, {} is appended. Other brace text is the
+              command's own (awk '{print $1}', jq '{a, b}', JSON) and passes as it is.
+
+Examples
+  fanout -e csv data/ -- gzip -k {}                            every CSV, in parallel
+  fanout -i -e parquet data/ --summary run.jsonl -- python3 sort.py {} {out}
+                                                 rewrite in place, verified, with a journal
+  fanout -s -e log logs/ -- 'grep -c ERROR {} > {}.count'      shell syntax: write {} bare
+
+More: fanout --help (every option, more examples), fanout report --help, the man page
+(fanout --generate man), and docs/reference.md in the sources.
+";
 
 /// Run a command over many files: in parallel, safely, with a per-file summary.
 #[derive(Debug, Parser)]
@@ -319,6 +361,18 @@ impl Cli {
     /// An unexpected option with no `--` on the line is most often the command's own option
     /// (`fanout data python3 -c ...`): that gets a one-line error that says to add `--`.
     pub(crate) fn parse_args(args: Vec<OsString>) -> anyhow::Result<Cli> {
+        // `-h` is a one-screen summary of our own; `--help` is clap's full help.
+        if args
+            .iter()
+            .skip(1)
+            .take_while(|a| *a != "--")
+            .any(|a| a == "-h")
+        {
+            use std::io::Write;
+            // As clap's help: standard output, exit 0 (a closed pipe is no error here).
+            let _ = std::io::stdout().write_all(SHORT_HELP.as_bytes());
+            std::process::exit(0);
+        }
         let no_separator = !args.iter().skip(1).any(|a| a == "--");
         match Cli::try_parse_from(args) {
             Ok(cli) => Ok(cli),

@@ -7,7 +7,7 @@ use anyhow::Context;
 use clap::CommandFactory;
 use clap_complete::Shell;
 
-use crate::cli::{Cli, Generate};
+use crate::cli::{Cli, Entry, Generate};
 use crate::error::ExitStatus;
 
 /// The text `--generate WHAT` prints.
@@ -23,10 +23,92 @@ pub(crate) fn render(what: Generate) -> anyhow::Result<Vec<u8>> {
             return Ok(out);
         }
     };
+    // `fanout report` is an entry of its own (`cli::Entry`), not a subcommand of a run: the
+    // completions get it as one, so that `fanout re<TAB>` offers it and `fanout report <TAB>`
+    // offers the report's options and files.
+    let report = report_command();
+    if shell == Shell::Zsh {
+        return Ok(zsh(cmd, report));
+    }
+    cmd = cmd.subcommand(report).disable_help_subcommand(true);
     // Rendered into memory first: clap_complete panics when its writer fails, and standard
     // output may be a closed pipe.
     clap_complete::generate(shell, &mut cmd, "fanout", &mut out);
+    if shell == Shell::Bash {
+        return Ok(bash_paths_too(&out));
+    }
     Ok(out)
+}
+
+/// clap's bash script offers only names at the first word, where `report` would now hide
+/// every path that begins like it (`fanout r<TAB>` for `raw/`): a wrapper adds the paths.
+fn bash_paths_too(script: &[u8]) -> Vec<u8> {
+    let script = String::from_utf8_lossy(script)
+        .replace("complete -F _fanout ", "complete -F _fanout_first_word ");
+    format!(
+        "{script}
+# The first word is `report` or a path (clap's _fanout offers only the former there).
+_fanout_first_word() {{
+    _fanout \"$@\"
+    local ret=$?
+    if [[ ${{COMP_CWORD}} -eq 1 && ${{2}} != -* ]]; then
+        local IFS=$'\\n'
+        COMPREPLY+=( $(compgen -f -- \"${{2}}\") )
+        compopt -o filenames 2>/dev/null
+    fi
+    return $ret
+}}
+"
+    )
+    .into_bytes()
+}
+
+/// `fanout report` as clap defines it.
+fn report_command() -> clap::Command {
+    Entry::command()
+        .find_subcommand("report")
+        .cloned()
+        .expect("cli::Entry has `report`")
+}
+
+/// The end of a zsh script of clap_complete: it calls or registers the function.
+const ZSH_TAIL: &str = "\nif [ \"$funcstack[1]\" = ";
+
+/// The zsh completion. zsh's generator would expect a subcommand after the run's two
+/// positional arguments (PATH..., COMMAND), so the run and the report are generated as two
+/// functions, `_fanout_run` and `_fanout_report`, and `_fanout` picks one by the first word.
+fn zsh(run: clap::Command, report: clap::Command) -> Vec<u8> {
+    let script = |mut cmd: clap::Command, name: &str| {
+        let mut out = Vec::new();
+        clap_complete::generate(Shell::Zsh, &mut cmd, name, &mut out);
+        String::from_utf8(out).expect("clap_complete writes UTF-8")
+    };
+    let run = script(run, "fanout");
+    let report = script(report.name("fanout_report"), "fanout_report");
+    let (run, tail) = run.split_at(run.find(ZSH_TAIL).unwrap_or(run.len()));
+    let report = &report[..report.find(ZSH_TAIL).unwrap_or(report.len())];
+    let report = report.split_once('\n').map_or("", |(_, rest)| rest);
+    let run = run.replacen("\n_fanout() {\n", "\n_fanout_run() {\n", 1);
+    format!(
+        "{run}{report}
+# `fanout report JOURNAL` (no `--`) is the page of a run, with options of its own; any other
+# command line is a run, whose first word may also be `report`.
+_fanout() {{
+    if (( CURRENT > 2 )) && [[ ${{words[2]}} == report ]] && (( ${{words[(I)--]}} == 0 )); then
+        shift words
+        (( CURRENT-- ))
+        _fanout_report \"$@\"
+        return
+    fi
+    if (( CURRENT == 2 )) && [[ $PREFIX != -* ]]; then
+        local -a entries=('report:write an HTML page of a run from its --summary journal')
+        _describe -t commands 'fanout report' entries
+    fi
+    _fanout_run \"$@\"
+}}
+{tail}"
+    )
+    .into_bytes()
 }
 
 /// The man page: clap's sections, then the long help's own sections (placeholders, examples,

@@ -29,6 +29,7 @@ pub mod record;
 mod report;
 mod resume;
 mod run;
+mod shell_check;
 mod summary;
 mod targets;
 mod template;
@@ -69,6 +70,7 @@ pub fn main(args: Vec<OsString>) -> ! {
 
 /// Runs a validated configuration in its mode.
 fn run(config: &Config) -> anyhow::Result<ExitStatus> {
+    shell_check::check(config)?;
     match &config.mode {
         Mode::DryRun(None) => drive(
             config,

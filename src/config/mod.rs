@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
+mod shell_line;
 mod spec;
 mod srun;
 
@@ -321,10 +322,16 @@ impl CheckedCommand {
             .as_ref()
             .map(|o| TargetTemplate::parse(&o.template))
             .transpose()?;
-        let program = match template.program() {
-            Some(p) => Some(resolve_program(Path::new(&p))?),
-            None => None,
-        };
+        let program = template.program().map(|p| resolve_program(Path::new(&p)));
+        if !spec.shell {
+            let found = matches!(program, Some(Ok(_)));
+            // fanout's own command line, to show the corrected one in full.
+            let args: Vec<OsString> = std::env::args_os().collect();
+            if let Some(err) = shell_line::refused(&spec.command, found, with_out, &args) {
+                return Err(err);
+            }
+        }
+        let program = program.transpose()?;
         Ok(CheckedCommand {
             template,
             target,

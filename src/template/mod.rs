@@ -14,6 +14,7 @@ use std::path::Path;
 use anyhow::{bail, Result};
 
 mod shell;
+mod typo;
 
 use shell::{Conflict, ShellQuotes};
 
@@ -98,14 +99,30 @@ impl Word {
         // In a script, where each byte stands for `sh`: a quoted value must not land in quotes.
         let mut quotes = shell.then(ShellQuotes::default);
         let mut i = 0;
+        // The `}}` that closes a `{{{placeholder}}}`.
+        let mut close = None;
         while i < bytes.len() {
             let b = bytes[i];
-            if (b == b'{' || b == b'}') && bytes.get(i + 1) == Some(&b) {
-                text.push(b);
-                if let Some(q) = quotes.as_mut() {
-                    q.feed(b);
+            let literal = match b {
+                b'{' if bytes.get(i + 1) == Some(&b'{') => match typo::doubled(bytes, i) {
+                    Some(typo::Doubled::Literal { text, next }) => Some((text, next)),
+                    Some(typo::Doubled::Around { close: at }) => {
+                        close = Some(at);
+                        Some((i..i + 1, i + 2))
+                    }
+                    None => None,
+                },
+                b'}' if close == Some(i) => Some((i..i + 1, i + 2)),
+                _ => None,
+            };
+            if let Some((range, next)) = literal {
+                for &c in &bytes[range] {
+                    text.push(c);
+                    if let Some(q) = quotes.as_mut() {
+                        q.feed(c);
+                    }
                 }
-                i += 2;
+                i = next;
                 continue;
             }
             if b == b'{' {
@@ -138,14 +155,13 @@ impl Word {
                         i += len + 2;
                         continue;
                     }
-                    // `${name}` in a shell script is parameter expansion, not a typo.
-                    let after_dollar = shell && i > 0 && bytes[i - 1] == b'$';
-                    if !name.is_empty() && name.iter().all(u8::is_ascii_lowercase) && !after_dollar
-                    {
+                    // A near miss of a placeholder is a typo; other brace text is the
+                    // command's own (awk, jq, JSON), and `${name}` is a shell's expansion.
+                    let after_dollar = i > 0 && bytes[i - 1] == b'$';
+                    if let Some(meant) = typo::near_miss(name).filter(|_| !after_dollar) {
                         let name = String::from_utf8_lossy(name);
                         bail!(
-                            "unknown placeholder {{{name}}} in the command{}; write {{{{{name}}}}} for literal braces",
-                            hint(&name)
+                            "unknown placeholder {{{name}}} in the command (did you mean {meant}?); write {{{{{name}}}}} for literal braces"
                         );
                     }
                 }
@@ -202,17 +218,6 @@ fn begins_word(previous: Option<&Token>, shell: bool) -> bool {
         None => true,
         Some(Token::Value(_)) => false,
         Some(Token::Text(t)) => shell && t.last().is_none_or(|b| b" \t\n;&|()<>`".contains(b)),
-    }
-}
-
-/// Suggests the closest placeholder for a misspelt `{name}`.
-fn hint(name: &str) -> String {
-    let known = ["threads", "out", "mem", "rel"];
-    match known.iter().find(|k| k.starts_with(&name[..1])) {
-        Some(k) => format!(" (did you mean {{{k}}}?)"),
-        None => String::from(
-            " (placeholders: {} {.} {/} {//} {/.} {rel} {rel.} {#} {%} {threads} {out} {mem})",
-        ),
     }
 }
 
@@ -808,7 +813,32 @@ mod tests {
         let t = parse(&["awk", "{print $1}", "{{}}", "{{x}}", "{ }", "{A}"]).unwrap();
         assert_eq!(
             expand(&t, "f"),
-            ["awk", "{print $1}", "{}", "{x}", "{ }", "{A}", "f"]
+            ["awk", "{print $1}", "{}", "{{x}}", "{ }", "{A}", "f"]
+        );
+        // Doubled braces escape placeholders only; the command's own stay as written.
+        let t = parse(&[
+            "x",
+            "{{rel..}}",
+            "{{{/}}}",
+            "{{.State.Status}}",
+            "{\"a\":{\"b\":1}}",
+            "{if(x){print}}",
+            "{{}",
+            "}}",
+        ])
+        .unwrap();
+        assert_eq!(
+            expand(&t, "d/f"),
+            [
+                "x",
+                "{rel..}",
+                "{f}",
+                "{{.State.Status}}",
+                "{\"a\":{\"b\":1}}",
+                "{if(x){print}}",
+                "{d/f",
+                "}}"
+            ]
         );
     }
 
@@ -841,8 +871,12 @@ mod tests {
         let raw = vec![OsString::from("x=1; echo ${x} {}")];
         let t = Template::parse(&raw, true, false).unwrap();
         assert_eq!(expand(&t, "f")[2], "x=1; echo ${x} f");
-        let raw = vec![OsString::from("echo {x}")];
-        assert!(Template::parse(&raw, true, false).is_err());
+        let raw = vec![OsString::from("echo ${Rel} {Rel}")];
+        let err = Template::parse(&raw, true, false).unwrap_err().to_string();
+        assert!(
+            err.contains("{Rel}") && err.contains("did you mean {rel}?"),
+            "{err}"
+        );
     }
 
     fn shell(script: &str) -> Result<Template> {
@@ -1031,7 +1065,7 @@ mod tests {
             ("o/{%}.p", "{%}"),
             ("o/{mem}.p", "{mem}"),
             ("o/{rel}/", "names a directory"),
-            ("o/{nope}", "unknown placeholder"),
+            ("o/{rel..}", "did you mean {rel.}?"),
         ] {
             let err = target(bad, "a.csv", None).unwrap_err();
             assert!(err.contains(says), "{bad}: {err}");

@@ -105,9 +105,13 @@ fn threads_placeholder_divides_cpus_by_jobs() {
 #[test]
 fn double_braces_are_literal() {
     let env = TestEnv::new(&[], &[("a.txt", "")]);
-    env.run(&["--", "echo", "{{}}", "{{x}}", "{{{}}}"])
+    env.run(&["--", "echo", "{{}}", "{{rel..}}", "{{{}}}"])
         .assert_ok()
-        .assert_stdout_lines(&["{} {x} {a.txt}"]);
+        .assert_stdout_lines(&["{} {rel..} {a.txt}"]);
+    // Doubled braces that escape no placeholder are the command's own (Go templates).
+    env.run(&["--", "echo", "{{x}}", "{{.State.Status}}", "{}"])
+        .assert_ok()
+        .assert_stdout_lines(&["{{x}} {{.State.Status}} a.txt"]);
 }
 
 #[test]
@@ -144,12 +148,12 @@ fn unknown_lowercase_placeholder_is_rejected() {
     );
     assert!(read_argv_dumps(&out_dir).is_empty(), "{}", out.dump());
     // Also inside a word, and in shell mode.
-    env.run(&["--", "echo", "x{bogus}y", "{}"])
+    env.run(&["--", "echo", "x{Rel}y", "{}"])
         .assert_code(2)
-        .assert_stderr_contains("bogus");
-    env.run(&["-s", "--", "echo {nme}"])
+        .assert_stderr_contains("did you mean {rel}?");
+    env.run(&["-s", "--", "echo {mme}"])
         .assert_code(2)
-        .assert_stderr_contains("nme");
+        .assert_stderr_contains("did you mean {mem}?");
 }
 
 #[test]
