@@ -171,6 +171,7 @@ pub(crate) fn not_started_reason(cancel: &Cancel) -> String {
         Some(Reason::Signal(s)) => format!("not started: signal {s}"),
         Some(Reason::Halt) => "not started: --halt after a failure".into(),
         Some(Reason::ClosedStdout) => "not started: standard output was closed".into(),
+        Some(Reason::ClosedStderr) => "not started: standard error was closed".into(),
         Some(Reason::OutputFailed) => "not started: job output could not be written".into(),
         None => "not started".into(),
     }

@@ -129,7 +129,7 @@ impl Totals {
         match stopped {
             Some(Reason::Signal(libc::SIGINT)) => ExitStatus::Interrupted,
             Some(Reason::Signal(libc::SIGTERM)) => ExitStatus::Terminated,
-            Some(Reason::ClosedStdout) => ExitStatus::ClosedStdout,
+            Some(Reason::ClosedStdout | Reason::ClosedStderr) => ExitStatus::ClosedStdout,
             _ if self.failed() > 0 || self.walk_errors > 0 => ExitStatus::Failure,
             _ => ExitStatus::Success,
         }
@@ -343,6 +343,7 @@ impl Journal {
             Reason::Signal(libc::SIGHUP) => "SIGHUP",
             Reason::Signal(_) => "signal",
             Reason::ClosedStdout => "closed_stdout",
+            Reason::ClosedStderr => "closed_stderr",
             Reason::Halt => "halt",
             Reason::OutputFailed => "output_failed",
         });

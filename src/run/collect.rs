@@ -60,9 +60,10 @@ pub(crate) struct Collector<'a> {
     start: Instant,
     next_lines: Instant,
     next_status: Option<Instant>,
-    stdout_closed: bool,
-    /// Set once job output could not be written (a full disk behind `>`).
-    output_failed: bool,
+    /// Per stream (stdout, stderr): its reader has gone (a closed pipe).
+    gone: [bool; 2],
+    /// Per stream: job output could not be written (a full disk behind `>`).
+    failed: [bool; 2],
     /// With `--keep-order`: finished records waiting for their turn (`None`: a record without
     /// output, already out).
     reorder: BTreeMap<u64, Option<Waiting>>,
@@ -98,8 +99,8 @@ impl<'a> Collector<'a> {
             next_status: config
                 .status_every
                 .and_then(|d| Instant::now().checked_add(d)),
-            stdout_closed: false,
-            output_failed: false,
+            gone: [false; 2],
+            failed: [false; 2],
             reorder: BTreeMap::new(),
             next_job: 1,
             spill: None,
@@ -361,50 +362,24 @@ impl<'a> Collector<'a> {
     fn emit(&mut self, mut done: Done) {
         // Only a record with output can change here (lost output): one formatted before stays.
         let plain = done.stdout.is_none() && done.stderr.is_none();
-        // With a bar on screen, output goes out at once, while the bar is out of the way.
-        let now = self.progress.is_visible();
         let tag = self
             .config
             .tag
             .then(|| crate::output::tag_prefix(&done.record.path_bytes()));
         let tag = tag.as_deref();
+        let printed = done.stdout.as_ref().is_some_and(|o| o.len() > 0);
         if let Some(out) = done.stdout.as_mut().filter(|o| o.len() > 0) {
-            if self.output_failed {
-                self.output_lost(&mut done.record, "standard output", None);
-            } else if !self.stdout_closed {
-                let sink = &mut self.stdout;
-                let result = self.progress.suspend(|| {
-                    out.write_tagged(sink, tag)?;
-                    if now {
-                        sink.flush()?;
-                    }
-                    Ok(())
-                });
-                if let Err(err) = result {
-                    self.stream_failed(&mut done.record, "standard output", &err);
-                    // The failed write may have been the buffer's flush: the batch's output
-                    // went with it.
-                    self.batch_output_failed(&err);
-                }
-            }
-        } else if !self.config.capture
-            && !self.stdout_closed
-            && !self.files
-            && crate::os::peer_closed(io::stdout().as_fd())
-        {
-            // Output goes straight through with -j 1: notice a closed stdout all the same.
-            self.close_stdout();
+            self.deliver(&mut done.record, Stream::Stdout, out, tag);
         }
         if let Some(err) = done.stderr.as_mut().filter(|e| e.len() > 0) {
-            let sink = &mut self.stderr;
-            let result = self.progress.suspend(|| {
-                err.write_tagged(sink, tag)?;
-                // Job errors and fanout's own notices share stderr: keep them in order.
-                sink.flush()
-            });
-            if let Err(e) = result {
-                if self.files || e.kind() != io::ErrorKind::BrokenPipe {
-                    self.stream_failed(&mut done.record, "standard error", &e);
+            self.deliver(&mut done.record, Stream::Stderr, err, tag);
+        }
+        if !self.config.capture && !self.files && !printed {
+            // Output goes straight through with -j 1: notice a stream whose reader has gone
+            // all the same.
+            for stream in [Stream::Stdout, Stream::Stderr] {
+                if !self.gone[stream as usize] && stream.reader_gone() {
+                    self.reader_gone(stream);
                 }
             }
         }
@@ -412,12 +387,50 @@ impl<'a> Collector<'a> {
         self.batch.push((done.record, line));
     }
 
+    /// Writes one stream of a job's output, or says in its record why it was not delivered.
+    fn deliver(
+        &mut self,
+        record: &mut crate::record::JobRecord,
+        stream: Stream,
+        spool: &mut Spool,
+        tag: Option<&[u8]>,
+    ) {
+        if self.failed[stream as usize] {
+            return self.output_lost(record, stream, None);
+        }
+        if self.gone[stream as usize] {
+            return not_delivered(record, stream);
+        }
+        // With a bar on screen, output goes out at once, while the bar is out of the way.
+        // Job errors and fanout's own notices share stderr: keep them in order.
+        let now = self.progress.is_visible() || stream == Stream::Stderr;
+        let sink = match stream {
+            Stream::Stdout => &mut self.stdout,
+            Stream::Stderr => &mut self.stderr,
+        };
+        let result = self.progress.suspend(|| {
+            spool.write_tagged(sink, tag)?;
+            if now {
+                sink.flush()?;
+            }
+            Ok(())
+        });
+        if let Err(err) = result {
+            self.stream_failed(record, stream, &err);
+            if stream == Stream::Stdout {
+                // The failed write may have been the buffer's flush: the batch's output
+                // went with it.
+                self.batch_output_failed(&err);
+            }
+        }
+    }
+
     /// Flushes the batch's output, then writes its records to the journal.
     fn end_batch(&mut self) {
         if self.batch.is_empty() {
             return;
         }
-        if !self.stdout_closed && !self.output_failed {
+        if !self.gone[Stream::Stdout as usize] && !self.failed[Stream::Stdout as usize] {
             if let Err(err) = self.stdout.flush() {
                 self.batch_output_failed(&err);
             }
@@ -442,22 +455,23 @@ impl<'a> Collector<'a> {
     fn batch_output_failed(&mut self, err: &io::Error) {
         let mut batch = std::mem::take(&mut self.batch);
         for (record, line) in batch.iter_mut().filter(|(r, _)| r.stdout_bytes > Some(0)) {
-            self.stream_failed(record, "standard output", err);
+            self.stream_failed(record, Stream::Stdout, err);
             *line = None;
         }
         self.batch = batch;
     }
 
     /// A write to a stream failed: a reader that went away stops the run quietly; anything
-    /// else (a full disk) is a lost output.
+    /// else (a full disk) stops it loudly. Either way the job's output was lost.
     fn stream_failed(
         &mut self,
         record: &mut crate::record::JobRecord,
-        stream: &str,
+        stream: Stream,
         err: &io::Error,
     ) {
-        if err.kind() == io::ErrorKind::BrokenPipe && !self.files && stream == "standard output" {
-            self.close_stdout();
+        if err.kind() == io::ErrorKind::BrokenPipe && !self.files {
+            self.reader_gone(stream);
+            not_delivered(record, stream);
         } else {
             self.output_lost(record, stream, Some(err));
         }
@@ -468,26 +482,21 @@ impl<'a> Collector<'a> {
     fn output_lost(
         &mut self,
         record: &mut crate::record::JobRecord,
-        stream: &str,
+        stream: Stream,
         err: Option<&io::Error>,
     ) {
         let place = if self.files { "the task's" } else { "fanout's" };
+        let stream_name = stream.name();
         let why = match err {
             Some(err) => format!(
-                "its output could not be written to {place} {stream}: {}",
+                "its output could not be written to {place} {stream_name}: {}",
                 crate::error::io_reason(err)
             ),
-            None => format!("its output was not written: {place} {stream} failed before"),
+            None => format!("its output was not written: {place} {stream_name} failed before"),
         };
-        if matches!(record.status, Status::Ok | Status::Skipped) {
-            record.status = Status::Failed;
-        }
-        record.reason = Some(match record.reason.take() {
-            Some(r) => format!("{r}; {why}"),
-            None => why.clone(),
-        });
-        if !self.output_failed {
-            self.output_failed = true;
+        mark_lost(record, why.clone());
+        if !self.failed[stream as usize] {
+            self.failed[stream as usize] = true;
             self.progress.suspend(|| {
                 print_notice(&format!(
                     "error: job output lost: {why}; stopping (the jobs concerned are recorded as failed)"
@@ -521,8 +530,58 @@ impl<'a> Collector<'a> {
         }
     }
 
-    fn close_stdout(&mut self) {
-        self.stdout_closed = true;
-        self.cancel.raise(Level::Stop, Reason::ClosedStdout);
+    /// The reader of one of fanout's streams has gone: the run stops quietly, as for a
+    /// process killed by SIGPIPE.
+    fn reader_gone(&mut self, stream: Stream) {
+        self.gone[stream as usize] = true;
+        let reason = match stream {
+            Stream::Stdout => Reason::ClosedStdout,
+            Stream::Stderr => Reason::ClosedStderr,
+        };
+        self.cancel.raise(Level::Stop, reason);
     }
+}
+
+/// One of fanout's two streams that job output goes to.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Stream {
+    Stdout = 0,
+    Stderr = 1,
+}
+
+impl Stream {
+    fn name(self) -> &'static str {
+        match self {
+            Stream::Stdout => "standard output",
+            Stream::Stderr => "standard error",
+        }
+    }
+
+    /// fanout's own stream of this kind is a pipe whose reader has gone.
+    fn reader_gone(self) -> bool {
+        match self {
+            Stream::Stdout => crate::os::peer_closed(io::stdout().as_fd()),
+            Stream::Stderr => crate::os::peer_closed(io::stderr().as_fd()),
+        }
+    }
+}
+
+/// The record of a job whose output went to a stream whose reader has gone.
+fn not_delivered(record: &mut crate::record::JobRecord, stream: Stream) {
+    let why = format!(
+        "its output was not delivered: the reader of fanout's {} has gone",
+        stream.name()
+    );
+    mark_lost(record, why);
+}
+
+/// A job whose output was lost is never ok: it failed, and its reason says why.
+fn mark_lost(record: &mut crate::record::JobRecord, why: String) {
+    if matches!(record.status, Status::Ok | Status::Skipped) {
+        record.status = Status::Failed;
+    }
+    record.reason = Some(match record.reason.take() {
+        Some(r) => format!("{r}; {why}"),
+        None => why,
+    });
 }

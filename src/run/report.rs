@@ -42,7 +42,8 @@ pub(super) fn finish(
         extra.memory.fanout_cpu_ms_per_job = (per_job * 1000.0).round() / 1000.0;
     }
     let dry = config.mode.is_dry_run();
-    if !config.quiet && stopped != Some(Reason::ClosedStdout) {
+    let reader_gone = matches!(stopped, Some(Reason::ClosedStdout | Reason::ClosedStderr));
+    if !config.quiet && !reader_gone {
         if totals.total() == 0 {
             print_notice(&nothing_matched(walk.hint.as_deref()));
         } else if dry {
