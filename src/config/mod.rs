@@ -20,6 +20,7 @@ use anyhow::{bail, Context, Result};
 mod spec;
 mod srun;
 
+pub(crate) use crate::cli::Order;
 pub(crate) use spec::RunSpec;
 pub(crate) use srun::Allocation;
 

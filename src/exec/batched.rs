@@ -15,7 +15,7 @@ use crossbeam_channel::Receiver;
 use super::child::{self, Launch};
 use super::{judge, Shared};
 use crate::batch::Batch;
-use crate::cli::Order;
+use crate::config::Order;
 use crate::executor::{Done, Jobs};
 use crate::memory;
 use crate::record::{JobRecord, Status};

@@ -18,7 +18,7 @@ use std::time::Instant;
 use anyhow::Result;
 use crossbeam_channel::bounded;
 
-use crate::cli::Order;
+use crate::config::Order;
 use crate::config::{Config, Mode};
 use crate::error::print_notice;
 use crate::executor::{Context, Done, Executor, Extra, Jobs};
