@@ -433,10 +433,7 @@ fn parse_per_job(s: &str) -> Result<PerJob, String> {
 }
 
 /// The order in which inputs start.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
-)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub(crate) enum Order {
     /// As discovered.
     Input,
@@ -445,10 +442,7 @@ pub(crate) enum Order {
 }
 
 /// What to do after the first failed file.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
-)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub(crate) enum Halt {
     /// Start nothing new; running jobs finish.
     Soon,

@@ -14,7 +14,7 @@ use anyhow::Result;
 use crossbeam_channel::{Receiver, Sender};
 
 use crate::cancel::{Cancel, Level, Reason};
-use crate::config::Config;
+use crate::config::{Config, Halt};
 use crate::output::Spool;
 use crate::record::{JobRecord, MemoryReport, Status};
 use crate::walk::{Input, Notice};
@@ -218,8 +218,8 @@ impl Backlog {
 pub(crate) fn halt_after(config: &Config, cancel: &Cancel, status: Status) {
     if status.is_failure() && !matches!(status, Status::NotStarted | Status::Interrupted) {
         match config.run.halt {
-            Some(crate::cli::Halt::Soon) => cancel.raise(Level::Drain, Reason::Halt),
-            Some(crate::cli::Halt::Now) => cancel.raise(Level::Stop, Reason::Halt),
+            Some(Halt::Soon) => cancel.raise(Level::Drain, Reason::Halt),
+            Some(Halt::Now) => cancel.raise(Level::Stop, Reason::Halt),
             None => {}
         }
     }

@@ -17,10 +17,11 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
+mod choices;
 mod spec;
 mod srun;
 
-pub(crate) use crate::cli::Order;
+pub(crate) use choices::{Halt, Order};
 pub(crate) use spec::RunSpec;
 pub(crate) use srun::Allocation;
 
@@ -205,8 +206,8 @@ impl Config {
             timeout: cli.timeout,
             kill_grace: cli.kill_grace,
             retries: cli.retries,
-            halt: cli.halt,
-            order: cli.order,
+            halt: cli.halt.map(Halt::from),
+            order: Order::from(cli.order),
             mem_per_job: match cli.mem_per_job {
                 Some(PerJob::Fixed(b)) => Some(b),
                 _ => None,
@@ -574,7 +575,7 @@ mod tests {
     use clap::{Parser, ValueEnum};
 
     use super::*;
-    use crate::cli::{Halt, Order};
+    use crate::config::{Halt, Order};
     use crate::parquet::Verify;
 
     fn config(args: &[&[u8]]) -> Config {
@@ -694,8 +695,6 @@ mod tests {
             }
         }
         check::<Verify>();
-        check::<Halt>();
-        check::<Order>();
     }
 
     #[test]

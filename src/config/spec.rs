@@ -9,8 +9,8 @@ use std::time::Duration;
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
+use super::choices::{Halt, Order};
 use super::{own_files, CheckedCommand, Config, InPlaceOptions, Mode, OutputOptions, Setting};
-use crate::cli::{Halt, Order};
 use crate::memory::Amount;
 use crate::walk::WalkOptions;
 

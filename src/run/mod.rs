@@ -20,8 +20,8 @@ use anyhow::{Context as _, Result};
 use crossbeam_channel::{bounded, Receiver, Sender};
 
 use crate::cancel::{self, Cancel};
-use crate::cli::Order;
 use crate::config::Config;
+use crate::config::Order;
 use crate::error::ExitStatus;
 use crate::output::Io;
 use crate::record::{JobRecord, Status};
