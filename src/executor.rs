@@ -15,9 +15,9 @@ use crossbeam_channel::{Receiver, Sender};
 
 use crate::cancel::{Cancel, Level, Reason};
 use crate::config::{Config, Halt};
+use crate::input::{Input, Notice};
 use crate::output::Spool;
 use crate::record::{JobRecord, MemoryReport, Status};
-use crate::walk::{Input, Notice};
 
 /// The reason of a dry run's records (they are never written to a journal).
 const LISTED: &str = "dry run: listed, not run";

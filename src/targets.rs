@@ -12,8 +12,8 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path};
 
+use crate::input::Input;
 use crate::template::{JobValues, TargetTemplate};
-use crate::walk::Input;
 
 /// Collisions named in the error, at most.
 const SHOWN: usize = 3;

@@ -5,8 +5,8 @@
 use super::plan::PlannedFile;
 use super::WORKER_MEM;
 use crate::config::Config;
+use crate::input::Input;
 use crate::memory;
-use crate::walk::Input;
 
 /// Array tasks when `--shards` is not given: min(files, this).
 const DEFAULT_SHARDS: usize = 32;

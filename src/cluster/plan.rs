@@ -26,7 +26,7 @@ use base64::Engine;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Config, RunSpec};
-use crate::walk::Input;
+use crate::input::Input;
 
 /// Bumped when the plan's shape or meaning changes; a worker refuses a plan of another version.
 /// 2: how each job goes is one `run` object (durations exact, not in whole milliseconds).

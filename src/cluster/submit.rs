@@ -27,10 +27,11 @@ use super::watch::Watch;
 use crate::config::Config;
 use crate::error::counted;
 use crate::executor::{Context, Done, Executor, Extra, Jobs};
-use crate::memory::{self, human};
+use crate::input::{Input, Notice};
+use crate::memory;
 use crate::record::{JobRecord, Status};
 use crate::template::{display_argv, JobValues};
-use crate::walk::{Input, Notice};
+use crate::units::human;
 
 /// How often the shards' files are read.
 const READ_EVERY: Duration = Duration::from_millis(200);

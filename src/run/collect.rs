@@ -19,12 +19,12 @@ use super::{Backlog, Done};
 use crate::cancel::{Cancel, Level, Reason};
 use crate::config::Config;
 use crate::error::print_notice;
+use crate::input::Notice;
 use crate::live::Board;
 use crate::output::Spool;
 use crate::progress::Progress;
 use crate::record::Status;
 use crate::summary::{Journal, Totals};
-use crate::walk::Notice;
 
 /// How often the job lines under the bar are redrawn.
 const JOB_LINES_EVERY: Duration = Duration::from_millis(200);

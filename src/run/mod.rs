@@ -23,11 +23,12 @@ use crate::cancel::{self, Cancel};
 use crate::config::Config;
 use crate::config::Order;
 use crate::error::ExitStatus;
+use crate::input::{Input, Notice};
 use crate::output::Io;
 use crate::record::{JobRecord, Status};
 use crate::resume::Resume;
 use crate::summary::Journal;
-use crate::walk::{self, Input, Notice, Source, WalkReport};
+use crate::walk::{self, Source, WalkReport};
 
 use crate::executor::{halt_after, Backlog, Context, Done, Executor, Extra, Jobs};
 pub(crate) use collect::Collector;

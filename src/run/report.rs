@@ -10,7 +10,7 @@ use super::{Collector, Extra};
 use crate::cancel::{Cancel, Reason};
 use crate::error::counted;
 use crate::error::{print_notice, ExitStatus};
-use crate::memory;
+use crate::units;
 use crate::walk::WalkReport;
 
 pub(super) fn finish(
@@ -56,8 +56,8 @@ pub(super) fn finish(
                 print_notice(&format!(
                     "memory: at most {} at once, peak {} of a {} budget",
                     counted(m.max_running as u64, "job"),
-                    memory::human(m.max_memory_bytes),
-                    memory::human(m.mem_limit_bytes)
+                    units::human(m.max_memory_bytes),
+                    units::human(m.mem_limit_bytes)
                 ));
             }
         }
