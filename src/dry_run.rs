@@ -13,10 +13,11 @@ use crate::config::Config;
 use crate::error::counted;
 use crate::executor::{Done, Executor, Extra, Jobs};
 use crate::inplace::InPlace;
-use crate::memory::{self, human, Meter};
+use crate::input::Input;
+use crate::memory::{self, Meter};
 use crate::record::{JobRecord, Status};
 use crate::template::{display_argv, shell_quote, JobValues};
-use crate::walk::Input;
+use crate::units::human;
 
 /// Inputs named with their weight in the plan.
 const HEAVIEST_SHOWN: usize = 10;

@@ -261,8 +261,6 @@ pub(crate) fn prior(weight: u64) -> u64 {
     (1u64 << 30).max(200 * MIB + (PRIOR_K * weight as f64) as u64)
 }
 
-pub(crate) use crate::units::human;
-
 #[cfg(test)]
 mod tests {
     use super::*;

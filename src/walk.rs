@@ -23,7 +23,7 @@ use ignore::overrides::{Override, OverrideBuilder};
 use ignore::WalkBuilder;
 
 use crate::cancel::Cancel;
-pub(crate) use crate::input::{Input, Notice};
+use crate::input::{Input, Notice};
 
 /// Where inputs come from, in the order the user gave them.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -23,13 +23,13 @@ use crate::config::{Config, Mode};
 use crate::error::print_notice;
 use crate::executor::{Context, Done, Executor, Extra, Jobs};
 use crate::inplace::{InPlace, Problem, Refusal};
+use crate::input::{Input, Notice};
 use crate::memory::{self, Meter};
 use crate::output::Spool;
 use crate::record::MemoryReport;
 use crate::record::{JobRecord, Status};
 use crate::resume;
 use crate::template::JobValues;
-use crate::walk::{Input, Notice};
 use admit::{Gate, Permit};
 use child::{Ending, Finished, Launch};
 use sampler::Sampler;
@@ -261,8 +261,8 @@ fn run_job(shared: &Shared, input: &Input, ticket: admit::Ticket<'_>) -> Done {
             let _ = shared.ctx.notices.send(Notice::Info(format!(
                 "{}: its job needs about {}, more than the whole memory budget ({}): running it alone",
                 input.path.display(),
-                memory::human(permit.reserved),
-                memory::human(shared.gate.budget())
+                crate::units::human(permit.reserved),
+                crate::units::human(shared.gate.budget())
             )));
         }
         // Only admitted jobs count as running (not inputs waiting for memory).
@@ -300,7 +300,7 @@ fn run_job(shared: &Shared, input: &Input, ticket: admit::Ticket<'_>) -> Done {
                 let _ = shared.ctx.notices.send(Notice::Info(format!(
                     "{}: stopped to keep memory below the limit (it reached {}); it runs again",
                     input.path.display(),
-                    memory::human(peak)
+                    crate::units::human(peak)
                 )));
             }
         }
