@@ -262,6 +262,19 @@ impl JobRecord {
         self.duration_ms = Some(d.as_millis() as u64);
     }
 
+    /// Writes the record as one journal line (JSON and a newline): the one place a record
+    /// becomes JSON, wherever it is formatted (the journal, triage, a batch's executor).
+    pub(crate) fn write_line(&self, out: &mut impl std::io::Write) -> std::io::Result<()> {
+        serde_json::to_writer(&mut *out, self).map_err(std::io::Error::from)?;
+        out.write_all(b"\n")
+    }
+
+    /// The record as one journal line, formatted ahead of the journal (where a core is free).
+    pub(crate) fn journal_line(&self) -> Option<Vec<u8>> {
+        let mut line = Vec::with_capacity(512);
+        self.write_line(&mut line).ok().map(|()| line)
+    }
+
     /// A short reason for the human report: exit code or signal, and the last stderr line.
     pub(crate) fn reason(&self) -> String {
         let mut parts = Vec::new();

@@ -191,7 +191,7 @@ impl fmt::Display for Report<'_> {
 }
 
 /// The `--summary` journal: a record per file, flushed as it is written, then a final record.
-pub(crate) struct Journal {
+pub(crate) struct JournalWriter {
     out: BufWriter<File>,
     /// The path the user gave.
     path: PathBuf,
@@ -223,16 +223,16 @@ struct Replace {
     partial: bool,
 }
 
-impl Journal {
+impl JournalWriter {
     /// Creates (truncates) the journal at `path`.
-    pub(crate) fn create(path: &Path) -> io::Result<Journal> {
+    pub(crate) fn create(path: &Path) -> io::Result<JournalWriter> {
         let file = File::create(path)?;
-        Ok(Journal::new(file, path, None))
+        Ok(JournalWriter::new(file, path, None))
     }
 
-    fn new(file: File, path: &Path, replace: Option<Replace>) -> Journal {
+    fn new(file: File, path: &Path, replace: Option<Replace>) -> JournalWriter {
         let regular = file.metadata().is_ok_and(|m| m.is_file());
-        Journal {
+        JournalWriter {
             // Records are flushed per burst (see the collector), not per 8 KiB.
             out: BufWriter::with_capacity(1 << 18, file),
             path: path.to_path_buf(),
@@ -249,14 +249,14 @@ impl Journal {
         summary: Option<&Path>,
         resume: Option<&Path>,
         own: &OwnFiles,
-    ) -> anyhow::Result<Option<Journal>> {
+    ) -> anyhow::Result<Option<JournalWriter>> {
         let Some(path) = summary else {
             return Ok(None);
         };
         let context = || format!("cannot write the summary {}", path.display());
         let journal = match resume.filter(|r| same_regular_file(path, r)) {
-            Some(_) => Journal::beside(path).with_context(context)?,
-            None => Journal::create(path).with_context(context)?,
+            Some(_) => JournalWriter::beside(path).with_context(context)?,
+            None => JournalWriter::create(path).with_context(context)?,
         };
         if let Ok(md) = journal.out.get_ref().metadata() {
             own.add(&md);
@@ -265,7 +265,7 @@ impl Journal {
     }
 
     /// A journal written beside `path`, to replace it when the run ends.
-    fn beside(path: &Path) -> io::Result<Journal> {
+    fn beside(path: &Path) -> io::Result<JournalWriter> {
         let target = std::fs::canonicalize(path)?;
         let (Some(dir), Some(name)) = (target.parent(), target.file_name()) else {
             return Err(io::Error::other("not a file name"));
@@ -288,7 +288,7 @@ impl Journal {
             leftovers,
             partial: false,
         };
-        Ok(Journal::new(file, path, Some(replace)))
+        Ok(JournalWriter::new(file, path, Some(replace)))
     }
 
     /// The run stopped before every input had its record (the walk was cut short).
@@ -307,9 +307,7 @@ impl Journal {
     }
 
     pub(crate) fn record(&mut self, record: &JobRecord) -> io::Result<()> {
-        let written = serde_json::to_writer(&mut self.out, record)
-            .map_err(io::Error::from)
-            .and_then(|()| self.out.write_all(b"\n"));
+        let written = record.write_line(&mut self.out);
         self.failed |= written.is_err();
         written
     }
