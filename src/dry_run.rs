@@ -11,7 +11,7 @@ use anyhow::Result;
 
 use crate::config::Config;
 use crate::error::counted;
-use crate::executor::{Done, Executor, Extra, Jobs};
+use crate::executor::{Done, Executor, Extra, Queue};
 use crate::inplace::InPlace;
 use crate::input::Input;
 use crate::memory::{self, Meter};
@@ -86,7 +86,7 @@ impl DryRun {
 }
 
 impl Executor for DryRun {
-    fn execute(&mut self, jobs: &Jobs<'_>) -> Result<Extra> {
+    fn execute(&mut self, jobs: &Queue<'_>) -> Result<Extra> {
         let config = jobs.ctx.config;
         let mut weights: Vec<(u64, PathBuf)> = Vec::new();
         if let Some(batching) = &config.batch {
@@ -164,7 +164,7 @@ impl Executor for DryRun {
 fn batch_lines(
     config: &Config,
     batch: crate::batch::Batch,
-    jobs: &Jobs<'_>,
+    jobs: &Queue<'_>,
     weights: &mut Vec<(u64, PathBuf)>,
 ) -> bool {
     let w: Vec<u64> = batch

@@ -149,7 +149,14 @@ impl Context<'_> {
     /// applies it a moment earlier too, before a failed job's memory is given back, so no
     /// waiting input is admitted into that room. Applying it twice changes nothing.
     pub(crate) fn halt_after(&self, status: Status) {
-        halt_rule(self.config, self.cancel, status);
+        if !status.is_failure() || matches!(status, Status::NotStarted | Status::Interrupted) {
+            return;
+        }
+        match self.config.run.halt {
+            Some(Halt::Soon) => self.cancel.raise(Level::Drain, Reason::Halt),
+            Some(Halt::Now) => self.cancel.raise(Level::Stop, Reason::Halt),
+            None => {}
+        }
     }
 
     /// Called by an executor as a job's process starts.
@@ -220,24 +227,5 @@ impl Backlog {
                 Err(_) => return,
             };
         }
-    }
-}
-
-/// Until every executor says `Queue`.
-pub(crate) type Jobs<'a> = Queue<'a>;
-
-/// Until every executor calls [`Context::halt_after`].
-pub(crate) fn halt_after(config: &Config, cancel: &Cancel, status: Status) {
-    halt_rule(config, cancel, status);
-}
-
-fn halt_rule(config: &Config, cancel: &Cancel, status: Status) {
-    if !status.is_failure() || matches!(status, Status::NotStarted | Status::Interrupted) {
-        return;
-    }
-    match config.run.halt {
-        Some(Halt::Soon) => cancel.raise(Level::Drain, Reason::Halt),
-        Some(Halt::Now) => cancel.raise(Level::Stop, Reason::Halt),
-        None => {}
     }
 }

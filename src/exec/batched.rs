@@ -16,7 +16,7 @@ use super::child::{self, Launch};
 use super::{judge, Shared};
 use crate::batch::Batch;
 use crate::config::Order;
-use crate::executor::{Done, Jobs};
+use crate::executor::{Done, Queue};
 use crate::input::Notice;
 use crate::record::{JobRecord, Status};
 use crate::resume;
@@ -24,7 +24,7 @@ use crate::template::JobValues;
 use crate::units;
 
 /// One worker of a batched run: takes batches until they end, one at a time.
-pub(super) fn work(shared: &Shared, jobs: &Jobs<'_>, batches: &Receiver<Batch>) {
+pub(super) fn work(shared: &Shared, jobs: &Queue<'_>, batches: &Receiver<Batch>) {
     let keep_order = shared.config.keep_order && shared.config.run.order == Order::Input;
     for batch in batches {
         let done = if shared.ctx.cancel.no_new_jobs() {

@@ -21,7 +21,7 @@ use crossbeam_channel::bounded;
 use crate::config::Order;
 use crate::config::{Config, Mode};
 use crate::error::print_notice;
-use crate::executor::{Context, Done, Executor, Extra, Jobs};
+use crate::executor::{Context, Done, Executor, Extra, Queue};
 use crate::inplace::{InPlace, Problem, Refusal};
 use crate::input::{Input, Notice};
 use crate::memory::{self, Meter};
@@ -53,7 +53,7 @@ struct Shared<'a> {
 }
 
 impl Executor for Pool {
-    fn execute(&mut self, jobs: &Jobs<'_>) -> Result<Extra> {
+    fn execute(&mut self, jobs: &Queue<'_>) -> Result<Extra> {
         let ctx = jobs.ctx;
         let config = ctx.config;
         crate::os::become_subreaper();
@@ -173,7 +173,7 @@ impl Executor for Pool {
 }
 
 /// One worker: takes inputs until the channel closes, one job at a time.
-fn work(shared: &Shared, jobs: &Jobs<'_>) {
+fn work(shared: &Shared, jobs: &Queue<'_>) {
     let keep_order = shared.config.keep_order && shared.config.run.order == Order::Input;
     for input in jobs.inputs() {
         let finished = if shared.ctx.cancel.no_new_jobs() {
@@ -271,7 +271,7 @@ fn run_job(shared: &Shared, input: &Input, ticket: admit::Ticket<'_>) -> Done {
         shared.ctx.running.fetch_sub(1, Ordering::Relaxed);
         if let Ok(done) = &done {
             // `--halt` stops admission before the permit frees room for a waiting input.
-            crate::executor::halt_after(shared.config, shared.ctx.cancel, done.record.status);
+            shared.ctx.halt_after(done.record.status);
         }
         // Under srun the job runs elsewhere: the local peak is srun's own, nothing to learn from.
         let peak = done
