@@ -122,7 +122,7 @@ impl Executor for DryRun {
             {
                 let mut record = JobRecord::new(input.job, &input.path, Status::Skipped);
                 record.reason = Some(reason);
-                record.action = Some("kept");
+                record.action = Some(crate::record::Action::Kept);
                 if !jobs.hand_back(Done::bare(record)) {
                     break;
                 }

@@ -17,7 +17,7 @@ use crate::cancel::{Cancel, Level, Reason};
 use crate::config::{Config, Halt};
 use crate::input::{Input, Notice};
 use crate::output::Spool;
-use crate::record::{JobRecord, MemoryReport, Status};
+use crate::record::{Action, JobRecord, MemoryReport, Status};
 
 /// The reason of a dry run's records (they are never written to a journal).
 const LISTED: &str = "dry run: listed, not run";
@@ -173,7 +173,7 @@ impl Context<'_> {
         let mut record = JobRecord::new(job, path, Status::NotStarted);
         record.reason = Some(not_started_reason(self.cancel));
         if self.config.run.commit_options().is_some() {
-            record.action = Some("kept");
+            record.action = Some(Action::Kept);
         }
         record
     }

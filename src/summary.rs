@@ -13,7 +13,7 @@ use serde::Serialize;
 use crate::cancel::Reason;
 use crate::error::counted;
 use crate::error::ExitStatus;
-use crate::record::{JobRecord, MemoryReport, Status};
+use crate::record::{JobRecord, MemoryReport, Skip, Status};
 use crate::walk::OwnFiles;
 
 /// The final record of the journal.
@@ -83,9 +83,7 @@ impl Totals {
                 self.mem_time += peak as f64 * running as f64;
             }
         }
-        if record.status == Status::Skipped
-            && record.reason.as_deref() == Some(crate::resume::UNCHANGED)
-        {
+        if record.skip == Some(Skip::Resumed) {
             self.resumed += 1;
         }
         if record.status.is_failure() && record.status != Status::NotStarted {

@@ -176,7 +176,7 @@ mod tests {
         let mut journal = JournalWriter::create(&path).unwrap();
         let mut record = JobRecord::new(7, Path::new("d/a b.txt"), Status::Ok);
         record.stdout_bytes = Some(12);
-        record.action = Some("replaced");
+        record.action = Some(crate::record::Action::Replaced);
         journal.record(&record).unwrap();
         let mut totals = Totals::default();
         totals.add(&record);
@@ -207,7 +207,7 @@ mod tests {
                 assert_eq!(r.path, "d/a b.txt");
                 assert_eq!(r.status, Status::Ok);
                 assert_eq!(r.stdout_bytes, Some(12));
-                assert_eq!(r.action, Some("replaced"));
+                assert_eq!(r.action, Some(crate::record::Action::Replaced));
             }
             other => panic!("{other:?}"),
         }

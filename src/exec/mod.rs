@@ -27,7 +27,7 @@ use crate::input::{Input, Notice};
 use crate::memory::{self, Meter};
 use crate::output::Spool;
 use crate::record::MemoryReport;
-use crate::record::{JobRecord, Status};
+use crate::record::{Action, JobRecord, Status};
 use crate::resume;
 use crate::template::JobValues;
 use admit::{Gate, Permit};
@@ -438,9 +438,9 @@ fn conclude_in_place(p: crate::inplace::Prepared, record: &mut JobRecord) {
     };
     let outcome = InPlace::finish(p, record.status == Status::Ok);
     record.action = Some(match (outcome.replaced, outcome.created) {
-        (true, true) => "created",
-        (true, false) => "replaced",
-        (false, _) => "kept",
+        (true, true) => Action::Created,
+        (true, false) => Action::Replaced,
+        (false, _) => Action::Kept,
     });
     record.input_bytes = outcome.input_bytes;
     record.output_bytes = outcome.output_bytes;
@@ -477,7 +477,7 @@ fn refused(input: &Input, refusal: Refusal) -> Done {
     };
     let mut record = JobRecord::new(input.job, &input.path, status);
     record.reason = Some(reason);
-    record.action = Some("kept");
+    record.action = Some(Action::Kept);
     Done::bare(record)
 }
 

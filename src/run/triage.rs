@@ -11,7 +11,7 @@ use crossbeam_channel::Sender;
 use crate::config::Order;
 use crate::executor::{Context, Done};
 use crate::input::{Input, Notice};
-use crate::record::{JobRecord, Status};
+use crate::record::{Action, JobRecord, Skip, Status};
 use crate::resume::Resume;
 
 /// The reason of an input `-u` skips.
@@ -118,7 +118,8 @@ impl<'c, 'a> Triage<'c, 'a> {
         } else if let Some(first) = &input.duplicate_of {
             record = JobRecord::new(input.job, &input.path, Status::Skipped);
             record.reason = Some(crate::inplace::same_file_reason(&input.path, first));
-            record.action = Some("kept");
+            record.action = Some(Action::Kept);
+            record.skip = Some(Skip::SameFile);
         } else if let Some(target) = input.target.as_deref().filter(|t| {
             self.ctx
                 .config
@@ -130,7 +131,8 @@ impl<'c, 'a> Triage<'c, 'a> {
         }) {
             record = JobRecord::new(input.job, &input.path, Status::Skipped);
             record.reason = Some(UP_TO_DATE.into());
-            record.action = Some("up_to_date");
+            record.action = Some(Action::UpToDate);
+            record.skip = Some(Skip::UpToDate);
             record.set_output(target);
             self.ctx.up_to_date.fetch_add(1, Ordering::Relaxed);
             self.sweep_beside(target);
@@ -138,6 +140,7 @@ impl<'c, 'a> Triage<'c, 'a> {
         {
             record = JobRecord::new(input.job, &input.path, Status::Skipped);
             record.reason = Some(reason);
+            record.skip = Some(Skip::Resumed);
             record.file_size = Some(id.size);
             record.file_mtime_ns = Some(id.mtime_ns);
         } else if self.ctx.cancel.no_new_jobs() {
