@@ -23,7 +23,7 @@ pub(crate) fn assign(
     template: &TargetTemplate,
     threads: usize,
     inputs: &mut [Input],
-) -> Result<(), String> {
+) -> anyhow::Result<()> {
     let cwd = std::env::current_dir().unwrap_or_default();
     let mut bad = Vec::new();
     for input in inputs.iter_mut().filter(|i| runs(i)) {
@@ -41,10 +41,7 @@ pub(crate) fn assign(
         }
     }
     if !bad.is_empty() {
-        return Err(format!(
-            "-o/--output: {} (nothing was run)",
-            listed(&bad, "target")
-        ));
+        anyhow::bail!("-o/--output: {} (nothing was run)", listed(&bad, "target"));
     }
     let mut buf = Vec::new();
     let mut scratch = Vec::new();
@@ -117,7 +114,7 @@ pub(crate) fn assign(
     if problems.is_empty() {
         return Ok(());
     }
-    Err(format!(
+    Err(anyhow::anyhow!(
         "-o/--output: {} (nothing was run); give each input a target of its own, e.g. with {{rel}} or {{rel.}}, in a directory apart from the inputs",
         problems.join("; ")
     ))
@@ -214,7 +211,7 @@ mod tests {
 
     fn run(template: &str, inputs: &mut [Input]) -> Result<(), String> {
         let t = TargetTemplate::parse(std::ffi::OsStr::new(template)).unwrap();
-        assign(&t, 1, inputs)
+        assign(&t, 1, inputs).map_err(|e| e.to_string())
     }
 
     #[test]

@@ -26,7 +26,7 @@ pub(crate) use spec::RunSpec;
 pub(crate) use srun::Allocation;
 
 use crate::batch::Batching;
-use crate::cli::{Cli, Executor, PerJob};
+use crate::cli::{Cli, ExecutorKind, PerJob};
 use crate::memory::Amount;
 use crate::parquet::Verify;
 use crate::template::{TargetTemplate, Template};
@@ -345,7 +345,7 @@ fn check_batch(cli: &Cli) -> Result<()> {
     if cli.shell {
         bail!("-X/--batch cannot go with -s/--shell: a script has no words to repeat; hand the files to a shell yourself: fanout -X -- sh -c 'cmd \"$@\"' sh {{}}");
     }
-    if cli.executor != Executor::Local {
+    if cli.executor != ExecutorKind::Local {
         bail!("-X/--batch runs on this machine only: the Slurm executors run one job per file (leave out --executor or -X)");
     }
     Ok(())
@@ -380,7 +380,7 @@ fn walk_options(cli: &Cli) -> Result<WalkOptions> {
 
 /// The run's mode, with the flags that go with each executor checked.
 fn mode(cli: &Cli) -> Result<Mode> {
-    if cli.executor != Executor::Slurm {
+    if cli.executor != ExecutorKind::Slurm {
         for (given, flag) in [
             (cli.shards.is_some(), "--shards"),
             (!cli.slurm_arg.is_empty(), "--slurm-arg"),
@@ -392,7 +392,7 @@ fn mode(cli: &Cli) -> Result<Mode> {
         }
     }
     let slurm = match cli.executor {
-        Executor::Slurm => {
+        ExecutorKind::Slurm => {
             if let Some(Amount::Percent(_)) = cli.mem_limit {
                 bail!("with --executor slurm, --mem-limit takes a size: the memory budget of the jobs in each array task (e.g. --mem-limit 8G)");
             }
@@ -414,7 +414,7 @@ fn mode(cli: &Cli) -> Result<Mode> {
     Ok(match (cli.dry_run, cli.executor, slurm) {
         (true, _, slurm) => Mode::DryRun(slurm),
         (false, _, Some(slurm)) => Mode::Slurm(slurm),
-        (false, Executor::Srun, None) => Mode::Srun(Allocation::find(cli.cpus_per_job)?),
+        (false, ExecutorKind::Srun, None) => Mode::Srun(Allocation::find(cli.cpus_per_job)?),
         (false, _, None) => Mode::Local,
     })
 }
@@ -424,13 +424,13 @@ fn mode(cli: &Cli) -> Result<Mode> {
 fn parallelism(cli: &Cli, mode: &Mode) -> (usize, usize) {
     let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
     let jobs = match (mode, cli.executor) {
-        (_, Executor::Local) => cli.jobs.unwrap_or(cpus),
+        (_, ExecutorKind::Local) => cli.jobs.unwrap_or(cpus),
         (Mode::Srun(alloc), _) => cli.jobs.unwrap_or(alloc.default_jobs()),
         (_, _) => cli.jobs.unwrap_or(1),
     };
     let threads = match (cli.cpus_per_job, cli.executor) {
         (Some(n), _) => n,
-        (None, Executor::Local) => (cpus / jobs).max(1),
+        (None, ExecutorKind::Local) => (cpus / jobs).max(1),
         (None, _) => 1,
     };
     (jobs, threads)

@@ -94,7 +94,7 @@ impl<'c, 'a> Discovery<'c, 'a> {
         // A run stopped during the walk starts nothing: its inputs get their not_started
         // records, whatever their targets.
         if let (Err(why), false) = (checked, self.ctx.cancel.no_new_jobs()) {
-            return Err(anyhow::anyhow!(why));
+            return Err(why);
         }
         for input in all {
             if !self.take(input) {
