@@ -3,7 +3,7 @@
 //! the heaviest. Which inputs run is decided before (`triage`).
 
 use super::plan::PlannedFile;
-use super::WORKER_MEM;
+use super::plan::WORKER_MEM;
 use crate::config::Config;
 use crate::input::Input;
 use crate::memory;

@@ -32,6 +32,9 @@ use crate::input::Input;
 /// 2: how each job goes is one `run` object (durations exact, not in whole milliseconds).
 const PLAN_VERSION: u32 = 2;
 
+/// Memory a worker needs for itself, on top of its jobs' budget, in a Slurm task's `--mem`.
+pub(crate) const WORKER_MEM: u64 = 64 << 20;
+
 /// Everything a worker needs besides its inputs.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Plan {
