@@ -24,7 +24,7 @@ use crate::walk::{build_overrides, OwnFiles, Root, WalkOptions};
 
 impl Config {
     /// The Config of a run from its command line.
-    pub(crate) fn from_cli(cli: Cli) -> Result<Config> {
+    pub(crate) fn from_cli(mut cli: Cli) -> Result<Config> {
         if cli.command.is_empty() {
             return Err(missing_command(&cli.paths));
         }
@@ -65,34 +65,7 @@ impl Config {
             Mode::Srun(alloc) => cli.mem_limit.or(alloc.mem_bytes.map(Amount::Bytes)),
             _ => cli.mem_limit,
         };
-        let spec = RunSpec {
-            command: cli.command,
-            shell: cli.shell,
-            in_place: cli.in_place.then_some(InPlaceOptions {
-                verify: cli.verify,
-                force: cli.force,
-            }),
-            output: cli.output.map(|template| OutputOptions {
-                template,
-                verify: cli.verify,
-                update: cli.update,
-            }),
-            jobs,
-            threads,
-            timeout: cli.timeout,
-            kill_grace: cli.kill_grace,
-            retries: cli.retries,
-            halt: cli.halt.map(Halt::from),
-            order: Order::from(cli.order),
-            mem_per_job: match cli.mem_per_job {
-                Some(PerJob::Fixed(b)) => Some(b),
-                _ => None,
-            },
-            mem_reserve: cli.mem_reserve.map(|a| match a {
-                Amount::Bytes(b) => b,
-                Amount::Percent(_) => unreachable!("the parser refuses percentages here"),
-            }),
-        };
+        let spec = run_spec(&mut cli, jobs, threads);
         let command = CheckedCommand::check(&spec, cli.timeout)?;
         let mut walk = walk;
         walk.target_tree = spec.output.as_ref().and_then(|o| target_tree(&o.template));
@@ -185,6 +158,39 @@ impl Config {
     /// How this run's jobs go, for a Slurm plan.
     pub(crate) fn spec(&self) -> RunSpec {
         self.run.clone()
+    }
+}
+
+/// How each job of a run goes, from its command line (the command words and `-o`'s template
+/// are taken from it).
+fn run_spec(cli: &mut Cli, jobs: usize, threads: usize) -> RunSpec {
+    RunSpec {
+        command: std::mem::take(&mut cli.command),
+        shell: cli.shell,
+        in_place: cli.in_place.then_some(InPlaceOptions {
+            verify: cli.verify,
+            force: cli.force,
+        }),
+        output: cli.output.take().map(|template| OutputOptions {
+            template,
+            verify: cli.verify,
+            update: cli.update,
+        }),
+        jobs,
+        threads,
+        timeout: cli.timeout,
+        kill_grace: cli.kill_grace,
+        retries: cli.retries,
+        halt: cli.halt.map(Halt::from),
+        order: Order::from(cli.order),
+        mem_per_job: match cli.mem_per_job {
+            Some(PerJob::Fixed(b)) => Some(b),
+            _ => None,
+        },
+        mem_reserve: cli.mem_reserve.map(|a| match a {
+            Amount::Bytes(b) => b,
+            Amount::Percent(_) => unreachable!("the parser refuses percentages here"),
+        }),
     }
 }
 
