@@ -348,17 +348,18 @@ fn a_record_triage_makes_halts_the_run_too() {
 fn keep_order_prints_in_input_order_whatever_order_jobs_end_in() {
     let out = |s| Fate { stdout: s, ..OK };
     let fates = [("a", out("a\n")), ("b", out("b\n")), ("c", out("c\n"))];
-    for (keep, want) in [(true, "a\nb\nc\n"), (false, "c\nb\na\n")] {
+    // Without -k, output comes as jobs end.
+    let cases: [(&[&str], &str); 3] = [
+        (&["-j", "2", "-k"], "a\nb\nc\n"),
+        (&["-j", "2", "--keep-order"], "a\nb\nc\n"),
+        (&["-j", "2"], "c\nb\na\n"),
+    ];
+    for (args, want) in cases {
         let bench = Bench::new(&["a", "b", "c"]);
         let mut fake = Fake::with(&fates);
         fake.reverse = true;
-        let args: &[&str] = if keep {
-            &["-j", "2", "-k"]
-        } else {
-            &["-j", "2"]
-        };
         let ran = bench.run(args, &["a", "b", "c"], &mut fake);
-        assert_eq!(bench.stdout.text(), want, "-k: {keep}");
+        assert_eq!(bench.stdout.text(), want, "{args:?}");
         assert_eq!(ran.exit, ExitStatus::Success);
         assert_eq!(ran.records.len(), 3);
     }
