@@ -25,6 +25,22 @@ pub(crate) struct Input {
     pub target: Option<PathBuf>,
 }
 
+impl Input {
+    /// Input number `job` at `path`, with nothing known of it yet.
+    pub(crate) fn new(job: u64, path: PathBuf) -> Input {
+        Input {
+            job,
+            path,
+            problem: None,
+            weight: None,
+            duplicate_of: None,
+            seen: None,
+            rel_at: None,
+            target: None,
+        }
+    }
+}
+
 /// Something the walk has to say that is not an input.
 #[derive(Debug, Clone)]
 pub(crate) enum Notice {

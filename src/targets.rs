@@ -198,14 +198,8 @@ mod tests {
 
     fn input(job: u64, path: &str, rel_at: Option<usize>) -> Input {
         Input {
-            job,
-            path: PathBuf::from(path),
-            problem: None,
-            weight: None,
-            duplicate_of: None,
-            seen: None,
             rel_at,
-            target: None,
+            ..Input::new(job, PathBuf::from(path))
         }
     }
 

@@ -85,14 +85,8 @@ mod tests {
 
     fn input(job: u64, w: u64) -> Input {
         Input {
-            job,
-            path: PathBuf::from(format!("f{job}")),
-            problem: None,
             weight: Some(w),
-            duplicate_of: None,
-            seen: None,
-            rel_at: None,
-            target: None,
+            ..Input::new(job, PathBuf::from(format!("f{job}")))
         }
     }
 

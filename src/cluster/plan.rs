@@ -227,14 +227,9 @@ impl Layout {
             let f: PlannedFile = serde_json::from_str(&line)
                 .with_context(|| format!("{}: not a plan line", path.display()))?;
             inputs.push(Input {
-                job: f.job,
-                path: f.path()?,
-                problem: None,
                 weight: Some(f.weight_bytes),
-                duplicate_of: None,
-                seen: None,
                 rel_at: f.rel_at,
-                target: None,
+                ..Input::new(f.job, f.path()?)
             });
         }
         Ok(inputs)

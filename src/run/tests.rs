@@ -220,13 +220,11 @@ impl Bench {
 
     /// Runs the core over `names`, in that order.
     fn run(&self, args: &[&str], names: &[&str], fake: &mut Fake) -> Ran {
-        self.run_with(
-            &self.config(args),
-            names,
-            fake,
-            self.io(),
-            &Cancel::default(),
-        )
+        self.run_config(&self.config(args), names, fake)
+    }
+
+    fn run_config(&self, config: &Config, names: &[&str], fake: &mut Fake) -> Ran {
+        self.run_with(config, names, fake, self.io(), &Cancel::default())
     }
 
     fn run_with(
@@ -258,20 +256,23 @@ impl Bench {
         }
     }
 
+    /// Runs the core over inputs made by the test; returns the exit status.
+    fn run_inputs(&self, config: &Config, inputs: Vec<Input>, fake: &mut Fake) -> ExitStatus {
+        run(
+            config,
+            fake,
+            Source::Given(inputs),
+            self.io(),
+            &Cancel::default(),
+        )
+        .unwrap()
+    }
+
     fn inputs(&self, names: &[&str]) -> Vec<Input> {
         names
             .iter()
             .enumerate()
-            .map(|(i, n)| Input {
-                job: i as u64 + 1,
-                path: self.path(n),
-                problem: None,
-                weight: None,
-                duplicate_of: None,
-                seen: None,
-                rel_at: None,
-                target: None,
-            })
+            .map(|(i, n)| Input::new(i as u64 + 1, self.path(n)))
             .collect()
     }
 }
@@ -332,14 +333,7 @@ fn a_record_triage_makes_halts_the_run_too() {
     let mut inputs = bench.inputs(&["a", "b"]);
     inputs[0].problem = Some("no such file".into());
     let mut fake = Fake::default();
-    let exit = run(
-        &config,
-        &mut fake,
-        Source::Given(inputs),
-        bench.io(),
-        &Cancel::default(),
-    )
-    .unwrap();
+    let exit = bench.run_inputs(&config, inputs, &mut fake);
     assert!(fake.ran().is_empty(), "{:?}", fake.ran());
     assert_eq!(exit, ExitStatus::Failure);
 }
@@ -390,14 +384,7 @@ fn triage_settles_problems_duplicates_and_stops_without_the_executor() {
     inputs[0].problem = Some("not a regular file".into());
     inputs[1].duplicate_of = Some(bench.path("c"));
     let mut fake = Fake::default();
-    let exit = run(
-        &config,
-        &mut fake,
-        Source::Given(inputs),
-        bench.io(),
-        &Cancel::default(),
-    )
-    .unwrap();
+    let exit = bench.run_inputs(&config, inputs, &mut fake);
     assert_eq!(fake.ran(), ["c"]);
     assert_eq!(exit, ExitStatus::Failure);
     // A run stopped before it starts: every input gets its not_started record from triage.
@@ -436,13 +423,7 @@ fn update_skips_inputs_whose_target_is_newer() {
     let template = format!("{}/out/{{/}}", bench.dir.path().display());
     let config = bench.config_for(&["-j", "2", "-o", &template, "-u"], &["cp", "{}", "{out}"]);
     let mut fake = Fake::default();
-    let ran = bench.run_with(
-        &config,
-        &["a", "b"],
-        &mut fake,
-        bench.io(),
-        &Cancel::default(),
-    );
+    let ran = bench.run_config(&config, &["a", "b"], &mut fake);
     assert_eq!(fake.ran(), ["a"]);
     let b = &ran.records["b"];
     assert_eq!(b.status, Status::Skipped);
@@ -505,13 +486,7 @@ fn a_dry_run_writes_no_journal_and_fails_nothing() {
     let bench = Bench::new(&["a", "b"]);
     let config = bench.config(&["-n"]);
     let mut fake = Fake::with(&[("a", failing())]);
-    let ran = bench.run_with(
-        &config,
-        &["a", "b"],
-        &mut fake,
-        bench.io(),
-        &Cancel::default(),
-    );
+    let ran = bench.run_config(&config, &["a", "b"], &mut fake);
     assert_eq!(ran.exit, ExitStatus::Success);
     assert!(!bench.path("run.jsonl").exists());
 }
