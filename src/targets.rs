@@ -24,7 +24,6 @@ pub(crate) fn assign(
     threads: usize,
     inputs: &mut [Input],
 ) -> anyhow::Result<()> {
-    let cwd = std::env::current_dir().unwrap_or_default();
     let mut bad = Vec::new();
     for input in inputs.iter_mut().filter(|i| runs(i)) {
         match template.expand(&JobValues {
@@ -43,6 +42,28 @@ pub(crate) fn assign(
     if !bad.is_empty() {
         anyhow::bail!("-o/--output: {} (nothing was run)", listed(&bad, "target"));
     }
+    check_collisions(inputs)
+}
+
+/// Collisions of one kind: how many, and the first few in words.
+#[derive(Default)]
+struct Hits {
+    n: u64,
+    shown: Vec<String>,
+}
+
+impl Hits {
+    fn note(&mut self, say: impl FnOnce() -> String) {
+        self.n += 1;
+        if self.shown.len() < SHOWN {
+            self.shown.push(say());
+        }
+    }
+}
+
+/// Refuses a run where two inputs share a target or a target is an input.
+fn check_collisions(inputs: &[Input]) -> anyhow::Result<()> {
+    let cwd = std::env::current_dir().unwrap_or_default();
     let mut buf = Vec::new();
     let mut scratch = Vec::new();
     // Every input's path, to find targets that are inputs.
@@ -51,9 +72,7 @@ pub(crate) fn assign(
         paths.insert(key(&input.path, &cwd, &mut buf), i as u32);
     }
     let mut targets: HashMap<u64, u32> = HashMap::with_capacity(inputs.len());
-    let mut shared = Vec::new();
-    let mut inputs_hit = Vec::new();
-    let (mut shared_n, mut inputs_n) = (0u64, 0u64);
+    let (mut shared, mut inputs_hit) = (Hits::default(), Hits::default());
     for (i, input) in inputs.iter().enumerate() {
         let Some(target) = &input.target else {
             continue;
@@ -65,50 +84,52 @@ pub(crate) fn assign(
         };
         if let Some(&j) = paths.get(&k) {
             if same(&inputs[j as usize].path, &mut scratch) {
-                inputs_n += 1;
-                if inputs_hit.len() < SHOWN {
-                    inputs_hit.push(format!(
+                inputs_hit.note(|| {
+                    format!(
                         "{} (the target of {}) is an input",
                         quoted(target),
                         quoted(&input.path)
-                    ));
-                }
+                    )
+                });
             }
         }
-        match targets.get(&k) {
-            Some(&j) => {
-                let first = &inputs[j as usize];
-                let first_target = first.target.as_deref().unwrap_or(Path::new(""));
-                if same(first_target, &mut scratch) {
-                    shared_n += 1;
-                    if shared.len() < SHOWN {
-                        shared.push(format!(
-                            "{} and {} both write {}",
-                            quoted(&first.path),
-                            quoted(&input.path),
-                            quoted(target)
-                        ));
-                    }
-                }
-            }
-            None => {
-                targets.insert(k, i as u32);
-            }
+        let Some(&j) = targets.get(&k) else {
+            targets.insert(k, i as u32);
+            continue;
+        };
+        let first = &inputs[j as usize];
+        if same(
+            first.target.as_deref().unwrap_or(Path::new("")),
+            &mut scratch,
+        ) {
+            shared.note(|| {
+                format!(
+                    "{} and {} both write {}",
+                    quoted(&first.path),
+                    quoted(&input.path),
+                    quoted(target)
+                )
+            });
         }
     }
+    collision_error(&shared, &inputs_hit)
+}
+
+/// The error that names the collisions found, if any.
+fn collision_error(shared: &Hits, inputs_hit: &Hits) -> anyhow::Result<()> {
     let mut problems = Vec::new();
-    if shared_n > 0 {
+    if shared.n > 0 {
         problems.push(format!(
             "{} the target of an earlier input: {}",
-            counted(shared_n, "input has", "inputs have"),
-            shared.join("; ")
+            counted(shared.n, "input has", "inputs have"),
+            shared.shown.join("; ")
         ));
     }
-    if inputs_n > 0 {
+    if inputs_hit.n > 0 {
         problems.push(format!(
             "{} also inputs: {}",
-            counted(inputs_n, "target is", "targets are"),
-            inputs_hit.join("; ")
+            counted(inputs_hit.n, "target is", "targets are"),
+            inputs_hit.shown.join("; ")
         ));
     }
     if problems.is_empty() {
