@@ -350,19 +350,9 @@ fn run_with_reader_gone(stream: Gone) -> (Option<i32>, Vec<fanout::record::JobRe
         Gone::Stdout => "cat \"$1\"",
         Gone::Stderr => "cat \"$1\" >&2",
     };
-    let mut cmd = env.command(&[
-        "-j",
-        "2",
-        "--summary",
-        "s.jsonl",
-        "d",
-        "--",
-        "sh",
-        "-c",
-        script,
-        "_",
-        "{}",
-    ]);
+    let mut args: Vec<&str> = "-j 2 --summary s.jsonl d -- sh -c".split(' ').collect();
+    args.extend([script, "_", "{}"]);
+    let mut cmd = env.command(&args);
     let (reader, writer) = std::io::pipe().expect("pipe");
     drop(reader);
     match stream {
