@@ -19,8 +19,8 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 
+use crate::input::Input;
 use crate::template::Template;
-use crate::walk::Input;
 
 /// Bytes kept free below the argument-size limit, as xargs keeps them (its `-s` default is
 /// ARG_MAX - environment - 2048).

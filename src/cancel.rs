@@ -1,6 +1,6 @@
 //! The one piece of global mutable state: whether, and how hard, the run is being stopped.
 //!
-//! Signals, `--halt` and a closed standard output all end up here. Workers poll the read end of
+//! Signals, `--halt` and a closed standard output or error all end up here. Workers poll the read end of
 //! a pipe that is written once when a stop begins, so a blocked `poll` wakes at once; the pipe is
 //! never read, which keeps it readable for every worker (a level-triggered broadcast).
 
@@ -29,6 +29,8 @@ pub(crate) enum Level {
 pub(crate) enum Reason {
     Signal(i32),
     ClosedStdout,
+    /// The reader of fanout's stderr has gone.
+    ClosedStderr,
     Halt,
     /// Job output could not be written (a full disk behind fanout's stdout).
     OutputFailed,
@@ -37,7 +39,8 @@ pub(crate) enum Reason {
 #[derive(Default)]
 pub(crate) struct Cancel {
     level: AtomicU8,
-    /// 0: none; > 0: a signal number; -1: closed stdout; -2: halt; -3: output failed.
+    /// 0: none; > 0: a signal number; -1: closed stdout; -2: halt; -3: output failed; -4:
+    /// closed stderr.
     reason: AtomicI32,
     wake: Option<(PipeReader, Mutex<PipeWriter>)>,
 }
@@ -59,6 +62,7 @@ impl Cancel {
             Reason::ClosedStdout => -1,
             Reason::Halt => -2,
             Reason::OutputFailed => -3,
+            Reason::ClosedStderr => -4,
         };
         let _ = self
             .reason
@@ -100,6 +104,7 @@ impl Cancel {
             -1 => Some(Reason::ClosedStdout),
             -2 => Some(Reason::Halt),
             -3 => Some(Reason::OutputFailed),
+            -4 => Some(Reason::ClosedStderr),
             s => Some(Reason::Signal(s)),
         }
     }

@@ -314,8 +314,8 @@ pub(crate) struct Cli {
 
     /// Where jobs run: `local` (this machine), `slurm` (one Slurm job array, submitted and
     /// watched from here) or `srun` (each job a step of the Slurm allocation fanout runs in)
-    #[arg(long, value_enum, default_value_t = Executor::Local)]
-    pub executor: Executor,
+    #[arg(long, value_enum, default_value_t = ExecutorKind::Local)]
+    pub executor: ExecutorKind,
 
     /// CPUs each job may use: Slurm's --cpus-per-task per job, and {threads} [default: 1 with
     /// a Slurm executor]
@@ -399,7 +399,7 @@ impl Cli {
 
 /// Where jobs run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub(crate) enum Executor {
+pub(crate) enum ExecutorKind {
     /// On this machine.
     Local,
     /// As one Slurm job array (`sbatch`), watched from here.
@@ -494,21 +494,18 @@ pub(crate) enum PerJob {
     Fixed(u64),
 }
 
-fn parse_per_job(s: &str) -> Result<PerJob, String> {
+fn parse_per_job(s: &str) -> anyhow::Result<PerJob> {
     if s.eq_ignore_ascii_case("auto") {
         return Ok(PerJob::Auto);
     }
-    match crate::memory::parse_amount(s, false)? {
+    match crate::memory::parse_amount(s, false).map_err(anyhow::Error::msg)? {
         crate::memory::Amount::Bytes(b) => Ok(PerJob::Fixed(b)),
-        crate::memory::Amount::Percent(_) => Err("a percentage is not allowed here".into()),
+        crate::memory::Amount::Percent(_) => anyhow::bail!("a percentage is not allowed here"),
     }
 }
 
 /// The order in which inputs start.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
-)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub(crate) enum Order {
     /// As discovered.
     Input,
@@ -517,10 +514,7 @@ pub(crate) enum Order {
 }
 
 /// What to do after the first failed file.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
-)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub(crate) enum Halt {
     /// Start nothing new; running jobs finish.
     Soon,
@@ -528,11 +522,11 @@ pub(crate) enum Halt {
     Now,
 }
 
-fn parse_jobs(s: &str) -> Result<usize, String> {
+fn parse_jobs(s: &str) -> anyhow::Result<usize> {
     match s.parse::<usize>() {
-        Ok(0) => Err("must be at least 1".into()),
+        Ok(0) => anyhow::bail!("must be at least 1"),
         Ok(n) => Ok(n),
-        Err(_) => Err(format!("'{s}' is not a whole number")),
+        Err(_) => anyhow::bail!("'{s}' is not a whole number"),
     }
 }
 
@@ -542,20 +536,18 @@ pub(crate) const NEVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
 /// Parses `30s`, `5m`, `1h30m`, `250ms`; a bare number means seconds. Huge values, infinity
 /// included, mean [`NEVER`]; negative numbers and NaN are refused.
-pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(s: &str) -> anyhow::Result<Duration> {
     let s = s.trim();
     if let Ok(secs) = s.parse::<f64>() {
         if secs.is_nan() || secs < 0.0 {
-            return Err(format!("'{s}' is not a duration"));
+            anyhow::bail!("'{s}' is not a duration");
         }
         return Ok(Duration::try_from_secs_f64(secs).map_or(NEVER, |d| d.min(NEVER)));
     }
     match humantime::parse_duration(s) {
         Ok(d) => Ok(d.min(NEVER)),
         Err(humantime::DurationError::NumberOverflow) => Ok(NEVER),
-        Err(e) => Err(format!(
-            "'{s}' is not a duration ({e}); try 30s, 5m or 1h30m"
-        )),
+        Err(e) => anyhow::bail!("'{s}' is not a duration ({e}); try 30s, 5m or 1h30m"),
     }
 }
 
@@ -615,15 +607,18 @@ mod tests {
     fn jobs_must_be_positive() {
         assert!(parse_jobs("0").is_err());
         assert!(parse_jobs("x").is_err());
-        assert_eq!(parse_jobs("8"), Ok(8));
+        assert_eq!(parse_jobs("8").ok(), Some(8));
     }
 
     #[test]
     fn durations() {
-        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
-        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
-        assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
-        assert_eq!(parse_duration("0.5"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("30s").ok(), Some(Duration::from_secs(30)));
+        assert_eq!(
+            parse_duration("1h30m").ok(),
+            Some(Duration::from_secs(5400))
+        );
+        assert_eq!(parse_duration("2").ok(), Some(Duration::from_secs(2)));
+        assert_eq!(parse_duration("0.5").ok(), Some(Duration::from_millis(500)));
         assert!(parse_duration("-1").is_err());
         assert!(parse_duration("soon").is_err());
     }
@@ -637,10 +632,13 @@ mod tests {
             "infinity",
             "99999999999999999999999h",
         ] {
-            assert_eq!(parse_duration(s), Ok(NEVER), "{s}");
+            assert_eq!(parse_duration(s).ok(), Some(NEVER), "{s}");
         }
-        assert_eq!(parse_duration("200 years"), Ok(NEVER));
-        assert_eq!(parse_duration("1y"), Ok(Duration::from_secs(31_557_600)));
+        assert_eq!(parse_duration("200 years").ok(), Some(NEVER));
+        assert_eq!(
+            parse_duration("1y").ok(),
+            Some(Duration::from_secs(31_557_600))
+        );
         for s in ["nan", "-1", "-inf", "-1e400"] {
             assert!(parse_duration(s).is_err(), "{s}");
         }

@@ -11,12 +11,13 @@ use anyhow::Result;
 
 use crate::config::Config;
 use crate::error::counted;
-use crate::executor::{Done, Executor, Extra, Jobs};
+use crate::executor::{Done, Executor, Extra, Queue};
 use crate::inplace::InPlace;
-use crate::memory::{self, human, Meter};
+use crate::input::Input;
+use crate::memory::{self, Meter};
 use crate::record::{JobRecord, Status};
 use crate::template::{display_argv, shell_quote, JobValues};
-use crate::walk::Input;
+use crate::units::human;
 
 /// Inputs named with their weight in the plan.
 const HEAVIEST_SHOWN: usize = 10;
@@ -85,7 +86,7 @@ impl DryRun {
 }
 
 impl Executor for DryRun {
-    fn execute(&mut self, jobs: &Jobs<'_>) -> Result<Extra> {
+    fn execute(&mut self, jobs: &Queue<'_>) -> Result<Extra> {
         let config = jobs.ctx.config;
         let mut weights: Vec<(u64, PathBuf)> = Vec::new();
         if let Some(batching) = &config.batch {
@@ -121,7 +122,7 @@ impl Executor for DryRun {
             {
                 let mut record = JobRecord::new(input.job, &input.path, Status::Skipped);
                 record.reason = Some(reason);
-                record.action = Some("kept");
+                record.action = Some(crate::record::Action::Kept);
                 if !jobs.hand_back(Done::bare(record)) {
                     break;
                 }
@@ -163,7 +164,7 @@ impl Executor for DryRun {
 fn batch_lines(
     config: &Config,
     batch: crate::batch::Batch,
-    jobs: &Jobs<'_>,
+    jobs: &Queue<'_>,
     weights: &mut Vec<(u64, PathBuf)>,
 ) -> bool {
     let w: Vec<u64> = batch

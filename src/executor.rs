@@ -1,5 +1,5 @@
 //! The contract between the run core and its executors: an [`Executor`] takes jobs and hands
-//! back exactly one [`Done`] per job through [`Jobs::hand_back`], the single door every
+//! back exactly one [`Done`] per job through [`Queue::hand_back`], the single door every
 //! record passes, where the halt rule is applied. Executors never write the journal, decide
 //! halting or print the report; the core (`run`) does. Modelled on hyperfine's `Executor`
 //! trait: the core never asks which executor it has.
@@ -14,10 +14,10 @@ use anyhow::Result;
 use crossbeam_channel::{Receiver, Sender};
 
 use crate::cancel::{Cancel, Level, Reason};
-use crate::config::Config;
+use crate::config::{Config, Halt};
+use crate::input::{Input, Notice};
 use crate::output::Spool;
-use crate::record::{JobRecord, MemoryReport, Status};
-use crate::walk::{Input, Notice};
+use crate::record::{Action, JobRecord, MemoryReport, Status};
 
 /// The reason of a dry run's records (they are never written to a journal).
 const LISTED: &str = "dry run: listed, not run";
@@ -68,15 +68,16 @@ pub(crate) struct Extra {
     pub cluster: Option<serde_json::Value>,
 }
 
-/// Turns jobs into records: exactly one [`Done`], handed back with [`Jobs::hand_back`], for
-/// every input taken from [`Jobs::inputs`]. An executor never writes the journal, decides
+/// Turns jobs into records: exactly one [`Done`], handed back with [`Queue::hand_back`], for
+/// every input taken from [`Queue::inputs`]. An executor never writes the journal, decides
 /// halting or prints the report.
 pub(crate) trait Executor: Send {
-    fn execute(&mut self, jobs: &Jobs<'_>) -> Result<Extra>;
+    fn execute(&mut self, queue: &Queue<'_>) -> Result<Extra>;
 }
 
-/// An executor's side of a run: the core's context, the jobs to take, the way back.
-pub(crate) struct Jobs<'a> {
+/// An executor's queue: the core's context, the jobs to take, the way back. (Not to be
+/// confused with `config.run.jobs`, how many run at once.)
+pub(crate) struct Queue<'a> {
     pub ctx: &'a Context<'a>,
     inputs: &'a Receiver<Input>,
     done: &'a Sender<Done>,
@@ -84,14 +85,14 @@ pub(crate) struct Jobs<'a> {
     bulk: Sender<Vec<Done>>,
 }
 
-impl<'a> Jobs<'a> {
+impl<'a> Queue<'a> {
     pub(crate) fn new(
         ctx: &'a Context<'a>,
         inputs: &'a Receiver<Input>,
         done: &'a Sender<Done>,
         bulk: Sender<Vec<Done>>,
-    ) -> Jobs<'a> {
-        Jobs {
+    ) -> Queue<'a> {
+        Queue {
             ctx,
             inputs,
             done,
@@ -108,7 +109,7 @@ impl<'a> Jobs<'a> {
     /// leaves its worker, so no new job starts after a failure that `--halt` stops on.
     /// Returns false when the core takes no more records.
     pub(crate) fn hand_back(&self, d: Done) -> bool {
-        halt_after(self.ctx.config, self.ctx.cancel, d.record.status);
+        self.ctx.halt_after(d.record.status);
         self.done.send(d).is_ok()
     }
 
@@ -116,7 +117,7 @@ impl<'a> Jobs<'a> {
     /// thousands of records do not cost thousands of channel hand-offs.
     pub(crate) fn hand_back_all(&self, all: Vec<Done>) -> bool {
         for d in &all {
-            halt_after(self.ctx.config, self.ctx.cancel, d.record.status);
+            self.ctx.halt_after(d.record.status);
         }
         self.bulk.send(all).is_ok()
     }
@@ -142,6 +143,22 @@ pub(crate) struct Context<'a> {
 }
 
 impl Context<'_> {
+    /// The halt rule, in one place: after the first file that failed, `--halt soon` starts
+    /// nothing new and `--halt now` also stops running jobs. The core applies it to every
+    /// record as it is handed back ([`Queue::hand_back`]) or made by triage; the local pool
+    /// applies it a moment earlier too, before a failed job's memory is given back, so no
+    /// waiting input is admitted into that room. Applying it twice changes nothing.
+    pub(crate) fn halt_after(&self, status: Status) {
+        if !status.is_failure() || matches!(status, Status::NotStarted | Status::Interrupted) {
+            return;
+        }
+        match self.config.run.halt {
+            Some(Halt::Soon) => self.cancel.raise(Level::Drain, Reason::Halt),
+            Some(Halt::Now) => self.cancel.raise(Level::Stop, Reason::Halt),
+            None => {}
+        }
+    }
+
     /// Called by an executor as a job's process starts.
     pub(crate) fn job_started(&self, job: u64) {
         if let Some(log) = &self.started {
@@ -156,7 +173,7 @@ impl Context<'_> {
         let mut record = JobRecord::new(job, path, Status::NotStarted);
         record.reason = Some(not_started_reason(self.cancel));
         if self.config.run.commit_options().is_some() {
-            record.action = Some("kept");
+            record.action = Some(Action::Kept);
         }
         record
     }
@@ -171,6 +188,7 @@ pub(crate) fn not_started_reason(cancel: &Cancel) -> String {
         Some(Reason::Signal(s)) => format!("not started: signal {s}"),
         Some(Reason::Halt) => "not started: --halt after a failure".into(),
         Some(Reason::ClosedStdout) => "not started: standard output was closed".into(),
+        Some(Reason::ClosedStderr) => "not started: standard error was closed".into(),
         Some(Reason::OutputFailed) => "not started: job output could not be written".into(),
         None => "not started".into(),
     }
@@ -208,18 +226,6 @@ impl Backlog {
                 Ok((s, _)) => s,
                 Err(_) => return,
             };
-        }
-    }
-}
-
-/// The halt rule, in one place: after the first file that failed, `--halt soon` starts nothing
-/// new and `--halt now` also stops running jobs.
-pub(crate) fn halt_after(config: &Config, cancel: &Cancel, status: Status) {
-    if status.is_failure() && !matches!(status, Status::NotStarted | Status::Interrupted) {
-        match config.run.halt {
-            Some(crate::cli::Halt::Soon) => cancel.raise(Level::Drain, Reason::Halt),
-            Some(crate::cli::Halt::Now) => cancel.raise(Level::Stop, Reason::Halt),
-            None => {}
         }
     }
 }

@@ -1216,7 +1216,7 @@ mod tests {
         let ip = InPlace::new(InPlaceOptions {
             verify: None,
             force: false,
-            relax: crate::config::Relax::default(),
+            relax: Default::default(),
         });
         let out = ip.out_path(Path::new("d/year=2024/part-0.parquet"), 3, true);
         let name = out.file_name().unwrap().to_str().unwrap().to_string();
@@ -1247,7 +1247,7 @@ mod tests {
         let ip = InPlace::new(InPlaceOptions {
             verify: None,
             force: false,
-            relax: crate::config::Relax::default(),
+            relax: Default::default(),
         });
         assert_eq!(ip.sweep(dir.path()), vec![stale.clone()]);
         assert!(!stale.exists() && ours.exists() && other.exists() && orphan.exists());

@@ -19,6 +19,7 @@ mod exec;
 mod executor;
 mod generate;
 mod inplace;
+mod input;
 mod live;
 mod memory;
 mod os;
@@ -36,6 +37,7 @@ mod template;
 mod tempname;
 #[doc(hidden)]
 pub mod testing;
+mod units;
 mod walk;
 
 use std::ffi::OsString;

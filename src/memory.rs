@@ -261,20 +261,6 @@ pub(crate) fn prior(weight: u64) -> u64 {
     (1u64 << 30).max(200 * MIB + (PRIOR_K * weight as f64) as u64)
 }
 
-/// Human form of a byte count, for messages.
-pub(crate) fn human(bytes: u64) -> String {
-    let b = bytes as f64;
-    if b >= (1u64 << 30) as f64 {
-        format!("{:.1} GiB", b / (1u64 << 30) as f64)
-    } else if b >= MIB as f64 {
-        format!("{:.0} MiB", b / MIB as f64)
-    } else if b >= 1024.0 {
-        format!("{:.0} KiB", b / 1024.0)
-    } else {
-        format!("{bytes} B")
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

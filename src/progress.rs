@@ -134,7 +134,7 @@ fn job_line(row: &Row, width: usize) -> String {
         "  [{}] {:>7} {:>9}  ",
         row.slot,
         elapsed(row.elapsed),
-        row.rss.map_or(String::new(), crate::memory::human)
+        row.rss.map_or(String::new(), crate::units::human)
     );
     let width = width.saturating_sub(1).max(20);
     let left = width.saturating_sub(console::measure_text_width(&head));

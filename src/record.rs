@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use base64::Engine;
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 
 /// The version of the journal's format, written into every record as `"v"`. It changes when a
 /// field changes meaning or goes away; new optional fields keep it (docs/journal.md).
@@ -57,6 +57,33 @@ impl Status {
     pub fn is_failure(self) -> bool {
         !matches!(self, Status::Ok | Status::Skipped)
     }
+}
+
+/// What `-i` or `-o` did with a file's target (`"action"` in the journal). An unknown value in
+/// a journal read back is an error, not a guess.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// A new target.
+    Created,
+    /// The target (or the input, in place) was replaced.
+    Replaced,
+    /// The original was kept (the `reason` says why).
+    Kept,
+    /// `-u`: the target was newer than its input.
+    UpToDate,
+}
+
+/// Why fanout skipped a file without running it, when fanout decided that itself. The record's
+/// `reason` says it in words; this is for counting, and is not written to the journal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Skip {
+    /// `--resume`: ok in the resumed run and unchanged since.
+    Resumed,
+    /// `-u`: the target is up to date.
+    UpToDate,
+    /// Another name of a file already met.
+    SameFile,
 }
 
 /// The record of one input file, as written to the `--summary` journal (and read back from a
@@ -126,12 +153,11 @@ pub struct JobRecord {
     #[serde(default)]
     pub paused_ms: Option<u64>,
     /// In-place and `-o` runs: `created`, `replaced`, `kept` or `up_to_date`.
-    #[serde(
-        skip_serializing_if = "Option::is_none",
-        default,
-        deserialize_with = "action_name"
-    )]
-    pub action: Option<Name>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub action: Option<Action>,
+    /// Why fanout skipped the file itself, if it did (not in the journal: `reason` says it).
+    #[serde(skip)]
+    pub skip: Option<Skip>,
     /// In-place runs: the input's size before the job.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub input_bytes: Option<u64>,
@@ -148,22 +174,12 @@ pub struct JobRecord {
     pub verify: Option<String>,
 }
 
-/// A fixed word (`file`, `replaced`, `kept`). An alias, so serde does not try to borrow it
+/// A fixed word (`file`). An alias, so serde does not try to borrow it
 /// from the input when a record is read back.
 type Name = &'static str;
 
 fn file_kind() -> Name {
     "file"
-}
-
-fn action_name<'de, D: Deserializer<'de>>(d: D) -> Result<Option<&'static str>, D::Error> {
-    Ok(match Option::<String>::deserialize(d)?.as_deref() {
-        None => None,
-        Some("replaced") => Some("replaced"),
-        Some("created") => Some("created"),
-        Some("up_to_date") => Some("up_to_date"),
-        Some(_) => Some("kept"),
-    })
 }
 
 impl JobRecord {
@@ -220,6 +236,7 @@ impl JobRecord {
             predicted_peak_bytes: None,
             paused_ms: None,
             action: None,
+            skip: None,
             input_bytes: None,
             output_bytes: None,
             rows_in: None,
@@ -260,6 +277,19 @@ impl JobRecord {
 
     pub(crate) fn set_duration(&mut self, d: Duration) {
         self.duration_ms = Some(d.as_millis() as u64);
+    }
+
+    /// Writes the record as one journal line (JSON and a newline): the one place a record
+    /// becomes JSON, wherever it is formatted (the journal, triage, a batch's executor).
+    pub(crate) fn write_line(&self, out: &mut impl std::io::Write) -> std::io::Result<()> {
+        serde_json::to_writer(&mut *out, self).map_err(std::io::Error::from)?;
+        out.write_all(b"\n")
+    }
+
+    /// The record as one journal line, formatted ahead of the journal (where a core is free).
+    pub(crate) fn journal_line(&self) -> Option<Vec<u8>> {
+        let mut line = Vec::with_capacity(512);
+        self.write_line(&mut line).ok().map(|()| line)
     }
 
     /// A short reason for the human report: exit code or signal, and the last stderr line.
@@ -373,5 +403,27 @@ mod tests {
             assert!(v.get(key).is_some(), "missing {key}");
         }
         assert_eq!(v["status"], "not_started");
+    }
+
+    #[test]
+    fn an_action_reads_back_as_written_and_an_unknown_one_is_an_error() {
+        let mut record = JobRecord::new(1, Path::new("a"), Status::Ok);
+        for action in [
+            Action::Created,
+            Action::Replaced,
+            Action::Kept,
+            Action::UpToDate,
+        ] {
+            record.action = Some(action);
+            let line = record.journal_line().unwrap();
+            let back: JobRecord = serde_json::from_slice(&line).unwrap();
+            assert_eq!(back.action, Some(action));
+        }
+        let line = String::from_utf8(record.journal_line().unwrap()).unwrap();
+        let forged = line.replace("\"up_to_date\"", "\"deleted\"");
+        assert!(
+            serde_json::from_str::<JobRecord>(&forged).is_err(),
+            "{forged}"
+        );
     }
 }

@@ -13,7 +13,7 @@ use serde::Serialize;
 use crate::cancel::Reason;
 use crate::error::counted;
 use crate::error::ExitStatus;
-use crate::record::{JobRecord, MemoryReport, Status};
+use crate::record::{JobRecord, MemoryReport, Skip, Status};
 use crate::walk::OwnFiles;
 
 /// The final record of the journal.
@@ -83,9 +83,7 @@ impl Totals {
                 self.mem_time += peak as f64 * running as f64;
             }
         }
-        if record.status == Status::Skipped
-            && record.reason.as_deref() == Some(crate::resume::UNCHANGED)
-        {
+        if record.skip == Some(Skip::Resumed) {
             self.resumed += 1;
         }
         if record.status.is_failure() && record.status != Status::NotStarted {
@@ -129,7 +127,7 @@ impl Totals {
         match stopped {
             Some(Reason::Signal(libc::SIGINT)) => ExitStatus::Interrupted,
             Some(Reason::Signal(libc::SIGTERM)) => ExitStatus::Terminated,
-            Some(Reason::ClosedStdout) => ExitStatus::ClosedStdout,
+            Some(Reason::ClosedStdout | Reason::ClosedStderr) => ExitStatus::ClosedStdout,
             _ if self.failed() > 0 || self.walk_errors > 0 => ExitStatus::Failure,
             _ => ExitStatus::Success,
         }
@@ -191,7 +189,7 @@ impl fmt::Display for Report<'_> {
 }
 
 /// The `--summary` journal: a record per file, flushed as it is written, then a final record.
-pub(crate) struct Journal {
+pub(crate) struct JournalWriter {
     out: BufWriter<File>,
     /// The path the user gave.
     path: PathBuf,
@@ -223,17 +221,17 @@ struct Replace {
     partial: bool,
 }
 
-impl Journal {
+impl JournalWriter {
     /// Creates (truncates) the journal at `path`.
-    pub(crate) fn create(path: &Path) -> io::Result<Journal> {
+    pub(crate) fn create(path: &Path) -> io::Result<JournalWriter> {
         // Not through another user's link, nor into their file in a shared directory.
         let file = crate::os::trust::create_own(path)?;
-        Ok(Journal::new(file, path, None))
+        Ok(JournalWriter::new(file, path, None))
     }
 
-    fn new(file: File, path: &Path, replace: Option<Replace>) -> Journal {
+    fn new(file: File, path: &Path, replace: Option<Replace>) -> JournalWriter {
         let regular = file.metadata().is_ok_and(|m| m.is_file());
-        Journal {
+        JournalWriter {
             // Records are flushed per burst (see the collector), not per 8 KiB.
             out: BufWriter::with_capacity(1 << 18, file),
             path: path.to_path_buf(),
@@ -250,14 +248,14 @@ impl Journal {
         summary: Option<&Path>,
         resume: Option<&Path>,
         own: &OwnFiles,
-    ) -> anyhow::Result<Option<Journal>> {
+    ) -> anyhow::Result<Option<JournalWriter>> {
         let Some(path) = summary else {
             return Ok(None);
         };
         let context = || format!("cannot write the summary {}", path.display());
         let journal = match resume.filter(|r| same_regular_file(path, r)) {
-            Some(_) => Journal::beside(path).with_context(context)?,
-            None => Journal::create(path).with_context(context)?,
+            Some(_) => JournalWriter::beside(path).with_context(context)?,
+            None => JournalWriter::create(path).with_context(context)?,
         };
         if let Ok(md) = journal.out.get_ref().metadata() {
             own.add(&md);
@@ -266,7 +264,7 @@ impl Journal {
     }
 
     /// A journal written beside `path`, to replace it when the run ends.
-    fn beside(path: &Path) -> io::Result<Journal> {
+    fn beside(path: &Path) -> io::Result<JournalWriter> {
         crate::os::trust::own_link_or_none(path)?;
         let target = std::fs::canonicalize(path)?;
         let (Some(dir), Some(name)) = (target.parent(), target.file_name()) else {
@@ -293,7 +291,7 @@ impl Journal {
             leftovers,
             partial: false,
         };
-        Ok(Journal::new(file, path, Some(replace)))
+        Ok(JournalWriter::new(file, path, Some(replace)))
     }
 
     /// The run stopped before every input had its record (the walk was cut short).
@@ -312,9 +310,7 @@ impl Journal {
     }
 
     pub(crate) fn record(&mut self, record: &JobRecord) -> io::Result<()> {
-        let written = serde_json::to_writer(&mut self.out, record)
-            .map_err(io::Error::from)
-            .and_then(|()| self.out.write_all(b"\n"));
+        let written = record.write_line(&mut self.out);
         self.failed |= written.is_err();
         written
     }
@@ -348,6 +344,7 @@ impl Journal {
             Reason::Signal(libc::SIGHUP) => "SIGHUP",
             Reason::Signal(_) => "signal",
             Reason::ClosedStdout => "closed_stdout",
+            Reason::ClosedStderr => "closed_stderr",
             Reason::Halt => "halt",
             Reason::OutputFailed => "output_failed",
         });

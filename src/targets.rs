@@ -12,8 +12,8 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path};
 
+use crate::input::Input;
 use crate::template::{JobValues, TargetTemplate};
-use crate::walk::Input;
 
 /// Collisions named in the error, at most.
 const SHOWN: usize = 3;
@@ -24,8 +24,7 @@ pub(crate) fn assign(
     threads: usize,
     inputs: &mut [Input],
     shared_dirs: bool,
-) -> Result<(), String> {
-    let cwd = std::env::current_dir().unwrap_or_default();
+) -> anyhow::Result<()> {
     let mut bad = Vec::new();
     for input in inputs.iter_mut().filter(|i| runs(i)) {
         match template.expand(&JobValues {
@@ -42,11 +41,34 @@ pub(crate) fn assign(
         }
     }
     if !bad.is_empty() {
-        return Err(format!(
-            "-o/--output: {} (nothing was run)",
-            listed(&bad, "target")
-        ));
+        anyhow::bail!("-o/--output: {} (nothing was run)", listed(&bad, "target"));
     }
+    check_collisions(inputs)?;
+    if shared_dirs {
+        return Ok(());
+    }
+    trusted_dirs(inputs)
+}
+
+/// Collisions of one kind: how many, and the first few in words.
+#[derive(Default)]
+struct Hits {
+    n: u64,
+    shown: Vec<String>,
+}
+
+impl Hits {
+    fn note(&mut self, say: impl FnOnce() -> String) {
+        self.n += 1;
+        if self.shown.len() < SHOWN {
+            self.shown.push(say());
+        }
+    }
+}
+
+/// Refuses a run where two inputs share a target or a target is an input.
+fn check_collisions(inputs: &[Input]) -> anyhow::Result<()> {
+    let cwd = std::env::current_dir().unwrap_or_default();
     let mut buf = Vec::new();
     let mut scratch = Vec::new();
     // Every input's path, to find targets that are inputs.
@@ -55,9 +77,7 @@ pub(crate) fn assign(
         paths.insert(key(&input.path, &cwd, &mut buf), i as u32);
     }
     let mut targets: HashMap<u64, u32> = HashMap::with_capacity(inputs.len());
-    let mut shared = Vec::new();
-    let mut inputs_hit = Vec::new();
-    let (mut shared_n, mut inputs_n) = (0u64, 0u64);
+    let (mut shared, mut inputs_hit) = (Hits::default(), Hits::default());
     for (i, input) in inputs.iter().enumerate() {
         let Some(target) = &input.target else {
             continue;
@@ -69,60 +89,58 @@ pub(crate) fn assign(
         };
         if let Some(&j) = paths.get(&k) {
             if same(&inputs[j as usize].path, &mut scratch) {
-                inputs_n += 1;
-                if inputs_hit.len() < SHOWN {
-                    inputs_hit.push(format!(
+                inputs_hit.note(|| {
+                    format!(
                         "{} (the target of {}) is an input",
                         quoted(target),
                         quoted(&input.path)
-                    ));
-                }
+                    )
+                });
             }
         }
-        match targets.get(&k) {
-            Some(&j) => {
-                let first = &inputs[j as usize];
-                let first_target = first.target.as_deref().unwrap_or(Path::new(""));
-                if same(first_target, &mut scratch) {
-                    shared_n += 1;
-                    if shared.len() < SHOWN {
-                        shared.push(format!(
-                            "{} and {} both write {}",
-                            quoted(&first.path),
-                            quoted(&input.path),
-                            quoted(target)
-                        ));
-                    }
-                }
-            }
-            None => {
-                targets.insert(k, i as u32);
-            }
+        let Some(&j) = targets.get(&k) else {
+            targets.insert(k, i as u32);
+            continue;
+        };
+        let first = &inputs[j as usize];
+        if same(
+            first.target.as_deref().unwrap_or(Path::new("")),
+            &mut scratch,
+        ) {
+            shared.note(|| {
+                format!(
+                    "{} and {} both write {}",
+                    quoted(&first.path),
+                    quoted(&input.path),
+                    quoted(target)
+                )
+            });
         }
     }
+    collision_error(&shared, &inputs_hit)
+}
+
+/// The error that names the collisions found, if any.
+fn collision_error(shared: &Hits, inputs_hit: &Hits) -> anyhow::Result<()> {
     let mut problems = Vec::new();
-    if shared_n > 0 {
+    if shared.n > 0 {
         problems.push(format!(
             "{} the target of an earlier input: {}",
-            counted(shared_n, "input has", "inputs have"),
-            shared.join("; ")
+            counted(shared.n, "input has", "inputs have"),
+            shared.shown.join("; ")
         ));
     }
-    if inputs_n > 0 {
+    if inputs_hit.n > 0 {
         problems.push(format!(
             "{} also inputs: {}",
-            counted(inputs_n, "target is", "targets are"),
-            inputs_hit.join("; ")
+            counted(inputs_hit.n, "target is", "targets are"),
+            inputs_hit.shown.join("; ")
         ));
     }
     if problems.is_empty() {
-        return if shared_dirs {
-            Ok(())
-        } else {
-            trusted_dirs(inputs)
-        };
+        return Ok(());
     }
-    Err(format!(
+    Err(anyhow::anyhow!(
         "-o/--output: {} (nothing was run); give each input a target of its own, e.g. with {{rel}} or {{rel.}}, in a directory apart from the inputs",
         problems.join("; ")
     ))
@@ -131,7 +149,7 @@ pub(crate) fn assign(
 /// Every directory a target is written in (its nearest existing one: fanout makes the rest)
 /// must be one that no other user can change, or a job's write to `{out}` could be
 /// redirected (README "Security"). Each directory is checked once.
-fn trusted_dirs(inputs: &[Input]) -> Result<(), String> {
+fn trusted_dirs(inputs: &[Input]) -> anyhow::Result<()> {
     let mut parents = std::collections::HashSet::new();
     let mut checked = std::collections::HashSet::new();
     for target in inputs.iter().filter_map(|i| i.target.as_deref()) {
@@ -144,7 +162,7 @@ fn trusted_dirs(inputs: &[Input]) -> Result<(), String> {
             continue;
         }
         if let Err(u) = crate::os::trust::check_dir(&dir) {
-            return Err(format!(
+            return Err(anyhow::anyhow!(
                 "-o/--output: {u}: another user could redirect a job's write to {} there; nothing was run (--allow-shared-dirs allows it)",
                 quoted(target)
             ));
@@ -239,20 +257,14 @@ mod tests {
 
     fn input(job: u64, path: &str, rel_at: Option<usize>) -> Input {
         Input {
-            job,
-            path: PathBuf::from(path),
-            problem: None,
-            weight: None,
-            duplicate_of: None,
-            seen: None,
             rel_at,
-            target: None,
+            ..Input::new(job, PathBuf::from(path))
         }
     }
 
     fn run(template: &str, inputs: &mut [Input]) -> Result<(), String> {
         let t = TargetTemplate::parse(std::ffi::OsStr::new(template)).unwrap();
-        assign(&t, 1, inputs, true)
+        assign(&t, 1, inputs, true).map_err(|e| e.to_string())
     }
 
     #[test]

@@ -167,7 +167,7 @@ pub(crate) fn direct_input(t: &TempName<'_>) -> Vec<u8> {
 }
 /// How the name of a journal's replacement begins: `.J.fanout-journal-` beside `J`. A
 /// `--resume J --summary J` run writes its journal there and renames it over `J` when it ends
-/// (see `summary::Journal`); one left behind by a run that did not end (SIGKILL) holds records
+/// (see `summary::JournalWriter`); one left behind by a run that did not end (SIGKILL) holds records
 /// newer than `J`'s, so `--resume J` reads it too.
 pub(crate) fn replacement_prefix(journal_name: &OsStr) -> OsString {
     let name = journal_name.as_bytes();

@@ -3,10 +3,10 @@
 //! the heaviest. Which inputs run is decided before (`triage`).
 
 use super::plan::PlannedFile;
-use super::WORKER_MEM;
+use super::plan::WORKER_MEM;
 use crate::config::Config;
+use crate::input::Input;
 use crate::memory;
-use crate::walk::Input;
 
 /// Array tasks when `--shards` is not given: min(files, this).
 const DEFAULT_SHARDS: usize = 32;
@@ -85,14 +85,8 @@ mod tests {
 
     fn input(job: u64, w: u64) -> Input {
         Input {
-            job,
-            path: PathBuf::from(format!("f{job}")),
-            problem: None,
             weight: Some(w),
-            duplicate_of: None,
-            seen: None,
-            rel_at: None,
-            target: None,
+            ..Input::new(job, PathBuf::from(format!("f{job}")))
         }
     }
 

@@ -87,7 +87,7 @@ pub(crate) fn account_for_the_rest(
                 r.set_output(t);
             }
             if in_place || target.is_some() {
-                r.action = Some("kept");
+                r.action = Some(crate::record::Action::Kept);
                 let dir = match &target {
                     Some(t) => out_dir_of(t),
                     None => out_dir(&path),

@@ -25,6 +25,3 @@ mod submit;
 pub(crate) use submit::{SlurmArray, SlurmPlan};
 mod watch;
 pub(crate) mod worker;
-
-/// Memory a worker needs for itself, on top of its jobs' budget, in a Slurm task's `--mem`.
-pub(crate) const WORKER_MEM: u64 = 64 << 20;

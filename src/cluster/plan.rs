@@ -26,12 +26,15 @@ use serde::{Deserialize, Serialize};
 
 use super::private;
 use crate::config::{Config, RunSpec};
-use crate::walk::Input;
+use crate::input::Input;
 
 /// Bumped when the plan's shape or meaning changes; a worker refuses a plan of another version.
 /// 2: how each job goes is one `run` object (durations exact, not in whole milliseconds).
 /// 3: the shards' inputs are sealed with their SHA-256 (`inputs_sha256`).
 const PLAN_VERSION: u32 = 3;
+
+/// Memory a worker needs for itself, on top of its jobs' budget, in a Slurm task's `--mem`.
+pub(crate) const WORKER_MEM: u64 = 64 << 20;
 
 /// Everything a worker needs besides its inputs.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -252,14 +255,9 @@ impl Layout {
             let f: PlannedFile = serde_json::from_str(&line)
                 .with_context(|| format!("{}: not a plan line", path.display()))?;
             inputs.push(Input {
-                job: f.job,
-                path: f.path()?,
-                problem: None,
                 weight: Some(f.weight_bytes),
-                duplicate_of: None,
-                seen: None,
                 rel_at: f.rel_at,
-                target: None,
+                ..Input::new(f.job, f.path()?)
             });
         }
         Ok(inputs)

@@ -51,7 +51,7 @@ impl WorkerHeader {
 }
 
 /// What the submitter reads of a worker's final record (a local run's `"type": "summary"`
-/// line, written by `summary::Journal::finish`).
+/// line, written by `summary::JournalWriter::finish`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(default)]
 pub(crate) struct WorkerSummary {
@@ -142,7 +142,7 @@ mod tests {
     use super::*;
     use crate::error::ExitStatus;
     use crate::record::{MemoryReport, Status};
-    use crate::summary::{Journal, Totals};
+    use crate::summary::{JournalWriter, Totals};
 
     #[test]
     fn the_header_reads_back_as_written() {
@@ -173,10 +173,10 @@ mod tests {
     fn a_workers_journal_reads_back_line_by_line() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("shard-0.jsonl");
-        let mut journal = Journal::create(&path).unwrap();
+        let mut journal = JournalWriter::create(&path).unwrap();
         let mut record = JobRecord::new(7, Path::new("d/a b.txt"), Status::Ok);
         record.stdout_bytes = Some(12);
-        record.action = Some("replaced");
+        record.action = Some(crate::record::Action::Replaced);
         journal.record(&record).unwrap();
         let mut totals = Totals::default();
         totals.add(&record);
@@ -207,7 +207,7 @@ mod tests {
                 assert_eq!(r.path, "d/a b.txt");
                 assert_eq!(r.status, Status::Ok);
                 assert_eq!(r.stdout_bytes, Some(12));
-                assert_eq!(r.action, Some("replaced"));
+                assert_eq!(r.action, Some(crate::record::Action::Replaced));
             }
             other => panic!("{other:?}"),
         }

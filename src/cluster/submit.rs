@@ -26,11 +26,12 @@ use super::state::{JobId, State};
 use super::watch::Watch;
 use crate::config::Config;
 use crate::error::counted;
-use crate::executor::{Context, Done, Executor, Extra, Jobs};
-use crate::memory::{self, human};
+use crate::executor::{Context, Done, Executor, Extra, Queue};
+use crate::input::{Input, Notice};
+use crate::memory;
 use crate::record::{JobRecord, Status};
 use crate::template::{display_argv, JobValues};
-use crate::walk::{Input, Notice};
+use crate::units::human;
 
 /// How often the shards' files are read.
 const READ_EVERY: Duration = Duration::from_millis(200);
@@ -57,7 +58,7 @@ impl SlurmArray {
 
 /// Hands what the array produces back to the run core.
 struct Back<'j, 'a> {
-    jobs: &'j Jobs<'a>,
+    jobs: &'j Queue<'a>,
 }
 
 impl Intake for Back<'_, '_> {
@@ -82,7 +83,7 @@ impl Intake for Back<'_, '_> {
 }
 
 impl Executor for SlurmArray {
-    fn execute(&mut self, jobs: &Jobs<'_>) -> Result<Extra> {
+    fn execute(&mut self, jobs: &Queue<'_>) -> Result<Extra> {
         let ctx = jobs.ctx;
         let config = ctx.config;
         // Every shard is planned before anything is submitted: the walk runs to its end.
@@ -256,7 +257,7 @@ fn report(shards: &[Shard], watch: &Watch, layout: &Layout) -> ArrayReport {
 pub(crate) struct SlurmPlan;
 
 impl Executor for SlurmPlan {
-    fn execute(&mut self, jobs: &Jobs<'_>) -> Result<Extra> {
+    fn execute(&mut self, jobs: &Queue<'_>) -> Result<Extra> {
         let config = jobs.ctx.config;
         let dealt = deal(config, jobs.inputs().iter().collect());
         let files = dealt.files();

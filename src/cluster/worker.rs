@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
+use super::plan::WORKER_MEM;
 use super::plan::{Layout, Plan};
 use super::records::WorkerHeader;
-use super::WORKER_MEM;
 use crate::config::Config;
 use crate::output::Io;
 use crate::walk::Source;

@@ -1,18 +1,13 @@
-//! The part of a Config that says how each job goes (`RunSpec`), which a Slurm plan carries
-//! to the workers, and the Config a worker builds from it, checked by the same code as a
-//! command line.
+//! The part of a Config that says how each job goes (`RunSpec`, with its `-i` and `-o`
+//! options), which a Slurm plan carries to the workers by JSON.
 
 use std::ffi::OsString;
-use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
-use super::{own_files, CheckedCommand, Config, InPlaceOptions, Mode, OutputOptions, Setting};
-use crate::cli::{Halt, Order};
-use crate::memory::Amount;
-use crate::walk::WalkOptions;
+use super::choices::{Halt, Order};
+use crate::parquet::Verify;
 
 /// How each job of a run goes, apart from where its inputs come from and where its output and
 /// records go: what a Slurm worker needs to run its shard as the submitting fanout would. It
@@ -50,49 +45,53 @@ pub(crate) struct RunSpec {
     pub mem_reserve: Option<u64>,
 }
 
-impl Config {
-    /// The Config of `fanout worker`, one array task of a Slurm run: its jobs go as `spec` says
-    /// (checked here as `from_cli` checks them: the program is found on this node), its inputs
-    /// are given, its journal is `summary`, and its jobs share `budget` bytes.
-    pub(crate) fn for_worker(spec: RunSpec, summary: PathBuf, budget: u64) -> Result<Config> {
-        let in_place = spec.in_place.is_some();
-        let command = CheckedCommand::check(&spec, spec.timeout)?;
-        let walk = WalkOptions {
-            own: own_files(Some(&summary), None),
-            in_place,
-            ..WalkOptions::default()
-        };
-        Ok(Config::assemble(
-            spec,
-            command,
-            Setting {
-                walk,
-                mode: Mode::Worker,
-                // Output is always captured whole, so the submitter can relay it job by job.
-                capture: true,
-                // Job numbers in a shard are not consecutive: ordering by them would hold every
-                // record back until the task ends (and lose them if it is killed). The
-                // submitter orders the output it relays.
-                keep_order: false,
-                // The submitter tags the output it relays.
-                tag: false,
-                summary: Some(summary),
-                resume: None,
-                progress: false,
-                job_lines: false,
-                status_every: None,
-                quiet: true,
-                verbose: false,
-                mem_limit: Some(Amount::Bytes(budget)),
-                // Batches are refused with the Slurm executors.
-                batch: None,
-            },
-        ))
-    }
+/// The in-place part of the configuration.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct InPlaceOptions {
+    /// The verify mode given with `--verify`; `None`: by the input's extension.
+    pub verify: Option<Verify>,
+    /// Rewrite read-only inputs too.
+    pub force: bool,
+    /// The trust rules relaxed by flags.
+    #[serde(default)]
+    pub relax: Relax,
+}
 
-    /// How this run's jobs go, for a Slurm plan.
-    pub(crate) fn spec(&self) -> RunSpec {
-        self.run.clone()
+/// Trust rules of `-i` and `-o` that flags relax (see the README's "Security").
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct Relax {
+    /// `--allow-shared-dirs`: `{out}` may be written in a directory another user can change.
+    pub shared_dirs: bool,
+    /// `--allow-foreign-links`: as root, follow another user's link to a file they could not
+    /// write.
+    pub foreign_links: bool,
+}
+
+/// The `-o` part of the configuration.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct OutputOptions {
+    /// The target template, as given.
+    #[serde(with = "word")]
+    pub template: OsString,
+    /// The verify mode given with `--verify`; `None`: by the target's extension.
+    pub verify: Option<Verify>,
+    /// `-u`: skip inputs whose target is up to date.
+    pub update: bool,
+    /// The trust rules relaxed by flags.
+    #[serde(default)]
+    pub relax: Relax,
+}
+
+impl RunSpec {
+    /// How outputs are checked and committed, for `-i` or `-o`.
+    pub(crate) fn commit_options(&self) -> Option<InPlaceOptions> {
+        self.in_place.clone().or_else(|| {
+            self.output.as_ref().map(|o| InPlaceOptions {
+                verify: o.verify,
+                force: false,
+                relax: o.relax,
+            })
+        })
     }
 }
 

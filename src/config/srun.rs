@@ -141,8 +141,8 @@ impl Allocation {
             if job > node {
                 bail!(
                     "--mem-per-job {} is more than the allocation holds on a node ({}): no step could get it; ask salloc or sbatch for more memory, or lower --mem-per-job",
-                    crate::memory::human(job),
-                    crate::memory::human(node)
+                    crate::units::human(job),
+                    crate::units::human(node)
                 );
             }
         }

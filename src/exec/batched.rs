@@ -15,16 +15,16 @@ use crossbeam_channel::Receiver;
 use super::child::{self, Launch};
 use super::{judge, Shared};
 use crate::batch::Batch;
-use crate::cli::Order;
-use crate::executor::{Done, Jobs};
-use crate::memory;
+use crate::config::Order;
+use crate::executor::{Done, Queue};
+use crate::input::Notice;
 use crate::record::{JobRecord, Status};
 use crate::resume;
 use crate::template::JobValues;
-use crate::walk::Notice;
+use crate::units;
 
 /// One worker of a batched run: takes batches until they end, one at a time.
-pub(super) fn work(shared: &Shared, jobs: &Jobs<'_>, batches: &Receiver<Batch>) {
+pub(super) fn work(shared: &Shared, jobs: &Queue<'_>, batches: &Receiver<Batch>) {
     let keep_order = shared.config.keep_order && shared.config.run.order == Order::Input;
     for batch in batches {
         let done = if shared.ctx.cancel.no_new_jobs() {
@@ -92,7 +92,7 @@ fn run(shared: &Shared, batch: &Batch) -> Vec<Done> {
                     "batch {} ({} files): stopped to keep memory below the limit (it reached {}); it runs again",
                     batch.number,
                     batch.inputs.len(),
-                    memory::human(peak)
+                    units::human(peak)
                 )));
             }
         }
@@ -115,8 +115,8 @@ fn run_admitted(
             "batch {} ({} files): its job needs about {}, more than the whole memory budget ({}): running it alone",
             batch.number,
             batch.inputs.len(),
-            memory::human(permit.reserved),
-            memory::human(shared.gate.budget())
+            units::human(permit.reserved),
+            units::human(shared.gate.budget())
         )));
     }
     let paths = batch.paths();

@@ -18,18 +18,18 @@ use std::time::Instant;
 use anyhow::Result;
 use crossbeam_channel::bounded;
 
-use crate::cli::Order;
+use crate::config::Order;
 use crate::config::{Config, Mode};
 use crate::error::print_notice;
-use crate::executor::{Context, Done, Executor, Extra, Jobs};
+use crate::executor::{Context, Done, Executor, Extra, Queue};
 use crate::inplace::{InPlace, Problem, Refusal};
+use crate::input::{Input, Notice};
 use crate::memory::{self, Meter};
 use crate::output::Spool;
 use crate::record::MemoryReport;
-use crate::record::{JobRecord, Status};
+use crate::record::{Action, JobRecord, Status};
 use crate::resume;
 use crate::template::JobValues;
-use crate::walk::{Input, Notice};
 use admit::{Gate, Permit};
 use child::{Ending, Finished, Launch};
 use sampler::Sampler;
@@ -53,7 +53,7 @@ struct Shared<'a> {
 }
 
 impl Executor for Pool {
-    fn execute(&mut self, jobs: &Jobs<'_>) -> Result<Extra> {
+    fn execute(&mut self, jobs: &Queue<'_>) -> Result<Extra> {
         let ctx = jobs.ctx;
         let config = ctx.config;
         crate::os::become_subreaper();
@@ -173,7 +173,7 @@ impl Executor for Pool {
 }
 
 /// One worker: takes inputs until the channel closes, one job at a time.
-fn work(shared: &Shared, jobs: &Jobs<'_>) {
+fn work(shared: &Shared, jobs: &Queue<'_>) {
     let keep_order = shared.config.keep_order && shared.config.run.order == Order::Input;
     for input in jobs.inputs() {
         let finished = if shared.ctx.cancel.no_new_jobs() {
@@ -261,8 +261,8 @@ fn run_job(shared: &Shared, input: &Input, ticket: admit::Ticket<'_>) -> Done {
             let _ = shared.ctx.notices.send(Notice::Info(format!(
                 "{}: its job needs about {}, more than the whole memory budget ({}): running it alone",
                 input.path.display(),
-                memory::human(permit.reserved),
-                memory::human(shared.gate.budget())
+                crate::units::human(permit.reserved),
+                crate::units::human(shared.gate.budget())
             )));
         }
         // Only admitted jobs count as running (not inputs waiting for memory).
@@ -271,7 +271,7 @@ fn run_job(shared: &Shared, input: &Input, ticket: admit::Ticket<'_>) -> Done {
         shared.ctx.running.fetch_sub(1, Ordering::Relaxed);
         if let Ok(done) = &done {
             // `--halt` stops admission before the permit frees room for a waiting input.
-            crate::executor::halt_after(shared.config, shared.ctx.cancel, done.record.status);
+            shared.ctx.halt_after(done.record.status);
         }
         // Under srun the job runs elsewhere: the local peak is srun's own, nothing to learn from.
         let peak = done
@@ -300,7 +300,7 @@ fn run_job(shared: &Shared, input: &Input, ticket: admit::Ticket<'_>) -> Done {
                 let _ = shared.ctx.notices.send(Notice::Info(format!(
                     "{}: stopped to keep memory below the limit (it reached {}); it runs again",
                     input.path.display(),
-                    memory::human(peak)
+                    crate::units::human(peak)
                 )));
             }
         }
@@ -441,9 +441,9 @@ fn conclude_in_place(p: crate::inplace::Prepared, record: &mut JobRecord) {
     };
     let outcome = InPlace::finish(p, record.status == Status::Ok);
     record.action = Some(match (outcome.replaced, outcome.created) {
-        (true, true) => "created",
-        (true, false) => "replaced",
-        (false, _) => "kept",
+        (true, true) => Action::Created,
+        (true, false) => Action::Replaced,
+        (false, _) => Action::Kept,
     });
     record.input_bytes = outcome.input_bytes;
     record.output_bytes = outcome.output_bytes;
@@ -483,7 +483,7 @@ fn refused(input: &Input, refusal: Refusal) -> Done {
     };
     let mut record = JobRecord::new(input.job, &input.path, status);
     record.reason = Some(reason);
-    record.action = Some("kept");
+    record.action = Some(Action::Kept);
     Done::bare(record)
 }
 

@@ -202,7 +202,7 @@ fn a_record_with_every_field_set_is_documented() {
     r.stderr_tail = Some("boom".into());
     r.reason = Some("why".into());
     r.shard = Some(3);
-    r.action = Some("replaced");
+    r.action = Some(fanout::record::Action::Replaced);
     r.input_bytes = Some(1);
     r.output_bytes = Some(1);
     r.rows_in = Some(1);

@@ -22,6 +22,7 @@ mod inplace_hostile;
 mod inputs;
 mod journal;
 mod journal_schema;
+mod layers;
 mod live;
 mod memory;
 mod outputs;

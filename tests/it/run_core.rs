@@ -7,6 +7,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use fanout::record::Status;
+use serde_json::Value;
 
 use crate::harness::*;
 
@@ -338,4 +339,73 @@ fn a_journal_that_cannot_be_written_is_not_a_walk_error() {
         .assert_no_panic()
         .assert_stderr_contains("cannot write the summary /dev/full")
         .assert_stderr_lacks("walk error");
+}
+
+/// Which of fanout's streams a test closes the reader of.
+#[derive(Clone, Copy)]
+enum Gone {
+    Stdout,
+    Stderr,
+}
+
+/// Runs fanout over three inputs whose jobs print to `stream`, with that stream a pipe whose
+/// reader has already gone. Returns the exit code and the file records.
+fn run_with_reader_gone(stream: Gone) -> (Option<i32>, Vec<fanout::record::JobRecord>, Value) {
+    let env = TestEnv::new(&[], &[("d/a", "a\n"), ("d/b", "b\n"), ("d/c", "c\n")]);
+    let script = match stream {
+        Gone::Stdout => "cat \"$1\"",
+        Gone::Stderr => "cat \"$1\" >&2",
+    };
+    let mut args: Vec<&str> = "-j 2 --summary s.jsonl d -- sh -c".split(' ').collect();
+    args.extend([script, "_", "{}"]);
+    let mut cmd = env.command(&args);
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    drop(reader);
+    match stream {
+        Gone::Stdout => cmd.stdout(writer).stderr(Stdio::null()),
+        Gone::Stderr => cmd.stderr(writer).stdout(Stdio::null()),
+    };
+    let status = cmd.status().expect("run fanout");
+    let recs = read_summary(env.path("s.jsonl"));
+    let fin = final_record(&recs).clone();
+    (status.code(), typed_records(env.path("s.jsonl")), fin)
+}
+
+/// A stream whose reader has gone loses the output of every job written to it: none of those
+/// jobs is recorded ok, the run stops, and fanout exits 141 (as a process killed by SIGPIPE),
+/// the same for stdout and stderr. Before, a closed stderr dropped every job's stderr silently:
+/// all files ok, exit 0.
+fn assert_lost_output_is_never_ok(stream: Gone, stopped_by: &str) {
+    let (code, files, fin) = run_with_reader_gone(stream);
+    assert_eq!(code, Some(141), "exit code; final record {fin}");
+    assert_eq!(files.len(), 3, "{files:#?}");
+    let printed = |r: &fanout::record::JobRecord| match stream {
+        Gone::Stdout => r.stdout_bytes,
+        Gone::Stderr => r.stderr_bytes,
+    };
+    assert!(
+        files
+            .iter()
+            .all(|r| r.status != Status::Ok || printed(r) == Some(0)),
+        "a job whose output was lost is ok: {files:#?}"
+    );
+    assert!(
+        files.iter().any(|r| r.status == Status::Failed
+            && r.reason
+                .as_deref()
+                .is_some_and(|s| s.contains("not delivered"))),
+        "{files:#?}"
+    );
+    assert_eq!(fin["stopped_by"], stopped_by, "{fin}");
+    assert_eq!(fin["complete"], true, "{fin}");
+}
+
+#[test]
+fn closed_stderr_reader_fails_the_jobs_whose_stderr_was_lost() {
+    assert_lost_output_is_never_ok(Gone::Stderr, "closed_stderr");
+}
+
+#[test]
+fn closed_stdout_reader_fails_the_jobs_whose_stdout_was_lost() {
+    assert_lost_output_is_never_ok(Gone::Stdout, "closed_stdout");
 }

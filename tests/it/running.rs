@@ -124,42 +124,6 @@ fn output_of_concurrent_jobs_never_interleaves() {
 }
 
 #[test]
-fn keep_order_prints_in_input_order() {
-    let env = TestEnv::new(
-        &[],
-        &[("d/a", "0.3"), ("d/b", "0.2"), ("d/c", "0.1"), ("d/d", "0")],
-    );
-    let job = "sleep \"$(cat \"$1\")\"; echo \"$1\"";
-    env.run(&["-k", "-j", "4", "d", "--", "sh", "-c", job, "_", "{}"])
-        .assert_ok()
-        .assert_stdout_lines(&["d/a", "d/b", "d/c", "d/d"]);
-    env.run(&[
-        "--keep-order",
-        "-j",
-        "4",
-        "d",
-        "--",
-        "sh",
-        "-c",
-        job,
-        "_",
-        "{}",
-    ])
-    .assert_ok()
-    .assert_stdout_lines(&["d/a", "d/b", "d/c", "d/d"]);
-}
-
-#[test]
-fn default_order_is_completion_order() {
-    // "By default a job's output is printed when it finishes."
-    let env = TestEnv::new(&[], &[("d/a", "0.3"), ("d/b", "0")]);
-    let job = "sleep \"$(cat \"$1\")\"; echo \"$1\"";
-    env.run(&["-j", "2", "d", "--", "sh", "-c", job, "_", "{}"])
-        .assert_ok()
-        .assert_stdout_lines(&["d/b", "d/a"]);
-}
-
-#[test]
 fn job_stderr_goes_to_stderr() {
     let env = TestEnv::new(&[], &[("d/a.txt", ""), ("d/b.txt", "")]);
     let tool = fixture("to-stderr.sh");

@@ -1,0 +1,170 @@
+//! The end of a run, in one place: the exit status, the human report on stderr and the
+//! journal's final record.
+
+use std::io::Write;
+use std::time::Instant;
+
+use anyhow::Result;
+
+use super::ledger::Closed;
+use crate::cancel::{Cancel, Reason};
+use crate::config::Config;
+use crate::error::{counted, print_notice, ExitStatus};
+use crate::executor::Extra;
+use crate::summary::Totals;
+use crate::units;
+use crate::walk::WalkReport;
+
+/// Everything the end of a run looks at.
+pub(super) struct Ending<'a> {
+    pub config: &'a Config,
+    pub cancel: &'a Cancel,
+    pub closed: Closed<'a>,
+    pub extra: Extra,
+    pub walk: WalkReport,
+    pub start: Instant,
+    /// A dry run: nothing ran, so nothing failed.
+    pub rehearsal: bool,
+}
+
+/// Prints the report, writes the final record, and returns the exit status.
+pub(super) fn finish(end: Ending<'_>) -> Result<ExitStatus> {
+    let Ending {
+        config,
+        cancel,
+        closed,
+        mut extra,
+        walk,
+        start,
+        rehearsal,
+    } = end;
+    let Closed {
+        journal,
+        mut totals,
+        error,
+    } = closed;
+    totals.walk_errors += walk.errors;
+    let wall = start.elapsed();
+    let stopped = cancel.reason();
+    let exit = exit_status(&totals, stopped, rehearsal, error.is_some());
+    measure_own_cpu(&totals, &mut extra);
+    let reader_gone = matches!(stopped, Some(Reason::ClosedStdout | Reason::ClosedStderr));
+    if !config.quiet && !reader_gone {
+        report(&totals, &walk, &mut extra, wall, rehearsal);
+        if let Some(msg) = &error {
+            print_notice(&format!("error: {msg}: the journal is incomplete"));
+        }
+        for note in &extra.notes {
+            print_notice(note);
+        }
+    }
+    let (Some(j), None) = (journal, &error) else {
+        return Ok(exit);
+    };
+    if walk.cut_short {
+        // Not every input has its record.
+        j.walk_cut_short();
+    }
+    let cluster = extra.cluster.as_ref();
+    if let Err(err) = j.finish(&totals, wall, exit, stopped, &extra.memory, cluster) {
+        print_notice(&format!(
+            "error: cannot write the summary {}: {}",
+            j.path().display(),
+            crate::error::io_reason(&err)
+        ));
+        return Ok(exit.max_with(ExitStatus::Failure));
+    }
+    Ok(exit)
+}
+
+/// The exit status: the stop's or the records', a dry run never fails for what it would run,
+/// and a journal that could not be written is a failure scripts must see.
+fn exit_status(
+    totals: &Totals,
+    stopped: Option<Reason>,
+    rehearsal: bool,
+    journal_failed: bool,
+) -> ExitStatus {
+    let mut exit = totals.exit_status(stopped);
+    if rehearsal && exit == ExitStatus::Failure {
+        // Nothing ran, so nothing failed: inputs that would fail are named on stderr.
+        exit = ExitStatus::Success;
+    }
+    if journal_failed {
+        exit = exit.max_with(ExitStatus::Failure);
+    }
+    exit
+}
+
+/// fanout's own CPU time, in all and per job run.
+fn measure_own_cpu(totals: &Totals, extra: &mut Extra) {
+    let cpu = crate::os::own_cpu();
+    extra.memory.fanout_cpu_ms = cpu.as_millis() as u64;
+    if totals.ran > 0 {
+        let per_job = cpu.as_secs_f64() * 1000.0 / totals.ran as f64;
+        extra.memory.fanout_cpu_ms_per_job = (per_job * 1000.0).round() / 1000.0;
+    }
+}
+
+/// The human report on stderr.
+fn report(
+    totals: &Totals,
+    walk: &WalkReport,
+    extra: &mut Extra,
+    wall: std::time::Duration,
+    rehearsal: bool,
+) {
+    if totals.total() == 0 {
+        print_notice(&nothing_matched(walk.hint.as_deref()));
+    } else if rehearsal {
+        dry_report(totals, walk, extra);
+    } else {
+        let _ = writeln!(std::io::stderr(), "{}", totals.report(wall));
+        let m = &extra.memory;
+        // Jobs shorter than the sampling interval leave nothing to say about memory.
+        if m.max_memory_bytes > 0 {
+            print_notice(&format!(
+                "memory: at most {} at once, peak {} of a {} budget",
+                counted(m.max_running as u64, "job"),
+                units::human(m.max_memory_bytes),
+                units::human(m.mem_limit_bytes)
+            ));
+        }
+    }
+    if walk.cut_short && totals.total() > 0 {
+        print_notice("discovery stopped with the run: files it had not reached have no record");
+    }
+}
+
+/// What a run that found nothing says.
+fn nothing_matched(hint: Option<&str>) -> String {
+    match hint {
+        Some(h) => format!("no files matched; {h}"),
+        None => "no files matched".to_string(),
+    }
+}
+
+/// A dry run's report: what would fail, what `--resume` skips, and the plan the dry run made.
+fn dry_report(totals: &Totals, walk: &WalkReport, extra: &mut Extra) {
+    use crate::record::Status;
+    for (path, _, reason) in totals.failures() {
+        print_notice(&format!("would fail: {path}: {reason}"));
+    }
+    if totals.resumed > 0 {
+        print_notice(&format!(
+            "{} skipped: {}",
+            counted(totals.resumed, "file"),
+            crate::resume::UNCHANGED
+        ));
+    }
+    if let Some(plan) = extra.notes.first_mut() {
+        let failing = totals.count(Status::Failed);
+        if failing > 0 {
+            plan.push_str(&format!("; {} would fail", counted(failing, "input")));
+        }
+        if walk.errors > 0 {
+            plan.push_str(&format!("; {}", counted(walk.errors, "walk error")));
+        }
+        plan.push_str("; nothing was run");
+    }
+}
