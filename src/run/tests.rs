@@ -418,8 +418,15 @@ fn resume_skips_what_the_last_run_finished_unchanged() {
 fn update_skips_inputs_whose_target_is_newer() {
     let bench = Bench::new(&["a", "b"]);
     std::fs::create_dir(bench.path("out")).unwrap();
-    // b's target is written after b: up to date; a has none.
+    // b's target is written after b (a clock tick later: equal times count as stale): up to
+    // date; a has none.
     std::fs::write(bench.path("out/b"), "old").unwrap();
+    let earlier = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
+    let input = std::fs::File::options()
+        .write(true)
+        .open(bench.path("b"))
+        .unwrap();
+    input.set_modified(earlier).unwrap();
     let template = format!("{}/out/{{/}}", bench.dir.path().display());
     let config = bench.config_for(&["-j", "2", "-o", &template, "-u"], &["cp", "{}", "{out}"]);
     let mut fake = Fake::default();
