@@ -13,71 +13,13 @@ use std::path::Path;
 
 use anyhow::{bail, Result};
 
+mod placeholder;
 mod shell;
 mod typo;
 
+pub(crate) use placeholder::Placeholder;
+use placeholder::{spelling, PLACEHOLDERS};
 use shell::{Conflict, ShellQuotes};
-
-/// A placeholder that expands per job.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Placeholder {
-    /// `{}`: the path.
-    Path,
-    /// `{.}`: the path without its extension.
-    NoExt,
-    /// `{/}`: the base name.
-    Basename,
-    /// `{//}`: the parent directory.
-    Parent,
-    /// `{/.}`: the base name without its extension.
-    BasenameNoExt,
-    /// `{#}`: the 1-based job number in input order.
-    JobNumber,
-    /// `{%}`: the worker slot, 1..=jobs.
-    Slot,
-    /// `{threads}`: max(1, logical CPUs / jobs).
-    Threads,
-    /// `{out}`: where an in-place job writes the new content.
-    Out,
-    /// `{mem}`: this job's memory reservation in MiB.
-    Mem,
-    /// `{rel}`: the path relative to the root it was found under (see [`rel_path`]).
-    Rel,
-    /// `{rel.}`: `{rel}` without its extension.
-    RelNoExt,
-}
-
-/// Every placeholder with its spelling, for parsing and for hints.
-const PLACEHOLDERS: &[(&str, Placeholder)] = &[
-    ("", Placeholder::Path),
-    (".", Placeholder::NoExt),
-    ("/", Placeholder::Basename),
-    ("//", Placeholder::Parent),
-    ("/.", Placeholder::BasenameNoExt),
-    ("#", Placeholder::JobNumber),
-    ("%", Placeholder::Slot),
-    ("threads", Placeholder::Threads),
-    ("out", Placeholder::Out),
-    ("mem", Placeholder::Mem),
-    ("rel", Placeholder::Rel),
-    ("rel.", Placeholder::RelNoExt),
-];
-
-impl Placeholder {
-    fn is_path(self) -> bool {
-        matches!(
-            self,
-            Placeholder::Path
-                | Placeholder::NoExt
-                | Placeholder::Basename
-                | Placeholder::Parent
-                | Placeholder::BasenameNoExt
-                | Placeholder::Out
-                | Placeholder::Rel
-                | Placeholder::RelNoExt
-        )
-    }
-}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Token {
@@ -514,15 +456,6 @@ impl TargetTemplate {
         }
         Ok(target)
     }
-}
-
-/// How a placeholder is written.
-fn spelling(ph: Placeholder) -> String {
-    let name = PLACEHOLDERS
-        .iter()
-        .find(|(_, p)| *p == ph)
-        .map_or("", |(n, _)| n);
-    format!("{{{name}}}")
 }
 
 impl Template {

@@ -12,7 +12,7 @@
 
 use std::ops::Range;
 
-use super::PLACEHOLDERS;
+use super::placeholder::PLACEHOLDERS;
 
 /// A `{{` that escapes a placeholder. Doubled braces are an escape only there, so that the
 /// command's own doubled braces (Go templates' `{{.State.Status}}`, nested JSON's `}}`, awk's

@@ -19,6 +19,7 @@ const FOREIGN: &[(&str, &str)] = &[
     ("--mem", "sbatch"),
     ("--mem-per-cpu", "sbatch"),
     ("--mem-per-gpu", "sbatch"),
+    ("--mem-bind", "sbatch"),
     ("--array", "sbatch"),
     ("--requeue", "sbatch"),
     ("--no-requeue", "sbatch"),
