@@ -15,7 +15,7 @@ use std::os::fd::{AsFd, BorrowedFd};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use super::sampler::Sampler;
+use super::sampler::{Eviction, Sampler};
 use crate::cancel::Cancel;
 use crate::os::{self, Signal};
 use crate::output::Spool;
@@ -62,22 +62,30 @@ pub(crate) enum Ending {
     Lost,
 }
 
+/// Who ended the job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum EndedBy {
+    /// It ended on its own (or could not start).
+    Itself,
+    /// It ran past `--timeout` and was stopped.
+    Timeout,
+    /// fanout stopped it because the run is being cancelled.
+    Interrupt,
+    /// The memory safety net stopped it, to run it again from scratch.
+    SafetyNet(Eviction),
+}
+
 /// Everything known about a finished job's process.
 #[derive(Debug)]
 pub(crate) struct Finished {
     pub ending: Ending,
-    /// It ran past `--timeout` and was stopped.
-    pub timed_out: bool,
-    /// fanout stopped it because the run is being cancelled.
-    pub interrupted: bool,
+    pub ended_by: EndedBy,
     pub duration: Duration,
     pub peak_rss_bytes: Option<u64>,
     pub stdout: Option<Spool>,
     pub stderr: Option<Spool>,
     /// How long the memory safety net kept it paused.
     pub paused: Duration,
-    /// The memory safety net stopped it, to run it again from scratch.
-    pub evicted: bool,
 }
 
 /// Where a stop of the job's process group stands.
@@ -99,14 +107,12 @@ pub(crate) fn run(launch: &Launch) -> Finished {
         Err(err) => {
             return Finished {
                 ending: Ending::SpawnFailed(crate::error::io_reason(&err)),
-                timed_out: false,
-                interrupted: false,
+                ended_by: EndedBy::Itself,
                 duration: start.elapsed(),
                 peak_rss_bytes: None,
                 stdout: None,
                 stderr: None,
                 paused: Duration::ZERO,
-                evicted: false,
             }
         }
     };
@@ -155,14 +161,18 @@ pub(crate) fn run(launch: &Launch) -> Finished {
             (None, Some(sig)) => Ending::Signaled(sig),
             _ => Ending::Lost,
         },
-        timed_out: sup.timed_out,
-        interrupted: sup.interrupted,
+        // A stop of the run wins: a job it interrupted is not run again.
+        ended_by: match (sup.interrupted, sampled.evicted, sup.timed_out) {
+            (true, _, _) => EndedBy::Interrupt,
+            (false, Some(why), _) => EndedBy::SafetyNet(why),
+            (false, None, true) => EndedBy::Timeout,
+            (false, None, false) => EndedBy::Itself,
+        },
         duration: start.elapsed(),
         peak_rss_bytes: Some(reaped.max_rss_bytes.max(sampled.peak)),
         stdout: outputs.next(),
         stderr: outputs.next(),
         paused: sampled.paused,
-        evicted: sampled.evicted,
     }
 }
 

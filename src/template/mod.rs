@@ -324,18 +324,21 @@ fn stem_len(name: &[u8]) -> usize {
 /// Quotes one value as a single POSIX shell word.
 pub(crate) fn shell_quote(value: &[u8]) -> Cow<'_, [u8]> {
     // Paths cannot contain NUL, the only byte shlex refuses; fall back to quoting by hand.
-    shlex::bytes::try_quote(value).unwrap_or_else(|_| {
-        let mut q = b"'".to_vec();
-        for &b in value {
-            if b == b'\'' {
-                q.extend_from_slice(b"'\\''");
-            } else {
-                q.push(b);
-            }
+    shlex::bytes::try_quote(value).unwrap_or_else(|_| Cow::Owned(single_quote(value)))
+}
+
+/// `value` in single quotes, whatever it holds (a `'` becomes `'\''`).
+pub(crate) fn single_quote(value: &[u8]) -> Vec<u8> {
+    let mut q = b"'".to_vec();
+    for &b in value {
+        if b == b'\'' {
+            q.extend_from_slice(b"'\\''");
+        } else {
+            q.push(b);
         }
-        q.push(b'\'');
-        Cow::Owned(q)
-    })
+    }
+    q.push(b'\'');
+    q
 }
 
 /// A parsed command template.
