@@ -413,3 +413,190 @@ fn judge(record: &mut JobRecord, f: &Finished, config: &Config) {
         record.reason = Some(err);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+    use std::sync::atomic::AtomicU64;
+    use std::sync::Mutex;
+    use std::time::Instant;
+
+    use clap::Parser;
+
+    use super::*;
+    use crate::batch::Batch;
+    use crate::cancel::Cancel;
+    use crate::exec::admit::{FirstStarts, Gate, GateSettings, Placement};
+    use crate::exec::sampler::Sampler;
+    use crate::executor::{Backlog, Context};
+    use crate::memory::Meter;
+    use crate::walk::Input;
+
+    const MIB: u64 = 1 << 20;
+
+    fn config(args: &[&str]) -> Config {
+        let cli = crate::cli::Cli::try_parse_from(args).expect("arguments");
+        Config::from_cli(cli).expect("config")
+    }
+
+    fn input(job: u64) -> Input {
+        Input {
+            job,
+            path: PathBuf::from(format!("f{job}")),
+            problem: None,
+            weight: Some(10),
+            duplicate_of: None,
+            seen: None,
+            rel_at: None,
+            target: None,
+        }
+    }
+
+    fn batch(number: u64, jobs: &[u64]) -> Unit {
+        Unit::Batch(Batch {
+            number,
+            inputs: jobs.iter().map(|&j| input(j)).collect(),
+        })
+    }
+
+    /// A record of each input of `unit` with `status`.
+    fn ended(unit: &Unit, status: Status) -> Attempt {
+        let records = unit.inputs().iter().map(|i| {
+            let mut record = JobRecord::new(i.job, &i.path, status);
+            record.peak_rss_bytes = Some(MIB);
+            Done::bare(record)
+        });
+        Attempt::Ended(records.collect())
+    }
+
+    /// Runs `test` with a pool's shared state around a gate that reserves `per_job` of
+    /// `budget` (no machine memory is read: the jobs count as remote).
+    fn with_shared(config: &Config, budget: u64, per_job: u64, test: impl FnOnce(&Shared)) {
+        let cancel = Cancel::new().expect("cancel");
+        let running = AtomicU64::new(0);
+        let (notices, _seen) = crossbeam_channel::unbounded();
+        let backlog = Backlog::default();
+        let ctx = Context {
+            config,
+            cancel: &cancel,
+            running: &running,
+            notices,
+            backlog: &backlog,
+            live: None,
+            started: None,
+            start: Instant::now(),
+            up_to_date: AtomicU64::new(0),
+        };
+        let settings = GateSettings {
+            budget,
+            jobs: config.run.jobs,
+            per_job: Some(per_job),
+            reserve: 0,
+            placement: Placement::Remote,
+            first_starts: FirstStarts::ByPlace,
+        };
+        let shared = Shared {
+            ctx: &ctx,
+            config,
+            in_place: None,
+            gate: Gate::new(settings, Meter::new()),
+            sampler: Sampler::new(ctx.start, None),
+            start: ctx.start,
+        };
+        test(&shared);
+    }
+
+    /// A batch the safety net stopped is run again by the rule single inputs follow: within
+    /// its reservation it keeps it, past it it gets what it reached and half as much again,
+    /// and after `REQUEUES_BEFORE_ALONE` times it runs alone. (The batch path had its own
+    /// rule, which raised the reservation of a batch stopped within it, and no fallback.)
+    #[test]
+    fn a_stopped_batch_is_requeued_by_the_single_input_rule_then_runs_alone() {
+        let config = config(&["fanout", "-X", "-j", "2", ".", "--", "true"]);
+        let (budget, per_job) = (1000 * MIB, 100 * MIB);
+        with_shared(&config, budget, per_job, |shared| {
+            let unit = batch(1, &[1, 2]);
+            let mut granted = Vec::new();
+            let done = drive(shared, &unit, None, &mut |permit, weights, tries| {
+                assert_eq!(weights, [10, 10]);
+                granted.push((permit.reserved, permit.alone));
+                let peak = match tries.requeues {
+                    0 => 80 * MIB,
+                    1 => 300 * MIB,
+                    2 => MIB,
+                    _ => return ended(&unit, Status::Ok),
+                };
+                Attempt::Stopped {
+                    peak,
+                    why: Eviction::Memory,
+                }
+            });
+            assert_eq!(
+                granted,
+                [
+                    (per_job, false),
+                    (per_job, false),
+                    (450 * MIB, false),
+                    (budget + 1, true),
+                ]
+            );
+            assert_eq!(done.len(), 2);
+            assert!(done.iter().all(|d| d.record.status == Status::Ok));
+        });
+    }
+
+    /// `--halt soon`: a failed batch stops admission before its memory is given back, so the
+    /// batch waiting for that memory does not start. (The batch path applied the halt rule
+    /// only as the records were handed back, after the release.)
+    #[test]
+    fn a_failed_batch_halts_before_its_memory_lets_another_start() {
+        let config = config(&[
+            "fanout", "-X", "-j", "2", "--halt", "soon", ".", "--", "true",
+        ]);
+        with_shared(&config, 100 * MIB, 100 * MIB, |shared| {
+            let ran = Mutex::new(Vec::new());
+            std::thread::scope(|s| {
+                let first = s.spawn(|| {
+                    let unit = batch(1, &[1, 2]);
+                    drive(shared, &unit, None, &mut |_, _, _| {
+                        ran.lock().unwrap().push(1);
+                        // Let the other batch come to wait for this one's memory.
+                        std::thread::sleep(Duration::from_millis(100));
+                        ended(&unit, Status::Failed)
+                    })
+                });
+                std::thread::sleep(Duration::from_millis(20));
+                let second = s.spawn(|| {
+                    let unit = batch(2, &[3, 4]);
+                    drive(shared, &unit, None, &mut |_, _, _| {
+                        ran.lock().unwrap().push(2);
+                        ended(&unit, Status::Ok)
+                    })
+                });
+                let first = first.join().unwrap();
+                assert!(first.iter().all(|d| d.record.status == Status::Failed));
+                let second = second.join().unwrap();
+                assert!(
+                    second.iter().all(|d| d.record.status == Status::NotStarted),
+                    "{:?}",
+                    second.iter().map(|d| d.record.status).collect::<Vec<_>>()
+                );
+            });
+            assert_eq!(*ran.lock().unwrap(), [1]);
+        });
+    }
+
+    /// A job stopped while within its reservation keeps it; one that outgrew it gets what it
+    /// reached and half as much again; after `REQUEUES_BEFORE_ALONE` times, more than the
+    /// budget (alone).
+    #[test]
+    fn the_requeue_rule() {
+        let mut tries = Tries::default();
+        tries.requeue(80, 100, 1000);
+        assert_eq!(tries.admission, Admission::Requeued { floor: 100 });
+        tries.requeue(300, 100, 1000);
+        assert_eq!(tries.admission, Admission::Requeued { floor: 450 });
+        tries.requeue(1, 450, 1000);
+        assert_eq!(tries.admission, Admission::Requeued { floor: 1001 });
+    }
+}

@@ -508,3 +508,55 @@ fn keep_order_prints_whole_batches_in_input_order() {
     let want: Vec<String> = (0..30).map(|i| format!("d/f{i:02}")).collect();
     assert_eq!(o.stdout_lines(), want, "{}", o.dump());
 }
+
+/// `--halt soon` with batches: the failed batch stops admission before it gives its memory
+/// back, so no batch waiting for that memory starts: every failed file is in the first batch,
+/// every other file is `not_started`. (The batch path once released first and made its
+/// records after: the waiting batch started meanwhile, and failed too.)
+#[test]
+fn halt_soon_stops_the_batch_waiting_for_the_failed_one_s_memory() {
+    let files: Vec<(String, &str)> = (0..3000).map(|i| (format!("d/f{i:04}"), "")).collect();
+    let refs: Vec<(&str, &str)> = files.iter().map(|(p, c)| (p.as_str(), *c)).collect();
+    let env = TestEnv::new(&[], &refs);
+    let o = env.run(&[
+        "-X",
+        "-j",
+        "2",
+        "--mem-limit",
+        "100M",
+        "--mem-per-job",
+        "100M",
+        "--halt",
+        "soon",
+        "--summary",
+        "s.jsonl",
+        "d",
+        "--",
+        "sh",
+        "-c",
+        "sleep 0.3; exit 3",
+        "sh",
+        "{}",
+    ]);
+    o.assert_code(1);
+    let records = read_summary(env.path("s.jsonl"));
+    assert_counts_add_up(&records);
+    let files = file_records(&records);
+    let failed: BTreeSet<i64> = files
+        .iter()
+        .filter(|r| r["status"] == "failed")
+        .map(|r| int(r, "batch"))
+        .collect();
+    assert_eq!(
+        failed.len(),
+        1,
+        "files of batches {failed:?} failed\n{}",
+        o.dump()
+    );
+    for r in &files {
+        assert!(
+            r["status"] == "failed" || r["status"] == "not_started",
+            "{r}"
+        );
+    }
+}
