@@ -27,15 +27,12 @@ pub(crate) fn assign(
     let cwd = std::env::current_dir().unwrap_or_default();
     let mut bad = Vec::new();
     for input in inputs.iter_mut().filter(|i| runs(i)) {
-        match template.expand(&JobValues {
-            path: &input.path,
-            job: input.job,
-            slot: 1,
+        match template.expand(&JobValues::of(
+            &input.path,
+            input.job,
+            input.rel_at,
             threads,
-            out: None,
-            rel_at: input.rel_at,
-            mem_mib: 0,
-        }) {
+        )) {
             Ok(target) => input.target = Some(target),
             Err(why) => bad.push(format!("{}: {why}", quoted(&input.path))),
         }
@@ -46,12 +43,18 @@ pub(crate) fn assign(
             listed(&bad, "target")
         ));
     }
+    check_collisions(inputs, &cwd)
+}
+
+/// Two inputs that would write one target, or a target that is itself an input: why the run
+/// cannot start, if so.
+fn check_collisions(inputs: &[Input], cwd: &Path) -> Result<(), String> {
     let mut buf = Vec::new();
     let mut scratch = Vec::new();
     // Every input's path, to find targets that are inputs.
     let mut paths: HashMap<u64, u32> = HashMap::with_capacity(inputs.len());
     for (i, input) in inputs.iter().enumerate() {
-        paths.insert(key(&input.path, &cwd, &mut buf), i as u32);
+        paths.insert(key(&input.path, cwd, &mut buf), i as u32);
     }
     let mut targets: HashMap<u64, u32> = HashMap::with_capacity(inputs.len());
     let mut shared = Vec::new();
@@ -61,9 +64,9 @@ pub(crate) fn assign(
         let Some(target) = &input.target else {
             continue;
         };
-        let k = key(target, &cwd, &mut buf);
+        let k = key(target, cwd, &mut buf);
         let same = |other: &Path, scratch: &mut Vec<u8>| {
-            normal(other, &cwd, scratch);
+            normal(other, cwd, scratch);
             *scratch == buf
         };
         if let Some(&j) = paths.get(&k) {

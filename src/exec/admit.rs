@@ -256,21 +256,7 @@ impl Gate {
             // a moment, so that inputs start in order where memory does not decide.
             let in_transit = state.in_transit > 0 && arrived.elapsed() < TRANSIT_WAIT;
             if !in_transit && self.choose(&mut state, sampler) == Some(id) {
-                let me = state.waiting.iter().position(|w| w.id == id).expect("me");
-                let me = state.waiting.remove(me);
-                for w in state.waiting.iter_mut().filter(|w| w.place <= me.place) {
-                    w.bypassed += 1;
-                }
-                state.reserved += want;
-                state.running += 1;
-                state.max_running = state.max_running.max(state.running);
-                let slot = match state.free_slots.pop_first() {
-                    Some(s) => s,
-                    None => {
-                        state.next_slot += 1;
-                        state.next_slot - 1
-                    }
-                };
+                let slot = Self::grant(&mut state, id, want);
                 let others = !state.waiting.is_empty();
                 drop(state);
                 if others {
@@ -292,6 +278,26 @@ impl Gate {
                 Duration::from_millis(100)
             };
             state = self.freed.wait_timeout(state, wait).expect("gate").0;
+        }
+    }
+
+    /// Starts waiting input `id` with `want` reserved: those it passed count a bypass. Returns
+    /// its slot.
+    fn grant(state: &mut State, id: u64, want: u64) -> usize {
+        let me = state.waiting.iter().position(|w| w.id == id).expect("me");
+        let me = state.waiting.remove(me);
+        for w in state.waiting.iter_mut().filter(|w| w.place <= me.place) {
+            w.bypassed += 1;
+        }
+        state.reserved += want;
+        state.running += 1;
+        state.max_running = state.max_running.max(state.running);
+        match state.free_slots.pop_first() {
+            Some(s) => s,
+            None => {
+                state.next_slot += 1;
+                state.next_slot - 1
+            }
         }
     }
 

@@ -2,6 +2,8 @@
 //! run it through its attempts (`--retries`), run it again from scratch when the memory safety
 //! net stopped it, apply the halt rule, and only then give its memory back.
 
+use std::ffi::OsString;
+use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -249,18 +251,7 @@ fn attempts(
         tries.attempts += 1;
         // The last attempt's start: with its duration, the record spans that attempt.
         let started_ms = shared.start.elapsed().as_millis() as u64;
-        let finished = child::run(&Launch {
-            slot,
-            live: shared.ctx.live.filter(|b| b.wants_stderr()),
-            argv: &argv,
-            program,
-            capture: config.capture,
-            timeout: config.run.timeout,
-            kill_grace: config.run.kill_grace,
-            cancel: shared.ctx.cancel,
-            sampler: Some(&shared.sampler),
-            reserved: permit.reserved,
-        });
+        let finished = launch(shared, permit, &argv, program);
         tries.paused += finished.paused;
         if let EndedBy::SafetyNet(why) = finished.ended_by {
             if let Some(p) = prepared.as_ref() {
@@ -273,11 +264,8 @@ fn attempts(
         let mut record = JobRecord::new(first.job, &first.path, Status::Ok);
         record.set_command(&argv);
         record.started_ms = Some(started_ms);
-        record.slot = Some(slot as u32);
         record.weight_bytes = weights.first().copied();
-        record.mem_reserved_bytes = Some(permit.reserved);
-        record.predicted_peak_bytes = permit.predicted;
-        record.paused_ms = Some(tries.paused.as_millis() as u64);
+        granted(&mut record, permit, tries);
         judge(&mut record, &finished, config);
         retries += 1;
         let again = matches!(record.status, Status::Failed | Status::Timeout)
@@ -304,6 +292,31 @@ fn attempts(
         };
         return Attempt::Ended(unit.records(config, base, &values, weights));
     }
+}
+
+/// Runs a command in the permit's slot, to its end.
+fn launch(shared: &Shared, permit: Permit, argv: &[OsString], program: Option<&Path>) -> Finished {
+    let config = shared.config;
+    child::run(&Launch {
+        slot: permit.slot,
+        live: shared.ctx.live.filter(|b| b.wants_stderr()),
+        argv,
+        program,
+        capture: config.capture,
+        timeout: config.run.timeout,
+        kill_grace: config.run.kill_grace,
+        cancel: shared.ctx.cancel,
+        sampler: Some(&shared.sampler),
+        reserved: permit.reserved,
+    })
+}
+
+/// What admission granted and the safety net did, in the record.
+fn granted(record: &mut JobRecord, permit: Permit, tries: &Tries) {
+    record.slot = Some(permit.slot as u32);
+    record.mem_reserved_bytes = Some(permit.reserved);
+    record.predicted_peak_bytes = permit.predicted;
+    record.paused_ms = Some(tries.paused.as_millis() as u64);
 }
 
 /// Runs a closure when dropped.

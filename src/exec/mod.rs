@@ -90,70 +90,85 @@ impl Executor for Pool {
             } else {
                 drop(batch_tx);
             }
-            let mut workers = Vec::new();
-            // Workers beyond `-j` hold inputs waiting for memory, so that admission can choose
-            // the one that fits the room best; at most `-j` jobs run at once all the same.
-            // Batches are formed as a slot frees: no worker waits ahead of one.
-            let lookahead = if matches!(config.mode, Mode::Srun(_))
-                || config.run.jobs == 1
-                || config.batch.is_some()
-            {
-                0
-            } else {
-                config.run.jobs.min(LOOKAHEAD)
-            };
-            for n in 1..=config.run.jobs + lookahead {
-                let spawned = std::thread::Builder::new()
-                    .name(format!("worker-{n}"))
-                    .spawn_scoped(s, move || {
-                        if config.batch.is_some() {
-                            work(shared, jobs, &mut batch_rx.iter().map(Unit::Batch));
-                        } else {
-                            work(shared, jobs, &mut jobs.inputs().iter().map(Unit::One));
-                        }
-                    });
-                match spawned {
-                    Ok(handle) => workers.push(handle),
-                    // Jobs may be running already: go on with the workers there are.
-                    Err(err) if !workers.is_empty() => {
-                        if workers.len() < config.run.jobs {
-                            print_notice(&format!(
-                                "could start only {} of {} workers ({}): running at most {} at once",
-                                workers.len(),
-                                config.run.jobs,
-                                crate::error::io_reason(&err),
-                                crate::error::counted(workers.len() as u64, "job")
-                            ));
-                        }
-                        break;
-                    }
-                    Err(err) => return Err(err.into()),
-                }
-            }
+            let workers = spawn_workers(s, shared, jobs, batch_rx)?;
             for w in workers {
                 let _ = w.join();
             }
             drop(sampler_stop);
             Ok(())
         })?;
-        let (pauses, requeues) = shared.gate.net_counts();
         Ok(Extra {
-            memory: MemoryReport {
-                mem_limit_bytes: shared.gate.budget(),
-                mem_available_bytes: snapshot.available,
-                cgroup_limit_bytes: snapshot.cgroup_limit,
-                max_running: shared.gate.max_running(),
-                max_memory_bytes: shared.sampler.max_total(),
-                mem_reserve_bytes: Some(shared.gate.reserve()),
-                mem_margin: shared.gate.margin(),
-                mem_pauses: pauses,
-                mem_requeues: requeues,
-                model: shared.gate.fit(),
-                timeline: shared.sampler.timeline(),
-                ..MemoryReport::default()
-            },
+            memory: memory_report(&shared, &snapshot),
             ..Extra::default()
         })
+    }
+}
+
+/// Starts the workers: `-j` of them, and with single inputs up to `LOOKAHEAD` more that hold
+/// inputs waiting for memory, so that admission can choose the one that fits the room best
+/// (at most `-j` jobs run at once all the same). Batches are formed as a slot frees: no worker
+/// waits ahead of one.
+fn spawn_workers<'scope, 'env>(
+    s: &'scope std::thread::Scope<'scope, 'env>,
+    shared: &'env Shared<'env>,
+    jobs: &'env Jobs<'env>,
+    batches: &'env crossbeam_channel::Receiver<crate::batch::Batch>,
+) -> Result<Vec<std::thread::ScopedJoinHandle<'scope, ()>>> {
+    let config = shared.config;
+    let lookahead =
+        if matches!(config.mode, Mode::Srun(_)) || config.run.jobs == 1 || config.batch.is_some() {
+            0
+        } else {
+            config.run.jobs.min(LOOKAHEAD)
+        };
+    let mut workers = Vec::new();
+    for n in 1..=config.run.jobs + lookahead {
+        let spawned = std::thread::Builder::new()
+            .name(format!("worker-{n}"))
+            .spawn_scoped(s, move || {
+                if config.batch.is_some() {
+                    work(shared, jobs, &mut batches.iter().map(Unit::Batch));
+                } else {
+                    work(shared, jobs, &mut jobs.inputs().iter().map(Unit::One));
+                }
+            });
+        match spawned {
+            Ok(handle) => workers.push(handle),
+            // Jobs may be running already: go on with the workers there are.
+            Err(err) if !workers.is_empty() => {
+                if workers.len() < config.run.jobs {
+                    print_notice(&format!(
+                        "could start only {} of {} workers ({}): running at most {} at once",
+                        workers.len(),
+                        config.run.jobs,
+                        crate::error::io_reason(&err),
+                        crate::error::counted(workers.len() as u64, "job")
+                    ));
+                }
+                break;
+            }
+            Err(err) => return Err(err.into()),
+        }
+    }
+    Ok(workers)
+}
+
+/// What the pool saw of memory, for the end of the run.
+fn memory_report(shared: &Shared, snapshot: &memory::Snapshot) -> MemoryReport {
+    let (pauses, requeues) = shared.gate.net_counts();
+    MemoryReport {
+        mem_limit_bytes: shared.gate.budget(),
+        mem_available_bytes: snapshot.available,
+        cgroup_limit_bytes: snapshot.cgroup_limit,
+        max_running: shared.gate.max_running(),
+        max_memory_bytes: shared.sampler.max_total(),
+        mem_reserve_bytes: Some(shared.gate.reserve()),
+        mem_margin: shared.gate.margin(),
+        mem_pauses: pauses,
+        mem_requeues: requeues,
+        model: shared.gate.fit(),
+        timeline: shared.sampler.timeline(),
+        ..MemoryReport::default()
     }
 }
 

@@ -102,13 +102,10 @@ impl Unit {
     ) -> JobValues<'a> {
         let first = &self.inputs()[0];
         JobValues {
-            path: &first.path,
-            job: self.number(),
             slot,
-            threads: config.run.threads,
             out,
-            rel_at: first.rel_at,
             mem_mib: reserved >> 20,
+            ..JobValues::of(&first.path, self.number(), first.rel_at, config.run.threads)
         }
     }
 

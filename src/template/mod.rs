@@ -216,7 +216,21 @@ pub(crate) struct JobValues<'a> {
     pub mem_mib: u64,
 }
 
-impl JobValues<'_> {
+impl<'a> JobValues<'a> {
+    /// The values for job `job` of `path` that do not depend on where or how it runs: slot
+    /// 1, no `{out}`, no reservation (targets, plans; a run sets the others).
+    pub(crate) fn of(path: &'a Path, job: u64, rel_at: Option<usize>, threads: usize) -> Self {
+        JobValues {
+            path,
+            job,
+            slot: 1,
+            threads,
+            out: None,
+            rel_at,
+            mem_mib: 0,
+        }
+    }
+
     fn value(&self, ph: Placeholder) -> Cow<'_, [u8]> {
         let path = self.path;
         match ph {
