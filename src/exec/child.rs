@@ -22,8 +22,6 @@ use crate::output::Spool;
 
 /// How long pipes held open by processes outside the job's group may delay its end.
 const ORPHAN_PIPE_WAIT: Duration = Duration::from_millis(500);
-/// A wait status no kernel produces: the child's real status could not be read.
-const LOST: libc::c_int = -1;
 /// A job still running after this long is made a preferred OOM victim. Most tiny jobs end
 /// sooner and so cost no write to /proc; fanout itself is protected (-500) from the start, so
 /// until then a job (at 0) is still chosen before fanout.
@@ -148,18 +146,20 @@ pub(crate) fn run(launch: &Launch) -> Finished {
         paused_counted: Duration::ZERO,
     };
     supervise(launch, &mut sup, &mut streams);
-    let reaped = sup.reaped.expect("reaped");
+    let reaped = sup.reaped.take().expect("reaped");
     let sampled = launch
         .sampler
         .map(|s| s.unregister(pid))
         .unwrap_or_default();
     let mut outputs = streams.into_iter().map(|s| s.spool);
     Finished {
-        ending: match (reaped.exit_code(), reaped.signal()) {
-            _ if reaped.status == LOST => Ending::Lost,
-            (Some(code), _) => Ending::Exited(code),
-            (None, Some(sig)) => Ending::Signaled(sig),
-            _ => Ending::Lost,
+        ending: match reaped {
+            Reap::Waited(r) => match (r.exit_code(), r.signal()) {
+                (Some(code), _) => Ending::Exited(code),
+                (None, Some(sig)) => Ending::Signaled(sig),
+                _ => Ending::Lost,
+            },
+            Reap::Lost => Ending::Lost,
         },
         // A stop of the run wins: a job it interrupted is not run again.
         ended_by: match (sup.interrupted, sampled.evicted, sup.timed_out) {
@@ -169,7 +169,7 @@ pub(crate) fn run(launch: &Launch) -> Finished {
             (false, None, false) => EndedBy::Itself,
         },
         duration: start.elapsed(),
-        peak_rss_bytes: Some(reaped.max_rss_bytes.max(sampled.peak)),
+        peak_rss_bytes: Some(reaped.max_rss_bytes().max(sampled.peak)),
         stdout: outputs.next(),
         stderr: outputs.next(),
         paused: sampled.paused,
@@ -194,7 +194,7 @@ fn supervise(launch: &Launch, sup: &mut Supervisor, streams: &mut [Stream]) {
             .collect();
         let n_pipes = fds.len();
         let mut exit_slot = None;
-        if let (None, Some(fd)) = (sup.reaped, &exit_fd) {
+        if let (None, Some(fd)) = (&sup.reaped, &exit_fd) {
             exit_slot = Some(fds.len());
             fds.push(fd.as_fd());
         }
@@ -277,6 +277,23 @@ impl Stream<'_> {
     }
 }
 
+/// What reaping the job's process gave.
+#[derive(Debug, Clone, Copy)]
+enum Reap {
+    Waited(os::Reaped),
+    /// Its status could not be read (ECHILD): never taken as a success.
+    Lost,
+}
+
+impl Reap {
+    fn max_rss_bytes(&self) -> u64 {
+        match self {
+            Reap::Waited(r) => r.max_rss_bytes,
+            Reap::Lost => 0,
+        }
+    }
+}
+
 /// The state of one job's process group while it is supervised.
 struct Supervisor {
     pid: i32,
@@ -285,7 +302,7 @@ struct Supervisor {
     interrupted: bool,
     /// The run's stop has been seen (and acted on) by this job.
     saw_cancel: bool,
-    reaped: Option<os::Reaped>,
+    reaped: Option<Reap>,
     reaped_at: Option<Instant>,
     grace: Duration,
     /// When `--timeout` runs out, if it is set.
@@ -340,7 +357,7 @@ impl Supervisor {
         match os::wait4(self.pid, true) {
             Ok(Some(r)) => {
                 os::waited(self.pid);
-                self.reaped = Some(r);
+                self.reaped = Some(Reap::Waited(r));
                 self.reaped_at = Some(Instant::now());
                 // Processes the job left behind in its group are stopped: no job is orphaned.
                 if self.stop == Stop::None && self.group_alive() {
@@ -351,10 +368,7 @@ impl Supervisor {
             Err(_) => {
                 // ECHILD: the status is gone; mark it unknown, never as a success.
                 os::waited(self.pid);
-                self.reaped = Some(os::Reaped {
-                    status: LOST,
-                    max_rss_bytes: 0,
-                });
+                self.reaped = Some(Reap::Lost);
                 self.reaped_at = Some(Instant::now());
             }
         }
@@ -402,7 +416,7 @@ impl Supervisor {
             let d = t.saturating_duration_since(now);
             wait = Some(wait.map_or(d, |w: Duration| w.min(d)));
         };
-        if let (Some(d), None) = (self.deadline, self.reaped) {
+        if let (Some(d), None) = (self.deadline, &self.reaped) {
             at(Some(d));
         }
         if self.reaped.is_none() {
@@ -424,7 +438,7 @@ impl Supervisor {
         if self.stop == Stop::Killed || (!exit_watched && self.reaped.is_none()) {
             at(now.checked_add(Duration::from_millis(FALLBACK_POLL_MS as u64)));
         }
-        if let (Some(every), None) = (os::EXIT_WATCH_RECHECK, self.reaped) {
+        if let (Some(every), None) = (os::EXIT_WATCH_RECHECK, &self.reaped) {
             at(now.checked_add(every));
         }
         match wait {
