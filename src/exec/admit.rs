@@ -44,8 +44,10 @@ const LIGHT_FIRST_MIN: u64 = 1 << 20;
 /// turn every run of long jobs into first come, first served.)
 const BYPASS_LIMIT: u32 = 8;
 
-/// How long a pause may last while no running job uses CPU time (see `stalled`).
-const STALL: Duration = Duration::from_secs(3);
+/// How long a pause may last while no running job uses CPU time (see `stalled`). Long enough
+/// that jobs which hold memory while they wait for time (sleeping, polling slowly) usually end
+/// first; short enough that a run deadlocked by a pause goes on soon.
+const STALL: Duration = Duration::from_secs(10);
 
 /// How long a waiting input lets one taken before it arrive, at most.
 const TRANSIT_WAIT: Duration = Duration::from_millis(20);
@@ -701,22 +703,22 @@ mod tests {
         let over = room(5000, -100);
         let mut jobs = [job(10, 9, 150, 150, false), job(12, 5, 150, 150, true)];
         assert_eq!(decide(&jobs, over), Action::Nothing);
-        jobs[1].paused_since = Some(ago(3.5));
+        jobs[1].paused_since = Some(ago(10.5));
         assert_eq!(
             decide(&jobs, over),
             Action::Nothing,
             "the oldest ran lately"
         );
-        jobs[0].progressed = ago(3.2);
+        jobs[0].progressed = ago(10.2);
         assert_eq!(decide(&jobs, over), Action::Unstick(12));
         // Of several paused, the youngest goes.
         let three = [
             JobView {
-                progressed: ago(4.0),
+                progressed: ago(11.0),
                 ..job(10, 9, 150, 150, false)
             },
             JobView {
-                paused_since: Some(ago(4.0)),
+                paused_since: Some(ago(11.0)),
                 ..job(11, 7, 150, 150, true)
             },
             job(12, 5, 150, 150, true),
