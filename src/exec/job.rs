@@ -262,7 +262,6 @@ fn attempts(
         }
         let first = &unit.inputs()[0];
         let mut record = JobRecord::new(first.job, &first.path, Status::Ok);
-        record.set_command(&argv);
         record.started_ms = Some(started_ms);
         record.weight_bytes = weights.first().copied();
         granted(&mut record, permit, tries);
@@ -290,7 +289,7 @@ fn attempts(
             stderr: finished.stderr,
             line: None,
         };
-        return Attempt::Ended(unit.records(config, base, &values, weights));
+        return Attempt::Ended(unit.records(config, base, &argv, &values, weights));
     }
 }
 

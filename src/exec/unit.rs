@@ -122,15 +122,17 @@ impl Unit {
     }
 
     /// The records of its inputs from the record of its command (`base`, with the command's
-    /// output), in order.
+    /// output; `argv` is the command as it ran), in order.
     pub(crate) fn records(
         &self,
         config: &Config,
-        base: Done,
+        mut base: Done,
+        argv: &[OsString],
         values: &JobValues,
         weights: &[u64],
     ) -> Vec<Done> {
         let Unit::Batch(batch) = self else {
+            base.record.set_command(argv);
             return vec![base];
         };
         let Done {
