@@ -102,17 +102,7 @@ pub(crate) fn run(launch: &Launch) -> Finished {
         .map_or(launch.argv[0].as_os_str(), Path::as_os_str);
     let spawned = match os::spawn_job(program, launch.argv, launch.capture) {
         Ok(spawned) => spawned,
-        Err(err) => {
-            return Finished {
-                ending: Ending::SpawnFailed(crate::error::io_reason(&err)),
-                ended_by: EndedBy::Itself,
-                duration: start.elapsed(),
-                peak_rss_bytes: None,
-                stdout: None,
-                stderr: None,
-                paused: Duration::ZERO,
-            }
-        }
+        Err(err) => return spawn_failed(&err, start),
     };
     let pid = spawned.pid;
     if let Some(s) = launch.sampler {
@@ -173,6 +163,19 @@ pub(crate) fn run(launch: &Launch) -> Finished {
         stdout: outputs.next(),
         stderr: outputs.next(),
         paused: sampled.paused,
+    }
+}
+
+/// What is known of a job whose process could not be started.
+fn spawn_failed(err: &io::Error, start: Instant) -> Finished {
+    Finished {
+        ending: Ending::SpawnFailed(crate::error::io_reason(err)),
+        ended_by: EndedBy::Itself,
+        duration: start.elapsed(),
+        peak_rss_bytes: None,
+        stdout: None,
+        stderr: None,
+        paused: Duration::ZERO,
     }
 }
 

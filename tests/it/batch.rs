@@ -483,11 +483,16 @@ fn ctrl_c_interrupts_the_running_batch_and_starts_no_other() {
     }
 }
 
+/// A tree of `n` empty files `d/f0000`, `d/f0001`, … (in input order by name).
+fn empty_files(n: usize) -> TestEnv {
+    let files: Vec<(String, &str)> = (0..n).map(|i| (format!("d/f{i:04}"), "")).collect();
+    let refs: Vec<(&str, &str)> = files.iter().map(|(p, c)| (p.as_str(), *c)).collect();
+    TestEnv::new(&[], &refs)
+}
+
 #[test]
 fn keep_order_prints_whole_batches_in_input_order() {
-    let files: Vec<(String, &str)> = (0..30).map(|i| (format!("d/f{i:02}"), "")).collect();
-    let files: Vec<(&str, &str)> = files.iter().map(|(p, c)| (p.as_str(), *c)).collect();
-    let env = TestEnv::new(&[], &files);
+    let env = empty_files(30);
     // Earlier batches sleep longer, so they finish last; -k still prints them first.
     let o = env.run(&[
         "-X",
@@ -505,7 +510,7 @@ fn keep_order_prints_whole_batches_in_input_order() {
         "{}",
     ]);
     o.assert_ok();
-    let want: Vec<String> = (0..30).map(|i| format!("d/f{i:02}")).collect();
+    let want: Vec<String> = (0..30).map(|i| format!("d/f{i:04}")).collect();
     assert_eq!(o.stdout_lines(), want, "{}", o.dump());
 }
 
@@ -515,9 +520,7 @@ fn keep_order_prints_whole_batches_in_input_order() {
 /// records after: the waiting batch started meanwhile, and failed too.)
 #[test]
 fn halt_soon_stops_the_batch_waiting_for_the_failed_one_s_memory() {
-    let files: Vec<(String, &str)> = (0..3000).map(|i| (format!("d/f{i:04}"), "")).collect();
-    let refs: Vec<(&str, &str)> = files.iter().map(|(p, c)| (p.as_str(), *c)).collect();
-    let env = TestEnv::new(&[], &refs);
+    let env = empty_files(3000);
     let o = env.run(&[
         "-X",
         "-j",
