@@ -11,12 +11,12 @@ use anyhow::Result;
 
 use crate::config::Config;
 use crate::error::counted;
+use crate::exec::unit::{self, Commit, Unit};
 use crate::executor::{Done, Executor, Extra, Queue};
 use crate::inplace::InPlace;
-use crate::input::Input;
 use crate::memory::{self, Meter};
 use crate::record::{JobRecord, Status};
-use crate::template::{display_argv, shell_quote, JobValues};
+use crate::template::{display_argv, shell_quote, single_quote};
 use crate::units::human;
 
 /// Inputs named with their weight in the plan.
@@ -33,52 +33,43 @@ impl DryRun {
         }
     }
 
-    /// One job's line: the command, shell-quoted; in place, what it then replaces; with
-    /// `-o`, what it then writes.
-    fn line(&self, config: &Config, input: &Input, weight: u64) -> Vec<u8> {
-        let own_target = input.target.is_some();
-        let target = match &input.target {
-            Some(t) => Some(t.clone()),
-            None => self
-                .in_place
-                .as_ref()
-                .map(|_| InPlace::target(&input.path).unwrap_or(input.path.clone())),
+    /// One job's line: the command, shell-quoted, as the job loop expands it (in the slot the
+    /// job would take in a steady run, with the reservation of a first admission); in place,
+    /// what it then replaces; with `-o`, what it then writes.
+    fn line(&self, config: &Config, unit: &Unit, weight: u64) -> Vec<u8> {
+        let commit = match unit {
+            Unit::One(input) => unit::commit_of(input, self.in_place.as_ref()),
+            Unit::Batch(_) => None,
         };
         let out = self
             .in_place
             .as_ref()
-            .zip(target.as_ref())
-            .map(|(ip, t)| ip.out_path(t, input.job, !own_target));
-        let argv = config.template.expand(&JobValues {
-            path: &input.path,
-            job: input.job,
-            slot: ((input.job - 1) % config.run.jobs as u64) as usize + 1,
-            threads: config.run.threads,
-            out: out.as_deref(),
-            rel_at: input.rel_at,
-            // Before anything is learned a job gets the prior for its weight, as in a real run.
-            mem_mib: config.run.mem_per_job.unwrap_or(memory::prior(weight)) >> 20,
-        });
-        let mut line = display_argv(&argv);
-        if let (Some(target), true) = (&target, own_target) {
-            line.extend_from_slice(b"  # then writes '");
-            for &b in target.as_os_str().as_bytes() {
-                if b == b'\'' {
-                    line.extend_from_slice(b"'\\''");
-                } else {
-                    line.push(b);
-                }
+            .zip(commit.as_ref())
+            .map(|(ip, c)| match c {
+                Commit::Replace(target) => ip.out_path(target, unit.number(), true),
+                Commit::Write(target) => ip.out_path(target, unit.number(), false),
+            });
+        let slot = ((unit.number() - 1) % config.run.jobs as u64) as usize + 1;
+        let reserved = memory::first_reservation(config.run.mem_per_job, weight);
+        let values = unit.values(config, slot, reserved, out.as_deref());
+        let mut line = display_argv(&unit.argv(config, &values));
+        match &commit {
+            Some(Commit::Write(target)) => {
+                line.extend_from_slice(b"  # then writes ");
+                line.extend_from_slice(&single_quote(target.as_os_str().as_bytes()));
+                line.extend_from_slice(
+                    b" (fanout -o verifies and renames; replaying this line does not)",
+                );
             }
-            line.extend_from_slice(
-                b"' (fanout -o verifies and renames; replaying this line does not)",
-            );
-        } else if let Some(target) = &target {
-            // Replaying these lines runs the commands but commits nothing: say so.
-            line.extend_from_slice(b"  # then replaces ");
-            line.extend_from_slice(&shell_quote(target.as_os_str().as_bytes()));
-            line.extend_from_slice(
-                b" (fanout -i verifies and renames; replaying this line does not)",
-            );
+            Some(Commit::Replace(target)) => {
+                // Replaying these lines runs the commands but commits nothing: say so.
+                line.extend_from_slice(b"  # then replaces ");
+                line.extend_from_slice(&shell_quote(target.as_os_str().as_bytes()));
+                line.extend_from_slice(
+                    b" (fanout -i verifies and renames; replaying this line does not)",
+                );
+            }
+            None => {}
         }
         line.push(b'\n');
         line
@@ -98,7 +89,7 @@ impl Executor for DryRun {
                 jobs.inputs(),
                 &mut |batch| {
                     batches += 1;
-                    batch_lines(config, batch, jobs, &mut weights)
+                    self.batch_lines(config, &Unit::Batch(batch), jobs, &mut weights)
                 },
             );
             let mut notes = plan(config, &mut weights);
@@ -128,11 +119,11 @@ impl Executor for DryRun {
                 }
                 continue;
             }
-            let weight = input
-                .weight
-                .unwrap_or_else(|| crate::parquet::weight(&input.path));
-            let d = Done::listed(input.job, &input.path, &self.line(config, &input, weight));
-            weights.push((weight, input.path));
+            let weight = unit::weight(&input);
+            let unit = Unit::One(input);
+            let first = &unit.inputs()[0];
+            let d = Done::listed(first.job, &first.path, &self.line(config, &unit, weight));
+            weights.push((weight, first.path.clone()));
             if !jobs.hand_back(d) {
                 break;
             }
@@ -159,49 +150,29 @@ impl Executor for DryRun {
     }
 }
 
-/// A batch's line (with its first input's record; the others' records carry no text), as a
-/// real run would expand it. Returns false when the core takes no more records.
-fn batch_lines(
-    config: &Config,
-    batch: crate::batch::Batch,
-    jobs: &Queue<'_>,
-    weights: &mut Vec<(u64, PathBuf)>,
-) -> bool {
-    let w: Vec<u64> = batch
-        .inputs
-        .iter()
-        .map(|i| i.weight.unwrap_or_else(|| crate::parquet::weight(&i.path)))
-        .collect();
-    let paths = batch.paths();
-    let argv = config.template.expand_batch(
-        &paths,
-        &batch.rels(),
-        &JobValues {
-            path: paths[0],
-            rel_at: batch.inputs[0].rel_at,
-            job: batch.number,
-            slot: ((batch.number - 1) % config.run.jobs as u64) as usize + 1,
-            threads: config.run.threads,
-            out: None,
-            mem_mib: config
-                .run
-                .mem_per_job
-                .unwrap_or(memory::prior(w.iter().sum()))
-                >> 20,
-        },
-    );
-    let mut line = display_argv(&argv);
-    line.push(b'\n');
-    for (k, input) in batch.inputs.into_iter().enumerate() {
-        let text: &[u8] = if k == 0 { &line } else { b"" };
-        let mut d = Done::listed(input.job, &input.path, text);
-        d.record.batch = Some(batch.number);
-        weights.push((w[k], input.path));
-        if !jobs.hand_back(d) {
-            return false;
+impl DryRun {
+    /// A batch's line (with its first input's record; the others' records carry no text), as a
+    /// real run would expand it. Returns false when the core takes no more records.
+    fn batch_lines(
+        &self,
+        config: &Config,
+        batch: &Unit,
+        jobs: &Queue<'_>,
+        weights: &mut Vec<(u64, PathBuf)>,
+    ) -> bool {
+        let w: Vec<u64> = batch.inputs().iter().map(unit::weight).collect();
+        let line = self.line(config, batch, w.iter().sum());
+        for (k, input) in batch.inputs().iter().enumerate() {
+            let text: &[u8] = if k == 0 { &line } else { b"" };
+            let mut d = Done::listed(input.job, &input.path, text);
+            d.record.batch = Some(batch.number());
+            weights.push((w[k], input.path.clone()));
+            if !jobs.hand_back(d) {
+                return false;
+            }
         }
+        true
     }
-    true
 }
 
 /// What the dry run says after its lines: filters, memory, the heaviest inputs.

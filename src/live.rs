@@ -23,6 +23,8 @@ struct Running {
     path: PathBuf,
     started: Instant,
     rss: Option<u64>,
+    /// Paused by the memory safety net.
+    paused: bool,
     /// The line being written now (after the last `\n` or `\r`).
     partial: Vec<u8>,
     /// The last non-empty line that was ended by `\n` or `\r`.
@@ -36,6 +38,8 @@ pub(crate) struct Row {
     pub path: PathBuf,
     pub elapsed: Duration,
     pub rss: Option<u64>,
+    /// Paused by the memory safety net (SIGSTOP) until there is room for it.
+    pub paused: bool,
     /// The latest stderr line, control characters and ANSI sequences removed.
     pub latest: String,
 }
@@ -69,6 +73,7 @@ impl Board {
                 path: path.to_path_buf(),
                 started: Instant::now(),
                 rss: None,
+                paused: false,
                 partial: Vec::new(),
                 latest: Vec::new(),
             });
@@ -86,6 +91,20 @@ impl Board {
     pub(crate) fn rss(&self, slot: usize, bytes: u64) {
         if let Some(Some(r)) = self.slot(slot).as_deref_mut() {
             r.rss = Some(bytes);
+        }
+    }
+
+    /// The job in `slot` was paused by the memory safety net.
+    pub(crate) fn paused(&self, slot: usize) {
+        if let Some(Some(r)) = self.slot(slot).as_deref_mut() {
+            r.paused = true;
+        }
+    }
+
+    /// The job in `slot` was resumed.
+    pub(crate) fn resumed(&self, slot: usize) {
+        if let Some(Some(r)) = self.slot(slot).as_deref_mut() {
+            r.paused = false;
         }
     }
 
@@ -131,6 +150,7 @@ impl Board {
                     path: r.path.clone(),
                     elapsed: now.saturating_duration_since(r.started),
                     rss: r.rss,
+                    paused: r.paused,
                     latest: clean(shown),
                 });
             }

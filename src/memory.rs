@@ -261,6 +261,12 @@ pub(crate) fn prior(weight: u64) -> u64 {
     (1u64 << 30).max(200 * MIB + (PRIOR_K * weight as f64) as u64)
 }
 
+/// A job's reservation before anything is learned: `--mem-per-job` when it is fixed, else the
+/// prior for its weight. The gate, the dry run and the Slurm plan all start from this.
+pub(crate) fn first_reservation(per_job: Option<u64>, weight: u64) -> u64 {
+    per_job.unwrap_or_else(|| prior(weight))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -131,10 +131,11 @@ impl Progress {
 /// The path is shortened in its middle to leave room for the latest stderr line.
 fn job_line(row: &Row, width: usize) -> String {
     let head = format!(
-        "  [{}] {:>7} {:>9}  ",
+        "  [{}] {:>7} {:>9}  {}",
         row.slot,
         elapsed(row.elapsed),
-        row.rss.map_or(String::new(), crate::units::human)
+        row.rss.map_or(String::new(), crate::units::human),
+        if row.paused { "paused  " } else { "" }
     );
     let width = width.saturating_sub(1).max(20);
     let left = width.saturating_sub(console::measure_text_width(&head));
@@ -208,6 +209,7 @@ mod tests {
             path: PathBuf::from(path),
             elapsed: Duration::from_secs(65),
             rss: Some(812 << 20),
+            paused: false,
             latest: latest.to_string(),
         }
     }

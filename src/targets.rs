@@ -27,15 +27,12 @@ pub(crate) fn assign(
 ) -> anyhow::Result<()> {
     let mut bad = Vec::new();
     for input in inputs.iter_mut().filter(|i| runs(i)) {
-        match template.expand(&JobValues {
-            path: &input.path,
-            job: input.job,
-            slot: 1,
+        match template.expand(&JobValues::of(
+            &input.path,
+            input.job,
+            input.rel_at,
             threads,
-            out: None,
-            rel_at: input.rel_at,
-            mem_mib: 0,
-        }) {
+        )) {
             Ok(target) => input.target = Some(target),
             Err(why) => bad.push(format!("{}: {why}", quoted(&input.path))),
         }

@@ -40,7 +40,7 @@ pub(crate) fn deal(config: &Config, mut todo: Vec<Input>) -> Dealt {
         .min(todo.len())
         .max(1);
     let heaviest = todo.iter().filter_map(|i| i.weight).max().unwrap_or(0);
-    let per_job = config.run.mem_per_job.unwrap_or(memory::prior(heaviest));
+    let per_job = memory::first_reservation(config.run.mem_per_job, heaviest);
     let budget = match config.mem_limit {
         Some(memory::Amount::Bytes(b)) => b,
         _ => per_job.saturating_mul(config.run.jobs as u64),

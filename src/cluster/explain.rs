@@ -66,16 +66,8 @@ pub(crate) fn account_for_the_rest(
             };
             // With -o, where its target (and so its `{out}`) lies.
             let target = config.target.as_ref().and_then(|t| {
-                t.expand(&JobValues {
-                    path: &path,
-                    job: f.job,
-                    slot: 1,
-                    threads: config.run.threads,
-                    out: None,
-                    rel_at: f.rel_at,
-                    mem_mib: 0,
-                })
-                .ok()
+                t.expand(&JobValues::of(&path, f.job, f.rel_at, config.run.threads))
+                    .ok()
             });
             r.reason = Some(match (in_place, &target) {
                 (true, _) => format!("{reason}; original kept"),

@@ -318,18 +318,10 @@ fn write_heading(out: &mut dyn Write, k: usize, shard: &[PlannedFile]) -> std::i
 fn write_line(out: &mut dyn Write, config: &Config, f: &PlannedFile) -> std::io::Result<()> {
     let path = f.path().map_err(std::io::Error::other)?;
     let argv = config.template.expand(&JobValues {
-        path: &path,
-        job: f.job,
-        slot: 1,
-        threads: config.run.threads,
         out: (config.run.in_place.is_some() || config.run.output.is_some())
             .then(|| Path::new("{out}")),
-        rel_at: f.rel_at,
-        mem_mib: config
-            .run
-            .mem_per_job
-            .unwrap_or(memory::prior(f.weight_bytes))
-            >> 20,
+        mem_mib: memory::first_reservation(config.run.mem_per_job, f.weight_bytes) >> 20,
+        ..JobValues::of(&path, f.job, f.rel_at, config.run.threads)
     });
     out.write_all(&display_argv(&argv))?;
     out.write_all(b"\n")

@@ -27,7 +27,7 @@ use std::collections::BTreeSet;
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use super::sampler::{JobView, Sampler};
+use super::sampler::{Eviction, JobView, Sampler};
 use crate::cancel::Cancel;
 use crate::memory::{Fit, Meter, Model};
 
@@ -44,6 +44,11 @@ const LIGHT_FIRST_MIN: u64 = 1 << 20;
 /// turn every run of long jobs into first come, first served.)
 const BYPASS_LIMIT: u32 = 8;
 
+/// How long a pause may last while no running job uses CPU time (see `stalled`). Long enough
+/// that jobs which hold memory while they wait for time (sleeping, polling slowly) usually end
+/// first; short enough that a run deadlocked by a pause goes on soon.
+const STALL: Duration = Duration::from_secs(10);
+
 /// How long a waiting input lets one taken before it arrive, at most.
 const TRANSIT_WAIT: Duration = Duration::from_millis(20);
 
@@ -59,6 +64,67 @@ impl Drop for Ticket<'_> {
     }
 }
 
+/// How a job comes to admission: for the first time, or again after the safety net stopped it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Admission {
+    Fresh,
+    /// Run again with at least `floor` reserved; its room is reserved at once (nothing passes
+    /// it while it waits).
+    Requeued {
+        floor: u64,
+    },
+}
+
+/// A waiting input's place in the start order: the lower goes first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Place {
+    /// Input order: by job (or batch) number.
+    InOrder(u64),
+    /// `--order largest-first`: the heaviest first, then by job number.
+    HeaviestFirst(std::cmp::Reverse<u64>, u64),
+}
+
+/// Where jobs run: here, or on other machines (`--executor srun`), where nothing is learned
+/// from local peaks, local available memory does not matter and reservations become srun's
+/// `--mem`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Placement {
+    Local,
+    Remote,
+}
+
+/// Which waiting input starts first while nothing is measured yet (`auto`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FirstStarts {
+    /// The lightest waiting input: it ends soonest and teaches the model.
+    Lightest,
+    /// The first by place (`--order largest-first`: the user chose the start order).
+    ByPlace,
+}
+
+/// What the gate is set up with.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct GateSettings {
+    /// Bytes the reservations of running jobs may add up to.
+    pub budget: u64,
+    /// Jobs at once (`-j`).
+    pub jobs: usize,
+    /// Fixed reservation per job; `None`: learn (`auto`).
+    pub per_job: Option<u64>,
+    /// Available memory new jobs leave free.
+    pub reserve: u64,
+    pub placement: Placement,
+    pub first_starts: FirstStarts,
+}
+
+/// What a job asks admission for.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Ask {
+    pub weight: u64,
+    pub place: Place,
+    pub admission: Admission,
+}
+
 /// What a job was granted.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Permit {
@@ -71,18 +137,13 @@ pub(crate) struct Permit {
     pub slot: usize,
 }
 
+/// Admission and the safety net's decisions.
+///
+/// Lock order: `Gate::state`, then the sampler's registry (`Sampler::registry`), then the live
+/// board's slots. The gate calls the sampler with its state locked (`room`, `watch`); the
+/// sampler never calls the gate, and calls the board only with its registry locked.
 pub(crate) struct Gate {
-    budget: u64,
-    jobs: usize,
-    /// Fixed reservation per job; `None`: learn (`auto`).
-    per_job: Option<u64>,
-    reserve: u64,
-    /// Jobs run on other machines (`--executor srun`): nothing is learned from local peaks and
-    /// local available memory does not matter; reservations become srun's `--mem`.
-    remote: bool,
-    /// Until a first job is measured, start the lightest waiting input (it ends soonest and
-    /// teaches the model); false when the user chose the start order (`--order largest-first`).
-    light_first: bool,
+    settings: GateSettings,
     created: Instant,
     state: Mutex<State>,
     freed: Condvar,
@@ -118,28 +179,14 @@ struct Waiter {
     id: u64,
     weight: u64,
     want: u64,
-    /// Its place in the start order (lower goes first).
-    place: (u64, u64),
+    place: Place,
     bypassed: u32,
 }
 
 impl Gate {
-    pub(crate) fn new(
-        budget: u64,
-        jobs: usize,
-        per_job: Option<u64>,
-        reserve: u64,
-        meter: Meter,
-        remote: bool,
-        light_first: bool,
-    ) -> Gate {
+    pub(crate) fn new(settings: GateSettings, meter: Meter) -> Gate {
         Gate {
-            budget,
-            jobs,
-            per_job,
-            reserve,
-            remote,
-            light_first,
+            settings,
             state: Mutex::new(State {
                 meter: Some(meter),
                 next_slot: 1,
@@ -152,31 +199,31 @@ impl Gate {
 
     /// The reservation and the model's bare prediction for a job of `weight`.
     fn reservation_in(&self, state: &State, weight: u64) -> (u64, Option<u64>) {
-        match self.per_job {
-            Some(fixed) => (fixed, None),
-            None => match state.model.predict(weight) {
-                Some(want) => (want, state.model.predict_raw(weight)),
-                None => (crate::memory::prior(weight), None),
-            },
+        match (self.settings.per_job, state.model.predict(weight)) {
+            (None, Some(want)) => (want, state.model.predict_raw(weight)),
+            (per_job, _) => (crate::memory::first_reservation(per_job, weight), None),
         }
     }
 
-    /// Waits until a job of `weight` may start, reserving at least `floor`; `None` if the run
-    /// stops admitting meanwhile. `place` is the input's place in the start order (ties among
-    /// waiting inputs go to the lower). A job with a floor (one run again after the safety net
-    /// stopped it) has its room reserved at once.
+    /// Waits until a job of `weight` may start; `None` if the run stops admitting meanwhile.
+    /// `place` is its place in the start order (ties among waiting inputs go to the lower).
     pub(crate) fn admit(
         &self,
-        weight: u64,
-        place: (u64, u64),
-        floor: u64,
+        ask: Ask,
         ticket: Option<Ticket<'_>>,
         cancel: &Cancel,
         sampler: &Sampler,
     ) -> Option<Permit> {
+        let Ask {
+            weight,
+            place,
+            admission,
+        } = ask;
         let arrived = Instant::now();
-        // Only a job run again after the safety net stopped it asks for a floor.
-        let first = floor > 0;
+        let floor = match admission {
+            Admission::Fresh => 0,
+            Admission::Requeued { floor } => floor,
+        };
         let mut state = self.state.lock().expect("gate");
         let id = state.next_waiter;
         state.next_waiter += 1;
@@ -185,7 +232,10 @@ impl Gate {
             weight,
             want: 0,
             place,
-            bypassed: if first { BYPASS_LIMIT } else { 0 },
+            bypassed: match admission {
+                Admission::Fresh => 0,
+                Admission::Requeued { .. } => BYPASS_LIMIT,
+            },
         });
         if let Some(ticket) = ticket {
             // Arrived: counted as waiting now, in the same step.
@@ -208,21 +258,7 @@ impl Gate {
             // a moment, so that inputs start in order where memory does not decide.
             let in_transit = state.in_transit > 0 && arrived.elapsed() < TRANSIT_WAIT;
             if !in_transit && self.choose(&mut state, sampler) == Some(id) {
-                let me = state.waiting.iter().position(|w| w.id == id).expect("me");
-                let me = state.waiting.remove(me);
-                for w in state.waiting.iter_mut().filter(|w| w.place <= me.place) {
-                    w.bypassed += 1;
-                }
-                state.reserved += want;
-                state.running += 1;
-                state.max_running = state.max_running.max(state.running);
-                let slot = match state.free_slots.pop_first() {
-                    Some(s) => s,
-                    None => {
-                        state.next_slot += 1;
-                        state.next_slot - 1
-                    }
-                };
+                let slot = Self::grant(&mut state, id, want);
                 let others = !state.waiting.is_empty();
                 drop(state);
                 if others {
@@ -232,7 +268,7 @@ impl Gate {
                 return Some(Permit {
                     reserved: want,
                     predicted,
-                    alone: want > self.budget,
+                    alone: want > self.settings.budget,
                     slot,
                 });
             }
@@ -247,9 +283,31 @@ impl Gate {
         }
     }
 
+    /// Starts waiting input `id` with `want` reserved: those it passed count a bypass. Returns
+    /// its slot.
+    fn grant(state: &mut State, id: u64, want: u64) -> usize {
+        let me = state.waiting.iter().position(|w| w.id == id).expect("me");
+        let me = state.waiting.remove(me);
+        for w in state.waiting.iter_mut().filter(|w| w.place <= me.place) {
+            w.bypassed += 1;
+        }
+        state.reserved += want;
+        state.running += 1;
+        state.max_running = state.max_running.max(state.running);
+        match state.free_slots.pop_first() {
+            Some(s) => s,
+            None => {
+                state.next_slot += 1;
+                state.next_slot - 1
+            }
+        }
+    }
+
     /// Which waiting input may start now, if any.
     fn choose(&self, state: &mut State, sampler: &Sampler) -> Option<u64> {
-        let learning = self.per_job.is_none() && state.model.observations() == 0 && !self.remote;
+        let learning = self.settings.per_job.is_none()
+            && state.model.observations() == 0
+            && self.settings.placement == Placement::Local;
         let first = state
             .waiting
             .iter()
@@ -265,7 +323,7 @@ impl Gate {
             (first.weight >= LIGHT_FIRST_MIN && light.weight < first.weight / 2)
                 .then_some((light.id, light.want))
         };
-        let light_first = learning && self.light_first;
+        let light_first = learning && self.settings.first_starts == FirstStarts::Lightest;
         if state.running == 0 {
             if light_first && first.is_some_and(|w| w.weight >= LIGHT_FIRST_MIN) && self.settling()
             {
@@ -280,7 +338,7 @@ impl Gate {
         }
         // Until a first job has been measured, start few: at most two at once.
         let ramp = if learning { START_JOBS } else { usize::MAX };
-        if state.running >= self.jobs.min(ramp) || state.net_paused {
+        if state.running >= self.settings.jobs.min(ramp) || state.net_paused {
             return None;
         }
         let room = self.room(state, sampler);
@@ -305,15 +363,15 @@ impl Gate {
 
     /// The first moments of the run, while workers are still taking their inputs.
     fn settling(&self) -> bool {
-        self.light_first && self.created.elapsed() < SETTLE
+        self.settings.first_starts == FirstStarts::Lightest && self.created.elapsed() < SETTLE
     }
 
     /// The room for a new job: the lesser of the budget's and the real limit's.
     fn room(&self, state: &mut State, sampler: &Sampler) -> u64 {
         let held = sampler.holding();
         let committed = state.reserved + held.over;
-        let budget_room = self.budget.saturating_sub(committed);
-        if self.remote {
+        let budget_room = self.settings.budget.saturating_sub(committed);
+        if self.settings.placement == Placement::Remote {
             return budget_room;
         }
         let stale = state.checked.is_none_or(|t| t.elapsed() >= GUARD_EVERY);
@@ -328,7 +386,7 @@ impl Gate {
         let real_room = state
             .available
             .saturating_sub(held.growth + unseen)
-            .saturating_sub(self.reserve);
+            .saturating_sub(self.settings.reserve);
         budget_room.min(real_room)
     }
 
@@ -363,7 +421,7 @@ impl Gate {
 
     /// The safety net, after each memory sample: pauses, resumes or stops a job for good.
     pub(crate) fn watch(&self, sampler: &Sampler, cancel: &Cancel) {
-        if self.remote {
+        if self.settings.placement == Placement::Remote {
             return;
         }
         if cancel.stopping() {
@@ -381,35 +439,40 @@ impl Gate {
         let used: u64 = jobs.iter().map(|j| j.current).sum();
         let room = Room {
             real: available as i64,
-            budget: self.budget as i64 - used as i64,
-            reserve: self.reserve as i64,
+            budget: self.settings.budget as i64 - used as i64,
+            reserve: self.settings.reserve as i64,
         };
-        let action = decide(&jobs, room);
+        let action = decide(&jobs, room, Instant::now());
         match action {
             Action::Pause(pgid) => {
-                if sampler.pause(pgid, true) {
+                if sampler.pause(pgid) {
                     state.pauses += 1;
                 }
             }
             Action::PauseAll(pgids) => {
                 for pgid in pgids {
-                    if sampler.pause(pgid, true) {
+                    if sampler.pause(pgid) {
                         state.pauses += 1;
                     }
                 }
             }
             Action::Resume(pgid) => {
-                sampler.pause(pgid, false);
+                sampler.resume(pgid);
             }
             Action::Evict(pgid) => {
-                if sampler.evict(pgid) {
+                if sampler.evict(pgid, Eviction::Memory) {
+                    state.evictions += 1;
+                }
+            }
+            Action::Unstick(pgid) => {
+                if sampler.evict(pgid, Eviction::Stalled) {
                     state.evictions += 1;
                 }
             }
             Action::Nothing => {}
         }
         let was = state.net_paused;
-        state.net_paused = sampler.jobs().iter().any(|j| j.paused);
+        state.net_paused = sampler.jobs().iter().any(JobView::paused);
         let waiting = !state.waiting.is_empty();
         drop(state);
         if was && waiting {
@@ -428,7 +491,8 @@ impl Gate {
     /// The margin added to predictions now (`auto`).
     pub(crate) fn margin(&self) -> Option<f64> {
         let state = self.state.lock().expect("gate");
-        (self.per_job.is_none() && state.model.observations() > 0).then(|| state.model.margin())
+        (self.settings.per_job.is_none() && state.model.observations() > 0)
+            .then(|| state.model.margin())
     }
 
     /// How often the safety net paused a job and stopped one to run it again.
@@ -438,11 +502,11 @@ impl Gate {
     }
 
     pub(crate) fn budget(&self) -> u64 {
-        self.budget
+        self.settings.budget
     }
 
     pub(crate) fn reserve(&self) -> u64 {
-        self.reserve
+        self.settings.reserve
     }
 }
 
@@ -462,24 +526,33 @@ enum Action {
     Pause(i32),
     PauseAll(Vec<i32>),
     Resume(i32),
+    /// Stop it for good to free memory, and run it again later.
     Evict(i32),
+    /// Stop a paused job for good, and run it again later: the running jobs make no progress
+    /// (they may wait for something it holds, such as a lock).
+    Unstick(i32),
 }
 
 /// The safety net's rule, for jobs oldest first. The real limit is near when less than half
 /// the reserve is available (pause the youngest), about to be reached below a quarter (pause
 /// all but the oldest at once; if they are already, stop the youngest for good); the budget is
 /// exceeded when the jobs use more than it. The last job running
-/// is never paused or stopped: there is nothing to wait for.
-fn decide(jobs: &[JobView], room: Room) -> Action {
+/// is never paused or stopped: there is nothing to wait for. No pause lasts forever: when a
+/// job has been paused for `STALL` and no running job has used CPU time for as long, the
+/// youngest paused job is stopped for good and run again later (see `stalled`).
+fn decide(jobs: &[JobView], room: Room, now: Instant) -> Action {
     if jobs.len() <= 1 {
         return match jobs.first() {
-            Some(j) if j.paused => Action::Resume(j.pgid),
+            Some(j) if j.paused() => Action::Resume(j.pgid),
             _ => Action::Nothing,
         };
     }
     let youngest = jobs.last().expect("jobs");
-    let running: Vec<&JobView> = jobs.iter().filter(|j| !j.paused).collect();
-    let paused: Vec<&JobView> = jobs.iter().filter(|j| j.paused).collect();
+    let running: Vec<&JobView> = jobs.iter().filter(|j| !j.paused()).collect();
+    let paused: Vec<&JobView> = jobs.iter().filter(|j| j.paused()).collect();
+    if let Some(stuck) = stalled(&running, &paused, now) {
+        return Action::Unstick(stuck);
+    }
     if room.real < room.reserve / 4 {
         // The limit is about a sampling interval away: stop every job's growth but the
         // oldest's at once, and if that was already done, free memory.
@@ -513,22 +586,42 @@ fn decide(jobs: &[JobView], room: Room) -> Action {
     }
 }
 
+/// The youngest paused job, when pausing has stalled the run: some job has been paused for
+/// `STALL` and none of the running ones has used CPU time for as long. They may be waiting for
+/// something a paused job holds (a lock, a pipe it is to write): waiting longer cannot help.
+fn stalled(running: &[&JobView], paused: &[&JobView], now: Instant) -> Option<i32> {
+    let longest = paused.iter().filter_map(|j| j.paused_since).min()?;
+    let idle = |t: Instant| now.saturating_duration_since(t) >= STALL;
+    (idle(longest) && running.iter().all(|j| idle(j.progressed)))
+        .then(|| paused.last().map(|j| j.pgid))
+        .flatten()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     const MIB: u64 = 1 << 20;
 
+    fn ago(s: f64) -> Instant {
+        Instant::now()
+            .checked_sub(Duration::from_secs_f64(s))
+            .unwrap()
+    }
+
     fn job(pgid: i32, age_s: u64, current: u64, expect: u64, paused: bool) -> JobView {
         JobView {
             pgid,
-            started: Instant::now()
-                .checked_sub(Duration::from_secs(age_s))
-                .unwrap(),
+            started: ago(age_s as f64),
             current: current * MIB,
             expect: expect * MIB,
-            paused,
+            paused_since: paused.then(|| ago(0.5)),
+            progressed: ago(0.1),
         }
+    }
+
+    fn decide(jobs: &[JobView], room: Room) -> Action {
+        super::decide(jobs, room, Instant::now())
     }
 
     fn room(real: i64, budget: i64) -> Room {
@@ -552,9 +645,9 @@ mod tests {
         assert_eq!(decide(&jobs, room(5000, -10)), Action::Pause(12));
         // The youngest already paused: the next youngest, never the oldest.
         let mut two = jobs;
-        two[2].paused = true;
+        two[2].paused_since = Some(ago(0.5));
         assert_eq!(decide(&two, room(150, 500)), Action::Pause(11));
-        two[1].paused = true;
+        two[1].paused_since = Some(ago(0.5));
         assert_eq!(decide(&two, room(150, 500)), Action::Nothing);
     }
 
@@ -593,11 +686,43 @@ mod tests {
             Action::PauseAll(vec![11, 12])
         );
         let mut stopped = running;
-        stopped[1].paused = true;
-        stopped[2].paused = true;
+        stopped[1].paused_since = Some(ago(0.5));
+        stopped[2].paused_since = Some(ago(0.5));
         assert_eq!(decide(&stopped, room(50, 2000)), Action::Evict(12));
         // One job left is never stopped, and resumes if it was paused: it runs alone.
         assert_eq!(decide(&jobs[..1], room(50, -500)), Action::Resume(11));
         assert_eq!(decide(&running[..1], room(50, -500)), Action::Nothing);
+    }
+
+    /// The scenario of a paused job holding a lock an older job waits for: over the budget the
+    /// youngest is paused, the oldest (blocked) uses no CPU. Within `STALL` nothing happens;
+    /// past it, with no CPU used by the running job for as long, the paused one is stopped for
+    /// good. A running job that uses CPU keeps the pause going.
+    #[test]
+    fn a_pause_that_stalls_the_running_jobs_ends() {
+        let over = room(5000, -100);
+        let mut jobs = [job(10, 9, 150, 150, false), job(12, 5, 150, 150, true)];
+        assert_eq!(decide(&jobs, over), Action::Nothing);
+        jobs[1].paused_since = Some(ago(10.5));
+        assert_eq!(
+            decide(&jobs, over),
+            Action::Nothing,
+            "the oldest ran lately"
+        );
+        jobs[0].progressed = ago(10.2);
+        assert_eq!(decide(&jobs, over), Action::Unstick(12));
+        // Of several paused, the youngest goes.
+        let three = [
+            JobView {
+                progressed: ago(11.0),
+                ..job(10, 9, 150, 150, false)
+            },
+            JobView {
+                paused_since: Some(ago(11.0)),
+                ..job(11, 7, 150, 150, true)
+            },
+            job(12, 5, 150, 150, true),
+        ];
+        assert_eq!(decide(&three, over), Action::Unstick(12));
     }
 }

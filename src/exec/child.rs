@@ -15,15 +15,13 @@ use std::os::fd::{AsFd, BorrowedFd};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use super::sampler::Sampler;
+use super::sampler::{Eviction, Sampler};
 use crate::cancel::Cancel;
 use crate::os::{self, Signal};
 use crate::output::Spool;
 
 /// How long pipes held open by processes outside the job's group may delay its end.
 const ORPHAN_PIPE_WAIT: Duration = Duration::from_millis(500);
-/// A wait status no kernel produces: the child's real status could not be read.
-const LOST: libc::c_int = -1;
 /// A job still running after this long is made a preferred OOM victim. Most tiny jobs end
 /// sooner and so cost no write to /proc; fanout itself is protected (-500) from the start, so
 /// until then a job (at 0) is still chosen before fanout.
@@ -66,22 +64,30 @@ pub(crate) enum Ending {
     Lost,
 }
 
+/// Who ended the job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum EndedBy {
+    /// It ended on its own (or could not start).
+    Itself,
+    /// It ran past `--timeout` and was stopped.
+    Timeout,
+    /// fanout stopped it because the run is being cancelled.
+    Interrupt,
+    /// The memory safety net stopped it, to run it again from scratch.
+    SafetyNet(Eviction),
+}
+
 /// Everything known about a finished job's process.
 #[derive(Debug)]
 pub(crate) struct Finished {
     pub ending: Ending,
-    /// It ran past `--timeout` and was stopped.
-    pub timed_out: bool,
-    /// fanout stopped it because the run is being cancelled.
-    pub interrupted: bool,
+    pub ended_by: EndedBy,
     pub duration: Duration,
     pub peak_rss_bytes: Option<u64>,
     pub stdout: Option<Spool>,
     pub stderr: Option<Spool>,
     /// How long the memory safety net kept it paused.
     pub paused: Duration,
-    /// The memory safety net stopped it, to run it again from scratch.
-    pub evicted: bool,
 }
 
 /// Where a stop of the job's process group stands.
@@ -107,19 +113,7 @@ pub(crate) fn run(launch: &Launch) -> Finished {
         .map_or(launch.argv[0].as_os_str(), Path::as_os_str);
     let spawned = match os::spawn_job(program, launch.argv, launch.capture) {
         Ok(spawned) => spawned,
-        Err(err) => {
-            return Finished {
-                ending: Ending::SpawnFailed(crate::error::io_reason(&err)),
-                timed_out: false,
-                interrupted: false,
-                duration: start.elapsed(),
-                peak_rss_bytes: None,
-                stdout: None,
-                stderr: None,
-                paused: Duration::ZERO,
-                evicted: false,
-            }
-        }
+        Err(err) => return spawn_failed(&err, start),
     };
     let pid = spawned.pid;
     if let Some(s) = launch.sampler {
@@ -154,27 +148,46 @@ pub(crate) fn run(launch: &Launch) -> Finished {
         paused_counted: Duration::ZERO,
     };
     supervise(launch, &mut sup, &mut streams);
-    let reaped = sup.reaped.expect("reaped");
+    let reaped = sup.reaped.take().expect("reaped");
     let sampled = launch
         .sampler
         .map(|s| s.unregister(pid))
         .unwrap_or_default();
     let mut outputs = streams.into_iter().map(|s| s.spool);
     Finished {
-        ending: match (reaped.exit_code(), reaped.signal()) {
-            _ if reaped.status == LOST => Ending::Lost,
-            (Some(code), _) => Ending::Exited(code),
-            (None, Some(sig)) => Ending::Signaled(sig),
-            _ => Ending::Lost,
+        ending: match reaped {
+            Reap::Waited(r) => match (r.exit_code(), r.signal()) {
+                (Some(code), _) => Ending::Exited(code),
+                (None, Some(sig)) => Ending::Signaled(sig),
+                _ => Ending::Lost,
+            },
+            Reap::Lost => Ending::Lost,
         },
-        timed_out: sup.timed_out,
-        interrupted: sup.interrupted,
+        // A stop of the run wins: a job it interrupted is not run again.
+        ended_by: match (sup.interrupted, sampled.evicted, sup.timed_out) {
+            (true, _, _) => EndedBy::Interrupt,
+            (false, Some(why), _) => EndedBy::SafetyNet(why),
+            (false, None, true) => EndedBy::Timeout,
+            (false, None, false) => EndedBy::Itself,
+        },
         duration: start.elapsed(),
-        peak_rss_bytes: Some(reaped.max_rss_bytes.max(sampled.peak)),
+        peak_rss_bytes: Some(reaped.max_rss_bytes().max(sampled.peak)),
         stdout: outputs.next(),
         stderr: outputs.next(),
         paused: sampled.paused,
-        evicted: sampled.evicted,
+    }
+}
+
+/// What is known of a job whose process could not be started.
+fn spawn_failed(err: &io::Error, start: Instant) -> Finished {
+    Finished {
+        ending: Ending::SpawnFailed(crate::error::io_reason(err)),
+        ended_by: EndedBy::Itself,
+        duration: start.elapsed(),
+        peak_rss_bytes: None,
+        stdout: None,
+        stderr: None,
+        paused: Duration::ZERO,
     }
 }
 
@@ -196,7 +209,7 @@ fn supervise(launch: &Launch, sup: &mut Supervisor<'_>, streams: &mut [Stream]) 
             .collect();
         let n_pipes = fds.len();
         let mut exit_slot = None;
-        if let (None, Some(fd)) = (sup.reaped, &exit_fd) {
+        if let (None, Some(fd)) = (&sup.reaped, &exit_fd) {
             exit_slot = Some(fds.len());
             fds.push(fd.as_fd());
         }
@@ -279,6 +292,23 @@ impl Stream<'_> {
     }
 }
 
+/// What reaping the job's process gave.
+#[derive(Debug, Clone, Copy)]
+enum Reap {
+    Waited(os::Reaped),
+    /// Its status could not be read (ECHILD): never taken as a success.
+    Lost,
+}
+
+impl Reap {
+    fn max_rss_bytes(&self) -> u64 {
+        match self {
+            Reap::Waited(r) => r.max_rss_bytes,
+            Reap::Lost => 0,
+        }
+    }
+}
+
 /// The state of one job's process group while it is supervised.
 struct Supervisor<'a> {
     pid: i32,
@@ -288,7 +318,7 @@ struct Supervisor<'a> {
     interrupted: bool,
     /// The run's stop has been seen (and acted on) by this job.
     saw_cancel: bool,
-    reaped: Option<os::Reaped>,
+    reaped: Option<Reap>,
     reaped_at: Option<Instant>,
     grace: Duration,
     /// When `--timeout` runs out, if it is set.
@@ -343,7 +373,7 @@ impl Supervisor<'_> {
         match os::wait4(self.pid, true) {
             Ok(Some(r)) => {
                 os::waited(self.pid);
-                self.reaped = Some(r);
+                self.reaped = Some(Reap::Waited(r));
                 self.reaped_at = Some(Instant::now());
                 // Processes the job left behind in its group are stopped: no job is orphaned.
                 if self.stop == Stop::None && self.group_alive() {
@@ -354,10 +384,7 @@ impl Supervisor<'_> {
             Err(_) => {
                 // ECHILD: the status is gone; mark it unknown, never as a success.
                 os::waited(self.pid);
-                self.reaped = Some(os::Reaped {
-                    status: LOST,
-                    max_rss_bytes: 0,
-                });
+                self.reaped = Some(Reap::Lost);
                 self.reaped_at = Some(Instant::now());
             }
         }
@@ -427,7 +454,7 @@ impl Supervisor<'_> {
             let d = t.saturating_duration_since(now);
             wait = Some(wait.map_or(d, |w: Duration| w.min(d)));
         };
-        if let (Some(d), None) = (self.deadline, self.reaped) {
+        if let (Some(d), None) = (self.deadline, &self.reaped) {
             at(Some(d));
         }
         if self.reaped.is_none() {
@@ -452,7 +479,7 @@ impl Supervisor<'_> {
         if self.stop == Stop::Killed || (!exit_watched && self.reaped.is_none()) {
             at(now.checked_add(Duration::from_millis(FALLBACK_POLL_MS as u64)));
         }
-        if let (Some(every), None) = (os::EXIT_WATCH_RECHECK, self.reaped) {
+        if let (Some(every), None) = (os::EXIT_WATCH_RECHECK, &self.reaped) {
             at(now.checked_add(every));
         }
         match wait {

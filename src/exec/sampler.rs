@@ -37,11 +37,25 @@ struct Job {
     reserved: u64,
     /// What it is expected to reach: its reservation, raised once it outgrew that.
     expect: u64,
+    /// Its CPU time at the latest sample.
+    cpu: Duration,
+    /// When a sample last saw its CPU time grow (or when it started).
+    progressed: Instant,
     /// Since when its process group is stopped (SIGSTOP) by the safety net.
     paused_since: Option<Instant>,
     paused: Duration,
     /// The safety net stopped it for good: it is to be run again.
-    evicted: bool,
+    evicted: Option<Eviction>,
+}
+
+/// Why the safety net stopped a job for good, to run it again from scratch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Eviction {
+    /// Pausing could not keep memory below the limit.
+    Memory,
+    /// It stayed paused while the running jobs used no CPU time: they may have been waiting
+    /// for something it held.
+    Stalled,
 }
 
 /// A running job as the safety net sees it.
@@ -53,7 +67,23 @@ pub(crate) struct JobView {
     pub current: u64,
     /// What it is expected to reach.
     pub expect: u64,
-    pub paused: bool,
+    /// Since when the safety net keeps it paused, if it does.
+    pub paused_since: Option<Instant>,
+    /// When it last used CPU time, as far as the samples saw (its start at first).
+    pub progressed: Instant,
+}
+
+impl JobView {
+    pub(crate) fn paused(&self) -> bool {
+        self.paused_since.is_some()
+    }
+}
+
+/// Where the safety net moves a job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Move {
+    Pause,
+    Resume,
 }
 
 /// What the sampler knew of a job when it ended.
@@ -64,7 +94,7 @@ pub(crate) struct JobMemory {
     /// How long it was paused by the safety net.
     pub paused: Duration,
     /// The safety net stopped it to run it again later.
-    pub evicted: bool,
+    pub evicted: Option<Eviction>,
 }
 
 /// What running jobs hold and may still take, at the latest sample.
@@ -79,6 +109,8 @@ pub(crate) struct Holding {
 }
 
 pub(crate) struct Sampler<'a> {
+    /// Locked after the gate's state, never before it (see `Gate`); the live board's slots
+    /// are locked with it held.
     registry: Mutex<Registry>,
     start: Instant,
     /// Where each job's latest sample is shown, if anywhere.
@@ -96,16 +128,19 @@ impl<'a> Sampler<'a> {
 
     /// A job's process group started in this slot with this reservation.
     pub(crate) fn register(&self, pgid: i32, slot: usize, reserved: u64) {
+        let now = Instant::now();
         let job = Job {
             slot,
-            started: Instant::now(),
+            started: now,
+            cpu: Duration::ZERO,
+            progressed: now,
             peak: 0,
             current: 0,
             reserved,
             expect: reserved,
             paused_since: None,
             paused: Duration::ZERO,
-            evicted: false,
+            evicted: None,
         };
         self.registry
             .lock()
@@ -155,47 +190,67 @@ impl<'a> Sampler<'a> {
                 started: j.started,
                 current: j.current,
                 expect: j.expect,
-                paused: j.paused_since.is_some(),
+                paused_since: j.paused_since,
+                progressed: j.progressed,
             })
             .collect();
         v.sort_by_key(|j| (j.started, j.pgid));
         v
     }
 
-    /// Stops (`true`) or continues a job's process group; false if it is gone.
-    pub(crate) fn pause(&self, pgid: i32, pause: bool) -> bool {
+    /// Stops a job's process group (SIGSTOP) until `resume`; false if it is gone.
+    pub(crate) fn pause(&self, pgid: i32) -> bool {
+        self.move_job(pgid, Move::Pause)
+    }
+
+    /// Continues a job's process group the safety net paused; false if it is gone.
+    pub(crate) fn resume(&self, pgid: i32) -> bool {
+        self.move_job(pgid, Move::Resume)
+    }
+
+    fn move_job(&self, pgid: i32, to: Move) -> bool {
         let mut reg = self.registry.lock().expect("sampler");
         let Some(job) = reg.jobs.get_mut(&pgid) else {
             return false;
         };
-        if pause == job.paused_since.is_some() {
+        if (to == Move::Pause) == job.paused_since.is_some() {
             return true;
         }
-        let sig = if pause {
-            crate::os::Signal::SIGSTOP
-        } else {
-            crate::os::Signal::SIGCONT
+        let sig = match to {
+            Move::Pause => crate::os::Signal::SIGSTOP,
+            Move::Resume => crate::os::Signal::SIGCONT,
         };
         // Signalled under the lock: the job cannot end and its group id be reused meanwhile
         // without `unregister`, which waits for the lock.
         if crate::os::signal_group(pgid, sig).is_err() {
             return false;
         }
-        if pause {
-            job.paused_since = Some(Instant::now());
-        } else if let Some(t) = job.paused_since.take() {
-            job.paused += t.elapsed();
+        let now = Instant::now();
+        match (to, job.paused_since.take()) {
+            (Move::Pause, _) => job.paused_since = Some(now),
+            (Move::Resume, Some(t)) => {
+                job.paused += t.elapsed();
+                // Stopped, it could not progress: its time without CPU starts now.
+                job.progressed = now;
+            }
+            (Move::Resume, None) => {}
+        }
+        if let Some(board) = self.board {
+            match to {
+                Move::Pause => board.paused(job.slot),
+                Move::Resume => board.resumed(job.slot),
+            }
         }
         true
     }
 
     /// Stops a job for good, to be run again from scratch.
-    pub(crate) fn evict(&self, pgid: i32) -> bool {
+    pub(crate) fn evict(&self, pgid: i32, why: Eviction) -> bool {
         let mut reg = self.registry.lock().expect("sampler");
         let Some(job) = reg.jobs.get_mut(&pgid) else {
             return false;
         };
-        job.evicted = true;
+        job.evicted = Some(why);
         if let Some(t) = job.paused_since.take() {
             job.paused += t.elapsed();
         }
@@ -214,7 +269,7 @@ impl<'a> Sampler<'a> {
                 .collect()
         };
         for pgid in paused {
-            self.pause(pgid, false);
+            self.resume(pgid);
         }
     }
 
@@ -259,11 +314,17 @@ impl<'a> Sampler<'a> {
             }
             reg.jobs.keys().copied().collect()
         };
-        let sums = crate::os::group_rss(&pgids);
+        let sums = crate::os::group_usage(&pgids);
         let mut reg = self.registry.lock().expect("sampler");
         let mut total = 0;
+        let now = Instant::now();
         for (pgid, job) in &mut reg.jobs {
-            let rss = sums.get(pgid).copied().unwrap_or(0);
+            let usage = sums.get(pgid).copied().unwrap_or_default();
+            if usage.cpu > job.cpu {
+                job.progressed = now;
+            }
+            job.cpu = usage.cpu;
+            let rss = usage.rss;
             job.peak = job.peak.max(rss);
             job.current = rss;
             if rss > job.expect {

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use nix::sys::wait::{waitid, Id, WaitPidFlag};
 
-use super::CapReading;
+use super::{CapReading, Usage};
 
 /// `ru_maxrss` is in KiB on Linux.
 pub(super) const MAXRSS_UNIT: u64 = 1024;
@@ -67,13 +67,15 @@ pub(crate) fn process_name(pid: u32) -> Option<Vec<u8>> {
     Some(comm)
 }
 
-/// Resident bytes per process group, for the groups asked about: one pass over /proc.
-pub(crate) fn group_rss(pgids: &[i32]) -> HashMap<i32, u64> {
-    let mut sums = HashMap::new();
+/// Resident bytes and CPU time per process group, for the groups asked about: one pass over
+/// /proc.
+pub(crate) fn group_usage(pgids: &[i32]) -> HashMap<i32, Usage> {
+    let mut sums: HashMap<i32, Usage> = HashMap::new();
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return sums;
     };
     let page = page_size();
+    let tick = clock_tick();
     for entry in dir.flatten() {
         let name = entry.file_name();
         let Some(pid) = name
@@ -85,10 +87,10 @@ pub(crate) fn group_rss(pgids: &[i32]) -> HashMap<i32, u64> {
         let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
             continue;
         };
-        if let Some((pgrp, rss_pages)) = parse_stat(&stat) {
-            if pgids.contains(&pgrp) {
-                *sums.entry(pgrp).or_insert(0) += rss_pages * page;
-            }
+        if let Some(s) = parse_stat(&stat).filter(|s| pgids.contains(&s.pgrp)) {
+            let sum = sums.entry(s.pgrp).or_default();
+            sum.rss += s.rss_pages * page;
+            sum.cpu += tick * u32::try_from(s.cpu_ticks).unwrap_or(u32::MAX);
         }
     }
     sums
@@ -102,13 +104,35 @@ fn page_size() -> u64 {
     }
 }
 
-/// (process group, resident pages) from a /proc/PID/stat line.
-fn parse_stat(stat: &str) -> Option<(i32, u64)> {
+/// The length of a clock tick, for /proc's CPU times.
+fn clock_tick() -> Duration {
+    match nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK) {
+        Ok(Some(n)) if n > 0 => Duration::from_secs(1) / n as u32,
+        _ => Duration::from_millis(10),
+    }
+}
+
+/// What fanout reads of a /proc/PID/stat line.
+#[derive(Debug, PartialEq, Eq)]
+struct Stat {
+    pgrp: i32,
+    /// User and system time, its own and its waited-for children's, clock ticks.
+    cpu_ticks: u64,
+    rss_pages: u64,
+}
+
+fn parse_stat(stat: &str) -> Option<Stat> {
     // The command name may contain spaces and parentheses: fields start after the last ')'.
     let rest = &stat[stat.rfind(')')? + 1..];
     let fields: Vec<&str> = rest.split_ascii_whitespace().collect();
-    // After the name: state(3) ppid(4) pgrp(5) … rss(24), so pgrp is [2] and rss is [21].
-    Some((fields.get(2)?.parse().ok()?, fields.get(21)?.parse().ok()?))
+    let field = |n: usize| -> Option<u64> { fields.get(n)?.parse().ok() };
+    // After the name: state(3) ppid(4) pgrp(5) … utime(14) stime(15) cutime(16) cstime(17) …
+    // rss(24), so pgrp is [2], the times [11..=14] and rss [21].
+    Some(Stat {
+        pgrp: fields.get(2)?.parse().ok()?,
+        cpu_ticks: (11..=14).map(field).sum::<Option<u64>>()?,
+        rss_pages: field(21)?,
+    })
 }
 
 /// The memory cgroups fanout is in, from its own up to the hierarchy's root.
@@ -229,15 +253,25 @@ mod tests {
     #[test]
     fn parses_stat_lines_with_odd_names() {
         let line = "1234 (a (b) c) S 1 1200 1200 0 -1 4194304 100 0 0 0 1 2 0 0 20 0 1 0 500 10000000 2500 18446744073709551615";
-        assert_eq!(parse_stat(line), Some((1200, 2500)));
+        let stat = Stat {
+            pgrp: 1200,
+            cpu_ticks: 3,
+            rss_pages: 2500,
+        };
+        assert_eq!(parse_stat(line), Some(stat));
     }
 
     #[test]
     fn sees_this_process_group() {
         let own = std::fs::read_to_string("/proc/self/stat").unwrap();
-        let (pgrp, _) = parse_stat(&own).unwrap();
-        let sums = group_rss(&[pgrp]);
-        assert!(sums[&pgrp] > 1 << 20);
+        let pgrp = parse_stat(&own).unwrap().pgrp;
+        let busy = std::time::Instant::now();
+        while busy.elapsed() < Duration::from_millis(30) {
+            std::hint::black_box(busy.elapsed());
+        }
+        let sums = group_usage(&[pgrp]);
+        assert!(sums[&pgrp].rss > 1 << 20);
+        assert!(sums[&pgrp].cpu > Duration::ZERO, "{:?}", sums[&pgrp]);
     }
 
     #[test]

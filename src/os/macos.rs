@@ -8,8 +8,9 @@
 //!   process that left the group (setsid, a daemon) is neither seen nor reaped by fanout;
 //! - no OOM score: fanout cannot ask the kernel to kill a job before itself;
 //! - no cgroups: the memory budget is what sysinfo calls available memory;
-//! - no /proc: a process group's resident memory comes from `proc_listpids` and
-//!   `proc_pidinfo`, and `ru_maxrss` is in bytes, not KiB.
+//! - no /proc: a process group's resident memory and CPU time come from `proc_listpids` and
+//!   `proc_pidinfo` (CPU time of the processes alive now only, without their waited-for
+//!   children's), and `ru_maxrss` is in bytes, not KiB.
 #![allow(unsafe_code)]
 
 use std::collections::HashMap;
@@ -18,7 +19,7 @@ use std::time::Duration;
 
 use nix::sys::event::{EvFlags, EventFilter, FilterFlag, KEvent, Kqueue};
 
-use super::CapReading;
+use super::{CapReading, Usage};
 
 /// `ru_maxrss` is in bytes on macOS.
 pub(super) const MAXRSS_UNIT: u64 = 1;
@@ -83,17 +84,20 @@ pub(crate) fn process_name(pid: u32) -> Option<Vec<u8>> {
     (n > 0).then(|| buf[..n as usize].to_vec())
 }
 
-/// Resident bytes per process group, for the groups asked about.
-pub(crate) fn group_rss(pgids: &[i32]) -> HashMap<i32, u64> {
+/// Resident bytes and CPU time per process group, for the groups asked about.
+pub(crate) fn group_usage(pgids: &[i32]) -> HashMap<i32, Usage> {
     let mut pids: Vec<libc::c_int> = Vec::new();
     pgids
         .iter()
         .map(|&pgid| {
-            let rss = group_members(pgid, &mut pids)
+            let usage = group_members(pgid, &mut pids)
                 .iter()
-                .filter_map(|&pid| resident_bytes(pid))
-                .sum();
-            (pgid, rss)
+                .filter_map(|&pid| task_usage(pid))
+                .fold(Usage::default(), |sum, u| Usage {
+                    rss: sum.rss + u.rss,
+                    cpu: sum.cpu + u.cpu,
+                });
+            (pgid, usage)
         })
         .collect()
 }
@@ -124,15 +128,20 @@ fn group_members(pgid: i32, buf: &mut Vec<libc::c_int>) -> &[libc::c_int] {
     }
 }
 
-/// The resident memory of one process, if it can be read.
-fn resident_bytes(pid: libc::c_int) -> Option<u64> {
+/// The resident memory and CPU time of one process, if they can be read. The task times are
+/// in Mach time units (nanoseconds on Intel, larger on Apple silicon): they are taken as
+/// nanoseconds, which is enough to tell whether a job is using CPU at all.
+fn task_usage(pid: libc::c_int) -> Option<Usage> {
     // SAFETY: proc_taskinfo is plain old data, so all-zero is a valid value.
     let mut info: libc::proc_taskinfo = unsafe { std::mem::zeroed() };
     let size = size_of::<libc::proc_taskinfo>() as libc::c_int;
     // SAFETY: `info` is a valid, correctly sized proc_taskinfo for the duration of the call.
     let n =
         unsafe { libc::proc_pidinfo(pid, libc::PROC_PIDTASKINFO, 0, (&raw mut info).cast(), size) };
-    (n == size).then_some(info.pti_resident_size)
+    (n == size).then(|| Usage {
+        rss: info.pti_resident_size,
+        cpu: Duration::from_nanos(info.pti_total_user.saturating_add(info.pti_total_system)),
+    })
 }
 
 /// macOS has no cgroups: nothing limits fanout below the machine's memory.

@@ -27,15 +27,28 @@ pub(crate) mod meta;
 mod posix;
 pub(crate) mod trust;
 
+use std::time::Duration;
+
 pub(crate) use nix::sys::signal::Signal;
 pub(crate) use platform::{
-    become_subreaper, exit_watch, group_rss, prefer_oom_victim, process_name, protect_from_oom,
+    become_subreaper, exit_watch, group_usage, prefer_oom_victim, process_name, protect_from_oom,
     thread_preemptions, MemoryCap, EXIT_WATCH_RECHECK,
 };
 pub(crate) use posix::{
     arg_max, group_alive, is_root, own_cpu, peer_closed, poll_readable, reap_orphans,
     set_nonblocking, signal_group, spawn_job, wait4, waited, Reaped,
 };
+
+/// What the processes of one process group use now, summed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Usage {
+    /// Resident memory, bytes.
+    pub rss: u64,
+    /// CPU time used so far (user and system) by the processes alive now. On macOS in the
+    /// kernel's task time units, which are nanoseconds on Intel and larger on Apple silicon:
+    /// comparable between two readings, not exact.
+    pub cpu: Duration,
+}
 
 /// The tightest memory limit fanout runs under and the room left below it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -195,11 +195,16 @@ impl<'a> Collector<'a> {
         } else {
             "unknown".to_string()
         };
+        let rows = board.rows();
+        let paused = match rows.iter().filter(|r| r.paused).count() {
+            0 => String::new(),
+            n => format!(" ({n} paused to free memory)"),
+        };
         let mut line = format!(
-            "status: {done}/{found} done, {running} running, {} failed, {rate:.1} jobs/s, eta {eta}",
+            "status: {done}/{found} done, {running} running{paused}, {} failed, {rate:.1} jobs/s, eta {eta}",
             self.ledger.totals().failed()
         );
-        let longest = board.rows().into_iter().max_by_key(|r| r.elapsed);
+        let longest = rows.into_iter().max_by_key(|r| r.elapsed);
         if let Some(r) = longest {
             let took = Duration::from_secs(r.elapsed.as_secs());
             line.push_str(&format!(

@@ -123,8 +123,12 @@ fn report(
         let m = &extra.memory;
         // Jobs shorter than the sampling interval leave nothing to say about memory.
         if m.max_memory_bytes > 0 {
+            let net = match (m.mem_pauses, m.mem_requeues) {
+                (0, 0) => String::new(),
+                (p, r) => format!("; {p} paused to free memory, {r} stopped and run again"),
+            };
             print_notice(&format!(
-                "memory: at most {} at once, peak {} of a {} budget",
+                "memory: at most {} at once, peak {} of a {} budget{net}",
                 counted(m.max_running as u64, "job"),
                 units::human(m.max_memory_bytes),
                 units::human(m.mem_limit_bytes)

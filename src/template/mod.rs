@@ -179,7 +179,21 @@ pub(crate) struct JobValues<'a> {
     pub mem_mib: u64,
 }
 
-impl JobValues<'_> {
+impl<'a> JobValues<'a> {
+    /// The values for job `job` of `path` that do not depend on where or how it runs: slot
+    /// 1, no `{out}`, no reservation (targets, plans; a run sets the others).
+    pub(crate) fn of(path: &'a Path, job: u64, rel_at: Option<usize>, threads: usize) -> Self {
+        JobValues {
+            path,
+            job,
+            slot: 1,
+            threads,
+            out: None,
+            rel_at,
+            mem_mib: 0,
+        }
+    }
+
     fn value(&self, ph: Placeholder) -> Cow<'_, [u8]> {
         let path = self.path;
         match ph {
@@ -287,18 +301,21 @@ fn stem_len(name: &[u8]) -> usize {
 /// Quotes one value as a single POSIX shell word.
 pub(crate) fn shell_quote(value: &[u8]) -> Cow<'_, [u8]> {
     // Paths cannot contain NUL, the only byte shlex refuses; fall back to quoting by hand.
-    shlex::bytes::try_quote(value).unwrap_or_else(|_| {
-        let mut q = b"'".to_vec();
-        for &b in value {
-            if b == b'\'' {
-                q.extend_from_slice(b"'\\''");
-            } else {
-                q.push(b);
-            }
+    shlex::bytes::try_quote(value).unwrap_or_else(|_| Cow::Owned(single_quote(value)))
+}
+
+/// `value` in single quotes, whatever it holds (a `'` becomes `'\''`).
+pub(crate) fn single_quote(value: &[u8]) -> Vec<u8> {
+    let mut q = b"'".to_vec();
+    for &b in value {
+        if b == b'\'' {
+            q.extend_from_slice(b"'\\''");
+        } else {
+            q.push(b);
         }
-        q.push(b'\'');
-        Cow::Owned(q)
-    })
+    }
+    q.push(b'\'');
+    q
 }
 
 /// A parsed command template.

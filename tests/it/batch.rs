@@ -483,11 +483,16 @@ fn ctrl_c_interrupts_the_running_batch_and_starts_no_other() {
     }
 }
 
+/// A tree of `n` empty files `d/f0000`, `d/f0001`, … (in input order by name).
+fn empty_files(n: usize) -> TestEnv {
+    let files: Vec<(String, &str)> = (0..n).map(|i| (format!("d/f{i:04}"), "")).collect();
+    let refs: Vec<(&str, &str)> = files.iter().map(|(p, c)| (p.as_str(), *c)).collect();
+    TestEnv::new(&[], &refs)
+}
+
 #[test]
 fn keep_order_prints_whole_batches_in_input_order() {
-    let files: Vec<(String, &str)> = (0..30).map(|i| (format!("d/f{i:02}"), "")).collect();
-    let files: Vec<(&str, &str)> = files.iter().map(|(p, c)| (p.as_str(), *c)).collect();
-    let env = TestEnv::new(&[], &files);
+    let env = empty_files(30);
     // Earlier batches sleep longer, so they finish last; -k still prints them first.
     let o = env.run(&[
         "-X",
@@ -505,6 +510,56 @@ fn keep_order_prints_whole_batches_in_input_order() {
         "{}",
     ]);
     o.assert_ok();
-    let want: Vec<String> = (0..30).map(|i| format!("d/f{i:02}")).collect();
+    let want: Vec<String> = (0..30).map(|i| format!("d/f{i:04}")).collect();
     assert_eq!(o.stdout_lines(), want, "{}", o.dump());
+}
+
+/// `--halt soon` with batches: the failed batch stops admission before it gives its memory
+/// back, so no batch waiting for that memory starts: every failed file is in the first batch,
+/// every other file is `not_started`. (The batch path once released first and made its
+/// records after: the waiting batch started meanwhile, and failed too.)
+#[test]
+fn halt_soon_stops_the_batch_waiting_for_the_failed_one_s_memory() {
+    let env = empty_files(3000);
+    let o = env.run(&[
+        "-X",
+        "-j",
+        "2",
+        "--mem-limit",
+        "100M",
+        "--mem-per-job",
+        "100M",
+        "--halt",
+        "soon",
+        "--summary",
+        "s.jsonl",
+        "d",
+        "--",
+        "sh",
+        "-c",
+        "sleep 0.3; exit 3",
+        "sh",
+        "{}",
+    ]);
+    o.assert_code(1);
+    let records = read_summary(env.path("s.jsonl"));
+    assert_counts_add_up(&records);
+    let files = file_records(&records);
+    let failed: BTreeSet<i64> = files
+        .iter()
+        .filter(|r| r["status"] == "failed")
+        .map(|r| int(r, "batch"))
+        .collect();
+    assert_eq!(
+        failed.len(),
+        1,
+        "files of batches {failed:?} failed\n{}",
+        o.dump()
+    );
+    for r in &files {
+        assert!(
+            r["status"] == "failed" || r["status"] == "not_started",
+            "{r}"
+        );
+    }
 }

@@ -976,3 +976,104 @@ fn a_mispredicted_job_is_caught_by_the_safety_net() {
     // Resumed, then ended on their own: nothing stays stopped.
     assert!(u(&fin, "mem_time_bound_ms") > 0, "{}", brief(&fin));
 }
+
+/// A job the safety net paused holds a lock an older job needs (issue 21, item 7): `-j 2
+/// --mem-limit 250M --mem-per-job 50M`, three inputs. `a` (the older job) waits a second, grows
+/// to 150 MiB, then waits for the lock; `b` ends at once, so `c` starts after `a` (it is the
+/// youngest), takes the lock and grows to 150 MiB. Over the budget, the net pauses `c`; `a`
+/// then waits for `c`'s lock and uses no CPU. No pause may last forever: `c` is stopped, `a`
+/// gets the lock, and `c` runs again. Before the rule the run never ended (the test kills it
+/// after 25 s). The status lines say that a job is paused meanwhile.
+#[test]
+fn a_paused_job_holding_a_lock_an_older_job_needs_does_not_deadlock_the_run() {
+    let _heavy = heavy();
+    let script = r#"
+import fcntl, os, sys, time
+role = os.path.basename(sys.argv[1])[0]
+with open("pids", "a") as f:
+    f.write(f"{os.getpid()}\n")
+def grow():
+    block = bytearray(150 << 20)
+    for i in range(0, len(block), 4096):
+        block[i] = 1
+    return block
+lock = open("lock", "w")
+if role == "a":
+    time.sleep(1.0)
+    held = grow()
+    fcntl.flock(lock, fcntl.LOCK_EX)
+elif role == "c":
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    held = grow()
+    time.sleep(2.0)
+"#;
+    let env = TestEnv::new(
+        &[],
+        &[
+            ("in/a.txt", "a\n"),
+            ("in/b.txt", "b\n"),
+            ("in/c.txt", "c\n"),
+            ("lock.py", script),
+        ],
+    );
+    let mut run = env.spawn(&[
+        "-j",
+        "2",
+        "--mem-limit",
+        "250M",
+        "--mem-per-job",
+        "50M",
+        "--status-every",
+        "0.5s",
+        "--summary",
+        "s.jsonl",
+        "in/a.txt",
+        "in/b.txt",
+        "in/c.txt",
+        "--",
+        "python3",
+        "lock.py",
+        "{}",
+    ]);
+    let started = Instant::now();
+    while !run.has_exited() && started.elapsed() < Duration::from_secs(25) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    if !run.has_exited() {
+        // Deadlocked: free the jobs (stopped or waiting for the lock), then fanout.
+        let pids = fs::read_to_string(env.path("pids")).unwrap_or_default();
+        for pid in pids.lines() {
+            let _ = Command::new("kill").args(["-KILL", pid]).status();
+        }
+        run.signal("KILL");
+        panic!(
+            "the run did not end within 25 s: the paused job's lock deadlocked it\n{}",
+            run.wait().dump()
+        );
+    }
+    let out = run.wait();
+    out.assert_ok().assert_no_panic();
+    let recs = read_summary(env.path("s.jsonl"));
+    let fin = final_record(&recs);
+    for r in file_records(&recs) {
+        assert_eq!(r["status"], "ok", "{r}\n{}", out.dump());
+    }
+    let c = record_for(&recs, "in/c.txt");
+    assert_eq!(
+        u(&c, "attempts"),
+        2,
+        "c was to be stopped and run again: {c}"
+    );
+    assert!(u(&fin, "mem_requeues") >= 1, "{}", brief(&fin));
+    let stderr = out.stderr_str();
+    assert!(
+        stderr.contains("in/c.txt: paused to free memory while the running jobs used no CPU"),
+        "{}",
+        out.dump()
+    );
+    assert!(
+        stderr.contains(" running (1 paused to free memory)"),
+        "no status line showed the paused job\n{}",
+        out.dump()
+    );
+}

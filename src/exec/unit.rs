@@ -1,0 +1,183 @@
+//! A unit of work and its facts, computed in one place each: one input, or a batch of inputs
+//! (`-X`) that run as one command. The job loop (`job.rs`) runs either the same way; the dry
+//! run asks the same functions, so what it prints is what a run executes.
+//!
+//! A batch is admitted like a job whose weight is the sum of its inputs' weights, runs under
+//! the same timeout, retries and stops, and every input gets a copy of the batch's record with
+//! its own job number, path, weight and file identity, and `batch`/`batch_size`. The batch's
+//! output travels with the record of its first input.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+use crate::batch::Batch;
+use crate::config::Config;
+use crate::config::Order;
+use crate::executor::Done;
+use crate::inplace::InPlace;
+use crate::input::Input;
+use crate::record::JobRecord;
+use crate::template::JobValues;
+
+use super::admit::Place;
+
+/// One command's worth of inputs.
+pub(crate) enum Unit {
+    One(Input),
+    Batch(Batch),
+}
+
+/// What a job commits after it ran, if anything.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Commit {
+    /// In place (`-i`): `{out}` replaces this file (a symbolic link's final target).
+    Replace(PathBuf),
+    /// `-o`: `{out}` becomes this target.
+    Write(PathBuf),
+}
+
+/// An input's memory weight: as discovery found it, else read now.
+pub(crate) fn weight(input: &Input) -> u64 {
+    input
+        .weight
+        .unwrap_or_else(|| crate::parquet::weight(&input.path))
+}
+
+/// What the job of `input` commits: its `-o` target, or in place the file it replaces.
+pub(crate) fn commit_of(input: &Input, in_place: Option<&InPlace>) -> Option<Commit> {
+    match (&input.target, in_place) {
+        (Some(target), _) => Some(Commit::Write(target.clone())),
+        (None, Some(_)) => Some(Commit::Replace(
+            InPlace::target(&input.path).unwrap_or_else(|_| input.path.clone()),
+        )),
+        (None, None) => None,
+    }
+}
+
+impl Unit {
+    /// Its inputs, in order.
+    pub(crate) fn inputs(&self) -> &[Input] {
+        match self {
+            Unit::One(input) => std::slice::from_ref(input),
+            Unit::Batch(batch) => &batch.inputs,
+        }
+    }
+
+    /// The value of `{#}`: the job number, or the batch number.
+    pub(crate) fn number(&self) -> u64 {
+        match self {
+            Unit::One(input) => input.job,
+            Unit::Batch(batch) => batch.number,
+        }
+    }
+
+    /// Its place in the start order. Batches start in the order they were formed.
+    pub(crate) fn place(&self, order: Order, weight: u64) -> Place {
+        match (self, order) {
+            (Unit::One(input), Order::LargestFirst) => {
+                Place::HeaviestFirst(std::cmp::Reverse(weight), input.job)
+            }
+            _ => Place::InOrder(self.number()),
+        }
+    }
+
+    /// How notices name it.
+    pub(crate) fn name(&self) -> String {
+        match self {
+            Unit::One(input) => input.path.display().to_string(),
+            Unit::Batch(batch) => {
+                format!("batch {} ({} files)", batch.number, batch.inputs.len())
+            }
+        }
+    }
+
+    /// The placeholders' values for its command in `slot` with `reserved` bytes of memory and
+    /// `out` for `{out}`.
+    pub(crate) fn values<'a>(
+        &'a self,
+        config: &Config,
+        slot: usize,
+        reserved: u64,
+        out: Option<&'a Path>,
+    ) -> JobValues<'a> {
+        let first = &self.inputs()[0];
+        JobValues {
+            slot,
+            out,
+            mem_mib: reserved >> 20,
+            ..JobValues::of(&first.path, self.number(), first.rel_at, config.run.threads)
+        }
+    }
+
+    /// Its command, as it runs (not yet wrapped for srun).
+    pub(crate) fn argv(&self, config: &Config, values: &JobValues) -> Vec<OsString> {
+        match self {
+            Unit::One(_) => config.template.expand(values),
+            Unit::Batch(batch) => {
+                config
+                    .template
+                    .expand_batch(&batch.paths(), &batch.rels(), values)
+            }
+        }
+    }
+
+    /// The records of its inputs from the record of its command (`base`, with the command's
+    /// output; `argv` is the command as it ran), in order.
+    pub(crate) fn records(
+        &self,
+        config: &Config,
+        mut base: Done,
+        argv: &[OsString],
+        values: &JobValues,
+        weights: &[u64],
+    ) -> Vec<Done> {
+        let Unit::Batch(batch) = self else {
+            base.record.set_command(argv);
+            return vec![base];
+        };
+        let Done {
+            record: mut base,
+            mut stdout,
+            mut stderr,
+            ..
+        } = base;
+        base.batch = Some(batch.number);
+        base.batch_size = Some(batch.inputs.len() as u64);
+        // The file identity is what --resume reads from the journal: without one, no stat.
+        let journal = config.summary.is_some();
+        let mut all = Vec::with_capacity(batch.inputs.len());
+        for (input, &weight) in batch.inputs.iter().zip(weights) {
+            let mut record = base.for_input(input.job, &input.path);
+            // The command as it concerns this file: the batch's words with this file alone
+            // in the repeated ones (the whole list would repeat in every record).
+            record.set_command(&config.template.expand_batch(
+                &[input.path.as_path()],
+                &[input.rel_at],
+                values,
+            ));
+            record.weight_bytes = Some(weight);
+            let mut line = None;
+            if journal {
+                identify(&mut record, &input.path);
+                // Formatted here, on the worker, which waits anyway: the collector (one
+                // thread for the whole run) only writes the line.
+                line = record.journal_line();
+            }
+            all.push(Done {
+                record,
+                stdout: stdout.take(),
+                stderr: stderr.take(),
+                line,
+            });
+        }
+        all
+    }
+}
+
+/// Sets the file's identity (size, modification time) in its record, for `--resume`.
+pub(crate) fn identify(record: &mut JobRecord, path: &Path) {
+    if let Some(id) = crate::resume::identity(path) {
+        record.file_size = Some(id.size);
+        record.file_mtime_ns = Some(id.mtime_ns);
+    }
+}
