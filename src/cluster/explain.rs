@@ -52,18 +52,15 @@ pub(crate) fn account_for_the_rest(
             let Ok(path) = f.path() else { continue };
             let mut r = JobRecord::new(f.job, &path, status);
             // Which of the task's files was running when it died, and which it never reached.
-            let reason = match (status, running.contains(&f.job)) {
-                (Status::NotStarted, _) if watch.cancelled => format!(
-                    "{} (its Slurm array task was cancelled before it started)",
-                    crate::executor::not_started_reason(cancel)
-                ),
-                (Status::NotStarted, _) => format!("not started: {why} before it started"),
-                (Status::Interrupted, _) => format!("interrupted: {why}"),
-                (_, true) => with_evidence(&why, "while this file ran", &s.log_lines, &f.path),
-                (_, false) => {
-                    with_evidence(&why, "before this file started", &s.log_lines, &f.path)
-                }
-            };
+            let reason = file_reason(
+                status,
+                running.contains(&f.job),
+                &why,
+                watch.cancelled,
+                cancel,
+                &s.log_lines,
+                &f.path,
+            );
             // With -o, where its target (and so its `{out}`) lies.
             let target = config.target.as_ref().and_then(|t| {
                 t.expand(&JobValues::of(&path, f.job, f.rel_at, config.run.threads))
@@ -96,6 +93,29 @@ pub(crate) fn account_for_the_rest(
         intake.accept(crate::executor::Done::bare(r));
     }
     sweep(&dirs, quiet, intake);
+}
+
+/// Why a file has no record, from what ended its task (`why`, with the task's last `log`
+/// lines as evidence) and whether the file was running then (`ran`) or never reached.
+fn file_reason(
+    status: Status,
+    ran: bool,
+    why: &str,
+    cancelled: bool,
+    cancel: &Cancel,
+    log: &VecDeque<String>,
+    path: &str,
+) -> String {
+    match (status, ran) {
+        (Status::NotStarted, _) if cancelled => format!(
+            "{} (its Slurm array task was cancelled before it started)",
+            crate::executor::not_started_reason(cancel)
+        ),
+        (Status::NotStarted, _) => format!("not started: {why} before it started"),
+        (Status::Interrupted, _) => format!("interrupted: {why}"),
+        (_, true) => with_evidence(why, "while this file ran", log, path),
+        (_, false) => with_evidence(why, "before this file started", log, path),
+    }
 }
 
 /// A task killed outright leaves its jobs' `{out}` files behind in `dirs`: removes them now

@@ -215,27 +215,8 @@ pub(crate) fn spawn_job(program: &OsStr, argv: &[OsString], capture: bool) -> io
         .iter()
         .map(|a| cstring(a))
         .collect::<io::Result<Vec<_>>>()?;
-    // fanout never changes its environment: it is built once for every job.
-    static ENV: OnceLock<Vec<CString>> = OnceLock::new();
-    let env = ENV.get_or_init(|| {
-        std::env::vars_os()
-            .filter_map(|(k, v)| {
-                let mut kv = k.into_vec();
-                kv.push(b'=');
-                kv.extend_from_slice(v.as_bytes());
-                CString::new(kv).ok()
-            })
-            .collect()
-    });
-
-    static DEV_NULL: OnceLock<File> = OnceLock::new();
-    let null = match DEV_NULL.get() {
-        Some(f) => f,
-        None => {
-            let f = File::open("/dev/null")?;
-            DEV_NULL.get_or_init(|| f)
-        }
-    };
+    let env = job_environment();
+    let null = dev_null()?;
     // Every descriptor fanout opens is close-on-exec; dup2 gives the child its own 0, 1, 2.
     // (std opens /dev/null on 0, 1 and 2 at start-up when they are closed, so none of the
     // descriptors here can be one of them.)
@@ -284,6 +265,34 @@ pub(crate) fn spawn_job(program: &OsStr, argv: &[OsString], capture: bool) -> io
             stdout: None,
             stderr: None,
         },
+    })
+}
+
+/// Every job's environment: fanout's own, as `KEY=value` strings. fanout never changes its
+/// environment, so it is built once for every job.
+fn job_environment() -> &'static [CString] {
+    static ENV: OnceLock<Vec<CString>> = OnceLock::new();
+    ENV.get_or_init(|| {
+        std::env::vars_os()
+            .filter_map(|(k, v)| {
+                let mut kv = k.into_vec();
+                kv.push(b'=');
+                kv.extend_from_slice(v.as_bytes());
+                CString::new(kv).ok()
+            })
+            .collect()
+    })
+}
+
+/// /dev/null, opened once: every job's stdin.
+fn dev_null() -> io::Result<&'static File> {
+    static DEV_NULL: OnceLock<File> = OnceLock::new();
+    Ok(match DEV_NULL.get() {
+        Some(f) => f,
+        None => {
+            let f = File::open("/dev/null")?;
+            DEV_NULL.get_or_init(|| f)
+        }
     })
 }
 

@@ -33,6 +33,53 @@ struct Word {
     tokens: Vec<Token>,
 }
 
+/// The placeholder whose `{` is `bytes[i]`, with the length of its name, when one starts
+/// there. An error when it cannot stand there: `{out}` with nowhere to commit it, a value
+/// that would land inside the script's quotes (`quotes`, in shell mode), or a near miss of a
+/// placeholder's name.
+fn placeholder_at(
+    bytes: &[u8],
+    i: usize,
+    quotes: Option<&mut ShellQuotes>,
+    with_out: bool,
+) -> Result<Option<(Placeholder, usize)>> {
+    let Some(len) = bytes[i + 1..].iter().position(|&c| c == b'}') else {
+        return Ok(None);
+    };
+    let name = &bytes[i + 1..i + 1 + len];
+    if let Some(&(_, ph)) = PLACEHOLDERS.iter().find(|(n, _)| n.as_bytes() == name) {
+        if ph == Placeholder::Out && !with_out {
+            bail!("{{out}} is where a job writes what fanout then commits: add -i/--in-place or -o/--output TEMPLATE");
+        }
+        if let Some(q) = quotes {
+            if let Some(problem) = q.value_here() {
+                let name = String::from_utf8_lossy(name);
+                bail!(
+                    "-s: {{{name}}} {problem} in `{}`; fanout quotes substituted values itself: write {{{name}}} without quotes{}",
+                    String::from_utf8_lossy(bytes),
+                    match problem {
+                        Conflict::Backslash => " or backslash",
+                        Conflict::Dollar => " or `$`",
+                        Conflict::HereDocument => ", outside here-documents",
+                        _ => "",
+                    }
+                );
+            }
+        }
+        return Ok(Some((ph, len)));
+    }
+    // A near miss of a placeholder is a typo; other brace text is the command's own (awk,
+    // jq, JSON), and `${name}` is a shell's expansion.
+    let after_dollar = i > 0 && bytes[i - 1] == b'$';
+    if let Some(meant) = typo::near_miss(name).filter(|_| !after_dollar) {
+        let name = String::from_utf8_lossy(name);
+        bail!(
+            "unknown placeholder {{{name}}} in the command (did you mean {meant}?); write {{{{{name}}}}} for literal braces"
+        );
+    }
+    Ok(None)
+}
+
 impl Word {
     fn parse(raw: &OsStr, shell: bool, with_out: bool) -> Result<Word> {
         let bytes = raw.as_bytes();
@@ -68,44 +115,13 @@ impl Word {
                 continue;
             }
             if b == b'{' {
-                if let Some(len) = bytes[i + 1..].iter().position(|&c| c == b'}') {
-                    let name = &bytes[i + 1..i + 1 + len];
-                    if let Some(&(_, ph)) = PLACEHOLDERS.iter().find(|(n, _)| n.as_bytes() == name)
-                    {
-                        if ph == Placeholder::Out && !with_out {
-                            bail!("{{out}} is where a job writes what fanout then commits: add -i/--in-place or -o/--output TEMPLATE");
-                        }
-                        if let Some(q) = quotes.as_mut() {
-                            if let Some(problem) = q.value_here() {
-                                let name = String::from_utf8_lossy(name);
-                                bail!(
-                                    "-s: {{{name}}} {problem} in `{}`; fanout quotes substituted values itself: write {{{name}}} without quotes{}",
-                                    String::from_utf8_lossy(bytes),
-                                    match problem {
-                                        Conflict::Backslash => " or backslash",
-                                        Conflict::Dollar => " or `$`",
-                                        Conflict::HereDocument => ", outside here-documents",
-                                        _ => "",
-                                    }
-                                );
-                            }
-                        }
-                        if !text.is_empty() {
-                            tokens.push(Token::Text(std::mem::take(&mut text)));
-                        }
-                        tokens.push(Token::Value(ph));
-                        i += len + 2;
-                        continue;
+                if let Some((ph, len)) = placeholder_at(bytes, i, quotes.as_mut(), with_out)? {
+                    if !text.is_empty() {
+                        tokens.push(Token::Text(std::mem::take(&mut text)));
                     }
-                    // A near miss of a placeholder is a typo; other brace text is the
-                    // command's own (awk, jq, JSON), and `${name}` is a shell's expansion.
-                    let after_dollar = i > 0 && bytes[i - 1] == b'$';
-                    if let Some(meant) = typo::near_miss(name).filter(|_| !after_dollar) {
-                        let name = String::from_utf8_lossy(name);
-                        bail!(
-                            "unknown placeholder {{{name}}} in the command (did you mean {meant}?); write {{{{{name}}}}} for literal braces"
-                        );
-                    }
+                    tokens.push(Token::Value(ph));
+                    i += len + 2;
+                    continue;
                 }
             }
             text.push(b);

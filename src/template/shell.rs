@@ -74,22 +74,8 @@ pub(super) struct ShellQuotes {
 
 impl ShellQuotes {
     pub(super) fn feed(&mut self, b: u8) {
-        if let Some((delimiter, dash, line)) = &mut self.body {
-            if b != b'\n' {
-                line.push(b);
-                return;
-            }
-            let tabs = if *dash {
-                line.iter().take_while(|&&c| c == b'\t').count()
-            } else {
-                0
-            };
-            if line[tabs..] == delimiter[..] {
-                self.body = None;
-                self.next_body();
-            } else {
-                line.clear();
-            }
+        if self.body.is_some() {
+            self.feed_body(b);
             return;
         }
         if self.comment {
@@ -157,6 +143,28 @@ impl ShellQuotes {
             b,
             b' ' | b'\t' | b'\n' | b';' | b'&' | b'|' | b'(' | b')' | b'<' | b'>'
         );
+    }
+
+    /// Inside a here-document's body: reads its lines up to the one that is its delimiter.
+    fn feed_body(&mut self, b: u8) {
+        let Some((delimiter, dash, line)) = &mut self.body else {
+            return;
+        };
+        if b != b'\n' {
+            line.push(b);
+            return;
+        }
+        let tabs = if *dash {
+            line.iter().take_while(|&&c| c == b'\t').count()
+        } else {
+            0
+        };
+        if line[tabs..] == delimiter[..] {
+            self.body = None;
+            self.next_body();
+        } else {
+            line.clear();
+        }
     }
 
     /// Reads the delimiter word after `<<` (`<<-`), alongside the usual quoting: `'EOF'`,
