@@ -468,6 +468,12 @@ fn tool(env: &TestEnv, args: &[&str]) -> (bool, String) {
 
 /// Whether the test directory's file system takes ACLs and user attributes: mandatory in CI.
 fn acls_supported(env: &TestEnv) -> bool {
+    let what = "it sets and reads ACLs and extended attributes (Debian's acl and attr)";
+    for program in ["setfacl", "getfacl", "setfattr", "getfattr"] {
+        if !tool_or_skip(program, what, false) {
+            return false;
+        }
+    }
     env.write("probe", "");
     let ok = tool(env, &["setfacl", "-m", "u:1000:rw", "probe"]).0
         && tool(env, &["setfattr", "-n", "user.probe", "-v", "1", "probe"]).0;
@@ -549,7 +555,12 @@ fn in_place_and_output_keep_acls_and_extended_attributes() {
         }
     }
     // File capabilities and the integrity hash: not carried, and said.
-    if root && tool(&env, &["setcap", "cap_net_raw+ep", "a.txt"]).0 {
+    let caps = "its part on file capabilities sets them (Debian's libcap2-bin)";
+    if root
+        && tool_or_skip("setcap", caps, false)
+        && tool_or_skip("getcap", caps, false)
+        && tool(&env, &["setcap", "cap_net_raw+ep", "a.txt"]).0
+    {
         let ima = tool(
             &env,
             &["setfattr", "-n", "security.ima", "-v", "0x0401", "a.txt"],
@@ -664,6 +675,10 @@ fn the_journal_is_not_written_through_another_users_link_or_into_their_file() {
 #[test]
 fn in_place_keeps_file_flags_and_leaves_an_immutable_file() {
     let env = TestEnv::new(&[], &[("a.txt", "abc\n"), ("i.txt", "keep\n")]);
+    let what = "it sets and reads inode flags (e2fsprogs)";
+    if !tool_or_skip("chattr", what, false) || !tool_or_skip("lsattr", what, false) {
+        return;
+    }
     if !tool(&env, &["chattr", "+d", "a.txt"]).0 {
         eprintln!("skipped: the test directory's file system takes no inode flags");
         return;
