@@ -56,6 +56,7 @@ pub(crate) fn build(journal: &Journal, title: &str) -> Value {
         "failure": Status::ALL.iter().map(|s| s.is_failure() && *s != Status::NotStarted).collect::<Vec<_>>(),
         "counts": counts,
         "summary": summary.unwrap_or(Value::Object(Map::new())),
+        "run": run_line(journal.run.as_ref()),
         "incomplete": incomplete,
         "unreadable": journal.unreadable,
         "end_ms": end,
@@ -63,6 +64,28 @@ pub(crate) fn build(journal: &Journal, title: &str) -> Value {
         "slurm": files.iter().any(|r| r.shard.is_some()),
         "jobs": jobs,
     })
+}
+
+/// What the header says of the run: its `run` line, with the command line as one string a
+/// shell would read back (each word quoted as needed). A word that is not UTF-8 shows as
+/// lossy text (its bytes are in the journal's `argv_b64`). `null` for journals without it.
+fn run_line(run: Option<&Map<String, Value>>) -> Value {
+    let Some(run) = run else {
+        return Value::Null;
+    };
+    let mut out = run.clone();
+    if let Some(argv) = run.get("argv").and_then(Value::as_array) {
+        let words: Vec<String> = argv
+            .iter()
+            .map(|w| {
+                let w = w.as_str().unwrap_or("");
+                shlex::try_quote(w).map_or_else(|_| format!("{w:?}"), std::borrow::Cow::into_owned)
+            })
+            .collect();
+        out.insert("command_line".into(), json!(words.join(" ")));
+        out.insert("argv_lossy".into(), json!(run.contains_key("argv_b64")));
+    }
+    Value::Object(out)
 }
 
 /// At most `TAIL_CHARS` characters, the end kept.
@@ -172,6 +195,17 @@ mod tests {
         ]);
         assert_eq!(lanes.names.len(), 2);
         assert_eq!(lanes.of_job, [Some(0), Some(1), Some(0)]);
+    }
+
+    #[test]
+    fn the_command_line_is_quoted_as_a_shell_reads_it() {
+        let run: Map<String, Value> = serde_json::from_value(json!({
+            "type": "run", "argv": ["fanout", "-s", "--", "wc -l {}", "it's"]
+        }))
+        .unwrap();
+        let v = run_line(Some(&run));
+        assert_eq!(v["command_line"], r#"fanout -s -- 'wc -l {}' "it's""#);
+        assert_eq!(run_line(None), Value::Null);
     }
 
     #[test]

@@ -16,6 +16,9 @@ pub(crate) struct Journal {
     pub files: Vec<JobRecord>,
     /// The final record, if the run wrote it.
     pub summary: Option<Map<String, Value>>,
+    /// What ran, where and when: the `run` line (journals before it have none), or a Slurm
+    /// task's `worker` header.
+    pub run: Option<Map<String, Value>>,
     /// Lines that are not records (a line cut in the middle by a crash, or not fanout's).
     pub unreadable: u64,
     /// The last line stops without its newline: the writer was stopped while writing it.
@@ -37,6 +40,7 @@ impl Journal {
 #[derive(Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 enum Line {
+    Run(Map<String, Value>),
     File(Box<JobRecord>),
     Summary(Map<String, Value>),
     Worker(Map<String, Value>),
@@ -85,7 +89,7 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Journal> {
         seen_record = true;
         let version = match &parsed {
             Line::File(r) => u64::from(r.version),
-            Line::Summary(m) | Line::Worker(m) | Line::SlurmArray(m) => {
+            Line::Run(m) | Line::Summary(m) | Line::Worker(m) | Line::SlurmArray(m) => {
                 m.get("v").and_then(Value::as_u64).unwrap_or(0)
             }
         };
@@ -97,7 +101,11 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Journal> {
         match parsed {
             Line::File(r) => journal.files.push(*r),
             Line::Summary(m) => journal.summary = Some(m),
-            Line::Worker(_) | Line::SlurmArray(_) => {}
+            Line::Run(m) => journal.run = Some(m),
+            Line::Worker(m) => {
+                journal.run.get_or_insert(m);
+            }
+            Line::SlurmArray(_) => {}
         }
     }
     if !seen_record {
@@ -120,6 +128,16 @@ mod tests {
         assert_eq!(j.files[0].slot, Some(1));
         assert!(j.complete() && !j.cut_short);
         assert_eq!(j.unreadable, 0);
+    }
+
+    #[test]
+    fn the_run_line_is_kept_and_journals_without_it_are_read() {
+        let run = r#"{"type":"run","v":1,"argv":["fanout","--","true"],"started_unix_ms":1,"host":"h","cwd":"/","fanout_version":"0.1.0","executor":"local","pid":1}"#;
+        let j = parse(format!("{run}\n{FILE}\n").as_bytes()).unwrap();
+        assert_eq!(j.run.unwrap()["host"], "h");
+        assert_eq!(j.files.len(), 1);
+        let old = parse(format!("{FILE}\n").as_bytes()).unwrap();
+        assert!(old.run.is_none());
     }
 
     #[test]

@@ -15,6 +15,7 @@ mod finish;
 mod ledger;
 mod outlet;
 mod reorder;
+mod start;
 #[cfg(test)]
 mod tests;
 mod triage;
@@ -117,7 +118,8 @@ fn run(
     })
 }
 
-/// The `--summary` journal, with a first line if the caller has one.
+/// The `--summary` journal, with its first line: the run's (`start.rs`), or the caller's (a
+/// Slurm worker's header).
 fn open_journal(
     config: &Config,
     header: Option<&serde_json::Value>,
@@ -127,9 +129,21 @@ fn open_journal(
         config.resume.as_deref(),
         &config.walk.own,
     )?;
-    if let (Some(j), Some(h)) = (journal.as_mut(), header) {
-        j.line(h)
-            .with_context(|| format!("cannot write the summary {}", j.path().display()))?;
+    if let Some(j) = journal.as_mut() {
+        let path = j.path().to_path_buf();
+        let cannot = || format!("cannot write the summary {}", path.display());
+        match header {
+            // A Slurm task's journal starts with its worker header instead: the submitter's
+            // journal has the run's own line.
+            Some(h) => j.line(h).with_context(cannot)?,
+            None => {
+                let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+                let line = start::RunRecord::new(&argv, &config.mode, start::unix_ms_now()).line();
+                // A journal that cannot be written fails the run at its end, as a record
+                // that cannot be written does (the writer remembers it); the run goes on.
+                let _ = j.record_line(&line).and_then(|()| j.flush());
+            }
+        }
     }
     Ok(journal)
 }

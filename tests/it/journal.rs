@@ -34,9 +34,12 @@ fn resume_accepts_a_journal_cut_inside_a_multibyte_character() {
     let env = TestEnv::new(&[], &[("d/é1.txt", ""), ("d/é2.txt", "")]);
     env.run(&["-j", "1", "--summary", "s.jsonl", "d", "--", "true"])
         .assert_ok();
-    // Cut the journal in the middle of the `é` of the second record's path.
+    // Cut the journal in the middle of the `é` of the second file record's path (after the
+    // `run` line and the first file record).
     let bytes = fs::read(env.path("s.jsonl")).unwrap();
-    let first_end = bytes.iter().position(|b| *b == b'\n').unwrap() + 1;
+    let run_end = bytes.iter().position(|b| *b == b'\n').unwrap() + 1;
+    assert!(bytes.starts_with(br#"{"type":"run""#));
+    let first_end = run_end + bytes[run_end..].iter().position(|b| *b == b'\n').unwrap() + 1;
     let second = &bytes[first_end..];
     let e_acute = second.windows(2).position(|w| w == "é".as_bytes()).unwrap();
     let cut = first_end + e_acute + 1;

@@ -130,8 +130,10 @@ fn a_journal_cut_short_by_a_crash_still_gives_a_page() {
         "0.4",
     ]);
     let journal = env.path("run.jsonl");
-    assert!(wait_until(DEADLINE, || std::fs::read(&journal)
-        .is_ok_and(|b| b.contains(&b'\n'))));
+    // A file record written (the `run` line comes first, when the journal is created).
+    assert!(wait_until(DEADLINE, || std::fs::read(&journal).is_ok_and(
+        |b| b.windows(15).any(|w| w == br#"{"type":"file","#)
+    )));
     run.signal("KILL");
     run.wait();
     // And a last line cut in the middle, as a crash during a write leaves it.
@@ -151,6 +153,166 @@ fn a_journal_cut_short_by_a_crash_still_gives_a_page() {
         data["incomplete"]
     );
     assert!(!data["jobs"]["path"].as_array().unwrap().is_empty());
+}
+
+/// Milliseconds since the Unix epoch, now.
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+#[test]
+fn the_header_says_what_ran_where_and_when() {
+    let env = TestEnv::new(&[], &[]);
+    let before = unix_ms();
+    small_run(&env, 4).assert_code(1);
+    let after = unix_ms();
+    // The journal's first line is the run's, written when it was created.
+    let lines = read_summary(env.path("run.jsonl"));
+    let run = &lines[0];
+    assert_eq!(run["type"], "run", "{run}");
+    assert_eq!(run["v"], 1);
+    assert_eq!(run["executor"], "local");
+    assert_eq!(run["fanout_version"], env!("CARGO_PKG_VERSION"));
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    assert_eq!(run["host"], host.trim());
+    let cwd = std::fs::canonicalize(env.root()).unwrap();
+    assert_eq!(run["cwd"], cwd.to_str().unwrap());
+    let started = run["started_unix_ms"].as_u64().unwrap();
+    assert!(
+        (before..=after).contains(&started),
+        "{before} {started} {after}"
+    );
+    let argv: Vec<&str> = run["argv"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        argv[1..],
+        [
+            "--summary",
+            "run.jsonl",
+            "-j",
+            "3",
+            "in",
+            "--",
+            "./job.sh",
+            "{}"
+        ]
+    );
+    assert!(run.get("argv_b64").is_none(), "{run}");
+    // `--resume` reads the journal with its run line as before: every ok file is skipped.
+    env.run(&[
+        "--resume",
+        "run.jsonl",
+        "--summary",
+        "again.jsonl",
+        "-j",
+        "3",
+        "in",
+        "--",
+        "./job.sh",
+        "{}",
+    ])
+    .assert_code(1);
+    let again = typed_records(env.path("again.jsonl"));
+    assert_eq!(
+        again
+            .iter()
+            .filter(|r| r.status.name() == "skipped")
+            .count(),
+        3
+    );
+
+    env.run(&["report", "run.jsonl"]).assert_ok();
+    let data = page_data(&std::fs::read_to_string(env.path("run.html")).unwrap());
+    assert_eq!(
+        data["run"]["command_line"],
+        format!("{} --summary run.jsonl -j 3 in -- ./job.sh '{{}}'", argv[0])
+    );
+    assert_eq!(data["run"]["started_unix_ms"], started);
+    assert_eq!(data["run"]["host"], host.trim());
+}
+
+#[test]
+fn a_command_line_that_is_not_utf8_keeps_its_bytes() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let env = TestEnv::new(&[], &[]);
+    let dir = OsStr::from_bytes(b"caf\xe9");
+    std::fs::create_dir(env.path(dir)).unwrap();
+    std::fs::write(env.path(dir).join("a"), "x").unwrap();
+    let args: [&OsStr; 6] = [
+        "--summary".as_ref(),
+        "run.jsonl".as_ref(),
+        dir,
+        "--".as_ref(),
+        "true".as_ref(),
+        "{}".as_ref(),
+    ];
+    env.run(&args).assert_ok();
+    let run = &read_summary(env.path("run.jsonl"))[0];
+    assert_eq!(run["argv"][3], "caf\u{fffd}", "{run}");
+    use base64::Engine;
+    let b64 = run["argv_b64"][3].as_str().unwrap();
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .unwrap();
+    assert_eq!(bytes, b"caf\xe9");
+    assert_eq!(run["argv_b64"].as_array().unwrap().len(), 6 + 1);
+    env.run(&["report", "run.jsonl"]).assert_ok();
+    let html = std::fs::read_to_string(env.path("run.html")).unwrap();
+    let data = page_data(&html);
+    let line = data["run"]["command_line"].as_str().unwrap();
+    assert!(
+        line.ends_with("--summary run.jsonl 'caf\u{fffd}' -- true '{}'"),
+        "{line}"
+    );
+    assert_eq!(data["run"]["argv_lossy"], true);
+    if let Some(browser) = chromium() {
+        let (dom, log) = load(&browser, &env, &env.path("run.html"));
+        assert_rendered_without_errors(&dom, &log);
+        assert!(dom.contains("caf\u{fffd}"), "{dom}");
+    }
+}
+
+#[test]
+fn a_journal_without_the_run_line_still_renders() {
+    let env = TestEnv::new(&[], &[]);
+    small_run(&env, 4).assert_code(1);
+    // As fanout wrote journals before the `run` line: the same records, without it.
+    let text = std::fs::read_to_string(env.path("run.jsonl")).unwrap();
+    let (first, rest) = text.split_once('\n').unwrap();
+    assert!(first.starts_with(r#"{"type":"run""#), "{first}");
+    env.write("old.jsonl", rest);
+    env.run(&["report", "old.jsonl"]).assert_ok();
+    let html = std::fs::read_to_string(env.path("old.html")).unwrap();
+    let data = page_data(&html);
+    assert_eq!(data["run"], Value::Null);
+    assert_eq!(data["jobs"]["path"].as_array().unwrap().len(), 4);
+    // `--resume` reads it as before.
+    env.run(&[
+        "--resume",
+        "old.jsonl",
+        "--summary",
+        "s.jsonl",
+        "-j",
+        "3",
+        "in",
+        "--",
+        "./job.sh",
+        "{}",
+    ])
+    .assert_code(1);
+    if let Some(browser) = chromium() {
+        let (dom, log) = load(&browser, &env, &env.path("old.html"));
+        assert_rendered_without_errors(&dom, &log);
+        assert!(dom.contains(r#"<div id="run" hidden="""#), "{dom}");
+    }
 }
 
 #[test]
@@ -291,12 +453,144 @@ fn the_page_renders_in_chromium_with_a_bar_per_job() {
     assert!(details.contains(&failed.path), "{details}");
     assert!(details.contains("exit 3"), "{details}");
     assert!(details.contains("bad value 3"), "{details}");
+    // That job's bar is marked in the timeline, and only that one.
+    let selected: Vec<&str> = dom
+        .match_indices(r#"class="bar selected""#)
+        .map(|(i, _)| &dom[i..i + 300])
+        .collect();
+    assert_eq!(selected.len(), 1, "{dom}");
+    assert!(
+        selected[0].contains(&format!(r#"data-job="{}""#, failed.job)),
+        "{}",
+        selected[0]
+    );
+    assert!(dom.contains(r#"class="mark-box""#), "{dom}");
+    // The header says what ran: the command line and when it started.
+    let header = dom
+        .split("<header>")
+        .nth(1)
+        .unwrap()
+        .split("</header>")
+        .next()
+        .unwrap();
+    assert!(
+        header.contains("--summary run.jsonl -j 3 in -- ./job.sh"),
+        "{header}"
+    );
+    let run = &read_summary(env.path("run.jsonl"))[0];
+    let started = run["started_unix_ms"].as_u64().unwrap();
+    let day = Command::new("date")
+        .args([
+            "-u",
+            "-d",
+            &format!("@{}", started / 1000),
+            "+%Y-%m-%d %H:%M:%S UTC",
+        ])
+        .output()
+        .unwrap();
+    let day = String::from_utf8(day.stdout).unwrap();
+    assert!(
+        header.contains(&format!("started <b>{}</b>", day.trim())),
+        "{header}"
+    );
+    assert!(header.contains("host <b>"), "{header}");
     // Hostile text stays text: a path with markup in it does not become markup.
     assert!(
         dom.contains("&lt;img src=x onerror=alert(1)&gt;.txt"),
         "{dom}"
     );
     assert!(!dom.contains("<img"));
+}
+
+/// A journal of `n` ok jobs (and a failed one in every 50) whose durations spread from 10 ms
+/// to 150 ms, evenly on a log scale, with a few up to 900 ms: the shape that linear bins
+/// squeezed into a few bars.
+fn spread_journal(n: u64) -> String {
+    let mut text = String::new();
+    let mut clock = [0u64; 4];
+    for job in 1..=n {
+        let f = (job - 1) as f64 / n as f64;
+        let dur = if job % 40 == 0 {
+            150.0 + 750.0 * f
+        } else {
+            10.0 * 15f64.powf(f)
+        } as u64;
+        let status = if job % 50 == 0 { "failed" } else { "ok" };
+        let slot = (job % 4) as usize;
+        let start = clock[slot];
+        clock[slot] += dur + 1;
+        text.push_str(&format!(
+            r#"{{"type":"file","v":1,"job":{job},"path":"p/{job}","status":"{status}","exit_code":0,"signal":null,"attempts":1,"duration_ms":{dur},"peak_rss_bytes":1000,"stdout_bytes":0,"stderr_bytes":0,"stderr_tail":null,"command":["c"],"reason":null,"file_size":1,"file_mtime_ns":1,"started_ms":{start},"slot":{},"weight_bytes":1,"mem_reserved_bytes":1000}}"#,
+            slot + 1
+        ));
+        text.push('\n');
+    }
+    text
+}
+
+#[test]
+fn durations_fall_in_log_bins_in_the_statuses_colours() {
+    let Some(browser) = chromium() else {
+        return;
+    };
+    let env = TestEnv::new(&[], &[]);
+    let n = 296;
+    env.write("spread.jsonl", spread_journal(n));
+    validate_journal(&env.path("spread.jsonl")).unwrap();
+    env.run(&["report", "spread.jsonl"]).assert_ok();
+    let (dom, log) = load(&browser, &env, &env.path("spread.html"));
+    assert_rendered_without_errors(&dom, &log);
+    let histogram = dom
+        .split(r#"<div id="histogram""#)
+        .nth(1)
+        .unwrap()
+        .split("</section>")
+        .next()
+        .unwrap();
+    let bins: Vec<u64> = histogram
+        .split(r#"data-jobs=""#)
+        .skip(1)
+        .map(|b| b.split('"').next().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(bins.iter().sum::<u64>(), n, "{histogram}");
+    assert!(bins.len() > 3, "{bins:?}");
+    // Log bins share the bulk out: no bin holds a quarter of the jobs.
+    assert!(bins.iter().all(|b| *b * 4 < n), "{bins:?}");
+    // One colour per status: the histogram's ok and failed are the timeline's.
+    let fill = |html: &str, status: &str| -> String {
+        let at = html
+            .find(&format!(r#"data-status="{status}""#))
+            .unwrap_or_else(|| panic!("no {status}"));
+        let tag_start = html[..at].rfind('<').unwrap();
+        let tag = &html[tag_start..at + html[at..].find('>').unwrap()];
+        tag.split(r#"fill=""#)
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap()
+            .to_string()
+    };
+    let timeline = dom
+        .split(r#"<div id="timeline""#)
+        .nth(1)
+        .unwrap()
+        .split(r#"<div id="details""#)
+        .next()
+        .unwrap();
+    for status in ["ok", "failed"] {
+        assert_eq!(fill(timeline, status), fill(histogram, status), "{status}");
+    }
+    // "1 job", never "1 jobs"; one time unit on each axis.
+    assert!(!dom.contains(" 1 jobs"), "{dom}");
+    for chart in [timeline, histogram] {
+        let units: std::collections::BTreeSet<&str> = chart
+            .split(r#"class="tick">"#)
+            .skip(1)
+            .map(|t| t.split('<').next().unwrap().rsplit(' ').next().unwrap())
+            .collect();
+        assert_eq!(units.len(), 1, "{units:?}");
+    }
 }
 
 #[test]

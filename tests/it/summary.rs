@@ -74,7 +74,9 @@ fn journal_has_one_record_per_file_and_a_final_record() {
     ]);
     out.assert_code(1);
     let recs = read_summary(env.path("s.jsonl"));
-    assert_eq!(recs.len(), 5, "{recs:#?}");
+    // The `run` line, a record per file, the final record.
+    assert_eq!(recs.len(), 6, "{recs:#?}");
+    assert_eq!(recs[0]["type"], "run", "{recs:#?}");
     assert_counts_add_up(&recs);
     for r in file_records(&recs) {
         for k in FILE_KEYS {
