@@ -330,6 +330,15 @@ impl JobRecord {
         self.attributed = Some(false);
     }
 
+    /// Marks the record of a file of a failed batch whose files `--split-failed` ran again
+    /// by halves without a failure: the batch's failure needs them together, or did not repeat.
+    pub(crate) fn not_repeated(&mut self) {
+        let said = self.reason.take().unwrap_or_default();
+        self.reason = Some(format!(
+            "{said}; run again by halves (--split-failed), none of them failed"
+        ));
+    }
+
     /// A short reason for the human report: exit code or signal, and the last stderr line.
     pub(crate) fn reason(&self) -> String {
         let mut parts = Vec::new();

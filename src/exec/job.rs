@@ -200,51 +200,77 @@ fn splits(shared: &Shared, done: &[Done]) -> bool {
 /// through this same loop (admission, retries, the safety net, the halt rule): a half that
 /// succeeds clears its files, a half of several files that fails is split again, a file that
 /// fails alone has its own record. Files the run no longer starts (Ctrl-C, `--halt`), or whose
-/// new run was interrupted, keep the batch's records (`fallback`, one per input, in order).
-/// The batch's output goes first, then its halves'.
+/// new run was interrupted, keep the batch's records (`fallback`, one per input, in order);
+/// so do all of them when no re-run failed (the failure needs the files together, or did not
+/// repeat): the batch did fail. The batch's output goes first, then its re-runs'.
 fn split(shared: &Shared, batch: &Batch, mut fallback: Vec<Done>) -> Vec<Done> {
-    let stdout = fallback.first_mut().and_then(|d| d.stdout.take());
-    let stderr = fallback.first_mut().and_then(|d| d.stderr.take());
+    let mut stdout = fallback.first_mut().and_then(|d| d.stdout.take());
+    let mut stderr = fallback.first_mut().and_then(|d| d.stderr.take());
     let mid = batch.inputs.len() / 2;
     let second = fallback.split_off(mid);
     let mut all = Vec::with_capacity(batch.inputs.len());
+    // The batch's records of the files that ran again, and whether any did not.
+    let mut replaced = Vec::with_capacity(batch.inputs.len());
+    let mut stopped = false;
     for (inputs, fallback) in [
         (&batch.inputs[..mid], fallback),
         (&batch.inputs[mid..], second),
     ] {
         if shared.ctx.cancel.no_new_jobs() {
             all.extend(fallback);
+            stopped = true;
             continue;
         }
-        let half = Batch {
+        let unit = Unit::Batch(Batch {
             number: batch.number,
             inputs: inputs.to_vec(),
-        };
-        let unit = Unit::Batch(half);
+        });
         let mut done = run_once(shared, &unit, None);
         if done
             .iter()
             .any(|d| matches!(d.record.status, Status::NotStarted | Status::Interrupted))
         {
             all.extend(fallback);
+            stopped = true;
             continue;
         }
         for d in &mut done {
             d.record.split = Some(true);
-            if d.line.is_some() {
-                d.line = d.record.journal_line();
-            }
+            reformat(d);
         }
         match &unit {
             Unit::Batch(half) if splits(shared, &done) => all.extend(split(shared, half, done)),
             _ => all.extend(done),
         }
+        replaced.extend(fallback);
     }
-    if let Some(first) = all.first_mut() {
-        first.stdout = join(stdout, first.stdout.take());
-        first.stderr = join(stderr, first.stderr.take());
+    // Every output, in the order it was made, goes with the first record.
+    for d in &mut all {
+        stdout = join(stdout, d.stdout.take());
+        stderr = join(stderr, d.stderr.take());
     }
-    all
+    let repeated = stopped || all.iter().any(|d| d.record.status.is_failure());
+    let mut kept = if repeated {
+        all
+    } else {
+        for d in &mut replaced {
+            d.record.not_repeated();
+            reformat(d);
+        }
+        replaced
+    };
+    if let Some(first) = kept.first_mut() {
+        first.stdout = stdout;
+        first.stderr = stderr;
+    }
+    kept
+}
+
+/// Formats a record's journal line again after it changed (if it had one).
+fn reformat(d: &mut Done) {
+    if d.line.is_some() {
+        d.line = d.record.journal_line();
+    }
 }
 
 /// One stream of captured output, then another.
@@ -701,10 +727,10 @@ mod tests {
     }
 
     /// A config for batches of `f1`, `f2`, … whose command logs its files to `log` and fails
-    /// when given `f3`, plus `extra` options.
-    fn failing_on_f3(log: &Path, extra: &[&str]) -> Config {
+    /// when its files (space-separated) contain `bad`, plus `extra` options.
+    fn failing_on(bad: &str, log: &Path, extra: &[&str]) -> Config {
         let script = format!(
-            "echo \"$*\" >> '{}'; case \" $* \" in *' f3 '*) exit 1;; esac",
+            "echo \"$*\" >> '{}'; case \" $* \" in *' {bad} '*) exit 1;; esac",
             log.display()
         );
         let mut args = vec!["fanout", "-X", "-j", "1", "--split-failed"];
@@ -728,7 +754,7 @@ mod tests {
     fn a_failed_batch_is_split_by_halves_to_the_file_that_fails() {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("log");
-        let config = failing_on_f3(&log, &[]);
+        let config = failing_on("f3", &log, &[]);
         with_shared(&config, 1000 * MIB, MIB, |shared| {
             let done = run(shared, &batch(1, &[1, 2, 3, 4]), None);
             let ran = std::fs::read_to_string(&log).unwrap();
@@ -750,13 +776,40 @@ mod tests {
         });
     }
 
+    /// A batch whose failure needs two files together: no half fails, so no file is blamed
+    /// and none is cleared; the batch's records stand, saying its files ran again.
+    #[test]
+    fn a_failure_no_half_repeats_keeps_the_batch_s_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("log");
+        let config = failing_on("f2 f3", &log, &[]);
+        with_shared(&config, 1000 * MIB, MIB, |shared| {
+            let done = run(shared, &batch(1, &[1, 2, 3, 4]), None);
+            let ran = std::fs::read_to_string(&log).unwrap();
+            assert_eq!(ran, "f1 f2 f3 f4\nf1 f2\nf3 f4\n");
+            for d in &done {
+                let r = &d.record;
+                assert_eq!(
+                    (r.status, r.attributed, r.batch_size, r.split),
+                    (Status::Failed, Some(false), Some(4), None)
+                );
+                let reason = r.reason.as_deref().unwrap();
+                assert!(
+                    reason.starts_with("its batch of 4 failed (exit 1)"),
+                    "{reason}"
+                );
+                assert!(reason.ends_with("none of them failed"), "{reason}");
+            }
+        });
+    }
+
     /// Splitting stops when the run stops starting jobs (here `--halt soon`, after the half
     /// holding `f3` failed): files not run again keep the batch's records.
     #[test]
     fn splitting_stops_when_the_run_stops_starting_jobs() {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("log");
-        let config = failing_on_f3(&log, &["--halt", "soon"]);
+        let config = failing_on("f3", &log, &["--halt", "soon"]);
         with_shared(&config, 1000 * MIB, MIB, |shared| {
             let Unit::Batch(whole) = batch(1, &[3, 4, 5, 6]) else {
                 unreachable!()
