@@ -727,6 +727,35 @@ fn split_failed_finds_the_corrupt_gz_of_a_failed_batch() {
     );
     assert!(!err.contains("caused it is not known"), "{}", o.dump());
 
+    // With --retries and -k: each re-run has its attempts, the output stays in input order.
+    let o = env.run(&[
+        "-X",
+        "-j",
+        "2",
+        "-k",
+        "--retries",
+        "1",
+        "--split-failed",
+        "--summary",
+        "r.jsonl",
+        "-e",
+        "gz",
+        "d",
+        "--",
+        "gzip",
+        "-t",
+        "{}",
+    ]);
+    o.assert_code(1);
+    validate_journal(&env.path("r.jsonl")).unwrap();
+    let records = read_summary(env.path("r.jsonl"));
+    assert_eq!(int(&final_record(&records), "failed"), 1);
+    let bad = record_for(&records, "d/f06.gz");
+    assert_eq!(
+        (bad["status"].as_str(), int(&bad, "attempts")),
+        (Some("failed"), 2)
+    );
+
     // --halt soon: the batch's failure stops new jobs; its records stand, not attributed.
     let o = env.run(&[
         "-X",
@@ -753,4 +782,61 @@ fn split_failed_finds_the_corrupt_gz_of_a_failed_batch() {
     assert!(file_records(&records)
         .iter()
         .all(|r| r.get("split").is_none()));
+}
+
+/// Ctrl-C while `--split-failed` re-runs a failed batch's first half: splitting stops, no
+/// other half starts, and every file keeps the batch's record (failed, not attributed), as
+/// without the flag: the half that was interrupted says nothing about its files.
+#[test]
+fn ctrl_c_stops_splitting_and_the_batch_s_records_stand() {
+    // Eight files at -j 1: the first batch holds four (d/a to d/d).
+    let env = empty_files(8);
+    let mut run = env.spawn(&[
+        "-X",
+        "-j",
+        "1",
+        "--split-failed",
+        "--summary",
+        "s.jsonl",
+        "d",
+        "--",
+        "sh",
+        "-c",
+        "echo \"$@\" >> started; [ $# = 4 ] && exit 1; exec sleep 20",
+        "sh",
+        "{}",
+    ]);
+    let lines = || {
+        std::fs::read_to_string(env.path("started"))
+            .map(|s| s.lines().count())
+            .unwrap_or(0)
+    };
+    assert!(
+        wait_until(Duration::from_secs(5), || lines() == 2),
+        "the first half never started"
+    );
+    std::thread::sleep(Duration::from_millis(100));
+    run.signal("INT");
+    let o = run.wait();
+    o.assert_code(130).assert_no_panic();
+    let started = std::fs::read_to_string(env.path("started")).unwrap();
+    assert_eq!(
+        started,
+        "d/f0000 d/f0001 d/f0002 d/f0003\nd/f0000 d/f0001\n",
+        "{}",
+        o.dump()
+    );
+    validate_journal(&env.path("s.jsonl")).unwrap();
+    let records = read_summary(env.path("s.jsonl"));
+    assert_counts_add_up(&records);
+    for i in 0..8 {
+        let r = record_for(&records, &format!("d/f{i:04}"));
+        assert!(r.get("split").is_none(), "{r}");
+        if i < 4 {
+            assert_eq!(r["status"], "failed", "{r}");
+            assert_eq!(r["attributed"], false, "{r}");
+        } else {
+            assert_eq!(r["status"], "not_started", "{r}");
+        }
+    }
 }
