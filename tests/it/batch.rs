@@ -806,11 +806,7 @@ fn ctrl_c_stops_splitting_and_the_batch_s_records_stand() {
         "sh",
         "{}",
     ]);
-    let lines = || {
-        std::fs::read_to_string(env.path("started"))
-            .map(|s| s.lines().count())
-            .unwrap_or(0)
-    };
+    let lines = || std::fs::read_to_string(env.path("started")).map_or(0, |s| s.lines().count());
     assert!(
         wait_until(Duration::from_secs(5), || lines() == 2),
         "the first half never started"
