@@ -37,13 +37,16 @@ pub(crate) struct Batching {
     /// environment together, less this process's environment (which every job inherits) and
     /// a head-room.
     pub arg_limit: usize,
+    /// `--split-failed`: a failed batch's files run again in halves to find the ones that fail.
+    pub split_failed: bool,
 }
 
 impl Batching {
     /// The grouping of this system and environment, with an optional `--batch-size`.
-    pub(crate) fn new(size: Option<usize>) -> Batching {
+    pub(crate) fn new(size: Option<usize>, split_failed: bool) -> Batching {
         Batching {
             size,
+            split_failed,
             arg_limit: crate::os::arg_max()
                 .saturating_sub(environment_bytes())
                 .saturating_sub(HEADROOM),
@@ -219,6 +222,7 @@ mod tests {
         let free = Batching {
             size: None,
             arg_limit: usize::MAX,
+            split_failed: false,
         };
         let s = sizes(100, 2, &free, "f");
         assert_eq!(s[0], 25);
@@ -231,6 +235,7 @@ mod tests {
         let capped = Batching {
             size: Some(7),
             arg_limit: usize::MAX,
+            split_failed: false,
         };
         assert!(sizes(100, 2, &capped, "f").iter().all(|&n| n <= 7));
         // The argument-size limit: `wc -c` and the closing pointer, then 3 paths of 100 bytes.
@@ -239,6 +244,7 @@ mod tests {
         let tight = Batching {
             size: None,
             arg_limit: fixed + 3 * (100 + 1 + p),
+            split_failed: false,
         };
         let long = "x".repeat(100);
         assert!(sizes(50, 1, &tight, &long).iter().all(|&n| n <= 3));
@@ -246,6 +252,7 @@ mod tests {
         let none = Batching {
             size: None,
             arg_limit: 10,
+            split_failed: false,
         };
         assert!(sizes(5, 1, &none, &long).iter().all(|&n| n == 1));
     }

@@ -186,6 +186,11 @@ pub(crate) struct Cli {
     #[arg(long, value_name = "N", value_parser = parse_jobs, requires = "batch")]
     pub batch_size: Option<usize>,
 
+    /// With -X: when a batch fails, run its files again in halves, down to one file, to find
+    /// the files that fail (for commands that are safe to repeat)
+    #[arg(long, requires = "batch")]
+    pub split_failed: bool,
+
     /// Print job output in input order (default: as jobs finish)
     #[arg(short = 'k', long)]
     pub keep_order: bool,

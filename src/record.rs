@@ -145,6 +145,18 @@ pub struct JobRecord {
     /// With `-X`: how many files that batch's command was given.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub batch_size: Option<u64>,
+    /// With `-X`, on the first record of a command of more than one file: that command's argv
+    /// as it ran (once per command, not in every record: `command` is this file's part of it).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub batch_command: Option<Vec<String>>,
+    /// With `-X`: `false` when the file's batch failed as a whole and which of its files caused
+    /// it is not known (the status is the batch's; the `reason` says so).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub attributed: Option<bool>,
+    /// With `--split-failed`: the file's batch failed, and this record is from running the
+    /// file again in a smaller command (alone, or with part of the batch).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub split: Option<bool>,
     /// The learned model's prediction of the job's peak memory, before margin (`auto`, once
     /// a job has been measured).
     #[serde(default)]
@@ -233,6 +245,9 @@ impl JobRecord {
             output_b64: None,
             batch: None,
             batch_size: None,
+            batch_command: None,
+            attributed: None,
+            split: None,
             predicted_peak_bytes: None,
             paused_ms: None,
             action: None,
@@ -290,6 +305,38 @@ impl JobRecord {
     pub(crate) fn journal_line(&self) -> Option<Vec<u8>> {
         let mut line = Vec::with_capacity(512);
         self.write_line(&mut line).ok().map(|()| line)
+    }
+
+    /// How its command ended when it did not succeed, in a few words: fanout's reason, else the
+    /// signal or the exit code.
+    pub(crate) fn how_it_ended(&self) -> String {
+        if let Some(r) = &self.reason {
+            return r.clone();
+        }
+        match (self.signal, self.exit_code) {
+            (Some(sig), _) => format!("killed by signal {sig} ({})", signal_name(sig)),
+            (None, Some(code)) => format!("exit {code}"),
+            (None, None) => self.status.name().to_string(),
+        }
+    }
+
+    /// Marks the record of one file of a batch of `size` that failed as a whole: its status
+    /// is the batch's, which of the batch's files caused it is not known.
+    pub(crate) fn not_attributed(&mut self, size: u64) {
+        self.reason = Some(format!(
+            "its batch of {size} failed ({}); which of its files caused it is not known",
+            self.how_it_ended()
+        ));
+        self.attributed = Some(false);
+    }
+
+    /// Marks the record of a file of a failed batch whose files `--split-failed` ran again
+    /// by halves without a failure: the batch's failure needs them together, or did not repeat.
+    pub(crate) fn not_repeated(&mut self) {
+        let said = self.reason.take().unwrap_or_default();
+        self.reason = Some(format!(
+            "{said}; run again by halves (--split-failed), none of them failed"
+        ));
     }
 
     /// A short reason for the human report: exit code or signal, and the last stderr line.

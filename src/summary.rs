@@ -67,8 +67,26 @@ pub(crate) struct Totals {
     /// Σ peak memory × running time of the jobs that ran, byte·ms.
     mem_time: f64,
     failures: Vec<(String, Status, String)>,
+    /// Batches that failed as a whole (`-X`), each named once with its files.
+    batches: Vec<BatchFailure>,
     more_failures: u64,
 }
+
+/// A batch that failed as a whole, as the human report names it: which of its files caused it
+/// is not known, so they are not named one by one as if each had failed.
+#[derive(Debug)]
+struct BatchFailure {
+    number: u64,
+    status: Status,
+    /// How its command ended: exit code or signal, and the last line of its stderr.
+    how: String,
+    files: u64,
+    /// Its first few files.
+    first: Vec<String>,
+}
+
+/// How many files of a failed batch the human report names.
+const NAMED_BATCH_FILES: usize = 3;
 
 /// How many failed files the human report names.
 const NAMED_FAILURES: usize = 10;
@@ -86,10 +104,12 @@ impl Totals {
         if record.skip == Some(Skip::Resumed) {
             self.resumed += 1;
         }
-        if record.status.is_failure() && record.status != Status::NotStarted {
+        if record.status.is_failure() && record.attributed == Some(false) {
+            self.add_to_batch(record);
+        } else if record.status.is_failure() && record.status != Status::NotStarted {
             if self.failures.len() < NAMED_FAILURES {
-                let reason = match record.batch_size {
-                    // The batch's command failed: every file of it is named with that.
+                let reason = match record.batch_size.filter(|&n| n > 1) {
+                    // The batch's command ended so: every file of it is named with that.
                     Some(n) => format!("in a batch of {n}: {}", record.reason()),
                     None => record.reason(),
                 };
@@ -99,6 +119,41 @@ impl Totals {
                 self.more_failures += 1;
             }
         }
+    }
+
+    /// A file of a batch that failed as a whole: counted with its batch's line.
+    fn add_to_batch(&mut self, record: &JobRecord) {
+        let number = record.batch.unwrap_or(0);
+        // A batch's records arrive together: its line is the last one, if it has one.
+        if let Some(b) = self.batches.last_mut().filter(|b| b.number == number) {
+            b.files += 1;
+            if b.first.len() < NAMED_BATCH_FILES {
+                b.first.push(record.path.clone());
+            }
+            return;
+        }
+        if self.failures.len() + self.batches.len() >= NAMED_FAILURES {
+            self.more_failures += 1;
+            return;
+        }
+        let mut how = match (record.signal, record.exit_code) {
+            (Some(sig), _) => format!(
+                "killed by signal {sig} ({})",
+                crate::record::signal_name(sig)
+            ),
+            (None, Some(code)) => format!("exit {code}"),
+            (None, None) => "it did not succeed".to_string(),
+        };
+        if let Some(tail) = &record.stderr_tail {
+            how = format!("{how}: {tail}");
+        }
+        self.batches.push(BatchFailure {
+            number,
+            status: record.status,
+            how,
+            files: 1,
+            first: vec![record.path.clone()],
+        });
     }
 
     /// The failed files worth naming: path, status, reason.
@@ -180,6 +235,26 @@ impl fmt::Display for Report<'_> {
             if !reason.is_empty() {
                 write!(f, ": {}", crate::error::escape(reason))?;
             }
+        }
+        for b in &t.batches {
+            let more = b.files - b.first.len() as u64;
+            let mut names = b
+                .first
+                .iter()
+                .map(|p| crate::error::escape(p))
+                .collect::<Vec<_>>()
+                .join(", ");
+            if more > 0 {
+                names.push_str(&format!(" and {more} more"));
+            }
+            write!(
+                f,
+                "\n  {:<11} batch {}, {}: {}; which of them caused it is not known: {names}",
+                b.status.name(),
+                b.number,
+                counted(b.files, "file"),
+                crate::error::escape(&b.how),
+            )?;
         }
         if t.more_failures > 0 {
             write!(f, "\n  and {} more", t.more_failures)?;
@@ -471,5 +546,36 @@ mod tests {
         );
         assert!(text.contains("\n  failed      f0: exit 3: boom"), "{text}");
         assert!(text.ends_with("and 3 more"), "{text}");
+    }
+
+    /// The files of a batch that failed as a whole are one line, with the batch's number, its
+    /// file count, how it ended and its first files, not a line each as if each had failed.
+    #[test]
+    fn report_names_a_failed_batch_once_with_its_files() {
+        let mut t = Totals::default();
+        let mut alone = JobRecord::new(1, Path::new("lone"), Status::Failed);
+        alone.exit_code = Some(2);
+        t.add(&alone);
+        for i in 0..11 {
+            let mut r = JobRecord::new(i + 2, Path::new(&format!("f{i}.gz")), Status::Failed);
+            r.exit_code = Some(1);
+            r.stderr_tail = Some("gzip: f7.gz: not in gzip format".into());
+            r.batch = Some(4);
+            r.batch_size = Some(11);
+            r.not_attributed(11);
+            t.add(&r);
+        }
+        let text = t.report(Duration::from_secs(1)).to_string();
+        let lines: Vec<&str> = text.lines().skip(1).collect();
+        assert_eq!(
+            lines,
+            [
+                "  failed      lone: exit 2",
+                "  failed      batch 4, 11 files: exit 1: gzip: f7.gz: not in gzip format; \
+                 which of them caused it is not known: f0.gz, f1.gz, f2.gz and 8 more",
+            ],
+            "{text}"
+        );
+        assert_eq!(t.count(Status::Failed), 12);
     }
 }

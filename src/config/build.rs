@@ -90,7 +90,9 @@ impl Config {
                 quiet: cli.quiet,
                 verbose: cli.verbose,
                 mem_limit,
-                batch: cli.batch.then(|| Batching::new(cli.batch_size)),
+                batch: cli
+                    .batch
+                    .then(|| Batching::new(cli.batch_size, cli.split_failed)),
             },
         ))
     }

@@ -1,6 +1,7 @@
 //! The job loop, one for single inputs and batches alike: admit a unit of work (memory-aware),
 //! run it through its attempts (`--retries`), run it again from scratch when the memory safety
-//! net stopped it, apply the halt rule, and only then give its memory back.
+//! net stopped it, apply the halt rule, and only then give its memory back. With
+//! `--split-failed` the halves of a batch that failed as a whole go through the same loop.
 
 use std::ffi::OsString;
 use std::path::Path;
@@ -12,6 +13,7 @@ use super::child::{self, EndedBy, Ending, Finished, Launch};
 use super::sampler::Eviction;
 use super::unit::{self, Commit, Unit};
 use super::Shared;
+use crate::batch::Batch;
 use crate::config::{Config, Mode};
 use crate::executor::Done;
 use crate::inplace::{InPlace, Prepared, Problem, Refusal};
@@ -174,9 +176,120 @@ fn not_admitted(shared: &Shared, unit: &Unit, weights: &[u64], tries: &Tries) ->
         .collect()
 }
 
-/// Runs a unit of work end to end: in place, its input is checked and locked first and
-/// replaced at most once, after the last attempt.
+/// Runs a unit of work end to end; with `--split-failed`, a batch that failed as a whole has
+/// its files run again to find the ones that fail.
 pub(super) fn run(shared: &Shared, unit: &Unit, ticket: Option<Ticket<'_>>) -> Vec<Done> {
+    let done = run_once(shared, unit, ticket);
+    match unit {
+        Unit::Batch(batch) if splits(shared, &done) => split(shared, batch, done),
+        _ => done,
+    }
+}
+
+/// Whether the records of a batch call for running its files again: `--split-failed`, the
+/// batch failed as a whole, and the run still starts jobs.
+fn splits(shared: &Shared, done: &[Done]) -> bool {
+    shared.config.batch.as_ref().is_some_and(|b| b.split_failed)
+        && done
+            .first()
+            .is_some_and(|d| d.record.attributed == Some(false))
+        && !shared.ctx.cancel.no_new_jobs()
+}
+
+/// Runs the files of a batch that failed as a whole again, by halves (bisection), each half
+/// through this same loop (admission, retries, the safety net, the halt rule): a half that
+/// succeeds clears its files, a half of several files that fails is split again, a file that
+/// fails alone has its own record. Files the run no longer starts (Ctrl-C, `--halt`), or whose
+/// new run was interrupted, keep the batch's records (`fallback`, one per input, in order);
+/// so do all of them when no re-run failed (the failure needs the files together, or did not
+/// repeat): the batch did fail. The batch's output goes first, then its re-runs'.
+fn split(shared: &Shared, batch: &Batch, mut fallback: Vec<Done>) -> Vec<Done> {
+    let mut stdout = fallback.first_mut().and_then(|d| d.stdout.take());
+    let mut stderr = fallback.first_mut().and_then(|d| d.stderr.take());
+    let mid = batch.inputs.len() / 2;
+    let second = fallback.split_off(mid);
+    let mut all = Vec::with_capacity(batch.inputs.len());
+    // The batch's records of the files that ran again, and whether any did not.
+    let mut replaced = Vec::with_capacity(batch.inputs.len());
+    let mut stopped = false;
+    for (inputs, fallback) in [
+        (&batch.inputs[..mid], fallback),
+        (&batch.inputs[mid..], second),
+    ] {
+        if shared.ctx.cancel.no_new_jobs() {
+            all.extend(fallback);
+            stopped = true;
+            continue;
+        }
+        let unit = Unit::Batch(Batch {
+            number: batch.number,
+            inputs: inputs.to_vec(),
+        });
+        let mut done = run_once(shared, &unit, None);
+        if done
+            .iter()
+            .any(|d| matches!(d.record.status, Status::NotStarted | Status::Interrupted))
+        {
+            all.extend(fallback);
+            stopped = true;
+            continue;
+        }
+        for d in &mut done {
+            d.record.split = Some(true);
+            reformat(d);
+        }
+        match &unit {
+            Unit::Batch(half) if splits(shared, &done) => all.extend(split(shared, half, done)),
+            _ => all.extend(done),
+        }
+        replaced.extend(fallback);
+    }
+    // Every output, in the order it was made, goes with the first record.
+    for d in &mut all {
+        stdout = join(stdout, d.stdout.take());
+        stderr = join(stderr, d.stderr.take());
+    }
+    let repeated = stopped || all.iter().any(|d| d.record.status.is_failure());
+    let mut kept = if repeated {
+        all
+    } else {
+        for d in &mut replaced {
+            d.record.not_repeated();
+            reformat(d);
+        }
+        replaced
+    };
+    if let Some(first) = kept.first_mut() {
+        first.stdout = stdout;
+        first.stderr = stderr;
+    }
+    kept
+}
+
+/// Formats a record's journal line again after it changed (if it had one).
+fn reformat(d: &mut Done) {
+    if d.line.is_some() {
+        d.line = d.record.journal_line();
+    }
+}
+
+/// One stream of captured output, then another.
+fn join(first: Option<Spool>, then: Option<Spool>) -> Option<Spool> {
+    match (first, then) {
+        (Some(mut first), Some(mut then)) if then.len() > 0 => {
+            if let Err(err) = then.write_to(&mut first) {
+                first.error = Some(format!("could not keep the job's output: {err}"));
+            }
+            Some(first)
+        }
+        (Some(first), _) => Some(first),
+        (None, then) => then,
+    }
+}
+
+/// Runs a unit of work once through the loop: in place, its input is checked and locked first
+/// and replaced at most once, after the last attempt.
+fn run_once(shared: &Shared, unit: &Unit, ticket: Option<Ticket<'_>>) -> Vec<Done> {
     let mut prepared = match prepare(shared, unit) {
         Ok(prepared) => prepared,
         Err(refusal) => return vec![refused(&unit.inputs()[0], refusal)],
@@ -610,6 +723,120 @@ mod tests {
                 );
             });
             assert_eq!(*ran.lock().unwrap(), [1]);
+        });
+    }
+
+    /// A config for batches of `f1`, `f2`, … whose command logs its files to `log` and fails
+    /// when its files (space-separated) contain `bad`, plus `extra` options.
+    fn failing_on(bad: &str, log: &Path, extra: &[&str]) -> Config {
+        let script = format!(
+            "echo \"$*\" >> '{}'; case \" $* \" in *' {bad} '*) exit 1;; esac",
+            log.display()
+        );
+        let mut args = vec!["fanout", "-X", "-j", "1", "--split-failed"];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&[".", "--", "sh", "-c", &script, "sh", "{}"]);
+        config(&args)
+    }
+
+    fn statuses(done: &[Done]) -> Vec<(String, Status, Option<u64>, Option<bool>)> {
+        done.iter()
+            .map(|d| {
+                let r = &d.record;
+                (r.path.clone(), r.status, r.batch_size, r.split)
+            })
+            .collect()
+    }
+
+    /// `--split-failed`: a failed batch's files run again by halves through the job loop, down
+    /// to the file that fails; each file then has its own record.
+    #[test]
+    fn a_failed_batch_is_split_by_halves_to_the_file_that_fails() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("log");
+        let config = failing_on("f3", &log, &[]);
+        with_shared(&config, 1000 * MIB, MIB, |shared| {
+            let done = run(shared, &batch(1, &[1, 2, 3, 4]), None);
+            let ran = std::fs::read_to_string(&log).unwrap();
+            assert_eq!(ran, "f1 f2 f3 f4\nf1 f2\nf3 f4\nf3\nf4\n");
+            let s = Some(true);
+            assert_eq!(
+                statuses(&done),
+                [
+                    ("f1".into(), Status::Ok, Some(2), s),
+                    ("f2".into(), Status::Ok, Some(2), s),
+                    ("f3".into(), Status::Failed, Some(1), s),
+                    ("f4".into(), Status::Ok, Some(1), s),
+                ]
+            );
+            assert!(done.iter().all(|d| d.record.attributed.is_none()));
+            // Its command is the one that ran: the file alone.
+            let command = &done[2].record.command;
+            assert_eq!((command.len(), command[4].as_str()), (5, "f3"));
+        });
+    }
+
+    /// A batch whose failure needs two files together: no half fails, so no file is blamed
+    /// and none is cleared; the batch's records stand, saying its files ran again.
+    #[test]
+    fn a_failure_no_half_repeats_keeps_the_batch_s_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("log");
+        let config = failing_on("f2 f3", &log, &[]);
+        with_shared(&config, 1000 * MIB, MIB, |shared| {
+            let done = run(shared, &batch(1, &[1, 2, 3, 4]), None);
+            let ran = std::fs::read_to_string(&log).unwrap();
+            assert_eq!(ran, "f1 f2 f3 f4\nf1 f2\nf3 f4\n");
+            for d in &done {
+                let r = &d.record;
+                assert_eq!(
+                    (r.status, r.attributed, r.batch_size, r.split),
+                    (Status::Failed, Some(false), Some(4), None)
+                );
+                let reason = r.reason.as_deref().unwrap();
+                assert!(
+                    reason.starts_with("its batch of 4 failed (exit 1)"),
+                    "{reason}"
+                );
+                assert!(reason.ends_with("none of them failed"), "{reason}");
+            }
+        });
+    }
+
+    /// Splitting stops when the run stops starting jobs (here `--halt soon`, after the half
+    /// holding `f3` failed): files not run again keep the batch's records.
+    #[test]
+    fn splitting_stops_when_the_run_stops_starting_jobs() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("log");
+        let config = failing_on("f3", &log, &["--halt", "soon"]);
+        with_shared(&config, 1000 * MIB, MIB, |shared| {
+            let Unit::Batch(whole) = batch(1, &[3, 4, 5, 6]) else {
+                unreachable!()
+            };
+            let fallback = whole
+                .inputs
+                .iter()
+                .map(|i| {
+                    let mut r = JobRecord::new(i.job, &i.path, Status::Failed);
+                    r.batch_size = Some(4);
+                    r.not_attributed(4);
+                    Done::bare(r)
+                })
+                .collect();
+            let done = split(shared, &whole, fallback);
+            assert_eq!(std::fs::read_to_string(&log).unwrap(), "f3 f4\n");
+            let s = Some(true);
+            assert_eq!(
+                statuses(&done),
+                [
+                    ("f3".into(), Status::Failed, Some(2), s),
+                    ("f4".into(), Status::Failed, Some(2), s),
+                    ("f5".into(), Status::Failed, Some(4), None),
+                    ("f6".into(), Status::Failed, Some(4), None),
+                ]
+            );
+            assert!(done.iter().all(|d| d.record.attributed == Some(false)));
         });
     }
 

@@ -5,7 +5,8 @@
 //! A batch is admitted like a job whose weight is the sum of its inputs' weights, runs under
 //! the same timeout, retries and stops, and every input gets a copy of the batch's record with
 //! its own job number, path, weight and file identity, and `batch`/`batch_size`. The batch's
-//! output travels with the record of its first input.
+//! output and its whole command (`batch_command`) travel with the record of its first input.
+//! A batch of several files that failed as a whole marks every record not attributed.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -16,7 +17,7 @@ use crate::config::Order;
 use crate::executor::Done;
 use crate::inplace::InPlace;
 use crate::input::Input;
-use crate::record::JobRecord;
+use crate::record::{JobRecord, Status};
 use crate::template::JobValues;
 
 use super::admit::Place;
@@ -141,8 +142,18 @@ impl Unit {
             mut stderr,
             ..
         } = base;
+        let size = batch.inputs.len() as u64;
         base.batch = Some(batch.number);
-        base.batch_size = Some(batch.inputs.len() as u64);
+        base.batch_size = Some(size);
+        if size > 1 && matches!(base.status, Status::Failed | Status::Timeout) {
+            base.not_attributed(size);
+        }
+        // The command as it ran, once: on the batch's first record.
+        let mut batch_command = (size > 1).then(|| {
+            argv.iter()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect::<Vec<_>>()
+        });
         // The file identity is what --resume reads from the journal: without one, no stat.
         let journal = config.summary.is_some();
         let mut all = Vec::with_capacity(batch.inputs.len());
@@ -156,6 +167,7 @@ impl Unit {
                 values,
             ));
             record.weight_bytes = Some(weight);
+            record.batch_command = batch_command.take();
             let mut line = None;
             if journal {
                 identify(&mut record, &input.path);

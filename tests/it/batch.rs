@@ -199,7 +199,7 @@ fn every_file_has_its_record_with_the_batch() {
 }
 
 #[test]
-fn a_failing_batch_fails_every_file_in_it() {
+fn a_failing_batch_fails_every_file_in_it_not_attributed() {
     let env = TestEnv::new(
         &[],
         &[("d/a", ""), ("d/b-bad", ""), ("d/c", ""), ("d/d", "")],
@@ -221,7 +221,10 @@ fn a_failing_batch_fails_every_file_in_it() {
         "{}",
     ]);
     o.assert_code(1);
-    o.assert_stderr_contains("d/b-bad: in a batch of 2: exit 3");
+    // Which of the two failed is not known: the batch is named once, with its files.
+    o.assert_stderr_contains(
+        "failed      batch 1, 2 files: exit 3; which of them caused it is not known: d/a, d/b-bad",
+    );
     let records = read_summary(env.path("s.jsonl"));
     assert_counts_add_up(&records);
     for (p, status, code) in [
@@ -233,6 +236,7 @@ fn a_failing_batch_fails_every_file_in_it() {
         let r = record_for(&records, p);
         assert_eq!(r["status"], status, "{r}");
         assert_eq!(int(&r, "exit_code"), code, "{r}");
+        assert_eq!(r.get("attributed").is_some(), status == "failed", "{r}");
     }
 }
 
@@ -561,5 +565,274 @@ fn halt_soon_stops_the_batch_waiting_for_the_failed_one_s_memory() {
             r["status"] == "failed" || r["status"] == "not_started",
             "{r}"
         );
+    }
+}
+
+/// Forty `.gz` files made by the real gzip, one of them (`d/f06.gz`, in the first and largest
+/// batch) corrupt, for `gzip -t`.
+fn gz_tree_with_one_corrupt() -> TestEnv {
+    let env = TestEnv::new(&[], &[]);
+    env.mkdir("d");
+    for i in 0..40 {
+        env.write(format!("d/f{i:02}"), format!("line {i}\n").repeat(50));
+    }
+    env.sh("gzip d/f*").assert_ok();
+    // Valid header, broken body: gzip -t says "unexpected end of file" and exits 1.
+    let good = std::fs::read(env.path("d/f06.gz")).unwrap();
+    let mut bad = good[..12].to_vec();
+    bad.extend_from_slice(&[0xff; 40]);
+    env.write("d/f06.gz", bad);
+    env.sh("gzip -t d/f06.gz").assert_code(1);
+    env
+}
+
+fn strings(v: &serde_json::Value) -> Vec<String> {
+    v.as_array()
+        .unwrap_or_else(|| panic!("not an array: {v}"))
+        .iter()
+        .map(|s| s.as_str().unwrap().to_string())
+        .collect()
+}
+
+/// One corrupt `.gz` among good ones under `-X` (real gzip): every file of its batch is still
+/// `failed`, but its record says it was not attributed, the batch's command as it ran is on its
+/// first record, and the end report names the batch once, not each file as if it had failed.
+/// (Before, each record said `failed` with a one-file command that never ran, and the report
+/// listed every file of the batch.)
+#[test]
+fn a_corrupt_gz_fails_its_batch_unattributed_and_the_report_names_the_batch() {
+    let env = gz_tree_with_one_corrupt();
+    let o = env.run(&[
+        "-X",
+        "-j",
+        "2",
+        "--summary",
+        "s.jsonl",
+        "-e",
+        "gz",
+        "d",
+        "--",
+        "gzip",
+        "-t",
+        "{}",
+    ]);
+    o.assert_code(1);
+    validate_journal(&env.path("s.jsonl")).unwrap();
+    let records = read_summary(env.path("s.jsonl"));
+    assert_counts_add_up(&records);
+    let files = file_records(&records);
+    assert_eq!(files.len(), 40);
+    let bad = record_for(&records, "d/f06.gz");
+    let number = int(&bad, "batch");
+    let size = int(&bad, "batch_size");
+    assert!(size > 3, "the corrupt file's batch is small: {bad}");
+    let mut batch: Vec<&serde_json::Value> =
+        files.iter().filter(|r| int(r, "batch") == number).collect();
+    batch.sort_by_key(|r| int(r, "job"));
+    assert_eq!(batch.len() as i64, size);
+    let reason =
+        format!("its batch of {size} failed (exit 1); which of its files caused it is not known");
+    for r in &batch {
+        assert_eq!(r["status"], "failed", "{r}");
+        assert_eq!(r["attributed"], false, "{r}");
+        assert_eq!(r["reason"], reason.as_str(), "{r}");
+    }
+    // The batch's command, as it ran, once: on its first record.
+    let paths: Vec<String> = batch
+        .iter()
+        .map(|r| r["path"].as_str().unwrap().to_string())
+        .collect();
+    let mut want = vec!["gzip".to_string(), "-t".to_string()];
+    want.extend(paths.iter().cloned());
+    assert_eq!(strings(&batch[0]["batch_command"]), want, "{}", batch[0]);
+    assert!(batch[1..].iter().all(|r| r.get("batch_command").is_none()));
+    // The other batches' files are ok and carry no such field.
+    for r in files.iter().filter(|r| int(r, "batch") != number) {
+        assert_eq!(r["status"], "ok", "{r}");
+        assert!(r.get("attributed").is_none(), "{r}");
+    }
+    // The report: one line for the batch, none for its files.
+    let err = o.stderr_str();
+    let line = format!(
+        "failed      batch {number}, {size} files: exit 1: gzip: d/f06.gz: unexpected end of file"
+    );
+    assert!(err.contains(&line), "{}", o.dump());
+    assert!(
+        err.contains(&format!(
+            "which of them caused it is not known: {} and {} more",
+            paths[..3].join(", "),
+            size - 3
+        )),
+        "{}",
+        o.dump()
+    );
+    for p in &paths {
+        assert!(!err.contains(&format!("failed      {p}")), "{}", o.dump());
+    }
+}
+
+/// `--split-failed` runs a failed batch's files again by halves: only the corrupt file is
+/// `failed` (with its own one-file command, which ran), the rest of its batch `ok`, every
+/// record of it marked `split`; the report names the file alone. With `--halt soon` the
+/// batch's failure stops new jobs, so nothing is split and the batch's records stand.
+#[test]
+fn split_failed_finds_the_corrupt_gz_of_a_failed_batch() {
+    let env = gz_tree_with_one_corrupt();
+    let o = env.run(&[
+        "-X",
+        "-j",
+        "2",
+        "--split-failed",
+        "--summary",
+        "s.jsonl",
+        "-e",
+        "gz",
+        "d",
+        "--",
+        "gzip",
+        "-t",
+        "{}",
+    ]);
+    o.assert_code(1);
+    validate_journal(&env.path("s.jsonl")).unwrap();
+    let records = read_summary(env.path("s.jsonl"));
+    assert_counts_add_up(&records);
+    let files = file_records(&records);
+    assert_eq!(files.len(), 40);
+    assert_eq!(int(&final_record(&records), "failed"), 1);
+    let bad = record_for(&records, "d/f06.gz");
+    assert_eq!(bad["status"], "failed", "{bad}");
+    assert_eq!(int(&bad, "exit_code"), 1, "{bad}");
+    assert_eq!(bad["split"], true, "{bad}");
+    assert_eq!(int(&bad, "batch_size"), 1, "{bad}");
+    assert!(bad.get("attributed").is_none(), "{bad}");
+    assert_eq!(strings(&bad["command"]), ["gzip", "-t", "d/f06.gz"]);
+    let number = int(&bad, "batch");
+    for r in &files {
+        assert!(r.get("attributed").is_none(), "{r}");
+        if r["path"] != "d/f06.gz" {
+            assert_eq!(r["status"], "ok", "{r}");
+        }
+        if int(r, "batch") == number {
+            assert_eq!(r["split"], true, "{r}");
+        } else {
+            assert!(r.get("split").is_none(), "{r}");
+        }
+    }
+    let err = o.stderr_str();
+    assert!(
+        err.contains("failed      d/f06.gz: exit 1: gzip: d/f06.gz: unexpected end of file"),
+        "{}",
+        o.dump()
+    );
+    assert!(!err.contains("caused it is not known"), "{}", o.dump());
+
+    // With --retries and -k: each re-run has its attempts, the output stays in input order.
+    let o = env.run(&[
+        "-X",
+        "-j",
+        "2",
+        "-k",
+        "--retries",
+        "1",
+        "--split-failed",
+        "--summary",
+        "r.jsonl",
+        "-e",
+        "gz",
+        "d",
+        "--",
+        "gzip",
+        "-t",
+        "{}",
+    ]);
+    o.assert_code(1);
+    validate_journal(&env.path("r.jsonl")).unwrap();
+    let records = read_summary(env.path("r.jsonl"));
+    assert_eq!(int(&final_record(&records), "failed"), 1);
+    let bad = record_for(&records, "d/f06.gz");
+    assert_eq!(
+        (bad["status"].as_str(), int(&bad, "attempts")),
+        (Some("failed"), 2)
+    );
+
+    // --halt soon: the batch's failure stops new jobs; its records stand, not attributed.
+    let o = env.run(&[
+        "-X",
+        "-j",
+        "2",
+        "--split-failed",
+        "--halt",
+        "soon",
+        "--summary",
+        "h.jsonl",
+        "-e",
+        "gz",
+        "d",
+        "--",
+        "gzip",
+        "-t",
+        "{}",
+    ]);
+    o.assert_code(1);
+    validate_journal(&env.path("h.jsonl")).unwrap();
+    let records = read_summary(env.path("h.jsonl"));
+    let bad = record_for(&records, "d/f06.gz");
+    assert_eq!(bad["attributed"], false, "{bad}");
+    assert!(file_records(&records)
+        .iter()
+        .all(|r| r.get("split").is_none()));
+}
+
+/// Ctrl-C while `--split-failed` re-runs a failed batch's first half: splitting stops, no
+/// other half starts, and every file keeps the batch's record (failed, not attributed), as
+/// without the flag: the half that was interrupted says nothing about its files.
+#[test]
+fn ctrl_c_stops_splitting_and_the_batch_s_records_stand() {
+    // Eight files at -j 1: the first batch holds four (d/a to d/d).
+    let env = empty_files(8);
+    let mut run = env.spawn(&[
+        "-X",
+        "-j",
+        "1",
+        "--split-failed",
+        "--summary",
+        "s.jsonl",
+        "d",
+        "--",
+        "sh",
+        "-c",
+        "echo \"$@\" >> started; [ $# = 4 ] && exit 1; exec sleep 20",
+        "sh",
+        "{}",
+    ]);
+    let lines = || std::fs::read_to_string(env.path("started")).map_or(0, |s| s.lines().count());
+    assert!(
+        wait_until(Duration::from_secs(5), || lines() == 2),
+        "the first half never started"
+    );
+    std::thread::sleep(Duration::from_millis(100));
+    run.signal("INT");
+    let o = run.wait();
+    o.assert_code(130).assert_no_panic();
+    let started = std::fs::read_to_string(env.path("started")).unwrap();
+    assert_eq!(
+        started,
+        "d/f0000 d/f0001 d/f0002 d/f0003\nd/f0000 d/f0001\n",
+        "{}",
+        o.dump()
+    );
+    validate_journal(&env.path("s.jsonl")).unwrap();
+    let records = read_summary(env.path("s.jsonl"));
+    assert_counts_add_up(&records);
+    for i in 0..8 {
+        let r = record_for(&records, &format!("d/f{i:04}"));
+        assert!(r.get("split").is_none(), "{r}");
+        if i < 4 {
+            assert_eq!(r["status"], "failed", "{r}");
+            assert_eq!(r["attributed"], false, "{r}");
+        } else {
+            assert_eq!(r["status"], "not_started", "{r}");
+        }
     }
 }
