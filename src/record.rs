@@ -53,6 +53,16 @@ impl Status {
         }
     }
 
+    /// The status in words, for people (the end report): `not started`, not `not_started`.
+    pub fn words(self) -> &'static str {
+        match self {
+            Status::InvalidOutput => "invalid output",
+            Status::InvalidInput => "invalid input",
+            Status::NotStarted => "not started",
+            other => other.name(),
+        }
+    }
+
     /// Whether this status makes the run fail (exit status 1).
     pub fn is_failure(self) -> bool {
         !matches!(self, Status::Ok | Status::Skipped)
