@@ -362,6 +362,9 @@ pub(crate) struct MemoryReport {
     /// Times the safety net paused a job, and stopped one to run it again from scratch.
     pub mem_pauses: u64,
     pub mem_requeues: u64,
+    /// Memory kept an input waiting while fewer than `-j` jobs ran (for the end report only).
+    #[serde(skip)]
+    pub held_by_memory: bool,
     /// The learned model (`auto`), peak = base + k × weight.
     pub model: Option<crate::memory::Fit>,
     /// Samples of [ms since start, running jobs, their total memory].

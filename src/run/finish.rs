@@ -50,7 +50,7 @@ pub(super) fn finish(end: Ending<'_>) -> Result<ExitStatus> {
     measure_own_cpu(&totals, &mut extra);
     let reader_gone = matches!(stopped, Some(Reason::ClosedStdout | Reason::ClosedStderr));
     if !config.quiet && !reader_gone {
-        report(&totals, &walk, &mut extra, wall, rehearsal);
+        report(&totals, &walk, &mut extra, wall, rehearsal, config.verbose);
         if let Some(msg) = &error {
             print_notice(&format!("error: {msg}: the journal is incomplete"));
         }
@@ -113,6 +113,7 @@ fn report(
     extra: &mut Extra,
     wall: std::time::Duration,
     rehearsal: bool,
+    verbose: bool,
 ) {
     if totals.total() == 0 {
         print_notice(&nothing_matched(walk.hint.as_deref()));
@@ -122,7 +123,7 @@ fn report(
         let _ = writeln!(std::io::stderr(), "{}", totals.report(wall));
         let m = &extra.memory;
         // Jobs shorter than the sampling interval leave nothing to say about memory.
-        if m.max_memory_bytes > 0 {
+        if m.max_memory_bytes > 0 && (verbose || memory_shaped(m)) {
             let net = match (m.mem_pauses, m.mem_requeues) {
                 (0, 0) => String::new(),
                 (p, r) => format!("; {p} paused to free memory, {r} stopped and run again"),
@@ -138,6 +139,13 @@ fn report(
     if walk.cut_short && totals.total() > 0 {
         print_notice("discovery stopped with the run: files it had not reached have no record");
     }
+}
+
+/// Whether memory shaped the run, so the end report says how: a job waited for memory
+/// while fewer than `-j` ran (the budget capped concurrency), or the safety net paused or
+/// stopped and requeued a job.
+fn memory_shaped(m: &crate::record::MemoryReport) -> bool {
+    m.held_by_memory || m.mem_pauses > 0 || m.mem_requeues > 0
 }
 
 /// What a run that found nothing says.

@@ -82,3 +82,42 @@ fn the_dry_run_plan_is_one_line_unless_verbose() {
     // The commands on stdout are the same either way.
     assert_eq!(short.stdout, long.stdout);
 }
+
+/// The end report's `memory:` line is there when memory shaped the run (an input waited for
+/// memory while fewer than `-j` jobs ran), or with `-v`; not after a run memory never held back.
+#[test]
+fn the_memory_line_only_when_memory_shaped_the_run_or_verbose() {
+    let files: Vec<(String, &str)> = (0..4).map(|i| (format!("d/{i}.txt"), "x")).collect();
+    let files: Vec<(&str, &str)> = files.iter().map(|(p, c)| (p.as_str(), *c)).collect();
+    let env = TestEnv::new(&["d"], &files);
+    // Jobs long enough for memory to be sampled.
+    let job = ["--", "sh", "-c", "sleep 0.4", "x", "{}"];
+    let plain = env.run(&[&["-j", "4", "d"][..], &job].concat());
+    plain
+        .assert_ok()
+        .assert_stderr_contains("4 files: 4 ok")
+        .assert_stderr_lacks("memory:");
+    let verbose = env.run(&[&["-j", "4", "-v", "d"][..], &job].concat());
+    verbose
+        .assert_ok()
+        .assert_stderr_contains("fanout: memory: at most");
+    // A budget of one reservation: the others wait for memory although -j allows 4.
+    let tight = env.run(
+        &[
+            &[
+                "-j",
+                "4",
+                "--mem-per-job",
+                "100M",
+                "--mem-limit",
+                "150M",
+                "d",
+            ][..],
+            &job,
+        ]
+        .concat(),
+    );
+    tight
+        .assert_ok()
+        .assert_stderr_contains("fanout: memory: at most 1 job at once");
+}
