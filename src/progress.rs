@@ -47,9 +47,10 @@ impl Progress {
         };
         bar.set_style(
             ProgressStyle::with_template(
-                "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg} eta {eta}",
+                "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}{eta_once}",
             )
-            .expect("valid template"),
+            .expect("valid template")
+            .with_key("eta_once", eta_once),
         );
         bar.enable_steady_tick(Duration::from_millis(200));
         Progress {
@@ -124,6 +125,20 @@ impl Progress {
         if let Some(multi) = &self.multi {
             let _ = multi.clear();
         }
+    }
+}
+
+/// ` eta 3m` once a job has ended: before that there is no rate to go by, and an estimate
+/// would be made up.
+fn eta_once(state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write) {
+    let _ = w.write_str(&eta_text(state.pos(), state.eta()));
+}
+
+fn eta_text(done: u64, eta: Duration) -> String {
+    if done == 0 {
+        String::new()
+    } else {
+        format!(" eta {:#}", indicatif::HumanDuration(eta))
     }
 }
 
@@ -308,6 +323,13 @@ mod tests {
         // A name without directories or extension is cut in its middle.
         let s = shorten_path("abcdefghijklmnopqrstuvwxyz", 9);
         assert_eq!(s, "abcd…wxyz");
+    }
+
+    #[test]
+    fn no_eta_before_a_job_ended() {
+        assert_eq!(eta_text(0, Duration::ZERO), "");
+        assert_eq!(eta_text(0, Duration::from_secs(99_999)), "");
+        assert_eq!(eta_text(3, Duration::from_secs(125)), " eta 2m");
     }
 
     #[test]
