@@ -220,8 +220,9 @@ impl Io {
 /// codes stripped and ends trimmed. A line is meaningful when it has a letter or a digit; a
 /// line of only punctuation (a `^` or `~~~^` marker under a quoted query, a `----` rule, a
 /// lone `}`) is not, and a marker line also passes over the line it marks, which quotes the
-/// input rather than saying what is wrong (DuckDB's `LINE 1: SELEC …` under its error). With
-/// no meaningful line, the last non-empty one.
+/// input rather than saying what is wrong (DuckDB's `LINE 1: SELEC …` under its error). A
+/// `Try '… --help'` hint or a `Usage:` synopsis is not meaningful either. With no meaningful line, the last non-empty
+/// one.
 pub(crate) fn meaningful_line(text: &str) -> Option<String> {
     let text = console::strip_ansi_codes(text);
     let lines: Vec<&str> = text
@@ -229,7 +230,15 @@ pub(crate) fn meaningful_line(text: &str) -> Option<String> {
         .map(|l| l.trim_matches(|c: char| c.is_whitespace() || c.is_control()))
         .filter(|l| !l.is_empty())
         .collect();
-    let meaningful = |l: &str| l.chars().any(char::is_alphanumeric);
+    // `Try 'sleep --help' for more information.` (coreutils), `For more information, try
+    // '--help'.` (clap): a pointer to help under the error, not the error.
+    // A `Usage:` synopsis is not the error either.
+    let help_hint = |l: &str| {
+        l.contains("--help") && (l.starts_with("Try ") || l.starts_with("For more information"))
+            || l.starts_with("Usage:")
+            || l.starts_with("usage:")
+    };
+    let meaningful = |l: &str| l.chars().any(char::is_alphanumeric) && !help_hint(l);
     let marker = |l: &str| l.chars().all(|c| matches!(c, '^' | '~' | ' ' | '\t'));
     let mut i = lines.len();
     while i > 0 {
@@ -291,6 +300,17 @@ mod tests {
         // Nothing meaningful: the last non-empty line, rather than nothing.
         assert_eq!(meaningful_line("---\n^\n").as_deref(), Some("^"));
         assert_eq!(meaningful_line(" \n\n"), None);
+        let usage =
+            "sleep: invalid time interval ‘d/1.txt’\nTry 'sleep --help' for more information.\n";
+        assert_eq!(
+            meaningful_line(usage).as_deref(),
+            Some("sleep: invalid time interval ‘d/1.txt’")
+        );
+        let clap = "error: unexpected argument '-x' found\n\nUsage: tool [OPTIONS]\n\nFor more information, try '--help'.\n";
+        assert_eq!(
+            meaningful_line(clap).as_deref(),
+            Some("error: unexpected argument '-x' found")
+        );
         assert_eq!(
             meaningful_line("ünïcödé fehler\n").as_deref(),
             Some("ünïcödé fehler")
