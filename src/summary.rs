@@ -159,7 +159,7 @@ impl fmt::Display for Report<'_> {
         let parts: Vec<String> = Status::ALL
             .iter()
             .filter(|s| t.count(**s) > 0 || **s == Status::Ok)
-            .map(|s| format!("{} {}", t.count(*s), s.words()))
+            .map(|s| status_tone(*s, &format!("{} {}", t.count(*s), s.words()), t.count(*s)))
             .collect();
         write!(
             f,
@@ -181,8 +181,8 @@ impl fmt::Display for Report<'_> {
         for (path, status, reason) in &t.failures {
             write!(
                 f,
-                "\n  {:<14} {}",
-                status.words(),
+                "\n  {} {}",
+                status_tone(*status, &format!("{:<14}", status.words()), 1),
                 crate::error::escape(path)
             )?;
             if !reason.is_empty() {
@@ -193,6 +193,17 @@ impl fmt::Display for Report<'_> {
             write!(f, "\n  and {} more", t.more_failures)?;
         }
         Ok(())
+    }
+}
+
+/// `text` (about `count` files of `status`) coloured on a terminal: ok green, a failure red.
+fn status_tone(status: Status, text: &str, count: u64) -> String {
+    use crate::error::{paint, Tone};
+    match status {
+        _ if count == 0 => text.to_string(),
+        Status::Ok => paint(Tone::Good, text),
+        s if s.is_failure() => paint(Tone::Bad, text),
+        _ => text.to_string(),
     }
 }
 
