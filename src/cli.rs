@@ -517,7 +517,17 @@ impl Entry {
             if args[2..].iter().any(|a| a == "--") {
                 return None;
             }
-            return Some(Entry::try_parse_from(args).unwrap_or_else(|err| err.exit()));
+            // No --color here: colour as `auto` says, for clap's messages and fanout's.
+            let color = crate::error::decide_color(clap::ColorChoice::Auto);
+            let command = <Entry as clap::CommandFactory>::command().color(if color {
+                clap::ColorChoice::Always
+            } else {
+                clap::ColorChoice::Never
+            });
+            let parsed = command
+                .try_get_matches_from(args)
+                .and_then(|m| <Entry as clap::FromArgMatches>::from_arg_matches(&m));
+            return Some(parsed.unwrap_or_else(|err| clap_exit(&err, color)));
         }
         if first != "worker" {
             return None;
