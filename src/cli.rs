@@ -313,9 +313,15 @@ pub(crate) struct Cli {
     #[arg(short = 'q', long)]
     pub quiet: bool,
 
-    /// Say more: the dry run adds its memory plan and the heaviest inputs
+    /// Say more: the dry run adds its memory plan and the heaviest inputs; the end report
+    /// always has its memory line
     #[arg(short = 'v', long)]
     pub verbose: bool,
+
+    /// Colour fanout's messages on standard error: `auto` (when it is a terminal, unless
+    /// NO_COLOR is set; CLICOLOR_FORCE forces it), `always` or `never`
+    #[arg(long, value_name = "WHEN", value_enum, default_value_t = clap::ColorChoice::Auto)]
+    pub color: clap::ColorChoice,
 
     /// Where jobs run: `local` (this machine), `slurm` (one Slurm job array, submitted and
     /// watched from here) or `srun` (each job a step of the Slurm allocation fanout runs in)
@@ -379,7 +385,17 @@ impl Cli {
             std::process::exit(0);
         }
         let no_separator = !args.iter().skip(1).any(|a| a == "--");
-        match Cli::try_parse_from(args) {
+        // Colour is decided before parsing, so clap's own messages follow `--color` too.
+        let color = crate::error::decide_color(color_choice(&args));
+        let command = <Cli as clap::CommandFactory>::command().color(if color {
+            clap::ColorChoice::Always
+        } else {
+            clap::ColorChoice::Never
+        });
+        let parsed = command
+            .try_get_matches_from(args)
+            .and_then(|m| <Cli as clap::FromArgMatches>::from_arg_matches(&m));
+        match parsed {
             Ok(cli) => Ok(cli),
             Err(err) => {
                 let unexpected = match err.get(clap::error::ContextKind::InvalidArg) {
@@ -395,11 +411,46 @@ impl Cli {
                             "unexpected argument '{arg}': if it is the command's, put `--` before the command: fanout [OPTIONS] [PATH]... -- COMMAND [ARG]..."
                         )
                     }
-                    _ => err.exit(),
+                    _ => clap_exit(&err, color),
                 }
             }
         }
     }
+}
+
+/// The `--color` of a command line, read before clap parses it (an invalid value is clap's
+/// to report): the last one before the command's `--`.
+fn color_choice(args: &[OsString]) -> clap::ColorChoice {
+    use clap::ValueEnum;
+    let mut choice = clap::ColorChoice::Auto;
+    let mut words = args.iter().skip(1).take_while(|a| *a != "--");
+    while let Some(word) = words.next() {
+        let value = match word.to_str() {
+            Some("--color") => words.next().and_then(|v| v.to_str()),
+            Some(w) => w.strip_prefix("--color="),
+            None => None,
+        };
+        if let Some(c) = value.and_then(|v| clap::ColorChoice::from_str(v, false).ok()) {
+            choice = c;
+        }
+    }
+    choice
+}
+
+/// Prints clap's error as fanout prints its own, `fanout: error: …`, and exits 2; help and
+/// `--version` go to standard output as clap prints them.
+fn clap_exit(err: &clap::Error, color: bool) -> ! {
+    use std::io::Write;
+    if !err.use_stderr() {
+        err.exit()
+    }
+    let text = if color {
+        err.render().ansi().to_string()
+    } else {
+        err.render().to_string()
+    };
+    let _ = write!(std::io::stderr(), "fanout: {text}");
+    crate::error::ExitStatus::Usage.exit()
 }
 
 /// Where jobs run.
@@ -471,7 +522,17 @@ impl Entry {
             if args[2..].iter().any(|a| a == "--") {
                 return None;
             }
-            return Some(Entry::try_parse_from(args).unwrap_or_else(|err| err.exit()));
+            // No --color here: colour as `auto` says, for clap's messages and fanout's.
+            let color = crate::error::decide_color(clap::ColorChoice::Auto);
+            let command = <Entry as clap::CommandFactory>::command().color(if color {
+                clap::ColorChoice::Always
+            } else {
+                clap::ColorChoice::Never
+            });
+            let parsed = command
+                .try_get_matches_from(args)
+                .and_then(|m| <Entry as clap::FromArgMatches>::from_arg_matches(&m));
+            return Some(parsed.unwrap_or_else(|err| clap_exit(&err, color)));
         }
         if first != "worker" {
             return None;

@@ -1,6 +1,7 @@
 //! The single place that prints diagnostics, and the exit-code enum.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// How fanout exits. See "Exit status" in docs/reference.md.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,19 +71,84 @@ pub(crate) fn counted(n: u64, noun: &str) -> String {
     }
 }
 
+/// Whether fanout's messages on stderr are coloured: decided once, from `--color`, before
+/// anything is printed. Until then (and in unit tests) nothing is.
+static COLOR: AtomicBool = AtomicBool::new(false);
+
+/// Decides whether stderr gets colour: `--color always` or `never` as given; `auto` colours
+/// when `NO_COLOR` is unset or empty and either `CLICOLOR_FORCE` is set (not `0`) or standard
+/// error is a terminal that is not `TERM=dumb`. Returns the decision, for clap's messages.
+pub(crate) fn decide_color(choice: clap::ColorChoice) -> bool {
+    let env = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
+    let on = match choice {
+        clap::ColorChoice::Always => true,
+        clap::ColorChoice::Never => false,
+        clap::ColorChoice::Auto => {
+            env("NO_COLOR").is_none()
+                && (env("CLICOLOR_FORCE").is_some_and(|v| v != "0")
+                    || (std::io::stderr().is_terminal()
+                        && std::env::var_os("TERM").is_none_or(|t| t != "dumb")))
+        }
+    };
+    COLOR.store(on, Ordering::Relaxed);
+    on
+}
+
+/// What a piece of fanout's stderr is, for its colour on a terminal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Tone {
+    /// `error:`: red, bold.
+    Error,
+    /// `warning:`: yellow.
+    Warning,
+    /// Something failed (a failed status, its count): red.
+    Bad,
+    /// Something went well (`ok`): green.
+    Good,
+}
+
+/// `text` in the colour of `tone` when stderr is coloured, else as it is.
+pub(crate) fn paint(tone: Tone, text: &str) -> String {
+    use clap::builder::styling::{AnsiColor, Style};
+    if !COLOR.load(Ordering::Relaxed) {
+        return text.to_string();
+    }
+    let style = match tone {
+        Tone::Error => Style::new().fg_color(Some(AnsiColor::Red.into())).bold(),
+        Tone::Warning => Style::new().fg_color(Some(AnsiColor::Yellow.into())),
+        Tone::Bad => Style::new().fg_color(Some(AnsiColor::Red.into())),
+        Tone::Good => Style::new().fg_color(Some(AnsiColor::Green.into())),
+    };
+    format!("{style}{text}{style:#}")
+}
+
 /// Prints `fanout: error: …` with the context chain, on one line.
 pub(crate) fn print_error(err: &anyhow::Error) {
     let chain: Vec<String> = err.chain().map(std::string::ToString::to_string).collect();
     let _ = writeln!(
         std::io::stderr(),
-        "fanout: error: {}",
+        "fanout: {} {}",
+        paint(Tone::Error, "error:"),
         escape(&chain.join(": "))
     );
 }
 
-/// Prints a non-fatal message, `fanout: …`.
+/// Prints a non-fatal message, `fanout: …`; a message that begins `error:` or `warning:` has
+/// that word coloured as an error's or a warning's.
 pub(crate) fn print_notice(msg: &str) {
-    let _ = writeln!(std::io::stderr(), "fanout: {}", escape(msg));
+    let msg = escape(msg);
+    let (tone, word) = if msg.starts_with("error:") {
+        (Some(Tone::Error), "error:")
+    } else if msg.starts_with("warning:") {
+        (Some(Tone::Warning), "warning:")
+    } else {
+        (None, "")
+    };
+    let line = match tone {
+        Some(tone) => format!("{}{}", paint(tone, word), &msg[word.len()..]),
+        None => msg,
+    };
+    let _ = writeln!(std::io::stderr(), "fanout: {line}");
 }
 
 /// Escapes control characters (a newline in a file name must not forge a line).

@@ -54,14 +54,10 @@ impl Spool {
         self.len
     }
 
-    /// The last non-empty line, at most a few hundred bytes, lossy UTF-8.
+    /// The last meaningful line (`meaningful_line`), at most a few hundred bytes, lossy UTF-8.
     pub(crate) fn last_line(&self) -> Option<String> {
         let text = String::from_utf8_lossy(&self.tail);
-        let line = text
-            .lines()
-            .rev()
-            .map(str::trim_end)
-            .find(|l| !l.is_empty())?;
+        let line = meaningful_line(&text)?;
         let mut start = line.len().saturating_sub(400);
         while !line.is_char_boundary(start) {
             start += 1;
@@ -220,9 +216,106 @@ impl Io {
     }
 }
 
+/// The line of a stream's end that says what went wrong: the last meaningful line, colour
+/// codes stripped and ends trimmed. A line is meaningful when it has a letter or a digit; a
+/// line of only punctuation (a `^` or `~~~^` marker under a quoted query, a `----` rule, a
+/// lone `}`) is not, and a marker line also passes over the line it marks, which quotes the
+/// input rather than saying what is wrong (DuckDB's `LINE 1: SELEC …` under its error). A
+/// `Try '… --help'` hint or a `Usage:` synopsis is not meaningful either. With no meaningful line, the last non-empty
+/// one.
+pub(crate) fn meaningful_line(text: &str) -> Option<String> {
+    let text = console::strip_ansi_codes(text);
+    let lines: Vec<&str> = text
+        .lines()
+        .map(|l| l.trim_matches(|c: char| c.is_whitespace() || c.is_control()))
+        .filter(|l| !l.is_empty())
+        .collect();
+    // `Try 'sleep --help' for more information.` (coreutils), `For more information, try
+    // '--help'.` (clap): a pointer to help under the error, not the error.
+    // A `Usage:` synopsis is not the error either.
+    let help_hint = |l: &str| {
+        l.contains("--help") && (l.starts_with("Try ") || l.starts_with("For more information"))
+            || l.starts_with("Usage:")
+            || l.starts_with("usage:")
+    };
+    let meaningful = |l: &str| l.chars().any(char::is_alphanumeric) && !help_hint(l);
+    let marker = |l: &str| l.chars().all(|c| matches!(c, '^' | '~' | ' ' | '\t'));
+    let mut i = lines.len();
+    while i > 0 {
+        i -= 1;
+        if marker(lines[i]) {
+            // The marked line quotes the input: skip it too.
+            i = i.saturating_sub(1);
+            continue;
+        }
+        if meaningful(lines[i]) {
+            return Some(lines[i].to_string());
+        }
+    }
+    lines.last().map(|l| (*l).to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_reason_is_the_last_meaningful_line() {
+        // DuckDB's parse error: the error, the quoted query, a caret under it.
+        let duckdb = "Error: Parser Error: syntax error at or near \"SELEC\"\n\nLINE 1: SELEC * FROM 'a.parquet'\n        ^\n";
+        assert_eq!(
+            meaningful_line(duckdb).as_deref(),
+            Some("Error: Parser Error: syntax error at or near \"SELEC\"")
+        );
+        // The same in colour, as DuckDB prints on a terminal that it thinks is one.
+        let coloured = "\x1b[31mParser Error: syntax error at end of input\x1b[0m\n\x1b[1mLINE 1: SELECT\x1b[0m\n              \x1b[33m^\x1b[0m\n";
+        assert_eq!(
+            meaningful_line(coloured).as_deref(),
+            Some("Parser Error: syntax error at end of input")
+        );
+        // A Python traceback ends with the exception.
+        let py = "Traceback (most recent call last):\n  File \"/w/convert.py\", line 12, in <module>\n    t = pq.read_table(sys.argv[1])\n        ^^^^^^^^^^^^^^^^^^^^^^^^^^\npyarrow.lib.ArrowInvalid: Parquet magic bytes not found in footer. Either the file is corrupted or this is not a parquet file.\n";
+        assert_eq!(
+            meaningful_line(py).as_deref(),
+            Some("pyarrow.lib.ArrowInvalid: Parquet magic bytes not found in footer. Either the file is corrupted or this is not a parquet file.")
+        );
+        // Python 3.11 marks the failing expression with ~~~^^^ and a syntax error with ^.
+        let syntax =
+            "  File \"/w/x.py\", line 1\n    prin t\n         ^\nSyntaxError: invalid syntax\n";
+        assert_eq!(
+            meaningful_line(syntax).as_deref(),
+            Some("SyntaxError: invalid syntax")
+        );
+        let marked = "Traceback (most recent call last):\n  File \"/w/x.py\", line 3, in <module>\n    print(rows[0] / total)\n          ~~~~~~~~^~~~~~~\nZeroDivisionError: division by zero\n\n";
+        assert_eq!(
+            meaningful_line(marked).as_deref(),
+            Some("ZeroDivisionError: division by zero")
+        );
+        // Rules, brackets and blank lines at the end are passed over.
+        let rules = "error: cannot open b.json\n}\n-----\n \t\n";
+        assert_eq!(
+            meaningful_line(rules).as_deref(),
+            Some("error: cannot open b.json")
+        );
+        // Nothing meaningful: the last non-empty line, rather than nothing.
+        assert_eq!(meaningful_line("---\n^\n").as_deref(), Some("^"));
+        assert_eq!(meaningful_line(" \n\n"), None);
+        let usage =
+            "sleep: invalid time interval ‘d/1.txt’\nTry 'sleep --help' for more information.\n";
+        assert_eq!(
+            meaningful_line(usage).as_deref(),
+            Some("sleep: invalid time interval ‘d/1.txt’")
+        );
+        let clap = "error: unexpected argument '-x' found\n\nUsage: tool [OPTIONS]\n\nFor more information, try '--help'.\n";
+        assert_eq!(
+            meaningful_line(clap).as_deref(),
+            Some("error: unexpected argument '-x' found")
+        );
+        assert_eq!(
+            meaningful_line("ünïcödé fehler\n").as_deref(),
+            Some("ünïcödé fehler")
+        );
+    }
 
     #[test]
     fn tagged_lines_survive_any_split_of_the_writes() {

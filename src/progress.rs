@@ -47,9 +47,10 @@ impl Progress {
         };
         bar.set_style(
             ProgressStyle::with_template(
-                "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg} eta {eta}",
+                "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}{eta_once}",
             )
-            .expect("valid template"),
+            .expect("valid template")
+            .with_key("eta_once", eta_once),
         );
         bar.enable_steady_tick(Duration::from_millis(200));
         Progress {
@@ -127,8 +128,23 @@ impl Progress {
     }
 }
 
+/// ` eta 3m` once a job has ended: before that there is no rate to go by, and an estimate
+/// would be made up.
+fn eta_once(state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write) {
+    let _ = w.write_str(&eta_text(state.pos(), state.eta()));
+}
+
+fn eta_text(done: u64, eta: Duration) -> String {
+    if done == 0 {
+        String::new()
+    } else {
+        format!(" eta {:#}", indicatif::HumanDuration(eta))
+    }
+}
+
 /// One job's line, at most `width` columns: `[3] 1m05s  812 MiB  data/…/part-7.parquet  latest`.
-/// The path is shortened in its middle to leave room for the latest stderr line.
+/// The path is shortened from its root side (`shorten_path`) to leave room for the latest
+/// stderr line.
 fn job_line(row: &Row, width: usize) -> String {
     let head = format!(
         "  [{}] {:>7} {:>9}  {}",
@@ -147,7 +163,7 @@ fn job_line(row: &Row, width: usize) -> String {
     } else {
         left.min(left / 2).max(left.min(16))
     };
-    let path = shorten_middle(&path, path_room);
+    let path = shorten_path(&path, path_room);
     let rest = left.saturating_sub(console::measure_text_width(&path) + 2);
     // Too narrow for a useful piece of the latest line: the path alone.
     let latest = if rest < 8 {
@@ -174,28 +190,68 @@ fn elapsed(d: Duration) -> String {
     }
 }
 
-/// Keeps the start and the end of `text` (the root and the file name), with `…` between,
-/// within `room` columns.
-fn shorten_middle(text: &str, room: usize) -> String {
-    if console::measure_text_width(text) <= room {
+/// Fits a path in `room` columns, keeping what tells jobs apart: the file name and the
+/// directories nearest to it (a hive partition such as `month=01`). Directories go from the
+/// root side first (`…/month=01/part-0.parquet`); the file name itself is cut, in its middle
+/// and keeping its extension, only when it alone does not fit.
+fn shorten_path(text: &str, room: usize) -> String {
+    let width = console::measure_text_width;
+    if width(text) <= room {
         return text.to_string();
+    }
+    let (dirs, name) = match text.rsplit_once('/') {
+        Some((dirs, name)) if !name.is_empty() => (dirs, name),
+        _ => ("", text),
+    };
+    if width(name) + 2 <= room {
+        let mut kept = name.to_string();
+        for dir in dirs.rsplit('/') {
+            if width(&kept) + width(dir) + 3 > room {
+                break;
+            }
+            kept = format!("{dir}/{kept}");
+        }
+        return format!("…/{kept}");
+    }
+    shorten_name(name, room)
+}
+
+/// Cuts a file name in its middle to `room` columns, keeping its extension whole when there
+/// is room for it.
+fn shorten_name(name: &str, room: usize) -> String {
+    let width = console::measure_text_width;
+    if width(name) <= room {
+        return name.to_string();
     }
     if room <= 1 {
         return "…".chars().take(room).collect();
     }
-    let chars: Vec<char> = text.chars().collect();
-    let keep = room - 1;
-    let tail = keep - keep / 3;
-    let head = keep - tail;
-    let mut out: String = chars[..head].iter().collect();
-    out.push('…');
-    let mut end: String = chars[chars.len() - tail..].iter().collect();
-    // Wide characters may still overflow: drop from the front of the end part.
-    while console::measure_text_width(&out) + console::measure_text_width(&end) > room {
-        end.remove(0);
+    let (stem, ext) = match name.rfind('.') {
+        Some(i) if i > 0 && width(&name[i..]) + 4 <= room => name.split_at(i),
+        _ => (name, ""),
+    };
+    let left = room - 1 - width(ext);
+    let head_room = left - left / 2;
+    let mut head = String::new();
+    for c in stem.chars() {
+        if width(&head) + width(c.encode_utf8(&mut [0; 4])) > head_room {
+            break;
+        }
+        head.push(c);
     }
-    out.push_str(&end);
-    out
+    let tail_room = left - width(&head);
+    let mut tail: Vec<char> = Vec::new();
+    for c in stem.chars().rev() {
+        let next: String = std::iter::once(c)
+            .chain(tail.iter().rev().copied())
+            .collect();
+        if width(&next) > tail_room {
+            break;
+        }
+        tail.push(c);
+    }
+    let tail: String = tail.iter().rev().collect();
+    format!("{head}…{tail}{ext}")
 }
 
 #[cfg(test)]
@@ -233,11 +289,47 @@ mod tests {
     }
 
     #[test]
-    fn shortening_keeps_both_ends() {
-        assert_eq!(shorten_middle("abcdef", 10), "abcdef");
-        let s = shorten_middle("root/middle/part/file.txt", 12);
-        assert_eq!(console::measure_text_width(&s), 12);
-        assert!(s.starts_with("roo") && s.ends_with("file.txt"), "{s}");
+    fn shortening_drops_directories_from_the_root_side() {
+        let p = "data/year=2024/month=01/part-0.parquet";
+        assert_eq!(shorten_path(p, 100), p);
+        assert_eq!(shorten_path(p, p.len()), p);
+        assert_eq!(shorten_path(p, 30), "…/month=01/part-0.parquet");
+        assert_eq!(shorten_path(p, 36), "…/year=2024/month=01/part-0.parquet");
+        // Room for the file name but not for its directory.
+        assert_eq!(shorten_path(p, 20), "…/part-0.parquet");
+        // The name alone does not fit: cut in its middle, the extension kept.
+        let s = shorten_path(p, 12);
+        assert_eq!(s, "pa…0.parquet");
+        for room in 0..p.len() + 2 {
+            let s = shorten_path(p, room);
+            assert!(console::measure_text_width(&s) <= room, "{room}: {s}");
+        }
+    }
+
+    #[test]
+    fn shortening_measures_wide_characters() {
+        let p = "données/année=2024/région=東京/パーティション-0.parquet";
+        for room in 0..80 {
+            let s = shorten_path(p, room);
+            assert!(console::measure_text_width(&s) <= room, "{room}: {s}");
+        }
+        assert_eq!(
+            shorten_path(p, 45),
+            "…/région=東京/パーティション-0.parquet"
+        );
+        let s = shorten_path(p, 20);
+        assert!(s.ends_with(".parquet") && s.contains('…'), "{s}");
+        assert_eq!(s, "パーテ…ン-0.parquet");
+        // A name without directories or extension is cut in its middle.
+        let s = shorten_path("abcdefghijklmnopqrstuvwxyz", 9);
+        assert_eq!(s, "abcd…wxyz");
+    }
+
+    #[test]
+    fn no_eta_before_a_job_ended() {
+        assert_eq!(eta_text(0, Duration::ZERO), "");
+        assert_eq!(eta_text(0, Duration::from_secs(99_999)), "");
+        assert_eq!(eta_text(3, Duration::from_secs(125)), " eta 2m");
     }
 
     #[test]

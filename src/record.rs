@@ -53,6 +53,16 @@ impl Status {
         }
     }
 
+    /// The status in words, for people (the end report): `not started`, not `not_started`.
+    pub fn words(self) -> &'static str {
+        match self {
+            Status::InvalidOutput => "invalid output",
+            Status::InvalidInput => "invalid input",
+            Status::NotStarted => "not started",
+            other => other.name(),
+        }
+    }
+
     /// Whether this status makes the run fail (exit status 1).
     pub fn is_failure(self) -> bool {
         !matches!(self, Status::Ok | Status::Skipped)
@@ -399,6 +409,9 @@ pub(crate) struct MemoryReport {
     /// Times the safety net paused a job, and stopped one to run it again from scratch.
     pub mem_pauses: u64,
     pub mem_requeues: u64,
+    /// Memory kept an input waiting while fewer than `-j` jobs ran (for the end report only).
+    #[serde(skip)]
+    pub held_by_memory: bool,
     /// The learned model (`auto`), peak = base + k × weight.
     pub model: Option<crate::memory::Fit>,
     /// Samples of [ms since start, running jobs, their total memory].

@@ -107,14 +107,22 @@ impl Totals {
         if record.status.is_failure() && record.attributed == Some(false) {
             self.add_to_batch(record);
         } else if record.status.is_failure() && record.status != Status::NotStarted {
-            if self.failures.len() < NAMED_FAILURES {
+            // The first failed files in path order, whatever order they finished in.
+            let at = self
+                .failures
+                .partition_point(|(path, ..)| path.as_str() <= record.path.as_str());
+            if at < NAMED_FAILURES {
                 let reason = match record.batch_size.filter(|&n| n > 1) {
                     // The batch's command ended so: every file of it is named with that.
                     Some(n) => format!("in a batch of {n}: {}", record.reason()),
                     None => record.reason(),
                 };
                 self.failures
-                    .push((record.path.clone(), record.status, reason));
+                    .insert(at, (record.path.clone(), record.status, reason));
+                if self.failures.len() > NAMED_FAILURES {
+                    self.failures.pop();
+                    self.more_failures += 1;
+                }
             } else {
                 self.more_failures += 1;
             }
@@ -156,7 +164,7 @@ impl Totals {
         });
     }
 
-    /// The failed files worth naming: path, status, reason.
+    /// The failed files worth naming, in path order: path, status, reason.
     pub(crate) fn failures(&self) -> &[(String, Status, String)] {
         &self.failures
     }
@@ -206,7 +214,7 @@ impl fmt::Display for Report<'_> {
         let parts: Vec<String> = Status::ALL
             .iter()
             .filter(|s| t.count(**s) > 0 || **s == Status::Ok)
-            .map(|s| format!("{} {}", t.count(*s), s.name()))
+            .map(|s| status_tone(*s, &format!("{} {}", t.count(*s), s.words()), t.count(*s)))
             .collect();
         write!(
             f,
@@ -228,8 +236,8 @@ impl fmt::Display for Report<'_> {
         for (path, status, reason) in &t.failures {
             write!(
                 f,
-                "\n  {:<11} {}",
-                status.name(),
+                "\n  {} {}",
+                status_tone(*status, &format!("{:<14}", status.words()), 1),
                 crate::error::escape(path)
             )?;
             if !reason.is_empty() {
@@ -249,8 +257,8 @@ impl fmt::Display for Report<'_> {
             }
             write!(
                 f,
-                "\n  {:<11} batch {}, {}: {}; which of them caused it is not known: {names}",
-                b.status.name(),
+                "\n  {} batch {}, {}: {}; which of them caused it is not known: {names}",
+                status_tone(b.status, &format!("{:<14}", b.status.words()), 1),
                 b.number,
                 counted(b.files, "file"),
                 crate::error::escape(&b.how),
@@ -260,6 +268,17 @@ impl fmt::Display for Report<'_> {
             write!(f, "\n  and {} more", t.more_failures)?;
         }
         Ok(())
+    }
+}
+
+/// `text` (about `count` files of `status`) coloured on a terminal: ok green, a failure red.
+fn status_tone(status: Status, text: &str, count: u64) -> String {
+    use crate::error::{paint, Tone};
+    match status {
+        _ if count == 0 => text.to_string(),
+        Status::Ok => paint(Tone::Good, text),
+        s if s.is_failure() => paint(Tone::Bad, text),
+        _ => text.to_string(),
     }
 }
 
@@ -544,7 +563,10 @@ mod tests {
             first,
             "fanout: 13 files: 0 ok, 13 failed in 2.00 s (6.5 jobs/s)"
         );
-        assert!(text.contains("\n  failed      f0: exit 3: boom"), "{text}");
+        assert!(
+            text.contains("\n  failed         f0: exit 3: boom"),
+            "{text}"
+        );
         assert!(text.ends_with("and 3 more"), "{text}");
     }
 
@@ -570,12 +592,48 @@ mod tests {
         assert_eq!(
             lines,
             [
-                "  failed      lone: exit 2",
-                "  failed      batch 4, 11 files: exit 1: gzip: f7.gz: not in gzip format; \
+                "  failed         lone: exit 2",
+                "  failed         batch 4, 11 files: exit 1: gzip: f7.gz: not in gzip format; \
                  which of them caused it is not known: f0.gz, f1.gz, f2.gz and 8 more",
             ],
             "{text}"
         );
         assert_eq!(t.count(Status::Failed), 12);
+    }
+
+    #[test]
+    fn the_report_names_failed_files_in_path_order_in_words() {
+        let mut t = Totals::default();
+        // They finish in an order of their own; the report names the first ten by path.
+        let names: Vec<String> = (0..25)
+            .map(|i| format!("d/part-{:02}", (i * 7) % 25))
+            .collect();
+        for (i, name) in names.iter().enumerate() {
+            let status = match i % 3 {
+                0 => Status::Failed,
+                1 => Status::InvalidOutput,
+                _ => Status::Timeout,
+            };
+            let mut r = JobRecord::new(i as u64, Path::new(name), status);
+            r.attempts = 1;
+            t.add(&r);
+        }
+        t.add(&JobRecord::new(99, Path::new("z"), Status::NotStarted));
+        let text = t.report(Duration::from_secs(1)).to_string();
+        let named: Vec<&str> = text
+            .lines()
+            .skip(1)
+            .filter_map(|l| l.split_whitespace().find(|w| w.starts_with("d/")))
+            .collect();
+        let expected: Vec<String> = (0..10).map(|i| format!("d/part-{i:02}")).collect();
+        assert_eq!(named, expected, "{text}");
+        assert!(text.ends_with("and 15 more"), "{text}");
+        let first = text.lines().next().unwrap();
+        assert!(
+            first.contains("8 invalid output") && first.contains("1 not started"),
+            "{first}"
+        );
+        assert!(!text.contains('_'), "{text}");
+        assert!(text.contains("\n  invalid output d/part-"), "{text}");
     }
 }

@@ -172,6 +172,8 @@ struct State {
     /// Times the safety net paused a job, and stopped one to run it again.
     pauses: u64,
     evictions: u64,
+    /// A waiting input found no room while fewer than `-j` jobs ran: memory held it back.
+    held_by_memory: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -343,7 +345,9 @@ impl Gate {
         }
         let room = self.room(state, sampler);
         if let Some((id, want)) = light_first.then(|| lightest(state)).flatten() {
-            return (want <= room).then_some(id);
+            let fits = want <= room;
+            state.held_by_memory |= !fits;
+            return fits.then_some(id);
         }
         let starved = state
             .waiting
@@ -351,14 +355,20 @@ impl Gate {
             .filter(|w| w.bypassed >= BYPASS_LIMIT)
             .min_by_key(|w| (w.place, w.id));
         if let Some(s) = starved {
-            return (s.want <= room).then_some(s.id);
+            let fits = s.want <= room;
+            state.held_by_memory |= !fits;
+            return fits.then_some(s.id);
         }
-        state
+        let chosen = state
             .waiting
             .iter()
             .filter(|w| w.want <= room)
             .max_by(|a, b| a.want.cmp(&b.want).then(b.place.cmp(&a.place)))
-            .map(|w| w.id)
+            .map(|w| w.id);
+        if chosen.is_none() && !state.waiting.is_empty() {
+            state.held_by_memory = true;
+        }
+        chosen
     }
 
     /// The first moments of the run, while workers are still taking their inputs.
@@ -499,6 +509,11 @@ impl Gate {
     pub(crate) fn net_counts(&self) -> (u64, u64) {
         let state = self.state.lock().expect("gate");
         (state.pauses, state.evictions)
+    }
+
+    /// Whether memory ever kept an input waiting while fewer than `-j` jobs ran.
+    pub(crate) fn held_by_memory(&self) -> bool {
+        self.state.lock().expect("gate").held_by_memory
     }
 
     pub(crate) fn budget(&self) -> u64 {

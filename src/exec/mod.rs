@@ -166,6 +166,7 @@ fn memory_report(shared: &Shared, snapshot: &memory::Snapshot) -> MemoryReport {
         mem_margin: shared.gate.margin(),
         mem_pauses: pauses,
         mem_requeues: requeues,
+        held_by_memory: shared.gate.held_by_memory(),
         model: shared.gate.fit(),
         timeline: shared.sampler.timeline(),
         ..MemoryReport::default()

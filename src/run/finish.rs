@@ -50,7 +50,7 @@ pub(super) fn finish(end: Ending<'_>) -> Result<ExitStatus> {
     measure_own_cpu(&totals, &mut extra);
     let reader_gone = matches!(stopped, Some(Reason::ClosedStdout | Reason::ClosedStderr));
     if !config.quiet && !reader_gone {
-        report(&totals, &walk, &mut extra, wall, rehearsal);
+        report(&totals, &walk, &mut extra, wall, rehearsal, config.verbose);
         if let Some(msg) = &error {
             print_notice(&format!("error: {msg}: the journal is incomplete"));
         }
@@ -74,7 +74,53 @@ pub(super) fn finish(end: Ending<'_>) -> Result<ExitStatus> {
         ));
         return Ok(exit.max_with(ExitStatus::Failure));
     }
+    let stopped_by_signal = matches!(stopped, Some(Reason::Signal(_)));
+    if stopped_by_signal && !config.quiet && !reader_gone && j.path().is_file() {
+        let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+        print_notice(&format!(
+            "to finish the run: {}",
+            resume_command(&argv, j.path())
+        ));
+    }
     Ok(exit)
+}
+
+/// The command line that finishes a stopped run: fanout's own, with `--resume JOURNAL
+/// --summary JOURNAL` in place of its `--resume` and `--summary` (reading and writing the same
+/// journal is safe: it is replaced only once the new one holds everything), shell-quoted.
+/// Only words before the command's `--` are fanout's.
+fn resume_command(argv: &[std::ffi::OsString], journal: &std::path::Path) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    let quote = |w: &[u8]| String::from_utf8_lossy(&crate::template::shell_quote(w)).into_owned();
+    let mut words: Vec<String> = Vec::with_capacity(argv.len() + 4);
+    let mut args = argv.iter();
+    if let Some(program) = args.next() {
+        words.push(quote(program.as_bytes()));
+    }
+    let journal = quote(journal.as_os_str().as_bytes());
+    words.extend([
+        "--resume".into(),
+        journal.clone(),
+        "--summary".into(),
+        journal,
+    ]);
+    while let Some(arg) = args.next() {
+        let bytes = arg.as_bytes();
+        if bytes == b"--" {
+            words.push("--".into());
+            words.extend(args.by_ref().map(|a| quote(a.as_bytes())));
+            break;
+        }
+        if bytes == b"--resume" || bytes == b"--summary" {
+            args.next();
+            continue;
+        }
+        if bytes.starts_with(b"--resume=") || bytes.starts_with(b"--summary=") {
+            continue;
+        }
+        words.push(quote(bytes));
+    }
+    words.join(" ")
 }
 
 /// The exit status: the stop's or the records', a dry run never fails for what it would run,
@@ -113,6 +159,7 @@ fn report(
     extra: &mut Extra,
     wall: std::time::Duration,
     rehearsal: bool,
+    verbose: bool,
 ) {
     if totals.total() == 0 {
         print_notice(&nothing_matched(walk.hint.as_deref()));
@@ -122,7 +169,7 @@ fn report(
         let _ = writeln!(std::io::stderr(), "{}", totals.report(wall));
         let m = &extra.memory;
         // Jobs shorter than the sampling interval leave nothing to say about memory.
-        if m.max_memory_bytes > 0 {
+        if m.max_memory_bytes > 0 && (verbose || memory_shaped(m)) {
             let net = match (m.mem_pauses, m.mem_requeues) {
                 (0, 0) => String::new(),
                 (p, r) => format!("; {p} paused to free memory, {r} stopped and run again"),
@@ -138,6 +185,13 @@ fn report(
     if walk.cut_short && totals.total() > 0 {
         print_notice("discovery stopped with the run: files it had not reached have no record");
     }
+}
+
+/// Whether memory shaped the run, so the end report says how: a job waited for memory
+/// while fewer than `-j` ran (the budget capped concurrency), or the safety net paused or
+/// stopped and requeued a job.
+fn memory_shaped(m: &crate::record::MemoryReport) -> bool {
+    m.held_by_memory || m.mem_pauses > 0 || m.mem_requeues > 0
 }
 
 /// What a run that found nothing says.
@@ -170,5 +224,52 @@ fn dry_report(totals: &Totals, walk: &WalkReport, extra: &mut Extra) {
             plan.push_str(&format!("; {}", counted(walk.errors, "walk error")));
         }
         plan.push_str("; nothing was run");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::OsString;
+    use std::path::Path;
+
+    fn argv(words: &[&str]) -> Vec<OsString> {
+        words.iter().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn the_resume_command_is_the_run_with_its_journal_to_resume() {
+        let run = argv(&[
+            "fanout",
+            "-e",
+            "parquet",
+            "data/",
+            "--summary",
+            "run.jsonl",
+            "--",
+            "python3",
+            "t.py",
+            "{}",
+        ]);
+        assert_eq!(
+            resume_command(&run, Path::new("run.jsonl")),
+            "fanout --resume run.jsonl --summary run.jsonl -e parquet data/ -- python3 t.py '{}'"
+        );
+        // An earlier --resume is replaced; the command's own words are left alone, quoted.
+        let again = argv(&[
+            "/opt/bin/fanout",
+            "--resume=old.jsonl",
+            "--summary=my run.jsonl",
+            "-j4",
+            "--",
+            "sh",
+            "-c",
+            "x --summary y",
+            "--resume",
+        ]);
+        assert_eq!(
+            resume_command(&again, Path::new("my run.jsonl")),
+            "/opt/bin/fanout --resume 'my run.jsonl' --summary 'my run.jsonl' -j4 -- sh -c 'x --summary y' --resume"
+        );
     }
 }

@@ -223,7 +223,7 @@ fn a_failing_batch_fails_every_file_in_it_not_attributed() {
     o.assert_code(1);
     // Which of the two failed is not known: the batch is named once, with its files.
     o.assert_stderr_contains(
-        "failed      batch 1, 2 files: exit 3; which of them caused it is not known: d/a, d/b-bad",
+        "failed         batch 1, 2 files: exit 3; which of them caused it is not known: d/a, d/b-bad",
     );
     let records = read_summary(env.path("s.jsonl"));
     assert_counts_add_up(&records);
@@ -654,7 +654,7 @@ fn a_corrupt_gz_fails_its_batch_unattributed_and_the_report_names_the_batch() {
     // The report: one line for the batch, none for its files.
     let err = o.stderr_str();
     let line = format!(
-        "failed      batch {number}, {size} files: exit 1: gzip: d/f06.gz: unexpected end of file"
+        "failed         batch {number}, {size} files: exit 1: gzip: d/f06.gz: unexpected end of file"
     );
     assert!(err.contains(&line), "{}", o.dump());
     assert!(
@@ -667,7 +667,11 @@ fn a_corrupt_gz_fails_its_batch_unattributed_and_the_report_names_the_batch() {
         o.dump()
     );
     for p in &paths {
-        assert!(!err.contains(&format!("failed      {p}")), "{}", o.dump());
+        assert!(
+            !err.contains(&format!("failed         {p}")),
+            "{}",
+            o.dump()
+        );
     }
 }
 
@@ -721,7 +725,7 @@ fn split_failed_finds_the_corrupt_gz_of_a_failed_batch() {
     }
     let err = o.stderr_str();
     assert!(
-        err.contains("failed      d/f06.gz: exit 1: gzip: d/f06.gz: unexpected end of file"),
+        err.contains("failed         d/f06.gz: exit 1: gzip: d/f06.gz: unexpected end of file"),
         "{}",
         o.dump()
     );

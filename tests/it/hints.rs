@@ -82,3 +82,105 @@ fn the_dry_run_plan_is_one_line_unless_verbose() {
     // The commands on stdout are the same either way.
     assert_eq!(short.stdout, long.stdout);
 }
+
+/// The end report's `memory:` line is there when memory shaped the run (an input waited for
+/// memory while fewer than `-j` jobs ran), or with `-v`; not after a run memory never held back.
+#[test]
+fn the_memory_line_only_when_memory_shaped_the_run_or_verbose() {
+    let files: Vec<(String, &str)> = (0..4).map(|i| (format!("d/{i}.txt"), "x")).collect();
+    let files: Vec<(&str, &str)> = files.iter().map(|(p, c)| (p.as_str(), *c)).collect();
+    let env = TestEnv::new(&["d"], &files);
+    // Jobs long enough for memory to be sampled.
+    let job = ["--", "sh", "-c", "sleep 0.4", "x", "{}"];
+    let plain = env.run(&[&["-j", "4", "d"][..], &job].concat());
+    plain
+        .assert_ok()
+        .assert_stderr_contains("4 files: 4 ok")
+        .assert_stderr_lacks("memory:");
+    let verbose = env.run(&[&["-j", "4", "-v", "d"][..], &job].concat());
+    verbose
+        .assert_ok()
+        .assert_stderr_contains("fanout: memory: at most");
+    // A budget of one reservation: the others wait for memory although -j allows 4.
+    let tight = env.run(
+        &[
+            &[
+                "-j",
+                "4",
+                "--mem-per-job",
+                "100M",
+                "--mem-limit",
+                "150M",
+                "d",
+            ][..],
+            &job,
+        ]
+        .concat(),
+    );
+    tight
+        .assert_ok()
+        .assert_stderr_contains("fanout: memory: at most 1 job at once");
+}
+
+/// `--color`: fanout's messages and clap's are coloured alike with `always` (and `auto` when
+/// CLICOLOR_FORCE is set), never with `never`, NO_COLOR, or in a pipe; both say `fanout: error:`.
+#[test]
+fn colour_follows_color_no_color_and_clicolor_force() {
+    let env = TestEnv::new(&["d"], &[("d/a.txt", ""), ("d/b.txt", "")]);
+    let run = |args: &[&str], vars: &[(&str, &str)]| {
+        let mut cmd = env.command(args);
+        cmd.env_remove("CLICOLOR_FORCE").env_remove("NO_COLOR");
+        for (k, v) in vars {
+            cmd.env(k, v);
+        }
+        run_command(cmd, None)
+    };
+    const ESC: &str = "\u{1b}[";
+    // The end report: failed red, ok green.
+    let failed = run(&["--color", "always", "d", "--", "false"], &[]);
+    failed
+        .assert_code(1)
+        .assert_stderr_contains("\u{1b}[31m2 failed")
+        .assert_stderr_contains("\u{1b}[31mfailed");
+    let ok = run(&["--color=always", "d", "--", "true"], &[]);
+    ok.assert_ok().assert_stderr_contains("\u{1b}[32m2 ok");
+    // fanout's own error and clap's: the same prefix, the same red bold `error:`.
+    let red_error = "fanout: \u{1b}[1m\u{1b}[31merror:";
+    for args in [
+        &["--color", "always", "-e", "txt", "d"][..],
+        &["--color", "always", "-j", "x", "d", "--", "true"][..],
+    ] {
+        run(args, &[])
+            .assert_code(2)
+            .assert_stderr_contains(red_error);
+    }
+    // CLICOLOR_FORCE colours a pipe under `auto`; NO_COLOR and `never` win over it.
+    run(&["d", "--", "false"], &[("CLICOLOR_FORCE", "1")]).assert_stderr_contains(ESC);
+    for (args, vars) in [
+        (&["d", "--", "false"][..], &[][..]),
+        (
+            &["--color", "never", "d", "--", "false"][..],
+            &[("CLICOLOR_FORCE", "1")][..],
+        ),
+        (
+            &["d", "--", "false"][..],
+            &[("NO_COLOR", "1"), ("CLICOLOR_FORCE", "1")][..],
+        ),
+        (&["-j", "x", "d", "--", "true"][..], &[][..]),
+        (
+            &["--color", "never", "-j", "x", "d", "--", "true"][..],
+            &[("CLICOLOR_FORCE", "1")][..],
+        ),
+    ] {
+        let out = run(args, vars);
+        assert!(
+            !out.stderr_str().contains(ESC),
+            "{args:?} {vars:?}\n{}",
+            out.dump()
+        );
+    }
+    // Errors read the same whoever found them.
+    let clap = run(&["-j", "x", "d", "--", "true"], &[]);
+    clap.assert_code(2)
+        .assert_stderr_contains("fanout: error: invalid value 'x'");
+}

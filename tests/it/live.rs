@@ -34,6 +34,7 @@ sys.exit(os.waitstatus_to_exitcode(status))
         .args(args)
         .current_dir(env.root())
         .env_remove("NO_COLOR")
+        .env("TERM", "xterm-256color")
         .stdin(std::process::Stdio::null());
     run_command(cmd, None)
 }
@@ -71,7 +72,11 @@ fn job_lines_show_each_running_job_and_its_latest_stderr_line() {
     for name in ["a.txt", "b.txt"] {
         assert!(text.contains(&format!("RESULT d/{name}")), "{text:?}");
     }
-    assert!(text.contains("2 files: 2 ok"), "{text:?}");
+    // On a terminal the end report is coloured (`--color auto`): ok in green.
+    assert!(
+        text.contains("2 files: \u{1b}[32m2 ok\u{1b}[0m"),
+        "{text:?}"
+    );
 }
 
 #[test]

@@ -127,3 +127,62 @@ fn sigint_with_one_job_exits_130() {
     assert_eq!(int(&fin, "not_started"), 1, "{fin}");
     assert_counts_add_up(&recs);
 }
+
+/// After Ctrl-C, a run with a journal names the command that finishes it: fanout's own
+/// command line resuming from and writing to that journal. Running that line finishes the run.
+#[test]
+fn sigint_names_the_resume_command_that_finishes_the_run() {
+    let files: Vec<(String, &str)> = (0..4).map(|i| (format!("d/f {i}"), "")).collect();
+    let files: Vec<(&str, &str)> = files.iter().map(|(p, c)| (p.as_str(), *c)).collect();
+    let env = TestEnv::new(&[], &files);
+    env.mkdir("started");
+    // Jobs hang until `go` exists; the first goes quickly so the journal has an ok to skip.
+    let job =
+        "touch \"started/$(basename \"$1\")\"; [ \"$1\" = 'd/f 0' ] || [ -e go ] || exec sleep 20";
+    let mut run = env.spawn(&[
+        "-j",
+        "2",
+        "--summary",
+        "s.jsonl",
+        "d",
+        "--",
+        "sh",
+        "-c",
+        job,
+        "_",
+        "{}",
+    ]);
+    let started_dir = env.path("started");
+    let started = wait_until(Duration::from_secs(5), || {
+        fs::read_dir(&started_dir).map_or(0, std::iter::Iterator::count) >= 3
+    });
+    assert!(started, "jobs never started");
+    std::thread::sleep(Duration::from_millis(100));
+    run.signal("INT");
+    let out = run.wait();
+    out.assert_code(130).assert_no_panic();
+    let line = out
+        .stderr_lines()
+        .into_iter()
+        .find_map(|l| {
+            l.strip_prefix("fanout: to finish the run: ")
+                .map(str::to_string)
+        })
+        .unwrap_or_else(|| panic!("no resume command\n{}", out.dump()));
+    assert!(
+        line.contains("--resume s.jsonl --summary s.jsonl")
+            && line.matches("--summary").count() == 1,
+        "{line}"
+    );
+    fs::write(env.path("go"), "").unwrap();
+    let again = env.sh(&line);
+    again
+        .assert_ok()
+        .assert_stderr_contains("4 files: 3 ok, 1 skipped");
+    let recs = read_summary(env.path("s.jsonl"));
+    let fin = final_record(&recs);
+    assert_eq!(int(&fin, "ok"), 3, "{fin}");
+    assert_eq!(int(&fin, "skipped"), 1, "{fin}");
+    // A run that finishes names no command.
+    again.assert_stderr_lacks("to finish the run");
+}
