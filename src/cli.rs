@@ -80,12 +80,14 @@ Which files   -e EXT       only this extension       -g GLOB    only matching (!
 How to run    -j N         at most N jobs at once    -s         COMMAND is an sh script
               -X           many files per command    -k         output in input order
               -n           print each command, run nothing (dry run)
+              --split-failed  with -X, re-run a failed batch by halves to find its bad files
               --timeout DURATION   --retries N   --halt soon|now   --mem-limit SIZE|PCT
 New files     -i           rewrite each file in place: the command writes {out}
               -o TEMPLATE  a new file per input, e.g. -o 'clean/{rel.}.parquet'; -u: stale only
               --verify MODE  how an output is checked first (exists, parquet, parquet-schema...)
 Results       --summary FILE  a JSON Lines record per file; --resume FILE skips what was ok
-              -q quiet, -v verbose, --tag (prefix output lines with the path)
+              -q quiet, -v verbose, --tag (prefix output lines with the path),
+              --color auto|always|never
 Elsewhere     --executor slurm|srun (one Slurm job array, or steps of an allocation)
 
 Placeholders  {}    the path               {.}   the path without its extension
