@@ -286,26 +286,45 @@ pub(crate) fn user_could(uid: u32, file: Owner, write: bool) -> bool {
     file.mode & bit != 0
 }
 
-/// Refuses a symbolic link at `path` that belongs to a user other than root and fanout's:
-/// fanout does not follow one to replace what it leads to.
+/// Refuses a symbolic link at `path` that belongs to a user other than root and fanout's, or
+/// that lies in a directory another user can change (they could swap it for theirs): fanout
+/// does not follow such a link to replace what it leads to.
 pub(crate) fn own_link_or_none(path: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::MetadataExt;
     let meta = std::fs::symlink_metadata(path)?;
-    if meta.file_type().is_symlink() && meta.uid() != 0 && meta.uid() != euid() {
+    if !meta.file_type().is_symlink() {
+        return Ok(());
+    }
+    if meta.uid() != 0 && meta.uid() != euid() {
         return Err(std::io::Error::other(format!(
             "it is a symbolic link of user id {}, which fanout does not follow to write",
             meta.uid()
         )));
     }
-    Ok(())
+    // A link of one's own is followed only where no other user can swap it for theirs.
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let dir = rustix::fs::open(dir, dir_flags(), Mode::empty())?;
+    match dir_problem(Owner::of(&dir)?) {
+        Some(why) => Err(std::io::Error::other(format!(
+            "it is a symbolic link in a directory that {why}: another user could swap it, so fanout does not follow it to write"
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// Opens `path` to write a file of fanout's own (the `--summary` journal), created or
 /// truncated, as `File::create` does, except that no other user can turn it elsewhere: a
 /// symbolic link at `path` is followed only when it is root's or fanout's user's (the kernel's
-/// protected_symlinks idea), and an existing file of another user is not written in a
-/// directory others can write (protected_regular: they may have planted it to read what
-/// fanout writes). A FIFO or device (`/dev/stdout`) is opened as it is.
+/// protected_symlinks idea) and the directory holding it is one no other user can change (in
+/// such a directory they could swap the link between the look and the open); and an existing
+/// entry of another user (a file, a FIFO, a socket) is not written in a directory others can
+/// write (protected_regular and protected_fifos: they may have planted it to read what fanout
+/// writes). It is looked at before it is opened, so another user's FIFO is never opened (an
+/// open for writing would wait for a reader). A character device (`/dev/stdout`, `/dev/null`)
+/// is opened as it is.
 pub(crate) fn create_own(path: &Path) -> std::io::Result<std::fs::File> {
     let dir_path = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
@@ -315,43 +334,74 @@ pub(crate) fn create_own(path: &Path) -> std::io::Result<std::fs::File> {
         .file_name()
         .ok_or_else(|| std::io::Error::other("not a file name"))?;
     let dir = rustix::fs::open(dir_path, dir_flags(), Mode::empty())?;
+    let dir_owner = Owner::of(&dir)?;
     let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::CLOEXEC | OFlags::NOCTTY;
-    let fd = match rustix::fs::openat(
-        &dir,
-        name,
-        flags | OFlags::NOFOLLOW,
-        Mode::from_raw_mode(0o666),
-    ) {
-        Ok(fd) => fd,
-        // A link (`ELOOP`; some kernels say `EACCES` for a link in a sticky directory).
-        Err(e) => {
-            let st = rustix::fs::statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW)?;
-            #[allow(clippy::unnecessary_cast)]
-            if FileType::from_raw_mode(st.st_mode as _) != FileType::Symlink {
-                return Err(e.into());
-            }
-            let link = Owner::from_stat(&st);
+    let seen = match rustix::fs::statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(st) => Some(st),
+        Err(Errno::NOENT) => None,
+        Err(e) => return Err(e.into()),
+    };
+    let follow = match &seen {
+        #[allow(clippy::unnecessary_cast)]
+        Some(st) if FileType::from_raw_mode(st.st_mode as _) == FileType::Symlink => {
+            let link = Owner::from_stat(st);
             if link.uid != 0 && link.uid != euid() {
                 return Err(std::io::Error::other(format!(
                     "it is a symbolic link of user id {}, which fanout does not follow to write",
                     link.uid
                 )));
             }
-            rustix::fs::openat(&dir, name, flags, Mode::from_raw_mode(0o666))?
+            if let Some(why) = dir_problem(dir_owner) {
+                return Err(std::io::Error::other(format!(
+                    "it is a symbolic link in a directory that {why}: another user could swap it, so fanout does not follow it to write"
+                )));
+            }
+            true
         }
+        Some(st) => {
+            refuse_foreign(&Owner::from_stat(st), st, dir_owner)?;
+            false
+        }
+        None => false,
     };
+    let flags = match (follow, &seen) {
+        (true, _) => flags,
+        // Absent when looked at: made new, so nothing planted meanwhile is opened.
+        (false, None) => flags | OFlags::NOFOLLOW | OFlags::EXCL,
+        (false, Some(_)) => flags | OFlags::NOFOLLOW,
+    };
+    let fd = rustix::fs::openat(&dir, name, flags, Mode::from_raw_mode(0o666))?;
     let st = rustix::fs::fstat(&fd)?;
-    let file = Owner::from_stat(&st);
+    // What was opened is checked again: it may not be what was looked at.
+    refuse_foreign(&Owner::from_stat(&st), &st, dir_owner)?;
+    #[allow(clippy::unnecessary_cast)]
     if FileType::from_raw_mode(st.st_mode as _) == FileType::RegularFile {
-        if file.uid != 0 && file.uid != euid() && others_can_write(Owner::of(&dir)?) {
-            return Err(std::io::Error::other(format!(
-                "it is a file of user id {} in a directory other users can write: not written",
-                file.uid
-            )));
-        }
         rustix::fs::ftruncate(&fd, 0)?;
     }
     Ok(std::fs::File::from(fd))
+}
+
+/// Refuses an entry of another user (anything but a character device) in a directory other
+/// users can write: they may have planted it to read what fanout writes.
+fn refuse_foreign(file: &Owner, st: &rustix::fs::Stat, dir: Owner) -> std::io::Result<()> {
+    #[allow(clippy::unnecessary_cast)]
+    let kind = FileType::from_raw_mode(st.st_mode as _);
+    if kind == FileType::CharacterDevice || kind == FileType::Symlink {
+        return Ok(());
+    }
+    if file.uid != 0 && file.uid != euid() && others_can_write(dir) {
+        let what = match kind {
+            FileType::RegularFile => "a file",
+            FileType::Fifo => "a FIFO",
+            FileType::Socket => "a socket",
+            _ => "an entry",
+        };
+        return Err(std::io::Error::other(format!(
+            "it is {what} of user id {} in a directory other users can write: not written",
+            file.uid
+        )));
+    }
+    Ok(())
 }
 
 /// The components of `path` as the kernel takes them: `/` for the root, then names, `.` and

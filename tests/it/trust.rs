@@ -671,6 +671,46 @@ fn the_journal_is_not_written_through_another_users_link_or_into_their_file() {
     );
 }
 
+/// The journal is never written into another user's FIFO planted in a shared directory
+/// (they would read it; and an open for writing would wait for a reader), nor through a link
+/// of one's own in a directory another user can change (they could swap it for theirs between
+/// the look and the open).
+#[test]
+fn the_journal_is_not_written_into_a_planted_fifo_nor_through_a_swappable_link() {
+    if !is_root() {
+        eprintln!("skipped: this test needs root (the FIFO belongs to nobody)");
+        return;
+    }
+    let env = TestEnv::new(&["sticky", "open"], &[("in/a.txt", "a\n")]);
+    chmod(env.root(), 0o755);
+    chmod(&env.path("sticky"), 0o1777);
+    chmod(&env.path("open"), 0o777);
+    let plant = format!("mkfifo '{}/run.jsonl'", env.path("sticky").display());
+    let Some(mut attacker) = as_nobody(&plant) else {
+        eprintln!("skipped: neither setpriv nor runuser can run a command as nobody");
+        return;
+    };
+    assert!(attacker.status().unwrap().success());
+    env.run(&["--summary", "sticky/run.jsonl", "in", "--", "true"])
+        .assert_code(2)
+        .assert_stderr_contains("a FIFO of user id 65534 in a directory other users can write");
+    // Root's own link, in a directory anyone can write and that is not sticky.
+    let victim = secret(&env);
+    fs::write(&victim, "").unwrap();
+    std::os::unix::fs::symlink(&victim, env.path("open/run.jsonl")).unwrap();
+    for args in [
+        &["--summary", "open/run.jsonl"][..],
+        &["--resume", "open/run.jsonl", "--summary", "open/run.jsonl"][..],
+    ] {
+        let mut all = args.to_vec();
+        all.extend(["in", "--", "true"]);
+        env.run(&all)
+            .assert_code(2)
+            .assert_stderr_contains("another user could swap it");
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "", "{all:?}");
+    }
+}
+
 /// Fresh look: the inode flags `chattr` sets (here `d`, no dump) stay with a rewritten file;
 /// an immutable file is not replaced (the original stays, the record says why).
 #[test]
