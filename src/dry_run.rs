@@ -56,7 +56,7 @@ impl DryRun {
         match &commit {
             Some(Commit::Write(target)) => {
                 line.extend_from_slice(b"  # then writes ");
-                line.extend_from_slice(&single_quote(target.as_os_str().as_bytes()));
+                line.extend_from_slice(&in_comment(&single_quote(target.as_os_str().as_bytes())));
                 line.extend_from_slice(
                     b" (fanout -o verifies and renames; replaying this line does not)",
                 );
@@ -64,7 +64,7 @@ impl DryRun {
             Some(Commit::Replace(target)) => {
                 // Replaying these lines runs the commands but commits nothing: say so.
                 line.extend_from_slice(b"  # then replaces ");
-                line.extend_from_slice(&shell_quote(target.as_os_str().as_bytes()));
+                line.extend_from_slice(&in_comment(&shell_quote(target.as_os_str().as_bytes())));
                 line.extend_from_slice(
                     b" (fanout -i verifies and renames; replaying this line does not)",
                 );
@@ -74,6 +74,21 @@ impl DryRun {
         line.push(b'\n');
         line
     }
+}
+
+/// A quoted path made fit for a `#` comment: a line break in a file name would end the
+/// comment, and the rest of the name would run when the plan is replayed with `sh`; so line
+/// breaks are written `\n` and `\r` (the comment only informs).
+fn in_comment(quoted: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(quoted.len());
+    for &b in quoted {
+        match b {
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b => out.push(b),
+        }
+    }
+    out
 }
 
 impl Executor for DryRun {

@@ -275,3 +275,21 @@ fn worker_slot_in_dry_run_cycles_through_jobs() {
         .assert_ok()
         .assert_stdout_lines(&["echo 1 1 a", "echo 2 2 b", "echo 1 3 c"]);
 }
+
+/// A line break in a file name never ends the `# then …` comment of a dry-run line: replaying
+/// the plan with `sh` runs the commands and nothing taken from a name.
+#[test]
+fn a_line_break_in_a_name_never_runs_when_the_plan_is_replayed() {
+    let env = TestEnv::new(&["d"], &[]);
+    env.write_bytes_name(b"d/a\ntouch PWNED #.csv", "x\n");
+    for args in [
+        &["-n", "-i", "d", "--", "cp", "{}", "{out}"][..],
+        &["-n", "-o", "o/{/}", "d", "--", "cp", "{}", "{out}"][..],
+    ] {
+        let out = env.run(args);
+        out.assert_ok();
+        std::fs::write(env.path("plan.sh"), &out.stdout).unwrap();
+        env.sh("mkdir -p o; sh plan.sh >/dev/null 2>&1; true");
+        assert!(!env.exists("PWNED"), "{args:?}\n{}", out.dump());
+    }
+}
