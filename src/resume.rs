@@ -186,37 +186,58 @@ impl Resume {
     fn take_arrays_records(&mut self, quiet: bool) -> Result<()> {
         for a in std::mem::take(&mut self.arrays) {
             let records = a.plan_dir.join("records");
-            // Only a plan directory of this user's own, never one put in its place.
-            let own = |p: &Path| {
-                std::fs::symlink_metadata(p)
-                    .is_ok_and(|m| m.is_dir() && m.uid() == rustix::process::geteuid().as_raw())
-            };
-            let dir = match (own(&a.plan_dir) && own(&records)).then(|| std::fs::read_dir(&records))
-            {
-                Some(Ok(dir)) => Ok(dir),
-                _ => Err(()),
-            };
-            let Ok(dir) = dir else {
-                if !a.followed && !quiet {
-                    crate::error::print_notice(&format!(
-                        "the plan directory {} of Slurm job {} is gone: files that job finished after its run stopped will run again",
-                        a.plan_dir.display(),
-                        a.slurm_job_id
-                    ));
+            // Only a plan directory of this user's own that nobody else can change, read by
+            // descriptor: never one put in its place, nor records another user forged.
+            let opened = crate::os::trust::open_own_dir(None, &a.plan_dir).and_then(|plan| {
+                crate::os::trust::open_own_dir(Some(&plan), Path::new("records"))
+                    .map_err(|why| format!("{}: {why}", records.display()))
+            });
+            let dir = match opened {
+                Ok(dir) => dir,
+                Err(why) => {
+                    if !a.followed && !quiet {
+                        if a.plan_dir.exists() {
+                            crate::error::print_notice(&format!(
+                                "the plan directory {} of Slurm job {} is not read ({why}): files that job finished after its run stopped will run again",
+                                a.plan_dir.display(),
+                                a.slurm_job_id
+                            ));
+                        } else {
+                            crate::error::print_notice(&format!(
+                                "the plan directory {} of Slurm job {} is gone: files that job finished after its run stopped will run again",
+                                a.plan_dir.display(),
+                                a.slurm_job_id
+                            ));
+                        }
+                    }
+                    continue;
                 }
+            };
+            let Ok(listing) = rustix::fs::Dir::read_from(&dir) else {
                 continue;
             };
-            let mut shards: Vec<_> = dir
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| {
-                    p.file_name()
-                        .and_then(|n| n.to_str())
+            let mut shards: Vec<std::ffi::OsString> = listing
+                .filter_map(Result::ok)
+                .map(|e| std::ffi::OsStr::from_bytes(e.file_name().to_bytes()).to_os_string())
+                .filter(|n| {
+                    n.to_str()
                         .is_some_and(|n| n.starts_with("shard-") && n.ends_with(".jsonl"))
                 })
                 .collect();
             shards.sort();
-            for shard in shards {
-                self.read(&shard)?;
+            for name in shards {
+                let shard = records.join(&name);
+                match crate::os::trust::open_own_file_at(&dir, &name) {
+                    Ok(file) => self.read_from(file, &shard)?,
+                    Err(why) => {
+                        if !quiet {
+                            crate::error::print_notice(&format!(
+                                "{} is not read ({why}): files its records name as finished will run again",
+                                shard.display()
+                            ));
+                        }
+                    }
+                }
             }
         }
         Ok(())
@@ -381,6 +402,72 @@ mod tests {
             .unwrap()
             .unwrap();
         assert!(r.skip(&a, None).is_some());
+    }
+
+    #[test]
+    fn forged_records_in_a_plan_directory_are_not_taken_in() {
+        let dir = tempfile::tempdir().unwrap();
+        let plan = dir.path().join("plan");
+        std::fs::create_dir_all(plan.join("records")).unwrap();
+        let ok = |f: &Path| {
+            std::fs::write(f, "x\n").unwrap();
+            let id = identity(f).unwrap();
+            format!(
+                "{{\"type\":\"file\",\"path\":\"{}\",\"status\":\"ok\",\"file_size\":{},\"file_mtime_ns\":{}}}\n",
+                f.display(),
+                id.size,
+                id.mtime_ns
+            )
+        };
+        let (a, b, c) = (
+            dir.path().join("a"),
+            dir.path().join("b"),
+            dir.path().join("c"),
+        );
+        // A shard's records that are a symbolic link to forged ones elsewhere.
+        let forged = dir.path().join("forged.jsonl");
+        std::fs::write(&forged, ok(&a)).unwrap();
+        std::os::unix::fs::symlink(&forged, plan.join("records/shard-0.jsonl")).unwrap();
+        // A real shard's records, taken in.
+        std::fs::write(plan.join("records/shard-1.jsonl"), ok(&b)).unwrap();
+        // Records another user wrote (the test runs as root: `nobody` owns them).
+        let root = rustix::process::geteuid().is_root();
+        if root {
+            let theirs = plan.join("records/shard-2.jsonl");
+            std::fs::write(&theirs, ok(&c)).unwrap();
+            std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).unwrap();
+        }
+        let journal = dir.path().join("j.jsonl");
+        std::fs::write(
+            &journal,
+            format!(
+                "{{\"type\":\"slurm_array\",\"v\":1,\"slurm_job_id\":\"42\",\"plan_dir\":\"{}\",\"shards\":3,\"files\":3}}\n",
+                plan.display()
+            ),
+        )
+        .unwrap();
+        let ended = |_: &str| Ok(());
+        let r = Resume::for_run(Some(&journal), true, &ended)
+            .unwrap()
+            .unwrap();
+        assert!(r.skip(&a, None).is_none(), "a linked shard's records count");
+        assert!(r.skip(&b, None).is_some(), "a shard's own records count");
+        if root {
+            assert!(r.skip(&c, None).is_none(), "another user's records count");
+        }
+        // A records directory others can write is not read at all.
+        std::fs::set_permissions(
+            plan.join("records"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o777),
+        )
+        .unwrap();
+        let r = Resume::for_run(Some(&journal), true, &ended)
+            .unwrap()
+            .unwrap();
+        assert!(
+            r.skip(&b, None).is_none(),
+            "records others could write count"
+        );
     }
 
     #[test]

@@ -402,7 +402,21 @@ fn check_trust(cli: &Cli, roots: &[Root]) -> Result<Relax> {
                 .unwrap_or(Path::new(".")),
             Root::Stdin => continue,
         };
-        if let Err(u) = crate::os::trust::check_dir(dir) {
+        // A file named through links is read (or rewritten) where they lead: that directory
+        // is held to the same rule.
+        let resolved = match root {
+            Root::File(path) if std::fs::symlink_metadata(path).is_ok_and(|m| m.is_symlink()) => {
+                std::fs::canonicalize(path)
+                    .ok()
+                    .and_then(|p| p.parent().map(Path::to_path_buf))
+            }
+            _ => None,
+        };
+        let checked = crate::os::trust::check_dir(dir).and_then(|_| match &resolved {
+            Some(dir) => crate::os::trust::check_dir(dir).map(drop),
+            None => Ok(()),
+        });
+        if let Err(u) = checked {
             if cli.in_place {
                 bail!("-i: {u}: another user could redirect a job's write there; nothing was run (--allow-shared-dirs allows it)");
             }

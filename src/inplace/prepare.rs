@@ -186,10 +186,19 @@ impl InPlace {
                 )
             }
         };
-        // What exists of the target's directory is checked before anything is made in it.
+        // What exists of the target's directory is checked before anything is made in it. The
+        // job reads `{}` through the links on its path, so the directory of the file they
+        // lead to is held to the rule the input's own directory is.
         if let Err(refusal) = self
             .check_trusted(&crate::os::trust::existing_dir(dir_of(target)))
             .and_then(|()| self.check_read_path(input))
+            .and_then(|()| {
+                if source == input {
+                    Ok(())
+                } else {
+                    self.check_read_path(&source)
+                }
+            })
         {
             return (Err(refusal), Vec::new());
         }

@@ -435,6 +435,60 @@ pub(crate) fn existing_dir(dir: &Path) -> PathBuf {
     }
 }
 
+/// Opens directory `name` (of `dir`, or by its path when `dir` is `None`) only if it is
+/// itself a directory, not a symbolic link, of fanout's user, and no other user can write
+/// it: what is read from it afterwards, by descriptor, is this user's to have written.
+/// Returns why not otherwise.
+pub(crate) fn open_own_dir(dir: Option<&OwnedFd>, name: &Path) -> Result<OwnedFd, String> {
+    let flags = dir_flags() | OFlags::NOFOLLOW;
+    let fd = match dir {
+        Some(dir) => rustix::fs::openat(dir, name, flags, Mode::empty()),
+        None => rustix::fs::open(name, flags, Mode::empty()),
+    }
+    .map_err(|e| match e {
+        Errno::LOOP | Errno::NOTDIR => {
+            "it is not a directory (a symbolic link is not followed)".into()
+        }
+        e => crate::error::io_reason(&e.into()),
+    })?;
+    let owner = Owner::of(&fd).map_err(|e| crate::error::io_reason(&e.into()))?;
+    if owner.uid != euid() {
+        return Err(format!("it belongs to user id {}", owner.uid));
+    }
+    if owner.mode & 0o022 != 0 {
+        return Err(format!(
+            "others can write it (mode {:o})",
+            owner.mode & 0o7777
+        ));
+    }
+    Ok(fd)
+}
+
+/// Opens file `name` of directory `dir` to read, only if it is a regular file of fanout's
+/// user and not a symbolic link. Returns why not otherwise.
+pub(crate) fn open_own_file_at(dir: &OwnedFd, name: &OsStr) -> Result<std::fs::File, String> {
+    let fd = rustix::fs::openat(
+        dir,
+        name,
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NOCTTY | OFlags::NONBLOCK,
+        Mode::empty(),
+    )
+    .map_err(|e| match e {
+        Errno::LOOP => "it is a symbolic link, which is not followed".into(),
+        e => crate::error::io_reason(&e.into()),
+    })?;
+    let st = rustix::fs::fstat(&fd).map_err(|e| crate::error::io_reason(&e.into()))?;
+    #[allow(clippy::unnecessary_cast)]
+    if FileType::from_raw_mode(st.st_mode as _) != FileType::RegularFile {
+        return Err("it is not a regular file".into());
+    }
+    let owner = Owner::from_stat(&st);
+    if owner.uid != euid() {
+        return Err(format!("it belongs to user id {}", owner.uid));
+    }
+    Ok(std::fs::File::from(fd))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

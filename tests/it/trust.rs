@@ -427,6 +427,67 @@ fn root_does_not_read_through_another_users_directory() {
         .assert_stderr_contains("--allow-shared-dirs");
 }
 
+/// `-o` as root through root's own link to a file in another user's directory: that user can
+/// swap the file the link leads to while the job reads `{}`, so the directory the link
+/// resolves into is held to the same rule as an input's own directory.
+#[test]
+fn root_does_not_read_through_its_own_link_into_another_users_directory() {
+    if !is_root() {
+        eprintln!("skipped: this test needs root (the directory belongs to nobody)");
+        return;
+    }
+    let env = TestEnv::new(&["bobdir", "mine", "out"], &[("bobdir/y.txt", "bob\n")]);
+    chmod(env.root(), 0o755);
+    std::os::unix::fs::chown(env.path("bobdir"), Some(65534), Some(65534)).unwrap();
+    std::os::unix::fs::chown(env.path("bobdir/y.txt"), Some(65534), Some(65534)).unwrap();
+    std::os::unix::fs::symlink("../bobdir/y.txt", env.path("mine/l.txt")).unwrap();
+    let victim = secret(&env);
+    let Some(mut attacker) = plant_link_at(&env, &victim, "bobdir/y.txt") else {
+        eprintln!("skipped: neither setpriv nor runuser can run a command as nobody");
+        return;
+    };
+    let slow_cp = [
+        "--",
+        "sh",
+        "-c",
+        r#"echo go > note; sleep 1; cat "$1" >"$2"; sleep 1"#,
+        "_",
+        "{}",
+        "{out}",
+    ];
+    let out = env.run_stdin(
+        &[
+            &["-", "-o", "out/{/}", "--summary", "s.jsonl"][..],
+            &slow_cp[..],
+        ]
+        .concat(),
+        b"mine/l.txt\n",
+    );
+    let _ = attacker.kill();
+    let _ = attacker.wait();
+    assert!(
+        fs::read_to_string(env.path("out/l.txt")).map_or(true, |t| t != "root only\n"),
+        "root's job copied the root-only file into the target\n{}",
+        out.dump()
+    );
+    out.assert_code(1);
+    let r = record_for(&read_summary(env.path("s.jsonl")), "mine/l.txt");
+    assert!(
+        r["reason"]
+            .as_str()
+            .unwrap()
+            .contains("change what the job reads"),
+        "{r}"
+    );
+    // Named on the command line, the link is refused before anything runs, as the file it
+    // leads to is.
+    let out = env.run(&[&["mine/l.txt", "-o", "out/{/}"][..], &slow_cp[..]].concat());
+    out.assert_code(2)
+        .assert_stderr_contains("-o as root:")
+        .assert_stderr_contains("bobdir belongs to user id 65534")
+        .assert_stderr_contains("--allow-shared-dirs");
+}
+
 /// Starts `nobody` waiting (10 s at most) for the job's `note`, then swapping `rel` (in a
 /// directory of theirs) for a link to `victim`.
 fn plant_link_at(
