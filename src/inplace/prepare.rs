@@ -145,14 +145,9 @@ impl InPlace {
         input: &Path,
         job: u64,
     ) -> (Result<Prepared, Refusal>, Vec<PathBuf>) {
-        let target = match InPlace::target(input) {
+        let target = match resolved(input) {
             Ok(t) => t,
-            Err(e) => {
-                return (
-                    Err(Refusal::Failed(crate::error::io_reason(&e))),
-                    Vec::new(),
-                )
-            }
+            Err(refusal) => return (Err(refusal), Vec::new()),
         };
         if let Err(refusal) = self
             .check_trusted(dir_of(&target))
@@ -177,14 +172,9 @@ impl InPlace {
         target: &Path,
         job: u64,
     ) -> (Result<Prepared, Refusal>, Vec<PathBuf>) {
-        let source = match InPlace::target(input) {
+        let source = match resolved(input) {
             Ok(t) => t,
-            Err(e) => {
-                return (
-                    Err(Refusal::Failed(crate::error::io_reason(&e))),
-                    Vec::new(),
-                )
-            }
+            Err(refusal) => return (Err(refusal), Vec::new()),
         };
         // What exists of the target's directory is checked before anything is made in it. The
         // job reads `{}` through the links on its path, so the directory of the file they
@@ -420,6 +410,11 @@ impl InPlace {
         }
         unreachable!("an endless range")
     }
+}
+
+/// The file an input names, its links resolved: what `-i` rewrites and what `-o` reads.
+fn resolved(input: &Path) -> Result<PathBuf, Refusal> {
+    InPlace::target(input).map_err(|e| Refusal::Failed(crate::error::io_reason(&e)))
 }
 
 #[cfg(test)]
