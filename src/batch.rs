@@ -191,6 +191,7 @@ mod tests {
             seen: None,
             rel_at: None,
             target: None,
+            remote: None,
         }
     }
 

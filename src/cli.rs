@@ -350,6 +350,21 @@ pub(crate) struct Cli {
     #[arg(long, value_name = "DIR", value_hint = ValueHint::DirPath)]
     pub plan_dir: Option<PathBuf>,
 
+    /// Where objects are staged for the jobs that read them ({} of an s3://, gs:// or az://
+    /// input) and where their outputs wait for upload; a private directory is made in it for
+    /// the run [default: the temporary directory, $TMPDIR]
+    #[arg(long, value_name = "DIR", value_hint = ValueHint::DirPath)]
+    pub stage_dir: Option<PathBuf>,
+
+    /// Downloads and uploads of objects that may go on at once, besides the jobs [default: 4]
+    #[arg(long, value_name = "N", value_parser = parse_jobs)]
+    pub transfers: Option<usize>,
+
+    /// Write to a store that does not enforce conditional writes (found by a probe object at
+    /// start): a second writer's object can then be overwritten without a `conflict`
+    #[arg(long)]
+    pub allow_unconditional: bool,
+
     /// Print a shell completion script or the man page to standard output and exit:
     /// `complete-bash`, `complete-zsh`, `complete-fish` or `man`
     #[arg(long, value_name = "WHAT", value_enum, exclusive = true)]

@@ -41,18 +41,56 @@ impl DryRun {
             Unit::One(input) => unit::commit_of(input, self.in_place.as_ref()),
             Unit::Batch(_) => None,
         };
-        let out = self
-            .in_place
+        let first = &unit.inputs()[0];
+        // Objects: where a run would stage the copy a command reads and the output it uploads.
+        let staged = |what: &str, name: &str| {
+            config.remote.stage_dir.join(format!(
+                "fanout-stage-RUN/job{}/{what}/{name}",
+                unit.number()
+            ))
+        };
+        let upload = match (&commit, &first.remote) {
+            (Some(Commit::Replace(_)), Some(object)) => Some(object.url.to_string()),
+            (Some(Commit::Write(t)), _) => t
+                .to_str()
+                .filter(|t| crate::remote::looks_remote(t))
+                .map(str::to_string),
+            _ => None,
+        };
+        let out = match &upload {
+            Some(url) => Some(staged("out", url.rsplit('/').next().unwrap_or(url))),
+            None => self
+                .in_place
+                .as_ref()
+                .zip(commit.as_ref())
+                .map(|(ip, c)| match c {
+                    Commit::Replace(target) => ip.out_path(target, unit.number(), true),
+                    Commit::Write(target) => ip.out_path(target, unit.number(), false),
+                }),
+        };
+        let copy = first
+            .remote
             .as_ref()
-            .zip(commit.as_ref())
-            .map(|(ip, c)| match c {
-                Commit::Replace(target) => ip.out_path(target, unit.number(), true),
-                Commit::Write(target) => ip.out_path(target, unit.number(), false),
-            });
+            .filter(|_| config.template.reads_file())
+            .map(|o| staged("in", o.url.file_name()));
         let slot = ((unit.number() - 1) % config.run.jobs as u64) as usize + 1;
         let reserved = memory::first_reservation(config.run.mem_per_job, weight);
-        let values = unit.values(config, slot, reserved, out.as_deref());
+        let values = unit.values(config, slot, reserved, out.as_deref(), copy.as_deref());
         let mut line = display_argv(&unit.argv(config, &values));
+        if let (Some(object), Some(_)) = (&first.remote, &copy) {
+            line.extend_from_slice(b"  # after downloading ");
+            line.extend_from_slice(&in_comment(&single_quote(
+                object.url.to_string().as_bytes(),
+            )));
+        }
+        if let Some(url) = &upload {
+            line.extend_from_slice(b"  # then uploads to ");
+            line.extend_from_slice(&in_comment(&single_quote(url.as_bytes())));
+            line.extend_from_slice(
+                b" if nobody changed it meanwhile (replaying this line does not)\n",
+            );
+            return line;
+        }
         match &commit {
             Some(Commit::Write(target)) => {
                 line.extend_from_slice(b"  # then writes ");

@@ -3,6 +3,9 @@
 //! them, triage and the executors take them.
 
 use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::remote::Object;
 
 /// One input file, numbered in input order.
 #[derive(Debug, Clone)]
@@ -23,6 +26,8 @@ pub(crate) struct Input {
     pub rel_at: Option<usize>,
     /// `-o`: the target, once the run has checked them all.
     pub target: Option<PathBuf>,
+    /// An object in a store (its `path` is then its URL): what the listing saw of it.
+    pub remote: Option<Arc<Object>>,
 }
 
 impl Input {
@@ -37,6 +42,7 @@ impl Input {
             seen: None,
             rel_at: None,
             target: None,
+            remote: None,
         }
     }
 }

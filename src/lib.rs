@@ -27,6 +27,7 @@ mod output;
 mod parquet;
 mod progress;
 pub mod record;
+mod remote;
 mod report;
 mod resume;
 mod run;

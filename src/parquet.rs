@@ -43,9 +43,28 @@ pub(crate) fn read_footer_of(file: &File) -> Result<Footer, String> {
         .unwrap_or_else(|_| Err("the footer could not be decoded".to_string()))
 }
 
+/// Reads the footer of a parquet file of `len` bytes from its last bytes (`tail`, a ranged
+/// read of an object): `Ok(Err(n))` when the footer needs the last `n` bytes instead.
+pub(crate) fn footer_from_tail(tail: Vec<u8>, len: u64) -> Result<Result<Footer, usize>, String> {
+    let tail = bytes::Bytes::from(tail);
+    std::panic::catch_unwind(AssertUnwindSafe(|| {
+        let mut reader = ParquetMetaDataReader::new();
+        match reader.try_parse_sized(&tail, len) {
+            Err(parquet::errors::ParquetError::NeedMoreData(n)) => Ok(Err(n)),
+            Err(e) => Err(short(&e.to_string())),
+            Ok(()) => summarize(reader, len).map(Ok),
+        }
+    }))
+    .unwrap_or_else(|_| Err("the footer could not be decoded".to_string()))
+}
+
 fn parse(file: &File, len: u64) -> Result<Footer, String> {
     let mut reader = ParquetMetaDataReader::new();
     reader.try_parse(file).map_err(|e| short(&e.to_string()))?;
+    summarize(reader, len)
+}
+
+fn summarize(mut reader: ParquetMetaDataReader, len: u64) -> Result<Footer, String> {
     let footer_len = reader.metadata_size().unwrap_or(8) as u64;
     let md = reader.finish().map_err(|e| short(&e.to_string()))?;
     let data_end = len.saturating_sub(footer_len);

@@ -26,10 +26,13 @@ pub enum Status {
     Skipped,
     NotStarted,
     Interrupted,
+    /// An object's (or remote target's) conditional write lost: someone else changed it
+    /// while the job ran. Nothing was overwritten; the output is kept (`kept_output`).
+    Conflict,
 }
 
 impl Status {
-    pub(crate) const ALL: [Status; 8] = [
+    pub(crate) const ALL: [Status; 9] = [
         Status::Ok,
         Status::Failed,
         Status::Timeout,
@@ -38,6 +41,7 @@ impl Status {
         Status::Skipped,
         Status::NotStarted,
         Status::Interrupted,
+        Status::Conflict,
     ];
 
     pub fn name(self) -> &'static str {
@@ -50,6 +54,7 @@ impl Status {
             Status::Skipped => "skipped",
             Status::NotStarted => "not_started",
             Status::Interrupted => "interrupted",
+            Status::Conflict => "conflict",
         }
     }
 
@@ -194,6 +199,29 @@ pub struct JobRecord {
     /// In-place runs: the verify mode and, when it failed, what failed, in words.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub verify: Option<String>,
+    /// An object input: its ETag and version as listed (the size is `file_size`).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub etag: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub object_version: Option<String>,
+    /// A remote output as written: its ETag and version.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub output_etag: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub output_version: Option<String>,
+    /// Bytes and milliseconds of the download of an object input (its staged copy).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub down_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub down_ms: Option<u64>,
+    /// Bytes and milliseconds of the upload of a remote output.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub up_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub up_ms: Option<u64>,
+    /// `conflict`: where the job's output was kept.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub kept_output: Option<String>,
 }
 
 /// A fixed word (`file`). An alias, so serde does not try to borrow it
@@ -267,6 +295,15 @@ impl JobRecord {
             rows_in: None,
             rows_out: None,
             verify: None,
+            etag: None,
+            object_version: None,
+            output_etag: None,
+            output_version: None,
+            down_bytes: None,
+            down_ms: None,
+            up_bytes: None,
+            up_ms: None,
+            kept_output: None,
         }
     }
 

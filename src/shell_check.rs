@@ -27,6 +27,7 @@ pub(crate) fn check(config: &Config) -> Result<()> {
         out: Some(Path::new("out")),
         rel_at: None,
         mem_mib: 1,
+        url: None,
     });
     // `sh -c SCRIPT` becomes `sh -n -c SCRIPT`: read, never run.
     let out = Command::new(sh)

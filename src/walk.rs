@@ -24,6 +24,7 @@ use ignore::WalkBuilder;
 
 use crate::cancel::Cancel;
 use crate::input::{Input, Notice};
+use crate::remote::{KeyFilter, Object, RemoteUrl};
 
 /// Where inputs come from, in the order the user gave them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,6 +36,8 @@ pub(crate) enum Root {
     File(PathBuf),
     /// `-`: paths read from standard input.
     Stdin,
+    /// A URL: the keys under its prefix, or the one object it names.
+    Remote(RemoteUrl),
 }
 
 /// Where a run's inputs come from.
@@ -182,6 +185,8 @@ struct Walker<'a> {
     seen_now: Option<(u64, i64)>,
     /// Where `{rel}` begins in the path about to be sent.
     rel_now: Option<usize>,
+    /// The object about to be sent, when it is one.
+    remote_now: Option<std::sync::Arc<Object>>,
 }
 
 /// Runs the whole discovery, handing inputs to `inputs` until done or stopped (or it returns
@@ -214,6 +219,7 @@ pub(crate) fn scan(
         own_inodes: own.iter().map(|(_, ino)| *ino).collect(),
         seen_now: None,
         rel_now: None,
+        remote_now: None,
         own,
     };
     for root in &opts.roots {
@@ -222,6 +228,7 @@ pub(crate) fn scan(
                 Root::Dir { path, implicit } => walker.walk_dir(path, *implicit)?,
                 Root::File(path) => walker.explicit(path.clone(), None),
                 Root::Stdin => walker.read_stdin(),
+                Root::Remote(url) => walker.remote(url),
             };
         if !go_on {
             walker.report.cut_short = true;
@@ -460,10 +467,47 @@ impl Walker<'_> {
                 continue;
             }
             let path = PathBuf::from(OsString::from_vec(buf.clone()));
-            if !self.explicit(path, None) || self.cancel.is_hard() {
+            let go_on = match path.to_str().filter(|p| crate::remote::looks_remote(p)) {
+                Some(url) => self.named_object(url),
+                None => self.explicit(path, None),
+            };
+            if !go_on || self.cancel.is_hard() {
                 return false;
             }
         }
+    }
+
+    /// A root in a store: its keys, handed on as their pages arrive. A listing that fails
+    /// is a walk error; what was listed before it moves on.
+    fn remote(&mut self, root: &RemoteUrl) -> bool {
+        let o = self.opts;
+        let listed = KeyFilter::new(&o.extensions, &o.globs, o.hidden, o.max_depth).and_then(|f| {
+            crate::remote::list_root(root, &f, &mut |object, rel_at| {
+                self.rel_now = Some(rel_at);
+                self.send_object(object) && !self.cancel.is_hard()
+            })
+        });
+        listed.unwrap_or_else(|e| {
+            self.report.errors += 1;
+            self.notices.send(Notice::Error(format!("{e:#}"))).is_ok()
+        })
+    }
+
+    /// A URL read from standard input: the object it names.
+    fn named_object(&mut self, text: &str) -> bool {
+        let path = PathBuf::from(text);
+        match crate::remote::RemoteUrl::parse(text).and_then(|u| crate::remote::named(&u)) {
+            Ok(Some(object)) => self.send_object(object),
+            Ok(None) => self.send(path, Some("no such object".into()), None),
+            Err(e) => self.send(path, Some(format!("{e:#}")), None),
+        }
+    }
+
+    fn send_object(&mut self, object: Object) -> bool {
+        self.seen_now = Some((object.size, object.mtime_ns));
+        let path = PathBuf::from(object.url.to_string());
+        self.remote_now = Some(std::sync::Arc::new(object));
+        self.send(path, None, None)
     }
 
     /// Whether a walked file is one of the run's own. The inode from the directory listing
@@ -542,6 +586,7 @@ impl Walker<'_> {
             seen: self.seen_now.take(),
             rel_at: self.rel_now.take(),
             target: None,
+            remote: self.remote_now.take(),
         };
         self.next_job += 1;
         self.found.fetch_add(1, Ordering::Relaxed);
@@ -759,6 +804,7 @@ fn skipped_hint(opts: &WalkOptions) -> Option<String> {
             own_inodes: own.iter().map(|(_, ino)| *ino).collect(),
             seen_now: None,
             rel_now: None,
+            remote_now: None,
         };
         let walk = probe.builder(path, true, true).ok()?.build();
         for entry in walk.flatten() {

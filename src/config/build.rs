@@ -13,7 +13,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 
 use super::choices::{Halt, Order};
-use super::model::{Config, Mode, SlurmOptions};
+use super::model::{Config, Mode, RemoteOptions, SlurmOptions};
 use super::spec::{InPlaceOptions, OutputOptions, Relax, RunSpec};
 use super::srun::Allocation;
 use crate::batch::Batching;
@@ -70,6 +70,11 @@ impl Config {
             _ => cli.mem_limit,
         };
         let spec = run_spec(&mut cli, jobs, threads, relax);
+        let remote = RemoteOptions {
+            stage_dir: cli.stage_dir.clone().unwrap_or_else(std::env::temp_dir),
+            transfers: cli.transfers.unwrap_or(4),
+            command_hash: crate::remote::provenance::command_hash(&spec.command, spec.shell),
+        };
         let command = CheckedCommand::check(&spec, cli.timeout)?;
         let mut walk = walk;
         walk.target_tree = spec.output.as_ref().and_then(|o| target_tree(&o.template));
@@ -93,6 +98,7 @@ impl Config {
                 batch: cli
                     .batch
                     .then(|| Batching::new(cli.batch_size, cli.split_failed)),
+                remote,
             },
         ))
     }
@@ -119,6 +125,7 @@ impl Config {
             resume: setting.resume,
             mem_limit: setting.mem_limit,
             batch: setting.batch,
+            remote: setting.remote,
         }
     }
 
@@ -128,6 +135,7 @@ impl Config {
     pub(crate) fn for_worker(spec: RunSpec, summary: PathBuf, budget: u64) -> Result<Config> {
         let in_place = spec.in_place.is_some();
         let command = CheckedCommand::check(&spec, spec.timeout)?;
+        let command_hash = crate::remote::provenance::command_hash(&spec.command, spec.shell);
         let walk = WalkOptions {
             own: own_files(Some(&summary), None),
             in_place,
@@ -155,6 +163,11 @@ impl Config {
                 quiet: true,
                 verbose: false,
                 mem_limit: Some(Amount::Bytes(budget)),
+                // Objects are staged on the node's own temporary directory.
+                remote: RemoteOptions {
+                    command_hash,
+                    ..RemoteOptions::default()
+                },
                 // Batches are refused with the Slurm executors.
                 batch: None,
             },
@@ -269,6 +282,7 @@ struct Setting {
     verbose: bool,
     mem_limit: Option<Amount>,
     batch: Option<Batching>,
+    remote: RemoteOptions,
 }
 
 /// What `-X/--batch` cannot go with, refused before anything runs.
@@ -400,7 +414,7 @@ fn check_trust(cli: &Cli, roots: &[Root]) -> Result<Relax> {
                 .parent()
                 .filter(|p| !p.as_os_str().is_empty())
                 .unwrap_or(Path::new(".")),
-            Root::Stdin => continue,
+            Root::Stdin | Root::Remote(_) => continue,
         };
         // A file named through links is read (or rewritten) where they lead: that directory
         // is held to the same rule.
@@ -453,6 +467,13 @@ fn roots(paths: &[PathBuf]) -> Result<Vec<Root>> {
                 bail!("`-` (read paths from standard input) is given more than once");
             }
             roots.push(Root::Stdin);
+            continue;
+        }
+        if let Some(text) = path.to_str().filter(|p| crate::remote::looks_remote(p)) {
+            let url = crate::remote::RemoteUrl::parse(text)?;
+            // A missing credential, unknown bucket or unreachable store: one line, now.
+            crate::remote::stores().check(&url)?;
+            roots.push(Root::Remote(url));
             continue;
         }
         let md = std::fs::metadata(path)

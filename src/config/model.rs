@@ -49,6 +49,29 @@ pub(crate) struct Config {
     pub mem_limit: Option<Amount>,
     /// `-X/--batch`: many inputs per command, grouped this way.
     pub batch: Option<Batching>,
+    /// Objects: where they are staged, and how many transfers go on at once.
+    pub remote: RemoteOptions,
+}
+
+/// How a run treats objects in stores.
+#[derive(Debug, Clone)]
+pub(crate) struct RemoteOptions {
+    /// `--stage-dir`: where a private staging directory is made.
+    pub stage_dir: PathBuf,
+    /// `--transfers`: downloads and uploads at once.
+    pub transfers: usize,
+    /// A hash of the command, carried by every object written (provenance).
+    pub command_hash: String,
+}
+
+impl Default for RemoteOptions {
+    fn default() -> RemoteOptions {
+        RemoteOptions {
+            stage_dir: std::env::temp_dir(),
+            transfers: 4,
+            command_hash: String::new(),
+        }
+    }
 }
 
 /// How a run goes. One value, so the settings of different modes cannot disagree.

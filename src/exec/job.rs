@@ -4,13 +4,14 @@
 //! `--split-failed` the halves of a batch that failed as a whole go through the same loop.
 
 use std::ffi::OsString;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use super::admit::{Admission, Ask, Permit, Ticket};
 use super::child::{self, EndedBy, Ending, Finished, Launch};
 use super::sampler::Eviction;
+use super::staged::{self, Staging, Upload};
 use super::unit::{self, Commit, Unit};
 use super::Shared;
 use crate::batch::Batch;
@@ -287,30 +288,82 @@ fn join(first: Option<Spool>, then: Option<Spool>) -> Option<Spool> {
     }
 }
 
-/// Runs a unit of work once through the loop: in place, its input is checked and locked first
-/// and replaced at most once, after the last attempt.
+/// What a job commits after it ran: a local file by descriptors (`-i`, `-o`), or an upload.
+enum Commitment {
+    Local(Prepared),
+    Remote(Upload),
+}
+
+impl Commitment {
+    /// `{out}`: where the job writes.
+    fn out(&self) -> PathBuf {
+        match self {
+            Commitment::Local(p) => p.out.clone(),
+            Commitment::Remote(u) => u.out.clone(),
+        }
+    }
+
+    /// Removes what an attempt wrote: the original stays.
+    fn discard(&self) {
+        match self {
+            Commitment::Local(p) => InPlace::discard(p),
+            Commitment::Remote(u) => u.discard(),
+        }
+    }
+}
+
+/// Runs a unit of work once through the loop: an object it reads is staged first (before
+/// admission); in place, its input is checked and locked first and replaced at most once,
+/// after the last attempt; a remote output is uploaded once its memory is given back.
 fn run_once(shared: &Shared, unit: &Unit, ticket: Option<Ticket<'_>>) -> Vec<Done> {
-    let mut prepared = match prepare(shared, unit) {
-        Ok(prepared) => prepared,
-        Err(refusal) => return vec![refused(&unit.inputs()[0], refusal)],
+    let in_place = shared.in_place.as_ref();
+    let staging = match Staging::of(&shared.stages, shared.config, unit, in_place) {
+        Ok(staging) => staging,
+        Err(done) => return vec![done],
     };
-    let done = drive(shared, unit, ticket, &mut |permit, weights, tries| {
-        attempts(shared, unit, &mut prepared, weights, permit, tries)
+    let mut commitment = match prepare(shared, unit, &staging) {
+        Ok(commitment) => commitment,
+        Err(done) => return vec![*done],
+    };
+    let copy = staging.copy.as_deref();
+    let mut done = drive(shared, unit, ticket, &mut |permit, weights, tries| {
+        attempts(shared, unit, &mut commitment, copy, weights, permit, tries)
     });
-    // Not run (again): its `{out}` goes, the original stays.
-    if let Some(p) = prepared.take() {
-        InPlace::discard(&p);
+    match (commitment.take(), done.as_mut_slice()) {
+        (Some(Commitment::Remote(u)), [d]) if d.record.attempts > 0 => {
+            u.conclude(&shared.stages, &staging, &mut d.record);
+            // The halt rule sees the upload's outcome too.
+            shared.ctx.halt_after(d.record.status);
+        }
+        // Not run (again): its `{out}` goes, the original stays.
+        (Some(c), _) => c.discard(),
+        (None, _) => {}
+    }
+    if let (Unit::One(input), [d]) = (unit, done.as_mut_slice()) {
+        staging.note(input, &mut d.record);
     }
     done
 }
 
-/// In place or with `-o`: checks and locks the input, and readies `{out}`.
-fn prepare(shared: &Shared, unit: &Unit) -> Result<Option<Prepared>, Refusal> {
+/// In place or with `-o`: checks and locks the input, and readies `{out}` (staged, when the
+/// output goes to a store).
+fn prepare(
+    shared: &Shared,
+    unit: &Unit,
+    staging: &Staging,
+) -> Result<Option<Commitment>, Box<Done>> {
     let (Some(ip), Unit::One(input)) = (&shared.in_place, unit) else {
         return Ok(None);
     };
+    if let Some(upload) =
+        staged::upload_of(shared.config, unit, Some(ip), staging).map_err(Box::new)?
+    {
+        return Ok(Some(Commitment::Remote(upload)));
+    }
+    // An object written to a local target: its staged copy stands for it.
+    let source = staging.copy.as_deref().unwrap_or(&input.path);
     let (prepared, swept) = match unit::commit_of(input, Some(ip)) {
-        Some(Commit::Write(target)) => ip.prepare_output(&input.path, &target, input.job),
+        Some(Commit::Write(target)) => ip.prepare_output(source, &target, input.job),
         _ => ip.prepare(&input.path, input.job),
     };
     if !swept.is_empty() {
@@ -324,14 +377,19 @@ fn prepare(shared: &Shared, unit: &Unit) -> Result<Option<Prepared>, Refusal> {
             ),
         );
     }
-    prepared.map(Some)
+    match prepared {
+        Ok(p) => Ok(Some(Commitment::Local(p))),
+        Err(refusal) => Err(Box::new(refused(input, refusal))),
+    }
 }
 
 /// Runs an admitted unit through its attempts (`--retries`).
+#[allow(clippy::too_many_arguments)]
 fn attempts(
     shared: &Shared,
     unit: &Unit,
-    prepared: &mut Option<Prepared>,
+    prepared: &mut Option<Commitment>,
+    copy: Option<&Path>,
     weights: &[u64],
     permit: Permit,
     tries: &mut Tries,
@@ -339,8 +397,8 @@ fn attempts(
     let config = shared.config;
     let slot = permit.slot;
     // `{out}`, held apart: the preparation is consumed when the input is committed.
-    let out = prepared.as_ref().map(|p| p.out.clone());
-    let values = unit.values(config, slot, permit.reserved, out.as_deref());
+    let out = prepared.as_ref().map(Commitment::out);
+    let values = unit.values(config, slot, permit.reserved, out.as_deref(), copy);
     let mut argv = unit.argv(config, &values);
     let mut program = config.program.as_deref();
     if let Mode::Srun(alloc) = &config.mode {
@@ -367,7 +425,7 @@ fn attempts(
         tries.paused += finished.paused;
         if let EndedBy::SafetyNet(why) = finished.ended_by {
             if let Some(p) = prepared.as_ref() {
-                InPlace::discard(p);
+                p.discard();
             }
             let peak = finished.peak_rss_bytes.unwrap_or(0);
             return Attempt::Stopped { peak, why };
@@ -384,13 +442,16 @@ fn attempts(
             && !shared.ctx.cancel.no_new_jobs();
         if again {
             if let Some(p) = prepared.as_ref() {
-                InPlace::discard(p);
+                p.discard();
             }
             continue;
         }
         record.attempts = tries.attempts;
-        if let Some(p) = prepared.take() {
-            conclude_in_place(p, &mut record);
+        // A local commit happens here; an upload waits until the memory is given back.
+        if matches!(prepared, Some(Commitment::Local(_))) {
+            if let Some(Commitment::Local(p)) = prepared.take() {
+                conclude_in_place(p, &mut record);
+            }
         }
         if config.summary.is_some() && matches!(unit, Unit::One(_)) {
             unit::identify(&mut record, &first.path);
@@ -589,6 +650,7 @@ mod tests {
             seen: None,
             rel_at: None,
             target: None,
+            remote: None,
         }
     }
 

@@ -11,6 +11,7 @@ mod admit;
 mod child;
 mod job;
 mod sampler;
+mod staged;
 pub(crate) mod unit;
 
 use std::time::Instant;
@@ -43,6 +44,8 @@ struct Shared<'a> {
     gate: Gate,
     sampler: Sampler<'a>,
     start: Instant,
+    /// Objects: the run's staging directory and transfer tokens.
+    stages: staged::Stages,
 }
 
 impl Executor for Pool {
@@ -61,6 +64,7 @@ impl Executor for Pool {
             gate: Gate::new(gate_settings(config, budget, reserve), meter),
             sampler: Sampler::new(ctx.start, ctx.live),
             start: ctx.start,
+            stages: staged::Stages::new(config),
         };
         let (sampler_stop, sampler_stopped) = bounded::<()>(0);
         let (batch_tx, batch_rx) = bounded::<crate::batch::Batch>(0);

@@ -39,9 +39,10 @@ pub(crate) enum Commit {
 
 /// An input's memory weight: as discovery found it, else read now.
 pub(crate) fn weight(input: &Input) -> u64 {
-    input
-        .weight
-        .unwrap_or_else(|| crate::parquet::weight(&input.path))
+    input.weight.unwrap_or_else(|| match &input.remote {
+        Some(object) => crate::remote::weight(object),
+        None => crate::parquet::weight(&input.path),
+    })
 }
 
 /// What the job of `input` commits: its `-o` target, or in place the file it replaces.
@@ -92,21 +93,24 @@ impl Unit {
         }
     }
 
-    /// The placeholders' values for its command in `slot` with `reserved` bytes of memory and
-    /// `out` for `{out}`.
+    /// The placeholders' values for its command in `slot` with `reserved` bytes of memory,
+    /// `out` for `{out}`, and for an object `copy`, its staged copy (`{}`).
     pub(crate) fn values<'a>(
         &'a self,
         config: &Config,
         slot: usize,
         reserved: u64,
         out: Option<&'a Path>,
+        copy: Option<&'a Path>,
     ) -> JobValues<'a> {
         let first = &self.inputs()[0];
+        let path = copy.unwrap_or(&first.path);
         JobValues {
             slot,
             out,
             mem_mib: reserved >> 20,
-            ..JobValues::of(&first.path, self.number(), first.rel_at, config.run.threads)
+            url: first.remote.as_ref().map(|_| first.path.as_path()),
+            ..JobValues::of(path, self.number(), first.rel_at, config.run.threads)
         }
     }
 

@@ -193,6 +193,9 @@ pub(crate) struct JobValues<'a> {
     pub rel_at: Option<usize>,
     /// The memory reservation in MiB, for `{mem}`.
     pub mem_mib: u64,
+    /// An object's URL, for `{url}` and `{rel}` (`path` is then its staged copy); `None`: a
+    /// local file, whose `{url}` is its path.
+    pub url: Option<&'a Path>,
 }
 
 impl<'a> JobValues<'a> {
@@ -207,6 +210,7 @@ impl<'a> JobValues<'a> {
             out: None,
             rel_at,
             mem_mib: 0,
+            url: None,
         }
     }
 
@@ -250,9 +254,10 @@ impl<'a> JobValues<'a> {
             Placeholder::Out => {
                 Cow::Borrowed(self.out.map_or(&b""[..], |p| p.as_os_str().as_bytes()))
             }
-            Placeholder::Rel => Cow::Owned(rel_path(path, self.rel_at)),
+            Placeholder::Url => Cow::Borrowed(self.url.unwrap_or(path).as_os_str().as_bytes()),
+            Placeholder::Rel => Cow::Owned(rel_path(self.url.unwrap_or(path), self.rel_at)),
             Placeholder::RelNoExt => {
-                let mut rel = rel_path(path, self.rel_at);
+                let mut rel = rel_path(self.url.unwrap_or(path), self.rel_at);
                 let start = rel.iter().rposition(|b| *b == b'/').map_or(0, |i| i + 1);
                 rel.truncate(start + stem_len(&rel[start..]));
                 Cow::Owned(rel)
@@ -394,6 +399,15 @@ impl Template {
             }
         }
         Some(OsString::from_vec(bytes))
+    }
+
+    /// Whether a job reads the file itself (`{}`, `{.}`, `{/}`, `{//}`, `{/.}`): an object is
+    /// then downloaded first; a command that uses `{url}` (and `{rel}`) alone needs no copy.
+    pub(crate) fn reads_file(&self) -> bool {
+        self.words
+            .iter()
+            .flat_map(|w| &w.tokens)
+            .any(|t| matches!(t, Token::Value(ph) if ph.reads_file()))
     }
 
     /// The argv of one job: one element per template word (`sh -c SCRIPT` in shell mode).
@@ -563,6 +577,7 @@ fn word_cost(w: &Word, path: &Path, rel_at: Option<usize>) -> usize {
         threads: usize::MAX,
         out: None,
         mem_mib: u64::MAX,
+        url: None,
     };
     let mut buf = Vec::new();
     w.expand_into(&widest, false, &mut buf);

@@ -27,6 +27,8 @@ pub(crate) enum Placeholder {
     Rel,
     /// `{rel.}`: `{rel}` without its extension.
     RelNoExt,
+    /// `{url}`: an object's URL (a local input's path as given).
+    Url,
 }
 
 /// Every placeholder with its spelling, for parsing and for hints.
@@ -43,6 +45,7 @@ pub(super) const PLACEHOLDERS: &[(&str, Placeholder)] = &[
     ("mem", Placeholder::Mem),
     ("rel", Placeholder::Rel),
     ("rel.", Placeholder::RelNoExt),
+    ("url", Placeholder::Url),
 ];
 
 impl Placeholder {
@@ -57,6 +60,20 @@ impl Placeholder {
                 | Placeholder::Out
                 | Placeholder::Rel
                 | Placeholder::RelNoExt
+                | Placeholder::Url
+        )
+    }
+
+    /// Whether its value comes from the file itself (`{}` and what derives from it): an
+    /// object must be staged for it.
+    pub(super) fn reads_file(self) -> bool {
+        matches!(
+            self,
+            Placeholder::Path
+                | Placeholder::NoExt
+                | Placeholder::Basename
+                | Placeholder::Parent
+                | Placeholder::BasenameNoExt
         )
     }
 }

@@ -1,0 +1,360 @@
+//! Objects in the job loop. Before a job is admitted: the staged copy of the object its
+//! command reads (`{}`), pinned to the listed version. After its memory is given back: a
+//! remote output (`-i` on an object, `-o` to a store) is checked as a local commit is, then
+//! uploaded in one conditional request carrying its provenance. A lost condition is a
+//! `conflict`: nothing is overwritten, and the output is kept beside the stage directory.
+//! Transfers take a token of `--transfers` each, so they go on beside the jobs, not in their
+//! slots.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Condvar, Mutex, OnceLock};
+
+use super::unit::{self, Commit, Unit};
+use crate::config::Config;
+use crate::executor::Done;
+use crate::inplace::InPlace;
+use crate::input::Input;
+use crate::parquet::{self, Footer, Verify};
+use crate::record::{Action, JobRecord, Status};
+use crate::remote::provenance::Provenance;
+use crate::remote::{self, Condition, JobStage, PutError, RemoteUrl, Stage, Transfer};
+
+/// The run's staging directory (made when the first job needs it) and its transfer tokens.
+pub(super) struct Stages {
+    dir: PathBuf,
+    stage: OnceLock<Result<Stage, String>>,
+    tokens: Mutex<usize>,
+    freed: Condvar,
+}
+
+impl Stages {
+    pub(super) fn new(config: &Config) -> Stages {
+        Stages {
+            dir: config.remote.stage_dir.clone(),
+            stage: OnceLock::new(),
+            tokens: Mutex::new(config.remote.transfers.max(1)),
+            freed: Condvar::new(),
+        }
+    }
+
+    fn job(&self, job: u64) -> Result<JobStage, String> {
+        let stage = self
+            .stage
+            .get_or_init(|| Stage::new(&self.dir).map_err(|e| format!("{e:#}")));
+        match stage {
+            Ok(stage) => stage.job(job).map_err(|e| format!("{e:#}")),
+            Err(e) => Err(e.clone()),
+        }
+    }
+
+    /// Runs a transfer with one of the `--transfers` tokens.
+    fn transfer<T>(&self, f: impl FnOnce() -> T) -> T {
+        let mut free = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
+        while *free == 0 {
+            free = self.freed.wait(free).unwrap_or_else(|e| e.into_inner());
+        }
+        *free -= 1;
+        drop(free);
+        let value = f();
+        *self.tokens.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+        self.freed.notify_one();
+        value
+    }
+}
+
+/// What a job has staged: its directory, the copy of its object, the download.
+#[derive(Default)]
+pub(super) struct Staging {
+    stage: Option<JobStage>,
+    /// `{}` of an object: its staged copy.
+    pub copy: Option<PathBuf>,
+    down: Option<Transfer>,
+}
+
+/// The remote target of `input`'s job, if its output goes to a store.
+fn remote_target(input: &Input, commit: Option<&Commit>) -> Option<RemoteUrl> {
+    match commit? {
+        Commit::Write(target) => target
+            .to_str()
+            .filter(|t| remote::looks_remote(t))
+            .and_then(|t| RemoteUrl::parse(t).ok()),
+        Commit::Replace(_) => input.remote.as_ref().map(|o| o.url.clone()),
+    }
+}
+
+impl Staging {
+    /// Stages what `unit`'s command reads; an error is the input's record.
+    pub(super) fn of(
+        stages: &Stages,
+        config: &Config,
+        unit: &Unit,
+        in_place: Option<&InPlace>,
+    ) -> Result<Staging, Done> {
+        let Unit::One(input) = unit else {
+            return Ok(Staging::default());
+        };
+        let commit = unit::commit_of(input, in_place);
+        if input.remote.is_none() && remote_target(input, commit.as_ref()).is_none() {
+            return Ok(Staging::default());
+        }
+        let stage = stages.job(input.job).map_err(|e| failed(input, e))?;
+        let mut staging = Staging {
+            stage: Some(stage),
+            ..Staging::default()
+        };
+        if let (Some(object), Some(stage)) = (&input.remote, &staging.stage) {
+            // A local target needs a file to stand for the input (its lock, its identity):
+            // the staged copy, or an empty one when the command reads only `{url}`.
+            let local_target = matches!(commit, Some(Commit::Write(_)))
+                && remote_target(input, commit.as_ref()).is_none();
+            if config.template.reads_file() {
+                let (path, t) = stages
+                    .transfer(|| stage.download(object))
+                    .map_err(|e| failed(input, format!("download failed: {e:#}")))?;
+                staging.copy = Some(path);
+                staging.down = Some(t);
+            } else if local_target {
+                let path = stage.input_path(object.url.file_name());
+                std::fs::create_dir_all(path.parent().unwrap_or(Path::new(".")))
+                    .and_then(|()| std::fs::File::create_new(&path))
+                    .map_err(|e| failed(input, format!("staging: {e}")))?;
+                staging.copy = Some(path);
+            }
+        }
+        Ok(staging)
+    }
+
+    /// What the record says of the object and its download.
+    pub(super) fn note(&self, input: &Input, record: &mut JobRecord) {
+        if let Some(o) = &input.remote {
+            record.etag = o.etag.clone();
+            record.object_version = o.version.clone();
+            record.file_size = Some(o.size);
+            record.file_mtime_ns = Some(o.mtime_ns);
+        }
+        if let Some(t) = self.down {
+            record.down_bytes = Some(t.bytes);
+            record.down_ms = Some(t.ms);
+        }
+    }
+}
+
+/// A job whose output goes to a store: where it writes (`{out}`, staged) and how it is sent.
+pub(crate) struct Upload {
+    pub out: PathBuf,
+    to: RemoteUrl,
+    condition: Condition,
+    provenance: Provenance,
+    verify: Verify,
+    input_footer: Option<Footer>,
+    input_bytes: Option<u64>,
+}
+
+/// The upload of `unit`'s output, if it goes to a store; an error is the input's record.
+pub(super) fn upload_of(
+    config: &Config,
+    unit: &Unit,
+    in_place: Option<&InPlace>,
+    staging: &Staging,
+) -> Result<Option<Upload>, Done> {
+    let Unit::One(input) = unit else {
+        return Ok(None);
+    };
+    let commit = unit::commit_of(input, in_place);
+    let (Some(to), Some(stage)) = (remote_target(input, commit.as_ref()), &staging.stage) else {
+        return Ok(None);
+    };
+    let condition = match (&commit, &input.remote) {
+        (Some(Commit::Replace(_)), Some(object)) => Condition::Unchanged {
+            etag: object.etag.clone(),
+            version: object.version.clone(),
+        },
+        // A target: created if absent, else replaced only if it is still what is seen now.
+        _ => match remote::stores().head(&to) {
+            Ok(None) => Condition::Absent,
+            Ok(Some(head)) => Condition::Unchanged {
+                etag: head.object.etag,
+                version: head.object.version,
+            },
+            Err(e) => return Err(failed(input, format!("{e:#}"))),
+        },
+    };
+    let provenance = match &input.remote {
+        Some(object) => Provenance::of_object(object, &config.remote.command_hash),
+        None => match std::fs::metadata(&input.path) {
+            Ok(md) => Provenance::of_file(&input.path, &md, &config.remote.command_hash),
+            Err(e) => return Err(failed(input, crate::error::io_reason(&e))),
+        },
+    };
+    let verify = in_place.map_or(Verify::None, |ip| ip.verify_for(Path::new(to.file_name())));
+    let in_place_job = matches!(commit, Some(Commit::Replace(_)));
+    let input_is_parquet = parquet::is_parquet_name(Path::new(input_name(input)));
+    let input_footer = if verify.reads_parquet() && (in_place_job || input_is_parquet) {
+        let footer = match (&staging.copy, &input.remote) {
+            (Some(copy), _) if staging.down.is_some() => parquet::read_footer(copy),
+            (_, Some(object)) => remote::footer(object),
+            (_, None) => parquet::read_footer(&input.path),
+        };
+        match footer {
+            Ok(f) => Some(f),
+            Err(e) => {
+                let mut record = JobRecord::new(input.job, &input.path, Status::InvalidInput);
+                record.reason = Some(format!("input: {e}"));
+                record.action = Some(Action::Kept);
+                return Err(Done::bare(record));
+            }
+        }
+    } else {
+        None
+    };
+    let out = stage.out_path(to.file_name());
+    if let Err(e) = stage.ready_out(&out) {
+        return Err(failed(input, format!("{e:#}")));
+    }
+    Ok(Some(Upload {
+        out,
+        to,
+        condition,
+        provenance,
+        verify,
+        input_footer,
+        input_bytes: input.remote.as_ref().map(|o| o.size),
+    }))
+}
+
+fn input_name(input: &Input) -> &str {
+    match &input.remote {
+        Some(o) => o.url.file_name(),
+        None => input
+            .path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or(""),
+    }
+}
+
+impl Upload {
+    /// Removes what the job wrote (a failed or stopped attempt).
+    pub(super) fn discard(&self) {
+        let _ = std::fs::remove_file(&self.out);
+    }
+
+    /// Checks the job's output, uploads it if its condition holds, and records what happened.
+    pub(super) fn conclude(self, stages: &Stages, staging: &Staging, record: &mut JobRecord) {
+        let to = self.to.to_string();
+        record.input_bytes = self.input_bytes.or(record.input_bytes);
+        record.rows_in = self.input_footer.as_ref().map(|f| f.rows);
+        record.verify = Some(self.verify.name().to_string());
+        record.action = Some(Action::Kept);
+        if record.status != Status::Ok {
+            self.discard();
+            if record.reason.is_none() {
+                record.reason = Some(match record.status {
+                    Status::Interrupted => format!("interrupted; {to} left as it was"),
+                    _ => format!("the command did not succeed; {to} left as it was"),
+                });
+            }
+            return;
+        }
+        if let Err((status, why)) = self.check(record) {
+            self.discard();
+            if status == Status::InvalidOutput {
+                record.verify = Some(format!("{}: {why}", self.verify.name()));
+                record.reason = Some(format!("verification failed, {to} left as it was: {why}"));
+            } else {
+                record.reason = Some(format!("{to} left as it was: {why}"));
+            }
+            record.status = status;
+            return;
+        }
+        let start = std::time::Instant::now();
+        let sent = stages.transfer(|| {
+            remote::stores().upload(
+                &self.out,
+                &self.to,
+                &self.condition,
+                &self.provenance.metadata(),
+            )
+        });
+        record.up_ms = Some(start.elapsed().as_millis() as u64);
+        match sent {
+            Ok(w) => {
+                self.discard();
+                record.action = Some(match self.condition {
+                    Condition::Absent => Action::Created,
+                    Condition::Unchanged { .. } => Action::Replaced,
+                });
+                record.up_bytes = Some(w.bytes);
+                record.output_etag = w.etag;
+                record.output_version = w.version;
+            }
+            Err(PutError::Conflict(why)) => {
+                record.status = Status::Conflict;
+                let kept = staging.stage.as_ref().map(|s| s.keep(&self.out));
+                record.reason = Some(match kept {
+                    Some(Ok(kept)) => {
+                        record.kept_output = Some(kept.display().to_string());
+                        format!(
+                            "{why}; nothing was overwritten; the job's output is kept at {}",
+                            kept.display()
+                        )
+                    }
+                    Some(Err(e)) => format!(
+                        "{why}; nothing was overwritten; the job's output could not be kept: {e:#}"
+                    ),
+                    None => format!("{why}; nothing was overwritten"),
+                });
+            }
+            Err(PutError::Other(e)) => {
+                self.discard();
+                record.status = Status::Failed;
+                record.reason = Some(format!("upload failed, {to} left as it was: {e:#}"));
+            }
+        }
+    }
+
+    /// The output as a commit checks it: a regular file of this user's (no link), not empty
+    /// for `exists`, sound parquet comparing with the input for the parquet modes.
+    fn check(&self, record: &mut JobRecord) -> Result<(), (Status, String)> {
+        let md = match std::fs::symlink_metadata(&self.out) {
+            Ok(md) => md,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err((
+                    Status::InvalidOutput,
+                    format!(
+                        "the command exited 0 but did not write {{out}} ({})",
+                        self.out.display()
+                    ),
+                ))
+            }
+            Err(e) => return Err((Status::Failed, crate::error::io_reason(&e))),
+        };
+        if !md.is_file() {
+            return Err((
+                Status::InvalidOutput,
+                "{out} is not a regular file; only a file written at {out} is uploaded".into(),
+            ));
+        }
+        record.output_bytes = Some(md.len());
+        if self.verify == Verify::Exists && md.len() == 0 {
+            return Err((Status::InvalidOutput, "the output is empty".into()));
+        }
+        if self.verify.reads_parquet() {
+            let output = parquet::read_footer(&self.out)
+                .map_err(|e| (Status::InvalidOutput, format!("output: {e}")))?;
+            record.rows_out = Some(output.rows);
+            if let Some(input) = &self.input_footer {
+                parquet::compare(self.verify, input, &output)
+                    .map_err(|e| (Status::InvalidOutput, e))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The failed record of an input whose staging or upload could not begin.
+fn failed(input: &Input, why: String) -> Done {
+    let mut record = JobRecord::new(input.job, &input.path, Status::Failed);
+    record.reason = Some(why);
+    Done::bare(record)
+}

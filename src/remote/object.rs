@@ -1,0 +1,50 @@
+//! What the stores say of objects, and what an upload may and did do: plain data, the same
+//! whether or not this fanout was built with remote support.
+
+use super::url::RemoteUrl;
+
+/// An object as a listing or a HEAD request saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Object {
+    pub url: RemoteUrl,
+    pub size: u64,
+    pub etag: Option<String>,
+    pub version: Option<String>,
+    /// Last modified, in nanoseconds since the epoch.
+    pub mtime_ns: i64,
+}
+
+/// An object's facts with its user metadata (a HEAD request).
+#[derive(Debug, Clone)]
+pub(crate) struct Head {
+    pub object: Object,
+    pub metadata: Vec<(String, String)>,
+}
+
+/// When an upload may happen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Condition {
+    /// Only if no object has the name (If-None-Match: *, generation 0).
+    Absent,
+    /// Only if the object is still this version (If-Match, generation match).
+    Unchanged {
+        etag: Option<String>,
+        version: Option<String>,
+    },
+}
+
+/// Why an upload did not happen.
+#[derive(Debug)]
+pub(crate) enum PutError {
+    /// The condition failed: someone else wrote (or removed) the object.
+    Conflict(String),
+    Other(anyhow::Error),
+}
+
+/// What a finished upload left.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Written {
+    pub etag: Option<String>,
+    pub version: Option<String>,
+    pub bytes: u64,
+}

@@ -1,0 +1,380 @@
+//! The stores: one async runtime on fanout's own I/O threads, one client per bucket, and the
+//! few blocking calls the rest of fanout makes (list, head, download, ranged read, conditional
+//! upload, delete). Everything network-shaped stays in this file.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::Write;
+use std::path::Path as FsPath;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Context as _, Result};
+use futures::StreamExt;
+use object_store::path::Path;
+use object_store::{
+    Attribute, AttributeValue, Attributes, ClientConfigKey, GetOptions, GetRange, ObjectStore,
+    ObjectStoreExt, PutMode, PutOptions, PutPayload, UpdateVersion,
+};
+
+use super::object::{Condition, Head, Object, PutError, Written};
+use super::url::{RemoteUrl, Scheme};
+
+/// How long one request may take before it is retried, and how long the retries of one
+/// request may go on in all (documented in docs/remote.md).
+pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const RETRY_FOR: Duration = Duration::from_secs(90);
+pub(crate) const MAX_RETRIES: usize = 8;
+/// How long the check before a run waits for a store to answer.
+pub(crate) const CHECK_WITHIN: Duration = Duration::from_secs(20);
+/// The largest output written in one conditional PUT (the S3 limit for one PUT).
+pub(crate) const LARGEST_PUT: u64 = 5 << 30;
+
+/// The runtime and the clients. One per process.
+pub(crate) struct Stores {
+    runtime: tokio::runtime::Runtime,
+    clients: Mutex<HashMap<String, Arc<dyn ObjectStore>>>,
+}
+
+/// The process's stores (made on first use).
+pub(crate) fn stores() -> &'static Stores {
+    static STORES: OnceLock<Stores> = OnceLock::new();
+    STORES.get_or_init(|| {
+        // TLS through rustls with ring (the platform's certificates), chosen once: ring needs
+        // no C build. (Deprecated only for lacking post-quantum key exchange.)
+        #[allow(deprecated)]
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("fanout-io")
+            .enable_all()
+            .build()
+            .expect("an I/O runtime");
+        Stores {
+            runtime,
+            clients: Mutex::new(HashMap::new()),
+        }
+    })
+}
+
+impl Stores {
+    /// Uses `store` for every URL under `base` (tests: the in-memory store).
+    #[cfg(test)]
+    pub(crate) fn insert(&self, base: &str, store: Arc<dyn ObjectStore>) {
+        self.clients.lock().unwrap().insert(base.to_string(), store);
+    }
+
+    fn client(&self, url: &RemoteUrl) -> Result<Arc<dyn ObjectStore>> {
+        let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(c) = clients.get(&url.base) {
+            return Ok(c.clone());
+        }
+        let client = build(url)?;
+        clients.insert(url.base.clone(), client.clone());
+        Ok(client)
+    }
+
+    fn block_on<T>(&self, fut: impl std::future::Future<Output = T>) -> T {
+        self.runtime.block_on(fut)
+    }
+
+    /// Lists every object under `prefix` (a key prefix ending in `/`, or empty) of `root`'s
+    /// store, in pages, handing each to `sink` until it returns false.
+    pub(crate) fn list(
+        &self,
+        root: &RemoteUrl,
+        prefix: &str,
+        sink: &mut dyn FnMut(Object) -> bool,
+    ) -> Result<()> {
+        let client = self.client(root)?;
+        let prefix = (!prefix.is_empty()).then(|| key_path(prefix.trim_end_matches('/')));
+        self.block_on(async {
+            let mut stream = client.list(prefix.as_ref());
+            while let Some(meta) = stream.next().await {
+                let meta = meta.map_err(|e| store_error(&e, root))?;
+                if !sink(object(root, &meta)) {
+                    break;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// Whether the store behind `url` answers and lets fanout list it (credentials, bucket,
+    /// endpoint), within [`CHECK_WITHIN`].
+    pub(crate) fn check(&self, url: &RemoteUrl) -> Result<()> {
+        let client = self.client(url)?;
+        let prefix = (!url.key.is_empty()).then(|| key_path(url.key.trim_end_matches('/')));
+        self.block_on(async {
+            let first = async { client.list(prefix.as_ref()).next().await.transpose() };
+            match tokio::time::timeout(CHECK_WITHIN, first).await {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(e)) => Err(store_error(&e, url)),
+                Err(_) => Err(anyhow!(
+                    "{url}: the store did not answer within {} s",
+                    CHECK_WITHIN.as_secs()
+                )),
+            }
+        })
+    }
+
+    /// The object at `url` with its metadata, or `None` if there is none.
+    pub(crate) fn head(&self, url: &RemoteUrl) -> Result<Option<Head>> {
+        let client = self.client(url)?;
+        let options = GetOptions {
+            head: true,
+            ..GetOptions::default()
+        };
+        self.block_on(async {
+            match client.get_opts(&key_path(&url.key), options).await {
+                Ok(got) => Ok(Some(Head {
+                    object: object(url, &got.meta),
+                    metadata: user_metadata(&got.attributes),
+                })),
+                Err(object_store::Error::NotFound { .. }) => Ok(None),
+                Err(e) => Err(store_error(&e, url)),
+            }
+        })
+    }
+
+    /// Downloads exactly the version of `object` that was listed into `to`; the bytes written.
+    /// A changed object is an error (the job would run on other bytes than were listed).
+    pub(crate) fn download(&self, object: &Object, to: &mut File) -> Result<u64> {
+        let client = self.client(&object.url)?;
+        let options = GetOptions {
+            if_match: object.etag.clone(),
+            version: object.version.clone(),
+            ..GetOptions::default()
+        };
+        self.block_on(async {
+            let got = client
+                .get_opts(&key_path(&object.url.key), options)
+                .await
+                .map_err(|e| match e {
+                    object_store::Error::Precondition { .. }
+                    | object_store::Error::NotFound { .. } => {
+                        anyhow!("{} changed after it was listed", object.url)
+                    }
+                    e => store_error(&e, &object.url),
+                })?;
+            let mut stream = got.into_stream();
+            let mut bytes = 0u64;
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.map_err(|e| store_error(&e, &object.url))?;
+                to.write_all(&chunk)
+                    .context("could not write the staged copy")?;
+                bytes += chunk.len() as u64;
+            }
+            Ok(bytes)
+        })
+    }
+
+    /// Bytes `range` (from the end when `from_end`) of the listed version of `object`.
+    pub(crate) fn read_tail(&self, object: &Object, len: u64) -> Result<Vec<u8>> {
+        let client = self.client(&object.url)?;
+        let options = GetOptions {
+            if_match: object.etag.clone(),
+            range: Some(GetRange::Suffix(len)),
+            ..GetOptions::default()
+        };
+        self.block_on(async {
+            let got = client
+                .get_opts(&key_path(&object.url.key), options)
+                .await
+                .map_err(|e| store_error(&e, &object.url))?;
+            Ok(got
+                .bytes()
+                .await
+                .map_err(|e| store_error(&e, &object.url))?
+                .to_vec())
+        })
+    }
+
+    /// Uploads the file `from` to `to` in one request if `condition` holds, with `metadata`.
+    pub(crate) fn upload(
+        &self,
+        from: &FsPath,
+        to: &RemoteUrl,
+        condition: &Condition,
+        metadata: &[(String, String)],
+    ) -> Result<Written, PutError> {
+        let client = self.client(to).map_err(PutError::Other)?;
+        let bytes = std::fs::read(from)
+            .with_context(|| format!("could not read {}", from.display()))
+            .map_err(PutError::Other)?;
+        let size = bytes.len() as u64;
+        if size > LARGEST_PUT {
+            return Err(PutError::Other(anyhow!(
+                "{} is {}, more than the {} one conditional upload may be",
+                from.display(),
+                crate::units::human(size),
+                crate::units::human(LARGEST_PUT)
+            )));
+        }
+        let mut attributes = Attributes::new();
+        for (k, v) in metadata {
+            attributes.insert(
+                Attribute::Metadata(k.clone().into()),
+                AttributeValue::from(v.clone()),
+            );
+        }
+        let options = PutOptions {
+            mode: match condition {
+                Condition::Absent => PutMode::Create,
+                Condition::Unchanged { etag, version } => PutMode::Update(UpdateVersion {
+                    e_tag: etag.clone(),
+                    version: version.clone(),
+                }),
+            },
+            attributes,
+            ..PutOptions::default()
+        };
+        self.block_on(async {
+            match client
+                .put_opts(&key_path(&to.key), PutPayload::from(bytes), options)
+                .await
+            {
+                Ok(r) => Ok(Written {
+                    etag: r.e_tag,
+                    version: r.version,
+                    bytes: size,
+                }),
+                Err(
+                    e @ (object_store::Error::Precondition { .. }
+                    | object_store::Error::AlreadyExists { .. }
+                    | object_store::Error::NotFound { .. }),
+                ) => Err(PutError::Conflict(conflict_reason(&e, to, condition))),
+                Err(e) => Err(PutError::Other(store_error(&e, to))),
+            }
+        })
+    }
+
+    /// Removes the object at `url` (a probe's).
+    pub(crate) fn delete(&self, url: &RemoteUrl) -> Result<()> {
+        let client = self.client(url)?;
+        self.block_on(async {
+            client
+                .delete(&key_path(&url.key))
+                .await
+                .map_err(|e| store_error(&e, url))
+        })
+    }
+}
+
+/// Why a conditional upload was refused, for the record.
+fn conflict_reason(e: &object_store::Error, to: &RemoteUrl, condition: &Condition) -> String {
+    match (condition, e) {
+        (Condition::Absent, _) => format!("{to} was created by someone else while the job ran"),
+        (_, object_store::Error::NotFound { .. }) => {
+            format!("{to} was removed by someone else while the job ran")
+        }
+        _ => format!("{to} was changed by someone else while the job ran"),
+    }
+}
+
+/// The store's key for `key` as given (not percent-encoded).
+fn key_path(key: &str) -> Path {
+    Path::parse(key).unwrap_or_else(|_| Path::from(key))
+}
+
+fn object(root: &RemoteUrl, meta: &object_store::ObjectMeta) -> Object {
+    Object {
+        url: root.with_key(meta.location.as_ref()),
+        size: meta.size,
+        etag: meta.e_tag.clone(),
+        version: meta.version.clone(),
+        mtime_ns: meta.last_modified.timestamp_nanos_opt().unwrap_or(0),
+    }
+}
+
+fn user_metadata(attributes: &Attributes) -> Vec<(String, String)> {
+    attributes
+        .iter()
+        .filter_map(|(k, v)| match k {
+            Attribute::Metadata(name) => Some((name.to_string(), v.to_string())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// One line for a store's error: what failed and why, without the crate's nesting.
+pub(crate) fn store_error(e: &object_store::Error, url: &RemoteUrl) -> anyhow::Error {
+    let mut why = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !why.contains(&text) {
+            why = format!("{why}: {text}");
+        }
+        source = s.source();
+    }
+    anyhow!("{url}: {}", why.replace('\n', " "))
+}
+
+/// A client for `url`'s store, configured from the environment (and, for S3, the AWS profile).
+fn build(url: &RemoteUrl) -> Result<Arc<dyn ObjectStore>> {
+    use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+    use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
+    use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
+    let retry = object_store::RetryConfig {
+        max_retries: MAX_RETRIES,
+        retry_timeout: RETRY_FOR,
+        ..object_store::RetryConfig::default()
+    };
+    let timeout = format!("{}s", REQUEST_TIMEOUT.as_secs());
+    let connect = format!("{}s", CONNECT_TIMEOUT.as_secs());
+    let base = url.base.trim_end_matches('/');
+    let store: Arc<dyn ObjectStore> = match url.scheme {
+        Scheme::S3 => {
+            let mut b = AmazonS3Builder::from_env();
+            b = super::credentials::apply_aws_profile(b)?;
+            Arc::new(
+                b.with_url(base.replacen("s3a://", "s3://", 1))
+                    .with_retry(retry)
+                    .with_config(
+                        AmazonS3ConfigKey::Client(ClientConfigKey::Timeout),
+                        &timeout,
+                    )
+                    .with_config(
+                        AmazonS3ConfigKey::Client(ClientConfigKey::ConnectTimeout),
+                        &connect,
+                    )
+                    .build()
+                    .map_err(|e| store_error(&e, url))?,
+            )
+        }
+        Scheme::Gcs => Arc::new(
+            GoogleCloudStorageBuilder::from_env()
+                .with_url(base.replacen("https://storage.googleapis.com/", "gs://", 1))
+                .with_retry(retry)
+                .with_config(GoogleConfigKey::Client(ClientConfigKey::Timeout), &timeout)
+                .with_config(
+                    GoogleConfigKey::Client(ClientConfigKey::ConnectTimeout),
+                    &connect,
+                )
+                .build()
+                .map_err(|e| store_error(&e, url))?,
+        ),
+        Scheme::Azure => Arc::new(
+            MicrosoftAzureBuilder::from_env()
+                .with_url(base.replacen("azure://", "az://", 1))
+                .with_retry(retry)
+                .with_config(AzureConfigKey::Client(ClientConfigKey::Timeout), &timeout)
+                .with_config(
+                    AzureConfigKey::Client(ClientConfigKey::ConnectTimeout),
+                    &connect,
+                )
+                .build()
+                .map_err(|e| store_error(&e, url))?,
+        ),
+    };
+    Ok(store)
+}
+
+/// Times a blocking call (seconds as the record keeps them: milliseconds).
+pub(crate) fn timed<T>(f: impl FnOnce() -> T) -> (T, u64) {
+    let start = Instant::now();
+    let value = f();
+    (value, start.elapsed().as_millis() as u64)
+}
