@@ -175,12 +175,40 @@ fn trusted_dirs(inputs: &[Input]) -> anyhow::Result<()> {
 /// milliseconds or seconds, so an input edited in the same tick as its target's commit has
 /// the target's very time, and rerunning costs a job where trusting it would keep a stale
 /// target.
-pub(crate) fn up_to_date(input: &Input, target: &Path) -> bool {
+///
+/// With provenance (a target in a store, or a local target of an object), the target is up
+/// to date only when it says it was made from this very version of the input by this very
+/// command (`command_hash`); times decide only for a target without provenance.
+pub(crate) fn up_to_date(input: &Input, target: &Path, command_hash: &str) -> bool {
+    use crate::remote::provenance::{of_local_target, Provenance};
+    let source = || match &input.remote {
+        Some(object) => Some(Provenance::of_object(object, command_hash)),
+        None => std::fs::metadata(&input.path)
+            .ok()
+            .map(|md| Provenance::of_file(&input.path, &md, command_hash)),
+    };
+    if let Some(url) = target.to_str().filter(|t| crate::remote::looks_remote(t)) {
+        let head = crate::remote::RemoteUrl::parse(url)
+            .and_then(|u| crate::remote::stores().head(&u));
+        let Ok(Some(head)) = head else {
+            return false;
+        };
+        return match source().and_then(|p| p.matches(&head.metadata)) {
+            Some(fresh) => fresh,
+            None => input.seen.is_some_and(|(_, ns)| head.object.mtime_ns > ns),
+        };
+    }
     let Ok(t) = std::fs::metadata(target) else {
         return false;
     };
     if !t.is_file() {
         return false;
+    }
+    if input.remote.is_some() {
+        let stamp = of_local_target(target);
+        if let Some(fresh) = source().and_then(|p| p.matches(&stamp)) {
+            return fresh;
+        }
     }
     let input_ns = match input.seen {
         Some((_, ns)) => ns,

@@ -378,7 +378,13 @@ fn prepare(
         );
     }
     match prepared {
-        Ok(p) => Ok(Some(Commitment::Local(p))),
+        Ok(mut p) => {
+            if let (Some(object), true) = (&input.remote, p.has_own_target()) {
+                let hash = &shared.config.remote.command_hash;
+                p.stamp = crate::remote::provenance::Provenance::of_object(object, hash).xattrs();
+            }
+            Ok(Some(Commitment::Local(p)))
+        }
         Err(refusal) => Err(Box::new(refused(input, refusal))),
     }
 }

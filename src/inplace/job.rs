@@ -37,6 +37,9 @@ pub(crate) struct Prepared {
     /// In a directory other users can add names to, the empty file fanout made at `{out}`'s
     /// name before the job (device and inode): removed when the job is dropped unused.
     pub(super) taken: std::cell::Cell<Option<(u64, u64)>>,
+    /// `-o` from an object: the provenance a new target carries as extended attributes
+    /// (name, value), where the file system keeps them.
+    pub stamp: Vec<(String, String)>,
 }
 
 impl Drop for Prepared {

@@ -317,6 +317,7 @@ impl InPlace {
             self.free_name(&dir, &dir_node, target_name.as_bytes(), job, in_place)?;
         Ok(Prepared {
             taken: std::cell::Cell::new(taken),
+            stamp: Vec::new(),
             out: dir_of(&target).join(&out_name),
             target,
             verify,

@@ -69,6 +69,14 @@ impl Provenance {
         ]
     }
 
+    /// As extended attributes of a local target (`user.fanout.*`).
+    pub(crate) fn xattrs(&self) -> Vec<(String, String)> {
+        self.metadata()
+            .into_iter()
+            .map(|(k, v)| (xattr_name(&k), v))
+            .collect()
+    }
+
     /// Whether `metadata` (a target's) says it was made from this very source by this
     /// command; `None` when it carries no provenance (another tool wrote it).
     pub(crate) fn matches(&self, metadata: &[(String, String)]) -> Option<bool> {
@@ -85,6 +93,25 @@ impl Provenance {
                 && get(COMMAND) == Some(self.command.as_str()),
         )
     }
+}
+
+/// The extended attribute that holds metadata `key` on a local file.
+fn xattr_name(key: &str) -> String {
+    format!("user.{}", key.replacen("fanout-", "fanout.", 1))
+}
+
+/// The provenance a local file carries in its extended attributes (links followed), as
+/// metadata pairs; empty when it has none.
+pub(crate) fn of_local_target(path: &std::path::Path) -> Vec<(String, String)> {
+    let mut found = Vec::new();
+    for key in [SOURCE, SOURCE_VERSION, COMMAND] {
+        let mut buf = vec![0u8; 4096];
+        if let Ok(n) = rustix::fs::getxattr(path, xattr_name(key).as_str(), &mut buf) {
+            buf.truncate(n);
+            found.push((key.to_string(), String::from_utf8_lossy(&buf).into_owned()));
+        }
+    }
+    found
 }
 
 /// The command's hash: SHA-256 of each word (with `-s` first), hex, 32 characters.

@@ -127,7 +127,7 @@ impl<'c, 'a> Triage<'c, 'a> {
                 .output
                 .as_ref()
                 .is_some_and(|o| o.update)
-                && crate::targets::up_to_date(input, t)
+                && crate::targets::up_to_date(input, t, &self.ctx.config.remote.command_hash)
         }) {
             record = JobRecord::new(input.job, &input.path, Status::Skipped);
             record.reason = Some(UP_TO_DATE.into());
