@@ -17,6 +17,10 @@ use crate::record::{JobRecord, MemoryReport, Skip, Status};
 use crate::walk::OwnFiles;
 
 /// The final record of the journal.
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
 #[derive(Debug, Clone, Serialize)]
 struct FinalRecord<'a> {
     #[serde(rename = "type")]
@@ -31,6 +35,9 @@ struct FinalRecord<'a> {
     skipped: u64,
     not_started: u64,
     interrupted: u64,
+    /// Written only when some file had it, so journals of local runs read as before.
+    #[serde(skip_serializing_if = "is_zero")]
+    conflict: u64,
     walk_errors: u64,
     wall_ms: u64,
     jobs_per_s: f64,
@@ -458,6 +465,7 @@ impl JournalWriter {
             skipped: c(Status::Skipped),
             not_started: c(Status::NotStarted),
             interrupted: c(Status::Interrupted),
+            conflict: c(Status::Conflict),
             walk_errors: totals.walk_errors,
             wall_ms: wall.as_millis() as u64,
             jobs_per_s: if secs > 0.0 {

@@ -38,6 +38,9 @@ impl Config {
         check_batch(&cli)?;
         let relax = check_trust(&cli, &walk.roots)?;
         let mode = mode(&cli)?;
+        if !mode.is_dry_run() {
+            check_remote_writes(&cli, &walk.roots)?;
+        }
         let (jobs, threads) = parallelism(&cli, &mode);
         // On Slurm, output is relayed task by task as records arrive: ordering it by job number
         // would hold it back until earlier tasks end (docs/cluster.md: -k does not apply there).
@@ -438,6 +441,39 @@ fn check_trust(cli: &Cli, roots: &[Root]) -> Result<Relax> {
         }
     }
     Ok(relax)
+}
+
+/// The stores a run writes to (`-i` on objects, `-o` to a store whose bucket the template
+/// names) must enforce conditional writes, or a second writer could be overwritten without a
+/// `conflict`: a probe object finds out before any job runs (the dry run writes nothing).
+fn check_remote_writes(cli: &Cli, roots: &[Root]) -> Result<()> {
+    use crate::remote::{looks_remote, RemoteUrl};
+    let mut written: Vec<RemoteUrl> = Vec::new();
+    if cli.in_place {
+        written.extend(roots.iter().filter_map(|r| match r {
+            Root::Remote(url) => Some(url.clone()),
+            _ => None,
+        }));
+    }
+    if let Some(template) = cli.output.as_deref().and_then(|t| t.to_str()) {
+        // The literal part before the first placeholder names the bucket, if it reaches it.
+        let literal = &template[..template.find('{').unwrap_or(template.len())];
+        if looks_remote(literal) {
+            if let Ok(url) = RemoteUrl::parse(literal) {
+                written.push(url.with_key(""));
+            }
+        }
+    }
+    written.dedup_by(|a, b| a.base == b.base);
+    for url in &written {
+        if let Some(ignored) = crate::remote::stores().probe(url)? {
+            if cli.allow_unconditional {
+                continue;
+            }
+            bail!("{}: the store ignores {ignored}: a second writer could be overwritten without a conflict; nothing was run (--allow-unconditional writes anyway)", url.base);
+        }
+    }
+    Ok(())
 }
 
 fn own_files(summary: Option<&Path>, resume: Option<&Path>) -> OwnFiles {

@@ -250,6 +250,47 @@ impl Stores {
         })
     }
 
+    /// Whether the store behind `url` enforces the conditional writes fanout relies on: a
+    /// probe object is created if absent, created again (must be refused), replaced with a
+    /// wrong ETag (must be refused), and deleted. `Ok(Some(what))` names what it ignored.
+    pub(crate) fn probe(&self, url: &RemoteUrl) -> Result<Option<String>> {
+        let key = format!(
+            "{}.fanout-probe-{}-{:016x}",
+            url.dir_prefix(),
+            std::process::id(),
+            rand_u64()
+        );
+        let probe = url.with_key(&key);
+        let file = tempfile::NamedTempFile::new().context("could not make a probe file")?;
+        std::fs::write(file.path(), b"fanout probe\n").context("could not write a probe file")?;
+        let put = |c: &Condition| self.upload(file.path(), &probe, c, &[]);
+        let first = match put(&Condition::Absent) {
+            Ok(w) => w,
+            Err(PutError::Conflict(why)) => return Err(anyhow!("probe: {why}")),
+            Err(PutError::Other(e)) => return Err(e.context("could not write a probe object")),
+        };
+        let again = put(&Condition::Absent);
+        let stale = put(&Condition::Unchanged {
+            etag: Some("\"fanout-probe-stale\"".into()),
+            version: None,
+        });
+        let deleted = self.delete(&probe);
+        let mut ignored = Vec::new();
+        if again.is_ok() {
+            ignored.push("If-None-Match (create only if absent)");
+        }
+        if stale.is_ok() {
+            ignored.push("If-Match (replace only if unchanged)");
+        }
+        if let (Err(PutError::Other(e)), _) | (_, Err(PutError::Other(e))) = (&again, &stale) {
+            let _ = deleted;
+            return Err(anyhow!("probe: {e:#}"));
+        }
+        deleted.with_context(|| format!("could not delete the probe object {probe}"))?;
+        let _ = first;
+        Ok((!ignored.is_empty()).then(|| ignored.join(" and ")))
+    }
+
     /// Removes the object at `url` (a probe's).
     pub(crate) fn delete(&self, url: &RemoteUrl) -> Result<()> {
         let client = self.client(url)?;
@@ -370,6 +411,14 @@ fn build(url: &RemoteUrl) -> Result<Arc<dyn ObjectStore>> {
         ),
     };
     Ok(store)
+}
+
+/// A random number for probe names.
+fn rand_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
+    h.finish()
 }
 
 /// Times a blocking call (seconds as the record keeps them: milliseconds).

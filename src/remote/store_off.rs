@@ -53,6 +53,10 @@ impl Stores {
         Err(PutError::Other(anyhow::anyhow!("{OFF} {to}")))
     }
 
+    pub(crate) fn probe(&self, url: &RemoteUrl) -> Result<Option<String>> {
+        bail!("{OFF} {url}")
+    }
+
     pub(crate) fn delete(&self, url: &RemoteUrl) -> Result<()> {
         bail!("{OFF} {url}")
     }
