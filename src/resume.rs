@@ -22,11 +22,34 @@ use serde::Deserialize;
 /// The reason of a file `--resume` skips.
 pub(crate) const UNCHANGED: &str = "ok in the resumed run and unchanged since";
 
-/// A file's identity between runs: size and modification time in nanoseconds.
+/// A file's identity between runs: size and modification time in nanoseconds; for an
+/// object, size and ETag (`tag`, a hash of it; 0 for a file), whose time a store does not
+/// report for what was just written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Identity {
     pub size: u64,
     pub mtime_ns: i64,
+    pub tag: u64,
+}
+
+impl Identity {
+    /// Whether `self` and `other` are the same version of a file (or object).
+    fn same(&self, other: &Identity) -> bool {
+        self.size == other.size
+            && if self.tag != 0 && other.tag != 0 {
+                self.tag == other.tag
+            } else {
+                self.mtime_ns == other.mtime_ns
+            }
+    }
+}
+
+/// An ETag as `Identity::tag`: a stable hash, never 0.
+pub(crate) fn etag_tag(etag: Option<&str>) -> u64 {
+    let Some(etag) = etag else { return 0 };
+    use sha2::Digest;
+    let d = sha2::Sha256::digest(etag.trim_matches('"').as_bytes());
+    u64::from_le_bytes(d[..8].try_into().unwrap_or_default()).max(1)
 }
 
 /// Reads the identity of the file at `path` now.
@@ -35,6 +58,7 @@ pub(crate) fn identity(path: &Path) -> Option<Identity> {
     Some(Identity {
         size: md.len(),
         mtime_ns: md.mtime() * 1_000_000_000 + md.mtime_nsec(),
+        tag: 0,
     })
 }
 
@@ -53,6 +77,17 @@ struct Line<'a> {
     file_size: Option<u64>,
     #[serde(default)]
     file_mtime_ns: Option<i64>,
+    /// An object: its ETag as listed; in place, the ETag and size of what replaced it.
+    #[serde(default, borrow)]
+    etag: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    output_etag: Option<Cow<'a, str>>,
+    #[serde(default)]
+    output_bytes: Option<u64>,
+    #[serde(default, borrow)]
+    output: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    action: Option<Cow<'a, str>>,
     /// A `slurm_array` line: the job array a run submitted, and its plan directory.
     #[serde(default)]
     slurm_job_id: Option<String>,
@@ -278,9 +313,26 @@ impl Resume {
             None => line.path.as_bytes(),
         };
         let key = key(bytes).to_vec();
-        match (&*line.status, line.file_size, line.file_mtime_ns) {
+        // An object rewritten in place is now the object that replaced it.
+        let replaced_object = line.output.is_none()
+            && line.action.as_deref() == Some("replaced")
+            && line.output_etag.is_some();
+        let (size, mtime_ns, etag) = if replaced_object {
+            (line.output_bytes, Some(0), line.output_etag.as_deref())
+        } else {
+            (line.file_size, line.file_mtime_ns, line.etag.as_deref())
+        };
+        match (&*line.status, size, mtime_ns) {
             ("ok" | "skipped", Some(size), Some(mtime_ns)) => {
-                self.done.insert(key, Identity { size, mtime_ns });
+                let tag = etag_tag(etag);
+                self.done.insert(
+                    key,
+                    Identity {
+                        size,
+                        mtime_ns,
+                        tag,
+                    },
+                );
             }
             _ => {
                 self.done.remove(&key);
@@ -292,13 +344,23 @@ impl Resume {
     /// Why `path` need not run again, if it need not; with its identity now.
     /// Whether `path` is done: recorded ok and unchanged since. `seen` is its size and
     /// modification time if the caller has just read them (else they are read here).
-    pub(crate) fn skip(&self, path: &Path, seen: Option<(u64, i64)>) -> Option<(String, Identity)> {
+    /// `tag`: an object's ETag as `etag_tag` gives it (0 for a file).
+    pub(crate) fn skip(
+        &self,
+        path: &Path,
+        seen: Option<(u64, i64)>,
+        tag: u64,
+    ) -> Option<(String, Identity)> {
         let recorded = self.done.get(key(path.as_os_str().as_bytes()))?;
         let now = match seen {
-            Some((size, mtime_ns)) => Identity { size, mtime_ns },
+            Some((size, mtime_ns)) => Identity {
+                size,
+                mtime_ns,
+                tag,
+            },
             None => identity(path)?,
         };
-        (now == *recorded).then(|| (UNCHANGED.to_string(), now))
+        now.same(recorded).then(|| (UNCHANGED.to_string(), now))
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -345,10 +407,10 @@ mod tests {
         drop(f);
         let r = Resume::load(&journal).unwrap();
         assert_eq!(r.len(), 1);
-        assert!(r.skip(&a, None).is_some());
-        assert!(r.skip(&b, None).is_none());
+        assert!(r.skip(&a, None, 0).is_some());
+        assert!(r.skip(&b, None, 0).is_none());
         std::fs::write(&a, "changed").unwrap();
-        assert!(r.skip(&a, None).is_none());
+        assert!(r.skip(&a, None, 0).is_none());
     }
 
     #[test]
@@ -387,7 +449,10 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(*asked.borrow(), ["42"]);
-        assert!(r.skip(&a, None).is_some(), "the array's ok record counts");
+        assert!(
+            r.skip(&a, None, 0).is_some(),
+            "the array's ok record counts"
+        );
         // While it runs: refused, naming the journal.
         let running = |job: &str| -> Result<()> { anyhow::bail!("job {job} still runs") };
         let err = Resume::for_run(Some(&journal), true, &running).unwrap_err();
@@ -401,7 +466,7 @@ mod tests {
         let r = Resume::for_run(Some(&journal), true, &running)
             .unwrap()
             .unwrap();
-        assert!(r.skip(&a, None).is_some());
+        assert!(r.skip(&a, None, 0).is_some());
     }
 
     #[test]
@@ -450,10 +515,16 @@ mod tests {
         let r = Resume::for_run(Some(&journal), true, &ended)
             .unwrap()
             .unwrap();
-        assert!(r.skip(&a, None).is_none(), "a linked shard's records count");
-        assert!(r.skip(&b, None).is_some(), "a shard's own records count");
+        assert!(
+            r.skip(&a, None, 0).is_none(),
+            "a linked shard's records count"
+        );
+        assert!(r.skip(&b, None, 0).is_some(), "a shard's own records count");
         if root {
-            assert!(r.skip(&c, None).is_none(), "another user's records count");
+            assert!(
+                r.skip(&c, None, 0).is_none(),
+                "another user's records count"
+            );
         }
         // A records directory others can write is not read at all.
         std::fs::set_permissions(
@@ -465,7 +536,7 @@ mod tests {
             .unwrap()
             .unwrap();
         assert!(
-            r.skip(&b, None).is_none(),
+            r.skip(&b, None, 0).is_none(),
             "records others could write count"
         );
     }
@@ -496,10 +567,10 @@ mod tests {
         // Written after the journal: its word counts.
         set_mtime(&journal, 1_000);
         set_mtime(&leftover, 2_000);
-        assert!(Resume::load(&journal).unwrap().skip(&a, None).is_some());
+        assert!(Resume::load(&journal).unwrap().skip(&a, None, 0).is_some());
         // Written before the journal was rewritten: superseded.
         set_mtime(&journal, 3_000);
-        assert!(Resume::load(&journal).unwrap().skip(&a, None).is_none());
+        assert!(Resume::load(&journal).unwrap().skip(&a, None, 0).is_none());
     }
 
     #[test]

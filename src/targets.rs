@@ -188,8 +188,8 @@ pub(crate) fn up_to_date(input: &Input, target: &Path, command_hash: &str) -> bo
             .map(|md| Provenance::of_file(&input.path, &md, command_hash)),
     };
     if let Some(url) = target.to_str().filter(|t| crate::remote::looks_remote(t)) {
-        let head = crate::remote::RemoteUrl::parse(url)
-            .and_then(|u| crate::remote::stores().head(&u));
+        let head =
+            crate::remote::RemoteUrl::parse(url).and_then(|u| crate::remote::stores().head(&u));
         let Ok(Some(head)) = head else {
             return false;
         };
@@ -218,6 +218,52 @@ pub(crate) fn up_to_date(input: &Input, target: &Path, command_hash: &str) -> bo
         },
     };
     t.mtime() * 1_000_000_000 + t.mtime_nsec() > input_ns
+}
+
+/// `--resume`, for a file its journal does not say is done: whether its output was written
+/// in full all the same (fanout was stopped between the write and its journal line), as the
+/// output's provenance proves. In place on an object: the object says it was made from
+/// itself by this command; with a target (in a store, or local from an object): the target
+/// says it was made from this very version of the input by this command.
+pub(crate) fn proven_done(input: &Input, in_place: bool, command_hash: &str) -> bool {
+    use crate::remote::provenance::{of_local_target, Provenance, COMMAND, SOURCE};
+    let head = |url: &str| {
+        crate::remote::RemoteUrl::parse(url)
+            .and_then(|u| crate::remote::stores().head(&u))
+            .ok()
+            .flatten()
+    };
+    match (&input.target, &input.remote) {
+        (None, Some(object)) if in_place => {
+            let Some(head) = head(&object.url.to_string()) else {
+                return false;
+            };
+            let own = Provenance::of_object(object, command_hash);
+            let get = |k: &str| {
+                head.metadata
+                    .iter()
+                    .find(|(n, _)| n.eq_ignore_ascii_case(k))
+                    .map(|(_, v)| v.as_str())
+            };
+            get(SOURCE) == Some(own.source.as_str()) && get(COMMAND) == Some(command_hash)
+        }
+        (Some(target), _) => {
+            let source = match &input.remote {
+                Some(object) => Provenance::of_object(object, command_hash),
+                None => match std::fs::metadata(&input.path) {
+                    Ok(md) => Provenance::of_file(&input.path, &md, command_hash),
+                    Err(_) => return false,
+                },
+            };
+            let stamp = match target.to_str().filter(|t| crate::remote::looks_remote(t)) {
+                Some(url) => head(url).map(|h| h.metadata).unwrap_or_default(),
+                None if input.remote.is_some() => of_local_target(target),
+                None => return false,
+            };
+            source.matches(&stamp) == Some(true)
+        }
+        _ => false,
+    }
 }
 
 /// An input that gets a job (the others get their record from triage).

@@ -710,6 +710,7 @@ mod tests {
             gate: Gate::new(settings, Meter::new()),
             sampler: Sampler::new(ctx.start, None),
             start: ctx.start,
+            stages: super::super::staged::Stages::new(config),
         };
         test(&shared);
     }

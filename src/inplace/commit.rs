@@ -194,7 +194,12 @@ fn commit(p: &Prepared, out: &File) -> Result<(bool, Vec<String>), Step> {
         // Provenance last, over any carried from the target it replaces; a file system
         // without extended attributes keeps none (the target is then judged by its time).
         for (name, value) in &p.stamp {
-            let _ = rustix::fs::fsetxattr(out, name.as_str(), value.as_bytes(), rustix::fs::XattrFlags::empty());
+            let _ = rustix::fs::fsetxattr(
+                out,
+                name.as_str(),
+                value.as_bytes(),
+                rustix::fs::XattrFlags::empty(),
+            );
         }
         let node = Node::of(out).map_err(before("reading the output"))?;
         rustix::fs::fsync(out).map_err(before("syncing the output"))?;

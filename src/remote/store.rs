@@ -80,7 +80,9 @@ impl Stores {
     }
 
     /// Lists every object under `prefix` (a key prefix ending in `/`, or empty) of `root`'s
-    /// store, in pages, handing each to `sink` until it returns false.
+    /// store, in pages, handing each to `sink` until it returns false. The listing runs on the
+    /// I/O threads and hands keys over a bounded queue: `sink` runs on the caller's thread, so
+    /// it may call the stores itself, and memory stays flat however long the listing.
     pub(crate) fn list(
         &self,
         root: &RemoteUrl,
@@ -89,16 +91,25 @@ impl Stores {
     ) -> Result<()> {
         let client = self.client(root)?;
         let prefix = (!prefix.is_empty()).then(|| key_path(prefix.trim_end_matches('/')));
-        self.block_on(async {
+        let (tx, mut rx) = tokio::sync::mpsc::channel(LISTED_AHEAD);
+        let task = self.runtime.spawn(async move {
             let mut stream = client.list(prefix.as_ref());
             while let Some(meta) = stream.next().await {
-                let meta = meta.map_err(|e| store_error(&e, root))?;
-                if !sink(object(root, &meta)) {
+                let failed = meta.is_err();
+                if tx.send(meta).await.is_err() || failed {
                     break;
                 }
             }
-            Ok(())
-        })
+        });
+        // The task ends when the queue is dropped (the sink wanted no more) or the listing did.
+        let _abort = AbortOnDrop(task);
+        while let Some(meta) = rx.blocking_recv() {
+            let meta = meta.map_err(|e| store_error(&e, root))?;
+            if !sink(object(root, &meta)) {
+                break;
+            }
+        }
+        Ok(())
     }
 
     /// Whether the store behind `url` answers and lets fanout list it (credentials, bucket,
@@ -413,11 +424,27 @@ fn build(url: &RemoteUrl) -> Result<Arc<dyn ObjectStore>> {
     Ok(store)
 }
 
+/// Keys a listing may hold before the walk takes them (a few pages).
+const LISTED_AHEAD: usize = 4000;
+
+/// Stops a task on the I/O threads when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// A random number for probe names.
 fn rand_u64() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
     h.finish()
 }
 

@@ -16,6 +16,9 @@ use crate::resume::Resume;
 
 /// The reason of an input `-u` skips.
 const UP_TO_DATE: &str = "up to date";
+/// The reason of a file `--resume` finds written by its output's provenance.
+const PROVEN: &str =
+    "written in the resumed run, as its output's provenance shows (its journal line was lost)";
 
 /// Decides, as inputs are discovered, what needs no executor: a problem found by the walk,
 /// another name of a file already met, a `--resume` skip, a stop already under way. Those
@@ -136,13 +139,33 @@ impl<'c, 'a> Triage<'c, 'a> {
             record.set_output(target);
             self.ctx.up_to_date.fetch_add(1, Ordering::Relaxed);
             self.sweep_beside(target);
-        } else if let Some((reason, id)) = self.resume.and_then(|r| r.skip(&input.path, input.seen))
-        {
+        } else if let Some((reason, id)) = self.resume.and_then(|r| {
+            let tag =
+                crate::resume::etag_tag(input.remote.as_ref().and_then(|o| o.etag.as_deref()));
+            r.skip(&input.path, input.seen, tag)
+        }) {
             record = JobRecord::new(input.job, &input.path, Status::Skipped);
             record.reason = Some(reason);
             record.skip = Some(Skip::Resumed);
             record.file_size = Some(id.size);
             record.file_mtime_ns = Some(id.mtime_ns);
+        } else if self.resume.is_some()
+            && (input.remote.is_some()
+                || input
+                    .target
+                    .as_deref()
+                    .and_then(|t| t.to_str())
+                    .is_some_and(crate::remote::looks_remote))
+            && crate::targets::proven_done(
+                input,
+                self.ctx.config.run.in_place.is_some(),
+                &self.ctx.config.remote.command_hash,
+            )
+        {
+            record = JobRecord::new(input.job, &input.path, Status::Skipped);
+            record.reason = Some(PROVEN.into());
+            record.skip = Some(Skip::Resumed);
+            record.action = Some(Action::Kept);
         } else if self.ctx.cancel.no_new_jobs() {
             record = self.ctx.not_started(input.job, &input.path);
         } else {

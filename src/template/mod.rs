@@ -619,6 +619,7 @@ mod tests {
             out: Some(Path::new("o")),
             rel_at: None,
             mem_mib: 512,
+            url: None,
         };
         t.expand(&job)
             .into_iter()
@@ -637,6 +638,7 @@ mod tests {
             threads: 1,
             out: None,
             mem_mib: 1,
+            url: None,
         };
         let paths = [Path::new("a/x.c"), Path::new("b y.h")];
         let argv = t.expand_batch(&paths, &[], &values);
@@ -972,6 +974,7 @@ mod tests {
             out: None,
             rel_at,
             mem_mib: 1,
+            url: None,
         })
         .map(|p| p.into_os_string().into_string().unwrap())
     }
