@@ -350,7 +350,8 @@ fn user_metadata(attributes: &Attributes) -> Vec<(String, String)> {
         .collect()
 }
 
-/// One line for a store's error: what failed and why, without the crate's nesting.
+/// One line for a store's error: what the store answered (its error code and message, and
+/// the HTTP status) or why it could not be reached, without the crate's nesting.
 pub(crate) fn store_error(e: &object_store::Error, url: &RemoteUrl) -> anyhow::Error {
     let mut why = e.to_string();
     let mut source = std::error::Error::source(e);
@@ -361,7 +362,40 @@ pub(crate) fn store_error(e: &object_store::Error, url: &RemoteUrl) -> anyhow::E
         }
         source = s.source();
     }
-    anyhow!("{url}: {}", why.replace('\n', " "))
+    anyhow!("{url}: {}", readable(&why))
+}
+
+/// The part of a store error a person needs: `Code: Message (HTTP status)` from an XML or
+/// JSON error body, or the connection failure and how long it was retried.
+fn readable(why: &str) -> String {
+    let tag = |name: &str| {
+        let open = format!("<{name}>");
+        let start = why.find(&open)? + open.len();
+        let end = why[start..].find("</")? + start;
+        Some(why[start..end].trim().to_string())
+    };
+    let status = why
+        .find("non-2xx status code: ")
+        .map(|i| &why[i + 21..])
+        .and_then(|rest| rest.split(':').next())
+        .map(str::trim);
+    if let Some(code) = tag("Code") {
+        let message = tag("Message").unwrap_or_default();
+        return match status {
+            Some(st) => format!("{code}: {message} (HTTP {st})"),
+            None => format!("{code}: {message}"),
+        };
+    }
+    if let Some(i) = why.find("error sending request") {
+        let retried = why
+            .find(" in ")
+            .and_then(|at| why[at + 4..].split(", max_retries").next())
+            .map(|t| format!(" (for {})", t.replace(", after", ",")))
+            .unwrap_or_default();
+        let cause = why[i..].rsplit(": ").next().unwrap_or("");
+        return format!("could not reach the store: {cause}{retried}");
+    }
+    why.replace('\n', " ")
 }
 
 /// A client for `url`'s store, configured from the environment (and, for S3, the AWS profile).
