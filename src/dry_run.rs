@@ -76,7 +76,7 @@ impl DryRun {
         let slot = ((unit.number() - 1) % config.run.jobs as u64) as usize + 1;
         let reserved = memory::first_reservation(config.run.mem_per_job, weight);
         let values = unit.values(config, slot, reserved, out.as_deref(), copy.as_deref());
-        let mut line = display_argv(&unit.argv(config, &values));
+        let mut line = display_argv(&unit.argv(config, &values, &[]));
         if let (Some(object), Some(_)) = (&first.remote, &copy) {
             line.extend_from_slice(b"  # after downloading ");
             line.extend_from_slice(&in_comment(&single_quote(

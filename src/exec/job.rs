@@ -319,15 +319,14 @@ fn run_once(shared: &Shared, unit: &Unit, ticket: Option<Ticket<'_>>) -> Vec<Don
     let in_place = shared.in_place.as_ref();
     let staging = match Staging::of(&shared.stages, shared.config, unit, in_place) {
         Ok(staging) => staging,
-        Err(done) => return vec![done],
+        Err(done) => return done,
     };
     let mut commitment = match prepare(shared, unit, &staging) {
         Ok(commitment) => commitment,
         Err(done) => return vec![*done],
     };
-    let copy = staging.copy.as_deref();
     let mut done = drive(shared, unit, ticket, &mut |permit, weights, tries| {
-        attempts(shared, unit, &mut commitment, copy, weights, permit, tries)
+        attempts(shared, unit, &mut commitment, &staging, weights, permit, tries)
     });
     match (commitment.take(), done.as_mut_slice()) {
         (Some(Commitment::Remote(u)), [d]) if d.record.attempts > 0 => {
@@ -339,8 +338,8 @@ fn run_once(shared: &Shared, unit: &Unit, ticket: Option<Ticket<'_>>) -> Vec<Don
         (Some(c), _) => c.discard(),
         (None, _) => {}
     }
-    if let (Unit::One(input), [d]) = (unit, done.as_mut_slice()) {
-        staging.note(input, &mut d.record);
+    for (nth, (input, d)) in unit.inputs().iter().zip(done.iter_mut()).enumerate() {
+        staging.note(nth, input, &mut d.record);
     }
     done
 }
@@ -361,7 +360,7 @@ fn prepare(
         return Ok(Some(Commitment::Remote(upload)));
     }
     // An object written to a local target: its staged copy stands for it.
-    let source = staging.copy.as_deref().unwrap_or(&input.path);
+    let source = staging.copy().unwrap_or(&input.path);
     let (prepared, swept) = match unit::commit_of(input, Some(ip)) {
         Some(Commit::Write(target)) => ip.prepare_output(source, &target, input.job),
         _ => ip.prepare(&input.path, input.job),
@@ -395,7 +394,7 @@ fn attempts(
     shared: &Shared,
     unit: &Unit,
     prepared: &mut Option<Commitment>,
-    copy: Option<&Path>,
+    staging: &Staging,
     weights: &[u64],
     permit: Permit,
     tries: &mut Tries,
@@ -404,8 +403,8 @@ fn attempts(
     let slot = permit.slot;
     // `{out}`, held apart: the preparation is consumed when the input is committed.
     let out = prepared.as_ref().map(Commitment::out);
-    let values = unit.values(config, slot, permit.reserved, out.as_deref(), copy);
-    let mut argv = unit.argv(config, &values);
+    let values = unit.values(config, slot, permit.reserved, out.as_deref(), staging.copy());
+    let mut argv = unit.argv(config, &values, &staging.copies);
     let mut program = config.program.as_deref();
     if let Mode::Srun(alloc) = &config.mode {
         argv = alloc.wrap(&argv, unit.number(), permit.reserved);

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Condvar, Mutex, OnceLock};
 
 use super::unit::{self, Commit, Unit};
+use crate::batch::Batch;
 use crate::config::Config;
 use crate::executor::Done;
 use crate::inplace::InPlace;
@@ -66,9 +67,9 @@ impl Stages {
 #[derive(Default)]
 pub(super) struct Staging {
     stage: Option<JobStage>,
-    /// `{}` of an object: its staged copy.
-    pub copy: Option<PathBuf>,
-    down: Option<Transfer>,
+    /// `{}` of its objects: their staged copies, in input order (empty: nothing staged).
+    pub copies: Vec<PathBuf>,
+    down: Vec<Transfer>,
 }
 
 /// The remote target of `input`'s job, if its output goes to a store.
@@ -83,56 +84,90 @@ fn remote_target(input: &Input, commit: Option<&Commit>) -> Option<RemoteUrl> {
 }
 
 impl Staging {
-    /// Stages what `unit`'s command reads; an error is the input's record.
+    /// `{}` of a single object: its staged copy.
+    pub(super) fn copy(&self) -> Option<&Path> {
+        self.copies.first().map(PathBuf::as_path)
+    }
+
+    /// Stages what `unit`'s command reads; an error is the records of its inputs.
     pub(super) fn of(
         stages: &Stages,
         config: &Config,
         unit: &Unit,
         in_place: Option<&InPlace>,
-    ) -> Result<Staging, Done> {
-        let Unit::One(input) = unit else {
-            return Ok(Staging::default());
+    ) -> Result<Staging, Vec<Done>> {
+        let input = match unit {
+            Unit::One(input) => input,
+            Unit::Batch(batch) => return Staging::of_batch(stages, config, batch),
         };
         let commit = unit::commit_of(input, in_place);
         if input.remote.is_none() && remote_target(input, commit.as_ref()).is_none() {
             return Ok(Staging::default());
         }
-        let stage = stages.job(input.job).map_err(|e| failed(input, e))?;
-        let mut staging = Staging {
-            stage: Some(stage),
-            ..Staging::default()
-        };
-        if let (Some(object), Some(stage)) = (&input.remote, &staging.stage) {
+        let stage = stages.job(input.job).map_err(|e| vec![failed(input, e)])?;
+        let mut staging = Staging::default();
+        if let Some(object) = &input.remote {
             // A local target needs a file to stand for the input (its lock, its identity):
             // the staged copy, or an empty one when the command reads only `{url}`.
             let local_target = matches!(commit, Some(Commit::Write(_)))
                 && remote_target(input, commit.as_ref()).is_none();
             if config.template.reads_file() {
                 let (path, t) = stages
-                    .transfer(|| stage.download(object))
-                    .map_err(|e| failed(input, format!("download failed: {e:#}")))?;
-                staging.copy = Some(path);
-                staging.down = Some(t);
+                    .transfer(|| stage.download(object, None))
+                    .map_err(|e| vec![failed(input, format!("download failed: {e:#}"))])?;
+                staging.copies.push(path);
+                staging.down.push(t);
             } else if local_target {
                 let path = stage.input_path(object.url.file_name());
                 std::fs::create_dir_all(path.parent().unwrap_or(Path::new(".")))
                     .and_then(|()| std::fs::File::create_new(&path))
-                    .map_err(|e| failed(input, format!("staging: {e}")))?;
-                staging.copy = Some(path);
+                    .map_err(|e| vec![failed(input, format!("staging: {e}"))])?;
+                staging.copies.push(path);
             }
         }
+        staging.stage = Some(stage);
+        Ok(staging)
+    }
+
+    /// A batch's objects, each downloaded when the command reads `{}`; local files of the
+    /// batch stand as they are.
+    fn of_batch(stages: &Stages, config: &Config, batch: &Batch) -> Result<Staging, Vec<Done>> {
+        if !config.template.reads_file() || batch.inputs.iter().all(|i| i.remote.is_none()) {
+            return Ok(Staging::default());
+        }
+        let all_failed = |why: String| -> Vec<Done> {
+            batch.inputs.iter().map(|i| failed(i, why.clone())).collect()
+        };
+        let stage = stages.job(batch.number).map_err(all_failed)?;
+        let mut staging = Staging::default();
+        for (n, input) in batch.inputs.iter().enumerate() {
+            match &input.remote {
+                Some(object) => {
+                    let (path, t) = stages
+                        .transfer(|| stage.download(object, Some(n)))
+                        .map_err(|e| all_failed(format!("download failed: {e:#}")))?;
+                    staging.copies.push(path);
+                    staging.down.push(t);
+                }
+                None => {
+                    staging.copies.push(input.path.clone());
+                    staging.down.push(Transfer::default());
+                }
+            }
+        }
+        staging.stage = Some(stage);
         Ok(staging)
     }
 
     /// What the record says of the object and its download.
-    pub(super) fn note(&self, input: &Input, record: &mut JobRecord) {
+    pub(super) fn note(&self, nth: usize, input: &Input, record: &mut JobRecord) {
         if let Some(o) = &input.remote {
             record.etag = o.etag.clone();
             record.object_version = o.version.clone();
             record.file_size = Some(o.size);
             record.file_mtime_ns = Some(o.mtime_ns);
         }
-        if let Some(t) = self.down {
+        if let Some(t) = self.down.get(nth).filter(|t| t.bytes > 0 || input.remote.is_some()) {
             record.down_bytes = Some(t.bytes);
             record.down_ms = Some(t.ms);
         }
@@ -190,8 +225,8 @@ pub(super) fn upload_of(
     let in_place_job = matches!(commit, Some(Commit::Replace(_)));
     let input_is_parquet = parquet::is_parquet_name(Path::new(input_name(input)));
     let input_footer = if verify.reads_parquet() && (in_place_job || input_is_parquet) {
-        let footer = match (&staging.copy, &input.remote) {
-            (Some(copy), _) if staging.down.is_some() => parquet::read_footer(copy),
+        let footer = match (staging.copy(), &input.remote) {
+            (Some(copy), _) if !staging.down.is_empty() => parquet::read_footer(copy),
             (_, Some(object)) => remote::footer(object),
             (_, None) => parquet::read_footer(&input.path),
         };

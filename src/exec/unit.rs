@@ -109,19 +109,35 @@ impl Unit {
             slot,
             out,
             mem_mib: reserved >> 20,
-            url: first.remote.as_ref().map(|_| first.path.as_path()),
+            url: first
+                .remote
+                .as_ref()
+                .filter(|_| matches!(self, Unit::One(_)))
+                .map(|_| first.path.as_path()),
             ..JobValues::of(path, self.number(), first.rel_at, config.run.threads)
         }
     }
 
-    /// Its command, as it runs (not yet wrapped for srun).
-    pub(crate) fn argv(&self, config: &Config, values: &JobValues) -> Vec<OsString> {
+    /// Its command, as it runs (not yet wrapped for srun). `copies`: a batch's staged copies
+    /// of its objects, in order (empty when none were staged).
+    pub(crate) fn argv(&self, config: &Config, values: &JobValues, copies: &[PathBuf]) -> Vec<OsString> {
         match self {
             Unit::One(_) => config.template.expand(values),
+            Unit::Batch(batch) if copies.len() == batch.inputs.len() => {
+                let paths: Vec<&Path> = copies.iter().map(PathBuf::as_path).collect();
+                let urls: Vec<Option<&Path>> = batch
+                    .inputs
+                    .iter()
+                    .map(|i| i.remote.as_ref().map(|_| i.path.as_path()))
+                    .collect();
+                config
+                    .template
+                    .expand_batch(&paths, &batch.rels(), &urls, values)
+            }
             Unit::Batch(batch) => {
                 config
                     .template
-                    .expand_batch(&batch.paths(), &batch.rels(), values)
+                    .expand_batch(&batch.paths(), &batch.rels(), &[], values)
             }
         }
     }
@@ -168,6 +184,7 @@ impl Unit {
             record.set_command(&config.template.expand_batch(
                 &[input.path.as_path()],
                 &[input.rel_at],
+                &[],
                 values,
             ));
             record.weight_bytes = Some(weight);

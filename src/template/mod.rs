@@ -511,10 +511,12 @@ impl Template {
     /// (whose `job` is the batch number). Shell mode has no words to repeat: the config
     /// refuses batches with `-s`.
     /// `rels` holds each path's `{rel}` start (`Input::rel_at`), or is empty when none is known.
+    /// `urls` holds each object's URL when `paths` are their staged copies (or is empty).
     pub(crate) fn expand_batch(
         &self,
         paths: &[&Path],
         rels: &[Option<usize>],
+        urls: &[Option<&Path>],
         values: &JobValues,
     ) -> Vec<OsString> {
         debug_assert!(!self.shell, "batches are refused in shell mode");
@@ -528,6 +530,7 @@ impl Template {
                         &JobValues {
                             path,
                             rel_at,
+                            url: urls.get(i).copied().flatten(),
                             ..*values
                         },
                         false,
@@ -641,7 +644,7 @@ mod tests {
             url: None,
         };
         let paths = [Path::new("a/x.c"), Path::new("b y.h")];
-        let argv = t.expand_batch(&paths, &[], &values);
+        let argv = t.expand_batch(&paths, &[], &[], &values);
         let argv: Vec<_> = argv.iter().map(|a| a.to_str().unwrap()).collect();
         assert_eq!(
             argv,
@@ -649,7 +652,7 @@ mod tests {
         );
         // The implicit trailing {} is repeated too.
         let t = parse(&["wc", "-c"]).unwrap();
-        let argv = t.expand_batch(&paths, &[], &values);
+        let argv = t.expand_batch(&paths, &[], &[], &values);
         assert_eq!(argv, ["wc", "-c", "a/x.c", "b y.h"]);
         // Costs: bytes, NUL and pointer of each word.
         let p = std::mem::size_of::<usize>();
