@@ -326,7 +326,15 @@ fn run_once(shared: &Shared, unit: &Unit, ticket: Option<Ticket<'_>>) -> Vec<Don
         Err(done) => return vec![*done],
     };
     let mut done = drive(shared, unit, ticket, &mut |permit, weights, tries| {
-        attempts(shared, unit, &mut commitment, &staging, weights, permit, tries)
+        attempts(
+            shared,
+            unit,
+            &mut commitment,
+            &staging,
+            weights,
+            permit,
+            tries,
+        )
     });
     match (commitment.take(), done.as_mut_slice()) {
         (Some(Commitment::Remote(u)), [d]) if d.record.attempts > 0 => {
@@ -403,7 +411,13 @@ fn attempts(
     let slot = permit.slot;
     // `{out}`, held apart: the preparation is consumed when the input is committed.
     let out = prepared.as_ref().map(Commitment::out);
-    let values = unit.values(config, slot, permit.reserved, out.as_deref(), staging.copy());
+    let values = unit.values(
+        config,
+        slot,
+        permit.reserved,
+        out.as_deref(),
+        staging.copy(),
+    );
     let mut argv = unit.argv(config, &values, &staging.copies);
     let mut program = config.program.as_deref();
     if let Mode::Srun(alloc) = &config.mode {

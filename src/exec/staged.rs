@@ -26,7 +26,32 @@ pub(super) struct Stages {
     stage: OnceLock<Result<Stage, String>>,
     tokens: Mutex<usize>,
     freed: Condvar,
+    /// Staging space not held by a job (bytes), known once the stage is made.
+    disk: Mutex<Option<u64>>,
+    disk_freed: Condvar,
+    /// The staging space there was to plan for at the start.
+    whole: OnceLock<u64>,
 }
+
+/// Staging space a job holds until its staged files are gone.
+struct DiskHold<'s> {
+    stages: &'s Stages,
+    bytes: u64,
+}
+
+impl Drop for DiskHold<'_> {
+    fn drop(&mut self) {
+        let mut free = self.stages.disk.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(free) = free.as_mut() {
+            *free += self.bytes;
+        }
+        self.stages.disk_freed.notify_all();
+    }
+}
+
+/// Part of the staging directory's free space that is never planned for (others write
+/// there too).
+const DISK_KEPT_FREE: u64 = 20;
 
 impl Stages {
     pub(super) fn new(config: &Config) -> Stages {
@@ -35,17 +60,54 @@ impl Stages {
             stage: OnceLock::new(),
             tokens: Mutex::new(config.remote.transfers.max(1)),
             freed: Condvar::new(),
+            disk: Mutex::new(None),
+            disk_freed: Condvar::new(),
+            whole: OnceLock::new(),
         }
     }
 
-    fn job(&self, job: u64) -> Result<JobStage, String> {
+    /// Holds `bytes` of staging space (a job's input and its expected output), waiting while
+    /// other jobs hold what it needs; an error when the stage could never hold it.
+    fn hold_disk(&self, stage: &Stage, bytes: u64) -> Result<DiskHold<'_>, String> {
+        let mut free = self.disk.lock().unwrap_or_else(|e| e.into_inner());
+        if free.is_none() {
+            let total = stage.free_bytes().unwrap_or(u64::MAX);
+            *free = Some(total - total / DISK_KEPT_FREE);
+        }
+        let whole = self.whole.get_or_init(|| free.unwrap_or(u64::MAX));
+        if bytes > *whole {
+            return Err(format!(
+                "it needs {} of staging space (its object and an output as large), and {} has {} free: use --stage-dir",
+                crate::units::human(bytes),
+                self.dir.display(),
+                crate::units::human(*whole)
+            ));
+        }
+        while free.is_some_and(|f| f < bytes) {
+            free = self
+                .disk_freed
+                .wait(free)
+                .unwrap_or_else(|e| e.into_inner());
+        }
+        if let Some(f) = free.as_mut() {
+            *f -= bytes;
+        }
+        Ok(DiskHold {
+            stages: self,
+            bytes,
+        })
+    }
+
+    /// A staging directory for job `job`, with `bytes` of staging space held for it.
+    fn job(&self, job: u64, bytes: u64) -> Result<(JobStage, Option<DiskHold<'_>>), String> {
         let stage = self
             .stage
             .get_or_init(|| Stage::new(&self.dir).map_err(|e| format!("{e:#}")));
-        match stage {
-            Ok(stage) => stage.job(job).map_err(|e| format!("{e:#}")),
-            Err(e) => Err(e.clone()),
-        }
+        let stage = stage.as_ref().map_err(Clone::clone)?;
+        let hold = (bytes > 0)
+            .then(|| self.hold_disk(stage, bytes))
+            .transpose()?;
+        Ok((stage.job(job).map_err(|e| format!("{e:#}"))?, hold))
     }
 
     /// Runs a transfer with one of the `--transfers` tokens.
@@ -65,8 +127,10 @@ impl Stages {
 
 /// What a job has staged: its directory, the copy of its object, the download.
 #[derive(Default)]
-pub(super) struct Staging {
+pub(super) struct Staging<'s> {
+    /// Staging space held until the staged files are gone (dropped after `stage`).
     stage: Option<JobStage>,
+    hold: Option<DiskHold<'s>>,
     /// `{}` of its objects: their staged copies, in input order (empty: nothing staged).
     pub copies: Vec<PathBuf>,
     down: Vec<Transfer>,
@@ -83,7 +147,7 @@ fn remote_target(input: &Input, commit: Option<&Commit>) -> Option<RemoteUrl> {
     }
 }
 
-impl Staging {
+impl<'s> Staging<'s> {
     /// `{}` of a single object: its staged copy.
     pub(super) fn copy(&self) -> Option<&Path> {
         self.copies.first().map(PathBuf::as_path)
@@ -91,11 +155,11 @@ impl Staging {
 
     /// Stages what `unit`'s command reads; an error is the records of its inputs.
     pub(super) fn of(
-        stages: &Stages,
+        stages: &'s Stages,
         config: &Config,
         unit: &Unit,
         in_place: Option<&InPlace>,
-    ) -> Result<Staging, Vec<Done>> {
+    ) -> Result<Staging<'s>, Vec<Done>> {
         let input = match unit {
             Unit::One(input) => input,
             Unit::Batch(batch) => return Staging::of_batch(stages, config, batch),
@@ -104,8 +168,25 @@ impl Staging {
         if input.remote.is_none() && remote_target(input, commit.as_ref()).is_none() {
             return Ok(Staging::default());
         }
-        let stage = stages.job(input.job).map_err(|e| vec![failed(input, e)])?;
-        let mut staging = Staging::default();
+        // Its object and an output as large, when either is staged here.
+        let size = input.remote.as_ref().map_or(0, |o| o.size);
+        let staged_in = if config.template.reads_file() {
+            size
+        } else {
+            0
+        };
+        let staged_out = if remote_target(input, commit.as_ref()).is_some() {
+            size
+        } else {
+            0
+        };
+        let (stage, hold) = stages
+            .job(input.job, staged_in + staged_out)
+            .map_err(|e| vec![failed(input, e)])?;
+        let mut staging = Staging {
+            hold,
+            ..Staging::default()
+        };
         if let Some(object) = &input.remote {
             // A local target needs a file to stand for the input (its lock, its identity):
             // the staged copy, or an empty one when the command reads only `{url}`.
@@ -131,15 +212,32 @@ impl Staging {
 
     /// A batch's objects, each downloaded when the command reads `{}`; local files of the
     /// batch stand as they are.
-    fn of_batch(stages: &Stages, config: &Config, batch: &Batch) -> Result<Staging, Vec<Done>> {
+    fn of_batch(
+        stages: &'s Stages,
+        config: &Config,
+        batch: &Batch,
+    ) -> Result<Staging<'s>, Vec<Done>> {
         if !config.template.reads_file() || batch.inputs.iter().all(|i| i.remote.is_none()) {
             return Ok(Staging::default());
         }
         let all_failed = |why: String| -> Vec<Done> {
-            batch.inputs.iter().map(|i| failed(i, why.clone())).collect()
+            batch
+                .inputs
+                .iter()
+                .map(|i| failed(i, why.clone()))
+                .collect()
         };
-        let stage = stages.job(batch.number).map_err(all_failed)?;
-        let mut staging = Staging::default();
+        let bytes = batch
+            .inputs
+            .iter()
+            .filter_map(|i| i.remote.as_ref())
+            .map(|o| o.size)
+            .sum();
+        let (stage, hold) = stages.job(batch.number, bytes).map_err(all_failed)?;
+        let mut staging = Staging {
+            hold,
+            ..Staging::default()
+        };
         for (n, input) in batch.inputs.iter().enumerate() {
             match &input.remote {
                 Some(object) => {
@@ -167,7 +265,11 @@ impl Staging {
             record.file_size = Some(o.size);
             record.file_mtime_ns = Some(o.mtime_ns);
         }
-        if let Some(t) = self.down.get(nth).filter(|t| t.bytes > 0 || input.remote.is_some()) {
+        if let Some(t) = self
+            .down
+            .get(nth)
+            .filter(|t| t.bytes > 0 || input.remote.is_some())
+        {
             record.down_bytes = Some(t.bytes);
             record.down_ms = Some(t.ms);
         }

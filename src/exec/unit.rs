@@ -120,7 +120,12 @@ impl Unit {
 
     /// Its command, as it runs (not yet wrapped for srun). `copies`: a batch's staged copies
     /// of its objects, in order (empty when none were staged).
-    pub(crate) fn argv(&self, config: &Config, values: &JobValues, copies: &[PathBuf]) -> Vec<OsString> {
+    pub(crate) fn argv(
+        &self,
+        config: &Config,
+        values: &JobValues,
+        copies: &[PathBuf],
+    ) -> Vec<OsString> {
         match self {
             Unit::One(_) => config.template.expand(values),
             Unit::Batch(batch) if copies.len() == batch.inputs.len() => {

@@ -79,10 +79,19 @@ impl JobStage {
 
     /// Downloads the listed version of `object` to its staged path (the `nth` of a batch's
     /// objects goes in a directory of its own: two keys may share a base name).
-    pub(crate) fn download(&self, object: &Object, nth: Option<usize>) -> Result<(PathBuf, Transfer)> {
+    pub(crate) fn download(
+        &self,
+        object: &Object,
+        nth: Option<usize>,
+    ) -> Result<(PathBuf, Transfer)> {
         let name = object.url.file_name();
         let path = match nth {
-            Some(n) => self.dir.path().join("in").join(n.to_string()).join(safe_name(name)),
+            Some(n) => self
+                .dir
+                .path()
+                .join("in")
+                .join(n.to_string())
+                .join(safe_name(name)),
             None => self.input_path(name),
         };
         std::fs::create_dir_all(path.parent().unwrap_or(self.dir.path()))?;
