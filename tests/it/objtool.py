@@ -11,8 +11,11 @@ AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION for S3;
 AZURITE_BLOB_STORAGE_URL, AZURE_STORAGE_ACCOUNT_NAME, AZURE_STORAGE_ACCOUNT_KEY for Azure.
 
 Commands ("bucket" is a container on Azure):
-    wait [--pid PID] [--timeout S]   until a signed listing answers (exit 3: PID is gone)
+    wait [--pid PID] [--timeout S] [--write]
+                                     until a signed listing answers (exit 3: PID is gone);
+                                     --write: and an object can be written and deleted
     mkbucket BUCKET
+    buckets                           the bucket names, one a line
     put BUCKET KEY FILE|- [--meta K=V]... [--if-none-match] [--if-match ETAG]
         [--multipart PART_BYTES]      prints {"etag": ...}
     get BUCKET KEY [FILE]             the object's bytes to FILE or standard output
@@ -104,8 +107,23 @@ class S3:
         except (self.errors.BotoCoreError, self.errors.ClientError):
             return False
 
+    def writable(self):
+        """Whether a bucket and an object can be made and removed (they are removed again)."""
+        bucket = f"objtool-probe-{os.getpid()}"
+        try:
+            self.client.create_bucket(Bucket=bucket)
+            self.client.put_object(Bucket=bucket, Key="probe", Body=b"probe")
+            self.client.delete_object(Bucket=bucket, Key="probe")
+            self.client.delete_bucket(Bucket=bucket)
+            return True
+        except (self.errors.BotoCoreError, self.errors.ClientError):
+            return False
+
     def mkbucket(self, bucket):
         self.call(self.client.create_bucket, Bucket=bucket)
+
+    def buckets(self):
+        return [b["Name"] for b in self.call(self.client.list_buckets)["Buckets"]]
 
     def put(self, bucket, key, body, meta, if_none_match, if_match, part):
         cond = {}
@@ -184,6 +202,9 @@ class Azure:
     def mkbucket(self, bucket):
         self.call(self.service.create_container, bucket)
 
+    def buckets(self):
+        return [c.name for c in self.call(lambda: list(self.service.list_containers()))]
+
     def put(self, bucket, key, body, meta, if_none_match, if_match, part):
         from azure.core import MatchConditions
 
@@ -222,7 +243,9 @@ def parser():
     w = sub.add_parser("wait")
     w.add_argument("--pid", type=int)
     w.add_argument("--timeout", type=float, default=60)
+    w.add_argument("--write", action="store_true")
     sub.add_parser("mkbucket").add_argument("bucket")
+    sub.add_parser("buckets")
     put = sub.add_parser("put")
     put.add_argument("bucket")
     put.add_argument("key")
@@ -246,13 +269,13 @@ def parser():
     return p
 
 
-def wait(store, pid, timeout):
+def wait(store, pid, timeout, write):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if pid is not None and not alive(pid):
             print(f"objtool: the server (pid {pid}) has exited", file=sys.stderr)
             sys.exit(3)
-        if store.ready():
+        if store.ready() and (not write or store.writable()):
             return
         time.sleep(0.2)
     print(f"objtool: no answer within {timeout:g} s", file=sys.stderr)
@@ -263,9 +286,12 @@ def main():
     a = parser().parse_args()
     store = Azure() if a.azure else S3()
     if a.command == "wait":
-        wait(store, a.pid, a.timeout)
+        wait(store, a.pid, a.timeout, a.write)
     elif a.command == "mkbucket":
         store.mkbucket(a.bucket)
+    elif a.command == "buckets":
+        for name in store.buckets():
+            print(name)
     elif a.command == "put":
         body = read_body(a.file)
         etag = store.put(a.bucket, a.key, body, metadata(a.meta), a.if_none_match, a.if_match, a.multipart)

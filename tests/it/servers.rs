@@ -108,6 +108,8 @@ struct Launch {
     env: Vec<(String, String)>,
     /// Files the server makes outside its directory (removed when it is dropped).
     leftovers: Vec<PathBuf>,
+    /// Ready only once an object can be written: the listing answers before that.
+    wait_for_write: bool,
 }
 
 /// A running server; killed, with everything it made, when dropped.
@@ -214,6 +216,8 @@ impl SeaweedFs {
                 access_key: Self::ACCESS_KEY.into(),
                 secret_key: Self::SECRET_KEY.into(),
                 leftovers,
+                // Its S3 gateway lists before the volume server takes writes.
+                wait_for_write: true,
             }
         }))
     }
@@ -240,6 +244,7 @@ impl Moto {
                 access_key: "moto-key".into(),
                 secret_key: "moto-secret".into(),
                 leftovers: Vec::new(),
+                wait_for_write: false,
             }
         }))
     }
@@ -283,13 +288,15 @@ impl Azurite {
                 secret_key: Self::KEY.into(),
                 env,
                 leftovers: Vec::new(),
+                wait_for_write: false,
             }
         }))
     }
 }
 
 /// Starts a server: up to three tries (a port may be taken between choosing and binding), each
-/// waiting up to 60 s for a signed request to be answered. A server that is installed but does
+/// waiting up to 60 s for a signed request to be answered (and on SeaweedFS for a probe object
+/// in a probe bucket to be written and removed again). A server that is installed but does
 /// not come up fails the test with its log.
 fn start(python: &Path, ports: usize, launch: impl Fn(&Path, &[u16]) -> Launch) -> Server {
     let mut last = String::new();
@@ -307,6 +314,7 @@ fn start(python: &Path, ports: usize, launch: impl Fn(&Path, &[u16]) -> Launch) 
             secret_key,
             env,
             leftovers,
+            wait_for_write,
         } = launch(dir.path(), &free_ports(ports));
         let log = fs::File::create(dir.path().join("server.log")).unwrap();
         let child = command
@@ -331,7 +339,11 @@ fn start(python: &Path, ports: usize, launch: impl Fn(&Path, &[u16]) -> Launch) 
             leftovers,
         };
         let pid = server.child.id().to_string();
-        let wait = server.tool(&["wait", "--pid", &pid, "--timeout", "60"]);
+        let mut wait = vec!["wait", "--pid", &pid, "--timeout", "60"];
+        if wait_for_write {
+            wait.push("--write");
+        }
+        let wait = server.tool(&wait);
         if wait.code == Some(0) {
             return server;
         }
@@ -441,6 +453,17 @@ impl Server {
     #[track_caller]
     pub fn mkbucket(&self, bucket: &str) {
         self.must(&["mkbucket", bucket], None);
+    }
+
+    /// The bucket (container) names.
+    #[track_caller]
+    pub fn buckets(&self) -> Vec<String> {
+        let out = self.must(&["buckets"], None);
+        String::from_utf8(out)
+            .unwrap()
+            .lines()
+            .map(str::to_string)
+            .collect()
     }
 
     /// Writes an object with user metadata; returns its ETag.
@@ -600,6 +623,8 @@ fn seaweedfs_enforces_conditions_on_simple_and_multipart_writes() {
     multipart(&["--if-match", &v2]).unwrap();
     assert_eq!(s.get("lake", "a.csv").unwrap(), b"three\n");
     assert_eq!(s.ls("lake", "").len(), 1);
+    // The readiness probe's bucket is gone again.
+    assert_eq!(s.buckets(), ["lake"]);
 }
 
 #[test]
@@ -691,4 +716,42 @@ fn a_dropped_server_leaves_no_process_and_no_file() {
     for path in sockets {
         assert!(!path.exists(), "{} is left", path.display());
     }
+}
+
+/// pyarrow, polars and DuckDB (httpfs from PyPI, nothing downloaded) read `s3://` from a
+/// server given only its `env()`: what the remote e2e's transforms do.
+#[test]
+fn the_real_tools_read_s3_urls_with_the_servers_env_alone() {
+    let Some(s) = SeaweedFs::start() else { return };
+    s.mkbucket("raw");
+    s.put("raw", "year=2024/a.csv", b"x,y\n3,c\n1,a\n2,b\n", &[]);
+    let script = r#"
+import os, sys, tempfile
+import duckdb, duckdb_extensions, polars, pyarrow.csv, pyarrow.fs
+e = os.environ
+url = "s3://raw/year=2024/a.csv"
+with tempfile.TemporaryDirectory() as ext:
+    con = duckdb.connect(config={"extension_directory": ext, "autoinstall_known_extensions": "false"})
+    duckdb_extensions.import_extension("httpfs", con=con)
+    con.sql("LOAD httpfs")
+    endpoint = e["AWS_ENDPOINT_URL"].split("://", 1)[1]
+    con.execute("CREATE SECRET (TYPE s3, KEY_ID ?, SECRET ?, REGION ?, ENDPOINT ?, URL_STYLE 'path', USE_SSL false)",
+                [e["AWS_ACCESS_KEY_ID"], e["AWS_SECRET_ACCESS_KEY"], e["AWS_REGION"], endpoint])
+    print("duckdb", con.sql(f"select string_agg(y, '' order by x) from read_csv('{url}')").fetchone()[0])
+print("polars", "".join(polars.read_csv(url).sort("x")["y"]))
+fs = pyarrow.fs.S3FileSystem(endpoint_override=e["AWS_ENDPOINT_URL"], region=e["AWS_REGION"])
+with fs.open_input_stream(url[5:]) as f:
+    print("pyarrow", "".join(pyarrow.csv.read_csv(f).sort_by("x")["y"].to_pylist()))
+"#;
+    let mut cmd = Command::new(python().unwrap());
+    cmd.args(["-c", script]);
+    s.apply(&mut cmd);
+    let out = run_command(cmd, None);
+    out.assert_ok();
+    assert_eq!(
+        out.stdout_lines(),
+        ["duckdb abc", "polars abc", "pyarrow abc"],
+        "{}",
+        out.dump()
+    );
 }
