@@ -719,7 +719,8 @@ fn a_dropped_server_leaves_no_process_and_no_file() {
 }
 
 /// pyarrow, polars and DuckDB (httpfs from PyPI, nothing downloaded) read `s3://` from a
-/// server given only its `env()`: what the remote e2e's transforms do.
+/// server given only its `env()`, as the remote e2e's transforms do; so does rclone, the
+/// benchmarks' peer (an on-the-fly remote taking the keys from the same variables).
 #[test]
 fn the_real_tools_read_s3_urls_with_the_servers_env_alone() {
     let Some(s) = SeaweedFs::start() else { return };
@@ -754,4 +755,16 @@ with fs.open_input_stream(url[5:]) as f:
         "{}",
         out.dump()
     );
+
+    let rclone = program("rclone").expect("rclone is installed with the servers (.ci/servers.sh)");
+    let mut cmd = Command::new(rclone);
+    cmd.args(["lsf", "-R", "--files-only", ":s3:raw"]);
+    s.apply(&mut cmd)
+        .env("RCLONE_S3_PROVIDER", "Other")
+        .env("RCLONE_S3_ENV_AUTH", "true")
+        .env("RCLONE_S3_ENDPOINT", s.endpoint())
+        .env("RCLONE_CONFIG", s.dir().join("absent-rclone.conf"));
+    let out = run_command(cmd, None);
+    out.assert_ok();
+    assert_eq!(out.stdout_lines(), ["year=2024/a.csv"], "{}", out.dump());
 }
