@@ -8,6 +8,7 @@
 //! The library exists for fanout's own binary and tests: `record` (the journal's records, to
 //! read them back typed) and `testing` are public; nothing else is a stable interface.
 
+mod aws_profile;
 mod batch;
 mod cancel;
 mod cli;

@@ -34,6 +34,7 @@ mod report;
 mod review;
 mod run_core;
 mod running;
+mod servers;
 mod shell_line;
 mod signals;
 mod slurm;
