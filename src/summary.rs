@@ -17,6 +17,10 @@ use crate::record::{JobRecord, MemoryReport, Skip, Status};
 use crate::walk::OwnFiles;
 
 /// The final record of the journal.
+#[expect(
+    clippy::trivially_copy_pass_by_ref,
+    reason = "serde's skip_serializing_if passes a reference"
+)]
 fn is_zero(n: &u64) -> bool {
     *n == 0
 }

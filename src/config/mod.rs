@@ -20,5 +20,5 @@ mod spec;
 mod srun;
 
 pub(crate) use choices::{Halt, Order};
-pub(crate) use model::{Config, Mode, RemoteOptions};
+pub(crate) use model::{Config, Mode};
 pub(crate) use spec::{InPlaceOptions, RunSpec};

@@ -362,9 +362,7 @@ fn prepare(
     let (Some(ip), Unit::One(input)) = (&shared.in_place, unit) else {
         return Ok(None);
     };
-    if let Some(upload) =
-        staged::upload_of(shared.config, unit, Some(ip), staging).map_err(Box::new)?
-    {
+    if let Some(upload) = staged::upload_of(shared.config, unit, Some(ip), staging)? {
         return Ok(Some(Commitment::Remote(upload)));
     }
     // An object written to a local target: its staged copy stands for it.

@@ -41,7 +41,11 @@ struct DiskHold<'s> {
 
 impl Drop for DiskHold<'_> {
     fn drop(&mut self) {
-        let mut free = self.stages.disk.lock().unwrap_or_else(|e| e.into_inner());
+        let mut free = self
+            .stages
+            .disk
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(free) = free.as_mut() {
             *free += self.bytes;
         }
@@ -69,7 +73,10 @@ impl Stages {
     /// Holds `bytes` of staging space (a job's input and its expected output), waiting while
     /// other jobs hold what it needs; an error when the stage could never hold it.
     fn hold_disk(&self, stage: &Stage, bytes: u64) -> Result<DiskHold<'_>, String> {
-        let mut free = self.disk.lock().unwrap_or_else(|e| e.into_inner());
+        let mut free = self
+            .disk
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if free.is_none() {
             let total = stage.free_bytes().unwrap_or(u64::MAX);
             *free = Some(total - total / DISK_KEPT_FREE);
@@ -87,7 +94,7 @@ impl Stages {
             free = self
                 .disk_freed
                 .wait(free)
-                .unwrap_or_else(|e| e.into_inner());
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
         }
         if let Some(f) = free.as_mut() {
             *f -= bytes;
@@ -112,14 +119,23 @@ impl Stages {
 
     /// Runs a transfer with one of the `--transfers` tokens.
     fn transfer<T>(&self, f: impl FnOnce() -> T) -> T {
-        let mut free = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
+        let mut free = self
+            .tokens
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         while *free == 0 {
-            free = self.freed.wait(free).unwrap_or_else(|e| e.into_inner());
+            free = self
+                .freed
+                .wait(free)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
         }
         *free -= 1;
         drop(free);
         let value = f();
-        *self.tokens.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+        *self
+            .tokens
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) += 1;
         self.freed.notify_one();
         value
     }
@@ -130,7 +146,7 @@ impl Stages {
 pub(super) struct Staging<'s> {
     /// Staging space held until the staged files are gone (dropped after `stage`).
     stage: Option<JobStage>,
-    hold: Option<DiskHold<'s>>,
+    _hold: Option<DiskHold<'s>>,
     /// `{}` of its objects: their staged copies, in input order (empty: nothing staged).
     pub copies: Vec<PathBuf>,
     down: Vec<Transfer>,
@@ -184,7 +200,7 @@ impl<'s> Staging<'s> {
             .job(input.job, staged_in + staged_out)
             .map_err(|e| vec![failed(input, e)])?;
         let mut staging = Staging {
-            hold,
+            _hold: hold,
             ..Staging::default()
         };
         if let Some(object) = &input.remote {
@@ -235,7 +251,7 @@ impl<'s> Staging<'s> {
             .sum();
         let (stage, hold) = stages.job(batch.number, bytes).map_err(all_failed)?;
         let mut staging = Staging {
-            hold,
+            _hold: hold,
             ..Staging::default()
         };
         for (n, input) in batch.inputs.iter().enumerate() {
@@ -293,7 +309,7 @@ pub(super) fn upload_of(
     unit: &Unit,
     in_place: Option<&InPlace>,
     staging: &Staging,
-) -> Result<Option<Upload>, Done> {
+) -> Result<Option<Upload>, Box<Done>> {
     let Unit::One(input) = unit else {
         return Ok(None);
     };
@@ -313,14 +329,14 @@ pub(super) fn upload_of(
                 etag: head.object.etag,
                 version: head.object.version,
             },
-            Err(e) => return Err(failed(input, format!("{e:#}"))),
+            Err(e) => return Err(Box::new(failed(input, format!("{e:#}")))),
         },
     };
     let provenance = match &input.remote {
         Some(object) => Provenance::of_object(object, &config.remote.command_hash),
         None => match std::fs::metadata(&input.path) {
             Ok(md) => Provenance::of_file(&input.path, &md, &config.remote.command_hash),
-            Err(e) => return Err(failed(input, crate::error::io_reason(&e))),
+            Err(e) => return Err(Box::new(failed(input, crate::error::io_reason(&e)))),
         },
     };
     let verify = in_place.map_or(Verify::None, |ip| ip.verify_for(Path::new(to.file_name())));
@@ -338,7 +354,7 @@ pub(super) fn upload_of(
                 let mut record = JobRecord::new(input.job, &input.path, Status::InvalidInput);
                 record.reason = Some(format!("input: {e}"));
                 record.action = Some(Action::Kept);
-                return Err(Done::bare(record));
+                return Err(Box::new(Done::bare(record)));
             }
         }
     } else {
@@ -346,7 +362,7 @@ pub(super) fn upload_of(
     };
     let out = stage.out_path(to.file_name());
     if let Err(e) = stage.ready_out(&out) {
-        return Err(failed(input, format!("{e:#}")));
+        return Err(Box::new(failed(input, format!("{e:#}"))));
     }
     Ok(Some(Upload {
         out,

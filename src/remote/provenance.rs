@@ -53,7 +53,7 @@ impl Provenance {
             version: format!(
                 "size={};mtime_ns={};inode={}",
                 md.len(),
-                md.mtime() as i128 * 1_000_000_000 + md.mtime_nsec() as i128,
+                i128::from(md.mtime()) * 1_000_000_000 + i128::from(md.mtime_nsec()),
                 md.ino()
             ),
             command: command.to_string(),

@@ -7,7 +7,7 @@ use std::fs::File;
 use std::io::Write;
 use std::path::Path as FsPath;
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{anyhow, Context as _, Result};
 use futures::StreamExt;
@@ -66,7 +66,10 @@ impl Stores {
     }
 
     fn client(&self, url: &RemoteUrl) -> Result<Arc<dyn ObjectStore>> {
-        let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
+        let mut clients = self
+            .clients
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(c) = clients.get(&url.base) {
             return Ok(c.clone());
         }
@@ -414,7 +417,7 @@ fn build(url: &RemoteUrl) -> Result<Arc<dyn ObjectStore>> {
     let store: Arc<dyn ObjectStore> = match url.scheme {
         Scheme::S3 => {
             let mut b = AmazonS3Builder::from_env();
-            b = super::credentials::apply_aws_profile(b)?;
+            b = super::credentials::apply_aws_profile(b, base)?;
             Arc::new(
                 b.with_url(base.replacen("s3a://", "s3://", 1))
                     .with_retry(retry)
@@ -482,9 +485,66 @@ fn rand_u64() -> u64 {
     h.finish()
 }
 
-/// Times a blocking call (seconds as the record keeps them: milliseconds).
-pub(crate) fn timed<T>(f: impl FnOnce() -> T) -> (T, u64) {
-    let start = Instant::now();
-    let value = f();
-    (value, start.elapsed().as_millis() as u64)
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The conditional writes the job loop relies on, through the store the crate keeps in
+    /// memory (which enforces them as S3, GCS and Azure do), under a `gs://` name.
+    #[test]
+    fn conditional_uploads_refuse_what_changed_and_carry_metadata() {
+        let stores = stores();
+        stores.insert(
+            "gs://memory-test/",
+            Arc::new(object_store::memory::InMemory::new()),
+        );
+        let url = RemoteUrl::parse("gs://memory-test/data/a.csv").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("a.csv");
+        std::fs::write(&file, b"one\n").unwrap();
+        let meta = vec![("fanout-source".to_string(), "x".to_string())];
+        let first = stores
+            .upload(&file, &url, &Condition::Absent, &meta)
+            .unwrap();
+        assert_eq!(first.bytes, 4);
+        assert!(matches!(
+            stores.upload(&file, &url, &Condition::Absent, &meta),
+            Err(PutError::Conflict(_))
+        ));
+        let head = stores.head(&url).unwrap().unwrap();
+        assert_eq!(head.object.etag, first.etag);
+        assert_eq!(head.metadata, meta);
+        std::fs::write(&file, b"two\n").unwrap();
+        let current = Condition::Unchanged {
+            etag: first.etag.clone(),
+            version: None,
+        };
+        let second = stores.upload(&file, &url, &current, &[]).unwrap();
+        assert_ne!(second.etag, first.etag);
+        // The version seen before is gone: replacing it again is a conflict.
+        match stores.upload(&file, &url, &current, &[]) {
+            Err(PutError::Conflict(why)) => {
+                assert!(why.contains("changed by someone else"), "{why}")
+            }
+            other => panic!("not a conflict: {other:?}"),
+        }
+        let mut listed = Vec::new();
+        stores
+            .list(&url.with_key(""), "data/", &mut |o| {
+                listed.push(o.url.to_string());
+                true
+            })
+            .unwrap();
+        assert_eq!(listed, ["gs://memory-test/data/a.csv"]);
+        let mut copy = tempfile::tempfile().unwrap();
+        let object = stores.head(&url).unwrap().unwrap().object;
+        assert_eq!(stores.download(&object, &mut copy).unwrap(), 4);
+        stores.delete(&url).unwrap();
+        assert!(stores.head(&url).unwrap().is_none());
+        assert!(stores
+            .download(&object, &mut copy)
+            .unwrap_err()
+            .to_string()
+            .contains("changed after it was listed"));
+    }
 }
