@@ -23,6 +23,8 @@ PLACEHOLDERS (usable anywhere inside a command word):
   {threads} max(1, logical CPUs / jobs): hand it to multi-threaded tools
   {out}     with -i or -o: where the job writes (committed by fanout after --verify)
   {mem}     the job's memory reservation in MiB (hand it to a tool's memory limit)
+  {url}     an object's URL (s3://, gs://, az:// inputs; {} is then a staged copy,
+            downloaded only when the command uses {} or what derives from it)
   {{}}      a placeholder in doubled braces is literal text: {{}} is {}
 Other brace text is the command's own and stays literal (awk '{print $1}', jq '{a, b}',
 JSON, {a,b}, ${var}); a near miss of a placeholder ({rel..}, {Rel}, {out.}) is refused.
@@ -43,6 +45,8 @@ EXAMPLES:
   A parquet copy of a CSV dataset, mirrored, redoing only what is out of date:
     fanout -u -e csv raw/ -o 'clean/{rel.}.parquet' -- \
       duckdb -c \"COPY (FROM read_csv('{}')) TO '{out}' (FORMAT parquet)\"
+  Sort a dataset in a bucket in place (conditional writes: a changed object is a conflict):
+    fanout -i -e parquet s3://lake/events/ -- python3 sort.py {} {out}
   Paths from another program:
     git ls-files -z '*.json' | fanout -0 - -- jq -e . {}
   Many files per command (like xargs or fd -X), still a record per file:
@@ -89,6 +93,7 @@ Results       --summary FILE  a JSON Lines record per file; --resume FILE skips 
               -q quiet, -v verbose, --tag (prefix output lines with the path),
               --color auto|always|never
 Elsewhere     --executor slurm|srun (one Slurm job array, or steps of an allocation)
+              PATH may be s3://, gs://, az:// ({url}; --stage-dir, --transfers)
 
 Placeholders  {}    the path               {.}   the path without its extension
               {/}   the base name          {/.}  the base name without its extension

@@ -90,6 +90,22 @@ pub(crate) enum Mode {
     Worker,
 }
 
+impl Config {
+    /// Whether the run reads or writes objects in stores (a URL root or `-o` to a store):
+    /// transfers then get workers of their own beside the job slots.
+    pub(crate) fn has_objects(&self) -> bool {
+        self.walk
+            .roots
+            .iter()
+            .any(|r| matches!(r, crate::walk::Root::Remote(_)))
+            || self.run.output.as_ref().is_some_and(|o| {
+                o.template
+                    .to_str()
+                    .is_some_and(crate::remote::looks_remote)
+            })
+    }
+}
+
 impl Mode {
     pub(crate) fn is_dry_run(&self) -> bool {
         matches!(self, Mode::DryRun(_))

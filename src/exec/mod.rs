@@ -125,8 +125,14 @@ fn spawn_workers<'scope, 'env>(
         } else {
             config.run.jobs.min(LOOKAHEAD)
         };
+    // Objects: workers that download ahead of the slots and upload behind them.
+    let transfers = if config.has_objects() {
+        config.remote.transfers
+    } else {
+        0
+    };
     let mut workers = Vec::new();
-    for n in 1..=config.run.jobs + lookahead {
+    for n in 1..=config.run.jobs + lookahead + transfers {
         let spawned = std::thread::Builder::new()
             .name(format!("worker-{n}"))
             .spawn_scoped(s, move || {
