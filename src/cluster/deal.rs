@@ -63,9 +63,10 @@ fn assign(mut todo: Vec<Input>, count: usize) -> Vec<Vec<PlannedFile>> {
             .min_by_key(|&k| (shards[k].0, shards[k].1.len(), k))
             .expect("at least one shard");
         shards[lightest].0 += w.max(1);
-        shards[lightest]
-            .1
-            .push(PlannedFile::new(input.job, &input.path, w, input.rel_at));
+        shards[lightest].1.push(PlannedFile {
+            object: input.remote.as_deref().map(super::plan::PlannedObject::of),
+            ..PlannedFile::new(input.job, &input.path, w, input.rel_at)
+        });
     }
     shards
         .into_iter()

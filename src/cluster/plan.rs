@@ -75,6 +75,42 @@ pub(crate) struct PlannedFile {
     /// Where `{rel}` begins in the path (the walked root's length), for a walked file.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub rel_at: Option<usize>,
+    /// An object (its path is its URL): what the listing saw, so a worker stages exactly
+    /// that version on its node.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub object: Option<PlannedObject>,
+}
+
+/// An object's facts in a plan.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct PlannedObject {
+    pub size: u64,
+    pub mtime_ns: i64,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub etag: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub version: Option<String>,
+}
+
+impl PlannedObject {
+    pub(crate) fn of(object: &crate::remote::Object) -> PlannedObject {
+        PlannedObject {
+            size: object.size,
+            mtime_ns: object.mtime_ns,
+            etag: object.etag.clone(),
+            version: object.version.clone(),
+        }
+    }
+
+    fn object(&self, url: &str) -> Result<crate::remote::Object> {
+        Ok(crate::remote::Object {
+            url: crate::remote::RemoteUrl::parse(url)?,
+            size: self.size,
+            etag: self.etag.clone(),
+            version: self.version.clone(),
+            mtime_ns: self.mtime_ns,
+        })
+    }
 }
 
 impl PlannedFile {
@@ -93,6 +129,7 @@ impl PlannedFile {
             path_b64,
             weight_bytes: weight,
             rel_at,
+            object: None,
         }
     }
 
@@ -254,9 +291,15 @@ impl Layout {
             let line = line.with_context(|| format!("cannot read {}", path.display()))?;
             let f: PlannedFile = serde_json::from_str(&line)
                 .with_context(|| format!("{}: not a plan line", path.display()))?;
+            let remote = match &f.object {
+                Some(o) => Some(std::sync::Arc::new(o.object(&f.path)?)),
+                None => None,
+            };
             inputs.push(Input {
                 weight: Some(f.weight_bytes),
                 rel_at: f.rel_at,
+                seen: remote.as_ref().map(|o| (o.size, o.mtime_ns)),
+                remote,
                 ..Input::new(f.job, f.path()?)
             });
         }

@@ -98,11 +98,11 @@ impl Config {
             .roots
             .iter()
             .any(|r| matches!(r, crate::walk::Root::Remote(_)))
-            || self.run.output.as_ref().is_some_and(|o| {
-                o.template
-                    .to_str()
-                    .is_some_and(crate::remote::looks_remote)
-            })
+            || self
+                .run
+                .output
+                .as_ref()
+                .is_some_and(|o| o.template.to_str().is_some_and(crate::remote::looks_remote))
     }
 }
 
