@@ -12,10 +12,12 @@
 //! prints one `skipped:` line and returns outside CI, and fails under `CI=true`, where .ci/run
 //! installs them.
 //!
-//! The tests below pin down what the stores do differently with conditional writes (see
-//! shared notes on object stores): SeaweedFS enforces `If-None-Match: *` and `If-Match` on
-//! simple and multipart writes; moto enforces them on simple writes but ignores `If-Match`
-//! when a multipart upload completes; Azurite enforces both on Put Blob.
+//! The tests below pin down what the stores do differently with conditional writes:
+//! SeaweedFS enforces `If-None-Match: *` and `If-Match` on simple and multipart writes (412,
+//! also for `If-Match` on a missing object); moto enforces them on simple writes (412, 404 for
+//! a missing object) and `If-None-Match` on a multipart upload, but ignores `If-Match` when a
+//! multipart upload completes; Azurite enforces both on Put Blob and Put Block List (a
+//! create-only write over a blob is 409, not 412).
 
 #![allow(dead_code)] // the remote tests of fanout itself use what these tests do not
 
