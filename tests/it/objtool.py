@@ -24,7 +24,8 @@ Commands ("bucket" is a container on Azure):
     rm BUCKET KEY...
 
 Exit status: 0 done; 1 the store refused the request, with {"error": CODE, "status": HTTP} on
-standard output (a missing object, a failed precondition ...); 2 usage; 3 and 4 for wait.
+standard output (a missing object, a failed precondition ...); 2 usage; 3 and 4 for wait; 5 an
+unexpected error (a traceback on standard error).
 """
 
 import argparse
@@ -208,13 +209,26 @@ class Azure:
     def put(self, bucket, key, body, meta, if_none_match, if_match, part):
         from azure.core import MatchConditions
 
-        kwargs = {"metadata": meta, "overwrite": not if_none_match}
+        cond = {}
+        if if_none_match:
+            cond.update(match_condition=MatchConditions.IfMissing)
         if if_match:
-            kwargs.update(etag=if_match, match_condition=MatchConditions.IfNotModified)
-        if part is not None:
-            # Staged blocks committed by one Put Block List, which carries the conditions.
-            kwargs.update(max_single_put_size=part, max_block_size=part)
-        r = self.call(self.blob(bucket, key).upload_blob, body, **kwargs)
+            cond.update(etag=if_match, match_condition=MatchConditions.IfNotModified)
+        blob = self.blob(bucket, key)
+        if part is None:
+            # upload_blob says create-only as overwrite=False (If-None-Match: *).
+            single = {} if if_none_match else cond
+            r = self.call(blob.upload_blob, body, metadata=meta, overwrite=not if_none_match, **single)
+            return r["etag"]
+        # Staged blocks committed by one Put Block List, which carries the conditions.
+        from azure.storage.blob import BlobBlock
+
+        blocks = []
+        for n, start in enumerate(range(0, max(len(body), 1), part)):
+            block_id = f"{n:08d}"
+            self.call(blob.stage_block, block_id, body[start : start + part])
+            blocks.append(BlobBlock(block_id=block_id))
+        r = self.call(blob.commit_block_list, blocks, metadata=meta, **cond)
         return r["etag"]
 
     def get(self, bucket, key):
@@ -309,4 +323,10 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except Exception:  # not a refusal (exit 1): a broken client or setup
+        import traceback
+
+        traceback.print_exc()
+        sys.exit(5)

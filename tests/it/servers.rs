@@ -12,10 +12,12 @@
 //! prints one `skipped:` line and returns outside CI, and fails under `CI=true`, where .ci/run
 //! installs them.
 //!
-//! The tests below pin down what the stores do differently with conditional writes (see
-//! shared notes on object stores): SeaweedFS enforces `If-None-Match: *` and `If-Match` on
-//! simple and multipart writes; moto enforces them on simple writes but ignores `If-Match`
-//! when a multipart upload completes; Azurite enforces both on Put Blob.
+//! The tests below pin down what the stores do differently with conditional writes:
+//! SeaweedFS enforces `If-None-Match: *` and `If-Match` on simple and multipart writes (412,
+//! also for `If-Match` on a missing object); moto enforces them on simple writes (412, 404 for
+//! a missing object) and `If-None-Match` on a multipart upload, but ignores `If-Match` when a
+//! multipart upload completes; Azurite enforces both on Put Blob and Put Block List (a
+//! create-only write over a blob is 409, not 412).
 
 #![allow(dead_code)] // the remote tests of fanout itself use what these tests do not
 
@@ -376,6 +378,15 @@ impl Server {
         &self.secret_key
     }
 
+    /// An object's URL as fanout takes it: `s3://BUCKET/KEY`, or `az://CONTAINER/KEY`.
+    pub fn url(&self, bucket: &str, key: &str) -> String {
+        let scheme = match self.api {
+            Api::S3 => "s3",
+            Api::Azure => "az",
+        };
+        format!("{scheme}://{bucket}/{key}")
+    }
+
     /// The server's own temporary directory (removed when it is dropped).
     pub fn dir(&self) -> &Path {
         self.dir.path()
@@ -697,6 +708,20 @@ fn azurite_enforces_conditions_on_put_blob() {
         "stale If-Match",
     );
     assert_eq!(a.get("lake", "a.csv").unwrap(), b"two\n");
+    // Staged blocks committed by Put Block List: the same conditions hold.
+    let blocks = |cond: &[&str]| {
+        let mut options = vec!["--multipart", "4"];
+        options.extend_from_slice(cond);
+        a.put_with("lake", "a.csv", b"three\n", &options)
+    };
+    assert_refused(
+        blocks(&["--if-match", &v1]),
+        412,
+        "block list with a stale If-Match",
+    );
+    assert_refused(blocks(&["--if-none-match"]), 409, "block list create-only");
+    assert_eq!(a.get("lake", "a.csv").unwrap(), b"two\n");
+    assert_eq!(a.url("lake", "a.csv"), "az://lake/a.csv");
 }
 
 #[test]
