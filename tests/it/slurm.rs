@@ -2081,3 +2081,52 @@ fn srun_steps_get_sigterm_and_their_grace() {
         assert_eq!(r["status"], want, "{stop}: {r}");
     }
 }
+
+/// Objects on the cluster: the plan carries each object's listed version, every array task
+/// stages its objects on its own node (no shared file system for the data) and writes them back
+/// with conditional uploads; the journal has each object's record.
+#[test]
+fn objects_in_a_bucket_run_on_the_cluster() {
+    if !slurm() {
+        return;
+    }
+    let Some(store) = crate::servers::SeaweedFs::start() else {
+        return;
+    };
+    store.mkbucket("lake");
+    for i in 0..6 {
+        store.put("lake", &format!("d/part-{i}.txt"), format!("b{i}\na{i}\n").as_bytes(), &[]);
+    }
+    let env = TestEnv::new(&[], &[]);
+    let mut cmd = env.command(&[
+        "--executor",
+        "slurm",
+        "--shards",
+        "3",
+        "-i",
+        "--summary",
+        "s.jsonl",
+        "s3://lake/d/",
+        "--",
+        "sh",
+        "-c",
+        "sort {} > {out}",
+    ]);
+    store.apply(&mut cmd);
+    let out = Bg::start(cmd).wait(SLURM_DEADLINE);
+    assert_eq!(out.code, Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    for i in 0..6 {
+        let body = store.get("lake", &format!("d/part-{i}.txt")).expect("the object");
+        assert_eq!(String::from_utf8_lossy(&body), format!("a{i}\nb{i}\n"));
+    }
+    let records = read_summary(env.path("s.jsonl"));
+    let files: Vec<&Value> = records.iter().filter(|r| r["type"] == "file").collect();
+    assert_eq!(files.len(), 6);
+    for r in &files {
+        assert_eq!(r["status"], "ok", "{r}");
+        assert_eq!(r["action"], "replaced", "{r}");
+        assert!(r["path"].as_str().unwrap().starts_with("s3://lake/d/part-"), "{r}");
+        assert!(r["etag"].is_string() && r["output_etag"].is_string(), "{r}");
+        assert_eq!(r["down_bytes"], 6, "{r}");
+    }
+}
