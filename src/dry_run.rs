@@ -114,6 +114,16 @@ impl DryRun {
     }
 }
 
+/// An input's weight as the dry run says it: an object's is its listed size (a parquet
+/// footer would take a GET, and the dry run sends LIST and HEAD requests only).
+fn dry_weight(input: &crate::input::Input) -> u64 {
+    match (&input.remote, input.weight) {
+        (_, Some(w)) => w,
+        (Some(object), None) => object.size,
+        (None, None) => unit::weight(input),
+    }
+}
+
 /// A quoted path made fit for a `#` comment: a line break in a file name would end the
 /// comment, and the rest of the name would run when the plan is replayed with `sh`; so line
 /// breaks are written `\n` and `\r` (the comment only informs).
@@ -172,7 +182,7 @@ impl Executor for DryRun {
                 }
                 continue;
             }
-            let weight = unit::weight(&input);
+            let weight = dry_weight(&input);
             let unit = Unit::One(input);
             let first = &unit.inputs()[0];
             let d = Done::listed(first.job, &first.path, &self.line(config, &unit, weight));
@@ -213,7 +223,7 @@ impl DryRun {
         jobs: &Queue<'_>,
         weights: &mut Vec<(u64, PathBuf)>,
     ) -> bool {
-        let w: Vec<u64> = batch.inputs().iter().map(unit::weight).collect();
+        let w: Vec<u64> = batch.inputs().iter().map(dry_weight).collect();
         let line = self.line(config, batch, w.iter().sum());
         for (k, input) in batch.inputs().iter().enumerate() {
             let text: &[u8] = if k == 0 { &line } else { b"" };
