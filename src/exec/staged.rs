@@ -422,12 +422,13 @@ impl Upload {
         }
         let start = std::time::Instant::now();
         let sent = stages.transfer(|| {
-            remote::stores().upload(
-                &self.out,
-                &self.to,
-                &self.condition,
-                &self.provenance.metadata(),
-            )
+            let meta = self.provenance.metadata();
+            match remote::stores().upload(&self.out, &self.to, &self.condition, &meta) {
+                Err(PutError::Conflict(why)) => {
+                    self.landed(record.output_bytes).ok_or(PutError::Conflict(why))
+                }
+                sent => sent,
+            }
         });
         record.up_ms = Some(start.elapsed().as_millis() as u64);
         match sent {
@@ -464,6 +465,19 @@ impl Upload {
                 record.reason = Some(format!("upload failed, {to} left as it was: {e:#}"));
             }
         }
+    }
+
+    /// After a refused write: whether the object is this very upload all the same (a retried
+    /// request whose first try landed but whose answer was lost is refused by its own
+    /// condition): it carries this job's provenance and has the output's size.
+    fn landed(&self, size: Option<u64>) -> Option<remote::Written> {
+        let head = remote::stores().head(&self.to).ok()??;
+        (self.provenance.matches(&head.metadata) == Some(true) && Some(head.object.size) == size)
+            .then(|| remote::Written {
+                etag: head.object.etag,
+                version: head.object.version,
+                bytes: head.object.size,
+            })
     }
 
     /// The output as a commit checks it: a regular file of this user's (no link), not empty
