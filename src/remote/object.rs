@@ -35,6 +35,10 @@ pub(crate) enum Condition {
 
 /// Why an upload did not happen.
 #[derive(Debug)]
+#[cfg_attr(
+    not(feature = "remote"),
+    allow(dead_code, reason = "without stores, no write can conflict")
+)]
 pub(crate) enum PutError {
     /// The condition failed: someone else wrote (or removed) the object.
     Conflict(String),

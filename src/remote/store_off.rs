@@ -57,6 +57,7 @@ impl Stores {
         bail!("{OFF} {url}")
     }
 
+    #[allow(dead_code, reason = "the same calls as the stores of a build with them")]
     pub(crate) fn delete(&self, url: &RemoteUrl) -> Result<()> {
         bail!("{OFF} {url}")
     }

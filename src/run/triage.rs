@@ -64,7 +64,8 @@ impl<'c, 'a> Triage<'c, 'a> {
     /// and a killed run's `{out}` could otherwise stay (the sweep's rules: only a dead run's
     /// own files, only while no run writes in that directory). Not in a dry run.
     fn sweep_beside(&mut self, target: &std::path::Path) {
-        if !self.sweep {
+        // A target in a store has no directory of fanout's temporary files.
+        if !self.sweep || target.to_str().is_some_and(crate::remote::looks_remote) {
             return;
         }
         let dir = match target.parent() {
