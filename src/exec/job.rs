@@ -317,6 +317,15 @@ impl Commitment {
 /// after the last attempt; a remote output is uploaded once its memory is given back.
 fn run_once(shared: &Shared, unit: &Unit, ticket: Option<Ticket<'_>>) -> Vec<Done> {
     let in_place = shared.in_place.as_ref();
+    // After a stop nothing more is fetched: the loop gives the unit its not-started records.
+    if shared.ctx.cancel.no_new_jobs() && unit.inputs().iter().any(|i| i.remote.is_some()) {
+        let weights: Vec<u64> = unit
+            .inputs()
+            .iter()
+            .map(|i| i.weight.or(i.remote.as_ref().map(|o| o.size)).unwrap_or(0))
+            .collect();
+        return not_admitted(shared, unit, &weights, &Tries::default());
+    }
     let staging = match Staging::of(&shared.stages, shared.config, unit, in_place) {
         Ok(staging) => staging,
         Err(done) => return done,
