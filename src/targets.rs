@@ -151,7 +151,11 @@ fn trusted_dirs(inputs: &[Input]) -> anyhow::Result<()> {
     let mut checked = std::collections::HashSet::new();
     // Targets in a store are written with conditional uploads, not into directories.
     let local = |t: &&Path| !t.to_str().is_some_and(crate::remote::looks_remote);
-    for target in inputs.iter().filter_map(|i| i.target.as_deref()).filter(local) {
+    for target in inputs
+        .iter()
+        .filter_map(|i| i.target.as_deref())
+        .filter(local)
+    {
         let parent = target.parent().unwrap_or(Path::new(""));
         if !parents.insert(parent) {
             continue;

@@ -424,9 +424,9 @@ impl Upload {
         let sent = stages.transfer(|| {
             let meta = self.provenance.metadata();
             match remote::stores().upload(&self.out, &self.to, &self.condition, &meta) {
-                Err(PutError::Conflict(why)) => {
-                    self.landed(record.output_bytes).ok_or(PutError::Conflict(why))
-                }
+                Err(PutError::Conflict(why)) => self
+                    .landed(record.output_bytes)
+                    .ok_or(PutError::Conflict(why)),
                 sent => sent,
             }
         });
@@ -473,7 +473,7 @@ impl Upload {
     fn landed(&self, size: Option<u64>) -> Option<remote::Written> {
         let head = remote::stores().head(&self.to).ok()??;
         (self.provenance.matches(&head.metadata) == Some(true) && Some(head.object.size) == size)
-            .then(|| remote::Written {
+            .then_some(remote::Written {
                 etag: head.object.etag,
                 version: head.object.version,
                 bytes: head.object.size,

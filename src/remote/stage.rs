@@ -46,9 +46,13 @@ impl Stage {
     }
 
     /// Free space where staged files go, in bytes (`None`: unknown).
+    #[allow(
+        clippy::useless_conversion,
+        reason = "statvfs's types differ by platform"
+    )]
     pub(crate) fn free_bytes(&self) -> Option<u64> {
         let st = nix::sys::statvfs::statvfs(self.dir.path()).ok()?;
-        Some(st.blocks_available() as u64 * st.fragment_size() as u64)
+        Some(u64::from(st.blocks_available()).saturating_mul(u64::from(st.fragment_size())))
     }
 }
 

@@ -524,7 +524,7 @@ mod tests {
         // The version seen before is gone: replacing it again is a conflict.
         match stores.upload(&file, &url, &current, &[]) {
             Err(PutError::Conflict(why)) => {
-                assert!(why.contains("changed by someone else"), "{why}")
+                assert!(why.contains("changed by someone else"), "{why}");
             }
             other => panic!("not a conflict: {other:?}"),
         }

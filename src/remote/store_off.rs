@@ -17,6 +17,10 @@ pub(crate) fn stores() -> &'static Stores {
     &Stores
 }
 
+#[allow(
+    clippy::unused_self,
+    reason = "the same calls as the stores of a build with them"
+)]
 impl Stores {
     pub(crate) fn list(
         &self,
@@ -57,7 +61,10 @@ impl Stores {
         bail!("{OFF} {url}")
     }
 
-    #[allow(dead_code, reason = "the same calls as the stores of a build with them")]
+    #[allow(
+        dead_code,
+        reason = "the same calls as the stores of a build with them"
+    )]
     pub(crate) fn delete(&self, url: &RemoteUrl) -> Result<()> {
         bail!("{OFF} {url}")
     }

@@ -2095,7 +2095,12 @@ fn objects_in_a_bucket_run_on_the_cluster() {
     };
     store.mkbucket("lake");
     for i in 0..6 {
-        store.put("lake", &format!("d/part-{i}.txt"), format!("b{i}\na{i}\n").as_bytes(), &[]);
+        store.put(
+            "lake",
+            &format!("d/part-{i}.txt"),
+            format!("b{i}\na{i}\n").as_bytes(),
+            &[],
+        );
     }
     let env = TestEnv::new(&[], &[]);
     let mut cmd = env.command(&[
@@ -2114,9 +2119,16 @@ fn objects_in_a_bucket_run_on_the_cluster() {
     ]);
     store.apply(&mut cmd);
     let out = Bg::start(cmd).wait(SLURM_DEADLINE);
-    assert_eq!(out.code, Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.code,
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     for i in 0..6 {
-        let body = store.get("lake", &format!("d/part-{i}.txt")).expect("the object");
+        let body = store
+            .get("lake", &format!("d/part-{i}.txt"))
+            .expect("the object");
         assert_eq!(String::from_utf8_lossy(&body), format!("a{i}\nb{i}\n"));
     }
     let records = read_summary(env.path("s.jsonl"));
@@ -2125,7 +2137,10 @@ fn objects_in_a_bucket_run_on_the_cluster() {
     for r in &files {
         assert_eq!(r["status"], "ok", "{r}");
         assert_eq!(r["action"], "replaced", "{r}");
-        assert!(r["path"].as_str().unwrap().starts_with("s3://lake/d/part-"), "{r}");
+        assert!(
+            r["path"].as_str().unwrap().starts_with("s3://lake/d/part-"),
+            "{r}"
+        );
         assert!(r["etag"].is_string() && r["output_etag"].is_string(), "{r}");
         assert_eq!(r["down_bytes"], 6, "{r}");
     }
