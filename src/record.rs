@@ -214,6 +214,9 @@ pub struct JobRecord {
     pub down_bytes: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub down_ms: Option<u64>,
+    /// Times the download started over after the store failed (absent: none).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub down_retries: Option<u32>,
     /// Bytes and milliseconds of the upload of a remote output.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub up_bytes: Option<u64>,
@@ -301,6 +304,7 @@ impl JobRecord {
             output_version: None,
             down_bytes: None,
             down_ms: None,
+            down_retries: None,
             up_bytes: None,
             up_ms: None,
             kept_output: None,

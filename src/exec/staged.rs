@@ -288,6 +288,7 @@ impl<'s> Staging<'s> {
         {
             record.down_bytes = Some(t.bytes);
             record.down_ms = Some(t.ms);
+            record.down_retries = (t.retries > 0).then_some(t.retries);
         }
     }
 }

@@ -68,6 +68,8 @@ pub(crate) struct JobStage {
 pub(crate) struct Transfer {
     pub bytes: u64,
     pub ms: u64,
+    /// Times it started over after the store failed.
+    pub retries: u32,
 }
 
 impl JobStage {
@@ -102,12 +104,13 @@ impl JobStage {
         let mut file = File::create_new(&path)
             .with_context(|| format!("could not create {}", path.display()))?;
         let start = std::time::Instant::now();
-        let bytes = stores().download(object, &mut file)?;
+        let (bytes, retries) = stores().download(object, &mut file)?;
         Ok((
             path,
             Transfer {
                 bytes,
                 ms: start.elapsed().as_millis() as u64,
+                retries,
             },
         ))
     }

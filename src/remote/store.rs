@@ -152,10 +152,33 @@ impl Stores {
         })
     }
 
-    /// Downloads exactly the version of `object` that was listed into `to`; the bytes written.
-    /// A changed object is an error (the job would run on other bytes than were listed).
-    pub(crate) fn download(&self, object: &Object, to: &mut File) -> Result<u64> {
-        let client = self.client(&object.url)?;
+    /// Downloads exactly the version of `object` that was listed into `to`: the bytes written
+    /// and how many times the whole download was tried again. A changed object is an error
+    /// (the job would run on other bytes than were listed). Each request is retried by the
+    /// client; a download that still fails, or whose body breaks off part way (which the
+    /// client does not retry), starts over, up to [`DOWNLOAD_TRIES`] times in all.
+    pub(crate) fn download(&self, object: &Object, to: &mut File) -> Result<(u64, u32)> {
+        let mut retries = 0;
+        loop {
+            match self.download_once(object, to) {
+                Ok(bytes) => return Ok((bytes, retries)),
+                Err(Fetch::Changed(e)) => return Err(e),
+                Err(Fetch::Failed(e)) if retries + 1 >= DOWNLOAD_TRIES => {
+                    return Err(e.context(format!("after {DOWNLOAD_TRIES} tries")))
+                }
+                Err(Fetch::Failed(_)) => {
+                    retries += 1;
+                    std::thread::sleep(Duration::from_millis(500 << retries));
+                    to.set_len(0)
+                        .context("could not start the staged copy again")?;
+                    std::io::Seek::rewind(to).context("could not start the staged copy again")?;
+                }
+            }
+        }
+    }
+
+    fn download_once(&self, object: &Object, to: &mut File) -> Result<u64, Fetch> {
+        let client = self.client(&object.url).map_err(Fetch::Failed)?;
         let options = GetOptions {
             if_match: object.etag.clone(),
             version: object.version.clone(),
@@ -168,16 +191,17 @@ impl Stores {
                 .map_err(|e| match e {
                     object_store::Error::Precondition { .. }
                     | object_store::Error::NotFound { .. } => {
-                        anyhow!("{} changed after it was listed", object.url)
+                        Fetch::Changed(anyhow!("{} changed after it was listed", object.url))
                     }
-                    e => store_error(&e, &object.url),
+                    e => Fetch::Failed(store_error(&e, &object.url)),
                 })?;
             let mut stream = got.into_stream();
             let mut bytes = 0u64;
             while let Some(chunk) = stream.next().await {
-                let chunk = chunk.map_err(|e| store_error(&e, &object.url))?;
+                let chunk = chunk.map_err(|e| Fetch::Failed(store_error(&e, &object.url)))?;
                 to.write_all(&chunk)
-                    .context("could not write the staged copy")?;
+                    .context("could not write the staged copy")
+                    .map_err(Fetch::Changed)?;
                 bytes += chunk.len() as u64;
             }
             Ok(bytes)
@@ -461,6 +485,16 @@ fn build(url: &RemoteUrl) -> Result<Arc<dyn ObjectStore>> {
     Ok(store)
 }
 
+/// Why a download did not finish: the object changed (or the disk failed: final), or the
+/// store failed (tried again).
+enum Fetch {
+    Changed(anyhow::Error),
+    Failed(anyhow::Error),
+}
+
+/// Tries of one download in all.
+pub(crate) const DOWNLOAD_TRIES: u32 = 3;
+
 /// Keys a listing may hold before the walk takes them (a few pages).
 const LISTED_AHEAD: usize = 4000;
 
@@ -538,7 +572,7 @@ mod tests {
         assert_eq!(listed, ["gs://memory-test/data/a.csv"]);
         let mut copy = tempfile::tempfile().unwrap();
         let object = stores.head(&url).unwrap().unwrap().object;
-        assert_eq!(stores.download(&object, &mut copy).unwrap(), 4);
+        assert_eq!(stores.download(&object, &mut copy).unwrap(), (4, 0));
         stores.delete(&url).unwrap();
         assert!(stores.head(&url).unwrap().is_none());
         assert!(stores
