@@ -1498,3 +1498,83 @@ fn azure_containers_list_and_take_conditional_writes() {
         ])
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Staging space
+
+/// A small tmpfs (we run as root in CI; elsewhere the test skips), unmounted when dropped.
+struct SmallDisk(PathBuf);
+
+impl SmallDisk {
+    fn mount(at: PathBuf, size: &str) -> Option<SmallDisk> {
+        fs::create_dir_all(&at).unwrap();
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&at)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            eprintln!("skipped: mounting a small tmpfs for --stage-dir needs root");
+            return None;
+        }
+        Some(SmallDisk(at))
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn staging_space_is_admitted_and_an_object_too_large_for_it_fails_clearly() {
+    let Some(l) = Lake::on(SeaweedFs::start()) else {
+        return;
+    };
+    let Some(disk) = SmallDisk::mount(l.env.path("small"), "4m") else {
+        return;
+    };
+    l.s.mkbucket("lake");
+    let mid = "m".repeat(1536 << 10);
+    let big = "b".repeat(3 << 20);
+    l.put_all(
+        "lake",
+        &[("d/a.txt", &mid), ("d/b.txt", &mid), ("d/big.txt", &big)],
+    );
+    let stage = disk.0.display().to_string();
+    // Two jobs of 1.5 MB objects each hold 3 MB (object and output) of 3.8 MB: they take
+    // turns; the 3 MB object can never fit.
+    let out = l.run(&with(
+        &[
+            "-i",
+            "-j",
+            "2",
+            "--transfers",
+            "1",
+            "--stage-dir",
+            &stage,
+            "--summary",
+            "j.jsonl",
+            "s3://lake/d/",
+        ],
+        &sh(UPPER, &["{}", "{out}"]),
+    ));
+    out.assert_code(1).assert_no_panic();
+    let records = by_path(&l.journal("j.jsonl"));
+    assert_eq!(records["s3://lake/d/a.txt"]["status"], "ok");
+    assert_eq!(records["s3://lake/d/b.txt"]["status"], "ok");
+    let failed = &records["s3://lake/d/big.txt"];
+    assert_eq!(failed["status"], "failed", "{failed}");
+    let reason = failed["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("of staging space") && reason.contains("--stage-dir"),
+        "{reason}"
+    );
+    let now = l.texts("lake");
+    assert_eq!(now["d/a.txt"], "M".repeat(1536 << 10));
+    assert_eq!(
+        now["d/big.txt"], big,
+        "the object too large is left as it was"
+    );
+}
