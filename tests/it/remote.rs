@@ -1578,3 +1578,19 @@ fn staging_space_is_admitted_and_an_object_too_large_for_it_fails_clearly() {
         "the object too large is left as it was"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Local paths that only start like a URL's scheme
+
+/// Telling a URL from a local path must not trip over a multi-byte character where a scheme
+/// would end (`s3://` is 5 bytes, `é` straddles bytes 5 and 6 of `d/caf…`). No server needed.
+#[test]
+fn local_paths_with_multibyte_characters_are_not_mistaken_for_urls() {
+    let env = TestEnv::new(&[], &[("d/café.txt", "x\n"), ("ééé/a.txt", "y\n")]);
+    let out = env.run_stdin(&["-", "--", "cat", "{}"], "d/café.txt\n".as_bytes());
+    out.assert_ok().assert_no_panic();
+    assert_eq!(out.stdout_lines(), ["x"]);
+    let out = env.run(&["ééé", "--", "cat", "{}"]);
+    out.assert_ok().assert_no_panic();
+    assert_eq!(out.stdout_lines(), ["y"]);
+}
