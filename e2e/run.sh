@@ -462,6 +462,15 @@ case_n() {
   check "  ... no temporary file left" no_temp_files "$clean"
 }
 
+case_r() {
+  # Remote datasets on a real S3 server (SeaweedFS): e2e/remote.sh starts it and runs its own
+  # checks, read back with pyarrow's S3 file system.
+  rc=0
+  E2E_FANOUT="$FANOUT" E2E_JOBS="$JOBS" bash "$root/e2e/remote.sh" >"$work/r.log" 2>&1 || rc=$?
+  sed 's/^/    /' "$work/r.log"
+  check "remote.sh: every check passed" exit_is 0
+}
+
 run_case "a) pyarrow sort in place, all $NFILES files, --verify parquet" case_a
 run_case "b) DuckDB sort (hive_partitioning=false, memory_limit), all $NFILES files, --verify parquet-schema" case_b
 run_case "c) DuckDB hive-partition mistake caught by --verify parquet-schema ($SUBSET)" case_c
@@ -475,6 +484,7 @@ run_case "k) CSV -> parquet with DuckDB and polars, mirrored with {rel.}; flatte
 run_case "l) a Makefile whose rule is fanout -u -o: all, then nothing, then exactly the touched file" case_l
 run_case "m) fanout -o SIGKILLed 24 times at varying moments, then fanout -u finishes the rest" case_m
 run_case "n) failing converter and failed verification keep the previous targets" case_n
+run_case "r) s3://: DuckDB and polars sort a hive-partitioned dataset in place; CSV -> parquet bucket to bucket with -u (SeaweedFS)" case_r
 run_case "j) on Slurm: pyarrow sort of all $NFILES files and the DuckDB hive mistake, 4 array tasks" case_j
 
 say ""

@@ -144,7 +144,7 @@ impl Stores {
             match client.get_opts(&key_path(&url.key), options).await {
                 Ok(got) => Ok(Some(Head {
                     object: object(url, &got.meta),
-                    metadata: user_metadata(&got.attributes),
+                    metadata: user_metadata(url, &got.attributes),
                 })),
                 Err(object_store::Error::NotFound { .. }) => Ok(None),
                 Err(e) => Err(store_error(&e, url)),
@@ -253,7 +253,7 @@ impl Stores {
         let mut attributes = Attributes::new();
         for (k, v) in metadata {
             attributes.insert(
-                Attribute::Metadata(k.clone().into()),
+                Attribute::Metadata(metadata_name(to, k).into()),
                 AttributeValue::from(v.clone()),
             );
         }
@@ -367,10 +367,23 @@ fn object(root: &RemoteUrl, meta: &object_store::ObjectMeta) -> Object {
     }
 }
 
-fn user_metadata(attributes: &Attributes) -> Vec<(String, String)> {
+/// A metadata name as `url`'s store takes it: Azure allows only C# identifiers, so there
+/// `fanout-source` is written `fanout_source` (and read back under its usual name).
+fn metadata_name(url: &RemoteUrl, name: &str) -> String {
+    match url.scheme {
+        Scheme::Azure => name.replace('-', "_"),
+        _ => name.to_string(),
+    }
+}
+
+fn user_metadata(url: &RemoteUrl, attributes: &Attributes) -> Vec<(String, String)> {
+    let azure = url.scheme == Scheme::Azure;
     attributes
         .iter()
         .filter_map(|(k, v)| match k {
+            Attribute::Metadata(name) if azure && name.starts_with("fanout_") => {
+                Some((name.replace('_', "-"), v.to_string()))
+            }
             Attribute::Metadata(name) => Some((name.to_string(), v.to_string())),
             _ => None,
         })

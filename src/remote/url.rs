@@ -35,7 +35,10 @@ pub(crate) fn looks_remote(text: &str) -> bool {
         "s3://", "s3a://", "gs://", "az://", "azure://", "https://", "http://",
     ]
     .iter()
-    .any(|p| text.len() > p.len() && text[..p.len()].eq_ignore_ascii_case(p))
+    .any(|p| {
+        // Bytes, not a str slice: a path may have a multi-byte character at the cut.
+        text.len() > p.len() && text.as_bytes()[..p.len()].eq_ignore_ascii_case(p.as_bytes())
+    })
 }
 
 impl RemoteUrl {

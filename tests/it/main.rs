@@ -30,6 +30,7 @@ mod preflight;
 mod processes;
 mod read_ahead;
 mod readme;
+mod remote;
 mod report;
 mod review;
 mod run_core;
