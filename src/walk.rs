@@ -347,10 +347,7 @@ impl Walker<'_> {
                     continue;
                 }
             };
-            let rel_len = entry
-                .path()
-                .strip_prefix(root)
-                .map_or(0, |r| r.as_os_str().len());
+            let rel_len = crate::template::below(entry.path(), root);
             let path = if implicit {
                 entry
                     .path()
@@ -385,7 +382,8 @@ impl Walker<'_> {
             .parents(!no_ignore)
             .follow_links(self.opts.follow)
             .max_depth(self.opts.max_depth)
-            .sort_by_file_name(std::cmp::Ord::cmp)
+            // By name: siblings' paths differ only in their names (and parsing none is faster).
+            .sort_by_file_path(|a, b| a.as_os_str().cmp(b.as_os_str()))
             .filter_entry(|e| {
                 !(e.depth() > 0
                     && e.file_name() == ".fanout"

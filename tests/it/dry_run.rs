@@ -293,3 +293,32 @@ fn a_line_break_in_a_name_never_runs_when_the_plan_is_replayed() {
         assert!(!env.exists("PWNED"), "{args:?}\n{}", out.dump());
     }
 }
+
+/// A dry run whose lines cannot be written (`> /dev/full`) says so and exits 1: its plan is
+/// its output (it said nothing and exited 0 before), with `-X` too.
+#[test]
+fn a_dry_run_whose_lines_cannot_be_written_fails() {
+    let env = TestEnv::new(&[], &[("d/a", ""), ("d/b", ""), ("d/c", "")]);
+    for flags in ["", "-X"] {
+        let out = env.sh(&format!(
+            "\"$FANOUT\" -n {flags} d -- echo > /dev/full; echo $? > rc"
+        ));
+        out.assert_no_panic()
+            .assert_stderr_contains("could not be written to fanout's standard output");
+        let rc = std::fs::read_to_string(env.path("rc")).unwrap();
+        assert_eq!(rc.trim(), "1", "-n {flags}\n{}", out.dump());
+    }
+}
+
+/// With `-k`, the lines are in input order, heaviest first or not; without it,
+/// `--order largest-first` lists the heaviest first, as a real run starts them.
+#[test]
+fn keep_order_lists_in_input_order_whatever_the_start_order() {
+    let env = TestEnv::new(&[], &[("a", "1"), ("b", "333"), ("c", "22")]);
+    env.run(&["-n", "-k", "--order", "largest-first", "--", "echo", "{#}"])
+        .assert_ok()
+        .assert_stdout_lines(&["echo 1 a", "echo 2 b", "echo 3 c"]);
+    env.run(&["-n", "--order", "largest-first", "--", "echo", "{#}"])
+        .assert_ok()
+        .assert_stdout_lines(&["echo 2 b", "echo 3 c", "echo 1 a"]);
+}
