@@ -229,21 +229,21 @@ impl Executor for DryRun {
 
 impl DryRun {
     /// A batch's line (with its first input's record; the others' records carry no text), as a
-    /// real run would expand it. Returns false when the core takes no more records.
+    /// real run would expand it, its records in one message. Returns false when the core
+    /// takes no more records.
     fn batch_lines(&mut self, config: &Config, batch: &Unit, jobs: &Queue<'_>) -> bool {
         let w: Vec<u64> = batch.inputs().iter().map(|i| self.weight(i)).collect();
         let mut line = Vec::new();
         self.line(config, batch, w.iter().sum(), &mut line);
+        let mut all = Vec::with_capacity(w.len());
         for (k, input) in batch.inputs().iter().enumerate() {
             let text: &[u8] = if k == 0 { &line } else { b"" };
             let mut d = Done::listed(input.job, &input.path, text);
             d.record.batch = Some(batch.number());
             self.count(config, w[k], input);
-            if !jobs.hand_back(d) {
-                return false;
-            }
+            all.push(d);
         }
-        true
+        jobs.hand_back_all(all)
     }
 }
 
