@@ -322,3 +322,20 @@ fn keep_order_lists_in_input_order_whatever_the_start_order() {
         .assert_ok()
         .assert_stdout_lines(&["echo 2 b", "echo 3 c", "echo 1 a"]);
 }
+
+/// With `-k`, lines listed beside records that need no executor (paths that do not exist, far
+/// more than `-k` holds back): the lines in input order, the first failures named, exit 0.
+#[test]
+fn keep_order_with_many_inputs_that_would_fail() {
+    let env = TestEnv::new(&[], &[("a.txt", ""), ("c.txt", "")]);
+    let mut list = b"a.txt\n".to_vec();
+    for i in 0..5000 {
+        list.extend_from_slice(format!("missing-{i:04}\n").as_bytes());
+    }
+    list.extend_from_slice(b"c.txt\n");
+    env.run_stdin(&["-n", "-k", "-", "--", "echo", "{#}"], &list)
+        .assert_ok()
+        .assert_stdout_lines(&["echo 1 a.txt", "echo 5002 c.txt"])
+        .assert_stderr_contains("would fail: missing-0000")
+        .assert_stderr_contains("5000 inputs would fail");
+}
