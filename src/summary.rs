@@ -129,6 +129,11 @@ impl Totals {
         }
     }
 
+    /// Jobs a dry run listed: skipped (listed, not run), as each one's record would say.
+    pub(crate) fn add_listed(&mut self, jobs: u64) {
+        self.counts[Status::Skipped as usize] += jobs;
+    }
+
     /// A file of a batch that failed as a whole: counted with its batch's line.
     fn add_to_batch(&mut self, record: &JobRecord) {
         let number = record.batch.unwrap_or(0);
@@ -191,6 +196,9 @@ impl Totals {
             Some(Reason::Signal(libc::SIGINT)) => ExitStatus::Interrupted,
             Some(Reason::Signal(libc::SIGTERM)) => ExitStatus::Terminated,
             Some(Reason::ClosedStdout | Reason::ClosedStderr) => ExitStatus::ClosedStdout,
+            // Output that could not be written: a failure, whether or not a job's record says
+            // so (a dry run's lines are fanout's own output).
+            Some(Reason::OutputFailed) => ExitStatus::Failure,
             _ if self.failed() > 0 || self.walk_errors > 0 => ExitStatus::Failure,
             _ => ExitStatus::Success,
         }

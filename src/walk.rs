@@ -347,10 +347,7 @@ impl Walker<'_> {
                     continue;
                 }
             };
-            let rel_len = entry
-                .path()
-                .strip_prefix(root)
-                .map_or(0, |r| r.as_os_str().len());
+            let rel_len = crate::template::below(entry.path(), root);
             let path = if implicit {
                 entry
                     .path()
@@ -385,7 +382,8 @@ impl Walker<'_> {
             .parents(!no_ignore)
             .follow_links(self.opts.follow)
             .max_depth(self.opts.max_depth)
-            .sort_by_file_name(std::cmp::Ord::cmp)
+            // By name: siblings' paths differ only in their names (and parsing none is faster).
+            .sort_by_file_path(|a, b| a.as_os_str().cmp(b.as_os_str()))
             .filter_entry(|e| {
                 !(e.depth() > 0
                     && e.file_name() == ".fanout"
@@ -580,23 +578,25 @@ struct ReadAhead {
     /// Directory reads of the ordered walk so far, and the slow ones.
     reads: u32,
     slow: u32,
-    /// The walk's preemptions when the last directory was judged.
-    preempted: Option<u64>,
+    /// How often the walk's thread had given up its core when it last read a directory.
+    waits: Option<u64>,
     /// The last directory read, not judged yet, and the entries handed on since.
     last_read: Option<Duration>,
     entries: u32,
 }
 
 impl ReadAhead {
-    /// A directory read longer than this waited for the file system (a warm one takes
-    /// microseconds).
+    /// Elsewhere, a read longer than this waited for the file system (a warm one takes µs)...
     const SLOW: Duration = Duration::from_micros(500);
     /// Slow directory reads before reading ahead: at least this many, and at least half of
-    /// all reads so far. A cold or remote file system makes every read slow; a busy CPU that
-    /// preempts the walk now and then does not start it.
-    const SLOW_READS: u32 = 4;
-    /// ... and longer than this per entry it holds (a warm read costs well under 1 µs per
-    /// entry; a round trip of a millisecond over a hundred entries is 10).
+    /// all reads so far. The first reads decide: a cold or remote file system makes every
+    /// read slow; a busy CPU that preempts the walk does not start it.
+    const SLOW_READS: u32 = 2;
+    /// Where the walk's thread is known to give up its core (Linux), a read during which it
+    /// did, longer than this, waited for the file system (a disk, a server); one preempted for
+    /// a busy CPU did not give it up.
+    const BLOCKED: Duration = Duration::from_micros(100);
+    /// ... and longer than this per entry (a warm read takes well under 1 µs per entry).
     const PER_ENTRY: Duration = Duration::from_micros(5);
 
     fn new(builder: &WalkBuilder, check_ignore_files: bool) -> ReadAhead {
@@ -606,7 +606,7 @@ impl ReadAhead {
             quit: Arc::new(AtomicBool::new(false)),
             reads: 0,
             slow: 0,
-            preempted: None,
+            waits: crate::os::thread_waits(),
             last_read: None,
             entries: 0,
         };
@@ -632,32 +632,39 @@ impl ReadAhead {
         ahead
     }
 
-    /// The ordered walk took `took` to read a directory. The read before it is judged now
-    /// that its entries have been counted.
+    /// The ordered walk took `took` to read a directory: judged at once where the thread's
+    /// waits are known, else once its entries have been counted (with the next read).
     fn read_dir(&mut self, took: Duration) {
         if self.builder.is_none() {
             return;
         }
-        if let Some(last) = self.last_read.replace(took) {
-            self.judge(last);
+        match crate::os::thread_waits() {
+            Some(now) => {
+                self.reads += 1;
+                let blocked = self.waits.is_some_and(|before| now > before);
+                self.waits = Some(now);
+                if blocked && took >= Self::BLOCKED {
+                    self.slow += 1;
+                }
+            }
+            None => {
+                if let Some(last) = self.last_read.replace(took) {
+                    self.judge(last);
+                }
+            }
         }
         if self.slow >= Self::SLOW_READS && 2 * self.slow >= self.reads {
             self.start();
         }
     }
 
-    /// Whether a read of a directory of `self.entries` entries that took `took` waited for
-    /// the file system: long, long for its size (a warm read of a large directory takes a
-    /// while too, sorting included), and not preempted (a busy CPU: the walk may have waited
-    /// for a core).
+    /// Without the thread's waits: a read of `self.entries` entries that took `took` waited
+    /// for the file system when long, and long for its size (large warm ones take a while).
     fn judge(&mut self, took: Duration) {
         self.reads += 1;
-        let preempted = crate::os::thread_preemptions();
-        let was_preempted = preempted.is_some() && preempted > self.preempted;
-        self.preempted = preempted;
         let entries = self.entries.max(1);
         self.entries = 0;
-        if took >= Self::SLOW && took >= Self::PER_ENTRY * entries && !was_preempted {
+        if took >= Self::SLOW && took >= Self::PER_ENTRY * entries {
             self.slow += 1;
         }
     }

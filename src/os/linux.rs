@@ -41,13 +41,14 @@ pub(super) fn exited_child() -> Option<i32> {
         .map(nix::unistd::Pid::as_raw)
 }
 
-/// How often the calling thread has been preempted so far (involuntary context switches),
-/// to tell a wait for the file system from a wait for a CPU.
-pub(crate) fn thread_preemptions() -> Option<u64> {
+/// How often the calling thread has given up its core to wait so far (voluntary context
+/// switches: a read the disk or a server had to answer), to tell a wait for the file system
+/// from a wait for a CPU (a preemption is not counted).
+pub(crate) fn thread_waits() -> Option<u64> {
     use nix::sys::resource::{getrusage, UsageWho};
     getrusage(UsageWho::RUSAGE_THREAD)
         .ok()
-        .map(|u| u.involuntary_context_switches().max(0) as u64)
+        .map(|u| u.voluntary_context_switches().max(0) as u64)
 }
 
 /// Makes the OOM killer prefer `pid` (a job) over fanout and the rest of the system.

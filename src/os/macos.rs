@@ -68,7 +68,7 @@ pub(crate) fn prefer_oom_victim(_pid: i32) {}
 
 /// macOS has no per-thread usage counts: a slow directory read is taken as the file
 /// system's.
-pub(crate) fn thread_preemptions() -> Option<u64> {
+pub(crate) fn thread_waits() -> Option<u64> {
     None
 }
 

@@ -32,7 +32,7 @@ use std::time::Duration;
 pub(crate) use nix::sys::signal::Signal;
 pub(crate) use platform::{
     become_subreaper, exit_watch, group_usage, prefer_oom_victim, process_name, protect_from_oom,
-    thread_preemptions, MemoryCap, EXIT_WATCH_RECHECK,
+    thread_waits, MemoryCap, EXIT_WATCH_RECHECK,
 };
 pub(crate) use posix::{
     arg_max, group_alive, is_root, own_cpu, peer_closed, poll_readable, reap_orphans,

@@ -15,7 +15,7 @@ use super::outlet::Outlet;
 use super::reorder::Reorder;
 use crate::config::Config;
 use crate::error::print_notice;
-use crate::executor::{Backlog, Done};
+use crate::executor::{Backlog, Bulk, Done};
 use crate::input::Notice;
 use crate::live::Board;
 use crate::progress::Progress;
@@ -65,6 +65,13 @@ impl<'a> Collector<'a> {
         }
     }
 
+    /// Without `--keep-order`'s reordering: for lines that come in order already (an inline
+    /// executor's; records without output need no place in the order).
+    pub(super) fn unordered(mut self) -> Collector<'a> {
+        self.order = None;
+        self
+    }
+
     /// The totals and the journal, for the end of the run.
     pub(super) fn close(self) -> Closed<'a> {
         self.ledger.close()
@@ -75,7 +82,7 @@ impl<'a> Collector<'a> {
     pub(crate) fn collect(
         &mut self,
         done: &Receiver<Done>,
-        early: &Receiver<Vec<Done>>,
+        early: &Receiver<Bulk>,
         notices: &Receiver<Notice>,
         found: &AtomicU64,
         running: &AtomicU64,
@@ -83,7 +90,7 @@ impl<'a> Collector<'a> {
     ) {
         let (mut done_open, mut early_open, mut notices_open) = (true, true, true);
         let closed_done = crossbeam_channel::never::<Done>();
-        let closed_early = crossbeam_channel::never::<Vec<Done>>();
+        let closed_early = crossbeam_channel::never::<Bulk>();
         let closed_notices = crossbeam_channel::never::<Notice>();
         // Job lines and status lines are redrawn on a clock, records or not.
         let period = match (self.progress.has_job_lines(), self.config.status_every) {
@@ -99,8 +106,8 @@ impl<'a> Collector<'a> {
             // nothing is: records that stream in never pay for a select's wake-up machinery.
             let mut took = false;
             loop {
-                if let Ok(batch) = early.try_recv() {
-                    batch.into_iter().for_each(|d| self.accept(d, backlog));
+                if let Ok(bulk) = early.try_recv() {
+                    self.bulk(bulk, backlog);
                 } else if let Ok(d) = done.try_recv() {
                     self.accept(d, backlog);
                 } else {
@@ -119,7 +126,7 @@ impl<'a> Collector<'a> {
                         Err(_) => done_open = false,
                     },
                     recv(if early_open { early } else { &closed_early }) -> b => match b {
-                        Ok(batch) => batch.into_iter().for_each(|d| self.accept(d, backlog)),
+                        Ok(bulk) => self.bulk(bulk, backlog),
                         Err(_) => early_open = false,
                     },
                     recv(if notices_open { notices } else { &closed_notices }) -> n => match n {
@@ -222,6 +229,16 @@ impl<'a> Collector<'a> {
             Notice::Journal(line) => return self.ledger.line(&line, &self.progress),
         };
         self.progress.suspend(|| print_notice(&msg));
+    }
+
+    fn bulk(&mut self, bulk: Bulk, backlog: &Backlog) {
+        match bulk {
+            Bulk::Records(all) => all.into_iter().for_each(|d| self.accept(d, backlog)),
+            Bulk::Listed { text, jobs } => {
+                self.outlet.list(&text, &self.progress);
+                self.ledger.listed(jobs);
+            }
+        }
     }
 
     fn accept(&mut self, done: Done, backlog: &Backlog) {

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Sender;
 
 use crate::config::Order;
-use crate::executor::{Context, Done};
+use crate::executor::{Bulk, Context, Done};
 use crate::input::{Input, Notice};
 use crate::record::{Action, JobRecord, Skip, Status};
 use crate::resume::Resume;
@@ -23,7 +23,7 @@ const UP_TO_DATE: &str = "up to date";
 pub(super) struct Triage<'c, 'a> {
     ctx: &'c Context<'a>,
     resume: Option<&'c Resume>,
-    out: Sender<Vec<Done>>,
+    out: Sender<Bulk>,
     batch: Vec<Done>,
     since: Instant,
     /// A journal is written: records are formatted here, on the walk's core.
@@ -42,7 +42,7 @@ impl<'c, 'a> Triage<'c, 'a> {
     pub(super) fn new(
         ctx: &'c Context<'a>,
         resume: Option<&'c Resume>,
-        out: Sender<Vec<Done>>,
+        out: Sender<Bulk>,
         rehearsal: bool,
     ) -> Self {
         Triage {
@@ -162,6 +162,8 @@ impl<'c, 'a> Triage<'c, 'a> {
         if config.keep_order && config.run.order == Order::Input {
             self.ctx.backlog.wait_for_room(first, self.ctx.cancel);
         }
-        let _ = self.out.send(std::mem::take(&mut self.batch));
+        let _ = self
+            .out
+            .send(Bulk::Records(std::mem::take(&mut self.batch)));
     }
 }
