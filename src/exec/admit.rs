@@ -188,6 +188,10 @@ struct State {
     evictions: u64,
     /// A waiting input found no room while fewer than `-j` jobs ran: memory held it back.
     held_by_memory: bool,
+    /// Workers beyond `-j` idle until inputs are worth holding ahead (see `hold_ahead`).
+    idle: Vec<Thread>,
+    /// The inputs ended (or the run stopped taking them): idle workers leave.
+    inputs_ended: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -252,15 +256,7 @@ impl Gate {
                 Admission::Requeued { .. } => BYPASS_LIMIT,
             },
         });
-        state.sleepers.push((id, std::thread::current()));
-        // Arrived: counted as waiting now, in the same step. Without a ticket (a batch, a job
-        // run again) every input in transit counts as taken before it.
-        let seq = ticket.map_or(u64::MAX, |ticket| {
-            let seq = ticket.seq;
-            state.in_transit.remove(&seq);
-            std::mem::forget(ticket);
-            seq
-        });
+        let seq = Self::arrive(&mut state, id, ticket);
         loop {
             if cancel.no_new_jobs() {
                 state.waiting.retain(|w| w.id != id);
@@ -278,11 +274,7 @@ impl Gate {
             // a moment, so that inputs start in order where memory does not decide.
             let in_transit = state.in_transit.first().is_some_and(|&t| t < seq)
                 && arrived.elapsed() < TRANSIT_WAIT;
-            let chosen = if in_transit {
-                None
-            } else {
-                self.choose(&mut state, sampler)
-            };
+            let chosen = self.pick(&mut state, sampler, in_transit, id);
             if chosen == Some(id) {
                 let slot = Self::grant(&mut state, id, want);
                 state.sleepers.retain(|(w, _)| *w != id);
@@ -297,9 +289,6 @@ impl Gate {
                     slot,
                 });
             }
-            if let Some(other) = chosen {
-                Self::wake(&state, other);
-            }
             let wait = if in_transit {
                 Duration::from_millis(2)
             } else if self.settling() {
@@ -311,6 +300,70 @@ impl Gate {
             std::thread::park_timeout(wait);
             state = self.state.lock().expect("gate");
         }
+    }
+
+    /// Input `id` waits now: its thread is woken when it may start, and its ticket (if any)
+    /// arrives with it, in the same step. Returns the ticket's number; without one (a batch, a
+    /// job run again) every input in transit counts as taken before it.
+    fn arrive(state: &mut State, id: u64, ticket: Option<Ticket<'_>>) -> u64 {
+        state.sleepers.push((id, std::thread::current()));
+        ticket.map_or(u64::MAX, |ticket| {
+            let seq = ticket.seq;
+            state.in_transit.remove(&seq);
+            std::mem::forget(ticket);
+            seq
+        })
+    }
+
+    /// Which waiting input starts now (none while one taken before is `in_transit`); wakes it
+    /// if it is not `me`, and the idle workers once memory decides.
+    fn pick(&self, state: &mut State, sampler: &Sampler, in_transit: bool, me: u64) -> Option<u64> {
+        let chosen = if in_transit {
+            None
+        } else {
+            self.choose(state, sampler)
+        };
+        if state.held_by_memory && !state.idle.is_empty() {
+            // Memory decides now: the idle workers bring inputs to choose from.
+            state.idle.drain(..).for_each(|t| t.unpark());
+        }
+        if let Some(other) = chosen.filter(|&c| c != me) {
+            Self::wake(state, other);
+        }
+        chosen
+    }
+
+    /// For a worker beyond `-j`: waits until inputs are worth holding ahead of the free slots,
+    /// true then, false once the inputs have ended. They are while nothing has been measured
+    /// yet (`auto`: the lightest starts first) and once memory has held an input back (the
+    /// best fit starts first). Otherwise no input waits for memory: jobs start in order, each
+    /// from the worker whose job just ended, without waking another thread.
+    pub(crate) fn hold_ahead(&self) -> bool {
+        let mut state = self.state.lock().expect("gate");
+        loop {
+            let learning = self.settings.per_job.is_none()
+                && state.model.observations() == 0
+                && self.settings.placement == Placement::Local;
+            if state.inputs_ended {
+                return false;
+            }
+            if learning || state.held_by_memory {
+                return true;
+            }
+            let me = std::thread::current();
+            state.idle.push(me.clone());
+            drop(state);
+            std::thread::park_timeout(Duration::from_secs(1));
+            state = self.state.lock().expect("gate");
+            state.idle.retain(|t| t.id() != me.id());
+        }
+    }
+
+    /// A worker found the inputs ended (or leaves): idle workers leave too.
+    pub(crate) fn inputs_ended(&self) {
+        let mut state = self.state.lock().expect("gate");
+        state.inputs_ended = true;
+        state.idle.drain(..).for_each(|t| t.unpark());
     }
 
     /// Wakes the first waiting input in the start order: it starts if it is chosen, or wakes

@@ -151,8 +151,9 @@ fn heaviest_first(mut all: Vec<Input>, out: &Sender<Input>) {
         .for_each(|i| i.weight = Some(crate::parquet::weight(&i.path)));
     // Stable: equal weights keep input order.
     all.sort_by_key(|i| std::cmp::Reverse(i.weight.unwrap_or(0)));
+    let mut pace = super::triage::Pace::default();
     for input in all {
-        if out.send(input).is_err() {
+        if !pace.send(out, input) {
             return;
         }
     }
