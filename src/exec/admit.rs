@@ -170,6 +170,8 @@ struct State {
     available: u64,
     /// A job ended since that reading: it may be low (read again when that matters).
     freed: bool,
+    /// Readings taken for admission.
+    readings: u64,
     /// Inputs waiting for admission.
     waiting: Vec<Waiter>,
     /// The thread of each waiting input, by its id (woken with `unpark`).
@@ -496,6 +498,7 @@ impl Gate {
         if stale {
             if let Some(meter) = state.meter.as_mut() {
                 state.available = meter.snapshot().available;
+                state.readings += 1;
             }
             state.checked = Some(Instant::now());
             state.freed = false;
@@ -717,6 +720,47 @@ fn stalled(running: &[&JobView], paused: &[&JobView], now: Instant) -> Option<i3
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A run of small jobs reads memory about once per `GUARD_EVERY`, not once per job: a
+    /// reading taken before a job ended stands while every waiting input fits by it. (Every
+    /// release used to make the next admission read /proc/meminfo and the cgroup's files.)
+    #[test]
+    fn memory_is_not_read_for_every_job() {
+        let settings = GateSettings {
+            budget: 1 << 40,
+            jobs: 2,
+            per_job: Some(MIB),
+            reserve: 0,
+            placement: Placement::Local,
+            first_starts: FirstStarts::ByPlace,
+        };
+        let gate = Gate::new(settings, Meter::new());
+        let sampler = Sampler::new(Instant::now(), None);
+        let cancel = Cancel::new().expect("cancel");
+        let ask = |n| Ask {
+            weight: 10,
+            place: Place::InOrder(n),
+            admission: Admission::Fresh,
+        };
+        let start = Instant::now();
+        let mut running = gate
+            .admit(ask(0), None, &cancel, &sampler)
+            .expect("admitted");
+        for n in 1..200 {
+            let next = gate
+                .admit(ask(n), None, &cancel, &sampler)
+                .expect("admitted");
+            gate.release(running, 10, Some(MIB));
+            running = next;
+        }
+        let allowed = 1 + (start.elapsed().as_millis() / GUARD_EVERY.as_millis()) as u64;
+        let readings = gate.state.lock().unwrap().readings;
+        assert!(
+            readings <= allowed,
+            "{readings} readings in {:?}",
+            start.elapsed()
+        );
+    }
 
     const MIB: u64 = 1 << 20;
 
