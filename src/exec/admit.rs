@@ -24,7 +24,8 @@
 //! good and run again from scratch.
 
 use std::collections::BTreeSet;
-use std::sync::{Condvar, Mutex};
+use std::sync::Mutex;
+use std::thread::Thread;
 use std::time::{Duration, Instant};
 
 use super::sampler::{Eviction, JobView, Sampler};
@@ -52,15 +53,19 @@ const STALL: Duration = Duration::from_secs(10);
 /// How long a waiting input lets one taken before it arrive, at most.
 const TRANSIT_WAIT: Duration = Duration::from_millis(20);
 
-/// An input on its way from the queue to admission (see `Gate::take`).
+/// An input on its way from the queue to admission (see `Gate::take`), numbered in the order
+/// inputs were taken.
 pub(crate) struct Ticket<'a> {
     gate: &'a Gate,
+    seq: u64,
 }
 
 impl Drop for Ticket<'_> {
     fn drop(&mut self) {
+        // Its input never asked for admission: whoever waited for it need not wait longer.
         let mut state = self.gate.state.lock().expect("gate");
-        state.in_transit = state.in_transit.saturating_sub(1);
+        state.in_transit.remove(&self.seq);
+        Gate::wake_first(&state);
     }
 }
 
@@ -142,11 +147,15 @@ pub(crate) struct Permit {
 /// Lock order: `Gate::state`, then the sampler's registry (`Sampler::registry`), then the live
 /// board's slots. The gate calls the sampler with its state locked (`room`, `watch`); the
 /// sampler never calls the gate, and calls the board only with its registry locked.
+///
+/// Waiting inputs sleep on their own threads (park) and are woken one at a time, each by whoever
+/// changed what admission depends on: a released job wakes the first waiting input, and a
+/// waiting input that finds another chosen wakes that one. No thread wakes to find nothing to do,
+/// and every wait has a timeout all the same.
 pub(crate) struct Gate {
     settings: GateSettings,
     created: Instant,
     state: Mutex<State>,
-    freed: Condvar,
 }
 
 #[derive(Default)]
@@ -159,21 +168,32 @@ struct State {
     checked: Option<Instant>,
     /// Available memory at the last reading.
     available: u64,
+    /// A job ended since that reading: it may be low (read again when that matters).
+    freed: bool,
+    /// Readings taken for admission.
+    readings: u64,
     /// Inputs waiting for admission.
     waiting: Vec<Waiter>,
+    /// The thread of each waiting input, by its id (woken with `unpark`).
+    sleepers: Vec<(u64, Thread)>,
     next_waiter: u64,
     /// Slots given back, and the next never used.
     free_slots: BTreeSet<usize>,
     next_slot: usize,
     /// The safety net has jobs paused: nothing new starts.
     net_paused: bool,
-    /// Inputs taken by workers that have not asked for admission yet.
-    in_transit: usize,
+    /// Inputs taken by workers that have not asked for admission yet, by ticket.
+    in_transit: BTreeSet<u64>,
+    next_ticket: u64,
     /// Times the safety net paused a job, and stopped one to run it again.
     pauses: u64,
     evictions: u64,
     /// A waiting input found no room while fewer than `-j` jobs ran: memory held it back.
     held_by_memory: bool,
+    /// Workers beyond `-j` idle until inputs are worth holding ahead (see `hold_ahead`).
+    idle: Vec<Thread>,
+    /// The inputs ended (or the run stopped taking them): idle workers leave.
+    inputs_ended: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -194,7 +214,6 @@ impl Gate {
                 next_slot: 1,
                 ..State::default()
             }),
-            freed: Condvar::new(),
             created: Instant::now(),
         }
     }
@@ -239,16 +258,13 @@ impl Gate {
                 Admission::Requeued { .. } => BYPASS_LIMIT,
             },
         });
-        if let Some(ticket) = ticket {
-            // Arrived: counted as waiting now, in the same step.
-            state.in_transit = state.in_transit.saturating_sub(1);
-            std::mem::forget(ticket);
-        }
+        let seq = Self::arrive(&mut state, id, ticket);
         loop {
             if cancel.no_new_jobs() {
                 state.waiting.retain(|w| w.id != id);
-                drop(state);
-                self.freed.notify_all();
+                state.sleepers.retain(|(w, _)| *w != id);
+                // The others leave too.
+                state.sleepers.iter().for_each(|(_, t)| t.unpark());
                 return None;
             }
             let (want, predicted) = self.reservation_in(&state, weight);
@@ -258,14 +274,15 @@ impl Gate {
             }
             // An input taken before this one may be on its way (its weight being read): give it
             // a moment, so that inputs start in order where memory does not decide.
-            let in_transit = state.in_transit > 0 && arrived.elapsed() < TRANSIT_WAIT;
-            if !in_transit && self.choose(&mut state, sampler) == Some(id) {
+            let in_transit = state.in_transit.first().is_some_and(|&t| t < seq)
+                && arrived.elapsed() < TRANSIT_WAIT;
+            let chosen = self.pick(&mut state, sampler, in_transit, id);
+            if chosen == Some(id) {
                 let slot = Self::grant(&mut state, id, want);
-                let others = !state.waiting.is_empty();
-                drop(state);
-                if others {
+                state.sleepers.retain(|(w, _)| *w != id);
+                if state.running < self.settings.jobs {
                     // There may be room for another.
-                    self.freed.notify_all();
+                    Self::wake_first(&state);
                 }
                 return Some(Permit {
                     reserved: want,
@@ -281,7 +298,88 @@ impl Gate {
             } else {
                 Duration::from_millis(100)
             };
-            state = self.freed.wait_timeout(state, wait).expect("gate").0;
+            drop(state);
+            std::thread::park_timeout(wait);
+            state = self.state.lock().expect("gate");
+        }
+    }
+
+    /// Input `id` waits now: its thread is woken when it may start, and its ticket (if any)
+    /// arrives with it, in the same step. Returns the ticket's number; without one (a batch, a
+    /// job run again) every input in transit counts as taken before it.
+    fn arrive(state: &mut State, id: u64, ticket: Option<Ticket<'_>>) -> u64 {
+        state.sleepers.push((id, std::thread::current()));
+        ticket.map_or(u64::MAX, |ticket| {
+            let seq = ticket.seq;
+            state.in_transit.remove(&seq);
+            std::mem::forget(ticket);
+            seq
+        })
+    }
+
+    /// Which waiting input starts now (none while one taken before is `in_transit`); wakes it
+    /// if it is not `me`, and the idle workers once memory decides.
+    fn pick(&self, state: &mut State, sampler: &Sampler, in_transit: bool, me: u64) -> Option<u64> {
+        let chosen = if in_transit {
+            None
+        } else {
+            self.choose(state, sampler)
+        };
+        if state.held_by_memory && !state.idle.is_empty() {
+            // Memory decides now: the idle workers bring inputs to choose from.
+            state.idle.drain(..).for_each(|t| t.unpark());
+        }
+        if let Some(other) = chosen.filter(|&c| c != me) {
+            Self::wake(state, other);
+        }
+        chosen
+    }
+
+    /// For a worker beyond `-j`: waits until inputs are worth holding ahead of the free slots,
+    /// true then, false once the inputs have ended. They are while nothing has been measured
+    /// yet (`auto`: the lightest starts first) and once memory has held an input back (the
+    /// best fit starts first). Otherwise no input waits for memory: jobs start in order, each
+    /// from the worker whose job just ended, without waking another thread.
+    pub(crate) fn hold_ahead(&self) -> bool {
+        let mut state = self.state.lock().expect("gate");
+        loop {
+            let learning = self.settings.per_job.is_none()
+                && state.model.observations() == 0
+                && self.settings.placement == Placement::Local;
+            if state.inputs_ended {
+                return false;
+            }
+            if learning || state.held_by_memory {
+                return true;
+            }
+            let me = std::thread::current();
+            state.idle.push(me.clone());
+            drop(state);
+            std::thread::park_timeout(Duration::from_secs(1));
+            state = self.state.lock().expect("gate");
+            state.idle.retain(|t| t.id() != me.id());
+        }
+    }
+
+    /// A worker found the inputs ended (or leaves): idle workers leave too.
+    pub(crate) fn inputs_ended(&self) {
+        let mut state = self.state.lock().expect("gate");
+        state.inputs_ended = true;
+        state.idle.drain(..).for_each(|t| t.unpark());
+    }
+
+    /// Wakes the first waiting input in the start order: it starts if it is chosen, or wakes
+    /// the one that is.
+    fn wake_first(state: &State) {
+        if let Some(w) = state.waiting.iter().min_by_key(|w| (w.place, w.id)) {
+            Self::wake(state, w.id);
+        }
+    }
+
+    /// Wakes waiting input `id`.
+    fn wake(state: &State, id: u64) {
+        if let Some((_, thread)) = state.sleepers.iter().find(|(w, _)| *w == id) {
+            thread.unpark();
         }
     }
 
@@ -384,27 +482,38 @@ impl Gate {
         if self.settings.placement == Placement::Remote {
             return budget_room;
         }
-        let stale = state.checked.is_none_or(|t| t.elapsed() >= GUARD_EVERY);
+        // Admitted jobs the sampler does not know yet will grow by their whole reservation.
+        let unseen = state.reserved.saturating_sub(held.reserved);
+        let real_room = |available: u64| {
+            available
+                .saturating_sub(held.growth + unseen)
+                .saturating_sub(self.settings.reserve)
+        };
+        // A reading older than GUARD_EVERY is read again. One taken before a job ended is read
+        // again only when some waiting input does not fit by it: memory freed since can only
+        // add room, and most runs of small jobs never need a reading per job.
+        let need = state.waiting.iter().map(|w| w.want).max().unwrap_or(0);
+        let stale = state.checked.is_none_or(|t| t.elapsed() >= GUARD_EVERY)
+            || (state.freed && budget_room.min(real_room(state.available)) < need);
         if stale {
             if let Some(meter) = state.meter.as_mut() {
                 state.available = meter.snapshot().available;
+                state.readings += 1;
             }
             state.checked = Some(Instant::now());
+            state.freed = false;
         }
-        // Admitted jobs the sampler does not know yet will grow by their whole reservation.
-        let unseen = state.reserved.saturating_sub(held.reserved);
-        let real_room = state
-            .available
-            .saturating_sub(held.growth + unseen)
-            .saturating_sub(self.settings.reserve);
-        budget_room.min(real_room)
+        budget_room.min(real_room(state.available))
     }
 
     /// A worker took an input from the queue: until the ticket is dropped (when its job asks
     /// for admission, or never will), inputs taken after it wait a moment for it.
     pub(crate) fn take(&self) -> Ticket<'_> {
-        self.state.lock().expect("gate").in_transit += 1;
-        Ticket { gate: self }
+        let mut state = self.state.lock().expect("gate");
+        let seq = state.next_ticket;
+        state.next_ticket += 1;
+        state.in_transit.insert(seq);
+        Ticket { gate: self, seq }
     }
 
     /// A job ended: give back its reservation and learn from its peak (not from a job the
@@ -414,19 +523,15 @@ impl Gate {
         state.reserved = state.reserved.saturating_sub(permit.reserved);
         state.running -= 1;
         state.free_slots.insert(permit.slot);
-        // Memory was freed: read it again before the next admission.
-        state.checked = None;
+        // Memory was freed: the last reading may be low (see `room`).
+        state.freed = true;
         if let Some(peak) = peak {
             state.model.observe(weight, peak);
             if let Some(predicted) = permit.predicted {
                 state.model.observe_error(predicted, peak);
             }
         }
-        let waiting = !state.waiting.is_empty();
-        drop(state);
-        if waiting {
-            self.freed.notify_all();
-        }
+        Self::wake_first(&state);
     }
 
     /// The safety net, after each memory sample: pauses, resumes or stops a job for good.
@@ -446,6 +551,7 @@ impl Gate {
         };
         state.available = available;
         state.checked = Some(Instant::now());
+        state.freed = false;
         let used: u64 = jobs.iter().map(|j| j.current).sum();
         let room = Room {
             real: available as i64,
@@ -483,10 +589,9 @@ impl Gate {
         }
         let was = state.net_paused;
         state.net_paused = sampler.jobs().iter().any(JobView::paused);
-        let waiting = !state.waiting.is_empty();
-        drop(state);
-        if was && waiting {
-            self.freed.notify_all();
+        if was && !state.net_paused {
+            // Jobs may start again.
+            Self::wake_first(&state);
         }
     }
 
@@ -615,6 +720,47 @@ fn stalled(running: &[&JobView], paused: &[&JobView], now: Instant) -> Option<i3
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A run of small jobs reads memory about once per `GUARD_EVERY`, not once per job: a
+    /// reading taken before a job ended stands while every waiting input fits by it. (Every
+    /// release used to make the next admission read /proc/meminfo and the cgroup's files.)
+    #[test]
+    fn memory_is_not_read_for_every_job() {
+        let settings = GateSettings {
+            budget: 1 << 40,
+            jobs: 2,
+            per_job: Some(MIB),
+            reserve: 0,
+            placement: Placement::Local,
+            first_starts: FirstStarts::ByPlace,
+        };
+        let gate = Gate::new(settings, Meter::new());
+        let sampler = Sampler::new(Instant::now(), None);
+        let cancel = Cancel::new().expect("cancel");
+        let ask = |n| Ask {
+            weight: 10,
+            place: Place::InOrder(n),
+            admission: Admission::Fresh,
+        };
+        let start = Instant::now();
+        let mut running = gate
+            .admit(ask(0), None, &cancel, &sampler)
+            .expect("admitted");
+        for n in 1..200 {
+            let next = gate
+                .admit(ask(n), None, &cancel, &sampler)
+                .expect("admitted");
+            gate.release(running, 10, Some(MIB));
+            running = next;
+        }
+        let allowed = 1 + (start.elapsed().as_millis() / GUARD_EVERY.as_millis()) as u64;
+        let readings = gate.state.lock().unwrap().readings;
+        assert!(
+            readings <= allowed,
+            "{readings} readings in {:?}",
+            start.elapsed()
+        );
+    }
 
     const MIB: u64 = 1 << 20;
 

@@ -28,6 +28,13 @@ const ORPHAN_PIPE_WAIT: Duration = Duration::from_millis(500);
 const OOM_PREFERENCE_AFTER: Duration = Duration::from_millis(20);
 /// Poll interval when the platform offers no descriptor that wakes on a process's exit.
 const FALLBACK_POLL_MS: i32 = 10;
+/// The most one read of a job's pipe takes (a Linux pipe holds 64 KiB).
+const READ_SIZE: usize = 64 * 1024;
+
+thread_local! {
+    /// Each worker's buffer for reading its jobs' output.
+    static READ_BUFFER: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+}
 
 /// What one job needs to run.
 pub(crate) struct Launch<'a> {
@@ -123,13 +130,10 @@ pub(crate) fn run(launch: &Launch) -> Finished {
     let mut streams: Vec<Stream> = [(spawned.stdout, None), (spawned.stderr, live)]
         .into_iter()
         .filter_map(|(fd, live)| Some((fd?, live)))
-        .map(|(fd, live)| {
-            let _ = os::set_nonblocking(fd.as_fd());
-            Stream {
-                fd: Some(File::from(fd)),
-                spool: Spool::default(),
-                live,
-            }
+        .map(|(fd, live)| Stream {
+            fd: Some(File::from(fd)),
+            spool: Spool::default(),
+            live,
         })
         .collect();
     let mut sup = Supervisor {
@@ -196,10 +200,13 @@ fn spawn_failed(err: &io::Error, start: Instant) -> Finished {
 fn supervise(launch: &Launch, sup: &mut Supervisor<'_>, streams: &mut [Stream]) {
     let exit_fd = os::exit_watch(sup.pid);
     let mut ready = Vec::new();
-    let mut buf = vec![0u8; 64 * 1024];
+    // The worker's read buffer, kept from job to job (not allocated and zeroed for each).
+    let mut buf = READ_BUFFER.take();
+    buf.resize(READ_SIZE, 0);
     loop {
         let open_pipes = streams.iter().any(|s| s.fd.is_some());
         if sup.reaped.is_some() && !open_pipes {
+            READ_BUFFER.set(buf);
             return;
         }
         // Poll set: open pipes, then the exit watch while the child runs, then the cancel pipe.
@@ -235,7 +242,7 @@ fn supervise(launch: &Launch, sup: &mut Supervisor<'_>, streams: &mut [Stream]) 
             .zip(ready.iter().take(n_pipes))
             .filter(|(_, r)| **r)
         {
-            stream.drain(&mut buf);
+            stream.read_once(&mut buf);
         }
         if sup.reaped.is_none() && may_have_exited {
             sup.try_reap();
@@ -250,7 +257,7 @@ fn supervise(launch: &Launch, sup: &mut Supervisor<'_>, streams: &mut [Stream]) 
         sup.react(now, launch.cancel, launch.sampler);
         if sup.pipes_abandoned(now) {
             for s in streams.iter_mut() {
-                s.drain(&mut buf);
+                s.drain_now(&mut buf);
                 s.fd = None;
             }
         }
@@ -265,15 +272,14 @@ struct Stream<'a> {
 }
 
 impl Stream<'_> {
-    /// Reads what the pipe holds now; closes it at end of file.
-    fn drain(&mut self, buf: &mut [u8]) {
+    /// Reads once from a pipe `poll` found ready (it holds data or is closed, so the read does
+    /// not wait; the pipe is left blocking, which costs no `fcntl` per job); closes it at end
+    /// of file. One read takes what a full pipe holds.
+    fn read_once(&mut self, buf: &mut [u8]) {
         let Some(fd) = &mut self.fd else { return };
         loop {
             match fd.read(buf) {
-                Ok(0) => {
-                    self.fd = None;
-                    return;
-                }
+                Ok(0) => self.fd = None,
                 Ok(n) => {
                     self.spool.push(&buf[..n]);
                     if let Some((board, slot)) = self.live {
@@ -281,13 +287,23 @@ impl Stream<'_> {
                     }
                 }
                 // Interrupted: read again.
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(_) => {
-                    self.fd = None;
-                    return;
-                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => self.fd = None,
             }
+            return;
+        }
+    }
+
+    /// Reads whatever the pipe holds now, without waiting for more.
+    fn drain_now(&mut self, buf: &mut [u8]) {
+        let mut ready = Vec::new();
+        while let Some(fd) = &self.fd {
+            let readable = os::poll_readable(&[fd.as_fd()], 0, &mut ready).is_ok()
+                && ready.first() == Some(&true);
+            if !readable {
+                return;
+            }
+            self.read_once(buf);
         }
     }
 }

@@ -2,7 +2,9 @@
 //! each running job's process group, summed per job. This sees a job's whole process tree
 //! (`sh -c`, grandchildren working in parallel), where `wait4` only reports its largest
 //! process. Jobs shorter than one interval are left to `wait4`; when no job has been running
-//! that long the sampler reads nothing.
+//! that long the sampler reads nothing, and the safety net looks at memory only while some job
+//! has run for `WATCH_AFTER`: a run of tiny jobs costs the sampler's thread a wake-up every
+//! 25 ms and nothing per job.
 //!
 //! The sampler's thread also reaps, at each interval, the processes jobs left behind that were
 //! reparented to fanout (`os::reap_orphans`), so they do not pile up as zombies while it runs.
@@ -16,6 +18,9 @@ use crossbeam_channel::{Receiver, RecvTimeoutError};
 const INTERVAL: Duration = Duration::from_millis(100);
 /// How often the safety net looks at available memory (cheap: no process is read).
 const WATCH_EVERY: Duration = Duration::from_millis(25);
+/// The safety net looks only while some job has run this long: a job that ends sooner cannot
+/// take much memory, and a run of such jobs costs no reading of memory at all.
+const WATCH_AFTER: Duration = Duration::from_millis(20);
 /// Timeline points kept for the summary (halved when full).
 const TIMELINE_POINTS: usize = 4000;
 
@@ -284,7 +289,7 @@ impl<'a> Sampler<'a> {
     }
 
     /// Samples (and reaps orphans) every 100 ms until `stop` is dropped; `watch` (the safety
-    /// net) looks every 25 ms while jobs run, with the latest samples.
+    /// net) looks every 25 ms while a job has run for `WATCH_AFTER`, with the latest samples.
     pub(crate) fn run(&self, stop: &Receiver<()>, mut watch: impl FnMut(&Sampler)) {
         let mut last = Instant::now();
         loop {
@@ -295,7 +300,7 @@ impl<'a> Sampler<'a> {
                         self.sample();
                         crate::os::reap_orphans();
                     }
-                    if !self.registry.lock().expect("sampler").jobs.is_empty() {
+                    if self.any_older_than(WATCH_AFTER) {
                         watch(self);
                     }
                 }
@@ -304,14 +309,22 @@ impl<'a> Sampler<'a> {
         }
     }
 
+    /// Whether some running job started at least `age` ago.
+    fn any_older_than(&self, age: Duration) -> bool {
+        let reg = self.registry.lock().expect("sampler");
+        let now = Instant::now();
+        reg.jobs
+            .values()
+            .any(|j| now.saturating_duration_since(j.started) >= age)
+    }
+
     /// Samples the running jobs that have run long enough to be sampled.
     fn sample(&self) {
+        if !self.any_older_than(INTERVAL) {
+            return;
+        }
         let pgids: Vec<i32> = {
             let reg = self.registry.lock().expect("sampler");
-            let due = reg.jobs.values().any(|j| j.started.elapsed() >= INTERVAL);
-            if !due {
-                return;
-            }
             reg.jobs.keys().copied().collect()
         };
         let sums = crate::os::group_usage(&pgids);

@@ -35,8 +35,8 @@ pub(crate) use platform::{
     thread_waits, MemoryCap, EXIT_WATCH_RECHECK,
 };
 pub(crate) use posix::{
-    arg_max, group_alive, is_root, own_cpu, peer_closed, poll_readable, reap_orphans,
-    set_nonblocking, signal_group, spawn_job, wait4, waited, Reaped,
+    arg_max, group_alive, is_root, own_cpu, peer_closed, poll_readable, reap_orphans, signal_group,
+    spawn_job, wait4, waited, Reaped,
 };
 
 /// What the processes of one process group use now, summed.

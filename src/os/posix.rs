@@ -26,7 +26,6 @@ use std::sync::{Mutex, OnceLock, PoisonError, RwLock};
 use std::time::Duration;
 
 use nix::errno::Errno;
-use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::spawn::{
     posix_spawn, posix_spawnp, PosixSpawnAttr, PosixSpawnFileActions, PosixSpawnFlags,
@@ -91,8 +90,12 @@ pub(crate) fn signal_group(pgid: i32, sig: Signal) -> io::Result<bool> {
 }
 
 /// Whether any process of group `pgid` is alive, after reaping its members that were
-/// reparented to fanout and have exited (a zombie still counts as a member).
+/// reparented to fanout and have exited (a zombie still counts as a member). An empty group,
+/// the common case once a job ended, costs one call.
 pub(crate) fn group_alive(pgid: i32) -> bool {
+    if killpg(Pid::from_raw(pgid), None).is_err() {
+        return false;
+    }
     reap_group_orphans(pgid);
     killpg(Pid::from_raw(pgid), None).is_ok()
 }
@@ -141,13 +144,6 @@ pub(crate) fn peer_closed(fd: BorrowedFd<'_>) -> bool {
         && pfd[0]
             .revents()
             .is_some_and(|r| r.contains(PollFlags::POLLERR))
-}
-
-/// Puts `fd` in non-blocking mode, so a read drains a pipe without waiting.
-pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>) -> io::Result<()> {
-    let flags = OFlag::from_bits_retain(fcntl(fd, FcntlArg::F_GETFL)?);
-    fcntl(fd, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK))?;
-    Ok(())
 }
 
 /// The system's limit on the bytes of a new program's arguments and environment together

@@ -260,8 +260,13 @@ fn heaviest_first(mut all: Vec<Input>, out: &mut Sink<'_, '_, '_>, sort: bool) {
         // Stable: equal weights keep input order.
         all.sort_by_key(|i| std::cmp::Reverse(i.weight.unwrap_or(0)));
     }
+    let mut pace = super::triage::Pace::default();
     for input in all {
-        if !out.send(input) {
+        let sent = match out {
+            Sink::Channel(jobs) => pace.send(jobs, input),
+            Sink::Inline(lister) => lister.take(input),
+        };
+        if !sent {
             return;
         }
     }
