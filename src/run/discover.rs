@@ -29,16 +29,6 @@ pub(super) enum Sink<'s, 'c, 'a> {
     Inline(Lister<'s, 'c, 'a>),
 }
 
-impl Sink<'_, '_, '_> {
-    /// False when nobody takes more.
-    fn send(&mut self, input: Input) -> bool {
-        match self {
-            Sink::Channel(jobs) => jobs.send(input).is_ok(),
-            Sink::Inline(lister) => lister.take(input),
-        }
-    }
-}
-
 /// An inline executor's jobs as discovery reaches them: their lines gather here and go to the
 /// collector in one message per `CHUNK` bytes (or after `WAIT`, so lines of a slow walk do not
 /// wait long), with the number of jobs they stand for.
