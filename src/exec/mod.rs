@@ -223,4 +223,5 @@ fn work(shared: &Shared, jobs: &Queue<'_>, units: &mut dyn Iterator<Item = Unit>
             return;
         }
     }
+    shared.gate.drained();
 }

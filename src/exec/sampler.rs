@@ -16,6 +16,8 @@ use crossbeam_channel::{Receiver, RecvTimeoutError};
 const INTERVAL: Duration = Duration::from_millis(100);
 /// How often the safety net looks at available memory (cheap: no process is read).
 const WATCH_EVERY: Duration = Duration::from_millis(25);
+/// A rise of the peak by less than this share of it (and 1 MiB) leaves a job's memory steady.
+const STEADY_RISE: u64 = 32;
 /// Timeline points kept for the summary (halved when full).
 const TIMELINE_POINTS: usize = 4000;
 
@@ -41,6 +43,11 @@ struct Job {
     cpu: Duration,
     /// When a sample last saw its CPU time grow (or when it started).
     progressed: Instant,
+    /// When a sample last saw its peak rise past `level` by more than `STEADY_RISE`, or one of
+    /// its processes running or waiting for a CPU (or when it started, or was resumed): since
+    /// then its memory has held while it was asleep. `level`: the peak when it last rose.
+    active: Instant,
+    level: u64,
     /// Since when its process group is stopped (SIGSTOP) by the safety net.
     paused_since: Option<Instant>,
     paused: Duration,
@@ -62,7 +69,13 @@ pub(crate) enum Eviction {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct JobView {
     pub pgid: i32,
+    /// Its worker slot, unique among running jobs.
+    pub slot: usize,
     pub started: Instant,
+    /// Its highest sampled memory so far.
+    pub peak: u64,
+    /// When its memory last grew or it last ran (see `Job::active`).
+    pub active: Instant,
     /// Its latest sampled memory.
     pub current: u64,
     /// What it is expected to reach.
@@ -134,6 +147,8 @@ impl<'a> Sampler<'a> {
             started: now,
             cpu: Duration::ZERO,
             progressed: now,
+            active: now,
+            level: 0,
             peak: 0,
             current: 0,
             reserved,
@@ -187,7 +202,10 @@ impl<'a> Sampler<'a> {
             .iter()
             .map(|(pgid, j)| JobView {
                 pgid: *pgid,
+                slot: j.slot,
                 started: j.started,
+                peak: j.peak,
+                active: j.active,
                 current: j.current,
                 expect: j.expect,
                 paused_since: j.paused_since,
@@ -196,6 +214,16 @@ impl<'a> Sampler<'a> {
             .collect();
         v.sort_by_key(|j| (j.started, j.pgid));
         v
+    }
+
+    /// Admission sized a running job's reservation again (the model learned meanwhile): what it
+    /// is expected to reach becomes that, or what it uses now if more.
+    pub(crate) fn reserve_again(&self, pgid: i32, reserved: u64) {
+        let mut reg = self.registry.lock().expect("sampler");
+        if let Some(job) = reg.jobs.get_mut(&pgid) {
+            job.reserved = reserved;
+            job.expect = reserved.max(job.current);
+        }
     }
 
     /// Stops a job's process group (SIGSTOP) until `resume`; false if it is gone.
@@ -230,8 +258,9 @@ impl<'a> Sampler<'a> {
             (Move::Pause, _) => job.paused_since = Some(now),
             (Move::Resume, Some(t)) => {
                 job.paused += t.elapsed();
-                // Stopped, it could not progress: its time without CPU starts now.
+                // Stopped, it could neither progress nor grow: both clocks start now.
                 job.progressed = now;
+                job.active = now;
             }
             (Move::Resume, None) => {}
         }
@@ -326,6 +355,15 @@ impl<'a> Sampler<'a> {
             job.cpu = usage.cpu;
             let rss = usage.rss;
             job.peak = job.peak.max(rss);
+            let rose = job.peak > job.level + job.level / STEADY_RISE + (1 << 20);
+            if rose {
+                job.level = job.peak;
+            }
+            // Memory that holds while the job runs, or waits for a CPU (a loaded machine, or
+            // its start), says little of where it will stop: only a job asleep holds its own.
+            if rose || usage.runnable {
+                job.active = now;
+            }
             job.current = rss;
             if rss > job.expect {
                 // It outgrew what it was expected to need: nothing says where it stops.

@@ -48,6 +48,9 @@ pub(crate) struct Usage {
     /// kernel's task time units, which are nanoseconds on Intel and larger on Apple silicon:
     /// comparable between two readings, not exact.
     pub cpu: Duration,
+    /// Some process of it is running or waiting for a CPU (not asleep): memory that does not
+    /// grow meanwhile may only be waiting for CPU time.
+    pub runnable: bool,
 }
 
 /// The tightest memory limit fanout runs under and the room left below it.
