@@ -175,6 +175,8 @@ struct State {
     in_transit: usize,
     /// A worker found no input left to take: every input left is waiting, or on its way.
     drained: bool,
+    /// Jobs started so far.
+    starts: u64,
     /// Times the safety net paused a job, and stopped one to run it again.
     pauses: u64,
     evictions: u64,
@@ -195,6 +197,8 @@ struct Held {
     sized: u64,
     /// The peak the model last learned from it while it ran.
     taught: u64,
+    /// Its place among the jobs started (the first is 0).
+    started: u64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -270,6 +274,7 @@ impl Gate {
                     floor,
                     sized: state.learned,
                     taught: 0,
+                    started: 0,
                 };
                 let slot = Self::grant(&mut state, id, held);
                 let others = !state.waiting.is_empty();
@@ -319,7 +324,7 @@ impl Gate {
     }
 
     /// Starts waiting input `id` as `held`: those it passed count a bypass. Returns its slot.
-    fn grant(state: &mut State, id: u64, held: Held) -> usize {
+    fn grant(state: &mut State, id: u64, mut held: Held) -> usize {
         let me = state.waiting.iter().position(|w| w.id == id).expect("me");
         let me = state.waiting.remove(me);
         for w in state.waiting.iter_mut().filter(|w| w.place <= me.place) {
@@ -335,6 +340,8 @@ impl Gate {
                 state.next_slot - 1
             }
         };
+        held.started = state.starts;
+        state.starts += 1;
         state.held.insert(slot, held);
         slot
     }
@@ -383,36 +390,61 @@ impl Gate {
             state.held_by_memory |= !fits;
             return fits.then_some(id);
         }
-        // At the tail (no input left to take, none on its way), the heaviest goes first:
-        // nothing passes it, so that the longest jobs do not start last.
-        let tail = state.drained && state.in_transit == 0;
-        let starved = state
-            .waiting
-            .iter()
-            .filter(|w| w.bypassed >= BYPASS_LIMIT)
-            .min_by_key(|w| (w.place, w.id))
-            .or_else(|| {
-                let heaviest = state
-                    .waiting
-                    .iter()
-                    .max_by(|a, b| a.want.cmp(&b.want).then(b.place.cmp(&a.place)));
-                heaviest.filter(|_| tail)
-            });
-        if let Some(s) = starved {
-            let fits = s.want <= room;
-            state.held_by_memory |= !fits;
-            return fits.then_some(s.id);
-        }
+        // An input that waited too long, or at the tail the heaviest, goes first; others pass
+        // it only where they do not delay it.
+        let (head, fill) = match Self::head(state, room) {
+            Some((head, _)) if head.want <= room => return Some(head.id),
+            Some((head, fill)) => {
+                state.held_by_memory = true;
+                (Some(head.id), fill)
+            }
+            None => (None, room),
+        };
         let chosen = state
             .waiting
             .iter()
-            .filter(|w| w.want <= room)
+            .filter(|w| Some(w.id) != head && w.want <= fill)
             .max_by(|a, b| a.want.cmp(&b.want).then(b.place.cmp(&a.place)))
             .map(|w| w.id);
         if chosen.is_none() && !state.waiting.is_empty() {
             state.held_by_memory = true;
         }
         chosen
+    }
+
+    /// The waiting input whose room is reserved, if any: the first passed over `BYPASS_LIMIT`
+    /// times (or run again after the safety net stopped it), else at the tail of the run (a
+    /// worker found no input left to take, and none is on its way) the heaviest, so that the
+    /// largest jobs do not start last. With it, the room others may take without delaying its
+    /// start, as if running jobs ended in the order they started (EASY backfilling): what is
+    /// left over once enough of them ended for it to fit.
+    fn head(state: &State, room: u64) -> Option<(Waiter, u64)> {
+        let starved = state
+            .waiting
+            .iter()
+            .filter(|w| w.bypassed >= BYPASS_LIMIT)
+            .min_by_key(|w| (w.place, w.id));
+        let tail = || {
+            (state.drained && state.in_transit == 0)
+                .then(|| {
+                    state
+                        .waiting
+                        .iter()
+                        .max_by(|a, b| a.want.cmp(&b.want).then(b.place.cmp(&a.place)))
+                })
+                .flatten()
+        };
+        let head = *starved.or_else(tail)?;
+        let mut running: Vec<&Held> = state.held.values().collect();
+        running.sort_by_key(|h| h.started);
+        let mut free = room;
+        for h in running {
+            if free >= head.want {
+                break;
+            }
+            free += h.reserved;
+        }
+        Some((head, room.min(free.saturating_sub(head.want))))
     }
 
     /// The first moments of the run, while workers are still taking their inputs.
@@ -890,6 +922,7 @@ mod tests {
             floor: 0,
             sized: 0,
             taught: 0,
+            started: 0,
         }
     }
 
@@ -965,5 +998,52 @@ mod tests {
             "{}",
             state.held[&3].reserved
         );
+    }
+
+    /// At the tail the heaviest input goes first, and one passed over too often at any time;
+    /// a lighter one passes it only where it would not delay it, if the running jobs end in
+    /// the order they started.
+    #[test]
+    fn at_the_tail_the_heaviest_goes_first_and_lighter_ones_fill_around_it() {
+        let waiter = |id: u64, want: u64| Waiter {
+            id,
+            weight: want,
+            want: want * MIB,
+            place: Place::InOrder(id),
+            bypassed: 0,
+        };
+        let mut state = State {
+            waiting: vec![waiter(1, 300), waiter(2, 2000), waiter(3, 500)],
+            ..State::default()
+        };
+        let mut first = held(0, 1000 * MIB);
+        first.started = 0;
+        let mut second = held(0, 1500 * MIB);
+        second.started = 1;
+        state.held.insert(1, first);
+        state.held.insert(2, second);
+        assert!(
+            Gate::head(&state, 800 * MIB).is_none(),
+            "inputs still to come"
+        );
+        state.drained = true;
+        let (head, fill) = Gate::head(&state, 800 * MIB).unwrap();
+        assert_eq!(head.id, 2);
+        // Both running jobs must end for it to fit (3300 MiB): all the room is for others.
+        assert_eq!(fill, 800 * MIB);
+        // The first to end frees enough (2300 MiB): others may take 300 MiB of it.
+        state.held.get_mut(&1).unwrap().reserved = 1500 * MIB;
+        assert_eq!(Gate::head(&state, 800 * MIB).unwrap().1, 300 * MIB);
+        // An input on its way may be the heaviest.
+        state.in_transit = 1;
+        assert!(Gate::head(&state, 800 * MIB).is_none());
+        // One passed over too often goes first, at any time; a job run alone (it needs more
+        // than all the running jobs hold) is passed by none.
+        state.drained = false;
+        state.waiting[2].bypassed = BYPASS_LIMIT;
+        let (head, fill) = Gate::head(&state, 100 * MIB).unwrap();
+        assert_eq!((head.id, fill), (3, 100 * MIB));
+        state.waiting[2].want = 4000 * MIB;
+        assert_eq!(Gate::head(&state, 800 * MIB).unwrap().1, 0);
     }
 }

@@ -43,9 +43,10 @@ struct Job {
     cpu: Duration,
     /// When a sample last saw its CPU time grow (or when it started).
     progressed: Instant,
-    /// When a sample last saw its peak rise past `level` by more than `STEADY_RISE`, or one of
-    /// its processes running or waiting for a CPU (or when it started, or was resumed): since
-    /// then its memory has held while it was asleep. `level`: the peak when it last rose.
+    /// When a sample last saw its peak rise past `level` by more than `STEADY_RISE`, its CPU
+    /// time grow, or one of its processes busy (running, waiting for a CPU or in the kernel),
+    /// or when it started or was resumed: since then its memory has held while it slept.
+    /// `level`: the peak when it last rose.
     active: Instant,
     level: u64,
     /// Since when its process group is stopped (SIGSTOP) by the safety net.
@@ -349,7 +350,8 @@ impl<'a> Sampler<'a> {
         let now = Instant::now();
         for (pgid, job) in &mut reg.jobs {
             let usage = sums.get(pgid).copied().unwrap_or_default();
-            if usage.cpu > job.cpu {
+            let ran = usage.cpu > job.cpu;
+            if ran {
                 job.progressed = now;
             }
             job.cpu = usage.cpu;
@@ -359,9 +361,10 @@ impl<'a> Sampler<'a> {
             if rose {
                 job.level = job.peak;
             }
-            // Memory that holds while the job runs, or waits for a CPU (a loaded machine, or
-            // its start), says little of where it will stop: only a job asleep holds its own.
-            if rose || usage.runnable {
+            // Memory that holds while the job runs, or waits for a CPU or the kernel (a loaded
+            // machine, its start), says little of where it will stop: only a job asleep, using
+            // no CPU time, holds its own.
+            if rose || ran || usage.runnable {
                 job.active = now;
             }
             job.current = rss;

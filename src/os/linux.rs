@@ -116,7 +116,7 @@ fn clock_tick() -> Duration {
 /// What fanout reads of a /proc/PID/stat line.
 #[derive(Debug, PartialEq, Eq)]
 struct Stat {
-    /// Running or waiting for a CPU (state R).
+    /// Running or waiting for a CPU (state R), or in an uninterruptible wait (D).
     runnable: bool,
     pgrp: i32,
     /// User and system time, its own and its waited-for children's, clock ticks.
@@ -132,7 +132,7 @@ fn parse_stat(stat: &str) -> Option<Stat> {
     // After the name: state(3) ppid(4) pgrp(5) … utime(14) stime(15) cutime(16) cstime(17) …
     // rss(24), so pgrp is [2], the times [11..=14] and rss [21].
     Some(Stat {
-        runnable: *fields.first()? == "R",
+        runnable: matches!(*fields.first()?, "R" | "D"),
         pgrp: fields.get(2)?.parse().ok()?,
         cpu_ticks: (11..=14).map(field).sum::<Option<u64>>()?,
         rss_pages: field(21)?,
@@ -264,8 +264,10 @@ mod tests {
             rss_pages: 2500,
         };
         assert_eq!(parse_stat(line), Some(stat));
-        let running = line.replacen(") S ", ") R ", 1);
-        assert!(parse_stat(&running).is_some_and(|s| s.runnable));
+        for busy in [") R ", ") D "] {
+            let line = line.replacen(") S ", busy, 1);
+            assert!(parse_stat(&line).is_some_and(|s| s.runnable), "{line}");
+        }
     }
 
     #[test]

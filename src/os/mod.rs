@@ -48,8 +48,9 @@ pub(crate) struct Usage {
     /// kernel's task time units, which are nanoseconds on Intel and larger on Apple silicon:
     /// comparable between two readings, not exact.
     pub cpu: Duration,
-    /// Some process of it is running or waiting for a CPU (not asleep): memory that does not
-    /// grow meanwhile may only be waiting for CPU time.
+    /// Some process of it is busy: running, waiting for a CPU, or (Linux) in an uninterruptible
+    /// wait in the kernel, such as a page fault. Memory that does not grow meanwhile may only
+    /// be waiting for its turn.
     pub runnable: bool,
 }
 
