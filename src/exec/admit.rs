@@ -8,13 +8,15 @@
 //!   jobs are still expected to grow (expected peak minus what they use now) minus the reserve.
 //!
 //! Among the inputs waiting for room the one that fits it best (the largest that fits) goes
-//! first, so smaller inputs may pass a large one; an input passed over `BYPASS_LIMIT` times
-//! gets the room reserved: nothing else starts until it fits.
+//! first, so smaller inputs may pass a large one; an input passed over `BYPASS_LIMIT` times,
+//! and at the tail of the run the heaviest, gets the room reserved: others start only where
+//! they do not delay it (`Gate::head`).
 //!
 //! In `auto` mode the reservation is the learned prediction plus a margin learned from how far
-//! jobs went above their predictions. Until a first job has finished and been measured, at
-//! most two jobs start, each reserving a cautious prior (at least 1 GiB). A job larger than the
-//! whole budget runs alone rather than waiting forever.
+//! jobs went above their predictions; running jobs whose memory holds steady while they sleep
+//! teach the model too, and running jobs are sized again when it changes. Until a first job
+//! has been measured, at most two jobs start, each reserving a cautious prior (at least 1 GiB).
+//! A job larger than the whole budget runs alone rather than waiting forever.
 //!
 //! The safety net (`watch`, after each memory sample) catches what predictions miss: when the
 //! room below the real limit or the budget runs out, the youngest running job is paused
