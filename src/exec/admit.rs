@@ -8,13 +8,15 @@
 //!   jobs are still expected to grow (expected peak minus what they use now) minus the reserve.
 //!
 //! Among the inputs waiting for room the one that fits it best (the largest that fits) goes
-//! first, so smaller inputs may pass a large one; an input passed over `BYPASS_LIMIT` times
-//! gets the room reserved: nothing else starts until it fits.
+//! first, so smaller inputs may pass a large one; an input passed over `BYPASS_LIMIT` times,
+//! and at the tail of the run the heaviest, gets the room reserved: others start only where
+//! they do not delay it (`Gate::head`).
 //!
 //! In `auto` mode the reservation is the learned prediction plus a margin learned from how far
-//! jobs went above their predictions. Until a first job has finished and been measured, at
-//! most two jobs start, each reserving a cautious prior (at least 1 GiB). A job larger than the
-//! whole budget runs alone rather than waiting forever.
+//! jobs went above their predictions; running jobs whose memory holds steady while they sleep
+//! teach the model too, and running jobs are sized again when it changes. Until a first job
+//! has been measured, at most two jobs start, each reserving a cautious prior (at least 1 GiB).
+//! A job larger than the whole budget runs alone rather than waiting forever.
 //!
 //! The safety net (`watch`, after each memory sample) catches what predictions miss: when the
 //! room below the real limit or the budget runs out, the youngest running job is paused
@@ -23,7 +25,7 @@
 //! about to be reached with every job but the oldest paused) is the youngest job stopped for
 //! good and run again from scratch.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
 use std::thread::Thread;
 use std::time::{Duration, Instant};
@@ -161,6 +163,10 @@ pub(crate) struct Gate {
 #[derive(Default)]
 struct State {
     reserved: u64,
+    /// Running jobs by slot: what was reserved for them and why.
+    held: HashMap<usize, Held>,
+    /// Counts the changes of the model, so that reservations are sized again after one.
+    learned: u64,
     running: usize,
     max_running: usize,
     model: Model,
@@ -185,6 +191,10 @@ struct State {
     /// Inputs taken by workers that have not asked for admission yet, by ticket.
     in_transit: BTreeSet<u64>,
     next_ticket: u64,
+    /// A worker found no input left to take: every input left is waiting, or on its way.
+    drained: bool,
+    /// Jobs started so far.
+    starts: u64,
     /// Times the safety net paused a job, and stopped one to run it again.
     pauses: u64,
     evictions: u64,
@@ -194,6 +204,23 @@ struct State {
     idle: Vec<Thread>,
     /// The inputs ended (or the run stopped taking them): idle workers leave.
     inputs_ended: bool,
+}
+
+/// A running job as admission sized it.
+#[derive(Debug, Clone, Copy)]
+struct Held {
+    weight: u64,
+    reserved: u64,
+    /// The model's bare prediction when it was admitted, if any.
+    predicted: Option<u64>,
+    /// The least it may reserve (a job run again after the safety net stopped it).
+    floor: u64,
+    /// `State::learned` when its reservation was last sized.
+    sized: u64,
+    /// The peak the model last learned from it while it ran.
+    taught: u64,
+    /// Its place among the jobs started (the first is 0).
+    started: u64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -236,9 +263,7 @@ impl Gate {
         sampler: &Sampler,
     ) -> Option<Permit> {
         let Ask {
-            weight,
-            place,
-            admission,
+            weight, admission, ..
         } = ask;
         let arrived = Instant::now();
         let floor = match admission {
@@ -246,19 +271,7 @@ impl Gate {
             Admission::Requeued { floor } => floor,
         };
         let mut state = self.state.lock().expect("gate");
-        let id = state.next_waiter;
-        state.next_waiter += 1;
-        state.waiting.push(Waiter {
-            id,
-            weight,
-            want: 0,
-            place,
-            bypassed: match admission {
-                Admission::Fresh => 0,
-                Admission::Requeued { .. } => BYPASS_LIMIT,
-            },
-        });
-        let seq = Self::arrive(&mut state, id, ticket);
+        let (id, seq) = Self::enqueue(&mut state, ask, ticket);
         loop {
             if cancel.no_new_jobs() {
                 state.waiting.retain(|w| w.id != id);
@@ -278,7 +291,16 @@ impl Gate {
                 && arrived.elapsed() < TRANSIT_WAIT;
             let chosen = self.pick(&mut state, sampler, in_transit, id);
             if chosen == Some(id) {
-                let slot = Self::grant(&mut state, id, want);
+                let held = Held {
+                    weight,
+                    reserved: want,
+                    predicted,
+                    floor,
+                    sized: state.learned,
+                    taught: 0,
+                    started: 0,
+                };
+                let slot = Self::grant(&mut state, id, held);
                 state.sleepers.retain(|(w, _)| *w != id);
                 if state.running < self.settings.jobs {
                     // There may be room for another.
@@ -383,24 +405,45 @@ impl Gate {
         }
     }
 
-    /// Starts waiting input `id` with `want` reserved: those it passed count a bypass. Returns
-    /// its slot.
-    fn grant(state: &mut State, id: u64, want: u64) -> usize {
+    /// Counts an input as waiting (arrived, if it was on its way; see `arrive`): returns its
+    /// waiter id and its ticket's number.
+    fn enqueue(state: &mut State, ask: Ask, ticket: Option<Ticket<'_>>) -> (u64, u64) {
+        let id = state.next_waiter;
+        state.next_waiter += 1;
+        state.waiting.push(Waiter {
+            id,
+            weight: ask.weight,
+            want: 0,
+            place: ask.place,
+            bypassed: match ask.admission {
+                Admission::Fresh => 0,
+                Admission::Requeued { .. } => BYPASS_LIMIT,
+            },
+        });
+        (id, Self::arrive(state, id, ticket))
+    }
+
+    /// Starts waiting input `id` as `held`: those it passed count a bypass. Returns its slot.
+    fn grant(state: &mut State, id: u64, mut held: Held) -> usize {
         let me = state.waiting.iter().position(|w| w.id == id).expect("me");
         let me = state.waiting.remove(me);
         for w in state.waiting.iter_mut().filter(|w| w.place <= me.place) {
             w.bypassed += 1;
         }
-        state.reserved += want;
+        state.reserved += held.reserved;
         state.running += 1;
         state.max_running = state.max_running.max(state.running);
-        match state.free_slots.pop_first() {
+        let slot = match state.free_slots.pop_first() {
             Some(s) => s,
             None => {
                 state.next_slot += 1;
                 state.next_slot - 1
             }
-        }
+        };
+        held.started = state.starts;
+        state.starts += 1;
+        state.held.insert(slot, held);
+        slot
     }
 
     /// Which waiting input may start now, if any.
@@ -447,26 +490,61 @@ impl Gate {
             state.held_by_memory |= !fits;
             return fits.then_some(id);
         }
-        let starved = state
-            .waiting
-            .iter()
-            .filter(|w| w.bypassed >= BYPASS_LIMIT)
-            .min_by_key(|w| (w.place, w.id));
-        if let Some(s) = starved {
-            let fits = s.want <= room;
-            state.held_by_memory |= !fits;
-            return fits.then_some(s.id);
-        }
+        // An input that waited too long, or at the tail the heaviest, goes first; others pass
+        // it only where they do not delay it.
+        let (head, fill) = match Self::head(state, room) {
+            Some((head, _)) if head.want <= room => return Some(head.id),
+            Some((head, fill)) => {
+                state.held_by_memory = true;
+                (Some(head.id), fill)
+            }
+            None => (None, room),
+        };
         let chosen = state
             .waiting
             .iter()
-            .filter(|w| w.want <= room)
+            .filter(|w| Some(w.id) != head && w.want <= fill)
             .max_by(|a, b| a.want.cmp(&b.want).then(b.place.cmp(&a.place)))
             .map(|w| w.id);
         if chosen.is_none() && !state.waiting.is_empty() {
             state.held_by_memory = true;
         }
         chosen
+    }
+
+    /// The waiting input whose room is reserved, if any: the first passed over `BYPASS_LIMIT`
+    /// times (or run again after the safety net stopped it), else at the tail of the run (a
+    /// worker found no input left to take, and none is on its way) the heaviest, so that the
+    /// largest jobs do not start last. With it, the room others may take without delaying its
+    /// start, as if running jobs ended in the order they started (EASY backfilling): what is
+    /// left over once enough of them ended for it to fit.
+    fn head(state: &State, room: u64) -> Option<(Waiter, u64)> {
+        let starved = state
+            .waiting
+            .iter()
+            .filter(|w| w.bypassed >= BYPASS_LIMIT)
+            .min_by_key(|w| (w.place, w.id));
+        let tail = || {
+            (state.drained && state.in_transit.is_empty())
+                .then(|| {
+                    state
+                        .waiting
+                        .iter()
+                        .max_by(|a, b| a.want.cmp(&b.want).then(b.place.cmp(&a.place)))
+                })
+                .flatten()
+        };
+        let head = *starved.or_else(tail)?;
+        let mut running: Vec<&Held> = state.held.values().collect();
+        running.sort_by_key(|h| h.started);
+        let mut free = room;
+        for h in running {
+            if free >= head.want {
+                break;
+            }
+            free += h.reserved;
+        }
+        Some((head, room.min(free.saturating_sub(head.want))))
     }
 
     /// The first moments of the run, while workers are still taking their inputs.
@@ -506,6 +584,11 @@ impl Gate {
         budget_room.min(real_room(state.available))
     }
 
+    /// A worker found no input left to take: from now on the inputs waiting are the last.
+    pub(crate) fn drained(&self) {
+        self.state.lock().expect("gate").drained = true;
+    }
+
     /// A worker took an input from the queue: until the ticket is dropped (when its job asks
     /// for admission, or never will), inputs taken after it wait a moment for it.
     pub(crate) fn take(&self) -> Ticket<'_> {
@@ -520,11 +603,18 @@ impl Gate {
     /// safety net stopped: its peak is not a whole job's).
     pub(crate) fn release(&self, permit: Permit, weight: u64, peak: Option<u64>) {
         let mut state = self.state.lock().expect("gate");
-        state.reserved = state.reserved.saturating_sub(permit.reserved);
+        // Sized again while it ran, perhaps: what is reserved for it now goes back.
+        let reserved = state
+            .held
+            .remove(&permit.slot)
+            .map_or(permit.reserved, |h| h.reserved);
+        state.reserved = state.reserved.saturating_sub(reserved);
         state.running -= 1;
         state.free_slots.insert(permit.slot);
         // Memory was freed: the last reading may be low (see `room`).
         state.freed = true;
+        state.model.settle(permit.slot);
+        state.learned += 1;
         if let Some(peak) = peak {
             state.model.observe(weight, peak);
             if let Some(predicted) = permit.predicted {
@@ -543,11 +633,17 @@ impl Gate {
             sampler.resume_all();
             return;
         }
-        let jobs = sampler.jobs();
         let mut state = self.state.lock().expect("gate");
+        // Read with the state locked: no slot of these jobs is given to another meanwhile.
+        let jobs = sampler.jobs();
         let available = match state.meter.as_mut() {
             Some(meter) => meter.snapshot().available,
             None => return,
+        };
+        let now = Instant::now();
+        let freed = self.per_job_is_learned() && {
+            Self::learn_from_running(&mut state, &jobs, now);
+            Self::size_again(&mut state, &jobs, sampler, now)
         };
         state.available = available;
         state.checked = Some(Instant::now());
@@ -558,7 +654,7 @@ impl Gate {
             budget: self.settings.budget as i64 - used as i64,
             reserve: self.settings.reserve as i64,
         };
-        let action = decide(&jobs, room, Instant::now());
+        let action = decide(&jobs, room, now);
         match action {
             Action::Pause(pgid) => {
                 if sampler.pause(pgid) {
@@ -589,10 +685,75 @@ impl Gate {
         }
         let was = state.net_paused;
         state.net_paused = sampler.jobs().iter().any(JobView::paused);
-        if was && !state.net_paused {
-            // Jobs may start again.
+        if (was && !state.net_paused) || freed {
+            // Jobs may start again, or fit now.
             Self::wake_first(&state);
         }
+    }
+
+    /// Whether reservations are learned (`auto`), not fixed by `--mem-per-job`.
+    fn per_job_is_learned(&self) -> bool {
+        self.settings.per_job.is_none()
+    }
+
+    /// Learns from running jobs whose memory has held steady (see `steady`) a provisional
+    /// point each, so that the model need not wait for a first job to end. Returns whether
+    /// the model changed.
+    fn learn_from_running(state: &mut State, jobs: &[JobView], now: Instant) -> bool {
+        let mut changed = false;
+        for j in jobs.iter().filter(|j| steady(j, now)) {
+            let Some(held) = state.held.get_mut(&j.slot) else {
+                continue;
+            };
+            if j.peak > held.taught {
+                held.taught = j.peak;
+                state.model.observe_running(j.slot, held.weight, j.peak);
+                if let Some(predicted) = held.predicted {
+                    state.model.observe_running_error(j.slot, predicted, j.peak);
+                }
+                changed = true;
+            }
+        }
+        if changed {
+            state.learned += 1;
+        }
+        changed
+    }
+
+    /// Sizes the reservations of running jobs again after the model changed: what a job of
+    /// its weight would reserve now, and at least what it reached with the margin (a job that
+    /// outgrew its reservation only once its memory holds steady). Returns whether any
+    /// reservation shrank.
+    fn size_again(state: &mut State, jobs: &[JobView], sampler: &Sampler, now: Instant) -> bool {
+        let mut shrank = false;
+        let margin = state.model.margin();
+        for j in jobs.iter().filter(|j| !j.paused()) {
+            let learned = state.learned;
+            let Some(held) = state.held.get(&j.slot).copied() else {
+                continue;
+            };
+            let outgrown = j.expect > held.reserved;
+            if held.sized == learned || (outgrown && !steady(j, now)) {
+                continue;
+            }
+            let Some(predicted) = state.model.predict(held.weight) else {
+                continue;
+            };
+            let reached = j.peak + (j.peak as f64 * margin) as u64;
+            let want = predicted.max(reached).max(held.floor);
+            let entry = state.held.get_mut(&j.slot).expect("held");
+            entry.sized = learned;
+            if want == held.reserved
+                || (!outgrown && want.abs_diff(held.reserved) <= held.reserved / 64)
+            {
+                continue;
+            }
+            entry.reserved = want;
+            state.reserved = state.reserved.saturating_sub(held.reserved) + want;
+            shrank |= want < held.reserved;
+            sampler.reserve_again(j.pgid, want);
+        }
+        shrank
     }
 
     pub(crate) fn max_running(&self) -> usize {
@@ -706,6 +867,17 @@ fn decide(jobs: &[JobView], room: Room, now: Instant) -> Action {
     }
 }
 
+/// How long a running job's memory must have held steady before the model learns from it, at
+/// least; and at least half as long as it was active before.
+const STEADY: Duration = Duration::from_millis(300);
+
+/// Whether a running job's memory has stopped growing, as far as its samples tell: it has held
+/// its peak, asleep, for `STEADY` and for half as long as it was growing or running before.
+fn steady(j: &JobView, now: Instant) -> bool {
+    let active = j.active.saturating_duration_since(j.started);
+    !j.paused() && j.peak > 0 && now.saturating_duration_since(j.active) >= STEADY.max(active / 2)
+}
+
 /// The youngest paused job, when pausing has stalled the run: some job has been paused for
 /// `STALL` and none of the running ones has used CPU time for as long. They may be waiting for
 /// something a paused job holds (a lock, a pipe it is to write): waiting longer cannot help.
@@ -773,7 +945,10 @@ mod tests {
     fn job(pgid: i32, age_s: u64, current: u64, expect: u64, paused: bool) -> JobView {
         JobView {
             pgid,
+            slot: pgid as usize,
             started: ago(age_s as f64),
+            peak: current * MIB,
+            active: ago(age_s as f64),
             current: current * MIB,
             expect: expect * MIB,
             paused_since: paused.then(|| ago(0.5)),
@@ -885,5 +1060,138 @@ mod tests {
             job(12, 5, 150, 150, true),
         ];
         assert_eq!(decide(&three, over), Action::Unstick(12));
+    }
+
+    fn held(weight: u64, reserved: u64) -> Held {
+        Held {
+            weight,
+            reserved,
+            predicted: None,
+            floor: 0,
+            sized: 0,
+            taught: 0,
+            started: 0,
+        }
+    }
+
+    #[test]
+    fn memory_holds_steady_once_it_stopped_growing_for_a_while() {
+        let now = Instant::now();
+        let mut j = job(10, 2, 300, 1024, false);
+        // Active for 0.2 s, steady since 1.8 s.
+        j.active = j.started + Duration::from_millis(200);
+        assert!(steady(&j, now));
+        // Active until 0.1 s ago: not yet.
+        j.active = ago(0.1);
+        assert!(!steady(&j, now));
+        // Active for 1.6 s, steady for 0.4 s: half as long as it was active is 0.8 s.
+        j.active = ago(0.4);
+        assert!(!steady(&j, now));
+        j.active = ago(0.9);
+        assert!(steady(&j, now));
+        // Paused, or never sampled: nothing to learn.
+        j.paused_since = Some(ago(0.5));
+        assert!(!steady(&j, now));
+        let mut never = job(11, 2, 0, 1024, false);
+        never.active = ago(1.5);
+        assert!(!steady(&never, now));
+    }
+
+    /// Two jobs on the prior (1 GiB each): once their memory holds steady the model learns
+    /// from them and their reservations shrink to what they reached with the margin; a job
+    /// run again keeps its floor.
+    #[test]
+    fn running_jobs_are_learned_from_and_sized_again() {
+        let sampler = Sampler::new(Instant::now(), None);
+        let mut state = State::default();
+        let mut a = job(1, 2, 213, 1024, false);
+        let mut b = job(2, 2, 305, 1024, false);
+        for j in [&mut a, &mut b] {
+            j.active = ago(1.5);
+        }
+        state.held.insert(1, held(200 << 10, 1024 * MIB));
+        state.held.insert(
+            2,
+            Held {
+                floor: 900 * MIB,
+                ..held(292 << 10, 1024 * MIB)
+            },
+        );
+        state.reserved = 2048 * MIB;
+        let now = Instant::now();
+        assert!(Gate::learn_from_running(&mut state, &[a, b], now));
+        assert_eq!(state.model.observations(), 2);
+        // Learned once: the same peaks teach nothing new.
+        assert!(!Gate::learn_from_running(&mut state, &[a, b], now));
+        assert!(Gate::size_again(&mut state, &[a, b], &sampler, now));
+        let (ra, rb) = (state.held[&1].reserved, state.held[&2].reserved);
+        assert!((213 * MIB..260 * MIB).contains(&ra), "{ra}");
+        assert_eq!(rb, 900 * MIB, "the floor of a job run again stays");
+        assert_eq!(state.reserved, ra + rb);
+        // Nothing learned since: nothing sized again.
+        assert!(!Gate::size_again(&mut state, &[a, b], &sampler, now));
+        // Still growing, outgrown: its reservation waits until its memory holds steady.
+        let mut c = job(3, 1, 700, 1050, false);
+        c.active = ago(0.05);
+        state.held.insert(3, held(300 << 10, 400 * MIB));
+        state.reserved += 400 * MIB;
+        state.learned += 1;
+        Gate::size_again(&mut state, &[a, b, c], &sampler, now);
+        assert_eq!(state.held[&3].reserved, 400 * MIB);
+        c.active = ago(0.6);
+        state.learned += 1;
+        Gate::size_again(&mut state, &[a, b, c], &sampler, now);
+        assert!(
+            state.held[&3].reserved >= 700 * MIB,
+            "{}",
+            state.held[&3].reserved
+        );
+    }
+
+    /// At the tail the heaviest input goes first, and one passed over too often at any time;
+    /// a lighter one passes it only where it would not delay it, if the running jobs end in
+    /// the order they started.
+    #[test]
+    fn at_the_tail_the_heaviest_goes_first_and_lighter_ones_fill_around_it() {
+        let waiter = |id: u64, want: u64| Waiter {
+            id,
+            weight: want,
+            want: want * MIB,
+            place: Place::InOrder(id),
+            bypassed: 0,
+        };
+        let mut state = State {
+            waiting: vec![waiter(1, 300), waiter(2, 2000), waiter(3, 500)],
+            ..State::default()
+        };
+        let mut first = held(0, 1000 * MIB);
+        first.started = 0;
+        let mut second = held(0, 1500 * MIB);
+        second.started = 1;
+        state.held.insert(1, first);
+        state.held.insert(2, second);
+        assert!(
+            Gate::head(&state, 800 * MIB).is_none(),
+            "inputs still to come"
+        );
+        state.drained = true;
+        let (head, fill) = Gate::head(&state, 800 * MIB).unwrap();
+        assert_eq!(head.id, 2);
+        // Both running jobs must end for it to fit (3300 MiB): all the room is for others.
+        assert_eq!(fill, 800 * MIB);
+        // The first to end frees enough (2300 MiB): others may take 300 MiB of it.
+        state.held.get_mut(&1).unwrap().reserved = 1500 * MIB;
+        assert_eq!(Gate::head(&state, 800 * MIB).unwrap().1, 300 * MIB);
+        // An input on its way may be the heaviest.
+        state.in_transit.insert(1);
+        assert!(Gate::head(&state, 800 * MIB).is_none());
+        // One passed over too often goes first, at any time; a job run alone (it needs more
+        // than all the running jobs hold) is passed by none.
+        state.drained = false;
+        state.waiting[2].bypassed = BYPASS_LIMIT;
+        let (head, fill) = Gate::head(&state, 100 * MIB).unwrap();
+        assert_eq!((head.id, fill), (3, 100 * MIB));
+        state.waiting[2].want = 4000 * MIB;
+        assert_eq!(Gate::head(&state, 800 * MIB).unwrap().1, 0);
     }
 }

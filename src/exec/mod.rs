@@ -236,4 +236,5 @@ fn work(shared: &Shared, jobs: &Queue<'_>, units: &mut dyn Iterator<Item = Unit>
             return;
         }
     }
+    shared.gate.drained();
 }

@@ -21,6 +21,8 @@ const WATCH_EVERY: Duration = Duration::from_millis(25);
 /// The safety net looks only while some job has run this long: a job that ends sooner cannot
 /// take much memory, and a run of such jobs costs no reading of memory at all.
 const WATCH_AFTER: Duration = Duration::from_millis(20);
+/// A rise of the peak by less than this share of it (and 1 MiB) leaves a job's memory steady.
+const STEADY_RISE: u64 = 32;
 /// Timeline points kept for the summary (halved when full).
 const TIMELINE_POINTS: usize = 4000;
 
@@ -46,6 +48,12 @@ struct Job {
     cpu: Duration,
     /// When a sample last saw its CPU time grow (or when it started).
     progressed: Instant,
+    /// When a sample last saw its peak rise past `level` by more than `STEADY_RISE`, its CPU
+    /// time grow, or one of its processes busy (running, waiting for a CPU or in the kernel),
+    /// or when it started or was resumed: since then its memory has held while it slept.
+    /// `level`: the peak when it last rose.
+    active: Instant,
+    level: u64,
     /// Since when its process group is stopped (SIGSTOP) by the safety net.
     paused_since: Option<Instant>,
     paused: Duration,
@@ -67,7 +75,13 @@ pub(crate) enum Eviction {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct JobView {
     pub pgid: i32,
+    /// Its worker slot, unique among running jobs.
+    pub slot: usize,
     pub started: Instant,
+    /// Its highest sampled memory so far.
+    pub peak: u64,
+    /// When its memory last grew or it last ran (see `Job::active`).
+    pub active: Instant,
     /// Its latest sampled memory.
     pub current: u64,
     /// What it is expected to reach.
@@ -139,6 +153,8 @@ impl<'a> Sampler<'a> {
             started: now,
             cpu: Duration::ZERO,
             progressed: now,
+            active: now,
+            level: 0,
             peak: 0,
             current: 0,
             reserved,
@@ -192,7 +208,10 @@ impl<'a> Sampler<'a> {
             .iter()
             .map(|(pgid, j)| JobView {
                 pgid: *pgid,
+                slot: j.slot,
                 started: j.started,
+                peak: j.peak,
+                active: j.active,
                 current: j.current,
                 expect: j.expect,
                 paused_since: j.paused_since,
@@ -201,6 +220,16 @@ impl<'a> Sampler<'a> {
             .collect();
         v.sort_by_key(|j| (j.started, j.pgid));
         v
+    }
+
+    /// Admission sized a running job's reservation again (the model learned meanwhile): what it
+    /// is expected to reach becomes that, or what it uses now if more.
+    pub(crate) fn reserve_again(&self, pgid: i32, reserved: u64) {
+        let mut reg = self.registry.lock().expect("sampler");
+        if let Some(job) = reg.jobs.get_mut(&pgid) {
+            job.reserved = reserved;
+            job.expect = reserved.max(job.current);
+        }
     }
 
     /// Stops a job's process group (SIGSTOP) until `resume`; false if it is gone.
@@ -235,8 +264,9 @@ impl<'a> Sampler<'a> {
             (Move::Pause, _) => job.paused_since = Some(now),
             (Move::Resume, Some(t)) => {
                 job.paused += t.elapsed();
-                // Stopped, it could not progress: its time without CPU starts now.
+                // Stopped, it could neither progress nor grow: both clocks start now.
                 job.progressed = now;
+                job.active = now;
             }
             (Move::Resume, None) => {}
         }
@@ -333,12 +363,23 @@ impl<'a> Sampler<'a> {
         let now = Instant::now();
         for (pgid, job) in &mut reg.jobs {
             let usage = sums.get(pgid).copied().unwrap_or_default();
-            if usage.cpu > job.cpu {
+            let ran = usage.cpu > job.cpu;
+            if ran {
                 job.progressed = now;
             }
             job.cpu = usage.cpu;
             let rss = usage.rss;
             job.peak = job.peak.max(rss);
+            let rose = job.peak > job.level + job.level / STEADY_RISE + (1 << 20);
+            if rose {
+                job.level = job.peak;
+            }
+            // Memory that holds while the job runs, or waits for a CPU or the kernel (a loaded
+            // machine, its start), says little of where it will stop: only a job asleep, using
+            // no CPU time, holds its own.
+            if rose || ran || usage.runnable {
+                job.active = now;
+            }
             job.current = rss;
             if rss > job.expect {
                 // It outgrew what it was expected to need: nothing says where it stops.

@@ -92,6 +92,7 @@ pub(crate) fn group_usage(pgids: &[i32]) -> HashMap<i32, Usage> {
             let sum = sums.entry(s.pgrp).or_default();
             sum.rss += s.rss_pages * page;
             sum.cpu += tick * u32::try_from(s.cpu_ticks).unwrap_or(u32::MAX);
+            sum.runnable |= s.runnable;
         }
     }
     sums
@@ -116,6 +117,8 @@ fn clock_tick() -> Duration {
 /// What fanout reads of a /proc/PID/stat line.
 #[derive(Debug, PartialEq, Eq)]
 struct Stat {
+    /// Running or waiting for a CPU (state R), or in an uninterruptible wait (D).
+    runnable: bool,
     pgrp: i32,
     /// User and system time, its own and its waited-for children's, clock ticks.
     cpu_ticks: u64,
@@ -130,6 +133,7 @@ fn parse_stat(stat: &str) -> Option<Stat> {
     // After the name: state(3) ppid(4) pgrp(5) … utime(14) stime(15) cutime(16) cstime(17) …
     // rss(24), so pgrp is [2], the times [11..=14] and rss [21].
     Some(Stat {
+        runnable: matches!(*fields.first()?, "R" | "D"),
         pgrp: fields.get(2)?.parse().ok()?,
         cpu_ticks: (11..=14).map(field).sum::<Option<u64>>()?,
         rss_pages: field(21)?,
@@ -255,11 +259,16 @@ mod tests {
     fn parses_stat_lines_with_odd_names() {
         let line = "1234 (a (b) c) S 1 1200 1200 0 -1 4194304 100 0 0 0 1 2 0 0 20 0 1 0 500 10000000 2500 18446744073709551615";
         let stat = Stat {
+            runnable: false,
             pgrp: 1200,
             cpu_ticks: 3,
             rss_pages: 2500,
         };
         assert_eq!(parse_stat(line), Some(stat));
+        for busy in [") R ", ") D "] {
+            let line = line.replacen(") S ", busy, 1);
+            assert!(parse_stat(&line).is_some_and(|s| s.runnable), "{line}");
+        }
     }
 
     #[test]

@@ -48,6 +48,10 @@ pub(crate) struct Usage {
     /// kernel's task time units, which are nanoseconds on Intel and larger on Apple silicon:
     /// comparable between two readings, not exact.
     pub cpu: Duration,
+    /// Some process of it is busy: running, waiting for a CPU, or (Linux) in an uninterruptible
+    /// wait in the kernel, such as a page fault. Memory that does not grow meanwhile may only
+    /// be waiting for its turn.
+    pub runnable: bool,
 }
 
 /// The tightest memory limit fanout runs under and the room left below it.
