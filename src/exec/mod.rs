@@ -10,6 +10,7 @@
 mod admit;
 mod child;
 mod job;
+mod net;
 mod sampler;
 pub(crate) mod unit;
 
