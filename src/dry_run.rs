@@ -175,7 +175,7 @@ impl DryRun {
         jobs: &Queue<'_>,
         weights: &mut Vec<(u64, PathBuf)>,
     ) -> bool {
-        let w: Vec<u64> = batch.inputs().iter().map(unit::weight).collect();
+        let w = unit::weights(batch.inputs());
         let line = self.line(config, batch, w.iter().sum());
         for (k, input) in batch.inputs().iter().enumerate() {
             let text: &[u8] = if k == 0 { &line } else { b"" };

@@ -5,6 +5,7 @@ use std::fmt;
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -13,7 +14,7 @@ use serde::Serialize;
 use crate::cancel::Reason;
 use crate::error::counted;
 use crate::error::ExitStatus;
-use crate::record::{JobRecord, MemoryReport, Skip, Status};
+use crate::record::{BatchLine, JobRecord, MemoryReport, Skip, Status};
 use crate::walk::OwnFiles;
 
 /// The final record of the journal.
@@ -295,6 +296,9 @@ pub(crate) struct JournalWriter {
     /// Discovery stopped early: inputs it had not reached have no record.
     cut_short: bool,
     replace: Option<Replace>,
+    /// The last `batch` line written, and the command it holds: the records it holds get a
+    /// short line each.
+    batch: Option<(BatchLine, Arc<Vec<String>>)>,
 }
 
 /// `--resume J --summary J`: the run must not destroy `J`, which holds what it resumes from,
@@ -333,6 +337,7 @@ impl JournalWriter {
             failed: false,
             cut_short: false,
             replace,
+            batch: None,
         }
     }
 
@@ -403,10 +408,33 @@ impl JournalWriter {
         self.out.flush()
     }
 
+    /// Writes a file's record. A record of a command of several files (`-X`) gets a short
+    /// line, after a `batch` line with what it shares with the other files of that command
+    /// (written when the last one written does not hold it: at the command's first record,
+    /// or where a record of it was changed alone); any other record a whole line.
     pub(crate) fn record(&mut self, record: &JobRecord) -> io::Result<()> {
-        let written = record.write_line(&mut self.out);
+        let written = self.write_record(record);
         self.failed |= written.is_err();
         written
+    }
+
+    fn write_record(&mut self, record: &JobRecord) -> io::Result<()> {
+        let Some(ran) = record.batch_argv.as_ref() else {
+            return record.write_line(&mut self.out);
+        };
+        let held = self
+            .batch
+            .as_ref()
+            .is_some_and(|(line, of)| Arc::ptr_eq(of, ran) && line.holds(record));
+        if !held {
+            let Some(line) = BatchLine::of(record) else {
+                return record.write_line(&mut self.out);
+            };
+            serde_json::to_writer(&mut self.out, &line)?;
+            self.out.write_all(b"\n")?;
+            self.batch = Some((line, Arc::clone(ran)));
+        }
+        record.write_short_line(&mut self.out)
     }
 
     /// Adds a record formatted elsewhere (one JSON line, newline included).

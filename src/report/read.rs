@@ -8,7 +8,7 @@ use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use crate::record::{JobRecord, FORMAT_VERSION};
+use crate::record::{BatchLine, FileInBatch, JobRecord, NEWEST_FORMAT_VERSION};
 
 /// A journal as read.
 #[derive(Debug, Default)]
@@ -41,10 +41,19 @@ impl Journal {
 #[serde(tag = "type", rename_all = "snake_case")]
 enum Line {
     Run(Map<String, Value>),
-    File(Box<JobRecord>),
+    File(Box<FileLine>),
+    Batch(Box<BatchLine>),
     Summary(Map<String, Value>),
     Worker(Map<String, Value>),
     SlurmArray(Map<String, Value>),
+}
+
+/// A `file` line: a whole record, or the short line of a file in a batch (version 2).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum FileLine {
+    Whole(Box<JobRecord>),
+    InBatch(FileInBatch),
 }
 
 /// Reads the journal at `path`. A file whose first line is not a fanout record is refused.
@@ -67,6 +76,8 @@ pub(crate) fn read(path: &Path) -> Result<Journal> {
 pub(crate) fn parse(bytes: &[u8]) -> Result<Journal> {
     let mut journal = Journal::default();
     let mut seen_record = false;
+    // The last `batch` line of each number: the short lines of its files refer to it.
+    let mut batches: std::collections::HashMap<u64, BatchLine> = Default::default();
     let ends_whole = bytes.last().is_none_or(|b| *b == b'\n');
     let mut lines = bytes.split(|b| *b == b'\n').peekable();
     while let Some(line) = lines.next() {
@@ -88,18 +99,32 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Journal> {
         };
         seen_record = true;
         let version = match &parsed {
-            Line::File(r) => u64::from(r.version),
+            Line::File(f) => match &**f {
+                FileLine::Whole(r) => u64::from(r.version),
+                FileLine::InBatch(f) => u64::from(f.version),
+            },
+            Line::Batch(b) => u64::from(b.version),
             Line::Run(m) | Line::Summary(m) | Line::Worker(m) | Line::SlurmArray(m) => {
                 m.get("v").and_then(Value::as_u64).unwrap_or(0)
             }
         };
-        if version > u64::from(FORMAT_VERSION) {
+        if version > u64::from(NEWEST_FORMAT_VERSION) {
             bail!(
-                "it is of format version {version}, written by a newer fanout; this one reads version {FORMAT_VERSION}"
+                "it is of format version {version}, written by a newer fanout; this one reads versions up to {NEWEST_FORMAT_VERSION}"
             );
         }
         match parsed {
-            Line::File(r) => journal.files.push(*r),
+            Line::File(f) => match *f {
+                FileLine::Whole(r) => journal.files.push(*r),
+                FileLine::InBatch(f) => match batches.get(&f.batch) {
+                    Some(b) => journal.files.push(b.record(f)),
+                    // A short line without its batch's line is not a record.
+                    None => journal.unreadable += 1,
+                },
+            },
+            Line::Batch(b) => {
+                batches.insert(b.batch, *b);
+            }
             Line::Summary(m) => journal.summary = Some(m),
             Line::Run(m) => journal.run = Some(m),
             Line::Worker(m) => {
