@@ -261,7 +261,8 @@ pub struct BatchLine {
 }
 
 /// The short `file` line of a file whose record is its batch's facts ([`BatchLine`], the last
-/// `batch` line with its number before it) with its own job number, path, weight and identity.
+/// `batch` line with its number before it) with its own job number, path, weight and identity,
+/// and the batch's status (so that which files succeeded needs no join).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileInBatch {
     #[serde(rename = "type", skip_deserializing, default = "file_kind")]
@@ -272,6 +273,11 @@ pub struct FileInBatch {
     pub path: String,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub path_b64: Option<String>,
+    /// The batch's status, here too: whether a file succeeded needs no join.
+    pub status: Status,
+    /// `false` when the batch failed as a whole (as in its batch line).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub attributed: Option<bool>,
     pub batch: u64,
     pub weight_bytes: Option<u64>,
     pub file_size: Option<u64>,
@@ -288,6 +294,9 @@ struct FileInBatchRef<'a> {
     path: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     path_b64: Option<&'a str>,
+    status: Status,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    attributed: Option<bool>,
     batch: u64,
     weight_bytes: Option<u64>,
     file_size: Option<u64>,
@@ -370,7 +379,7 @@ impl BatchLine {
             job: f.job,
             path: f.path,
             path_b64: f.path_b64,
-            status: self.status,
+            status: f.status,
             exit_code: self.exit_code,
             signal: self.signal,
             attempts: self.attempts,
@@ -389,11 +398,11 @@ impl BatchLine {
             mem_reserved_bytes: self.mem_reserved_bytes,
             batch: Some(self.batch),
             batch_size: Some(self.batch_size),
-            attributed: self.attributed,
+            attributed: f.attributed,
             split: self.split,
             predicted_peak_bytes: self.predicted_peak_bytes,
             paused_ms: self.paused_ms,
-            ..JobRecord::new(0, Path::new(""), self.status)
+            ..JobRecord::new(0, Path::new(""), f.status)
         }
     }
 }
@@ -514,6 +523,8 @@ impl JobRecord {
             job: self.job,
             path: &self.path,
             path_b64: self.path_b64.as_deref(),
+            status: self.status,
+            attributed: self.attributed,
             batch: self.batch.unwrap_or(0),
             weight_bytes: self.weight_bytes,
             file_size: self.file_size,

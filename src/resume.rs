@@ -53,10 +53,6 @@ struct Line<'a> {
     file_size: Option<u64>,
     #[serde(default)]
     file_mtime_ns: Option<i64>,
-    /// A `batch` line's number, or the batch of a file's short line (which has no `status`:
-    /// its batch line's holds it).
-    #[serde(default)]
-    batch: Option<u64>,
     /// A `slurm_array` line: the job array a run submitted, and its plan directory.
     #[serde(default)]
     slurm_job_id: Option<String>,
@@ -82,8 +78,6 @@ pub(crate) struct Resume {
     arrays: Vec<PastArray>,
     /// Files named like replacements that are not trusted (another user's), with why.
     ignored: Vec<(std::path::PathBuf, &'static str)>,
-    /// Per batch number, whether its last `batch` line said ok (the journal being read).
-    batches: HashMap<u64, bool>,
 }
 
 impl Resume {
@@ -158,8 +152,6 @@ impl Resume {
     /// Reads the journal open as `file` (named `path`), as [`Resume::read`] does.
     fn read_from(&mut self, file: File, path: &Path) -> Result<()> {
         let context = || format!("cannot read --resume {}", path.display());
-        // Batch numbers are a journal's own.
-        self.batches.clear();
         let mut reader = BufReader::with_capacity(1 << 16, file);
         let mut buf = Vec::new();
         let mut n = 0;
@@ -270,12 +262,6 @@ impl Resume {
                 }
                 return Ok(());
             }
-            "batch" => {
-                if let Some(b) = line.batch {
-                    self.batches.insert(b, line.status == "ok");
-                }
-                return Ok(());
-            }
             "file" => {}
             _ => return Ok(()),
         }
@@ -292,12 +278,7 @@ impl Resume {
             None => line.path.as_bytes(),
         };
         let key = key(bytes).to_vec();
-        // A short line of a file in a batch: its status is its batch line's.
-        let status = match (&*line.status, line.batch) {
-            ("", Some(b)) if self.batches.get(&b) == Some(&true) => "ok",
-            (status, _) => status,
-        };
-        match (status, line.file_size, line.file_mtime_ns) {
+        match (&*line.status, line.file_size, line.file_mtime_ns) {
             ("ok" | "skipped", Some(size), Some(mtime_ns)) => {
                 self.done.insert(key, Identity { size, mtime_ns });
             }

@@ -141,6 +141,8 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Journal> {
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::ffi::OsStrExt;
+
     use super::*;
 
     const FILE: &str = r#"{"type":"file","v":1,"job":1,"path":"a","status":"ok","exit_code":0,"signal":null,"attempts":1,"duration_ms":5,"peak_rss_bytes":null,"stdout_bytes":0,"stderr_bytes":0,"stderr_tail":null,"command":["true"],"reason":null,"file_size":1,"file_mtime_ns":1,"started_ms":3,"slot":1,"weight_bytes":1,"mem_reserved_bytes":1}"#;
@@ -163,6 +165,90 @@ mod tests {
         assert_eq!(j.files.len(), 1);
         let old = parse(format!("{FILE}\n").as_bytes()).unwrap();
         assert!(old.run.is_none());
+    }
+
+    /// The records of a batch of four as the journal writes them (format version 2: a batch
+    /// line, then a short line per file) read back whole: each file's own fields and its
+    /// batch's. A record changed alone (its output lost) starts a batch line of its own, and
+    /// the files after it go back to the batch's facts, in a line that says them again.
+    #[test]
+    fn a_batch_s_short_lines_read_back_as_whole_records() {
+        use crate::record::Status;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.jsonl");
+        let mut journal = crate::summary::JournalWriter::create(&path).unwrap();
+        let ran = std::sync::Arc::new(vec![
+            "wc".into(),
+            "-c".into(),
+            "a".into(),
+            "b\u{fffd}".into(),
+        ]);
+        let mut records = Vec::new();
+        for (job, name) in [(1, &b"a"[..]), (2, b"b\xff"), (3, b"c"), (4, b"d")] {
+            let name = std::ffi::OsStr::from_bytes(name);
+            let mut r = JobRecord::new(job, Path::new(name), Status::Failed);
+            r.exit_code = Some(3);
+            r.attempts = 1;
+            r.duration_ms = Some(12);
+            r.stdout_bytes = Some(40);
+            r.stderr_tail = Some("d: bad".into());
+            r.batch = Some(7);
+            r.batch_size = Some(4);
+            r.not_attributed(4);
+            r.slot = Some(2);
+            r.weight_bytes = Some(job * 10);
+            r.file_size = Some(job);
+            r.file_mtime_ns = Some(1_000 + job as i64);
+            r.batch_argv = Some(std::sync::Arc::clone(&ran));
+            records.push(r);
+        }
+        records[1].reason = Some("its output could not be written".into());
+        let mut alone = JobRecord::new(5, Path::new("e"), Status::Ok);
+        alone.command = vec!["wc".into(), "e".into()];
+        for r in records.iter().chain([&alone]) {
+            journal.record(r).unwrap();
+        }
+        journal.flush().unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        let kinds: Vec<(String, u64)> = bytes
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(|l| {
+                let v: Value = serde_json::from_slice(l).unwrap();
+                (
+                    v["type"].as_str().unwrap().to_string(),
+                    v["v"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        let want = [
+            ("batch", 2),
+            ("file", 2),
+            ("batch", 2),
+            ("file", 2),
+            ("batch", 2),
+            ("file", 2),
+            ("file", 2),
+            ("file", 1),
+        ];
+        let want: Vec<(String, u64)> = want.iter().map(|(k, v)| ((*k).into(), *v)).collect();
+        assert_eq!(kinds, want);
+        let back = parse(&bytes).unwrap();
+        assert_eq!(back.files.len(), 5);
+        assert_eq!(back.unreadable, 0);
+        for (r, b) in records.iter().zip(&back.files) {
+            let mut expected = serde_json::to_value(r).unwrap();
+            // The command that ran is the batch line's, once: not copied into each record.
+            expected["command"] = serde_json::json!([]);
+            expected["v"] = 2.into();
+            assert_eq!(serde_json::to_value(b).unwrap(), expected);
+            assert_eq!(b.path_bytes(), r.path_bytes());
+        }
+        assert_eq!(back.files[4].command, ["wc", "e"]);
+        // A short line without its batch line is not a record.
+        let orphan = r#"{"type":"file","v":2,"job":9,"path":"z","status":"ok","batch":99,"weight_bytes":1,"file_size":1,"file_mtime_ns":1}"#;
+        let j = parse(format!("{FILE}\n{orphan}\n").as_bytes()).unwrap();
+        assert_eq!((j.files.len(), j.unreadable), (1, 1));
     }
 
     #[test]

@@ -203,7 +203,7 @@ fn every_file_has_its_record_with_the_batch() {
                 assert_eq!(line["v"], 2, "{line}");
                 current = Some(line);
             }
-            Some("file") if line.get("status").is_some() => {
+            Some("file") if line["v"] == 1 => {
                 assert_eq!(line["v"], 1, "{line}");
                 assert_eq!(int(line, "batch_size"), 1, "{line}");
                 let path = line["path"].as_str().unwrap();
@@ -229,6 +229,7 @@ fn every_file_has_its_record_with_the_batch() {
                         "file_size",
                         "job",
                         "path",
+                        "status",
                         "type",
                         "v",
                         "weight_bytes"

@@ -658,8 +658,8 @@ pub fn journal_lines(path: impl AsRef<Path>) -> Vec<Value> {
         .collect()
 }
 
-/// The journal's rule for the short line of a file in a batch (a `file` line without
-/// `status`): its record is the last `batch` line with its number, with the file's own
+/// The journal's rule for the short line of a file in a batch (a `file` line of format
+/// version 2): its record is the last `batch` line with its number, with the file's own
 /// fields; its command is the batch's (the argv that ran). Fails on a short line without
 /// its batch line before it.
 pub fn join_batches(lines: Vec<Value>) -> Vec<Value> {
@@ -674,7 +674,7 @@ pub fn join_batches(lines: Vec<Value>) -> Vec<Value> {
                 );
                 return line;
             }
-            if line["type"] != "file" || line.get("status").is_some() {
+            if line["type"] != "file" || line["v"] != 2 {
                 return line;
             }
             let number = line["batch"].as_i64().unwrap_or_else(|| panic!("{line}"));
