@@ -65,8 +65,11 @@ pub(crate) struct Totals {
     pub ran: u64,
     /// Files `--resume` skipped.
     pub resumed: u64,
-    /// Σ peak memory × running time of the jobs that ran, byte·ms.
+    /// Σ peak memory × running time of the jobs that ran, byte·ms: a batch's command once,
+    /// not once per file.
     mem_time: f64,
+    /// The command of the last batch counted in `mem_time` (its files' records share it).
+    counted_batch: Option<Arc<Vec<String>>>,
     failures: Vec<(String, Status, String)>,
     /// Batches that failed as a whole (`-X`), each named once with its files.
     batches: Vec<BatchFailure>,
@@ -99,7 +102,9 @@ impl Totals {
             self.ran += 1;
             if let (Some(peak), Some(ms)) = (record.peak_rss_bytes, record.duration_ms) {
                 let running = ms.saturating_sub(record.paused_ms.unwrap_or(0));
-                self.mem_time += peak as f64 * running as f64;
+                if self.first_of_its_command(record) {
+                    self.mem_time += peak as f64 * running as f64;
+                }
             }
         }
         if record.skip == Some(Skip::Resumed) {
@@ -128,6 +133,23 @@ impl Totals {
                 self.more_failures += 1;
             }
         }
+    }
+
+    /// Whether `record` is the first seen of the command it ran in (a job's, or a batch's of
+    /// several files, whose records share its command and arrive together).
+    fn first_of_its_command(&mut self, record: &JobRecord) -> bool {
+        let Some(ran) = &record.batch_argv else {
+            return true;
+        };
+        if self
+            .counted_batch
+            .as_ref()
+            .is_some_and(|last| Arc::ptr_eq(last, ran))
+        {
+            return false;
+        }
+        self.counted_batch = Some(Arc::clone(ran));
+        true
     }
 
     /// A file of a batch that failed as a whole: counted with its batch's line.
@@ -573,6 +595,32 @@ mod tests {
             ExitStatus::Terminated
         );
         assert_eq!(t.total(), 3);
+    }
+
+    /// The memory-time bound counts a batch's command once (its peak over its duration), not
+    /// once per file: 2,048 files of one `wc` are one process's memory, not 2,048 (the bound,
+    /// and the ratio of the wall time to it, were off by the batch size).
+    #[test]
+    fn a_batch_s_memory_time_counts_once() {
+        let mut t = Totals::default();
+        let ran = Arc::new(vec!["wc".to_string(), "a".into(), "b".into(), "c".into()]);
+        let again = Arc::new(ran.to_vec());
+        for (job, command) in [(1, &ran), (2, &ran), (3, &ran), (4, &again), (5, &again)] {
+            let mut r = JobRecord::new(job, Path::new("f"), Status::Ok);
+            r.attempts = 1;
+            r.peak_rss_bytes = Some(1000);
+            r.duration_ms = Some(10);
+            r.batch_argv = Some(Arc::clone(command));
+            t.add(&r);
+        }
+        let mut alone = JobRecord::new(6, Path::new("g"), Status::Ok);
+        alone.attempts = 1;
+        alone.peak_rss_bytes = Some(500);
+        alone.duration_ms = Some(4);
+        t.add(&alone);
+        // Two commands of 10 ms at 1000 bytes, one of 4 ms at 500.
+        assert_eq!(t.mem_time, 22_000.0);
+        assert_eq!(t.ran, 6);
     }
 
     #[test]
