@@ -278,10 +278,29 @@ pub struct FileInBatch {
     /// `false` when the batch failed as a whole (as in its batch line).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub attributed: Option<bool>,
+    /// The batch's reason, here too when its status is not `ok`: why a file failed needs no
+    /// join either.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub reason: Option<String>,
     pub batch: u64,
     pub weight_bytes: Option<u64>,
     pub file_size: Option<u64>,
     pub file_mtime_ns: Option<i64>,
+}
+
+/// Whether a record has no field that neither a batch line nor a short line holds: what no
+/// batched record has (in place, `-o`, Slurm, a version 1 `batch_command`), which only a
+/// whole line says.
+fn only_batch_fields(r: &JobRecord) -> bool {
+    r.shard.is_none()
+        && r.action.is_none()
+        && r.output.is_none()
+        && r.input_bytes.is_none()
+        && r.output_bytes.is_none()
+        && r.rows_in.is_none()
+        && r.rows_out.is_none()
+        && r.verify.is_none()
+        && r.batch_command.is_none()
 }
 
 /// [`FileInBatch`] as it is written, borrowed from the record.
@@ -297,6 +316,8 @@ struct FileInBatchRef<'a> {
     status: Status,
     #[serde(skip_serializing_if = "Option::is_none")]
     attributed: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'a str>,
     batch: u64,
     weight_bytes: Option<u64>,
     file_size: Option<u64>,
@@ -311,6 +332,9 @@ impl BatchLine {
         else {
             return None;
         };
+        if !only_batch_fields(r) {
+            return None;
+        }
         Some(BatchLine {
             kind: "batch",
             version: BATCH_FORMAT_VERSION,
@@ -359,15 +383,7 @@ impl BatchLine {
             && r.split == self.split
             && r.predicted_peak_bytes == self.predicted_peak_bytes
             && r.paused_ms == self.paused_ms
-            // What no batched record has (in place, -o, Slurm): a whole line says it.
-            && r.shard.is_none()
-            && r.action.is_none()
-            && r.output.is_none()
-            && r.input_bytes.is_none()
-            && r.output_bytes.is_none()
-            && r.rows_in.is_none()
-            && r.rows_out.is_none()
-            && r.verify.is_none()
+            && only_batch_fields(r)
     }
 
     /// The whole record of the file of short line `f`. Its `command` stays empty: the argv that
@@ -389,7 +405,7 @@ impl BatchLine {
             stderr_bytes: self.stderr_bytes,
             stderr_tail: self.stderr_tail.clone(),
             command: Vec::new(),
-            reason: self.reason.clone(),
+            reason: f.reason.or_else(|| self.reason.clone()),
             file_size: f.file_size,
             file_mtime_ns: f.file_mtime_ns,
             started_ms: self.started_ms,
@@ -525,6 +541,7 @@ impl JobRecord {
             path_b64: self.path_b64.as_deref(),
             status: self.status,
             attributed: self.attributed,
+            reason: self.reason.as_deref().filter(|_| self.status != Status::Ok),
             batch: self.batch.unwrap_or(0),
             weight_bytes: self.weight_bytes,
             file_size: self.file_size,

@@ -450,7 +450,10 @@ impl JournalWriter {
             .is_some_and(|(line, of)| Arc::ptr_eq(of, ran) && line.holds(record));
         if !held {
             let Some(line) = BatchLine::of(record) else {
-                return record.write_line(&mut self.out);
+                // A field no short line holds: the whole record, with the command that ran.
+                let mut whole = record.clone();
+                whole.command = ran.to_vec();
+                return whole.write_line(&mut self.out);
             };
             serde_json::to_writer(&mut self.out, &line)?;
             self.out.write_all(b"\n")?;

@@ -377,6 +377,51 @@ mod tests {
         waited(job.pid);
         assert_eq!(reap_orphans(), 0);
     }
+
+    /// A stat by the directory's descriptor answers what a stat by path answers: for files
+    /// in several directories, through a link, a name without a directory, `..`, and none for
+    /// a file that is not there.
+    #[test]
+    fn stat_at_answers_as_a_stat_by_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::create_dir_all(d.join("a/b")).unwrap();
+        std::fs::write(d.join("a/one"), "1").unwrap();
+        std::fs::write(d.join("a/b/two"), "22").unwrap();
+        std::fs::write(d.join("a/b/three"), "333").unwrap();
+        std::os::unix::fs::symlink("b/three", d.join("a/link")).unwrap();
+        let mut stat = StatAt::default();
+        for rel in [
+            "a/one",
+            "a/b/two",
+            "a/b/three",
+            "a/link",
+            "a/b/../one",
+            "a/one",
+        ] {
+            let path = d.join(rel);
+            assert_eq!(stat.size_and_mtime(&path), by_path(&path), "{rel}");
+            assert!(stat.size_and_mtime(&path).is_some(), "{rel}");
+        }
+        assert_eq!(stat.size_and_mtime(&d.join("a/link")).unwrap().0, 3);
+        assert_eq!(stat.size_and_mtime(&d.join("a/b/none")), None);
+        assert_eq!(stat.size_and_mtime(&d.join("gone/x")), None);
+        assert_eq!(
+            stat.size_and_mtime(&d.join("a/b/..")),
+            by_path(&d.join("a"))
+        );
+        // A bare name is looked up in the working directory.
+        let here = std::env::current_dir().unwrap();
+        let name = std::fs::read_dir(&here)
+            .unwrap()
+            .filter_map(Result::ok)
+            .find(|e| e.file_type().is_ok_and(|t| t.is_file()))
+            .map(|e| e.file_name());
+        if let Some(name) = name {
+            let p = std::path::Path::new(&name);
+            assert_eq!(stat.size_and_mtime(p), by_path(p));
+        }
+    }
 }
 
 /// Reads the size and modification time of many files, most of them in few directories (a
