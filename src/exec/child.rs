@@ -29,6 +29,17 @@ const OOM_PREFERENCE_AFTER: Duration = Duration::from_millis(20);
 /// Poll interval when the platform offers no descriptor that wakes on a process's exit.
 const FALLBACK_POLL_MS: i32 = 10;
 
+/// A job that writes its output a little at a time (a line per file, as `wc` over a batch
+/// does) would wake its worker for each piece: two reads and a poll for a few bytes. After
+/// `TRICKLE_WAKES` wakes in a row that found less than `TRICKLE_BYTES`, the worker waits up
+/// to `TRICKLE_WAIT_MS` for the job's exit (or a stop) before it reads again, so the pieces
+/// arrive together. The job's exit is seen at once all the same; a job that writes once is
+/// never kept waiting, nor one that writes a lot (its pieces are a buffer's worth, 4 KiB or
+/// more, and a wait would only let its pipe fill).
+const TRICKLE_WAKES: u32 = 2;
+const TRICKLE_BYTES: usize = 512;
+const TRICKLE_WAIT_MS: i32 = 1;
+
 /// What one job needs to run.
 pub(crate) struct Launch<'a> {
     pub argv: &'a [OsString],
@@ -197,6 +208,7 @@ fn supervise(launch: &Launch, sup: &mut Supervisor<'_>, streams: &mut [Stream]) 
     let exit_fd = os::exit_watch(sup.pid);
     let mut ready = Vec::new();
     let mut buf = vec![0u8; 64 * 1024];
+    let mut trickles = 0;
     loop {
         let open_pipes = streams.iter().any(|s| s.fd.is_some());
         if sup.reaped.is_some() && !open_pipes {
@@ -229,16 +241,27 @@ fn supervise(launch: &Launch, sup: &mut Supervisor<'_>, streams: &mut [Stream]) 
             || os::EXIT_WATCH_RECHECK.is_some()
             || exit_slot.is_none_or(|i| ready.get(i).copied().unwrap_or(true));
         drop(fds);
+        let mut got = 0;
         for (stream, _) in streams
             .iter_mut()
             .filter(|s| s.fd.is_some())
             .zip(ready.iter().take(n_pipes))
             .filter(|(_, r)| **r)
         {
-            stream.drain(&mut buf);
+            got += stream.drain(&mut buf);
         }
         if sup.reaped.is_none() && may_have_exited {
             sup.try_reap();
+        }
+        trickles = if got > 0 && got < TRICKLE_BYTES {
+            trickles + 1
+        } else {
+            0
+        };
+        if let (true, None, Some(exit)) = (trickles >= TRICKLE_WAKES, &sup.reaped, &exit_fd) {
+            let mut watch = vec![exit.as_fd()];
+            watch.extend(launch.cancel.wake_fd().filter(|_| !sup.saw_cancel));
+            let _ = os::poll_readable(&watch, TRICKLE_WAIT_MS, &mut ready);
         }
         let now = Instant::now();
         if sup.oom_at.is_some_and(|at| now >= at) {
@@ -265,16 +288,18 @@ struct Stream<'a> {
 }
 
 impl Stream<'_> {
-    /// Reads what the pipe holds now; closes it at end of file.
-    fn drain(&mut self, buf: &mut [u8]) {
-        let Some(fd) = &mut self.fd else { return };
+    /// Reads what the pipe holds now; closes it at end of file. Returns the bytes read.
+    fn drain(&mut self, buf: &mut [u8]) -> usize {
+        let Some(fd) = &mut self.fd else { return 0 };
+        let mut got = 0;
         loop {
             match fd.read(buf) {
                 Ok(0) => {
                     self.fd = None;
-                    return;
+                    return got;
                 }
                 Ok(n) => {
+                    got += n;
                     self.spool.push(&buf[..n]);
                     if let Some((board, slot)) = self.live {
                         board.stderr(slot, &buf[..n]);
@@ -282,10 +307,10 @@ impl Stream<'_> {
                 }
                 // Interrupted: read again.
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return got,
                 Err(_) => {
                     self.fd = None;
-                    return;
+                    return got;
                 }
             }
         }
