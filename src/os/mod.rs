@@ -36,7 +36,7 @@ pub(crate) use platform::{
 };
 pub(crate) use posix::{
     arg_max, group_alive, is_root, own_cpu, peer_closed, poll_readable, reap_orphans, signal_group,
-    spawn_job, wait4, waited, Reaped,
+    spawn_job, wait4, waited, Reaped, StatAt,
 };
 
 /// What the processes of one process group use now, summed.
