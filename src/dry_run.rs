@@ -1,8 +1,10 @@
 //! `--dry-run` as an executor: every job is expanded exactly as a real run would expand it and
-//! handed back as one shell-quoted line of output, and nothing runs or is written. The run core
+//! listed as one shell-quoted line of output, and nothing runs or is written. The run core
 //! discovers, triages and orders the inputs as usual (so the dry run lists what a real run
 //! would run, in its order); the plan (jobs, filters, memory budget, the heaviest inputs) is
-//! said after the lines, on stderr.
+//! said after the lines, on stderr. Without `-X` it lists on discovery's thread
+//! ([`Inline`]): a line costs its expansion and its bytes, no hand-off between threads and no
+//! look at the file unless `{mem}` or `-v` needs its weight.
 
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
@@ -12,11 +14,12 @@ use anyhow::Result;
 use crate::config::Config;
 use crate::error::counted;
 use crate::exec::unit::{self, Commit, Unit};
-use crate::executor::{Done, Executor, Extra, Queue};
+use crate::executor::{Context, Done, Executor, Extra, Inline, Queue};
 use crate::inplace::InPlace;
+use crate::input::Input;
 use crate::memory::{self, Meter};
 use crate::record::{JobRecord, Status};
-use crate::template::{display_argv, shell_quote, single_quote};
+use crate::template::{display_argv, shell_quote, single_quote, Placeholder};
 use crate::units::human;
 
 /// Inputs named with their weight in the plan.
@@ -24,19 +27,54 @@ const HEAVIEST_SHOWN: usize = 10;
 
 pub(crate) struct DryRun {
     in_place: Option<InPlace>,
+    /// `-X`: batches are formed on the executor's thread, as a real run forms them.
+    batched: bool,
+    /// An input's weight is read only when a line (`{mem}`) or the plan (`-v`) shows it.
+    weighed: bool,
+    /// Jobs (files, with `-X`) listed.
+    listed: u64,
+    /// With `-v`: every listed input's weight, for the heaviest in the plan.
+    weights: Vec<(u64, PathBuf)>,
+    /// Where each word is expanded before it is quoted.
+    scratch: Vec<u8>,
 }
 
 impl DryRun {
     pub(crate) fn new(config: &Config) -> DryRun {
         DryRun {
             in_place: config.run.commit_options().map(InPlace::new),
+            batched: config.batch.is_some(),
+            weighed: config.verbose
+                || (config.run.mem_per_job.is_none() && config.template.uses(Placeholder::Mem)),
+            listed: 0,
+            weights: Vec::new(),
+            scratch: Vec::new(),
         }
     }
 
-    /// One job's line: the command, shell-quoted, as the job loop expands it (in the slot the
-    /// job would take in a steady run, with the reservation of a first admission); in place,
-    /// what it then replaces; with `-o`, what it then writes.
-    fn line(&self, config: &Config, unit: &Unit, weight: u64) -> Vec<u8> {
+    /// An object's weight is its listed size: a parquet footer would take a GET, and the dry
+    /// run sends LIST and HEAD requests only.
+    fn weight(&self, input: &Input) -> u64 {
+        match (&input.remote, input.weight) {
+            _ if !self.weighed => 0,
+            (_, Some(w)) => w,
+            (Some(object), None) => object.size,
+            (None, None) => unit::weight(input),
+        }
+    }
+
+    /// Counts a listed input (and keeps its weight for the plan, with `-v`).
+    fn count(&mut self, config: &Config, weight: u64, input: &Input) {
+        self.listed += 1;
+        if config.verbose {
+            self.weights.push((weight, input.path.clone()));
+        }
+    }
+
+    /// One job's line, appended to `line`: the command, shell-quoted, as the job loop expands
+    /// it (in the slot the job would take in a steady run, with the reservation of a first
+    /// admission); in place, what it then replaces; with `-o`, what it then writes.
+    fn line(&mut self, config: &Config, unit: &Unit, weight: u64, line: &mut Vec<u8>) {
         let commit = match unit {
             Unit::One(input) => unit::commit_of(input, self.in_place.as_ref()),
             Unit::Batch(_) => None,
@@ -76,7 +114,14 @@ impl DryRun {
         let slot = ((unit.number() - 1) % config.run.jobs as u64) as usize + 1;
         let reserved = memory::first_reservation(config.run.mem_per_job, weight);
         let values = unit.values(config, slot, reserved, out.as_deref(), copy.as_deref());
-        let mut line = display_argv(&unit.argv(config, &values, &[]));
+        match unit {
+            Unit::One(_) => config
+                .template
+                .display_into(&values, &mut self.scratch, line),
+            Unit::Batch(_) => {
+                line.extend_from_slice(&display_argv(&unit.argv(config, &values, &[])));
+            }
+        }
         if let (Some(object), Some(_)) = (&first.remote, &copy) {
             line.extend_from_slice(b"  # after downloading ");
             line.extend_from_slice(&in_comment(&single_quote(
@@ -89,7 +134,7 @@ impl DryRun {
             line.extend_from_slice(
                 b" if nobody changed it meanwhile (replaying this line does not)\n",
             );
-            return line;
+            return;
         }
         match &commit {
             Some(Commit::Write(target)) => {
@@ -110,17 +155,43 @@ impl DryRun {
             None => {}
         }
         line.push(b'\n');
-        line
     }
-}
 
-/// An input's weight as the dry run says it: an object's is its listed size (a parquet
-/// footer would take a GET, and the dry run sends LIST and HEAD requests only).
-fn dry_weight(input: &crate::input::Input) -> u64 {
-    match (&input.remote, input.weight) {
-        (_, Some(w)) => w,
-        (Some(object), None) => object.size,
-        (None, None) => unit::weight(input),
+    /// Lists one input's job on `out`, or returns the record of an input a real run would
+    /// skip: a read-only file in place is not listed (its record says why).
+    fn list_one(&mut self, config: &Config, input: Input, out: &mut Vec<u8>) -> Option<Done> {
+        if let Some(reason) = self
+            .in_place
+            .as_ref()
+            .and_then(|ip| ip.would_skip(&input.path))
+        {
+            let mut record = JobRecord::new(input.job, &input.path, Status::Skipped);
+            record.reason = Some(reason);
+            record.action = Some(crate::record::Action::Kept);
+            return Some(Done::bare(record));
+        }
+        let weight = self.weight(&input);
+        self.count(config, weight, &input);
+        self.line(config, &Unit::One(input), weight, out);
+        None
+    }
+
+    /// The plan said after the lines.
+    fn plan(&mut self, ctx: &Context<'_>) -> Vec<String> {
+        let config = ctx.config;
+        let mut notes = plan(config, self.listed, &mut self.weights);
+        if config.run.output.as_ref().is_some_and(|o| o.update) {
+            let fresh = ctx.up_to_date.load(std::sync::atomic::Ordering::Relaxed);
+            notes.insert(
+                1,
+                format!(
+                    "-u: {} stale (listed above), {} up to date (not listed)",
+                    crate::error::counted(self.listed, "input"),
+                    fresh
+                ),
+            );
+        }
+        notes
     }
 }
 
@@ -139,10 +210,26 @@ fn in_comment(quoted: &[u8]) -> Vec<u8> {
     out
 }
 
+impl Inline for DryRun {
+    fn list(&mut self, ctx: &Context<'_>, input: Input, out: &mut Vec<u8>) -> Option<Done> {
+        self.list_one(ctx.config, input, out)
+    }
+
+    fn end(&mut self, ctx: &Context<'_>) -> Extra {
+        Extra {
+            notes: self.plan(ctx),
+            ..Extra::default()
+        }
+    }
+}
+
 impl Executor for DryRun {
+    fn inline(&mut self) -> Option<&mut dyn Inline> {
+        (!self.batched).then_some(self as &mut dyn Inline)
+    }
+
     fn execute(&mut self, jobs: &Queue<'_>) -> Result<Extra> {
         let config = jobs.ctx.config;
-        let mut weights: Vec<(u64, PathBuf)> = Vec::new();
         if let Some(batching) = &config.batch {
             let mut batches = 0;
             crate::batch::form(
@@ -152,13 +239,13 @@ impl Executor for DryRun {
                 jobs.inputs(),
                 &mut |batch| {
                     batches += 1;
-                    self.batch_lines(config, &Unit::Batch(batch), jobs, &mut weights)
+                    self.batch_lines(config, &Unit::Batch(batch), jobs)
                 },
             );
-            let mut notes = plan(config, &mut weights);
+            let mut notes = plan(config, self.listed, &mut self.weights);
             notes[0] = format!(
                 "dry run: {} files in {batches} batches (commands), at most {} at once; {}",
-                weights.len(),
+                self.listed,
                 config.run.jobs,
                 filters(config)
             );
@@ -167,82 +254,47 @@ impl Executor for DryRun {
                 ..Extra::default()
             });
         }
+        let mut line = Vec::new();
         for input in jobs.inputs() {
-            // A read-only file a real run would skip is not listed (its record says why).
-            if let Some(reason) = self
-                .in_place
-                .as_ref()
-                .and_then(|ip| ip.would_skip(&input.path))
-            {
-                let mut record = JobRecord::new(input.job, &input.path, Status::Skipped);
-                record.reason = Some(reason);
-                record.action = Some(crate::record::Action::Kept);
-                if !jobs.hand_back(Done::bare(record)) {
-                    break;
-                }
-                continue;
-            }
-            let weight = dry_weight(&input);
-            let unit = Unit::One(input);
-            let first = &unit.inputs()[0];
-            let d = Done::listed(first.job, &first.path, &self.line(config, &unit, weight));
-            weights.push((weight, first.path.clone()));
+            let (job, path) = (input.job, input.path.clone());
+            line.clear();
+            let d = match self.list_one(config, input, &mut line) {
+                Some(record) => record,
+                None => Done::listed(job, &path, &line),
+            };
             if !jobs.hand_back(d) {
                 break;
             }
         }
-        let mut notes = plan(config, &mut weights);
-        if config.run.output.as_ref().is_some_and(|o| o.update) {
-            let fresh = jobs
-                .ctx
-                .up_to_date
-                .load(std::sync::atomic::Ordering::Relaxed);
-            notes.insert(
-                1,
-                format!(
-                    "-u: {} stale (listed above), {} up to date (not listed)",
-                    crate::error::counted(weights.len() as u64, "input"),
-                    fresh
-                ),
-            );
-        }
-        Ok(Extra {
-            notes,
-            ..Extra::default()
-        })
+        Ok(self.end(jobs.ctx))
     }
 }
 
 impl DryRun {
     /// A batch's line (with its first input's record; the others' records carry no text), as a
-    /// real run would expand it. Returns false when the core takes no more records.
-    fn batch_lines(
-        &self,
-        config: &Config,
-        batch: &Unit,
-        jobs: &Queue<'_>,
-        weights: &mut Vec<(u64, PathBuf)>,
-    ) -> bool {
-        let w: Vec<u64> = batch.inputs().iter().map(dry_weight).collect();
-        let line = self.line(config, batch, w.iter().sum());
+    /// real run would expand it, its records in one message. Returns false when the core
+    /// takes no more records.
+    fn batch_lines(&mut self, config: &Config, batch: &Unit, jobs: &Queue<'_>) -> bool {
+        let w: Vec<u64> = batch.inputs().iter().map(|i| self.weight(i)).collect();
+        let mut line = Vec::new();
+        self.line(config, batch, w.iter().sum(), &mut line);
+        let mut all = Vec::with_capacity(w.len());
         for (k, input) in batch.inputs().iter().enumerate() {
             let text: &[u8] = if k == 0 { &line } else { b"" };
             let mut d = Done::listed(input.job, &input.path, text);
             d.record.batch = Some(batch.number());
-            weights.push((w[k], input.path.clone()));
-            if !jobs.hand_back(d) {
-                return false;
-            }
+            self.count(config, w[k], input);
+            all.push(d);
         }
-        true
+        jobs.hand_back_all(all)
     }
 }
 
 /// What the dry run says after its lines: filters, memory, the heaviest inputs.
-fn plan(config: &Config, weights: &mut [(u64, PathBuf)]) -> Vec<String> {
+fn plan(config: &Config, listed: u64, weights: &mut [(u64, PathBuf)]) -> Vec<String> {
     let mut notes = vec![format!(
         "dry run: {}, at most {} at once; {}",
-        counted(weights.len() as u64, "job"),
+        counted(listed, "job"),
         config.run.jobs,
         filters(config)
     )];

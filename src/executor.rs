@@ -37,6 +37,8 @@ impl Done {
     pub(crate) fn listed(job: u64, path: &std::path::Path, text: &[u8]) -> Done {
         let mut record = JobRecord::new(job, path, Status::Skipped);
         record.reason = Some(LISTED.into());
+        // Its line is output like any job's: a line that cannot be written is lost output.
+        record.stdout_bytes = Some(text.len() as u64);
         let mut stdout = Spool::default();
         stdout.push(text);
         Done {
@@ -58,6 +60,16 @@ impl Done {
     }
 }
 
+/// Many inputs' records in one message to the collector: thousands of records do not cost
+/// thousands of channel hand-offs.
+pub(crate) enum Bulk {
+    /// Records of several inputs (a batch's files, records that need no process).
+    Records(Vec<Done>),
+    /// The lines of `jobs` jobs a dry run listed, in order: their records are all alike
+    /// (skipped: listed, not run), so only their number travels.
+    Listed { text: Vec<u8>, jobs: u64 },
+}
+
 /// What an executor adds to the end of a run: the memory it saw, and lines for the report.
 #[derive(Debug, Default)]
 pub(crate) struct Extra {
@@ -73,6 +85,23 @@ pub(crate) struct Extra {
 /// halting or prints the report.
 pub(crate) trait Executor: Send {
     fn execute(&mut self, queue: &Queue<'_>) -> Result<Extra>;
+
+    /// The same executor taking its jobs on discovery's thread, when it needs neither a
+    /// process nor a thread of its own (the dry run): then no input and no record crosses a
+    /// thread one at a time. `None`: its jobs go through [`Executor::execute`].
+    fn inline(&mut self) -> Option<&mut dyn Inline> {
+        None
+    }
+}
+
+/// An executor that settles each input at once, on discovery's thread ([`Executor::inline`]).
+pub(crate) trait Inline: Send {
+    /// Lists the job of `input`: its line goes on `out`. Returns its record instead when it is
+    /// not listed (a real run would skip it).
+    fn list(&mut self, ctx: &Context<'_>, input: Input, out: &mut Vec<u8>) -> Option<Done>;
+
+    /// What it says at the end, once every input was listed.
+    fn end(&mut self, ctx: &Context<'_>) -> Extra;
 }
 
 /// An executor's queue: the core's context, the jobs to take, the way back. (Not to be
@@ -82,7 +111,7 @@ pub(crate) struct Queue<'a> {
     inputs: &'a Receiver<Input>,
     done: &'a Sender<Done>,
     /// Many records at once (a batch's files), in one message.
-    bulk: Sender<Vec<Done>>,
+    bulk: Sender<Bulk>,
 }
 
 impl<'a> Queue<'a> {
@@ -90,7 +119,7 @@ impl<'a> Queue<'a> {
         ctx: &'a Context<'a>,
         inputs: &'a Receiver<Input>,
         done: &'a Sender<Done>,
-        bulk: Sender<Vec<Done>>,
+        bulk: Sender<Bulk>,
     ) -> Queue<'a> {
         Queue {
             ctx,
@@ -119,7 +148,7 @@ impl<'a> Queue<'a> {
         for d in &all {
             self.ctx.halt_after(d.record.status);
         }
-        self.bulk.send(all).is_ok()
+        self.bulk.send(Bulk::Records(all)).is_ok()
     }
 }
 

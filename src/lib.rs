@@ -27,6 +27,7 @@ mod os;
 mod output;
 mod parquet;
 mod progress;
+mod read_ahead;
 pub mod record;
 mod remote;
 mod report;

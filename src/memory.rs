@@ -98,12 +98,18 @@ pub(crate) fn plan(limit: Option<Amount>, reserve: Option<u64>, snap: &Snapshot)
     (budget.max(1), reserve)
 }
 
-/// Learns peak memory = base + k × weight from finished jobs, erring on the safe side.
+/// Learns peak memory = base + k × weight from finished jobs, erring on the safe side, and
+/// meanwhile from running jobs that have held their memory steady (provisional points, each
+/// replaced by the job's whole peak when it ends).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Model {
     points: Vec<(f64, f64)>,
+    /// (key, (weight, peak so far)) of running jobs whose memory has stopped growing.
+    provisional: Vec<(usize, (f64, f64))>,
     /// measured peak ÷ prediction (without margin) of recent jobs that were predicted.
     errors: Vec<f64>,
+    /// (key, peak so far ÷ prediction) of such running jobs that were predicted.
+    provisional_errors: Vec<(usize, f64)>,
 }
 
 /// A multiplier before anything can be fitted: the heaviest common whole-file transform
@@ -122,6 +128,8 @@ const MARGIN_QUANTILE: f64 = 0.9;
 /// gross outlier: above this factor × the line.
 const OUTLIER_SHARE: usize = 20;
 const OUTLIER_FACTOR: f64 = 1.5;
+/// One such outlier is allowed from this many observations on (fewer cannot tell it apart).
+const OUTLIER_MIN_OBSERVATIONS: usize = 8;
 /// How many recent observations the fit uses.
 const WINDOW: usize = 256;
 /// How many recent prediction errors the margin uses.
@@ -146,6 +154,45 @@ impl Model {
         self.points.push((weight as f64, peak as f64));
     }
 
+    /// Running job `key` has held `peak` for a while: learn from it until it ends (`settle`).
+    pub(crate) fn observe_running(&mut self, key: usize, weight: u64, peak: u64) {
+        if peak == 0 {
+            return;
+        }
+        let point = (key, (weight as f64, peak as f64));
+        match self.provisional.iter_mut().find(|p| p.0 == key) {
+            Some(p) => *p = point,
+            None => self.provisional.push(point),
+        }
+    }
+
+    /// Running job `key`, predicted to need `predicted`, has held `peak` for a while.
+    pub(crate) fn observe_running_error(&mut self, key: usize, predicted: u64, peak: u64) {
+        if predicted == 0 || peak == 0 {
+            return;
+        }
+        let error = (key, peak as f64 / predicted as f64);
+        match self.provisional_errors.iter_mut().find(|e| e.0 == key) {
+            Some(e) => *e = error,
+            None => self.provisional_errors.push(error),
+        }
+    }
+
+    /// Running job `key` ended: its provisional point and error go (its whole peak is
+    /// `observe`d).
+    pub(crate) fn settle(&mut self, key: usize) {
+        self.provisional.retain(|p| p.0 != key);
+        self.provisional_errors.retain(|e| e.0 != key);
+    }
+
+    /// Every point the fit uses: finished jobs', then running jobs' provisional ones.
+    fn all(&self) -> impl Iterator<Item = (f64, f64)> + Clone + '_ {
+        self.points
+            .iter()
+            .copied()
+            .chain(self.provisional.iter().map(|p| p.1))
+    }
+
     /// A job predicted to need `predicted` (without margin) peaked at `peak`.
     pub(crate) fn observe_error(&mut self, predicted: u64, peak: u64) {
         if predicted == 0 || peak == 0 {
@@ -158,33 +205,36 @@ impl Model {
     }
 
     /// The head-room added to predictions: the 90th percentile of how far recent jobs went
-    /// above their prediction, between 3% and 50%; 15% until four jobs have been predicted.
+    /// above their prediction (running jobs whose memory holds steady included), between 3%
+    /// and 50%; 15% until four jobs have been predicted.
     pub(crate) fn margin(&self) -> f64 {
-        if self.errors.len() < ERRORS_TO_LEARN {
+        if self.errors.len() + self.provisional_errors.len() < ERRORS_TO_LEARN {
             return FIRST_MARGIN;
         }
         let mut e = self.errors.clone();
+        e.extend(self.provisional_errors.iter().map(|e| e.1));
         e.sort_by(f64::total_cmp);
         let i = ((e.len() - 1) as f64 * MARGIN_QUANTILE).round() as usize;
         (e[i] - 1.0).clamp(MIN_MARGIN, MAX_MARGIN)
     }
 
+    /// Jobs learned from: finished, and running with their memory steady.
     pub(crate) fn observations(&self) -> usize {
-        self.points.len()
+        self.points.len() + self.provisional.len()
     }
 
     /// base and k such that every observation lies on or under the line.
     pub(crate) fn fit(&self) -> Option<Fit> {
-        let n = self.points.len();
+        let n = self.observations();
         if n == 0 {
             return None;
         }
         let k = if self.spread() {
             // Least squares for the slope, never below zero...
-            let mw = self.points.iter().map(|p| p.0).sum::<f64>() / n as f64;
-            let mp = self.points.iter().map(|p| p.1).sum::<f64>() / n as f64;
-            let cov: f64 = self.points.iter().map(|(w, p)| (w - mw) * (p - mp)).sum();
-            let var: f64 = self.points.iter().map(|(w, _)| (w - mw) * (w - mw)).sum();
+            let mw = self.all().map(|p| p.0).sum::<f64>() / n as f64;
+            let mp = self.all().map(|p| p.1).sum::<f64>() / n as f64;
+            let cov: f64 = self.all().map(|(w, p)| (w - mw) * (p - mp)).sum();
+            let var: f64 = self.all().map(|(w, _)| (w - mw) * (w - mw)).sum();
             (cov / var).max(0.0)
         } else {
             // ...or, with one size of input seen, the prior for larger inputs.
@@ -194,15 +244,14 @@ impl Model {
         // ...and the base raised until no observation lies above the line, but for rare gross
         // outliers (a job far above what its input predicts is the safety net's to catch:
         // raising every prediction for it would waste memory on every other job).
-        let mut residuals: Vec<f64> = self.points.iter().map(|(w, p)| p - k * w).collect();
+        let mut residuals: Vec<f64> = self.all().map(|(w, p)| p - k * w).collect();
         residuals.sort_by(|a, b| b.total_cmp(a));
         let mut base = residuals[0];
-        let rare = n / OUTLIER_SHARE;
+        let rare = (n / OUTLIER_SHARE).max(usize::from(n >= OUTLIER_MIN_OBSERVATIONS));
         if rare > 0 {
             let robust = residuals[rare];
             let gross = self
-                .points
-                .iter()
+                .all()
                 .filter(|(w, p)| *p > OUTLIER_FACTOR * (robust.max(0.0) + k * w))
                 .count();
             if gross <= rare {
@@ -222,12 +271,9 @@ impl Model {
     /// other sizes is what the learned margin and the safety net are for.
     fn spread(&self) -> bool {
         let (lo, hi) = self
-            .points
-            .iter()
-            .fold((f64::MAX, 0f64), |(lo, hi), (w, _)| {
-                (lo.min(*w), hi.max(*w))
-            });
-        self.points.len() >= 2 && hi > 1.02 * lo.max(1.0)
+            .all()
+            .fold((f64::MAX, 0f64), |(lo, hi), (w, _)| (lo.min(w), hi.max(w)));
+        self.observations() >= 2 && hi > 1.02 * lo.max(1.0)
     }
 
     /// The predicted need of a job with this input weight, with head-room.
@@ -245,8 +291,7 @@ impl Model {
             // prior slope may be far too low (a job whose memory is all data). Until a second
             // size is measured, also scale the observed peak in proportion to the weight.
             let ratio = self
-                .points
-                .iter()
+                .all()
                 .filter(|(w, _)| *w > 0.0)
                 .map(|(w, p)| p / w)
                 .fold(0f64, f64::max);
@@ -349,6 +394,20 @@ mod tests {
         let fit = m.fit().unwrap();
         assert!(fit.base_bytes < 50 * MIB, "{fit:?}");
         assert!(m.predict_raw(2_000_000).unwrap() < 2000 * MIB);
+        // Also among the first few observations, once there are enough to tell...
+        let mut few = Model::default();
+        for i in 1..=7u64 {
+            few.observe(i * 200_000, 10 * MIB + i * 200_000 * 1024);
+        }
+        few.observe(700_000, 3 * 1024 * 700_000);
+        assert!(few.predict_raw(2_000_000).unwrap() < 2100 * MIB);
+        // ...but not sooner.
+        let mut fewer = Model::default();
+        for i in 1..=6u64 {
+            fewer.observe(i * 200_000, 10 * MIB + i * 200_000 * 1024);
+        }
+        fewer.observe(700_000, 3 * 1024 * 700_000);
+        assert!(fewer.predict_raw(700_000).unwrap() >= 3 * 1024 * 700_000);
         // Several such jobs are no outliers: the line covers them again.
         for _ in 0..3 {
             m.observe(1_500_000, 3 * 1024 * 1_500_000);
@@ -379,6 +438,42 @@ mod tests {
             m.observe_error(1000, 5000);
         }
         assert_eq!(m.margin(), MAX_MARGIN);
+    }
+
+    #[test]
+    fn running_jobs_teach_the_model_until_they_end() {
+        let mut m = Model::default();
+        // Two jobs still running, their memory steady: 1 MiB per KiB of input.
+        m.observe_running(1, 200 << 10, 213 * MIB);
+        m.observe_running(2, 300 << 10, 313 * MIB);
+        assert_eq!(m.observations(), 2);
+        let fit = m.fit().unwrap();
+        assert!(
+            (1000.0..1030.0).contains(&fit.bytes_per_weight_byte),
+            "{fit:?}"
+        );
+        assert!(m.predict_raw(2000 << 10).unwrap() >= 2000 * MIB);
+        // A job grew further: its point moves, it is not counted twice.
+        m.observe_running(2, 300 << 10, 400 * MIB);
+        assert_eq!(m.observations(), 2);
+        assert!(m.predict_raw(300 << 10).unwrap() >= 400 * MIB);
+        // Ended: its whole peak replaces its provisional point.
+        m.settle(2);
+        m.observe(300 << 10, 420 * MIB);
+        assert_eq!(m.observations(), 2);
+        assert!(m.predict_raw(300 << 10).unwrap() >= 420 * MIB);
+        m.settle(1);
+        assert_eq!(m.observations(), 1);
+        // Their errors count towards the margin until they end, once each.
+        for key in 1..=3 {
+            m.observe_running_error(key, 1000, 990);
+        }
+        m.observe_running_error(3, 1000, 1000);
+        assert_eq!(m.margin(), FIRST_MARGIN, "three jobs so far");
+        m.observe_error(1000, 1010);
+        assert_eq!(m.margin(), MIN_MARGIN);
+        m.settle(3);
+        assert_eq!(m.margin(), FIRST_MARGIN);
     }
 
     #[test]

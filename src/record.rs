@@ -10,9 +10,17 @@ use std::time::Duration;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 
-/// The version of the journal's format, written into every record as `"v"`. It changes when a
-/// field changes meaning or goes away; new optional fields keep it (docs/journal.md).
+/// The version of the journal's format, written into every line as `"v"`: the version of
+/// that line's shape. It changes when a field changes meaning or goes away; new optional
+/// fields keep it (docs/journal.md). Lines whose shape is version 1's carry 1.
 pub const FORMAT_VERSION: u32 = 1;
+
+/// The version of the shapes version 2 brought: the `batch` line, which holds the facts of a
+/// batch's command once, and the short `file` line of a file that ran in it.
+pub const BATCH_FORMAT_VERSION: u32 = 2;
+
+/// The newest line version this fanout reads.
+pub const NEWEST_FORMAT_VERSION: u32 = BATCH_FORMAT_VERSION;
 
 /// How one input file ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -160,10 +168,16 @@ pub struct JobRecord {
     /// With `-X`: how many files that batch's command was given.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub batch_size: Option<u64>,
-    /// With `-X`, on the first record of a command of more than one file: that command's argv
-    /// as it ran (once per command, not in every record: `command` is this file's part of it).
+    /// In journals of format version 1, with `-X`, on the first record of a command of more
+    /// than one file: that command's argv as it ran (`command` was this file's part of it).
+    /// Read back, never written: a `batch` line holds the command now.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub batch_command: Option<Vec<String>>,
+    /// With `-X`, on every record of a command of more than one file: that command's argv as
+    /// it ran (lossy UTF-8), one copy for all of them; the journal writes it in the batch's
+    /// line. Such a record's own `command` stays empty.
+    #[serde(skip)]
+    pub batch_argv: Option<std::sync::Arc<Vec<String>>>,
     /// With `-X`: `false` when the file's batch failed as a whole and which of its files caused
     /// it is not known (the status is the batch's; the `reason` says so).
     #[serde(skip_serializing_if = "Option::is_none", default)]
@@ -235,6 +249,211 @@ fn file_kind() -> Name {
     "file"
 }
 
+fn batch_kind() -> Name {
+    "batch"
+}
+
+/// The facts one command of a batch (`-X`) gives all its files, written once as a `batch`
+/// line before the short `file` lines of its files ([`FileInBatch`]). A file's whole record
+/// is this line's fields with the file's own (`record`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BatchLine {
+    #[serde(rename = "type", skip_deserializing, default = "batch_kind")]
+    pub kind: Name,
+    #[serde(rename = "v", default)]
+    pub version: u32,
+    pub batch: u64,
+    /// How many files the command was given.
+    pub batch_size: u64,
+    pub status: Status,
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    pub attempts: u32,
+    pub duration_ms: Option<u64>,
+    pub peak_rss_bytes: Option<u64>,
+    pub stdout_bytes: Option<u64>,
+    pub stderr_bytes: Option<u64>,
+    pub stderr_tail: Option<String>,
+    /// The argv that ran (lossy UTF-8): the record's `batch_command`.
+    pub command: Vec<String>,
+    pub reason: Option<String>,
+    pub started_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub slot: Option<u32>,
+    pub mem_reserved_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub attributed: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub split: Option<bool>,
+    #[serde(default)]
+    pub predicted_peak_bytes: Option<u64>,
+    #[serde(default)]
+    pub paused_ms: Option<u64>,
+}
+
+/// The short `file` line of a file whose record is its batch's facts ([`BatchLine`], the last
+/// `batch` line with its number before it) with its own job number, path, weight and identity,
+/// and the batch's status (so that which files succeeded needs no join).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileInBatch {
+    #[serde(rename = "type", skip_deserializing, default = "file_kind")]
+    pub kind: Name,
+    #[serde(rename = "v")]
+    pub version: u32,
+    pub job: u64,
+    pub path: String,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub path_b64: Option<String>,
+    /// The batch's status, here too: whether a file succeeded needs no join.
+    pub status: Status,
+    /// `false` when the batch failed as a whole (as in its batch line).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub attributed: Option<bool>,
+    /// The batch's reason, here too when its status is not `ok`: why a file failed needs no
+    /// join either.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub reason: Option<String>,
+    pub batch: u64,
+    pub weight_bytes: Option<u64>,
+    pub file_size: Option<u64>,
+    pub file_mtime_ns: Option<i64>,
+}
+
+/// Whether a record has no field that neither a batch line nor a short line holds: what no
+/// batched record has (in place, `-o`, Slurm, a version 1 `batch_command`), which only a
+/// whole line says.
+fn only_batch_fields(r: &JobRecord) -> bool {
+    r.shard.is_none()
+        && r.action.is_none()
+        && r.output.is_none()
+        && r.input_bytes.is_none()
+        && r.output_bytes.is_none()
+        && r.rows_in.is_none()
+        && r.rows_out.is_none()
+        && r.verify.is_none()
+        && r.batch_command.is_none()
+}
+
+/// [`FileInBatch`] as it is written, borrowed from the record.
+#[derive(Serialize)]
+struct FileInBatchRef<'a> {
+    #[serde(rename = "type")]
+    kind: Name,
+    v: u32,
+    job: u64,
+    path: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    path_b64: Option<&'a str>,
+    status: Status,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    attributed: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'a str>,
+    batch: u64,
+    weight_bytes: Option<u64>,
+    file_size: Option<u64>,
+    file_mtime_ns: Option<i64>,
+}
+
+impl BatchLine {
+    /// The batch line of a record of a command of several files (one with its `batch_argv`);
+    /// `None` for any other record.
+    pub(crate) fn of(r: &JobRecord) -> Option<BatchLine> {
+        let (Some(batch), Some(size), Some(command)) = (r.batch, r.batch_size, &r.batch_argv)
+        else {
+            return None;
+        };
+        if !only_batch_fields(r) {
+            return None;
+        }
+        Some(BatchLine {
+            kind: "batch",
+            version: BATCH_FORMAT_VERSION,
+            batch,
+            batch_size: size,
+            status: r.status,
+            exit_code: r.exit_code,
+            signal: r.signal,
+            attempts: r.attempts,
+            duration_ms: r.duration_ms,
+            peak_rss_bytes: r.peak_rss_bytes,
+            stdout_bytes: r.stdout_bytes,
+            stderr_bytes: r.stderr_bytes,
+            stderr_tail: r.stderr_tail.clone(),
+            command: command.to_vec(),
+            reason: r.reason.clone(),
+            started_ms: r.started_ms,
+            slot: r.slot,
+            mem_reserved_bytes: r.mem_reserved_bytes,
+            attributed: r.attributed,
+            split: r.split,
+            predicted_peak_bytes: r.predicted_peak_bytes,
+            paused_ms: r.paused_ms,
+        })
+    }
+
+    /// Whether `r` is this batch's facts with a file's own (its command aside, which the
+    /// caller compares): a short line says all of it.
+    pub(crate) fn holds(&self, r: &JobRecord) -> bool {
+        r.batch == Some(self.batch)
+            && r.batch_size == Some(self.batch_size)
+            && r.status == self.status
+            && r.exit_code == self.exit_code
+            && r.signal == self.signal
+            && r.attempts == self.attempts
+            && r.duration_ms == self.duration_ms
+            && r.peak_rss_bytes == self.peak_rss_bytes
+            && r.stdout_bytes == self.stdout_bytes
+            && r.stderr_bytes == self.stderr_bytes
+            && r.stderr_tail == self.stderr_tail
+            && r.reason == self.reason
+            && r.started_ms == self.started_ms
+            && r.slot == self.slot
+            && r.mem_reserved_bytes == self.mem_reserved_bytes
+            && r.attributed == self.attributed
+            && r.split == self.split
+            && r.predicted_peak_bytes == self.predicted_peak_bytes
+            && r.paused_ms == self.paused_ms
+            && only_batch_fields(r)
+    }
+
+    /// The whole record of the file of short line `f`. Its `command` stays empty: the argv that
+    /// ran is this line's (one copy, not one per file).
+    pub fn record(&self, f: FileInBatch) -> JobRecord {
+        JobRecord {
+            kind: "file",
+            version: f.version,
+            job: f.job,
+            path: f.path,
+            path_b64: f.path_b64,
+            status: f.status,
+            exit_code: self.exit_code,
+            signal: self.signal,
+            attempts: self.attempts,
+            duration_ms: self.duration_ms,
+            peak_rss_bytes: self.peak_rss_bytes,
+            stdout_bytes: self.stdout_bytes,
+            stderr_bytes: self.stderr_bytes,
+            stderr_tail: self.stderr_tail.clone(),
+            command: Vec::new(),
+            reason: f.reason.or_else(|| self.reason.clone()),
+            file_size: f.file_size,
+            file_mtime_ns: f.file_mtime_ns,
+            started_ms: self.started_ms,
+            slot: self.slot,
+            weight_bytes: f.weight_bytes,
+            mem_reserved_bytes: self.mem_reserved_bytes,
+            batch: Some(self.batch),
+            batch_size: Some(self.batch_size),
+            attributed: f.attributed,
+            split: self.split,
+            predicted_peak_bytes: self.predicted_peak_bytes,
+            paused_ms: self.paused_ms,
+            ..JobRecord::new(0, Path::new(""), f.status)
+        }
+    }
+}
+
 impl JobRecord {
     /// A record for a file that has not run (yet): `not_started`, no command.
     /// The path's exact bytes (from `path_b64` when it is not valid UTF-8).
@@ -287,6 +506,7 @@ impl JobRecord {
             batch: None,
             batch_size: None,
             batch_command: None,
+            batch_argv: None,
             attributed: None,
             split: None,
             predicted_peak_bytes: None,
@@ -349,6 +569,26 @@ impl JobRecord {
     /// becomes JSON, wherever it is formatted (the journal, triage, a batch's executor).
     pub(crate) fn write_line(&self, out: &mut impl std::io::Write) -> std::io::Result<()> {
         serde_json::to_writer(&mut *out, self).map_err(std::io::Error::from)?;
+        out.write_all(b"\n")
+    }
+
+    /// Writes the short line of a record its batch's line holds ([`BatchLine::holds`]).
+    pub(crate) fn write_short_line(&self, out: &mut impl std::io::Write) -> std::io::Result<()> {
+        let short = FileInBatchRef {
+            kind: "file",
+            v: BATCH_FORMAT_VERSION,
+            job: self.job,
+            path: &self.path,
+            path_b64: self.path_b64.as_deref(),
+            status: self.status,
+            attributed: self.attributed,
+            reason: self.reason.as_deref().filter(|_| self.status != Status::Ok),
+            batch: self.batch.unwrap_or(0),
+            weight_bytes: self.weight_bytes,
+            file_size: self.file_size,
+            file_mtime_ns: self.file_mtime_ns,
+        };
+        serde_json::to_writer(&mut *out, &short).map_err(std::io::Error::from)?;
         out.write_all(b"\n")
     }
 

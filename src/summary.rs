@@ -5,6 +5,7 @@ use std::fmt;
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -13,7 +14,7 @@ use serde::Serialize;
 use crate::cancel::Reason;
 use crate::error::counted;
 use crate::error::ExitStatus;
-use crate::record::{JobRecord, MemoryReport, Skip, Status};
+use crate::record::{BatchLine, JobRecord, MemoryReport, Skip, Status};
 use crate::walk::OwnFiles;
 
 /// The final record of the journal.
@@ -75,8 +76,11 @@ pub(crate) struct Totals {
     pub ran: u64,
     /// Files `--resume` skipped.
     pub resumed: u64,
-    /// Σ peak memory × running time of the jobs that ran, byte·ms.
+    /// Σ peak memory × running time of the jobs that ran, byte·ms: a batch's command once,
+    /// not once per file.
     mem_time: f64,
+    /// The command of the last batch counted in `mem_time` (its files' records share it).
+    counted_batch: Option<Arc<Vec<String>>>,
     failures: Vec<(String, Status, String)>,
     /// Batches that failed as a whole (`-X`), each named once with its files.
     batches: Vec<BatchFailure>,
@@ -109,7 +113,9 @@ impl Totals {
             self.ran += 1;
             if let (Some(peak), Some(ms)) = (record.peak_rss_bytes, record.duration_ms) {
                 let running = ms.saturating_sub(record.paused_ms.unwrap_or(0));
-                self.mem_time += peak as f64 * running as f64;
+                if self.first_of_its_command(record) {
+                    self.mem_time += peak as f64 * running as f64;
+                }
             }
         }
         if record.skip == Some(Skip::Resumed) {
@@ -138,6 +144,28 @@ impl Totals {
                 self.more_failures += 1;
             }
         }
+    }
+
+    /// Jobs a dry run listed: skipped (listed, not run), as each one's record would say.
+    pub(crate) fn add_listed(&mut self, jobs: u64) {
+        self.counts[Status::Skipped as usize] += jobs;
+    }
+
+    /// Whether `record` is the first seen of the command it ran in (a job's, or a batch's of
+    /// several files, whose records share its command and arrive together).
+    fn first_of_its_command(&mut self, record: &JobRecord) -> bool {
+        let Some(ran) = &record.batch_argv else {
+            return true;
+        };
+        if self
+            .counted_batch
+            .as_ref()
+            .is_some_and(|last| Arc::ptr_eq(last, ran))
+        {
+            return false;
+        }
+        self.counted_batch = Some(Arc::clone(ran));
+        true
     }
 
     /// A file of a batch that failed as a whole: counted with its batch's line.
@@ -202,6 +230,9 @@ impl Totals {
             Some(Reason::Signal(libc::SIGINT)) => ExitStatus::Interrupted,
             Some(Reason::Signal(libc::SIGTERM)) => ExitStatus::Terminated,
             Some(Reason::ClosedStdout | Reason::ClosedStderr) => ExitStatus::ClosedStdout,
+            // Output that could not be written: a failure, whether or not a job's record says
+            // so (a dry run's lines are fanout's own output).
+            Some(Reason::OutputFailed) => ExitStatus::Failure,
             _ if self.failed() > 0 || self.walk_errors > 0 => ExitStatus::Failure,
             _ => ExitStatus::Success,
         }
@@ -306,6 +337,9 @@ pub(crate) struct JournalWriter {
     /// Discovery stopped early: inputs it had not reached have no record.
     cut_short: bool,
     replace: Option<Replace>,
+    /// The last `batch` line written, and the command it holds: the records it holds get a
+    /// short line each.
+    batch: Option<(BatchLine, Arc<Vec<String>>)>,
 }
 
 /// `--resume J --summary J`: the run must not destroy `J`, which holds what it resumes from,
@@ -344,6 +378,7 @@ impl JournalWriter {
             failed: false,
             cut_short: false,
             replace,
+            batch: None,
         }
     }
 
@@ -414,10 +449,36 @@ impl JournalWriter {
         self.out.flush()
     }
 
+    /// Writes a file's record. A record of a command of several files (`-X`) gets a short
+    /// line, after a `batch` line with what it shares with the other files of that command
+    /// (written when the last one written does not hold it: at the command's first record,
+    /// or where a record of it was changed alone); any other record a whole line.
     pub(crate) fn record(&mut self, record: &JobRecord) -> io::Result<()> {
-        let written = record.write_line(&mut self.out);
+        let written = self.write_record(record);
         self.failed |= written.is_err();
         written
+    }
+
+    fn write_record(&mut self, record: &JobRecord) -> io::Result<()> {
+        let Some(ran) = record.batch_argv.as_ref() else {
+            return record.write_line(&mut self.out);
+        };
+        let held = self
+            .batch
+            .as_ref()
+            .is_some_and(|(line, of)| Arc::ptr_eq(of, ran) && line.holds(record));
+        if !held {
+            let Some(line) = BatchLine::of(record) else {
+                // A field no short line holds: the whole record, with the command that ran.
+                let mut whole = record.clone();
+                whole.command = ran.to_vec();
+                return whole.write_line(&mut self.out);
+            };
+            serde_json::to_writer(&mut self.out, &line)?;
+            self.out.write_all(b"\n")?;
+            self.batch = Some((line, Arc::clone(ran)));
+        }
+        record.write_short_line(&mut self.out)
     }
 
     /// Adds a record formatted elsewhere (one JSON line, newline included).
@@ -557,6 +618,32 @@ mod tests {
             ExitStatus::Terminated
         );
         assert_eq!(t.total(), 3);
+    }
+
+    /// The memory-time bound counts a batch's command once (its peak over its duration), not
+    /// once per file: 2,048 files of one `wc` are one process's memory, not 2,048 (the bound,
+    /// and the ratio of the wall time to it, were off by the batch size).
+    #[test]
+    fn a_batch_s_memory_time_counts_once() {
+        let mut t = Totals::default();
+        let ran = Arc::new(vec!["wc".to_string(), "a".into(), "b".into(), "c".into()]);
+        let again = Arc::new(ran.to_vec());
+        for (job, command) in [(1, &ran), (2, &ran), (3, &ran), (4, &again), (5, &again)] {
+            let mut r = JobRecord::new(job, Path::new("f"), Status::Ok);
+            r.attempts = 1;
+            r.peak_rss_bytes = Some(1000);
+            r.duration_ms = Some(10);
+            r.batch_argv = Some(Arc::clone(command));
+            t.add(&r);
+        }
+        let mut alone = JobRecord::new(6, Path::new("g"), Status::Ok);
+        alone.attempts = 1;
+        alone.peak_rss_bytes = Some(500);
+        alone.duration_ms = Some(4);
+        t.add(&alone);
+        // Two commands of 10 ms at 1000 bytes, one of 4 ms at 500.
+        assert_eq!(t.mem_time, 22_000.0);
+        assert_eq!(t.ran, 6);
     }
 
     #[test]

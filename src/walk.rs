@@ -13,9 +13,9 @@ use std::io::{BufRead, BufReader};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::Result;
 use crossbeam_channel::Sender;
@@ -24,6 +24,7 @@ use ignore::WalkBuilder;
 
 use crate::cancel::Cancel;
 use crate::input::{Input, Notice};
+use crate::read_ahead::{special_ignore_file, ReadAhead};
 use crate::remote::{KeyFilter, Object, RemoteUrl};
 
 /// Where inputs come from, in the order the user gave them.
@@ -354,10 +355,7 @@ impl Walker<'_> {
                     continue;
                 }
             };
-            let rel_len = entry
-                .path()
-                .strip_prefix(root)
-                .map_or(0, |r| r.as_os_str().len());
+            let rel_len = crate::template::below(entry.path(), root);
             let path = if implicit {
                 entry
                     .path()
@@ -392,7 +390,8 @@ impl Walker<'_> {
             .parents(!no_ignore)
             .follow_links(self.opts.follow)
             .max_depth(self.opts.max_depth)
-            .sort_by_file_name(std::cmp::Ord::cmp)
+            // By name: siblings' paths differ only in their names (and parsing none is faster).
+            .sort_by_file_path(|a, b| a.as_os_str().cmp(b.as_os_str()))
             .filter_entry(|e| {
                 !(e.depth() > 0
                     && e.file_name() == ".fanout"
@@ -591,149 +590,6 @@ impl Walker<'_> {
         self.next_job += 1;
         self.found.fetch_add(1, Ordering::Relaxed);
         (self.inputs)(input)
-    }
-}
-
-/// The ignore files the walk reads in a directory.
-const IGNORE_FILES: [&str; 3] = [".gitignore", ".ignore", ".git/info/exclude"];
-
-/// An ignore file in `dir` that is a FIFO or a device (links followed, as the reader does):
-/// opening it could block, reading it could never end.
-fn special_ignore_file(dir: &Path) -> Option<PathBuf> {
-    use std::os::unix::fs::FileTypeExt;
-    IGNORE_FILES.iter().map(|name| dir.join(name)).find(|path| {
-        std::fs::metadata(path).is_ok_and(|md| {
-            let t = md.file_type();
-            t.is_fifo() || t.is_char_device() || t.is_block_device()
-        })
-    })
-}
-
-/// Reads directories ahead of the ordered walk, in parallel, once the walk has had to wait
-/// for the file system (a cold cache, a network file system, where each directory read is a
-/// round trip). It is `ignore`'s parallel walker with the walk's own rules (hidden files,
-/// ignore files, globs, depth, links), whose entries are thrown away: the ordered walk then
-/// finds the directories in the kernel's caches. Order and job numbers come from the ordered
-/// walk alone, so they are the same whether or not anything was read ahead. On a warm cache
-/// the walk never waits and nothing is read twice. `FANOUT_READ_AHEAD=always` starts it at
-/// once, `never` not at all.
-struct ReadAhead {
-    /// The parallel walker, until it is started.
-    builder: Option<WalkBuilder>,
-    /// Tells the read-ahead to stop: set when the ordered walk ends.
-    quit: Arc<AtomicBool>,
-    /// Directory reads of the ordered walk so far, and the slow ones.
-    reads: u32,
-    slow: u32,
-    /// The walk's preemptions when the last directory was judged.
-    preempted: Option<u64>,
-    /// The last directory read, not judged yet, and the entries handed on since.
-    last_read: Option<Duration>,
-    entries: u32,
-}
-
-impl ReadAhead {
-    /// A directory read longer than this waited for the file system (a warm one takes
-    /// microseconds).
-    const SLOW: Duration = Duration::from_micros(500);
-    /// Slow directory reads before reading ahead: at least this many, and at least half of
-    /// all reads so far. A cold or remote file system makes every read slow; a busy CPU that
-    /// preempts the walk now and then does not start it.
-    const SLOW_READS: u32 = 4;
-    /// ... and longer than this per entry it holds (a warm read costs well under 1 µs per
-    /// entry; a round trip of a millisecond over a hundred entries is 10).
-    const PER_ENTRY: Duration = Duration::from_micros(5);
-
-    fn new(builder: &WalkBuilder, check_ignore_files: bool) -> ReadAhead {
-        let when = std::env::var_os("FANOUT_READ_AHEAD");
-        let mut ahead = ReadAhead {
-            builder: None,
-            quit: Arc::new(AtomicBool::new(false)),
-            reads: 0,
-            slow: 0,
-            preempted: None,
-            last_read: None,
-            entries: 0,
-        };
-        if when.as_deref() == Some(std::ffi::OsStr::new("never")) {
-            return ahead;
-        }
-        let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
-        let mut b = builder.clone();
-        // Reading is waiting, not computing: more threads than cores.
-        b.threads((2 * cpus).clamp(4, 16))
-            // As the ordered walk: never a plan directory, never a directory whose ignore
-            // file would block a reader (that one reports it).
-            .filter_entry(move |e| {
-                e.depth() == 0
-                    || !e.file_type().is_some_and(|t| t.is_dir())
-                    || (e.file_name() != ".fanout"
-                        && !(check_ignore_files && special_ignore_file(e.path()).is_some()))
-            });
-        ahead.builder = Some(b);
-        if when.as_deref() == Some(std::ffi::OsStr::new("always")) {
-            ahead.start();
-        }
-        ahead
-    }
-
-    /// The ordered walk took `took` to read a directory. The read before it is judged now
-    /// that its entries have been counted.
-    fn read_dir(&mut self, took: Duration) {
-        if self.builder.is_none() {
-            return;
-        }
-        if let Some(last) = self.last_read.replace(took) {
-            self.judge(last);
-        }
-        if self.slow >= Self::SLOW_READS && 2 * self.slow >= self.reads {
-            self.start();
-        }
-    }
-
-    /// Whether a read of a directory of `self.entries` entries that took `took` waited for
-    /// the file system: long, long for its size (a warm read of a large directory takes a
-    /// while too, sorting included), and not preempted (a busy CPU: the walk may have waited
-    /// for a core).
-    fn judge(&mut self, took: Duration) {
-        self.reads += 1;
-        let preempted = crate::os::thread_preemptions();
-        let was_preempted = preempted.is_some() && preempted > self.preempted;
-        self.preempted = preempted;
-        let entries = self.entries.max(1);
-        self.entries = 0;
-        if took >= Self::SLOW && took >= Self::PER_ENTRY * entries && !was_preempted {
-            self.slow += 1;
-        }
-    }
-
-    fn start(&mut self) {
-        let Some(builder) = self.builder.take() else {
-            return;
-        };
-        let quit = Arc::clone(&self.quit);
-        // Not joined: a reader blocked in the file system must not hold up the run's end;
-        // it stops at its next entry, or with the process.
-        let _ = std::thread::Builder::new()
-            .name("read-ahead".into())
-            .spawn(move || {
-                builder.build_parallel().run(|| {
-                    let quit = Arc::clone(&quit);
-                    Box::new(move |_| {
-                        if quit.load(Ordering::Relaxed) {
-                            ignore::WalkState::Quit
-                        } else {
-                            ignore::WalkState::Continue
-                        }
-                    })
-                });
-            });
-    }
-}
-
-impl Drop for ReadAhead {
-    fn drop(&mut self) {
-        self.quit.store(true, Ordering::Relaxed);
     }
 }
 

@@ -8,13 +8,15 @@
 //!   jobs are still expected to grow (expected peak minus what they use now) minus the reserve.
 //!
 //! Among the inputs waiting for room the one that fits it best (the largest that fits) goes
-//! first, so smaller inputs may pass a large one; an input passed over `BYPASS_LIMIT` times
-//! gets the room reserved: nothing else starts until it fits.
+//! first, so smaller inputs may pass a large one; an input passed over `BYPASS_LIMIT` times,
+//! and at the tail of the run the heaviest, gets the room reserved: others start only where
+//! they do not delay it (`Gate::head`).
 //!
 //! In `auto` mode the reservation is the learned prediction plus a margin learned from how far
-//! jobs went above their predictions. Until a first job has finished and been measured, at
-//! most two jobs start, each reserving a cautious prior (at least 1 GiB). A job larger than the
-//! whole budget runs alone rather than waiting forever.
+//! jobs went above their predictions; running jobs whose memory holds steady while they sleep
+//! teach the model too, and running jobs are sized again when it changes. Until a first job
+//! has been measured, at most two jobs start, each reserving a cautious prior (at least 1 GiB).
+//! A job larger than the whole budget runs alone rather than waiting forever.
 //!
 //! The safety net (`watch`, after each memory sample) catches what predictions miss: when the
 //! room below the real limit or the budget runs out, the youngest running job is paused
@@ -23,10 +25,12 @@
 //! about to be reached with every job but the oldest paused) is the youngest job stopped for
 //! good and run again from scratch.
 
-use std::collections::BTreeSet;
-use std::sync::{Condvar, Mutex};
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Mutex;
+use std::thread::Thread;
 use std::time::{Duration, Instant};
 
+use super::net::{decide, steady, Action, Room};
 use super::sampler::{Eviction, JobView, Sampler};
 use crate::cancel::Cancel;
 use crate::memory::{Fit, Meter, Model};
@@ -44,23 +48,22 @@ const LIGHT_FIRST_MIN: u64 = 1 << 20;
 /// turn every run of long jobs into first come, first served.)
 const BYPASS_LIMIT: u32 = 8;
 
-/// How long a pause may last while no running job uses CPU time (see `stalled`). Long enough
-/// that jobs which hold memory while they wait for time (sleeping, polling slowly) usually end
-/// first; short enough that a run deadlocked by a pause goes on soon.
-const STALL: Duration = Duration::from_secs(10);
-
 /// How long a waiting input lets one taken before it arrive, at most.
 const TRANSIT_WAIT: Duration = Duration::from_millis(20);
 
-/// An input on its way from the queue to admission (see `Gate::take`).
+/// An input on its way from the queue to admission (see `Gate::take`), numbered in the order
+/// inputs were taken.
 pub(crate) struct Ticket<'a> {
     gate: &'a Gate,
+    seq: u64,
 }
 
 impl Drop for Ticket<'_> {
     fn drop(&mut self) {
+        // Its input never asked for admission: whoever waited for it need not wait longer.
         let mut state = self.gate.state.lock().expect("gate");
-        state.in_transit = state.in_transit.saturating_sub(1);
+        state.in_transit.remove(&self.seq);
+        Gate::wake_first(&state);
     }
 }
 
@@ -142,16 +145,24 @@ pub(crate) struct Permit {
 /// Lock order: `Gate::state`, then the sampler's registry (`Sampler::registry`), then the live
 /// board's slots. The gate calls the sampler with its state locked (`room`, `watch`); the
 /// sampler never calls the gate, and calls the board only with its registry locked.
+///
+/// Waiting inputs sleep on their own threads (park) and are woken one at a time, each by whoever
+/// changed what admission depends on: a released job wakes the first waiting input, and a
+/// waiting input that finds another chosen wakes that one. No thread wakes to find nothing to do,
+/// and every wait has a timeout all the same.
 pub(crate) struct Gate {
     settings: GateSettings,
     created: Instant,
     state: Mutex<State>,
-    freed: Condvar,
 }
 
 #[derive(Default)]
 struct State {
     reserved: u64,
+    /// Running jobs by slot: what was reserved for them and why.
+    held: HashMap<usize, Held>,
+    /// Counts the changes of the model, so that reservations are sized again after one.
+    learned: u64,
     running: usize,
     max_running: usize,
     model: Model,
@@ -159,21 +170,53 @@ struct State {
     checked: Option<Instant>,
     /// Available memory at the last reading.
     available: u64,
+    /// A job ended since that reading: it may be low (read again when that matters).
+    freed: bool,
+    /// Readings taken for admission.
+    readings: u64,
     /// Inputs waiting for admission.
     waiting: Vec<Waiter>,
+    /// The thread of each waiting input, by its id (woken with `unpark`).
+    sleepers: Vec<(u64, Thread)>,
     next_waiter: u64,
     /// Slots given back, and the next never used.
     free_slots: BTreeSet<usize>,
     next_slot: usize,
     /// The safety net has jobs paused: nothing new starts.
     net_paused: bool,
-    /// Inputs taken by workers that have not asked for admission yet.
-    in_transit: usize,
+    /// Inputs taken by workers that have not asked for admission yet, by ticket.
+    in_transit: BTreeSet<u64>,
+    next_ticket: u64,
+    /// A worker found no input left to take: every input left is waiting, or on its way.
+    drained: bool,
+    /// Jobs started so far.
+    starts: u64,
     /// Times the safety net paused a job, and stopped one to run it again.
     pauses: u64,
     evictions: u64,
     /// A waiting input found no room while fewer than `-j` jobs ran: memory held it back.
     held_by_memory: bool,
+    /// Workers beyond `-j` idle until inputs are worth holding ahead (see `hold_ahead`).
+    idle: Vec<Thread>,
+    /// The inputs ended (or the run stopped taking them): idle workers leave.
+    inputs_ended: bool,
+}
+
+/// A running job as admission sized it.
+#[derive(Debug, Clone, Copy)]
+struct Held {
+    weight: u64,
+    reserved: u64,
+    /// The model's bare prediction when it was admitted, if any.
+    predicted: Option<u64>,
+    /// The least it may reserve (a job run again after the safety net stopped it).
+    floor: u64,
+    /// `State::learned` when its reservation was last sized.
+    sized: u64,
+    /// The peak the model last learned from it while it ran.
+    taught: u64,
+    /// Its place among the jobs started (the first is 0).
+    started: u64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -194,7 +237,6 @@ impl Gate {
                 next_slot: 1,
                 ..State::default()
             }),
-            freed: Condvar::new(),
             created: Instant::now(),
         }
     }
@@ -217,9 +259,7 @@ impl Gate {
         sampler: &Sampler,
     ) -> Option<Permit> {
         let Ask {
-            weight,
-            place,
-            admission,
+            weight, admission, ..
         } = ask;
         let arrived = Instant::now();
         let floor = match admission {
@@ -227,28 +267,13 @@ impl Gate {
             Admission::Requeued { floor } => floor,
         };
         let mut state = self.state.lock().expect("gate");
-        let id = state.next_waiter;
-        state.next_waiter += 1;
-        state.waiting.push(Waiter {
-            id,
-            weight,
-            want: 0,
-            place,
-            bypassed: match admission {
-                Admission::Fresh => 0,
-                Admission::Requeued { .. } => BYPASS_LIMIT,
-            },
-        });
-        if let Some(ticket) = ticket {
-            // Arrived: counted as waiting now, in the same step.
-            state.in_transit = state.in_transit.saturating_sub(1);
-            std::mem::forget(ticket);
-        }
+        let (id, seq) = Self::enqueue(&mut state, ask, ticket);
         loop {
             if cancel.no_new_jobs() {
                 state.waiting.retain(|w| w.id != id);
-                drop(state);
-                self.freed.notify_all();
+                state.sleepers.retain(|(w, _)| *w != id);
+                // The others leave too.
+                state.sleepers.iter().for_each(|(_, t)| t.unpark());
                 return None;
             }
             let (want, predicted) = self.reservation_in(&state, weight);
@@ -258,14 +283,24 @@ impl Gate {
             }
             // An input taken before this one may be on its way (its weight being read): give it
             // a moment, so that inputs start in order where memory does not decide.
-            let in_transit = state.in_transit > 0 && arrived.elapsed() < TRANSIT_WAIT;
-            if !in_transit && self.choose(&mut state, sampler) == Some(id) {
-                let slot = Self::grant(&mut state, id, want);
-                let others = !state.waiting.is_empty();
-                drop(state);
-                if others {
+            let in_transit = state.in_transit.first().is_some_and(|&t| t < seq)
+                && arrived.elapsed() < TRANSIT_WAIT;
+            let chosen = self.pick(&mut state, sampler, in_transit, id);
+            if chosen == Some(id) {
+                let held = Held {
+                    weight,
+                    reserved: want,
+                    predicted,
+                    floor,
+                    sized: state.learned,
+                    taught: 0,
+                    started: 0,
+                };
+                let slot = Self::grant(&mut state, id, held);
+                state.sleepers.retain(|(w, _)| *w != id);
+                if state.running < self.settings.jobs {
                     // There may be room for another.
-                    self.freed.notify_all();
+                    Self::wake_first(&state);
                 }
                 return Some(Permit {
                     reserved: want,
@@ -281,28 +316,130 @@ impl Gate {
             } else {
                 Duration::from_millis(100)
             };
-            state = self.freed.wait_timeout(state, wait).expect("gate").0;
+            drop(state);
+            std::thread::park_timeout(wait);
+            state = self.state.lock().expect("gate");
         }
     }
 
-    /// Starts waiting input `id` with `want` reserved: those it passed count a bypass. Returns
-    /// its slot.
-    fn grant(state: &mut State, id: u64, want: u64) -> usize {
+    /// Input `id` waits now: its thread is woken when it may start, and its ticket (if any)
+    /// arrives with it, in the same step. Returns the ticket's number; without one (a batch, a
+    /// job run again) every input in transit counts as taken before it.
+    fn arrive(state: &mut State, id: u64, ticket: Option<Ticket<'_>>) -> u64 {
+        state.sleepers.push((id, std::thread::current()));
+        ticket.map_or(u64::MAX, |ticket| {
+            let seq = ticket.seq;
+            state.in_transit.remove(&seq);
+            std::mem::forget(ticket);
+            seq
+        })
+    }
+
+    /// Which waiting input starts now (none while one taken before is `in_transit`); wakes it
+    /// if it is not `me`, and the idle workers once memory decides.
+    fn pick(&self, state: &mut State, sampler: &Sampler, in_transit: bool, me: u64) -> Option<u64> {
+        let chosen = if in_transit {
+            None
+        } else {
+            self.choose(state, sampler)
+        };
+        if state.held_by_memory && !state.idle.is_empty() {
+            // Memory decides now: the idle workers bring inputs to choose from.
+            state.idle.drain(..).for_each(|t| t.unpark());
+        }
+        if let Some(other) = chosen.filter(|&c| c != me) {
+            Self::wake(state, other);
+        }
+        chosen
+    }
+
+    /// For a worker beyond `-j`: waits until inputs are worth holding ahead of the free slots,
+    /// true then, false once the inputs have ended. They are while nothing has been measured
+    /// yet (`auto`: the lightest starts first) and once memory has held an input back (the
+    /// best fit starts first). Otherwise no input waits for memory: jobs start in order, each
+    /// from the worker whose job just ended, without waking another thread.
+    pub(crate) fn hold_ahead(&self) -> bool {
+        let mut state = self.state.lock().expect("gate");
+        loop {
+            let learning = self.settings.per_job.is_none()
+                && state.model.observations() == 0
+                && self.settings.placement == Placement::Local;
+            if state.inputs_ended {
+                return false;
+            }
+            if learning || state.held_by_memory {
+                return true;
+            }
+            let me = std::thread::current();
+            state.idle.push(me.clone());
+            drop(state);
+            std::thread::park_timeout(Duration::from_secs(1));
+            state = self.state.lock().expect("gate");
+            state.idle.retain(|t| t.id() != me.id());
+        }
+    }
+
+    /// A worker found the inputs ended (or leaves): idle workers leave too.
+    pub(crate) fn inputs_ended(&self) {
+        let mut state = self.state.lock().expect("gate");
+        state.inputs_ended = true;
+        state.idle.drain(..).for_each(|t| t.unpark());
+    }
+
+    /// Wakes the first waiting input in the start order: it starts if it is chosen, or wakes
+    /// the one that is.
+    fn wake_first(state: &State) {
+        if let Some(w) = state.waiting.iter().min_by_key(|w| (w.place, w.id)) {
+            Self::wake(state, w.id);
+        }
+    }
+
+    /// Wakes waiting input `id`.
+    fn wake(state: &State, id: u64) {
+        if let Some((_, thread)) = state.sleepers.iter().find(|(w, _)| *w == id) {
+            thread.unpark();
+        }
+    }
+
+    /// Counts an input as waiting (arrived, if it was on its way; see `arrive`): returns its
+    /// waiter id and its ticket's number.
+    fn enqueue(state: &mut State, ask: Ask, ticket: Option<Ticket<'_>>) -> (u64, u64) {
+        let id = state.next_waiter;
+        state.next_waiter += 1;
+        state.waiting.push(Waiter {
+            id,
+            weight: ask.weight,
+            want: 0,
+            place: ask.place,
+            bypassed: match ask.admission {
+                Admission::Fresh => 0,
+                Admission::Requeued { .. } => BYPASS_LIMIT,
+            },
+        });
+        (id, Self::arrive(state, id, ticket))
+    }
+
+    /// Starts waiting input `id` as `held`: those it passed count a bypass. Returns its slot.
+    fn grant(state: &mut State, id: u64, mut held: Held) -> usize {
         let me = state.waiting.iter().position(|w| w.id == id).expect("me");
         let me = state.waiting.remove(me);
         for w in state.waiting.iter_mut().filter(|w| w.place <= me.place) {
             w.bypassed += 1;
         }
-        state.reserved += want;
+        state.reserved += held.reserved;
         state.running += 1;
         state.max_running = state.max_running.max(state.running);
-        match state.free_slots.pop_first() {
+        let slot = match state.free_slots.pop_first() {
             Some(s) => s,
             None => {
                 state.next_slot += 1;
                 state.next_slot - 1
             }
-        }
+        };
+        held.started = state.starts;
+        state.starts += 1;
+        state.held.insert(slot, held);
+        slot
     }
 
     /// Which waiting input may start now, if any.
@@ -349,26 +486,61 @@ impl Gate {
             state.held_by_memory |= !fits;
             return fits.then_some(id);
         }
-        let starved = state
-            .waiting
-            .iter()
-            .filter(|w| w.bypassed >= BYPASS_LIMIT)
-            .min_by_key(|w| (w.place, w.id));
-        if let Some(s) = starved {
-            let fits = s.want <= room;
-            state.held_by_memory |= !fits;
-            return fits.then_some(s.id);
-        }
+        // An input that waited too long, or at the tail the heaviest, goes first; others pass
+        // it only where they do not delay it.
+        let (head, fill) = match Self::head(state, room) {
+            Some((head, _)) if head.want <= room => return Some(head.id),
+            Some((head, fill)) => {
+                state.held_by_memory = true;
+                (Some(head.id), fill)
+            }
+            None => (None, room),
+        };
         let chosen = state
             .waiting
             .iter()
-            .filter(|w| w.want <= room)
+            .filter(|w| Some(w.id) != head && w.want <= fill)
             .max_by(|a, b| a.want.cmp(&b.want).then(b.place.cmp(&a.place)))
             .map(|w| w.id);
         if chosen.is_none() && !state.waiting.is_empty() {
             state.held_by_memory = true;
         }
         chosen
+    }
+
+    /// The waiting input whose room is reserved, if any: the first passed over `BYPASS_LIMIT`
+    /// times (or run again after the safety net stopped it), else at the tail of the run (a
+    /// worker found no input left to take, and none is on its way) the heaviest, so that the
+    /// largest jobs do not start last. With it, the room others may take without delaying its
+    /// start, as if running jobs ended in the order they started (EASY backfilling): what is
+    /// left over once enough of them ended for it to fit.
+    fn head(state: &State, room: u64) -> Option<(Waiter, u64)> {
+        let starved = state
+            .waiting
+            .iter()
+            .filter(|w| w.bypassed >= BYPASS_LIMIT)
+            .min_by_key(|w| (w.place, w.id));
+        let tail = || {
+            (state.drained && state.in_transit.is_empty())
+                .then(|| {
+                    state
+                        .waiting
+                        .iter()
+                        .max_by(|a, b| a.want.cmp(&b.want).then(b.place.cmp(&a.place)))
+                })
+                .flatten()
+        };
+        let head = *starved.or_else(tail)?;
+        let mut running: Vec<&Held> = state.held.values().collect();
+        running.sort_by_key(|h| h.started);
+        let mut free = room;
+        for h in running {
+            if free >= head.want {
+                break;
+            }
+            free += h.reserved;
+        }
+        Some((head, room.min(free.saturating_sub(head.want))))
     }
 
     /// The first moments of the run, while workers are still taking their inputs.
@@ -384,49 +556,68 @@ impl Gate {
         if self.settings.placement == Placement::Remote {
             return budget_room;
         }
-        let stale = state.checked.is_none_or(|t| t.elapsed() >= GUARD_EVERY);
+        // Admitted jobs the sampler does not know yet will grow by their whole reservation.
+        let unseen = state.reserved.saturating_sub(held.reserved);
+        let real_room = |available: u64| {
+            available
+                .saturating_sub(held.growth + unseen)
+                .saturating_sub(self.settings.reserve)
+        };
+        // A reading older than GUARD_EVERY is read again. One taken before a job ended is read
+        // again only when some waiting input does not fit by it: memory freed since can only
+        // add room, and most runs of small jobs never need a reading per job.
+        let need = state.waiting.iter().map(|w| w.want).max().unwrap_or(0);
+        let stale = state.checked.is_none_or(|t| t.elapsed() >= GUARD_EVERY)
+            || (state.freed && budget_room.min(real_room(state.available)) < need);
         if stale {
             if let Some(meter) = state.meter.as_mut() {
                 state.available = meter.snapshot().available;
+                state.readings += 1;
             }
             state.checked = Some(Instant::now());
+            state.freed = false;
         }
-        // Admitted jobs the sampler does not know yet will grow by their whole reservation.
-        let unseen = state.reserved.saturating_sub(held.reserved);
-        let real_room = state
-            .available
-            .saturating_sub(held.growth + unseen)
-            .saturating_sub(self.settings.reserve);
-        budget_room.min(real_room)
+        budget_room.min(real_room(state.available))
+    }
+
+    /// A worker found no input left to take: from now on the inputs waiting are the last.
+    pub(crate) fn drained(&self) {
+        self.state.lock().expect("gate").drained = true;
     }
 
     /// A worker took an input from the queue: until the ticket is dropped (when its job asks
     /// for admission, or never will), inputs taken after it wait a moment for it.
     pub(crate) fn take(&self) -> Ticket<'_> {
-        self.state.lock().expect("gate").in_transit += 1;
-        Ticket { gate: self }
+        let mut state = self.state.lock().expect("gate");
+        let seq = state.next_ticket;
+        state.next_ticket += 1;
+        state.in_transit.insert(seq);
+        Ticket { gate: self, seq }
     }
 
     /// A job ended: give back its reservation and learn from its peak (not from a job the
     /// safety net stopped: its peak is not a whole job's).
     pub(crate) fn release(&self, permit: Permit, weight: u64, peak: Option<u64>) {
         let mut state = self.state.lock().expect("gate");
-        state.reserved = state.reserved.saturating_sub(permit.reserved);
+        // Sized again while it ran, perhaps: what is reserved for it now goes back.
+        let reserved = state
+            .held
+            .remove(&permit.slot)
+            .map_or(permit.reserved, |h| h.reserved);
+        state.reserved = state.reserved.saturating_sub(reserved);
         state.running -= 1;
         state.free_slots.insert(permit.slot);
-        // Memory was freed: read it again before the next admission.
-        state.checked = None;
+        // Memory was freed: the last reading may be low (see `room`).
+        state.freed = true;
+        state.model.settle(permit.slot);
+        state.learned += 1;
         if let Some(peak) = peak {
             state.model.observe(weight, peak);
             if let Some(predicted) = permit.predicted {
                 state.model.observe_error(predicted, peak);
             }
         }
-        let waiting = !state.waiting.is_empty();
-        drop(state);
-        if waiting {
-            self.freed.notify_all();
-        }
+        Self::wake_first(&state);
     }
 
     /// The safety net, after each memory sample: pauses, resumes or stops a job for good.
@@ -438,21 +629,28 @@ impl Gate {
             sampler.resume_all();
             return;
         }
-        let jobs = sampler.jobs();
         let mut state = self.state.lock().expect("gate");
+        // Read with the state locked: no slot of these jobs is given to another meanwhile.
+        let jobs = sampler.jobs();
         let available = match state.meter.as_mut() {
             Some(meter) => meter.snapshot().available,
             None => return,
         };
+        let now = Instant::now();
+        let freed = self.per_job_is_learned() && {
+            Self::learn_from_running(&mut state, &jobs, now);
+            Self::size_again(&mut state, &jobs, sampler, now)
+        };
         state.available = available;
         state.checked = Some(Instant::now());
+        state.freed = false;
         let used: u64 = jobs.iter().map(|j| j.current).sum();
         let room = Room {
             real: available as i64,
             budget: self.settings.budget as i64 - used as i64,
             reserve: self.settings.reserve as i64,
         };
-        let action = decide(&jobs, room, Instant::now());
+        let action = decide(&jobs, room, now);
         match action {
             Action::Pause(pgid) => {
                 if sampler.pause(pgid) {
@@ -483,11 +681,75 @@ impl Gate {
         }
         let was = state.net_paused;
         state.net_paused = sampler.jobs().iter().any(JobView::paused);
-        let waiting = !state.waiting.is_empty();
-        drop(state);
-        if was && waiting {
-            self.freed.notify_all();
+        if (was && !state.net_paused) || freed {
+            // Jobs may start again, or fit now.
+            Self::wake_first(&state);
         }
+    }
+
+    /// Whether reservations are learned (`auto`), not fixed by `--mem-per-job`.
+    fn per_job_is_learned(&self) -> bool {
+        self.settings.per_job.is_none()
+    }
+
+    /// Learns from running jobs whose memory has held steady (see `steady`) a provisional
+    /// point each, so that the model need not wait for a first job to end. Returns whether
+    /// the model changed.
+    fn learn_from_running(state: &mut State, jobs: &[JobView], now: Instant) -> bool {
+        let mut changed = false;
+        for j in jobs.iter().filter(|j| steady(j, now)) {
+            let Some(held) = state.held.get_mut(&j.slot) else {
+                continue;
+            };
+            if j.peak > held.taught {
+                held.taught = j.peak;
+                state.model.observe_running(j.slot, held.weight, j.peak);
+                if let Some(predicted) = held.predicted {
+                    state.model.observe_running_error(j.slot, predicted, j.peak);
+                }
+                changed = true;
+            }
+        }
+        if changed {
+            state.learned += 1;
+        }
+        changed
+    }
+
+    /// Sizes the reservations of running jobs again after the model changed: what a job of
+    /// its weight would reserve now, and at least what it reached with the margin (a job that
+    /// outgrew its reservation only once its memory holds steady). Returns whether any
+    /// reservation shrank.
+    fn size_again(state: &mut State, jobs: &[JobView], sampler: &Sampler, now: Instant) -> bool {
+        let mut shrank = false;
+        let margin = state.model.margin();
+        for j in jobs.iter().filter(|j| !j.paused()) {
+            let learned = state.learned;
+            let Some(held) = state.held.get(&j.slot).copied() else {
+                continue;
+            };
+            let outgrown = j.expect > held.reserved;
+            if held.sized == learned || (outgrown && !steady(j, now)) {
+                continue;
+            }
+            let Some(predicted) = state.model.predict(held.weight) else {
+                continue;
+            };
+            let reached = j.peak + (j.peak as f64 * margin) as u64;
+            let want = predicted.max(reached).max(held.floor);
+            let entry = state.held.get_mut(&j.slot).expect("held");
+            entry.sized = learned;
+            if want == held.reserved
+                || (!outgrown && want.abs_diff(held.reserved) <= held.reserved / 64)
+            {
+                continue;
+            }
+            entry.reserved = want;
+            state.reserved = state.reserved.saturating_sub(held.reserved) + want;
+            shrank |= want < held.reserved;
+            sampler.reserve_again(j.pgid, want);
+        }
+        shrank
     }
 
     pub(crate) fn max_running(&self) -> usize {
@@ -525,219 +787,159 @@ impl Gate {
     }
 }
 
-/// The memory situation the safety net acts on, bytes.
-#[derive(Debug, Clone, Copy)]
-struct Room {
-    /// Available below the real limit (cgroup or machine).
-    real: i64,
-    /// The budget minus what the running jobs use (negative: over it).
-    budget: i64,
-    reserve: i64,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Action {
-    Nothing,
-    Pause(i32),
-    PauseAll(Vec<i32>),
-    Resume(i32),
-    /// Stop it for good to free memory, and run it again later.
-    Evict(i32),
-    /// Stop a paused job for good, and run it again later: the running jobs make no progress
-    /// (they may wait for something it holds, such as a lock).
-    Unstick(i32),
-}
-
-/// The safety net's rule, for jobs oldest first. The real limit is near when less than half
-/// the reserve is available (pause the youngest), about to be reached below a quarter (pause
-/// all but the oldest at once; if they are already, stop the youngest for good); the budget is
-/// exceeded when the jobs use more than it. The last job running
-/// is never paused or stopped: there is nothing to wait for. No pause lasts forever: when a
-/// job has been paused for `STALL` and no running job has used CPU time for as long, the
-/// youngest paused job is stopped for good and run again later (see `stalled`).
-fn decide(jobs: &[JobView], room: Room, now: Instant) -> Action {
-    if jobs.len() <= 1 {
-        return match jobs.first() {
-            Some(j) if j.paused() => Action::Resume(j.pgid),
-            _ => Action::Nothing,
-        };
-    }
-    let youngest = jobs.last().expect("jobs");
-    let running: Vec<&JobView> = jobs.iter().filter(|j| !j.paused()).collect();
-    let paused: Vec<&JobView> = jobs.iter().filter(|j| j.paused()).collect();
-    if let Some(stuck) = stalled(&running, &paused, now) {
-        return Action::Unstick(stuck);
-    }
-    if room.real < room.reserve / 4 {
-        // The limit is about a sampling interval away: stop every job's growth but the
-        // oldest's at once, and if that was already done, free memory.
-        return match running.len() {
-            2.. => Action::PauseAll(running[1..].iter().map(|j| j.pgid).collect()),
-            _ => Action::Evict(youngest.pgid),
-        };
-    }
-    let pressure = room.real < room.reserve / 2 || room.budget < 0;
-    if pressure {
-        return match running.len() {
-            // Pause the youngest of those still running, keeping the oldest going.
-            2.. => Action::Pause(running.last().expect("running").pgid),
-            // One still runs: its end will free memory.
-            1 => Action::Nothing,
-            // All paused and still no room: pausing cannot help.
-            _ => Action::Evict(paused.last().expect("paused").pgid),
-        };
-    }
-    let Some(oldest) = paused.first() else {
-        return Action::Nothing;
-    };
-    let growth = oldest.expect.saturating_sub(oldest.current) as i64;
-    if room.real - room.reserve >= growth && room.budget >= growth {
-        Action::Resume(oldest.pgid)
-    } else if running.is_empty() {
-        // Nothing running will free memory: give the room of the youngest to the others.
-        Action::Evict(paused.last().expect("paused").pgid)
-    } else {
-        Action::Nothing
-    }
-}
-
-/// The youngest paused job, when pausing has stalled the run: some job has been paused for
-/// `STALL` and none of the running ones has used CPU time for as long. They may be waiting for
-/// something a paused job holds (a lock, a pipe it is to write): waiting longer cannot help.
-fn stalled(running: &[&JobView], paused: &[&JobView], now: Instant) -> Option<i32> {
-    let longest = paused.iter().filter_map(|j| j.paused_since).min()?;
-    let idle = |t: Instant| now.saturating_duration_since(t) >= STALL;
-    (idle(longest) && running.iter().all(|j| idle(j.progressed)))
-        .then(|| paused.last().map(|j| j.pgid))
-        .flatten()
-}
-
 #[cfg(test)]
 mod tests {
+    use super::super::net::tests::{ago, job, MIB};
     use super::*;
 
-    const MIB: u64 = 1 << 20;
-
-    fn ago(s: f64) -> Instant {
-        Instant::now()
-            .checked_sub(Duration::from_secs_f64(s))
-            .unwrap()
+    /// A run of small jobs reads memory about once per `GUARD_EVERY`, not once per job: a
+    /// reading taken before a job ended stands while every waiting input fits by it. (Every
+    /// release used to make the next admission read /proc/meminfo and the cgroup's files.)
+    #[test]
+    fn memory_is_not_read_for_every_job() {
+        let settings = GateSettings {
+            budget: 1 << 40,
+            jobs: 2,
+            per_job: Some(MIB),
+            reserve: 0,
+            placement: Placement::Local,
+            first_starts: FirstStarts::ByPlace,
+        };
+        let gate = Gate::new(settings, Meter::new());
+        let sampler = Sampler::new(Instant::now(), None);
+        let cancel = Cancel::new().expect("cancel");
+        let ask = |n| Ask {
+            weight: 10,
+            place: Place::InOrder(n),
+            admission: Admission::Fresh,
+        };
+        let start = Instant::now();
+        let mut running = gate
+            .admit(ask(0), None, &cancel, &sampler)
+            .expect("admitted");
+        for n in 1..200 {
+            let next = gate
+                .admit(ask(n), None, &cancel, &sampler)
+                .expect("admitted");
+            gate.release(running, 10, Some(MIB));
+            running = next;
+        }
+        let allowed = 1 + (start.elapsed().as_millis() / GUARD_EVERY.as_millis()) as u64;
+        let readings = gate.state.lock().unwrap().readings;
+        assert!(
+            readings <= allowed,
+            "{readings} readings in {:?}",
+            start.elapsed()
+        );
     }
 
-    fn job(pgid: i32, age_s: u64, current: u64, expect: u64, paused: bool) -> JobView {
-        JobView {
-            pgid,
-            started: ago(age_s as f64),
-            current: current * MIB,
-            expect: expect * MIB,
-            paused_since: paused.then(|| ago(0.5)),
-            progressed: ago(0.1),
+    fn held(weight: u64, reserved: u64) -> Held {
+        Held {
+            weight,
+            reserved,
+            predicted: None,
+            floor: 0,
+            sized: 0,
+            taught: 0,
+            started: 0,
         }
     }
 
-    fn decide(jobs: &[JobView], room: Room) -> Action {
-        super::decide(jobs, room, Instant::now())
-    }
-
-    fn room(real: i64, budget: i64) -> Room {
-        Room {
-            real: real * MIB as i64,
-            budget: budget * MIB as i64,
-            reserve: 400 * MIB as i64,
+    /// Two jobs on the prior (1 GiB each): once their memory holds steady the model learns
+    /// from them and their reservations shrink to what they reached with the margin; a job
+    /// run again keeps its floor.
+    #[test]
+    fn running_jobs_are_learned_from_and_sized_again() {
+        let sampler = Sampler::new(Instant::now(), None);
+        let mut state = State::default();
+        let mut a = job(1, 2, 213, 1024, false);
+        let mut b = job(2, 2, 305, 1024, false);
+        for j in [&mut a, &mut b] {
+            j.active = ago(1.5);
         }
-    }
-
-    #[test]
-    fn the_youngest_is_paused_when_the_limit_nears() {
-        let jobs = [
-            job(10, 9, 900, 1000, false),
-            job(11, 5, 600, 700, false),
-            job(12, 1, 900, 1350, false),
-        ];
-        assert_eq!(decide(&jobs, room(1000, 500)), Action::Nothing);
-        assert_eq!(decide(&jobs, room(150, 500)), Action::Pause(12));
-        // Over the budget, with the real limit far away, too.
-        assert_eq!(decide(&jobs, room(5000, -10)), Action::Pause(12));
-        // The youngest already paused: the next youngest, never the oldest.
-        let mut two = jobs;
-        two[2].paused_since = Some(ago(0.5));
-        assert_eq!(decide(&two, room(150, 500)), Action::Pause(11));
-        two[1].paused_since = Some(ago(0.5));
-        assert_eq!(decide(&two, room(150, 500)), Action::Nothing);
-    }
-
-    #[test]
-    fn a_paused_job_resumes_when_there_is_room_for_its_growth() {
-        let jobs = [job(10, 9, 900, 1000, false), job(12, 1, 900, 1350, true)];
-        // 450 MiB still to grow: needs the reserve (400) + 450 available.
-        assert_eq!(decide(&jobs, room(800, 2000)), Action::Nothing);
-        assert_eq!(decide(&jobs, room(900, 2000)), Action::Resume(12));
-        // ...and as much below the budget.
-        assert_eq!(decide(&jobs, room(900, 400)), Action::Nothing);
-        // The oldest paused job goes first.
-        let three = [
-            job(10, 9, 900, 1000, false),
-            job(11, 5, 100, 150, true),
-            job(12, 1, 900, 1350, true),
-        ];
-        assert_eq!(decide(&three, room(900, 2000)), Action::Resume(11));
-    }
-
-    #[test]
-    fn the_youngest_is_stopped_for_good_only_when_pausing_cannot_help() {
-        // Every job paused, no room for any: the youngest gives way.
-        let jobs = [job(11, 5, 900, 1350, true), job(12, 1, 900, 1350, true)];
-        assert_eq!(decide(&jobs, room(600, 2000)), Action::Evict(12));
-        assert_eq!(decide(&jobs, room(150, 2000)), Action::Evict(12));
-        // The real limit about to be reached: every job but the oldest paused at once, then,
-        // if that was not enough, the youngest stopped.
-        let running = [
-            job(10, 7, 900, 1000, false),
-            job(11, 5, 900, 1350, false),
-            job(12, 1, 900, 1350, false),
-        ];
-        assert_eq!(
-            decide(&running, room(50, 2000)),
-            Action::PauseAll(vec![11, 12])
-        );
-        let mut stopped = running;
-        stopped[1].paused_since = Some(ago(0.5));
-        stopped[2].paused_since = Some(ago(0.5));
-        assert_eq!(decide(&stopped, room(50, 2000)), Action::Evict(12));
-        // One job left is never stopped, and resumes if it was paused: it runs alone.
-        assert_eq!(decide(&jobs[..1], room(50, -500)), Action::Resume(11));
-        assert_eq!(decide(&running[..1], room(50, -500)), Action::Nothing);
-    }
-
-    /// The scenario of a paused job holding a lock an older job waits for: over the budget the
-    /// youngest is paused, the oldest (blocked) uses no CPU. Within `STALL` nothing happens;
-    /// past it, with no CPU used by the running job for as long, the paused one is stopped for
-    /// good. A running job that uses CPU keeps the pause going.
-    #[test]
-    fn a_pause_that_stalls_the_running_jobs_ends() {
-        let over = room(5000, -100);
-        let mut jobs = [job(10, 9, 150, 150, false), job(12, 5, 150, 150, true)];
-        assert_eq!(decide(&jobs, over), Action::Nothing);
-        jobs[1].paused_since = Some(ago(10.5));
-        assert_eq!(
-            decide(&jobs, over),
-            Action::Nothing,
-            "the oldest ran lately"
-        );
-        jobs[0].progressed = ago(10.2);
-        assert_eq!(decide(&jobs, over), Action::Unstick(12));
-        // Of several paused, the youngest goes.
-        let three = [
-            JobView {
-                progressed: ago(11.0),
-                ..job(10, 9, 150, 150, false)
+        state.held.insert(1, held(200 << 10, 1024 * MIB));
+        state.held.insert(
+            2,
+            Held {
+                floor: 900 * MIB,
+                ..held(292 << 10, 1024 * MIB)
             },
-            JobView {
-                paused_since: Some(ago(11.0)),
-                ..job(11, 7, 150, 150, true)
-            },
-            job(12, 5, 150, 150, true),
-        ];
-        assert_eq!(decide(&three, over), Action::Unstick(12));
+        );
+        state.reserved = 2048 * MIB;
+        let now = Instant::now();
+        assert!(Gate::learn_from_running(&mut state, &[a, b], now));
+        assert_eq!(state.model.observations(), 2);
+        // Learned once: the same peaks teach nothing new.
+        assert!(!Gate::learn_from_running(&mut state, &[a, b], now));
+        assert!(Gate::size_again(&mut state, &[a, b], &sampler, now));
+        let (ra, rb) = (state.held[&1].reserved, state.held[&2].reserved);
+        assert!((213 * MIB..260 * MIB).contains(&ra), "{ra}");
+        assert_eq!(rb, 900 * MIB, "the floor of a job run again stays");
+        assert_eq!(state.reserved, ra + rb);
+        // Nothing learned since: nothing sized again.
+        assert!(!Gate::size_again(&mut state, &[a, b], &sampler, now));
+        // Still growing, outgrown: its reservation waits until its memory holds steady.
+        let mut c = job(3, 1, 700, 1050, false);
+        c.active = ago(0.05);
+        state.held.insert(3, held(300 << 10, 400 * MIB));
+        state.reserved += 400 * MIB;
+        state.learned += 1;
+        Gate::size_again(&mut state, &[a, b, c], &sampler, now);
+        assert_eq!(state.held[&3].reserved, 400 * MIB);
+        c.active = ago(0.6);
+        state.learned += 1;
+        Gate::size_again(&mut state, &[a, b, c], &sampler, now);
+        assert!(
+            state.held[&3].reserved >= 700 * MIB,
+            "{}",
+            state.held[&3].reserved
+        );
+    }
+
+    /// At the tail the heaviest input goes first, and one passed over too often at any time;
+    /// a lighter one passes it only where it would not delay it, if the running jobs end in
+    /// the order they started.
+    #[test]
+    fn at_the_tail_the_heaviest_goes_first_and_lighter_ones_fill_around_it() {
+        let waiter = |id: u64, want: u64| Waiter {
+            id,
+            weight: want,
+            want: want * MIB,
+            place: Place::InOrder(id),
+            bypassed: 0,
+        };
+        let mut state = State {
+            waiting: vec![waiter(1, 300), waiter(2, 2000), waiter(3, 500)],
+            ..State::default()
+        };
+        let mut first = held(0, 1000 * MIB);
+        first.started = 0;
+        let mut second = held(0, 1500 * MIB);
+        second.started = 1;
+        state.held.insert(1, first);
+        state.held.insert(2, second);
+        assert!(
+            Gate::head(&state, 800 * MIB).is_none(),
+            "inputs still to come"
+        );
+        state.drained = true;
+        let (head, fill) = Gate::head(&state, 800 * MIB).unwrap();
+        assert_eq!(head.id, 2);
+        // Both running jobs must end for it to fit (3300 MiB): all the room is for others.
+        assert_eq!(fill, 800 * MIB);
+        // The first to end frees enough (2300 MiB): others may take 300 MiB of it.
+        state.held.get_mut(&1).unwrap().reserved = 1500 * MIB;
+        assert_eq!(Gate::head(&state, 800 * MIB).unwrap().1, 300 * MIB);
+        // An input on its way may be the heaviest.
+        state.in_transit.insert(1);
+        assert!(Gate::head(&state, 800 * MIB).is_none());
+        // One passed over too often goes first, at any time; a job run alone (it needs more
+        // than all the running jobs hold) is passed by none.
+        state.drained = false;
+        state.waiting[2].bypassed = BYPASS_LIMIT;
+        let (head, fill) = Gate::head(&state, 100 * MIB).unwrap();
+        assert_eq!((head.id, fill), (3, 100 * MIB));
+        state.waiting[2].want = 4000 * MIB;
+        assert_eq!(Gate::head(&state, 800 * MIB).unwrap().1, 0);
     }
 }

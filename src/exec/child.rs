@@ -28,6 +28,24 @@ const ORPHAN_PIPE_WAIT: Duration = Duration::from_millis(500);
 const OOM_PREFERENCE_AFTER: Duration = Duration::from_millis(20);
 /// Poll interval when the platform offers no descriptor that wakes on a process's exit.
 const FALLBACK_POLL_MS: i32 = 10;
+/// The most one read of a job's pipe takes (a Linux pipe holds 64 KiB).
+const READ_SIZE: usize = 64 * 1024;
+
+thread_local! {
+    /// Each worker's buffer for reading its jobs' output.
+    static READ_BUFFER: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// A job that writes its output a little at a time (a line per file, as `wc` over a batch
+/// does) would wake its worker for each piece: two reads and a poll for a few bytes. After
+/// `TRICKLE_WAKES` wakes in a row that found less than `TRICKLE_BYTES`, the worker waits up
+/// to `TRICKLE_WAIT_MS` for the job's exit (or a stop) before it reads again, so the pieces
+/// arrive together. The job's exit is seen at once all the same; a job that writes once is
+/// never kept waiting, nor one that writes a lot (its pieces are a buffer's worth, 4 KiB or
+/// more, and a wait would only let its pipe fill).
+const TRICKLE_WAKES: u32 = 2;
+const TRICKLE_BYTES: usize = 512;
+const TRICKLE_WAIT_MS: i32 = 1;
 
 /// What one job needs to run.
 pub(crate) struct Launch<'a> {
@@ -123,13 +141,10 @@ pub(crate) fn run(launch: &Launch) -> Finished {
     let mut streams: Vec<Stream> = [(spawned.stdout, None), (spawned.stderr, live)]
         .into_iter()
         .filter_map(|(fd, live)| Some((fd?, live)))
-        .map(|(fd, live)| {
-            let _ = os::set_nonblocking(fd.as_fd());
-            Stream {
-                fd: Some(File::from(fd)),
-                spool: Spool::default(),
-                live,
-            }
+        .map(|(fd, live)| Stream {
+            fd: Some(File::from(fd)),
+            spool: Spool::default(),
+            live,
         })
         .collect();
     let mut sup = Supervisor {
@@ -196,10 +211,14 @@ fn spawn_failed(err: &io::Error, start: Instant) -> Finished {
 fn supervise(launch: &Launch, sup: &mut Supervisor<'_>, streams: &mut [Stream]) {
     let exit_fd = os::exit_watch(sup.pid);
     let mut ready = Vec::new();
-    let mut buf = vec![0u8; 64 * 1024];
+    // The worker's read buffer, kept from job to job (not allocated and zeroed for each).
+    let mut buf = READ_BUFFER.take();
+    buf.resize(READ_SIZE, 0);
+    let mut trickles = 0;
     loop {
         let open_pipes = streams.iter().any(|s| s.fd.is_some());
         if sup.reaped.is_some() && !open_pipes {
+            READ_BUFFER.set(buf);
             return;
         }
         // Poll set: open pipes, then the exit watch while the child runs, then the cancel pipe.
@@ -229,16 +248,27 @@ fn supervise(launch: &Launch, sup: &mut Supervisor<'_>, streams: &mut [Stream]) 
             || os::EXIT_WATCH_RECHECK.is_some()
             || exit_slot.is_none_or(|i| ready.get(i).copied().unwrap_or(true));
         drop(fds);
+        let mut got = 0;
         for (stream, _) in streams
             .iter_mut()
             .filter(|s| s.fd.is_some())
             .zip(ready.iter().take(n_pipes))
             .filter(|(_, r)| **r)
         {
-            stream.drain(&mut buf);
+            got += stream.read_once(&mut buf);
         }
         if sup.reaped.is_none() && may_have_exited {
             sup.try_reap();
+        }
+        trickles = if got > 0 && got < TRICKLE_BYTES {
+            trickles + 1
+        } else {
+            0
+        };
+        if let (true, None, Some(exit)) = (trickles >= TRICKLE_WAKES, &sup.reaped, &exit_fd) {
+            let mut watch = vec![exit.as_fd()];
+            watch.extend(launch.cancel.wake_fd().filter(|_| !sup.saw_cancel));
+            let _ = os::poll_readable(&watch, TRICKLE_WAIT_MS, &mut ready);
         }
         let now = Instant::now();
         if sup.oom_at.is_some_and(|at| now >= at) {
@@ -250,7 +280,7 @@ fn supervise(launch: &Launch, sup: &mut Supervisor<'_>, streams: &mut [Stream]) 
         sup.react(now, launch.cancel, launch.sampler);
         if sup.pipes_abandoned(now) {
             for s in streams.iter_mut() {
-                s.drain(&mut buf);
+                s.drain_now(&mut buf);
                 s.fd = None;
             }
         }
@@ -265,29 +295,44 @@ struct Stream<'a> {
 }
 
 impl Stream<'_> {
-    /// Reads what the pipe holds now; closes it at end of file.
-    fn drain(&mut self, buf: &mut [u8]) {
-        let Some(fd) = &mut self.fd else { return };
+    /// Reads once from a pipe `poll` found ready (it holds data or is closed, so the read does
+    /// not wait; the pipe is left blocking, which costs no `fcntl` per job); closes it at end
+    /// of file. One read takes what a full pipe holds. Returns the bytes read.
+    fn read_once(&mut self, buf: &mut [u8]) -> usize {
+        let Some(fd) = &mut self.fd else { return 0 };
         loop {
-            match fd.read(buf) {
+            return match fd.read(buf) {
                 Ok(0) => {
                     self.fd = None;
-                    return;
+                    0
                 }
                 Ok(n) => {
                     self.spool.push(&buf[..n]);
                     if let Some((board, slot)) = self.live {
                         board.stderr(slot, &buf[..n]);
                     }
+                    n
                 }
                 // Interrupted: read again.
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(_) => {
                     self.fd = None;
-                    return;
+                    0
                 }
+            };
+        }
+    }
+
+    /// Reads whatever the pipe holds now, without waiting for more.
+    fn drain_now(&mut self, buf: &mut [u8]) {
+        let mut ready = Vec::new();
+        while let Some(fd) = &self.fd {
+            let readable = os::poll_readable(&[fd.as_fd()], 0, &mut ready).is_ok()
+                && ready.first() == Some(&true);
+            if !readable {
+                return;
             }
+            self.read_once(buf);
         }
     }
 }

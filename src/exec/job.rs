@@ -86,7 +86,7 @@ pub(super) fn drive(
     attempt: &mut dyn FnMut(Permit, &[u64], &mut Tries) -> Attempt,
 ) -> Vec<Done> {
     let ctx = shared.ctx;
-    let weights: Vec<u64> = unit.inputs().iter().map(unit::weight).collect();
+    let weights = unit::weights(unit.inputs());
     let weight = weights.iter().sum();
     let place = unit.place(shared.config.run.order, weight);
     let mut ticket = ticket;
@@ -488,7 +488,7 @@ fn attempts(
             stderr: finished.stderr,
             line: None,
         };
-        return Attempt::Ended(unit.records(config, base, &argv, &values, weights));
+        return Attempt::Ended(unit.records(config, base, &argv, weights));
     }
 }
 

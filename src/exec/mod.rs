@@ -10,6 +10,7 @@
 mod admit;
 mod child;
 mod job;
+mod net;
 mod sampler;
 mod staged;
 pub(crate) mod unit;
@@ -110,7 +111,9 @@ impl Executor for Pool {
 
 /// Starts the workers: `-j` of them, and with single inputs up to `LOOKAHEAD` more that hold
 /// inputs waiting for memory, so that admission can choose the one that fits the room best
-/// (at most `-j` jobs run at once all the same). Batches are formed as a slot frees: no worker
+/// (at most `-j` jobs run at once all the same); they hold inputs only while that can matter
+/// (`Gate::hold_ahead`), so that a run memory never holds back starts each job from the worker
+/// whose job just ended, without waking another. Batches are formed as a slot frees: no worker
 /// waits ahead of one.
 fn spawn_workers<'scope, 'env>(
     s: &'scope std::thread::Scope<'scope, 'env>,
@@ -136,11 +139,18 @@ fn spawn_workers<'scope, 'env>(
         let spawned = std::thread::Builder::new()
             .name(format!("worker-{n}"))
             .spawn_scoped(s, move || {
+                let ahead = n > config.run.jobs;
                 if config.batch.is_some() {
-                    work(shared, jobs, &mut batches.iter().map(Unit::Batch));
+                    work(shared, jobs, &mut batches.iter().map(Unit::Batch), ahead);
                 } else {
-                    work(shared, jobs, &mut jobs.inputs().iter().map(Unit::One));
+                    work(
+                        shared,
+                        jobs,
+                        &mut jobs.inputs().iter().map(Unit::One),
+                        ahead,
+                    );
                 }
+                shared.gate.inputs_ended();
             });
         match spawned {
             Ok(handle) => workers.push(handle),
@@ -202,10 +212,14 @@ fn gate_settings(config: &Config, budget: u64, reserve: u64) -> GateSettings {
 }
 
 /// One worker: takes units of work (inputs, or batches with `-X`) until they end, one at a
-/// time, and hands back one record per input.
-fn work(shared: &Shared, jobs: &Queue<'_>, units: &mut dyn Iterator<Item = Unit>) {
+/// time, and hands back one record per input. A worker `ahead` of `-j` takes one only while
+/// inputs are worth holding for memory (`Gate::hold_ahead`).
+fn work(shared: &Shared, jobs: &Queue<'_>, units: &mut dyn Iterator<Item = Unit>, ahead: bool) {
     let keep_order = shared.config.keep_order && shared.config.run.order == Order::Input;
-    for unit in units {
+    while !ahead || shared.gate.hold_ahead() {
+        let Some(unit) = units.next() else {
+            return;
+        };
         let mut done = if shared.ctx.cancel.no_new_jobs() {
             unit.inputs()
                 .iter()
@@ -233,4 +247,5 @@ fn work(shared: &Shared, jobs: &Queue<'_>, units: &mut dyn Iterator<Item = Unit>
             return;
         }
     }
+    shared.gate.drained();
 }

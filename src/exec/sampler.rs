@@ -2,7 +2,9 @@
 //! each running job's process group, summed per job. This sees a job's whole process tree
 //! (`sh -c`, grandchildren working in parallel), where `wait4` only reports its largest
 //! process. Jobs shorter than one interval are left to `wait4`; when no job has been running
-//! that long the sampler reads nothing.
+//! that long the sampler reads nothing, and the safety net looks at memory only while some job
+//! has run for `WATCH_AFTER`: a run of tiny jobs costs the sampler's thread a wake-up every
+//! 25 ms and nothing per job.
 //!
 //! The sampler's thread also reaps, at each interval, the processes jobs left behind that were
 //! reparented to fanout (`os::reap_orphans`), so they do not pile up as zombies while it runs.
@@ -16,6 +18,11 @@ use crossbeam_channel::{Receiver, RecvTimeoutError};
 const INTERVAL: Duration = Duration::from_millis(100);
 /// How often the safety net looks at available memory (cheap: no process is read).
 const WATCH_EVERY: Duration = Duration::from_millis(25);
+/// The safety net looks only while some job has run this long: a job that ends sooner cannot
+/// take much memory, and a run of such jobs costs no reading of memory at all.
+const WATCH_AFTER: Duration = Duration::from_millis(20);
+/// A rise of the peak by less than this share of it (and 1 MiB) leaves a job's memory steady.
+const STEADY_RISE: u64 = 32;
 /// Timeline points kept for the summary (halved when full).
 const TIMELINE_POINTS: usize = 4000;
 
@@ -41,6 +48,12 @@ struct Job {
     cpu: Duration,
     /// When a sample last saw its CPU time grow (or when it started).
     progressed: Instant,
+    /// When a sample last saw its peak rise past `level` by more than `STEADY_RISE`, its CPU
+    /// time grow, or one of its processes busy (running, waiting for a CPU or in the kernel),
+    /// or when it started or was resumed: since then its memory has held while it slept.
+    /// `level`: the peak when it last rose.
+    active: Instant,
+    level: u64,
     /// Since when its process group is stopped (SIGSTOP) by the safety net.
     paused_since: Option<Instant>,
     paused: Duration,
@@ -62,7 +75,13 @@ pub(crate) enum Eviction {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct JobView {
     pub pgid: i32,
+    /// Its worker slot, unique among running jobs.
+    pub slot: usize,
     pub started: Instant,
+    /// Its highest sampled memory so far.
+    pub peak: u64,
+    /// When its memory last grew or it last ran (see `Job::active`).
+    pub active: Instant,
     /// Its latest sampled memory.
     pub current: u64,
     /// What it is expected to reach.
@@ -134,6 +153,8 @@ impl<'a> Sampler<'a> {
             started: now,
             cpu: Duration::ZERO,
             progressed: now,
+            active: now,
+            level: 0,
             peak: 0,
             current: 0,
             reserved,
@@ -187,7 +208,10 @@ impl<'a> Sampler<'a> {
             .iter()
             .map(|(pgid, j)| JobView {
                 pgid: *pgid,
+                slot: j.slot,
                 started: j.started,
+                peak: j.peak,
+                active: j.active,
                 current: j.current,
                 expect: j.expect,
                 paused_since: j.paused_since,
@@ -196,6 +220,16 @@ impl<'a> Sampler<'a> {
             .collect();
         v.sort_by_key(|j| (j.started, j.pgid));
         v
+    }
+
+    /// Admission sized a running job's reservation again (the model learned meanwhile): what it
+    /// is expected to reach becomes that, or what it uses now if more.
+    pub(crate) fn reserve_again(&self, pgid: i32, reserved: u64) {
+        let mut reg = self.registry.lock().expect("sampler");
+        if let Some(job) = reg.jobs.get_mut(&pgid) {
+            job.reserved = reserved;
+            job.expect = reserved.max(job.current);
+        }
     }
 
     /// Stops a job's process group (SIGSTOP) until `resume`; false if it is gone.
@@ -230,8 +264,9 @@ impl<'a> Sampler<'a> {
             (Move::Pause, _) => job.paused_since = Some(now),
             (Move::Resume, Some(t)) => {
                 job.paused += t.elapsed();
-                // Stopped, it could not progress: its time without CPU starts now.
+                // Stopped, it could neither progress nor grow: both clocks start now.
                 job.progressed = now;
+                job.active = now;
             }
             (Move::Resume, None) => {}
         }
@@ -284,7 +319,7 @@ impl<'a> Sampler<'a> {
     }
 
     /// Samples (and reaps orphans) every 100 ms until `stop` is dropped; `watch` (the safety
-    /// net) looks every 25 ms while jobs run, with the latest samples.
+    /// net) looks every 25 ms while a job has run for `WATCH_AFTER`, with the latest samples.
     pub(crate) fn run(&self, stop: &Receiver<()>, mut watch: impl FnMut(&Sampler)) {
         let mut last = Instant::now();
         loop {
@@ -295,7 +330,7 @@ impl<'a> Sampler<'a> {
                         self.sample();
                         crate::os::reap_orphans();
                     }
-                    if !self.registry.lock().expect("sampler").jobs.is_empty() {
+                    if self.any_older_than(WATCH_AFTER) {
                         watch(self);
                     }
                 }
@@ -304,14 +339,22 @@ impl<'a> Sampler<'a> {
         }
     }
 
+    /// Whether some running job started at least `age` ago.
+    fn any_older_than(&self, age: Duration) -> bool {
+        let reg = self.registry.lock().expect("sampler");
+        let now = Instant::now();
+        reg.jobs
+            .values()
+            .any(|j| now.saturating_duration_since(j.started) >= age)
+    }
+
     /// Samples the running jobs that have run long enough to be sampled.
     fn sample(&self) {
+        if !self.any_older_than(INTERVAL) {
+            return;
+        }
         let pgids: Vec<i32> = {
             let reg = self.registry.lock().expect("sampler");
-            let due = reg.jobs.values().any(|j| j.started.elapsed() >= INTERVAL);
-            if !due {
-                return;
-            }
             reg.jobs.keys().copied().collect()
         };
         let sums = crate::os::group_usage(&pgids);
@@ -320,12 +363,23 @@ impl<'a> Sampler<'a> {
         let now = Instant::now();
         for (pgid, job) in &mut reg.jobs {
             let usage = sums.get(pgid).copied().unwrap_or_default();
-            if usage.cpu > job.cpu {
+            let ran = usage.cpu > job.cpu;
+            if ran {
                 job.progressed = now;
             }
             job.cpu = usage.cpu;
             let rss = usage.rss;
             job.peak = job.peak.max(rss);
+            let rose = job.peak > job.level + job.level / STEADY_RISE + (1 << 20);
+            if rose {
+                job.level = job.peak;
+            }
+            // Memory that holds while the job runs, or waits for a CPU or the kernel (a loaded
+            // machine, its start), says little of where it will stop: only a job asleep, using
+            // no CPU time, holds its own.
+            if rose || ran || usage.runnable {
+                job.active = now;
+            }
             job.current = rss;
             if rss > job.expect {
                 // It outgrew what it was expected to need: nothing says where it stops.

@@ -4,9 +4,10 @@
 //!
 //! A batch is admitted like a job whose weight is the sum of its inputs' weights, runs under
 //! the same timeout, retries and stops, and every input gets a copy of the batch's record with
-//! its own job number, path, weight and file identity, and `batch`/`batch_size`. The batch's
-//! output and its whole command (`batch_command`) travel with the record of its first input.
-//! A batch of several files that failed as a whole marks every record not attributed.
+//! its own job number, path, weight and file identity, and `batch`/`batch_size`, sharing one
+//! copy of the command as it ran (`batch_argv`). The batch's output travels with the record of
+//! its first input. A batch of several files that failed as a whole marks every record not
+//! attributed.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -43,6 +44,22 @@ pub(crate) fn weight(input: &Input) -> u64 {
         Some(object) => crate::remote::weight(object),
         None => crate::parquet::weight(&input.path),
     })
+}
+
+/// The memory weights of a unit's inputs, as [`weight`] reads them; a file that is not
+/// parquet weighs its size, read by its directory's descriptor (a batch's files share few).
+pub(crate) fn weights(inputs: &[Input]) -> Vec<u64> {
+    let mut stat = crate::os::StatAt::default();
+    inputs
+        .iter()
+        .map(|input| match input.weight {
+            Some(w) => w,
+            None if input.remote.is_some() || crate::parquet::is_parquet_name(&input.path) => {
+                weight(input)
+            }
+            None => stat.size_and_mtime(&input.path).map_or(0, |(size, _)| size),
+        })
+        .collect()
 }
 
 /// What the job of `input` commits: its `-o` target, or in place the file it replaces.
@@ -154,7 +171,6 @@ impl Unit {
         config: &Config,
         mut base: Done,
         argv: &[OsString],
-        values: &JobValues,
         weights: &[u64],
     ) -> Vec<Done> {
         let Unit::Batch(batch) = self else {
@@ -173,39 +189,39 @@ impl Unit {
         if size > 1 && matches!(base.status, Status::Failed | Status::Timeout) {
             base.not_attributed(size);
         }
-        // The command as it ran, once: on the batch's first record.
-        let mut batch_command = (size > 1).then(|| {
-            argv.iter()
-                .map(|a| a.to_string_lossy().into_owned())
-                .collect::<Vec<_>>()
+        // The command as it ran, shared by its records (one copy): the journal writes it once,
+        // in the batch's line. A command of one file is that file's, as without -X.
+        let ran = (size > 1).then(|| {
+            std::sync::Arc::new(
+                argv.iter()
+                    .map(|a| a.to_string_lossy().into_owned())
+                    .collect::<Vec<_>>(),
+            )
         });
         // The file identity is what --resume reads from the journal: without one, no stat.
         let journal = config.summary.is_some();
+        let mut stat = crate::os::StatAt::default();
         let mut all = Vec::with_capacity(batch.inputs.len());
         for (input, &weight) in batch.inputs.iter().zip(weights) {
             let mut record = base.for_input(input.job, &input.path);
-            // The command as it concerns this file: the batch's words with this file alone
-            // in the repeated ones (the whole list would repeat in every record).
-            record.set_command(&config.template.expand_batch(
-                &[input.path.as_path()],
-                &[input.rel_at],
-                &[],
-                values,
-            ));
             record.weight_bytes = Some(weight);
-            record.batch_command = batch_command.take();
-            let mut line = None;
-            if journal {
-                identify(&mut record, &input.path);
-                // Formatted here, on the worker, which waits anyway: the collector (one
-                // thread for the whole run) only writes the line.
-                line = record.journal_line();
+            match &ran {
+                Some(ran) => record.batch_argv = Some(std::sync::Arc::clone(ran)),
+                None => record.set_command(argv),
             }
+            if journal {
+                if let Some((bytes, mtime_ns)) = stat.size_and_mtime(&input.path) {
+                    record.file_size = Some(bytes);
+                    record.file_mtime_ns = Some(mtime_ns);
+                }
+            }
+            // Not formatted here: the journal writes a batch's facts once, then a short line
+            // per file (`JournalWriter`), on the collector's thread.
             all.push(Done {
                 record,
                 stdout: stdout.take(),
                 stderr: stderr.take(),
-                line,
+                line: None,
             });
         }
         all

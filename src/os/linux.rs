@@ -41,13 +41,14 @@ pub(super) fn exited_child() -> Option<i32> {
         .map(nix::unistd::Pid::as_raw)
 }
 
-/// How often the calling thread has been preempted so far (involuntary context switches),
-/// to tell a wait for the file system from a wait for a CPU.
-pub(crate) fn thread_preemptions() -> Option<u64> {
+/// How often the calling thread has given up its core to wait so far (voluntary context
+/// switches: a read the disk or a server had to answer), to tell a wait for the file system
+/// from a wait for a CPU (a preemption is not counted).
+pub(crate) fn thread_waits() -> Option<u64> {
     use nix::sys::resource::{getrusage, UsageWho};
     getrusage(UsageWho::RUSAGE_THREAD)
         .ok()
-        .map(|u| u.involuntary_context_switches().max(0) as u64)
+        .map(|u| u.voluntary_context_switches().max(0) as u64)
 }
 
 /// Makes the OOM killer prefer `pid` (a job) over fanout and the rest of the system.
@@ -91,6 +92,7 @@ pub(crate) fn group_usage(pgids: &[i32]) -> HashMap<i32, Usage> {
             let sum = sums.entry(s.pgrp).or_default();
             sum.rss += s.rss_pages * page;
             sum.cpu += tick * u32::try_from(s.cpu_ticks).unwrap_or(u32::MAX);
+            sum.runnable |= s.runnable;
         }
     }
     sums
@@ -115,6 +117,8 @@ fn clock_tick() -> Duration {
 /// What fanout reads of a /proc/PID/stat line.
 #[derive(Debug, PartialEq, Eq)]
 struct Stat {
+    /// Running or waiting for a CPU (state R), or in an uninterruptible wait (D).
+    runnable: bool,
     pgrp: i32,
     /// User and system time, its own and its waited-for children's, clock ticks.
     cpu_ticks: u64,
@@ -129,6 +133,7 @@ fn parse_stat(stat: &str) -> Option<Stat> {
     // After the name: state(3) ppid(4) pgrp(5) … utime(14) stime(15) cutime(16) cstime(17) …
     // rss(24), so pgrp is [2], the times [11..=14] and rss [21].
     Some(Stat {
+        runnable: matches!(*fields.first()?, "R" | "D"),
         pgrp: fields.get(2)?.parse().ok()?,
         cpu_ticks: (11..=14).map(field).sum::<Option<u64>>()?,
         rss_pages: field(21)?,
@@ -254,11 +259,16 @@ mod tests {
     fn parses_stat_lines_with_odd_names() {
         let line = "1234 (a (b) c) S 1 1200 1200 0 -1 4194304 100 0 0 0 1 2 0 0 20 0 1 0 500 10000000 2500 18446744073709551615";
         let stat = Stat {
+            runnable: false,
             pgrp: 1200,
             cpu_ticks: 3,
             rss_pages: 2500,
         };
         assert_eq!(parse_stat(line), Some(stat));
+        for busy in [") R ", ") D "] {
+            let line = line.replacen(") S ", busy, 1);
+            assert!(parse_stat(&line).is_some_and(|s| s.runnable), "{line}");
+        }
     }
 
     #[test]

@@ -68,7 +68,7 @@ pub(crate) fn prefer_oom_victim(_pid: i32) {}
 
 /// macOS has no per-thread usage counts: a slow directory read is taken as the file
 /// system's.
-pub(crate) fn thread_preemptions() -> Option<u64> {
+pub(crate) fn thread_waits() -> Option<u64> {
     None
 }
 
@@ -96,6 +96,7 @@ pub(crate) fn group_usage(pgids: &[i32]) -> HashMap<i32, Usage> {
                 .fold(Usage::default(), |sum, u| Usage {
                     rss: sum.rss + u.rss,
                     cpu: sum.cpu + u.cpu,
+                    runnable: sum.runnable || u.runnable,
                 });
             (pgid, usage)
         })
@@ -141,6 +142,7 @@ fn task_usage(pid: libc::c_int) -> Option<Usage> {
     (n == size).then(|| Usage {
         rss: info.pti_resident_size,
         cpu: Duration::from_nanos(info.pti_total_user.saturating_add(info.pti_total_system)),
+        runnable: info.pti_numrunning > 0,
     })
 }
 

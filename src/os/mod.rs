@@ -32,11 +32,11 @@ use std::time::Duration;
 pub(crate) use nix::sys::signal::Signal;
 pub(crate) use platform::{
     become_subreaper, exit_watch, group_usage, prefer_oom_victim, process_name, protect_from_oom,
-    thread_preemptions, MemoryCap, EXIT_WATCH_RECHECK,
+    thread_waits, MemoryCap, EXIT_WATCH_RECHECK,
 };
 pub(crate) use posix::{
-    arg_max, group_alive, is_root, own_cpu, peer_closed, poll_readable, reap_orphans,
-    set_nonblocking, signal_group, spawn_job, wait4, waited, Reaped,
+    arg_max, group_alive, is_root, own_cpu, peer_closed, poll_readable, reap_orphans, signal_group,
+    spawn_job, wait4, waited, Reaped, StatAt,
 };
 
 /// What the processes of one process group use now, summed.
@@ -48,6 +48,10 @@ pub(crate) struct Usage {
     /// kernel's task time units, which are nanoseconds on Intel and larger on Apple silicon:
     /// comparable between two readings, not exact.
     pub cpu: Duration,
+    /// Some process of it is busy: running, waiting for a CPU, or (Linux) in an uninterruptible
+    /// wait in the kernel, such as a page fault. Memory that does not grow meanwhile may only
+    /// be waiting for its turn.
+    pub runnable: bool,
 }
 
 /// The tightest memory limit fanout runs under and the room left below it.

@@ -8,7 +8,7 @@ use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use crate::record::{JobRecord, FORMAT_VERSION};
+use crate::record::{BatchLine, FileInBatch, JobRecord, NEWEST_FORMAT_VERSION};
 
 /// A journal as read.
 #[derive(Debug, Default)]
@@ -41,10 +41,19 @@ impl Journal {
 #[serde(tag = "type", rename_all = "snake_case")]
 enum Line {
     Run(Map<String, Value>),
-    File(Box<JobRecord>),
+    File(Box<FileLine>),
+    Batch(Box<BatchLine>),
     Summary(Map<String, Value>),
     Worker(Map<String, Value>),
     SlurmArray(Map<String, Value>),
+}
+
+/// A `file` line: a whole record, or the short line of a file in a batch (version 2).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum FileLine {
+    Whole(Box<JobRecord>),
+    InBatch(FileInBatch),
 }
 
 /// Reads the journal at `path`. A file whose first line is not a fanout record is refused.
@@ -67,6 +76,8 @@ pub(crate) fn read(path: &Path) -> Result<Journal> {
 pub(crate) fn parse(bytes: &[u8]) -> Result<Journal> {
     let mut journal = Journal::default();
     let mut seen_record = false;
+    // The last `batch` line of each number: the short lines of its files refer to it.
+    let mut batches: std::collections::HashMap<u64, BatchLine> = Default::default();
     let ends_whole = bytes.last().is_none_or(|b| *b == b'\n');
     let mut lines = bytes.split(|b| *b == b'\n').peekable();
     while let Some(line) = lines.next() {
@@ -88,18 +99,32 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Journal> {
         };
         seen_record = true;
         let version = match &parsed {
-            Line::File(r) => u64::from(r.version),
+            Line::File(f) => match &**f {
+                FileLine::Whole(r) => u64::from(r.version),
+                FileLine::InBatch(f) => u64::from(f.version),
+            },
+            Line::Batch(b) => u64::from(b.version),
             Line::Run(m) | Line::Summary(m) | Line::Worker(m) | Line::SlurmArray(m) => {
                 m.get("v").and_then(Value::as_u64).unwrap_or(0)
             }
         };
-        if version > u64::from(FORMAT_VERSION) {
+        if version > u64::from(NEWEST_FORMAT_VERSION) {
             bail!(
-                "it is of format version {version}, written by a newer fanout; this one reads version {FORMAT_VERSION}"
+                "it is of format version {version}, written by a newer fanout; this one reads versions up to {NEWEST_FORMAT_VERSION}"
             );
         }
         match parsed {
-            Line::File(r) => journal.files.push(*r),
+            Line::File(f) => match *f {
+                FileLine::Whole(r) => journal.files.push(*r),
+                FileLine::InBatch(f) => match batches.get(&f.batch) {
+                    Some(b) => journal.files.push(b.record(f)),
+                    // A short line without its batch's line is not a record.
+                    None => journal.unreadable += 1,
+                },
+            },
+            Line::Batch(b) => {
+                batches.insert(b.batch, *b);
+            }
             Line::Summary(m) => journal.summary = Some(m),
             Line::Run(m) => journal.run = Some(m),
             Line::Worker(m) => {
@@ -116,6 +141,8 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Journal> {
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::ffi::OsStrExt;
+
     use super::*;
 
     const FILE: &str = r#"{"type":"file","v":1,"job":1,"path":"a","status":"ok","exit_code":0,"signal":null,"attempts":1,"duration_ms":5,"peak_rss_bytes":null,"stdout_bytes":0,"stderr_bytes":0,"stderr_tail":null,"command":["true"],"reason":null,"file_size":1,"file_mtime_ns":1,"started_ms":3,"slot":1,"weight_bytes":1,"mem_reserved_bytes":1}"#;
@@ -138,6 +165,90 @@ mod tests {
         assert_eq!(j.files.len(), 1);
         let old = parse(format!("{FILE}\n").as_bytes()).unwrap();
         assert!(old.run.is_none());
+    }
+
+    /// The records of a batch of four as the journal writes them (format version 2: a batch
+    /// line, then a short line per file) read back whole: each file's own fields and its
+    /// batch's. A record changed alone (its output lost) starts a batch line of its own, and
+    /// the files after it go back to the batch's facts, in a line that says them again.
+    #[test]
+    fn a_batch_s_short_lines_read_back_as_whole_records() {
+        use crate::record::Status;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.jsonl");
+        let mut journal = crate::summary::JournalWriter::create(&path).unwrap();
+        let ran = std::sync::Arc::new(vec![
+            "wc".into(),
+            "-c".into(),
+            "a".into(),
+            "b\u{fffd}".into(),
+        ]);
+        let mut records = Vec::new();
+        for (job, name) in [(1, &b"a"[..]), (2, b"b\xff"), (3, b"c"), (4, b"d")] {
+            let name = std::ffi::OsStr::from_bytes(name);
+            let mut r = JobRecord::new(job, Path::new(name), Status::Failed);
+            r.exit_code = Some(3);
+            r.attempts = 1;
+            r.duration_ms = Some(12);
+            r.stdout_bytes = Some(40);
+            r.stderr_tail = Some("d: bad".into());
+            r.batch = Some(7);
+            r.batch_size = Some(4);
+            r.not_attributed(4);
+            r.slot = Some(2);
+            r.weight_bytes = Some(job * 10);
+            r.file_size = Some(job);
+            r.file_mtime_ns = Some(1_000 + job as i64);
+            r.batch_argv = Some(std::sync::Arc::clone(&ran));
+            records.push(r);
+        }
+        records[1].reason = Some("its output could not be written".into());
+        let mut alone = JobRecord::new(5, Path::new("e"), Status::Ok);
+        alone.command = vec!["wc".into(), "e".into()];
+        for r in records.iter().chain([&alone]) {
+            journal.record(r).unwrap();
+        }
+        journal.flush().unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        let kinds: Vec<(String, u64)> = bytes
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(|l| {
+                let v: Value = serde_json::from_slice(l).unwrap();
+                (
+                    v["type"].as_str().unwrap().to_string(),
+                    v["v"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        let want = [
+            ("batch", 2),
+            ("file", 2),
+            ("batch", 2),
+            ("file", 2),
+            ("batch", 2),
+            ("file", 2),
+            ("file", 2),
+            ("file", 1),
+        ];
+        let want: Vec<(String, u64)> = want.iter().map(|(k, v)| ((*k).into(), *v)).collect();
+        assert_eq!(kinds, want);
+        let back = parse(&bytes).unwrap();
+        assert_eq!(back.files.len(), 5);
+        assert_eq!(back.unreadable, 0);
+        for (r, b) in records.iter().zip(&back.files) {
+            let mut expected = serde_json::to_value(r).unwrap();
+            // The command that ran is the batch line's, once: not copied into each record.
+            expected["command"] = serde_json::json!([]);
+            expected["v"] = 2.into();
+            assert_eq!(serde_json::to_value(b).unwrap(), expected);
+            assert_eq!(b.path_bytes(), r.path_bytes());
+        }
+        assert_eq!(back.files[4].command, ["wc", "e"]);
+        // A short line without its batch line is not a record.
+        let orphan = r#"{"type":"file","v":2,"job":9,"path":"z","status":"ok","batch":99,"weight_bytes":1,"file_size":1,"file_mtime_ns":1}"#;
+        let j = parse(format!("{FILE}\n{orphan}\n").as_bytes()).unwrap();
+        assert_eq!((j.files.len(), j.unreadable), (1, 1));
     }
 
     #[test]

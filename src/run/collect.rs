@@ -15,13 +15,15 @@ use super::outlet::Outlet;
 use super::reorder::Reorder;
 use crate::config::Config;
 use crate::error::print_notice;
-use crate::executor::{Backlog, Done};
+use crate::executor::{Backlog, Bulk, Done};
 use crate::input::Notice;
 use crate::live::Board;
 use crate::progress::Progress;
 
 /// How often the job lines under the bar are redrawn.
 const JOB_LINES_EVERY: Duration = Duration::from_millis(200);
+/// The longest the collector lets records gather before it takes them (see `Linger`).
+const LINGER_MAX: Duration = Duration::from_millis(10);
 
 pub(super) struct Collector<'a> {
     config: &'a Config,
@@ -65,6 +67,13 @@ impl<'a> Collector<'a> {
         }
     }
 
+    /// Without `--keep-order`'s reordering: for lines that come in order already (an inline
+    /// executor's; records without output need no place in the order).
+    pub(super) fn unordered(mut self) -> Collector<'a> {
+        self.order = None;
+        self
+    }
+
     /// The totals and the journal, for the end of the run.
     pub(super) fn close(self) -> Closed<'a> {
         self.ledger.close()
@@ -75,7 +84,7 @@ impl<'a> Collector<'a> {
     pub(crate) fn collect(
         &mut self,
         done: &Receiver<Done>,
-        early: &Receiver<Vec<Done>>,
+        early: &Receiver<Bulk>,
         notices: &Receiver<Notice>,
         found: &AtomicU64,
         running: &AtomicU64,
@@ -83,7 +92,7 @@ impl<'a> Collector<'a> {
     ) {
         let (mut done_open, mut early_open, mut notices_open) = (true, true, true);
         let closed_done = crossbeam_channel::never::<Done>();
-        let closed_early = crossbeam_channel::never::<Vec<Done>>();
+        let closed_early = crossbeam_channel::never::<Bulk>();
         let closed_notices = crossbeam_channel::never::<Notice>();
         // Job lines and status lines are redrawn on a clock, records or not.
         let period = match (self.progress.has_job_lines(), self.config.status_every) {
@@ -94,32 +103,30 @@ impl<'a> Collector<'a> {
             Some(p) => crossbeam_channel::tick(p),
             None => crossbeam_channel::never(),
         };
+        let mut linger = Linger::new(done.capacity().unwrap_or(0));
         while done_open || early_open {
             // Take everything that is ready, then flush once; block (select) only when
             // nothing is: records that stream in never pay for a select's wake-up machinery.
-            let mut took = false;
-            loop {
-                if let Ok(batch) = early.try_recv() {
-                    batch.into_iter().for_each(|d| self.accept(d, backlog));
-                } else if let Ok(d) = done.try_recv() {
-                    self.accept(d, backlog);
-                } else {
-                    break;
-                }
-                took = true;
-            }
+            let took = self.take_ready(done, early, backlog, &mut linger);
             if !took {
                 self.end_batch();
                 // The bar shows what is out before the collector waits: records that come one
                 // at a time (slow jobs) move it too.
                 self.show_counts(found, running);
+                if let Some(wait) = linger.wait() {
+                    std::thread::sleep(wait);
+                    continue;
+                }
                 select! {
                     recv(if done_open { done } else { &closed_done }) -> d => match d {
-                        Ok(d) => self.accept(d, backlog),
+                        Ok(d) => {
+                            self.accept(d, backlog);
+                            linger.took(1);
+                        }
                         Err(_) => done_open = false,
                     },
                     recv(if early_open { early } else { &closed_early }) -> b => match b {
-                        Ok(batch) => batch.into_iter().for_each(|d| self.accept(d, backlog)),
+                        Ok(bulk) => self.bulk(bulk, backlog),
                         Err(_) => early_open = false,
                     },
                     recv(if notices_open { notices } else { &closed_notices }) -> n => match n {
@@ -148,6 +155,31 @@ impl<'a> Collector<'a> {
         }
         self.end_batch();
         self.progress.finish();
+    }
+
+    /// Takes every record that is ready; false if there was none.
+    fn take_ready(
+        &mut self,
+        done: &Receiver<Done>,
+        early: &Receiver<Bulk>,
+        backlog: &Backlog,
+        linger: &mut Linger,
+    ) -> bool {
+        let mut took = false;
+        let mut records = 0;
+        loop {
+            if let Ok(bulk) = early.try_recv() {
+                self.bulk(bulk, backlog);
+            } else if let Ok(d) = done.try_recv() {
+                self.accept(d, backlog);
+                records += 1;
+            } else {
+                break;
+            }
+            took = true;
+        }
+        linger.took(records);
+        took
     }
 
     fn show_counts(&self, found: &AtomicU64, running: &AtomicU64) {
@@ -224,6 +256,16 @@ impl<'a> Collector<'a> {
         self.progress.suspend(|| print_notice(&msg));
     }
 
+    fn bulk(&mut self, bulk: Bulk, backlog: &Backlog) {
+        match bulk {
+            Bulk::Records(all) => all.into_iter().for_each(|d| self.accept(d, backlog)),
+            Bulk::Listed { text, jobs } => {
+                self.outlet.list(&text, &self.progress);
+                self.ledger.listed(jobs);
+            }
+        }
+    }
+
     fn accept(&mut self, done: Done, backlog: &Backlog) {
         let Some(mut order) = self.order.take() else {
             return self.emit(done);
@@ -251,5 +293,52 @@ impl<'a> Collector<'a> {
         }
         self.outlet.flush(&self.progress, self.ledger.pending_mut());
         self.ledger.commit(&self.progress);
+    }
+}
+
+/// Records of jobs that stream in (tiny jobs, one after another on every worker) are taken a
+/// few at a time: once the queue is empty the collector sleeps about as long as half of it
+/// takes to fill at the rate records came, at most `LINGER_MAX`, instead of waiting in
+/// `select`, where every record would wake it (a thread wake-up per job, paid on the workers'
+/// cores). Records and their output wait that much at most. A sleep that found nothing is not
+/// repeated, and records that come further apart than `LINGER_MAX` are waited for as before.
+struct Linger {
+    /// Half the records queue.
+    half: u32,
+    /// When records were last taken.
+    last: Instant,
+    /// The time between records, as they came last.
+    each: Duration,
+    /// The collector slept and has taken nothing since.
+    slept: bool,
+}
+
+impl Linger {
+    fn new(capacity: usize) -> Linger {
+        Linger {
+            half: u32::try_from(capacity / 2).unwrap_or(u32::MAX),
+            last: Instant::now(),
+            each: Duration::MAX,
+            slept: false,
+        }
+    }
+
+    /// `records` records of jobs were just taken.
+    fn took(&mut self, records: u32) {
+        if records > 0 {
+            let now = Instant::now();
+            self.each = now.duration_since(self.last) / records;
+            self.last = now;
+            self.slept = false;
+        }
+    }
+
+    /// Nothing is ready: how long to sleep before looking again, if at all.
+    fn wait(&mut self) -> Option<Duration> {
+        if std::mem::take(&mut self.slept) || self.each > LINGER_MAX {
+            return None;
+        }
+        self.slept = true;
+        Some(self.each.saturating_mul(self.half).min(LINGER_MAX))
     }
 }

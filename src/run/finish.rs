@@ -132,7 +132,9 @@ fn exit_status(
     journal_failed: bool,
 ) -> ExitStatus {
     let mut exit = totals.exit_status(stopped);
-    if rehearsal && exit == ExitStatus::Failure {
+    // A dry run whose lines could not be written failed to say its plan.
+    let said = stopped != Some(Reason::OutputFailed);
+    if rehearsal && exit == ExitStatus::Failure && said {
         // Nothing ran, so nothing failed: inputs that would fail are named on stderr.
         exit = ExitStatus::Success;
     }

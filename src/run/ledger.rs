@@ -45,6 +45,11 @@ impl<'a> Ledger<'a> {
         self.pending.push(Pending { record, line });
     }
 
+    /// Counts `jobs` jobs a dry run listed (their lines are out; no journal is written).
+    pub(super) fn listed(&mut self, jobs: u64) {
+        self.totals.add_listed(jobs);
+    }
+
     /// The records still waiting for their output to be flushed.
     pub(super) fn pending_mut(&mut self) -> &mut [Pending] {
         &mut self.pending

@@ -30,14 +30,14 @@ use crossbeam_channel::{bounded, Receiver};
 use crate::cancel::{self, Cancel};
 use crate::config::Config;
 use crate::error::ExitStatus;
-use crate::executor::{Backlog, Context, Done, Executor, Extra, Queue};
+use crate::executor::{Backlog, Bulk, Context, Done, Executor, Extra, Inline, Queue};
 use crate::input::{Input, Notice};
 use crate::output::Io;
 use crate::resume::Resume;
 use crate::summary::JournalWriter;
 use crate::walk::{Source, WalkReport};
 use collect::Collector;
-use discover::Discovery;
+use discover::{Discovery, Lister, Sink};
 use finish::{finish, Ending};
 use ledger::Ledger;
 use outlet::Outlet;
@@ -105,7 +105,10 @@ fn run(
         notices: notice_rx,
         rehearsal,
     };
-    let (extra, walk, collector) = flow.run(executor, source, collector)?;
+    let (extra, walk, collector) = match executor.inline() {
+        Some(inline) => flow.inline(inline, source, collector.unordered())?,
+        None => flow.run(executor, source, collector)?,
+    };
     drop(ctx);
     finish(Ending {
         config,
@@ -149,7 +152,8 @@ fn open_journal(
 }
 
 /// The threads of a run: discovery with triage, the executor, and the collector (on the
-/// calling thread), joined by bounded channels.
+/// calling thread), joined by bounded channels; or, for an executor that takes its jobs
+/// inline, discovery with triage and the executor on one thread, and the collector.
 struct Flow<'c, 'a> {
     ctx: &'c Context<'a>,
     resume: Option<&'c Resume>,
@@ -179,7 +183,7 @@ impl Flow<'_, '_> {
         std::thread::scope(|s| {
             let (job_tx, job_rx) = bounded::<Input>(inputs_ahead);
             let (done_tx, done_rx) = bounded::<Done>(capacity);
-            let (early_tx, early_rx) = bounded::<Vec<Done>>(16);
+            let (early_tx, early_rx) = bounded::<Bulk>(16);
             let bulk_tx = early_tx.clone();
             // Discovery and triage share a thread: what needs no executor becomes a record at
             // once, in batches, so records that need no process move at memory speed.
@@ -187,7 +191,7 @@ impl Flow<'_, '_> {
                 .name("walk".into())
                 .spawn_scoped(s, move || {
                     let triage = Triage::new(ctx, resume, early_tx, rehearsal);
-                    Discovery::new(ctx, triage, found, job_tx).run(source)
+                    Discovery::new(ctx, triage, found, Sink::Channel(job_tx)).run(source)
                 })
                 .context("cannot start the walk")?;
             let exec = std::thread::Builder::new()
@@ -211,8 +215,48 @@ impl Flow<'_, '_> {
                 ctx.backlog,
             );
             let extra = exec.join().expect("executor thread")?;
-            let walk = walker.join().expect("walker thread")?;
+            let (walk, _) = walker.join().expect("walker thread")?;
             Ok((extra, walk, collector))
+        })
+    }
+
+    /// A run whose executor takes its jobs on discovery's thread: their lines reach the
+    /// collector many at once, and nothing crosses a thread one job at a time.
+    fn inline<'k>(
+        self,
+        inline: &mut dyn Inline,
+        source: Source,
+        mut collector: Collector<'k>,
+    ) -> Result<(Extra, WalkReport, Collector<'k>)> {
+        let Flow {
+            ctx,
+            resume,
+            found,
+            notices,
+            rehearsal,
+        } = self;
+        std::thread::scope(|s| {
+            let (bulk_tx, bulk_rx) = bounded::<Bulk>(16);
+            // No record comes one at a time.
+            let (_, done_rx) = bounded::<Done>(0);
+            let walker = std::thread::Builder::new()
+                .name("walk".into())
+                .spawn_scoped(s, move || {
+                    let lister = Lister::new(ctx, inline, bulk_tx.clone());
+                    let triage = Triage::new(ctx, resume, bulk_tx, rehearsal);
+                    Discovery::new(ctx, triage, found, Sink::Inline(lister)).run(source)
+                })
+                .context("cannot start the walk")?;
+            collector.collect(
+                &done_rx,
+                &bulk_rx,
+                &notices,
+                found,
+                ctx.running,
+                ctx.backlog,
+            );
+            let (walk, extra) = walker.join().expect("walker thread")?;
+            Ok((extra.unwrap_or_default(), walk, collector))
         })
     }
 }

@@ -123,6 +123,32 @@ impl<'a> Outlet<'a> {
         changed
     }
 
+    /// Writes the lines of many jobs a dry run listed, in one piece, and flushes them. A reader
+    /// that went away stops the run quietly; any other failure stops it loudly: a dry run that
+    /// cannot say its plan fails.
+    pub(super) fn list(&mut self, text: &[u8], progress: &Progress) {
+        let out = Stream::Stdout as usize;
+        if self.gone[out] || self.failed[out] {
+            return;
+        }
+        let sink = &mut self.stdout;
+        let Err(err) = progress.suspend(|| sink.write_all(text).and_then(|()| sink.flush())) else {
+            return;
+        };
+        if err.kind() == io::ErrorKind::BrokenPipe && !self.files {
+            return self.reader_gone(Stream::Stdout);
+        }
+        self.failed[out] = true;
+        let place = if self.files { "the task's" } else { "fanout's" };
+        let why = crate::error::io_reason(&err);
+        progress.suspend(|| {
+            print_notice(&format!(
+                "error: the dry run's lines could not be written to {place} standard output: {why}; stopping"
+            ));
+        });
+        self.cancel.raise(Level::Stop, Reason::OutputFailed);
+    }
+
     /// Flushes buffered stdout at the end of a burst; on failure every pending record with
     /// output says its output was lost (which of their bytes got out cannot be told).
     pub(super) fn flush(&mut self, progress: &Progress, pending: &mut [Pending]) {

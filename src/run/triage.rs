@@ -6,10 +6,10 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::Sender;
+use crossbeam_channel::{Sender, TrySendError};
 
 use crate::config::Order;
-use crate::executor::{Context, Done};
+use crate::executor::{Bulk, Context, Done};
 use crate::input::{Input, Notice};
 use crate::record::{Action, JobRecord, Skip, Status};
 use crate::resume::Resume;
@@ -26,7 +26,7 @@ const PROVEN: &str =
 pub(super) struct Triage<'c, 'a> {
     ctx: &'c Context<'a>,
     resume: Option<&'c Resume>,
-    out: Sender<Vec<Done>>,
+    out: Sender<Bulk>,
     batch: Vec<Done>,
     since: Instant,
     /// A journal is written: records are formatted here, on the walk's core.
@@ -35,6 +35,7 @@ pub(super) struct Triage<'c, 'a> {
     sweep: bool,
     /// `-u`: directories of up-to-date targets already swept of dead runs' temporary files.
     swept: std::collections::HashSet<std::path::PathBuf>,
+    pace: Pace,
 }
 
 impl<'c, 'a> Triage<'c, 'a> {
@@ -45,7 +46,7 @@ impl<'c, 'a> Triage<'c, 'a> {
     pub(super) fn new(
         ctx: &'c Context<'a>,
         resume: Option<&'c Resume>,
-        out: Sender<Vec<Done>>,
+        out: Sender<Bulk>,
         rehearsal: bool,
     ) -> Self {
         Triage {
@@ -57,6 +58,7 @@ impl<'c, 'a> Triage<'c, 'a> {
             journal: ctx.config.summary.is_some() && !rehearsal,
             sweep: !rehearsal,
             swept: std::collections::HashSet::new(),
+            pace: Pace::default(),
         }
     }
 
@@ -111,7 +113,7 @@ impl<'c, 'a> Triage<'c, 'a> {
     /// for, and the run would stand still. A job costs a process; one more send is nothing.
     pub(super) fn send(&mut self, jobs: &Sender<Input>, input: Input) -> bool {
         self.flush();
-        jobs.send(input).is_ok()
+        self.pace.send(jobs, input)
     }
 
     fn decide(&mut self, input: &Input) -> Option<JobRecord> {
@@ -186,6 +188,60 @@ impl<'c, 'a> Triage<'c, 'a> {
         if config.keep_order && config.run.order == Order::Input {
             self.ctx.backlog.wait_for_room(first, self.ctx.cancel);
         }
-        let _ = self.out.send(std::mem::take(&mut self.batch));
+        let _ = self
+            .out
+            .send(Bulk::Records(std::mem::take(&mut self.batch)));
+    }
+}
+
+/// How discovery waits for room in the job queue. Once the queue is full it sleeps until about
+/// half of it has been taken (for as long as that took last time), rather than waiting in
+/// `send`, where every input a worker takes would wake it to send one more: a thread wake-up
+/// per job that a run of tiny jobs would pay on its workers' cores.
+#[derive(Debug)]
+pub(super) struct Pace {
+    wait: Duration,
+}
+
+impl Default for Pace {
+    fn default() -> Pace {
+        Pace {
+            wait: Duration::from_millis(1),
+        }
+    }
+}
+
+impl Pace {
+    const SHORTEST: Duration = Duration::from_micros(50);
+    const LONGEST: Duration = Duration::from_millis(20);
+
+    /// Sends `input`, waiting as above while the queue is full; false when no one takes inputs
+    /// any more.
+    pub(super) fn send(&mut self, jobs: &Sender<Input>, input: Input) -> bool {
+        let mut input = match jobs.try_send(input) {
+            Ok(()) => return true,
+            Err(TrySendError::Disconnected(_)) => return false,
+            Err(TrySendError::Full(input)) => input,
+        };
+        let capacity = jobs.capacity().unwrap_or(1).max(1);
+        let half = capacity / 2;
+        let start = Instant::now();
+        loop {
+            std::thread::sleep(self.wait);
+            let len = jobs.len();
+            if len <= half {
+                // Sized so that next time about half the queue is taken while it sleeps.
+                let taken = (capacity - len).max(1) as u32;
+                let each = start.elapsed() / taken;
+                self.wait = (each * (capacity - half) as u32).clamp(Self::SHORTEST, Self::LONGEST);
+                return jobs.send(input).is_ok();
+            }
+            self.wait = (self.wait * 2).min(Self::LONGEST);
+            input = match jobs.try_send(input) {
+                Ok(()) => return true,
+                Err(TrySendError::Disconnected(_)) => return false,
+                Err(TrySendError::Full(input)) => input,
+            };
+        }
     }
 }

@@ -306,6 +306,18 @@ pub(crate) fn rel_path(path: &Path, rel_at: Option<usize>) -> Vec<u8> {
     rel
 }
 
+/// The length of the part of a walked `path` below its `root` (where `{rel}` begins): what
+/// `strip_prefix` leaves, found without parsing either path into components.
+pub(crate) fn below(path: &Path, root: &Path) -> usize {
+    let r = root.as_os_str().as_bytes();
+    match path.as_os_str().as_bytes().strip_prefix(r) {
+        Some(rest) if rest.first() == Some(&b'/') || r.ends_with(b"/") => {
+            rest.iter().skip_while(|&&b| b == b'/').count()
+        }
+        _ => path.strip_prefix(root).map_or(0, |r| r.as_os_str().len()),
+    }
+}
+
 /// The length of a file name without its extension. As in Python's `os.path.splitext`, the
 /// extension starts at the last dot that is not one of the name's leading dots: `.hidden`,
 /// `..double` and `...` have none, `.a.b` has `.b`. Rust's `file_stem` would make `..double` a
@@ -321,8 +333,17 @@ fn stem_len(name: &[u8]) -> usize {
 
 /// Quotes one value as a single POSIX shell word.
 pub(crate) fn shell_quote(value: &[u8]) -> Cow<'_, [u8]> {
+    // Most paths need no quotes: said at once, as shlex would say them.
+    if !value.is_empty() && value.iter().all(|&b| needs_no_quotes(b)) {
+        return Cow::Borrowed(value);
+    }
     // Paths cannot contain NUL, the only byte shlex refuses; fall back to quoting by hand.
     shlex::bytes::try_quote(value).unwrap_or_else(|_| Cow::Owned(single_quote(value)))
+}
+
+/// The bytes shlex leaves unquoted (a word of only these is written as it is).
+fn needs_no_quotes(b: u8) -> bool {
+    matches!(b, b'+' | b'-' | b'.' | b'/' | b':' | b'@' | b']' | b'_') || b.is_ascii_alphanumeric()
 }
 
 /// `value` in single quotes, whatever it holds (a `'` becomes `'\''`).
@@ -425,6 +446,50 @@ impl Template {
                 OsString::from_vec(buf)
             })
             .collect()
+    }
+}
+
+impl Template {
+    /// Whether any word holds `ph`.
+    pub(crate) fn uses(&self, ph: Placeholder) -> bool {
+        self.words
+            .iter()
+            .flat_map(|w| &w.tokens)
+            .any(|t| *t == Token::Value(ph))
+    }
+
+    /// One job's command as one shell line, appended to `line`: the very bytes of
+    /// `display_argv(&self.expand(job))`, without a string per word (`scratch` holds each word
+    /// while it is quoted). A dry run lists every job this way.
+    pub(crate) fn display_into(&self, job: &JobValues, scratch: &mut Vec<u8>, line: &mut Vec<u8>) {
+        if self.shell {
+            for word in [&b"sh"[..], b"-c"] {
+                quote_word(word, line);
+                line.push(b' ');
+            }
+            scratch.clear();
+            self.words[0].expand_into(job, true, scratch);
+            quote_word(scratch, line);
+            return;
+        }
+        for (i, w) in self.words.iter().enumerate() {
+            if i > 0 {
+                line.push(b' ');
+            }
+            scratch.clear();
+            w.expand_into(job, false, scratch);
+            quote_word(scratch, line);
+        }
+    }
+}
+
+/// One word of a command line as `sh` reads it back: quoted when it needs to be, `''` when
+/// empty.
+fn quote_word(word: &[u8], line: &mut Vec<u8>) {
+    if word.is_empty() {
+        line.extend_from_slice(b"''");
+    } else {
+        line.extend_from_slice(&shell_quote(word));
     }
 }
 
@@ -594,12 +659,7 @@ pub(crate) fn display_argv(argv: &[OsString]) -> Vec<u8> {
         if i > 0 {
             line.push(b' ');
         }
-        let bytes = arg.as_bytes();
-        if bytes.is_empty() {
-            line.extend_from_slice(b"''");
-        } else {
-            line.extend_from_slice(&shell_quote(bytes));
-        }
+        quote_word(arg.as_bytes(), &mut line);
     }
     line
 }
@@ -628,6 +688,91 @@ mod tests {
             .into_iter()
             .map(|s| s.into_string().unwrap())
             .collect()
+    }
+
+    #[test]
+    fn below_a_root_is_what_strip_prefix_leaves() {
+        for (root, path) in [
+            ("tree", "tree/d/x.csv"),
+            ("tree/", "tree/d/x.csv"),
+            ("tree//", "tree//d"),
+            (".", "./d/x"),
+            ("./t/", "./t/x"),
+            ("a/./b", "a/./b/x"),
+            ("tree/.", "tree/./d"),
+            ("/", "/etc/x"),
+            ("tr", "tree/x"),
+            ("d", "d"),
+        ] {
+            let (root, path) = (Path::new(root), Path::new(path));
+            let want = path.strip_prefix(root).map_or(0, |r| r.as_os_str().len());
+            assert_eq!(below(path, root), want, "{root:?} {path:?}");
+        }
+    }
+
+    #[test]
+    fn quoting_is_shlex_quoting() {
+        let mut words: Vec<Vec<u8>> = (0..=255u8).map(|b| vec![b]).collect();
+        words.extend((0..=255u8).map(|b| [b"a-b/c.d", &[b][..], b"e:f@g]h_+"].concat()));
+        words.extend([
+            b"^x".to_vec(),
+            b"x^".to_vec(),
+            b"-rf".to_vec(),
+            b"~".to_vec(),
+        ]);
+        for w in words {
+            let want =
+                shlex::bytes::try_quote(&w).map_or_else(|_| single_quote(&w), Cow::into_owned);
+            assert_eq!(shell_quote(&w).into_owned(), want, "{w:?}");
+        }
+    }
+
+    #[test]
+    fn a_line_written_in_place_is_the_displayed_argv() {
+        let templates: [(&[&str], bool); 6] = [
+            (&["echo"], false),
+            (&["cp", "{}", "{out}", "--tag={/.}", ""], false),
+            (
+                &["{}", "{#}", "{%}", "{mem}", "{rel}", "{rel.}", "'$x'"],
+                false,
+            ),
+            (&["a b", "{{}}", "{//}/{/}", "{.}.bak"], false),
+            (&["echo {} | wc -c > {/.}.n && cat {out}"], true),
+            (&["x", "{rel}"], true),
+        ];
+        let paths = [
+            "d/part-0001.parquet",
+            "-leading dash",
+            "it's",
+            "a b\nc",
+            "a\nb/ü.tar.gz",
+            "$(touch PWNED)",
+            "",
+            ".hidden",
+            "d/",
+        ];
+        let mut scratch = Vec::new();
+        for (words, shell) in templates {
+            let raw: Vec<OsString> = words.iter().map(OsString::from).collect();
+            let with_out = words.iter().any(|w| w.contains("{out}"));
+            let t = Template::parse(&raw, shell, with_out).unwrap();
+            for path in paths {
+                let job = JobValues {
+                    path: Path::new(path),
+                    job: 12,
+                    slot: 2,
+                    threads: 3,
+                    out: Some(Path::new("o/x y")),
+                    rel_at: Some(2.min(path.len())),
+                    mem_mib: 512,
+                    url: None,
+                };
+                let mut line = b"before ".to_vec();
+                t.display_into(&job, &mut scratch, &mut line);
+                let want = [&b"before "[..], &display_argv(&t.expand(&job))].concat();
+                assert_eq!(line, want, "{words:?} {path:?}");
+            }
+        }
     }
 
     #[test]

@@ -293,3 +293,49 @@ fn a_line_break_in_a_name_never_runs_when_the_plan_is_replayed() {
         assert!(!env.exists("PWNED"), "{args:?}\n{}", out.dump());
     }
 }
+
+/// A dry run whose lines cannot be written (`> /dev/full`) says so and exits 1: its plan is
+/// its output (it said nothing and exited 0 before), with `-X` too.
+#[test]
+fn a_dry_run_whose_lines_cannot_be_written_fails() {
+    let env = TestEnv::new(&[], &[("d/a", ""), ("d/b", ""), ("d/c", "")]);
+    for flags in ["", "-X"] {
+        let out = env.sh(&format!(
+            "\"$FANOUT\" -n {flags} d -- echo > /dev/full; echo $? > rc"
+        ));
+        out.assert_no_panic()
+            .assert_stderr_contains("could not be written to fanout's standard output");
+        let rc = std::fs::read_to_string(env.path("rc")).unwrap();
+        assert_eq!(rc.trim(), "1", "-n {flags}\n{}", out.dump());
+    }
+}
+
+/// With `-k`, the lines are in input order, heaviest first or not; without it,
+/// `--order largest-first` lists the heaviest first, as a real run starts them.
+#[test]
+fn keep_order_lists_in_input_order_whatever_the_start_order() {
+    let env = TestEnv::new(&[], &[("a", "1"), ("b", "333"), ("c", "22")]);
+    env.run(&["-n", "-k", "--order", "largest-first", "--", "echo", "{#}"])
+        .assert_ok()
+        .assert_stdout_lines(&["echo 1 a", "echo 2 b", "echo 3 c"]);
+    env.run(&["-n", "--order", "largest-first", "--", "echo", "{#}"])
+        .assert_ok()
+        .assert_stdout_lines(&["echo 2 b", "echo 3 c", "echo 1 a"]);
+}
+
+/// With `-k`, lines listed beside records that need no executor (paths that do not exist, far
+/// more than `-k` holds back): the lines in input order, the first failures named, exit 0.
+#[test]
+fn keep_order_with_many_inputs_that_would_fail() {
+    let env = TestEnv::new(&[], &[("a.txt", ""), ("c.txt", "")]);
+    let mut list = b"a.txt\n".to_vec();
+    for i in 0..5000 {
+        list.extend_from_slice(format!("missing-{i:04}\n").as_bytes());
+    }
+    list.extend_from_slice(b"c.txt\n");
+    env.run_stdin(&["-n", "-k", "-", "--", "echo", "{#}"], &list)
+        .assert_ok()
+        .assert_stdout_lines(&["echo 1 a.txt", "echo 5002 c.txt"])
+        .assert_stderr_contains("would fail: missing-0000")
+        .assert_stderr_contains("5000 inputs would fail");
+}

@@ -637,8 +637,15 @@ pub fn validate_journal(path: &Path) -> Result<usize, String> {
     }
 }
 
-/// Reads a `--summary` JSON Lines file into values (one per non-empty line).
+/// Reads a `--summary` JSON Lines file into values (one per non-empty line), as a reader
+/// joins them (docs/journal.md): the short `file` line of a file in a batch becomes the whole
+/// record its `batch` line and it make. `journal_lines` reads the lines as written.
 pub fn read_summary(path: impl AsRef<Path>) -> Vec<Value> {
+    join_batches(journal_lines(path))
+}
+
+/// The lines of a `--summary` journal as written, one value per non-empty line.
+pub fn journal_lines(path: impl AsRef<Path>) -> Vec<Value> {
     let path = path.as_ref();
     let text =
         fs::read_to_string(path).unwrap_or_else(|e| panic!("read summary {}: {e}", path.display()));
@@ -647,6 +654,38 @@ pub fn read_summary(path: impl AsRef<Path>) -> Vec<Value> {
         .map(|l| {
             serde_json::from_str(l)
                 .unwrap_or_else(|e| panic!("summary line is not JSON ({e}): {l}"))
+        })
+        .collect()
+}
+
+/// The journal's rule for the short line of a file in a batch (a `file` line of format
+/// version 2): its record is the last `batch` line with its number, with the file's own
+/// fields; its command is the batch's (the argv that ran). Fails on a short line without
+/// its batch line before it.
+pub fn join_batches(lines: Vec<Value>) -> Vec<Value> {
+    let mut batches: std::collections::HashMap<i64, Value> = Default::default();
+    lines
+        .into_iter()
+        .map(|line| {
+            if line["type"] == "batch" {
+                batches.insert(
+                    line["batch"].as_i64().expect("a batch number"),
+                    line.clone(),
+                );
+                return line;
+            }
+            if line["type"] != "file" || line["v"] != 2 {
+                return line;
+            }
+            let number = line["batch"].as_i64().unwrap_or_else(|| panic!("{line}"));
+            let batch = batches
+                .get(&number)
+                .unwrap_or_else(|| panic!("a short line before its batch line: {line}"));
+            let mut whole = batch.as_object().expect("an object").clone();
+            for (k, v) in line.as_object().expect("an object") {
+                whole.insert(k.clone(), v.clone());
+            }
+            Value::Object(whole)
         })
         .collect()
 }

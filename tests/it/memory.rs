@@ -705,8 +705,10 @@ impl TestCgroup {
     /// Creates a memory cgroup limited to `limit` bytes: a child of this process's own cgroup
     /// or, failing that, of the hierarchy's root.
     fn create(limit: u64) -> Result<TestCgroup, String> {
+        static MADE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let (mount, own, v2) = memory_hierarchy()?;
-        let name = format!("fanout-it-{}", std::process::id());
+        let n = MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = format!("fanout-it-{}-{n}", std::process::id());
         let mut why = Vec::new();
         let mut parents = vec![own];
         if !parents.contains(&mount) {
@@ -745,6 +747,20 @@ impl TestCgroup {
         } else {
             "memory.limit_in_bytes"
         })
+    }
+
+    /// Processes the kernel killed for memory inside it so far.
+    fn oom_kills(&self) -> u64 {
+        let file = if self.v2 {
+            "memory.events"
+        } else {
+            "memory.oom_control"
+        };
+        fs::read_to_string(self.dir.join(file))
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix("oom_kill ")?.trim().parse().ok())
+            .unwrap_or(0)
     }
 
     fn pids(&self) -> Vec<i32> {
@@ -1076,4 +1092,149 @@ elif role == "c":
         "no status line showed the paused job\n{}",
         out.dump()
     );
+}
+
+/// The safety net's last resort (issue 25): a job that outgrows its room when pausing cannot
+/// help. In a 1 GiB cgroup (`--mem-reserve 256M`, `-j 2`, `--mem-per-job 100M`), `1-grow`
+/// (the oldest, never paused) waits half a second, then grows by 8 MiB every 50 ms to 800 MiB;
+/// `3-hold` starts once `2-short` has ended, takes 400 MiB at once and holds it 4.5 s. Together
+/// they would pass the limit: the net pauses `3-hold`, which frees nothing (a paused job keeps
+/// its memory, and `1-grow` cannot shrink), so as `1-grow` nears the limit the net kills
+/// `3-hold` and runs it again from scratch, with room for what it reached and half as much
+/// again: it waits for `1-grow` to end and then runs alone. Nothing is lost: every job ends
+/// ok with its whole output (`-o`: the killed attempt's half-written output is never
+/// committed), the record says two attempts with the requeue counted, and the kernel killed
+/// nothing.
+#[test]
+fn a_job_that_outgrows_its_room_when_pausing_cannot_help_is_stopped_and_run_again_alone() {
+    let _heavy = heavy();
+    let cg = match TestCgroup::create(GIB) {
+        Ok(cg) => cg,
+        Err(why) => {
+            eprintln!(
+                "SKIPPED a_job_that_outgrows_its_room_when_pausing_cannot_help_...: cannot \
+                 create a memory cgroup here (needs root and a writable cgroup hierarchy): {why}"
+            );
+            return;
+        }
+    };
+    let script = r#"
+import os, sys, time
+src, out = sys.argv[1], sys.argv[2]
+name = os.path.basename(src).split(".")[0]
+def log(what):
+    with open("attempts.log", "a") as f:
+        f.write(f"{what} {name} {time.monotonic():.3f}\n")
+def touch(block, start):
+    for i in range(start, len(block), 4096):
+        block[i] = 1
+log("start")
+with open(out, "w") as f:
+    f.write(f"{name}: begun\n")
+    f.flush()
+    if name == "1-grow":
+        time.sleep(0.5)
+        held = []
+        for _ in range(100):
+            b = bytearray(8 << 20)
+            touch(b, 0)
+            held.append(b)
+            time.sleep(0.05)
+        time.sleep(0.3)
+    elif name == "3-hold":
+        b = bytearray(400 << 20)
+        touch(b, 0)
+        time.sleep(4.5)
+    f.write(f"{name}: done\n")
+log("end")
+"#;
+    let env = TestEnv::new(
+        &[],
+        &[
+            ("in/1-grow.txt", "1\n"),
+            ("in/2-short.txt", "2\n"),
+            ("in/3-hold.txt", "3\n"),
+            ("job.py", script),
+        ],
+    );
+    let out = run_in_cgroup(
+        &env,
+        &cg,
+        &[
+            "-j",
+            "2",
+            "--mem-per-job",
+            "100M",
+            "--mem-reserve",
+            "256M",
+            "--summary",
+            "s.jsonl",
+            "-o",
+            "out/{/}",
+            "in/1-grow.txt",
+            "in/2-short.txt",
+            "in/3-hold.txt",
+            "--",
+            "python3",
+            "job.py",
+            "{}",
+            "{out}",
+        ],
+    );
+    let log = fs::read_to_string(env.path("attempts.log")).unwrap_or_default();
+    out.assert_ok().assert_no_panic();
+    assert_eq!(
+        cg.oom_kills(),
+        0,
+        "the kernel killed a job\n{log}\n{}",
+        out.dump()
+    );
+    let recs = read_summary(env.path("s.jsonl"));
+    assert_counts_add_up(&recs);
+    let fin = final_record(&recs);
+    assert_eq!(int(&fin, "ok"), 3, "{}\n{log}", brief(&fin));
+    assert_eq!(u(&fin, "mem_requeues"), 1, "{}\n{log}", brief(&fin));
+    assert!(u(&fin, "mem_pauses") >= 1, "{}\n{log}", brief(&fin));
+    let stopped = record_for(&recs, "in/3-hold.txt");
+    assert_eq!(stopped["status"], "ok", "{stopped}");
+    assert_eq!(u(&stopped, "attempts"), 2, "{stopped}\n{log}");
+    // Run again with room for what it reached (400 MiB) and half as much again.
+    assert!(u(&stopped, "mem_reserved_bytes") >= 590 * MIB, "{stopped}");
+    for name in ["in/1-grow.txt", "in/2-short.txt"] {
+        let r = record_for(&recs, name);
+        assert_eq!(
+            (r["status"].as_str(), u(&r, "attempts")),
+            (Some("ok"), 1),
+            "{r}"
+        );
+    }
+    out.assert_stderr_contains("in/3-hold.txt: stopped to keep memory below the limit");
+    // Its second attempt started after the grower ended: it ran alone.
+    let times = |what: &str, who: &str| -> Vec<f64> {
+        log.lines()
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split(' ').collect();
+                (f[0] == what && f[1] == who).then(|| f[2].parse().unwrap())
+            })
+            .collect()
+    };
+    let (starts, ends) = (times("start", "3-hold"), times("end", "3-hold"));
+    assert_eq!((starts.len(), ends.len()), (2, 1), "{log}");
+    let grown = times("end", "1-grow");
+    assert!(grown.len() == 1 && starts[1] >= grown[0], "{log}");
+    // Nothing lost: every output whole, nothing else left in the output directory.
+    let mut outputs: Vec<String> = fs::read_dir(env.path("out"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    outputs.sort();
+    assert_eq!(
+        outputs,
+        ["1-grow.txt", "2-short.txt", "3-hold.txt"],
+        "{log}"
+    );
+    for name in ["1-grow", "2-short", "3-hold"] {
+        let text = fs::read_to_string(env.path(format!("out/{name}.txt"))).unwrap();
+        assert_eq!(text, format!("{name}: begun\n{name}: done\n"));
+    }
 }

@@ -112,6 +112,65 @@ fn a_run_becomes_one_self_contained_page() {
     assert_eq!(piped.stdout_str(), html);
 }
 
+/// A run of batches (`-X`) writes each command's facts once, in a `batch` line, and a short
+/// line per file (journal format version 2): the page still has every file with its batch's
+/// status, exit code and stderr line.
+#[test]
+fn a_batched_run_s_files_have_their_batch_s_facts_on_the_page() {
+    let env = TestEnv::new(&[], &[]);
+    for i in 0..12 {
+        env.write(format!("in/f{i:02}"), if i == 6 { "bad" } else { "ok" });
+    }
+    env.script(
+        "check.sh",
+        "#!/bin/sh\nfor f; do [ \"$(cat \"$f\")\" = ok ] || { echo \"$f: bad\" >&2; exit 3; }; done\n",
+    );
+    env.run(&[
+        "-X",
+        "--batch-size",
+        "4",
+        "-j",
+        "2",
+        "--summary",
+        "run.jsonl",
+        "in",
+        "--",
+        "./check.sh",
+    ])
+    .assert_code(1);
+    let lines = journal_lines(env.path("run.jsonl"));
+    assert!(lines.iter().any(|l| l["type"] == "batch"), "{lines:?}");
+    env.run(&["report", "run.jsonl"]).assert_ok();
+    let data = page_data(&std::fs::read_to_string(env.path("run.html")).unwrap());
+    let jobs = &data["jobs"];
+    let statuses = data["statuses"].as_array().unwrap();
+    let status = |k: usize| statuses[jobs["status"][k].as_u64().unwrap() as usize].clone();
+    let paths = jobs["path"].as_array().unwrap();
+    assert_eq!(paths.len(), 12);
+    // The records as a reader joins them, for comparison.
+    let records = read_summary(env.path("run.jsonl"));
+    let failed_batch = int(&record_for(&records, "in/f06"), "batch");
+    for (k, path) in paths.iter().enumerate() {
+        let r = record_for(&records, path.as_str().unwrap());
+        assert_eq!(status(k), r["status"], "{path}");
+        assert_eq!(jobs["code"][k], r["exit_code"], "{path}");
+        assert_eq!(jobs["tail"][k], r["stderr_tail"], "{path}");
+        if int(&r, "batch") == failed_batch {
+            assert_eq!(
+                (status(k), jobs["code"][k].clone()),
+                ("failed".into(), 3.into())
+            );
+            assert_eq!(jobs["tail"][k], "in/f06: bad", "{path}");
+        } else {
+            assert_eq!(status(k), "ok", "{path}");
+        }
+    }
+    assert_eq!(
+        data["counts"]["failed"].as_u64(),
+        Some(int(&record_for(&records, "in/f06"), "batch_size") as u64)
+    );
+}
+
 #[test]
 fn a_journal_cut_short_by_a_crash_still_gives_a_page() {
     let env = TestEnv::new(&[], &[]);
