@@ -111,9 +111,10 @@ fill() { # PREFIX N BYTES: prints the seconds the upload took
   "$py" "$root/bench/remote/fill.py" "$endpoint" "$key" "$secret" bench "$1" "$2" "$3" "$FILL_THREADS" | tail -n 1
 }
 fill_many="$(fill many/ "$MANY" "$LIST_BYTES")"
-say "uploaded $MANY objects of $LIST_BYTES bytes: $fill_many s"
+secs() { [ "$1" = reused ] && echo "none (they were there)" || echo "$1 s"; }
+say "uploading $MANY objects of $LIST_BYTES bytes took $(secs "$fill_many")"
 fill_in="$(fill in/ "$TRANSFORM" 4096)"
-say "uploaded $TRANSFORM objects of 4 KiB: $fill_in s"
+say "uploading $TRANSFORM objects of 4 KiB took $(secs "$fill_in")"
 
 # The listings: many/ (MANY objects) and many/p0/ (its first 10,000). Both list every object.
 few="many/p0/"
@@ -220,7 +221,7 @@ say "$phases"
   echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC')"
   echo "- machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), $(free -g | awk '/Mem:/ {print $2}') GiB, load average at the end $(cut -d' ' -f1-3 /proc/loadavg) (a shared machine)"
   echo "- $("$FANOUT" --version), $("$rclone" version | head -n 1), SeaweedFS $("$weed" version 2>/dev/null | head -n 1 | awk '{print $3}') (\`weed server\` on loopback, one process)"
-  echo "- filling the bucket (boto3, $FILL_THREADS threads, one PUT each; \"reused\": a kept server's): $MANY objects of $LIST_BYTES bytes in $fill_many s, $TRANSFORM of 4 KiB in $fill_in s"
+  echo "- filling the bucket (boto3, $FILL_THREADS threads, one PUT each; \"reused\": a kept server's): $MANY objects of $LIST_BYTES bytes: $(secs "$fill_many"); $TRANSFORM of 4 KiB: $(secs "$fill_in")"
   echo "- $ROUNDS alternating rounds per table (bench/alternate/run.sh); ratios are medians of per-round ratios to the first row"
   echo
   echo "## 1. Listing $MANY objects (many/p0/ … many/p9/, each 10 prefixes of 1,000 keys)"
