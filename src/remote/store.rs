@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, Context as _, Result};
 use futures::StreamExt;
+use object_store::list::{PaginatedListOptions, PaginatedListStore};
 use object_store::path::Path;
 use object_store::{
     Attribute, AttributeValue, Attributes, ClientConfigKey, GetOptions, GetRange, ObjectStore,
@@ -34,7 +35,15 @@ pub(crate) const LARGEST_PUT: u64 = 5 << 30;
 /// The runtime and the clients. One per process.
 pub(crate) struct Stores {
     runtime: tokio::runtime::Runtime,
-    clients: Mutex<HashMap<String, Arc<dyn ObjectStore>>>,
+    clients: Mutex<HashMap<String, Client>>,
+}
+
+/// One bucket's client, and its paged listing (the stores fanout builds have one) for
+/// listings split by prefix.
+#[derive(Clone)]
+struct Client {
+    store: Arc<dyn ObjectStore>,
+    pages: Option<Arc<dyn PaginatedListStore>>,
 }
 
 /// The process's stores (made on first use).
@@ -62,10 +71,18 @@ impl Stores {
     /// Uses `store` for every URL under `base` (tests: the in-memory store).
     #[cfg(test)]
     pub(crate) fn insert(&self, base: &str, store: Arc<dyn ObjectStore>) {
-        self.clients.lock().unwrap().insert(base.to_string(), store);
+        let client = Client { store, pages: None };
+        self.clients
+            .lock()
+            .unwrap()
+            .insert(base.to_string(), client);
     }
 
     fn client(&self, url: &RemoteUrl) -> Result<Arc<dyn ObjectStore>> {
+        Ok(self.client_pages(url)?.store)
+    }
+
+    fn client_pages(&self, url: &RemoteUrl) -> Result<Client> {
         let mut clients = self
             .clients
             .lock()
@@ -85,25 +102,25 @@ impl Stores {
     /// Lists every object under `prefix` (a key prefix ending in `/`, or empty) of `root`'s
     /// store, in pages, handing each to `sink` until it returns false. The listing runs on the
     /// I/O threads and hands keys over a bounded queue: `sink` runs on the caller's thread, so
-    /// it may call the stores itself, and memory stays flat however long the listing.
+    /// it may call the stores itself, and memory stays flat however long the listing. It is
+    /// split by prefix ([`list_split`]): keys of different prefixes may come interleaved.
     pub(crate) fn list(
         &self,
         root: &RemoteUrl,
         prefix: &str,
         sink: &mut dyn FnMut(Object) -> bool,
     ) -> Result<()> {
-        let client = self.client(root)?;
-        let prefix = (!prefix.is_empty()).then(|| key_path(prefix.trim_end_matches('/')));
+        let Client { store, pages } = self.client_pages(root)?;
         let (tx, mut rx) = tokio::sync::mpsc::channel(LISTED_AHEAD);
-        let task = self.runtime.spawn(async move {
-            let mut stream = client.list(prefix.as_ref());
-            while let Some(meta) = stream.next().await {
-                let failed = meta.is_err();
-                if tx.send(meta).await.is_err() || failed {
-                    break;
-                }
+        let task = match pages {
+            Some(pages) => self
+                .runtime
+                .spawn(list_split(store, pages, prefix.to_string(), tx)),
+            None => {
+                let prefix = (!prefix.is_empty()).then(|| key_path(prefix.trim_end_matches('/')));
+                self.runtime.spawn(list_one(store, prefix, tx))
             }
-        });
+        };
         // The task ends when the queue is dropped (the sink wanted no more) or the listing did.
         let _abort = AbortOnDrop(task);
         while let Some(meta) = rx.blocking_recv() {
@@ -439,7 +456,7 @@ fn readable(why: &str) -> String {
 }
 
 /// A client for `url`'s store, configured from the environment (and, for S3, the AWS profile).
-fn build(url: &RemoteUrl) -> Result<Arc<dyn ObjectStore>> {
+fn build(url: &RemoteUrl) -> Result<Client> {
     use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
     use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
     use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
@@ -451,11 +468,11 @@ fn build(url: &RemoteUrl) -> Result<Arc<dyn ObjectStore>> {
     let timeout = format!("{}s", REQUEST_TIMEOUT.as_secs());
     let connect = format!("{}s", CONNECT_TIMEOUT.as_secs());
     let base = url.base.trim_end_matches('/');
-    let store: Arc<dyn ObjectStore> = match url.scheme {
+    let client = match url.scheme {
         Scheme::S3 => {
             let mut b = AmazonS3Builder::from_env();
             b = super::credentials::apply_aws_profile(b, base)?;
-            Arc::new(
+            paged(
                 b.with_url(base.replacen("s3a://", "s3://", 1))
                     .with_retry(retry)
                     .with_config(
@@ -470,7 +487,7 @@ fn build(url: &RemoteUrl) -> Result<Arc<dyn ObjectStore>> {
                     .map_err(|e| store_error(&e, url))?,
             )
         }
-        Scheme::Gcs => Arc::new(
+        Scheme::Gcs => paged(
             GoogleCloudStorageBuilder::from_env()
                 .with_url(base.replacen("https://storage.googleapis.com/", "gs://", 1))
                 .with_retry(retry)
@@ -482,7 +499,7 @@ fn build(url: &RemoteUrl) -> Result<Arc<dyn ObjectStore>> {
                 .build()
                 .map_err(|e| store_error(&e, url))?,
         ),
-        Scheme::Azure => Arc::new(
+        Scheme::Azure => paged(
             MicrosoftAzureBuilder::from_env()
                 .with_url(base.replacen("azure://", "az://", 1))
                 .with_retry(retry)
@@ -495,7 +512,16 @@ fn build(url: &RemoteUrl) -> Result<Arc<dyn ObjectStore>> {
                 .map_err(|e| store_error(&e, url))?,
         ),
     };
-    Ok(store)
+    Ok(client)
+}
+
+/// A client with its paged listing.
+fn paged<T: ObjectStore + PaginatedListStore>(store: T) -> Client {
+    let store = Arc::new(store);
+    Client {
+        store: store.clone(),
+        pages: Some(store),
+    }
 }
 
 /// Why a download did not finish: the object changed (or the disk failed: final), or the
@@ -510,6 +536,86 @@ pub(crate) const DOWNLOAD_TRIES: u32 = 3;
 
 /// Keys a listing may hold before the walk takes them (a few pages).
 const LISTED_AHEAD: usize = 4000;
+/// Listings of common prefixes that go on at once in a listing split by prefix.
+const LISTERS: usize = 8;
+/// How many levels holding one common prefix and nothing else a split listing goes down.
+const DESCEND: usize = 8;
+
+/// What a listing hands over: an object, or the error that ended it.
+type ListTx = tokio::sync::mpsc::Sender<object_store::Result<object_store::ObjectMeta>>;
+
+/// Sends every object under `prefix` (a directory, or the whole bucket) into `tx`, in one
+/// stream of pages, until the listing ends, fails (the error is sent last), or no one takes.
+async fn list_one(store: Arc<dyn ObjectStore>, prefix: Option<Path>, tx: ListTx) {
+    let mut stream = store.list(prefix.as_ref());
+    while let Some(meta) = stream.next().await {
+        let failed = meta.is_err();
+        if tx.send(meta).await.is_err() || failed {
+            break;
+        }
+    }
+}
+
+/// Lists `dir` (a key prefix ending in `/`, or empty: the bucket) split by prefix. The pages
+/// of one listing come one after another, so a large listing is split: a delimiter listing
+/// of `dir` (one request per 1,000 entries) sends the objects directly in it and starts a
+/// listing of each common prefix, [`LISTERS`] at once. A level holding one common prefix and
+/// nothing else is gone down into. Costs one request more per common prefix, at most.
+async fn list_split(
+    store: Arc<dyn ObjectStore>,
+    pages: Arc<dyn PaginatedListStore>,
+    mut dir: String,
+    tx: ListTx,
+) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(LISTERS));
+    let mut token: Option<String> = None;
+    let mut descend = DESCEND;
+    loop {
+        let first = token.is_none();
+        let options = PaginatedListOptions {
+            delimiter: Some("/".into()),
+            page_token: token.take(),
+            ..PaginatedListOptions::default()
+        };
+        let prefix = (!dir.is_empty()).then_some(dir.as_str());
+        let page = match pages.list_paginated(prefix, options).await {
+            Ok(page) => page,
+            Err(e) => {
+                let _ = tx.send(Err(e)).await;
+                return;
+            }
+        };
+        let (objects, subs) = (page.result.objects, page.result.common_prefixes);
+        let lone = first && page.page_token.is_none() && objects.is_empty() && subs.len() == 1;
+        if lone && descend > 0 {
+            descend -= 1;
+            dir = format!("{}/", subs[0]);
+            continue;
+        }
+        for meta in objects {
+            if tx.send(Ok(meta)).await.is_err() {
+                return;
+            }
+        }
+        for sub in subs {
+            let Ok(slot) = slots.clone().acquire_owned().await else {
+                return;
+            };
+            if tx.is_closed() {
+                return;
+            }
+            let (store, tx) = (store.clone(), tx.clone());
+            tokio::spawn(async move {
+                list_one(store, Some(sub), tx).await;
+                drop(slot);
+            });
+        }
+        match page.page_token {
+            Some(next) => token = Some(next),
+            None => return,
+        }
+    }
+}
 
 /// Stops a task on the I/O threads when dropped.
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
@@ -593,5 +699,109 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("changed after it was listed"));
+    }
+
+    /// A store that pages delimiter listings two entries at a time (S3 pages 1,000).
+    struct Paged(Arc<object_store::memory::InMemory>);
+
+    impl PaginatedListStore for Paged {
+        fn list_paginated<'a, 'b, 'c>(
+            &'a self,
+            prefix: Option<&'b str>,
+            options: PaginatedListOptions,
+        ) -> std::pin::Pin<
+            Box<
+                dyn std::future::Future<
+                        Output = object_store::Result<object_store::list::PaginatedListResult>,
+                    > + Send
+                    + 'c,
+            >,
+        >
+        where
+            'a: 'c,
+            'b: 'c,
+            Self: 'c,
+        {
+            Box::pin(async move {
+                assert_eq!(options.delimiter.as_deref(), Some("/"));
+                let dir = prefix.map(|p| Path::from(p.trim_end_matches('/')));
+                let all = self.0.list_with_delimiter(dir.as_ref()).await?;
+                let at: usize = options.page_token.map_or(0, |t| t.parse().unwrap());
+                let (k, n) = (
+                    all.objects.len(),
+                    all.objects.len() + all.common_prefixes.len(),
+                );
+                let end = (at + 2).min(n);
+                let page = |i: usize| (at..end).contains(&i);
+                let objects = (0..k).filter(|&i| page(i)).map(|i| all.objects[i].clone());
+                let subs = (k..n)
+                    .filter(|&i| page(i))
+                    .map(|i| all.common_prefixes[i - k].clone());
+                Ok(object_store::list::PaginatedListResult {
+                    result: object_store::ListResult {
+                        objects: objects.collect(),
+                        common_prefixes: subs.collect(),
+                        extensions: Default::default(),
+                    },
+                    page_token: (end < n).then(|| end.to_string()),
+                })
+            })
+        }
+    }
+
+    /// A listing split by prefix hands over every object once, past more prefixes than list
+    /// at once and through levels holding one prefix, and stops when the sink has enough.
+    #[test]
+    fn split_listings_hand_over_every_object_once() {
+        let stores = stores();
+        let memory = Arc::new(object_store::memory::InMemory::new());
+        let pages = Some(Arc::new(Paged(memory.clone())) as Arc<dyn PaginatedListStore>);
+        let client = Client {
+            store: memory.clone(),
+            pages,
+        };
+        stores
+            .clients
+            .lock()
+            .unwrap()
+            .insert("s3://split-test/".into(), client);
+        let mut keys: Vec<String> = vec!["d/top.csv".into(), "d/top2.csv".into()];
+        for p in 0..=(LISTERS * 2) {
+            keys.extend((0..3).map(|i| format!("d/p{p:02}/k{i}.csv")));
+        }
+        keys.extend(["d/p00/deeper/x.csv".into(), "other/x.csv".into()]);
+        keys.extend(["lone/only/one/a.csv".into(), "lone/only/one/b.csv".into()]);
+        keys.extend(["lone/only/two/c.csv".into()]);
+        let root = RemoteUrl::parse("s3://split-test/").unwrap();
+        stores.block_on(async {
+            for key in &keys {
+                memory
+                    .put(&Path::from(key.as_str()), "x".into())
+                    .await
+                    .unwrap();
+            }
+        });
+        let list = |prefix: &str, most: usize| {
+            let mut listed = Vec::new();
+            stores
+                .list(&root, prefix, &mut |o| {
+                    listed.push(o.url.key.clone());
+                    listed.len() < most
+                })
+                .unwrap();
+            listed
+        };
+        for prefix in ["d/", "lone/", ""] {
+            let mut listed = list(prefix, usize::MAX);
+            listed.sort();
+            let mut want: Vec<_> = keys
+                .iter()
+                .filter(|k| k.starts_with(prefix))
+                .cloned()
+                .collect();
+            want.sort();
+            assert_eq!(listed, want, "under {prefix:?}");
+        }
+        assert_eq!(list("d/", 5).len(), 5);
     }
 }
