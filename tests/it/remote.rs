@@ -1179,6 +1179,146 @@ fn kill_9_mid_upload_never_shows_a_partial_object_and_resume_completes() {
     );
 }
 
+/// A job that says it started (a file named after its object in `$3`), takes a moment, then
+/// writes its input plus one line.
+const ANNOUNCE_THEN_APPEND: &str =
+    r#"touch "$3/$(basename "$1")"; sleep 0.4; { cat "$1"; echo appended; } > "$2""#;
+
+/// The store dies (SIGKILL: connections refused) while jobs run: the affected jobs fail with
+/// one line naming the store problem, the run exits 1 in bounded time, no object is
+/// half-written; once the store is back, `--resume` finishes the run, each object changed once.
+#[test]
+fn a_store_that_goes_away_mid_run_fails_its_jobs_and_resume_finishes_when_it_is_back() {
+    let Some(mut l) = Lake::on(SeaweedFs::start()) else {
+        return;
+    };
+    l.s.mkbucket("lake");
+    let count = 10;
+    let keys: Vec<String> = (0..count).map(|n| format!("d/{n:02}.txt")).collect();
+    let bodies: Vec<String> = (0..count).map(|n| format!("object {n}\n")).collect();
+    let objects: Vec<(&str, &str)> = keys
+        .iter()
+        .map(String::as_str)
+        .zip(bodies.iter().map(String::as_str))
+        .collect();
+    l.put_all("lake", &objects);
+    let stage = l.stage();
+    let sig = l.env.out_dir("sig");
+    let args = |journals: &[&'static str]| -> Vec<String> {
+        let mut a = vec!["-i", "-j", "2", "--stage-dir", &stage];
+        a.extend_from_slice(journals);
+        a.push("s3://lake/d/");
+        a.extend(sh(ANNOUNCE_THEN_APPEND, &["{}", "{out}", &sig]));
+        a.into_iter().map(str::to_string).collect()
+    };
+    let announced = || -> Vec<String> {
+        let mut v: Vec<String> = fs::read_dir(&sig)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+
+    let argv = args(&["--summary", "j1.jsonl"]);
+    let mut running = l.spawn(&argv.iter().map(String::as_str).collect::<Vec<_>>());
+    // Some objects replaced, and a job running whose output is not written yet.
+    let journal = l.env.path("j1.jsonl");
+    let replaced =
+        || fs::read_to_string(&journal).map_or(0, |j| j.matches(r#""status":"ok""#).count());
+    let mid_run = wait_until(Duration::from_secs(20), || {
+        let ok = replaced();
+        ok >= 2 && announced().len() > ok
+    });
+    assert!(
+        mid_run,
+        "the run did not get going:{}",
+        running.wait().dump()
+    );
+    l.s.kill();
+    let killed = Instant::now();
+    // Running::wait fails the test if fanout has not ended within its deadline.
+    let out = running.wait();
+    eprintln!(
+        "the run ended {:?} after the store went away",
+        killed.elapsed()
+    );
+    out.assert_code(1).assert_no_panic();
+    let at_kill = announced();
+
+    l.s.restart();
+    let records = by_path(&l.journal("j1.jsonl"));
+    let url = |key: &str| format!("s3://lake/{key}");
+    let now = l.texts("lake");
+    assert_eq!(
+        now.keys().cloned().collect::<Vec<_>>(),
+        keys,
+        "no other key appears"
+    );
+    let mut failed = Vec::new();
+    for (key, body) in keys.iter().zip(&bodies) {
+        let r = records
+            .get(&url(key))
+            .unwrap_or_else(|| panic!("no record of {key}:{}", out.dump()));
+        match r["status"].as_str().unwrap() {
+            "ok" => assert_eq!(now[key], format!("{body}appended\n"), "{r}"),
+            "failed" => {
+                assert_eq!(
+                    &now[key], body,
+                    "a failed job leaves the object as it was: {r}"
+                );
+                let reason = r["reason"].as_str().unwrap_or_default();
+                assert!(
+                    !reason.contains('\n') && reason.contains("could not reach the store"),
+                    "one line naming the store problem: {reason:?}"
+                );
+                failed.push(key.clone());
+            }
+            other => panic!("{key}: {other}: {r}"),
+        }
+    }
+    let ok = count - failed.len();
+    assert!(ok >= 2 && !failed.is_empty(), "{ok} ok, failed {failed:?}");
+    // A job whose command had run when the store went away failed at its upload.
+    let base = |key: &str| key.rsplit('/').next().unwrap().to_string();
+    assert!(
+        failed.iter().any(|k| at_kill.contains(&base(k))),
+        "no job failed after its command ran: failed {failed:?}, started {at_kill:?}"
+    );
+    let fin = final_record(&l.journal("j1.jsonl"));
+    assert_eq!(int(&fin, "ok"), ok as i64, "{fin}");
+    assert_eq!(int(&fin, "failed"), failed.len() as i64, "{fin}");
+    assert_eq!(l.staged_files(), Vec::<PathBuf>::new());
+
+    // The store is back: resume runs exactly the failed jobs.
+    fs::remove_dir_all(&sig).unwrap();
+    fs::create_dir(&sig).unwrap();
+    let argv = args(&["--resume", "j1.jsonl", "--summary", "j2.jsonl"]);
+    let out = l.run(&argv.iter().map(String::as_str).collect::<Vec<_>>());
+    out.assert_ok();
+    let mut second: Vec<String> = ran(&l.journal("j2.jsonl"));
+    second.sort();
+    assert_eq!(
+        second,
+        failed.iter().map(|k| url(k)).collect::<Vec<_>>(),
+        "{}",
+        out.dump()
+    );
+    assert_eq!(
+        announced(),
+        failed.iter().map(|k| base(k)).collect::<Vec<_>>()
+    );
+    let now = l.texts("lake");
+    for (key, body) in keys.iter().zip(&bodies) {
+        assert_eq!(
+            now[key],
+            format!("{body}appended\n"),
+            "{key}: one line appended"
+        );
+    }
+    assert_eq!(l.staged_files(), Vec::<PathBuf>::new());
+}
+
 // ---------------------------------------------------------------------------------------------
 // Failing before any job: bucket, credentials, endpoint
 

@@ -126,7 +126,13 @@ pub struct Server {
     secret_key: String,
     env: Vec<(String, String)>,
     leftovers: Vec<PathBuf>,
+    /// The ports it was started on, and how to start it again there (`restart`).
+    ports: Vec<u16>,
+    launch: Launcher,
 }
+
+/// How a server is started on given ports in a given directory (kept for `restart`).
+type Launcher = std::rc::Rc<dyn Fn(&Path, &[u16]) -> Launch>;
 
 /// A request the store refused: its error code and HTTP status.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -158,7 +164,7 @@ impl SeaweedFs {
 
     pub fn start() -> Option<Server> {
         let (weed, python) = needs("SeaweedFS", &["weed"])?;
-        Some(start(&python, 8, |dir, p| {
+        Some(start(&python, 8, move |dir, p| {
             // Without an identity the gateway would accept unsigned requests.
             let config = dir.join("s3.json");
             let identity = serde_json::json!({"identities": [{
@@ -167,7 +173,8 @@ impl SeaweedFs {
                 "actions": ["Admin", "Read", "List", "Tagging", "Write"],
             }]});
             fs::write(&config, identity.to_string()).unwrap();
-            fs::create_dir(dir.join("data")).unwrap();
+            // Kept by a restart.
+            fs::create_dir_all(dir.join("data")).unwrap();
             let mut command = Command::new(&weed);
             let arg = |k: &str, v: &dyn std::fmt::Display| OsString::from(format!("-{k}={v}"));
             command
@@ -231,7 +238,7 @@ pub struct Moto;
 impl Moto {
     pub fn start() -> Option<Server> {
         let (moto, python) = needs("moto", &["moto_server"])?;
-        Some(start(&python, 1, |dir, p| {
+        Some(start(&python, 1, move |dir, p| {
             let mut command = Command::new(&moto);
             command
                 .args(["-H", "127.0.0.1", "-p", &p[0].to_string()])
@@ -262,7 +269,7 @@ impl Azurite {
 
     pub fn start() -> Option<Server> {
         let (azurite, python) = needs("Azurite", &["azurite-blob"])?;
-        Some(start(&python, 1, |dir, p| {
+        Some(start(&python, 1, move |dir, p| {
             let mut command = Command::new(&azurite);
             command
                 .args(["--blobHost", "127.0.0.1", "--blobPort", &p[0].to_string()])
@@ -300,34 +307,31 @@ impl Azurite {
 /// waiting up to 60 s for a signed request to be answered (and on SeaweedFS for a probe object
 /// in a probe bucket to be written and removed again). A server that is installed but does
 /// not come up fails the test with its log.
-fn start(python: &Path, ports: usize, launch: impl Fn(&Path, &[u16]) -> Launch) -> Server {
+fn start(
+    python: &Path,
+    ports: usize,
+    launch: impl Fn(&Path, &[u16]) -> Launch + 'static,
+) -> Server {
+    let launch: Launcher = std::rc::Rc::new(launch);
     let mut last = String::new();
     for _ in 0..3 {
         let dir = tempfile::Builder::new()
             .prefix("fanout-store.")
             .tempdir()
             .unwrap();
+        let ports = free_ports(ports);
         let Launch {
             name,
             api,
-            mut command,
+            command,
             endpoint,
             access_key,
             secret_key,
             env,
             leftovers,
             wait_for_write,
-        } = launch(dir.path(), &free_ports(ports));
-        let log = fs::File::create(dir.path().join("server.log")).unwrap();
-        let child = command
-            .current_dir(dir.path())
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            // Its own process group, so that Drop kills whatever it started too.
-            .process_group(0)
-            .spawn()
-            .unwrap_or_else(|e| panic!("start {name}: {e}"));
+        } = launch(dir.path(), &ports);
+        let child = spawn(name, command, dir.path());
         let server = Server {
             name,
             api,
@@ -339,22 +343,75 @@ fn start(python: &Path, ports: usize, launch: impl Fn(&Path, &[u16]) -> Launch) 
             secret_key,
             env,
             leftovers,
+            ports,
+            launch: launch.clone(),
         };
-        let pid = server.child.id().to_string();
-        let mut wait = vec!["wait", "--pid", &pid, "--timeout", "60"];
-        if wait_for_write {
-            wait.push("--write");
+        match server.ready(wait_for_write) {
+            Ok(()) => return server,
+            Err(why) => last = why,
         }
-        let wait = server.tool(&wait);
-        if wait.code == Some(0) {
-            return server;
-        }
-        last = format!("{}\n--- server log ---\n{}", wait.dump(), server.log_tail());
     }
     panic!("the object store server did not come up in three tries:\n{last}");
 }
+/// Starts `command` in `dir`, its output appended to `server.log` there, in a process group
+/// of its own (so that killing the group kills whatever it started too).
+fn spawn(name: &str, mut command: Command, dir: &Path) -> Child {
+    let log = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("server.log"))
+        .unwrap();
+    command
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .process_group(0)
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {name}: {e}"))
+}
 
 impl Server {
+    /// Waits up to 60 s for the server to answer a signed request (with `write`, to take a
+    /// probe object in a probe bucket and remove it again); Err with its log if it does not.
+    fn ready(&self, write: bool) -> Result<(), String> {
+        let pid = self.child.id().to_string();
+        let mut wait = vec!["wait", "--pid", &pid, "--timeout", "60"];
+        if write {
+            wait.push("--write");
+        }
+        let wait = self.tool(&wait);
+        if wait.code == Some(0) {
+            return Ok(());
+        }
+        Err(format!(
+            "{}\n--- server log ---\n{}",
+            wait.dump(),
+            self.log_tail()
+        ))
+    }
+
+    /// Kills the server's process group with SIGKILL, as a crash or a pulled plug would:
+    /// its connections are refused from then on. Its directory stays (see `restart`).
+    pub fn kill(&mut self) {
+        let group = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the server again (after `kill`, or killing it if it runs) on the same directory
+    /// and the same ports, so that what it stored is there again under the same endpoint.
+    #[track_caller]
+    pub fn restart(&mut self) {
+        self.kill();
+        let launch = (self.launch)(self.dir.path(), &self.ports);
+        self.child = spawn(self.name, launch.command, self.dir.path());
+        if let Err(why) = self.ready(launch.wait_for_write) {
+            panic!("{} did not come up again:\n{why}", self.name);
+        }
+    }
+
     pub fn name(&self) -> &'static str {
         self.name
     }
@@ -553,10 +610,7 @@ fn etag_of(stdout: &[u8]) -> String {
 impl Drop for Server {
     fn drop(&mut self) {
         // SIGKILL: SIGTERM takes SeaweedFS 15 to 30 s, and nothing of the data needs keeping.
-        let group = nix::unistd::Pid::from_raw(self.child.id() as i32);
-        let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.kill();
         for path in &self.leftovers {
             // Only the socket the server made on its own port.
             if fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket()) {
