@@ -457,7 +457,10 @@ impl StatAt {
             return by_path(path);
         };
         let st = rustix::fs::statat(fd, name, AtFlags::empty()).ok()?;
-        #[allow(clippy::useless_conversion, reason = "the field's type differs by platform")]
+        #[allow(
+            clippy::useless_conversion,
+            reason = "the field's type differs by platform"
+        )]
         let nsec = i64::try_from(st.st_mtime_nsec).unwrap_or(0);
         let secs: i64 = st.st_mtime;
         Some((
