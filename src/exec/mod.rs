@@ -139,7 +139,10 @@ fn spawn_workers<'scope, 'env>(
         let spawned = std::thread::Builder::new()
             .name(format!("worker-{n}"))
             .spawn_scoped(s, move || {
-                let ahead = n > config.run.jobs;
+                // Workers that hold inputs ahead of the slots wait until that is worth it; the
+                // transfer workers of a run over objects always work (their downloads and
+                // uploads go on beside the jobs).
+                let ahead = n > config.run.jobs && n <= config.run.jobs + lookahead;
                 if config.batch.is_some() {
                     work(shared, jobs, &mut batches.iter().map(Unit::Batch), ahead);
                 } else {
