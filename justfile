@@ -49,10 +49,11 @@ report-screenshot:
     bash bench/report/screenshot.sh
 
 # A static Linux binary (musl, no shared library) for servers without a Rust toolchain:
-# target/ARCH-unknown-linux-musl/release/fanout, to copy anywhere on PATH.
+# target/ARCH-unknown-linux-musl/release/fanout, to copy anywhere on PATH. ring (the TLS of
+# remote datasets) compiles C with musl-gcc (Debian: apt-get install musl-tools).
 static:
     rustup target add {{arch()}}-unknown-linux-musl
-    cargo build --release --locked --target {{arch()}}-unknown-linux-musl
+    CC_{{arch()}}_unknown_linux_musl=musl-gcc cargo build --release --locked --target {{arch()}}-unknown-linux-musl
     @echo target/{{arch()}}-unknown-linux-musl/release/fanout
 
 # The Python wheel that carries the binary (maturin, as `pip install .` builds it) in target/wheels/.

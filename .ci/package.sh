@@ -55,6 +55,17 @@ for step in "${what[@]}"; do
   static)
     log "static: cargo build --target x86_64-unknown-linux-musl"
     rustup target add x86_64-unknown-linux-musl
+    # ring (the TLS of remote datasets) compiles C for the target: musl-gcc (Debian's
+    # musl-tools) is that compiler.
+    if ! command -v musl-gcc >/dev/null 2>&1; then
+      if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        apt-get install -y -q musl-tools >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q musl-tools >/dev/null; }
+      else
+        echo "static: musl-gcc is missing (apt-get install musl-tools)" >&2
+        exit 1
+      fi
+    fi
+    export CC_x86_64_unknown_linux_musl=musl-gcc
     start=$SECONDS
     cargo build --release --locked --target x86_64-unknown-linux-musl
     echo "static binary built in $((SECONDS - start)) s"
