@@ -28,6 +28,7 @@ const FOREIGN: &[(&str, &str)] = &[
     ("--partition", "sbatch"),
     ("--exact", "srun"),
     ("--memsuspend", "GNU parallel"),
+    ("--no-default-features", "cargo"),
 ];
 
 /// The hidden `fanout worker` entry that sbatch starts (docs/cluster.md shows its line).
