@@ -34,13 +34,15 @@ pub(crate) enum Reason {
     Halt,
     /// Job output could not be written (a full disk behind fanout's stdout).
     OutputFailed,
+    /// Transfers in a row could not reach a store.
+    StoreUnreachable,
 }
 
 #[derive(Default)]
 pub(crate) struct Cancel {
     level: AtomicU8,
     /// 0: none; > 0: a signal number; -1: closed stdout; -2: halt; -3: output failed; -4:
-    /// closed stderr.
+    /// closed stderr; -5: a store could not be reached.
     reason: AtomicI32,
     wake: Option<(PipeReader, Mutex<PipeWriter>)>,
 }
@@ -63,6 +65,7 @@ impl Cancel {
             Reason::Halt => -2,
             Reason::OutputFailed => -3,
             Reason::ClosedStderr => -4,
+            Reason::StoreUnreachable => -5,
         };
         let _ = self
             .reason
@@ -105,6 +108,7 @@ impl Cancel {
             -2 => Some(Reason::Halt),
             -3 => Some(Reason::OutputFailed),
             -4 => Some(Reason::ClosedStderr),
+            -5 => Some(Reason::StoreUnreachable),
             s => Some(Reason::Signal(s)),
         }
     }

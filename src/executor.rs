@@ -219,6 +219,9 @@ pub(crate) fn not_started_reason(cancel: &Cancel) -> String {
         Some(Reason::ClosedStdout) => "not started: standard output was closed".into(),
         Some(Reason::ClosedStderr) => "not started: standard error was closed".into(),
         Some(Reason::OutputFailed) => "not started: job output could not be written".into(),
+        Some(Reason::StoreUnreachable) => {
+            "not started: transfers in a row could not reach the store".into()
+        }
         None => "not started".into(),
     }
 }

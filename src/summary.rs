@@ -513,6 +513,7 @@ impl JournalWriter {
             Reason::ClosedStderr => "closed_stderr",
             Reason::Halt => "halt",
             Reason::OutputFailed => "output_failed",
+            Reason::StoreUnreachable => "store_unreachable",
         });
         let secs = wall.as_secs_f64();
         let c = |s| totals.count(s);

@@ -328,7 +328,10 @@ fn run_once(shared: &Shared, unit: &Unit, ticket: Option<Ticket<'_>>) -> Vec<Don
     }
     let staging = match Staging::of(&shared.stages, shared.config, unit, in_place) {
         Ok(staging) => staging,
-        Err(done) => return done,
+        Err(done) => {
+            store_gone(shared);
+            return done;
+        }
     };
     let mut commitment = match prepare(shared, unit, &staging) {
         Ok(commitment) => commitment,
@@ -350,6 +353,7 @@ fn run_once(shared: &Shared, unit: &Unit, ticket: Option<Ticket<'_>>) -> Vec<Don
             u.conclude(&shared.stages, &staging, &mut d.record);
             // The halt rule sees the upload's outcome too.
             shared.ctx.halt_after(d.record.status);
+            store_gone(shared);
         }
         // Not run (again): its `{out}` goes, the original stays.
         (Some(c), _) => c.discard(),
@@ -359,6 +363,18 @@ fn run_once(shared: &Shared, unit: &Unit, ticket: Option<Ticket<'_>>) -> Vec<Don
         staging.note(nth, input, &mut d.record);
     }
     done
+}
+
+/// After transfers in a row could not reach a store: nothing new starts (the rest would each
+/// spend seconds on retries), and the user is told once.
+fn store_gone(shared: &Shared) {
+    if let Some(line) = shared.stages.gone() {
+        shared.ctx.cancel.raise(
+            crate::cancel::Level::Drain,
+            crate::cancel::Reason::StoreUnreachable,
+        );
+        let _ = shared.ctx.notices.send(Notice::Error(line));
+    }
 }
 
 /// In place or with `-o`: checks and locks the input, and readies `{out}` (staged, when the

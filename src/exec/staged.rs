@@ -31,6 +31,42 @@ pub(super) struct Stages {
     disk_freed: Condvar,
     /// The staging space there was to plan for at the start.
     whole: OnceLock<u64>,
+    /// Whether the stores can still be reached.
+    reach: Mutex<Reach>,
+}
+
+/// Transfers in a row (none reaching its store between them) that could not reach a store,
+/// after which the run starts nothing new: each already tried for seconds, and a store that
+/// has gone would otherwise cost every remaining object its own retries.
+const UNREACHABLE_IN_A_ROW: u32 = 3;
+
+/// The run's watch on its stores: transfers in a row that could not reach one.
+#[derive(Default)]
+struct Reach {
+    in_a_row: u32,
+    last: String,
+    told: bool,
+}
+
+/// A transfer's failure, as the watch on the stores sees it.
+trait Fault {
+    /// The one-line error, when the store could not be reached.
+    fn unreachable(&self) -> Option<String>;
+}
+
+impl Fault for anyhow::Error {
+    fn unreachable(&self) -> Option<String> {
+        remote::unreachable(self).then(|| format!("{self:#}"))
+    }
+}
+
+impl Fault for PutError {
+    fn unreachable(&self) -> Option<String> {
+        match self {
+            PutError::Other(e) => e.unreachable(),
+            PutError::Conflict(_) => None,
+        }
+    }
 }
 
 /// Staging space a job holds until its staged files are gone.
@@ -67,7 +103,24 @@ impl Stages {
             disk: Mutex::new(None),
             disk_freed: Condvar::new(),
             whole: OnceLock::new(),
+            reach: Mutex::new(Reach::default()),
         }
+    }
+
+    /// Once, when transfers in a row could not reach a store: how to tell it.
+    pub(super) fn gone(&self) -> Option<String> {
+        let mut reach = self
+            .reach
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if reach.told || reach.in_a_row < UNREACHABLE_IN_A_ROW {
+            return None;
+        }
+        reach.told = true;
+        Some(format!(
+            "{} transfers in a row could not reach the store, the last: {}; starting nothing new (once it is back, --resume runs the rest)",
+            reach.in_a_row, reach.last
+        ))
     }
 
     /// Holds `bytes` of staging space (a job's input and its expected output), waiting while
@@ -117,8 +170,9 @@ impl Stages {
         Ok((stage.job(job).map_err(|e| format!("{e:#}"))?, hold))
     }
 
-    /// Runs a transfer with one of the `--transfers` tokens.
-    fn transfer<T>(&self, f: impl FnOnce() -> T) -> T {
+    /// Runs a transfer with one of the `--transfers` tokens, and counts whether it reached
+    /// its store.
+    fn transfer<T, E: Fault>(&self, f: impl FnOnce() -> Result<T, E>) -> Result<T, E> {
         let mut free = self
             .tokens
             .lock()
@@ -137,6 +191,18 @@ impl Stages {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) += 1;
         self.freed.notify_one();
+        let mut reach = self
+            .reach
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match value.as_ref().map_err(Fault::unreachable) {
+            Err(Some(line)) => {
+                reach.in_a_row += 1;
+                reach.last = line;
+            }
+            // A store that answered, even with an error of the object's own.
+            Ok(_) | Err(None) => reach.in_a_row = 0,
+        }
         value
     }
 }
@@ -463,7 +529,9 @@ impl Upload {
             Err(PutError::Other(e)) => {
                 self.discard();
                 record.status = Status::Failed;
-                record.reason = Some(format!("upload failed, {to} left as it was: {e:#}"));
+                let why = format!("{e:#}");
+                let why = why.strip_prefix(&format!("{to}: ")).unwrap_or(&why);
+                record.reason = Some(format!("upload failed, {to} left as it was: {why}"));
             }
         }
     }

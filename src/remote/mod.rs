@@ -20,7 +20,7 @@ mod url;
 
 pub(crate) use footer::{footer, weight};
 pub(crate) use list::{list_root, named, KeyFilter};
-pub(crate) use object::{Condition, Object, PutError, Written};
+pub(crate) use object::{unreachable, Condition, Object, PutError, Written};
 pub(crate) use stage::{JobStage, Stage, Transfer};
 pub(crate) use store::stores;
 pub(crate) use url::{looks_remote, RemoteUrl};

@@ -45,6 +45,25 @@ pub(crate) enum PutError {
     Other(anyhow::Error),
 }
 
+/// A store that could not be reached (the connection refused or timed out through the
+/// client's retries), carried in an error's chain so that the run can tell an outage from one
+/// object's own failure. Its text is the whole one-line error.
+#[derive(Debug)]
+pub(crate) struct Unreachable(pub String);
+
+impl std::fmt::Display for Unreachable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Unreachable {}
+
+/// Whether `e` failed because a store could not be reached.
+pub(crate) fn unreachable(e: &anyhow::Error) -> bool {
+    e.chain().any(<dyn std::error::Error>::is::<Unreachable>)
+}
+
 /// What a finished upload left.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Written {

@@ -419,8 +419,15 @@ pub(crate) fn store_error(e: &object_store::Error, url: &RemoteUrl) -> anyhow::E
         }
         source = s.source();
     }
-    anyhow!("{url}: {}", readable(&why))
+    let line = format!("{url}: {}", readable(&why));
+    if line.contains(UNREACHABLE) {
+        return anyhow::Error::new(super::object::Unreachable(line));
+    }
+    anyhow!(line)
 }
+
+/// How a store that could not be reached is told.
+const UNREACHABLE: &str = "could not reach the store";
 
 /// The part of a store error a person needs: `Code: Message (HTTP status)` from an XML or
 /// JSON error body, or the connection failure and how long it was retried.
@@ -450,7 +457,7 @@ fn readable(why: &str) -> String {
             .map(|t| format!(" (for {})", t.replace(", after", ",")))
             .unwrap_or_default();
         let cause = why[i..].rsplit(": ").next().unwrap_or("");
-        return format!("could not reach the store: {cause}{retried}");
+        return format!("{UNREACHABLE}: {cause}{retried}");
     }
     why.replace('\n', " ")
 }

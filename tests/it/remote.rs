@@ -1185,15 +1185,17 @@ const ANNOUNCE_THEN_APPEND: &str =
     r#"touch "$3/$(basename "$1")"; sleep 0.4; { cat "$1"; echo appended; } > "$2""#;
 
 /// The store dies (SIGKILL: connections refused) while jobs run: the affected jobs fail with
-/// one line naming the store problem, the run exits 1 in bounded time, no object is
-/// half-written; once the store is back, `--resume` finishes the run, each object changed once.
+/// one line naming the store problem, after a few transfers in a row fail nothing new starts
+/// (the rest are `not_started`, said once on stderr), the run exits 1 in bounded time, no
+/// object is half-written; once the store is back, `--resume` finishes the run, each object
+/// changed once.
 #[test]
 fn a_store_that_goes_away_mid_run_fails_its_jobs_and_resume_finishes_when_it_is_back() {
     let Some(mut l) = Lake::on(SeaweedFs::start()) else {
         return;
     };
     l.s.mkbucket("lake");
-    let count = 10;
+    let count = 40;
     let keys: Vec<String> = (0..count).map(|n| format!("d/{n:02}.txt")).collect();
     let bodies: Vec<String> = (0..count).map(|n| format!("object {n}\n")).collect();
     let objects: Vec<(&str, &str)> = keys
@@ -1256,6 +1258,7 @@ fn a_store_that_goes_away_mid_run_fails_its_jobs_and_resume_finishes_when_it_is_
         "no other key appears"
     );
     let mut failed = Vec::new();
+    let mut not_started = 0;
     for (key, body) in keys.iter().zip(&bodies) {
         let r = records
             .get(&url(key))
@@ -1274,11 +1277,36 @@ fn a_store_that_goes_away_mid_run_fails_its_jobs_and_resume_finishes_when_it_is_
                 );
                 failed.push(key.clone());
             }
+            "not_started" => {
+                assert_eq!(&now[key], body, "{r}");
+                assert_eq!(
+                    r["reason"], "not started: transfers in a row could not reach the store",
+                    "{r}"
+                );
+                not_started += 1;
+                failed.push(key.clone());
+            }
             other => panic!("{key}: {other}: {r}"),
         }
     }
     let ok = count - failed.len();
     assert!(ok >= 2 && !failed.is_empty(), "{ok} ok, failed {failed:?}");
+    // Nothing new started once the store was clearly gone: most of the 40 never tried.
+    assert!(
+        not_started >= count / 2,
+        "{not_started} not started of {count}:{}",
+        out.dump()
+    );
+    let told: Vec<String> = out
+        .stderr_lines()
+        .into_iter()
+        .filter(|l| l.contains("transfers in a row could not reach the store"))
+        .collect();
+    assert_eq!(told.len(), 1, "said once:{}", out.dump());
+    assert!(
+        told[0].contains("starting nothing new") && told[0].contains("--resume"),
+        "{told:?}"
+    );
     // A job whose command had run when the store went away failed at its upload.
     let base = |key: &str| key.rsplit('/').next().unwrap().to_string();
     assert!(
@@ -1287,7 +1315,13 @@ fn a_store_that_goes_away_mid_run_fails_its_jobs_and_resume_finishes_when_it_is_
     );
     let fin = final_record(&l.journal("j1.jsonl"));
     assert_eq!(int(&fin, "ok"), ok as i64, "{fin}");
-    assert_eq!(int(&fin, "failed"), failed.len() as i64, "{fin}");
+    assert_eq!(
+        int(&fin, "failed"),
+        (failed.len() - not_started) as i64,
+        "{fin}"
+    );
+    assert_eq!(int(&fin, "not_started"), not_started as i64, "{fin}");
+    assert_eq!(fin["stopped_by"], "store_unreachable", "{fin}");
     assert_eq!(l.staged_files(), Vec::<PathBuf>::new());
 
     // The store is back: resume runs exactly the failed jobs.
