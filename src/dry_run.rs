@@ -21,6 +21,7 @@ use crate::memory::{self, Meter};
 use crate::record::{JobRecord, Status};
 use crate::template::{display_argv, shell_quote, single_quote, Placeholder};
 use crate::units::human;
+use crate::walk::Root;
 
 /// Inputs named with their weight in the plan.
 const HEAVIEST_SHOWN: usize = 10;
@@ -351,14 +352,18 @@ fn filters(config: &Config) -> String {
         }
         .into(),
     );
-    filters.push(
-        if w.no_ignore {
-            "ignore files not read"
-        } else {
-            ".gitignore/.ignore honoured"
-        }
-        .into(),
-    );
+    // Ignore files are read only under local directories (not for keys, named files or
+    // standard input).
+    if w.roots.iter().any(|r| matches!(r, Root::Dir { .. })) {
+        filters.push(
+            if w.no_ignore {
+                "ignore files not read"
+            } else {
+                ".gitignore/.ignore honoured"
+            }
+            .into(),
+        );
+    }
     if let Some(d) = w.max_depth {
         filters.push(format!("max depth {d}"));
     }

@@ -1449,6 +1449,9 @@ fn a_dry_run_says_what_it_would_move_and_writes_nothing() {
     out.assert_ok();
     let lines = out.stdout_lines();
     assert_eq!(lines.len(), 2, "{}", out.dump());
+    // Ignore files do not apply to keys: the plan does not claim them.
+    out.assert_stderr_contains("dry run: 2 jobs")
+        .assert_stderr_lacks(".gitignore");
     for (line, key) in lines.iter().zip(["a.csv", "b.csv"]) {
         let url = format!("s3://lake/data/{key}");
         assert!(
