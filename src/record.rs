@@ -317,6 +317,17 @@ pub struct FileInBatch {
     pub weight_bytes: Option<u64>,
     pub file_size: Option<u64>,
     pub file_mtime_ns: Option<i64>,
+    /// An object input's facts, its own (its identity for `--resume` and its download).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub etag: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub object_version: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub down_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub down_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub down_retries: Option<u32>,
 }
 
 /// Whether a record has no field that neither a batch line nor a short line holds: what no
@@ -332,6 +343,11 @@ fn only_batch_fields(r: &JobRecord) -> bool {
         && r.rows_out.is_none()
         && r.verify.is_none()
         && r.batch_command.is_none()
+        && r.output_etag.is_none()
+        && r.output_version.is_none()
+        && r.up_bytes.is_none()
+        && r.up_ms.is_none()
+        && r.kept_output.is_none()
 }
 
 /// [`FileInBatch`] as it is written, borrowed from the record.
@@ -353,6 +369,16 @@ struct FileInBatchRef<'a> {
     weight_bytes: Option<u64>,
     file_size: Option<u64>,
     file_mtime_ns: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    etag: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    object_version: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    down_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    down_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    down_retries: Option<u32>,
 }
 
 impl BatchLine {
@@ -449,6 +475,11 @@ impl BatchLine {
             split: self.split,
             predicted_peak_bytes: self.predicted_peak_bytes,
             paused_ms: self.paused_ms,
+            etag: f.etag,
+            object_version: f.object_version,
+            down_bytes: f.down_bytes,
+            down_ms: f.down_ms,
+            down_retries: f.down_retries,
             ..JobRecord::new(0, Path::new(""), f.status)
         }
     }
@@ -587,6 +618,11 @@ impl JobRecord {
             weight_bytes: self.weight_bytes,
             file_size: self.file_size,
             file_mtime_ns: self.file_mtime_ns,
+            etag: self.etag.as_deref(),
+            object_version: self.object_version.as_deref(),
+            down_bytes: self.down_bytes,
+            down_ms: self.down_ms,
+            down_retries: self.down_retries,
         };
         serde_json::to_writer(&mut *out, &short).map_err(std::io::Error::from)?;
         out.write_all(b"\n")

@@ -53,7 +53,7 @@ enum Line {
 #[serde(untagged)]
 enum FileLine {
     Whole(Box<JobRecord>),
-    InBatch(FileInBatch),
+    InBatch(Box<FileInBatch>),
 }
 
 /// Reads the journal at `path`. A file whose first line is not a fanout record is refused.
@@ -117,7 +117,7 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Journal> {
             Line::File(f) => match *f {
                 FileLine::Whole(r) => journal.files.push(*r),
                 FileLine::InBatch(f) => match batches.get(&f.batch) {
-                    Some(b) => journal.files.push(b.record(f)),
+                    Some(b) => journal.files.push(b.record(*f)),
                     // A short line without its batch's line is not a record.
                     None => journal.unreadable += 1,
                 },
