@@ -1478,6 +1478,64 @@ fn a_store_that_cannot_be_used_is_one_line_and_exit_2_before_any_job() {
     assert_eq!(out.stdout_lines(), ["s3://lake/data/a.csv"]);
 }
 
+/// fanout's own anonymous memory (its heap), read from /proc.
+fn rss_anon(pid: u32) -> Option<u64> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("RssAnon:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// A large output is sent from a mapping of the staged file, never read into fanout's own
+/// memory: four uploads of 256 MiB at once would otherwise hold 1 GiB beside the jobs the
+/// memory budget admitted.
+#[test]
+fn a_large_output_is_uploaded_without_holding_it_in_memory() {
+    if !Path::new("/proc/self/status").exists() {
+        eprintln!("skipped: no /proc to read fanout's memory from");
+        return;
+    }
+    let Some(l) = Lake::on(SeaweedFs::start()) else {
+        return;
+    };
+    l.s.mkbucket("lake");
+    l.put("lake", "big.bin", "small\n");
+    let stage = l.stage();
+    let size: u64 = 256 << 20;
+    let mut running = l.spawn(&with(
+        &[
+            "-i",
+            "--stage-dir",
+            &stage,
+            "--summary",
+            "j.jsonl",
+            "s3://lake/big.bin",
+        ],
+        &sh(
+            r#"head -c "$2" /dev/zero > "$1""#,
+            &["{out}", &size.to_string()],
+        ),
+    ));
+    let mut peak = 0;
+    while !running.has_exited() {
+        peak = peak.max(rss_anon(running.pid()).unwrap_or(0));
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    running.wait().assert_ok();
+    let r = &by_path(&l.journal("j.jsonl"))["s3://lake/big.bin"];
+    assert_eq!(r["status"], "ok", "{r}");
+    assert_eq!(int(r, "up_bytes") as u64, size, "{r}");
+    let listed = l.s.ls("lake", "");
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0]["size"].as_u64(), Some(size), "{listed:?}");
+    assert!(
+        peak < 96 << 20,
+        "fanout held {} MiB of its own while uploading {} MiB",
+        peak >> 20,
+        size >> 20
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // Dry run
 
