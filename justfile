@@ -27,10 +27,12 @@ demo:
     ./target/release/fanout -k -e parquet fixtures/dataset -- sh -c 'printf "%s: %s bytes\n" "$1" "$(wc -c < "$1")"' _ {}
     ./target/release/fanout -n -e parquet fixtures/dataset -- cp {} /tmp/{/}
 
-# clippy for both Apple targets (macOS is checked, not run: `rustup target add aarch64-apple-darwin x86_64-apple-darwin` first).
+# clippy for both Apple targets (macOS is checked, not run: `rustup target add aarch64-apple-darwin x86_64-apple-darwin` first);
+# the default build's ring compiles C for the target with zig's C compiler (.ci/macos-remote.sh).
 lint-macos:
-    cargo clippy --target aarch64-apple-darwin --all-targets -- -D warnings
-    cargo clippy --target x86_64-apple-darwin --all-targets -- -D warnings
+    cargo clippy --target aarch64-apple-darwin --all-targets --no-default-features -- -D warnings
+    cargo clippy --target x86_64-apple-darwin --all-targets --no-default-features -- -D warnings
+    bash .ci/macos-remote.sh
 
 # Records that need no process, and stopping with inputs queued (bench/records/run.sh NEW [OLD]).
 bench-records *ARGS:
