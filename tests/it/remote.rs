@@ -1478,6 +1478,39 @@ fn a_store_that_cannot_be_used_is_one_line_and_exit_2_before_any_job() {
     assert_eq!(out.stdout_lines(), ["s3://lake/data/a.csv"]);
 }
 
+/// A key with a `..` segment cannot make `{rel}` climb out of `-o`'s directory: such keys are
+/// refused by the listing (one line naming the key, exit 2 before any job), and nothing is
+/// written anywhere.
+#[test]
+fn a_key_with_a_dot_dot_segment_never_writes_outside_the_output_directory() {
+    let Some(l) = Lake::on(Moto::start()) else {
+        return;
+    };
+    l.s.mkbucket("lake");
+    l.put_all(
+        "lake",
+        &[
+            ("data/ok.txt", "ok\n"),
+            ("data/x/../../../escape.txt", "x\n"),
+        ],
+    );
+    l.env.mkdir("w/out");
+    let out = l.run(&with(
+        &["-o", "w/out/{rel}", "s3://lake/data/"],
+        &["--", "cp", "{}", "{out}"],
+    ));
+    out.assert_code(2).assert_no_panic();
+    assert_eq!(out.stderr_lines().len(), 1, "{}", out.dump());
+    out.assert_stderr_contains("..");
+    let written: Vec<PathBuf> = l
+        .env
+        .list_files()
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "txt"))
+        .collect();
+    assert_eq!(written, Vec::<PathBuf>::new(), "{}", out.dump());
+}
+
 /// fanout's own anonymous memory (its heap), read from /proc.
 fn rss_anon(pid: u32) -> Option<u64> {
     let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
