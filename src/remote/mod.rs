@@ -7,7 +7,11 @@
 #[cfg(feature = "remote")]
 mod credentials;
 mod footer;
+#[cfg(feature = "remote")]
+mod keyspace;
 mod list;
+#[cfg(feature = "remote")]
+mod listing;
 mod object;
 pub(crate) mod provenance;
 mod stage;

@@ -10,8 +10,10 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use anyhow::{anyhow, Context as _, Result};
+
+use super::listing;
 use futures::StreamExt;
-use object_store::list::{PaginatedListOptions, PaginatedListStore};
+use object_store::list::PaginatedListStore;
 use object_store::path::Path;
 use object_store::{
     Attribute, AttributeValue, Attributes, ClientConfigKey, GetOptions, GetRange, ObjectStore,
@@ -103,7 +105,8 @@ impl Stores {
     /// store, in pages, handing each to `sink` until it returns false. The listing runs on the
     /// I/O threads and hands keys over a bounded queue: `sink` runs on the caller's thread, so
     /// it may call the stores itself, and memory stays flat however long the listing. It is
-    /// split by prefix ([`list_split`]): keys of different prefixes may come interleaved.
+    /// split by prefix and by key range ([`listing::split`]): keys of different prefixes and
+    /// ranges may come interleaved.
     pub(crate) fn list(
         &self,
         root: &RemoteUrl,
@@ -115,10 +118,10 @@ impl Stores {
         let task = match pages {
             Some(pages) => self
                 .runtime
-                .spawn(list_split(store, pages, prefix.to_string(), tx)),
+                .spawn(listing::split(pages, prefix.to_string(), tx)),
             None => {
                 let prefix = (!prefix.is_empty()).then(|| key_path(prefix.trim_end_matches('/')));
-                self.runtime.spawn(list_one(store, prefix, tx))
+                self.runtime.spawn(listing::one(store, prefix, tx))
             }
         };
         // The task ends when the queue is dropped (the sink wanted no more) or the listing did.
@@ -567,87 +570,6 @@ pub(crate) const DOWNLOAD_TRIES: u32 = 3;
 
 /// Keys a listing may hold before the walk takes them (a few pages).
 const LISTED_AHEAD: usize = 4000;
-/// Listings of common prefixes that go on at once in a listing split by prefix.
-const LISTERS: usize = 8;
-/// How many levels holding one common prefix and nothing else a split listing goes down.
-const DESCEND: usize = 8;
-
-/// What a listing hands over: an object, or the error that ended it.
-type ListTx = tokio::sync::mpsc::Sender<object_store::Result<object_store::ObjectMeta>>;
-
-/// Sends every object under `prefix` (a directory, or the whole bucket) into `tx`, in one
-/// stream of pages, until the listing ends, fails (the error is sent last), or no one takes.
-async fn list_one(store: Arc<dyn ObjectStore>, prefix: Option<Path>, tx: ListTx) {
-    let mut stream = store.list(prefix.as_ref());
-    while let Some(meta) = stream.next().await {
-        let failed = meta.is_err();
-        if tx.send(meta).await.is_err() || failed {
-            break;
-        }
-    }
-}
-
-/// Lists `dir` (a key prefix ending in `/`, or empty: the bucket) split by prefix. The pages
-/// of one listing come one after another, so a large listing is split: a delimiter listing
-/// of `dir` (one request per 1,000 entries) sends the objects directly in it and starts a
-/// listing of each common prefix, [`LISTERS`] at once. A level holding one common prefix and
-/// nothing else is gone down into. Costs one request more per common prefix, at most.
-async fn list_split(
-    store: Arc<dyn ObjectStore>,
-    pages: Arc<dyn PaginatedListStore>,
-    mut dir: String,
-    tx: ListTx,
-) {
-    let slots = Arc::new(tokio::sync::Semaphore::new(LISTERS));
-    let mut token: Option<String> = None;
-    let mut descend = DESCEND;
-    loop {
-        let first = token.is_none();
-        let options = PaginatedListOptions {
-            delimiter: Some("/".into()),
-            page_token: token.take(),
-            ..PaginatedListOptions::default()
-        };
-        let prefix = (!dir.is_empty()).then_some(dir.as_str());
-        let page = match pages.list_paginated(prefix, options).await {
-            Ok(page) => page,
-            Err(e) => {
-                let _ = tx.send(Err(e)).await;
-                return;
-            }
-        };
-        let (objects, subs) = (page.result.objects, page.result.common_prefixes);
-        let lone = first && page.page_token.is_none() && objects.is_empty() && subs.len() == 1;
-        if lone && descend > 0 {
-            descend -= 1;
-            dir = format!("{}/", subs[0]);
-            continue;
-        }
-        for meta in objects {
-            if tx.send(Ok(meta)).await.is_err() {
-                return;
-            }
-        }
-        for sub in subs {
-            let Ok(slot) = slots.clone().acquire_owned().await else {
-                return;
-            };
-            if tx.is_closed() {
-                return;
-            }
-            let (store, tx) = (store.clone(), tx.clone());
-            tokio::spawn(async move {
-                list_one(store, Some(sub), tx).await;
-                drop(slot);
-            });
-        }
-        match page.page_token {
-            Some(next) => token = Some(next),
-            None => return,
-        }
-    }
-}
-
 /// Stops a task on the I/O threads when dropped.
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
 
@@ -672,6 +594,7 @@ fn rand_u64() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use object_store::list::PaginatedListOptions;
 
     /// The conditional writes the job loop relies on, through the store the crate keeps in
     /// memory (which enforces them as S3, GCS and Azure do), under a `gs://` name.
@@ -732,8 +655,11 @@ mod tests {
             .contains("changed after it was listed"));
     }
 
-    /// A store that pages delimiter listings two entries at a time (S3 pages 1,000).
-    struct Paged(Arc<object_store::memory::InMemory>);
+    /// A store that pages listings two entries at a time (S3 pages 1,000), and counts them.
+    struct Paged(
+        Arc<object_store::memory::InMemory>,
+        Arc<Mutex<Vec<Option<String>>>>,
+    );
 
     impl PaginatedListStore for Paged {
         fn list_paginated<'a, 'b, 'c>(
@@ -754,39 +680,75 @@ mod tests {
             Self: 'c,
         {
             Box::pin(async move {
-                assert_eq!(options.delimiter.as_deref(), Some("/"));
+                self.1.lock().unwrap().push(options.offset.clone());
                 let dir = prefix.map(|p| Path::from(p.trim_end_matches('/')));
-                let all = self.0.list_with_delimiter(dir.as_ref()).await?;
                 let at: usize = options.page_token.map_or(0, |t| t.parse().unwrap());
-                let (k, n) = (
-                    all.objects.len(),
-                    all.objects.len() + all.common_prefixes.len(),
-                );
-                let end = (at + 2).min(n);
-                let page = |i: usize| (at..end).contains(&i);
-                let objects = (0..k).filter(|&i| page(i)).map(|i| all.objects[i].clone());
-                let subs = (k..n)
-                    .filter(|&i| page(i))
-                    .map(|i| all.common_prefixes[i - k].clone());
+                if options.delimiter.is_none() {
+                    // Without a delimiter: every key under the prefix after the offset.
+                    let mut all: Vec<_> = self
+                        .0
+                        .list(dir.as_ref())
+                        .map(|m| m.unwrap())
+                        .collect()
+                        .await;
+                    all.retain(|m| {
+                        options
+                            .offset
+                            .as_deref()
+                            .is_none_or(|o| m.location.as_ref() > o)
+                    });
+                    all.sort_by(|a, b| a.location.cmp(&b.location));
+                    let end = (at + 2).min(all.len());
+                    return Ok(object_store::list::PaginatedListResult {
+                        result: object_store::ListResult {
+                            objects: all[at..end].to_vec(),
+                            common_prefixes: Vec::new(),
+                            extensions: Default::default(),
+                        },
+                        page_token: (end < all.len()).then(|| end.to_string()),
+                    });
+                }
+                // With a delimiter: objects and common prefixes in one order, as S3 pages them.
+                let all = self.0.list_with_delimiter(dir.as_ref()).await?;
+                let mut entries: Vec<(String, Option<object_store::ObjectMeta>)> = all
+                    .objects
+                    .into_iter()
+                    .map(|m| (m.location.to_string(), Some(m)))
+                    .chain(
+                        all.common_prefixes
+                            .into_iter()
+                            .map(|p| (format!("{p}/"), None)),
+                    )
+                    .collect();
+                entries.sort_by(|a, b| a.0.cmp(&b.0));
+                let end = (at + 2).min(entries.len());
+                let page = &entries[at..end];
                 Ok(object_store::list::PaginatedListResult {
                     result: object_store::ListResult {
-                        objects: objects.collect(),
-                        common_prefixes: subs.collect(),
+                        objects: page.iter().filter_map(|e| e.1.clone()).collect(),
+                        common_prefixes: page
+                            .iter()
+                            .filter(|e| e.1.is_none())
+                            .map(|e| Path::from(e.0.trim_end_matches('/')))
+                            .collect(),
                         extensions: Default::default(),
                     },
-                    page_token: (end < n).then(|| end.to_string()),
+                    page_token: (end < entries.len()).then(|| end.to_string()),
                 })
             })
         }
     }
 
-    /// A listing split by prefix hands over every object once, past more prefixes than list
-    /// at once and through levels holding one prefix, and stops when the sink has enough.
+    /// A listing split by prefix and by key range hands over every object once, past more
+    /// prefixes than list at once, through levels holding one prefix and through flat
+    /// prefixes of many pages, and stops when the sink has enough.
     #[test]
     fn split_listings_hand_over_every_object_once() {
         let stores = stores();
         let memory = Arc::new(object_store::memory::InMemory::new());
-        let pages = Some(Arc::new(Paged(memory.clone())) as Arc<dyn PaginatedListStore>);
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let paged = Paged(memory.clone(), requests.clone());
+        let pages = Some(Arc::new(paged) as Arc<dyn PaginatedListStore>);
         let client = Client {
             store: memory.clone(),
             pages,
@@ -797,12 +759,17 @@ mod tests {
             .unwrap()
             .insert("s3://split-test/".into(), client);
         let mut keys: Vec<String> = vec!["d/top.csv".into(), "d/top2.csv".into()];
-        for p in 0..=(LISTERS * 2) {
+        for p in 0..=(listing::LISTERS * 2) {
             keys.extend((0..3).map(|i| format!("d/p{p:02}/k{i}.csv")));
         }
         keys.extend(["d/p00/deeper/x.csv".into(), "other/x.csv".into()]);
         keys.extend(["lone/only/one/a.csv".into(), "lone/only/one/b.csv".into()]);
         keys.extend(["lone/only/two/c.csv".into()]);
+        // Flat: 300 keys in 150 pages at the top of `flat/`, and 40 under a common prefix
+        // among them; numbered parts in `d/p03/`.
+        keys.extend((0..300).map(|n| format!("flat/part-{n:05}.parquet")));
+        keys.extend((0..40).map(|n| format!("flat/part-00100.parquet.d/{n}")));
+        keys.extend((0..200).map(|n| format!("d/p03/part-{n:04}.csv")));
         let root = RemoteUrl::parse("s3://split-test/").unwrap();
         stores.block_on(async {
             for key in &keys {
@@ -822,8 +789,13 @@ mod tests {
                 .unwrap();
             listed
         };
-        for prefix in ["d/", "lone/", ""] {
+        for prefix in ["d/", "lone/", "flat/", ""] {
+            requests.lock().unwrap().clear();
             let mut listed = list(prefix, usize::MAX);
+            let cuts = requests.lock().unwrap().iter().flatten().count();
+            if prefix != "lone/" {
+                assert!(cuts > 0, "under {prefix:?}: listed in one sequence");
+            }
             listed.sort();
             let mut want: Vec<_> = keys
                 .iter()

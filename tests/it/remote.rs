@@ -368,6 +368,38 @@ fn a_root_names_the_keys_under_it_and_filters_apply_to_keys() {
     );
 }
 
+/// A flat prefix of several pages (S3 pages 1,000 keys) is listed in key ranges at once
+/// (`start-after`); every key comes once, with the keys of a "directory" among them.
+fn flat_listing_case(l: &Lake) {
+    l.s.mkbucket("flat");
+    let mut keys: Vec<String> = (0..2000)
+        .map(|n| format!("d/part-{n:05}.parquet"))
+        .collect();
+    keys.extend((0..500u64).map(|n| format!("d/{:016x}", n.wrapping_mul(0x9e37_79b9_7f4a_7c15))));
+    keys.extend((0..100).map(|n| format!("d/part-01000.parquet.dir/x{n}")));
+    let objects: Vec<(&str, &str)> = keys.iter().map(|k| (k.as_str(), "")).collect();
+    l.put_all("flat", &objects);
+    let out = l.run(&["-X", "s3://flat/d/", "--", "printf", "%s\\n", "{url}"]);
+    out.assert_ok();
+    let listed = out.stdout_lines();
+    let mut want: Vec<String> = keys.iter().map(|k| format!("s3://flat/{k}")).collect();
+    want.sort();
+    let mut got = listed.clone();
+    got.sort();
+    assert_eq!(got.len(), want.len(), "every key once");
+    assert!(got == want, "the keys listed are the keys");
+}
+
+#[test]
+fn a_flat_prefix_of_several_pages_lists_every_key_once() {
+    if let Some(l) = Lake::on(SeaweedFs::start()) {
+        flat_listing_case(&l);
+    }
+    if let Some(l) = Lake::on(Moto::start()) {
+        flat_listing_case(&l);
+    }
+}
+
 #[test]
 fn listing_and_placeholders_on_moto() {
     let Some(l) = Lake::on(Moto::start()) else {
