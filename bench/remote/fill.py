@@ -6,6 +6,7 @@ left as it is (a kept work directory's server).
     python fill.py ENDPOINT KEY SECRET BUCKET PREFIX N BYTES [THREADS]
 
 Prints the seconds the upload took (or "reused") on its last line."""
+import os
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -33,6 +34,8 @@ except s3.exceptions.BucketAlreadyExists:
 
 
 def name(i):
+    if os.environ.get("FILL_LAYOUT") == "flat":
+        return f"{prefix}part-{i:06}.parquet"
     return f"{prefix}p{i // 10000}/d{i // 1000 % 10}/part-{i % 1000:03}.csv"
 
 
