@@ -1587,6 +1587,7 @@ fn a_large_output_is_uploaded_without_holding_it_in_memory() {
         std::thread::sleep(Duration::from_millis(5));
     }
     running.wait().assert_ok();
+    eprintln!("fanout's own memory peaked at {} MiB", peak >> 20);
     let r = &by_path(&l.journal("j.jsonl"))["s3://lake/big.bin"];
     assert_eq!(r["status"], "ok", "{r}");
     assert_eq!(int(r, "up_bytes") as u64, size, "{r}");
