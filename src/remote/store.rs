@@ -313,8 +313,9 @@ impl Stores {
     /// wrong ETag (must be refused), and deleted. `Ok(Some(what))` names what it ignored.
     pub(crate) fn probe(&self, url: &RemoteUrl) -> Result<Option<String>> {
         let key = format!(
-            "{}.fanout-probe-{}-{:016x}",
+            "{}{PROBE}{}-{}-{:016x}",
             url.dir_prefix(),
+            unix_secs(),
             std::process::id(),
             rand_u64()
         );
@@ -346,7 +347,41 @@ impl Stores {
         }
         deleted.with_context(|| format!("could not delete the probe object {probe}"))?;
         let _ = first;
+        self.sweep_probes(url);
         Ok((!ignored.is_empty()).then(|| ignored.join(" and ")))
+    }
+
+    /// Deletes the probe objects that runs killed mid-probe left beside `url`'s keys (hidden
+    /// keys, but inputs with `-H`): those whose name says they are more than an hour old (a
+    /// probe takes seconds), or, named by an older fanout, whose store says so. One listing of
+    /// the probe names; what fails is left for the next run.
+    fn sweep_probes(&self, url: &RemoteUrl) {
+        let Ok(Client {
+            store,
+            pages: Some(pages),
+        }) = self.client_pages(url)
+        else {
+            return;
+        };
+        let prefix = format!("{}{PROBE}", url.dir_prefix());
+        let now = unix_secs();
+        self.block_on(async {
+            let options = object_store::list::PaginatedListOptions::default();
+            let Ok(page) = pages.list_paginated(Some(&prefix), options).await else {
+                return;
+            };
+            for meta in page.result.objects {
+                let name = &meta.location.as_ref()[prefix.len()..];
+                // A time (an older fanout put its process id first, a smaller number).
+                let made = name.split('-').next().and_then(|t| t.parse::<u64>().ok());
+                let made = made
+                    .filter(|&t| t > 1_000_000_000)
+                    .unwrap_or_else(|| meta.last_modified.timestamp().max(0) as u64);
+                if now.saturating_sub(made) > PROBE_STALE_SECS {
+                    let _ = store.delete(&meta.location).await;
+                }
+            }
+        });
     }
 
     /// Removes the object at `url` (a probe's).
@@ -577,6 +612,18 @@ impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
     }
+}
+
+/// How a probe object's key begins, after the prefix it probes: then its time (seconds since
+/// the epoch), the process id and a random number.
+const PROBE: &str = ".fanout-probe-";
+/// A probe object older than this was left by a run that was killed.
+const PROBE_STALE_SECS: u64 = 3600;
+
+fn unix_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// A random number for probe names.

@@ -1543,6 +1543,40 @@ fn a_key_with_a_dot_dot_segment_never_writes_outside_the_output_directory() {
     assert_eq!(written, Vec::<PathBuf>::new(), "{}", out.dump());
 }
 
+/// A probe object left by a run killed mid-probe (a hidden key, but an input with `-H`) is
+/// deleted by the next run's probe once it is over an hour old; a fresh one (another run's
+/// probe going on) stays.
+#[test]
+fn the_probe_deletes_the_stale_probes_of_killed_runs() {
+    let Some(l) = Lake::on(SeaweedFs::start()) else {
+        return;
+    };
+    l.s.mkbucket("lake");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let stale = "data/.fanout-probe-1700000000-4242-00000000000000aa".to_string();
+    let fresh = format!("data/.fanout-probe-{now}-4243-00000000000000bb");
+    l.put_all(
+        "lake",
+        &[
+            ("data/a.csv", "a\n"),
+            (&stale, "fanout probe\n"),
+            (&fresh, "fanout probe\n"),
+        ],
+    );
+    let stage = l.stage();
+    let out = l.run(&with(
+        &["-i", "--stage-dir", &stage, "s3://lake/data/"],
+        &sh(UPPER, &["{}", "{out}"]),
+    ));
+    out.assert_ok();
+    let keys: Vec<String> = l.texts("lake").into_keys().collect();
+    assert_eq!(keys, [fresh, "data/a.csv".to_string()]);
+    assert_eq!(l.text("lake", "data/a.csv"), "A\n");
+}
+
 /// fanout's own anonymous memory (its heap), read from /proc.
 fn rss_anon(pid: u32) -> Option<u64> {
     let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
