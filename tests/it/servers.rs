@@ -163,6 +163,13 @@ impl SeaweedFs {
     pub const SECRET_KEY: &'static str = "fanout-test-secret";
 
     pub fn start() -> Option<Server> {
+        Self::start_at("127.0.0.1", "127.0.0.1")
+    }
+
+    /// A server that listens on `bind` and that clients reach at `host` (this machine's
+    /// address on the test cluster's bridge, for Slurm nodes in network namespaces of their
+    /// own); its parts still talk to one another on loopback.
+    pub fn start_at(bind: &'static str, host: &'static str) -> Option<Server> {
         let (weed, python) = needs("SeaweedFS", &["weed"])?;
         Some(start(&python, 8, move |dir, p| {
             // Without an identity the gateway would accept unsigned requests.
@@ -182,7 +189,7 @@ impl SeaweedFs {
                 .args([
                     // The default address is not loopback.
                     arg("ip", &"127.0.0.1"),
-                    arg("ip.bind", &"127.0.0.1"),
+                    arg("ip.bind", &bind),
                     arg("dir", &dir.join("data").display()),
                     arg("master.port", &p[0]),
                     arg("master.port.grpc", &p[1]),
@@ -205,7 +212,7 @@ impl SeaweedFs {
                 .args(["-filer", "-s3"])
                 // Its logs go to the temporary directory, not /tmp.
                 .env("TMPDIR", dir);
-            let endpoint = format!("http://127.0.0.1:{}", p[6]);
+            let endpoint = format!("http://{host}:{}", p[6]);
             // Each gRPC service also listens on a Unix socket whose path no flag moves.
             let leftovers = [
                 ("master", p[1]),

@@ -39,6 +39,10 @@ fn slurm() -> bool {
 
 /// The number of nodes the tests may count on finding idle (`FANOUT_SLURM_NODES`, set by CI for
 /// its serial two-node run): with 2 or more, array tasks must land on different nodes.
+/// This machine's address on the two-node cluster's bridge (`NET=10.78.0` in
+/// .ci/slurm-cluster.sh), where its nodes reach it.
+const BRIDGE_HOST: &str = "10.78.0.1";
+
 fn idle_nodes() -> usize {
     std::env::var("FANOUT_SLURM_NODES")
         .ok()
@@ -2090,14 +2094,14 @@ fn objects_in_a_bucket_run_on_the_cluster() {
     if !slurm() {
         return;
     }
-    if idle_nodes() > 1 {
-        // The two-node cluster's nodes each have a network namespace of their own: the test's
-        // store listens on this host's loopback, which they cannot reach (the one-node run
-        // covers this test; a real store is reached over the network).
-        eprintln!("skipped: the store of this test is on loopback, out of reach of the nodes' own network namespaces");
-        return;
-    }
-    let Some(store) = crate::servers::SeaweedFs::start() else {
+    // The two-node cluster's nodes each have a network namespace of their own on a bridge
+    // (.ci/slurm-cluster.sh): the store listens there too, at this machine's address on it.
+    let store = if idle_nodes() > 1 {
+        crate::servers::SeaweedFs::start_at("0.0.0.0", BRIDGE_HOST)
+    } else {
+        crate::servers::SeaweedFs::start()
+    };
+    let Some(store) = store else {
         return;
     };
     store.mkbucket("lake");
@@ -2150,5 +2154,18 @@ fn objects_in_a_bucket_run_on_the_cluster() {
         );
         assert!(r["etag"].is_string() && r["output_etag"].is_string(), "{r}");
         assert_eq!(r["down_bytes"], 6, "{r}");
+    }
+    // On the two-node cluster the tasks ran on both nodes, each reaching the store itself.
+    let fin = final_record(&records);
+    let nodes: BTreeSet<String> = shards(&fin)
+        .iter()
+        .filter_map(|s| s["node"].as_str().map(str::to_string))
+        .collect();
+    assert!(nodes.is_subset(&cluster_nodes()), "{nodes:?}");
+    if idle_nodes() > 1 {
+        assert!(
+            nodes.len() > 1,
+            "3 tasks on an idle two-node cluster all ran on {nodes:?}"
+        );
     }
 }
