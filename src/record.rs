@@ -236,6 +236,10 @@ pub struct JobRecord {
     pub up_bytes: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub up_ms: Option<u64>,
+    /// Requests of the job's transfers that the store client retried (throttling, server
+    /// errors, dropped connections; absent: none).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub store_retries: Option<u32>,
     /// `conflict`: where the job's output was kept.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub kept_output: Option<String>,
@@ -328,6 +332,8 @@ pub struct FileInBatch {
     pub down_ms: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub down_retries: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub store_retries: Option<u32>,
 }
 
 /// Whether a record has no field that neither a batch line nor a short line holds: what no
@@ -379,6 +385,8 @@ struct FileInBatchRef<'a> {
     down_ms: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     down_retries: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    store_retries: Option<u32>,
 }
 
 impl BatchLine {
@@ -480,6 +488,7 @@ impl BatchLine {
             down_bytes: f.down_bytes,
             down_ms: f.down_ms,
             down_retries: f.down_retries,
+            store_retries: f.store_retries,
             ..JobRecord::new(0, Path::new(""), f.status)
         }
     }
@@ -558,6 +567,7 @@ impl JobRecord {
             down_retries: None,
             up_bytes: None,
             up_ms: None,
+            store_retries: None,
             kept_output: None,
         }
     }
@@ -623,6 +633,7 @@ impl JobRecord {
             down_bytes: self.down_bytes,
             down_ms: self.down_ms,
             down_retries: self.down_retries,
+            store_retries: self.store_retries,
         };
         serde_json::to_writer(&mut *out, &short).map_err(std::io::Error::from)?;
         out.write_all(b"\n")

@@ -355,6 +355,7 @@ impl<'s> Staging<'s> {
             record.down_bytes = Some(t.bytes);
             record.down_ms = Some(t.ms);
             record.down_retries = (t.retries > 0).then_some(t.retries);
+            add_store_retries(record, t.store_retries);
         }
     }
 }
@@ -488,16 +489,19 @@ impl Upload {
             return;
         }
         let start = std::time::Instant::now();
-        let sent = stages.transfer(|| {
-            let meta = self.provenance.metadata();
-            match remote::stores().upload(&self.out, &self.to, &self.condition, &meta) {
-                Err(PutError::Conflict(why)) => self
-                    .landed(record.output_bytes)
-                    .ok_or(PutError::Conflict(why)),
-                sent => sent,
-            }
+        let (sent, retried) = remote::counted(|| {
+            stages.transfer(|| {
+                let meta = self.provenance.metadata();
+                match remote::stores().upload(&self.out, &self.to, &self.condition, &meta) {
+                    Err(PutError::Conflict(why)) => self
+                        .landed(record.output_bytes)
+                        .ok_or(PutError::Conflict(why)),
+                    sent => sent,
+                }
+            })
         });
         record.up_ms = Some(start.elapsed().as_millis() as u64);
+        add_store_retries(record, retried);
         match sent {
             Ok(w) => {
                 self.discard();
@@ -585,6 +589,13 @@ impl Upload {
             }
         }
         Ok(())
+    }
+}
+
+/// Counts `n` more requests the store client retried for the record's job.
+fn add_store_retries(record: &mut JobRecord, n: u32) {
+    if n > 0 {
+        record.store_retries = Some(record.store_retries.unwrap_or(0) + n);
     }
 }
 

@@ -14,6 +14,15 @@ mod list;
 mod listing;
 mod object;
 pub(crate) mod provenance;
+#[cfg(feature = "remote")]
+mod retries;
+#[cfg(not(feature = "remote"))]
+mod retries {
+    /// Without stores nothing is retried.
+    pub(crate) fn counted<T>(f: impl FnOnce() -> T) -> (T, u32) {
+        (f(), 0)
+    }
+}
 mod stage;
 #[cfg(feature = "remote")]
 mod store;
@@ -24,7 +33,8 @@ mod url;
 
 pub(crate) use footer::{footer, weight};
 pub(crate) use list::{list_root, named, KeyFilter};
-pub(crate) use object::{unreachable, Condition, Object, PutError, Written};
+pub(crate) use object::{unreachable, Condition, Fetched, Object, PutError, Written};
+pub(crate) use retries::counted;
 pub(crate) use stage::{JobStage, Stage, Transfer};
 pub(crate) use store::stores;
 pub(crate) use url::{looks_remote, RemoteUrl};

@@ -71,3 +71,13 @@ pub(crate) struct Written {
     pub version: Option<String>,
     pub bytes: u64,
 }
+
+/// What a finished download did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Fetched {
+    pub bytes: u64,
+    /// Times it started over after the store failed.
+    pub restarts: u32,
+    /// Requests the store client retried (throttling, server errors, dropped connections).
+    pub store_retries: u32,
+}

@@ -70,6 +70,8 @@ pub(crate) struct Transfer {
     pub ms: u64,
     /// Times it started over after the store failed.
     pub retries: u32,
+    /// Requests the store client retried.
+    pub store_retries: u32,
 }
 
 impl JobStage {
@@ -104,13 +106,14 @@ impl JobStage {
         let mut file = File::create_new(&path)
             .with_context(|| format!("could not create {}", path.display()))?;
         let start = std::time::Instant::now();
-        let (bytes, retries) = stores().download(object, &mut file)?;
+        let fetched = stores().download(object, &mut file)?;
         Ok((
             path,
             Transfer {
-                bytes,
+                bytes: fetched.bytes,
                 ms: start.elapsed().as_millis() as u64,
-                retries,
+                retries: fetched.restarts,
+                store_retries: fetched.store_retries,
             },
         ))
     }

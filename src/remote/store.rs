@@ -177,7 +177,18 @@ impl Stores {
     /// (the job would run on other bytes than were listed). Each request is retried by the
     /// client; a download that still fails, or whose body breaks off part way (which the
     /// client does not retry), starts over, up to [`DOWNLOAD_TRIES`] times in all.
-    pub(crate) fn download(&self, object: &Object, to: &mut File) -> Result<(u64, u32)> {
+    pub(crate) fn download(&self, object: &Object, to: &mut File) -> Result<super::Fetched> {
+        let (fetched, store_retries) = super::counted(|| self.fetch(object, to));
+        let (bytes, restarts) = fetched?;
+        Ok(super::Fetched {
+            bytes,
+            restarts,
+            store_retries,
+        })
+    }
+
+    /// [`Stores::download`]'s tries: bytes and restarts.
+    fn fetch(&self, object: &Object, to: &mut File) -> Result<(u64, u32)> {
         let mut retries = 0;
         loop {
             match self.download_once(object, to) {
@@ -288,24 +299,21 @@ impl Stores {
             attributes,
             ..PutOptions::default()
         };
-        self.block_on(async {
-            match client
-                .put_opts(&key_path(&to.key), PutPayload::from(bytes), options)
-                .await
-            {
-                Ok(r) => Ok(Written {
-                    etag: r.e_tag,
-                    version: r.version,
-                    bytes: size,
-                }),
-                Err(
-                    e @ (object_store::Error::Precondition { .. }
-                    | object_store::Error::AlreadyExists { .. }
-                    | object_store::Error::NotFound { .. }),
-                ) => Err(PutError::Conflict(conflict_reason(&e, to, condition))),
-                Err(e) => Err(PutError::Other(store_error(&e, to))),
-            }
-        })
+        let put =
+            self.block_on(client.put_opts(&key_path(&to.key), PutPayload::from(bytes), options));
+        match put {
+            Ok(r) => Ok(Written {
+                etag: r.e_tag,
+                version: r.version,
+                bytes: size,
+            }),
+            Err(
+                e @ (object_store::Error::Precondition { .. }
+                | object_store::Error::AlreadyExists { .. }
+                | object_store::Error::NotFound { .. }),
+            ) => Err(PutError::Conflict(conflict_reason(&e, to, condition))),
+            Err(e) => Err(PutError::Other(store_error(&e, to))),
+        }
     }
 
     /// Whether the store behind `url` enforces the conditional writes fanout relies on: a
@@ -692,7 +700,8 @@ mod tests {
         assert_eq!(listed, ["gs://memory-test/data/a.csv"]);
         let mut copy = tempfile::tempfile().unwrap();
         let object = stores.head(&url).unwrap().unwrap().object;
-        assert_eq!(stores.download(&object, &mut copy).unwrap(), (4, 0));
+        let fetched = stores.download(&object, &mut copy).unwrap();
+        assert_eq!((fetched.bytes, fetched.restarts), (4, 0));
         stores.delete(&url).unwrap();
         assert!(stores.head(&url).unwrap().is_none());
         assert!(stores
@@ -700,6 +709,79 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("changed after it was listed"));
+    }
+
+    /// A store that answers the first request with 503 (S3's "slow down"): the client
+    /// retries it, and the download says how many requests were retried.
+    #[test]
+    fn a_request_the_client_retried_is_counted_for_the_transfer() {
+        use std::io::{BufRead, BufReader};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            let mut answered = 0;
+            for conn in listener.incoming() {
+                let Ok(conn) = conn else { return };
+                let mut reader = BufReader::new(conn.try_clone().unwrap());
+                let mut conn = conn;
+                loop {
+                    // A request's head (GETs have no body).
+                    let mut line = String::new();
+                    let mut head = 0;
+                    while reader.read_line(&mut line).unwrap_or(0) > 0 {
+                        head += 1;
+                        if line == "\r\n" {
+                            break;
+                        }
+                        line.clear();
+                    }
+                    if head == 0 {
+                        break;
+                    }
+                    answered += 1;
+                    let answer: &[u8] = if answered == 1 {
+                        b"HTTP/1.1 503 Slow Down\r\nContent-Length: 0\r\n\r\n"
+                    } else {
+                        b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\nETag: \"e1\"\r\n\
+                          Last-Modified: Mon, 07 Dec 2026 10:00:00 GMT\r\n\r\nbody"
+                    };
+                    if conn.write_all(answer).is_err() {
+                        break;
+                    }
+                }
+            }
+        });
+        // Its TLS provider is chosen when the stores are first made.
+        let stores = stores();
+        let store = object_store::aws::AmazonS3Builder::new()
+            .with_endpoint(format!("http://127.0.0.1:{port}"))
+            .with_bucket_name("retry-test")
+            .with_allow_http(true)
+            .with_access_key_id("k")
+            .with_secret_access_key("s")
+            .with_region("us-east-1")
+            .build()
+            .unwrap();
+        stores.insert("s3://retry-test/", Arc::new(store));
+        let object = Object {
+            url: RemoteUrl::parse("s3://retry-test/a.txt").unwrap(),
+            size: 4,
+            etag: Some("\"e1\"".into()),
+            version: None,
+            mtime_ns: 0,
+        };
+        let mut copy = tempfile::tempfile().unwrap();
+        let fetched = stores.download(&object, &mut copy).unwrap();
+        assert_eq!(
+            fetched,
+            crate::remote::Fetched {
+                bytes: 4,
+                restarts: 0,
+                store_retries: 1
+            }
+        );
+        // Counted for this thread only, and only while the transfer ran.
+        assert_eq!(crate::remote::counted(|| ()).1, 0);
     }
 
     /// A store that pages listings two entries at a time (S3 pages 1,000), and counts them.

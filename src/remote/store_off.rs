@@ -39,7 +39,7 @@ impl Stores {
         bail!("{OFF} {url}")
     }
 
-    pub(crate) fn download(&self, object: &Object, _to: &mut File) -> Result<(u64, u32)> {
+    pub(crate) fn download(&self, object: &Object, _to: &mut File) -> Result<super::Fetched> {
         bail!("{OFF} {}", object.url)
     }
 
