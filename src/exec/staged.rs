@@ -35,16 +35,16 @@ pub(super) struct Stages {
     reach: Mutex<Reach>,
 }
 
-/// Transfers in a row (none reaching its store between them) that could not reach a store,
+/// Transfers in a row to one store (none reaching it between them) that could not reach it,
 /// after which the run starts nothing new: each already tried for seconds, and a store that
 /// has gone would otherwise cost every remaining object its own retries.
 const UNREACHABLE_IN_A_ROW: u32 = 3;
 
-/// The run's watch on its stores: transfers in a row that could not reach one.
+/// The run's watch on its stores: per store (its URL's base), transfers in a row that could
+/// not reach it and the last one's error; whether the run was told.
 #[derive(Default)]
 struct Reach {
-    in_a_row: u32,
-    last: String,
+    stores: std::collections::HashMap<String, (u32, String)>,
     told: bool,
 }
 
@@ -109,18 +109,7 @@ impl Stages {
 
     /// Once, when transfers in a row could not reach a store: how to tell it.
     pub(super) fn gone(&self) -> Option<String> {
-        let mut reach = self
-            .reach
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if reach.told || reach.in_a_row < UNREACHABLE_IN_A_ROW {
-            return None;
-        }
-        reach.told = true;
-        Some(format!(
-            "{} transfers in a row could not reach the store, the last: {}; starting nothing new (once it is back, --resume runs the rest)",
-            reach.in_a_row, reach.last
-        ))
+        lock(&self.reach).gone()
     }
 
     /// Holds `bytes` of staging space (a job's input and its expected output), waiting while
@@ -170,9 +159,9 @@ impl Stages {
         Ok((stage.job(job).map_err(|e| format!("{e:#}"))?, hold))
     }
 
-    /// Runs a transfer with one of the `--transfers` tokens, and counts whether it reached
-    /// its store.
-    fn transfer<T, E: Fault>(&self, f: impl FnOnce() -> Result<T, E>) -> Result<T, E> {
+    /// Runs a transfer to or from the store at `store` (a URL's base) with one of the
+    /// `--transfers` tokens, and counts whether it reached the store.
+    fn transfer<T, E: Fault>(&self, store: &str, f: impl FnOnce() -> Result<T, E>) -> Result<T, E> {
         let mut free = self
             .tokens
             .lock()
@@ -191,19 +180,36 @@ impl Stages {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) += 1;
         self.freed.notify_one();
-        let mut reach = self
-            .reach
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        match value.as_ref().map_err(Fault::unreachable) {
-            Err(Some(line)) => {
-                reach.in_a_row += 1;
-                reach.last = line;
-            }
-            // A store that answered, even with an error of the object's own.
-            Ok(_) | Err(None) => reach.in_a_row = 0,
-        }
+        lock(&self.reach).saw(store, value.as_ref().err().and_then(Fault::unreachable));
         value
+    }
+}
+
+impl Reach {
+    /// A transfer of `store`'s ended: `unreachable` is its error when it could not reach
+    /// the store; any other end (even an error of the object's own) means the store answered.
+    fn saw(&mut self, store: &str, unreachable: Option<String>) {
+        let seen = self.stores.entry(store.to_string()).or_default();
+        match unreachable {
+            Some(line) => *seen = (seen.0 + 1, line),
+            None => seen.0 = 0,
+        }
+    }
+
+    /// Once, when a store could not be reached by transfers in a row: how to tell it.
+    fn gone(&mut self) -> Option<String> {
+        if self.told {
+            return None;
+        }
+        let (n, last) = self
+            .stores
+            .values()
+            .find(|(n, _)| *n >= UNREACHABLE_IN_A_ROW)?
+            .clone();
+        self.told = true;
+        Some(format!(
+            "{n} transfers in a row could not reach the store, the last: {last}; starting nothing new (once it is back, --resume runs the rest)"
+        ))
     }
 }
 
@@ -276,7 +282,7 @@ impl<'s> Staging<'s> {
                 && remote_target(input, commit.as_ref()).is_none();
             if config.template.reads_file() {
                 let (path, t) = stages
-                    .transfer(|| stage.download(object, None))
+                    .transfer(&object.url.base, || stage.download(object, None))
                     .map_err(|e| vec![failed(input, format!("download failed: {e:#}"))])?;
                 staging.copies.push(path);
                 staging.down.push(t);
@@ -324,7 +330,7 @@ impl<'s> Staging<'s> {
             match &input.remote {
                 Some(object) => {
                     let (path, t) = stages
-                        .transfer(|| stage.download(object, Some(n)))
+                        .transfer(&object.url.base, || stage.download(object, Some(n)))
                         .map_err(|e| all_failed(format!("download failed: {e:#}")))?;
                     staging.copies.push(path);
                     staging.down.push(t);
@@ -490,7 +496,7 @@ impl Upload {
         }
         let start = std::time::Instant::now();
         let (sent, retried) = remote::counted(|| {
-            stages.transfer(|| {
+            stages.transfer(&self.to.base, || {
                 let meta = self.provenance.metadata();
                 match remote::stores().upload(&self.out, &self.to, &self.condition, &meta) {
                     Err(PutError::Conflict(why)) => self
@@ -592,6 +598,10 @@ impl Upload {
     }
 }
 
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// Counts `n` more requests the store client retried for the record's job.
 fn add_store_retries(record: &mut JobRecord, n: u32) {
     if n > 0 {
@@ -604,4 +614,39 @@ fn failed(input: &Input, why: String) -> Done {
     let mut record = JobRecord::new(input.job, &input.path, Status::Failed);
     record.reason = Some(why);
     Done::bare(record)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Per store: transfers that reach one store do not hide that another is gone; an
+    /// object's own error is an answer; the run is told once.
+    #[test]
+    fn a_store_is_gone_after_three_transfers_in_a_row_could_not_reach_it() {
+        let mut reach = Reach::default();
+        let down = || Some("s3://b/k: could not reach the store: Connection refused".to_string());
+        for _ in 0..2 {
+            reach.saw("s3://b/", down());
+            reach.saw("s3://a/", None);
+        }
+        assert_eq!(reach.gone(), None);
+        reach.saw("s3://b/", None);
+        reach.saw("s3://b/", down());
+        reach.saw("s3://b/", down());
+        assert_eq!(
+            reach.gone(),
+            None,
+            "an answer in between starts the count again"
+        );
+        reach.saw("s3://a/", None);
+        reach.saw("s3://b/", down());
+        let told = reach.gone().expect("gone after 3 in a row");
+        assert!(
+            told.starts_with("3 transfers in a row could not reach the store, the last: s3://b/k"),
+            "{told}"
+        );
+        reach.saw("s3://b/", down());
+        assert_eq!(reach.gone(), None, "told once");
+    }
 }

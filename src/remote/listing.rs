@@ -6,6 +6,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use futures::StreamExt;
@@ -20,6 +21,14 @@ use super::keyspace;
 pub(super) const LISTERS: usize = 8;
 /// How many levels holding one common prefix and nothing else a split listing goes down.
 const DESCEND: usize = 8;
+
+/// What the listings of one root share: the slots of the listings that go on at once, and
+/// whether cutting key ranges still pays (not once the store was seen to ignore a listing's
+/// start, which makes every cut list again what came before it).
+struct Listers {
+    slots: Arc<Semaphore>,
+    cut: AtomicBool,
+}
 
 /// What a listing hands over: an object, or the error that ended it.
 pub(super) type ListTx = tokio::sync::mpsc::Sender<object_store::Result<object_store::ObjectMeta>>;
@@ -46,7 +55,10 @@ pub(super) async fn one(store: Arc<dyn ObjectStore>, prefix: Option<Path>, tx: L
 /// listed without a delimiter, split by key range. Costs one request more per common prefix,
 /// at most, and one per cut.
 pub(super) async fn split(pages: Arc<dyn PaginatedListStore>, mut dir: String, tx: ListTx) {
-    let slots = Arc::new(Semaphore::new(LISTERS));
+    let listers = Arc::new(Listers {
+        slots: Arc::new(Semaphore::new(LISTERS)),
+        cut: AtomicBool::new(true),
+    });
     let mut token: Option<String> = None;
     let mut descend = DESCEND;
     loop {
@@ -80,10 +92,10 @@ pub(super) async fn split(pages: Arc<dyn PaginatedListStore>, mut dir: String, t
             }
         }
         if let (true, Some(last)) = (flat, last) {
-            return range(pages, dir, Some(last), None, tx, slots, None).await;
+            return range(pages, dir, Some(last), None, tx, listers, None).await;
         }
         for sub in subs {
-            let Ok(slot) = slots.clone().acquire_owned().await else {
+            let Ok(slot) = listers.slots.clone().acquire_owned().await else {
                 return;
             };
             if tx.is_closed() {
@@ -96,7 +108,7 @@ pub(super) async fn split(pages: Arc<dyn PaginatedListStore>, mut dir: String, t
                 None,
                 None,
                 tx.clone(),
-                slots.clone(),
+                listers.clone(),
                 None,
             );
             tokio::spawn(async move {
@@ -122,7 +134,7 @@ fn range(
     after: Option<String>,
     mut end: Option<String>,
     tx: ListTx,
-    slots: Arc<Semaphore>,
+    listers: Arc<Listers>,
     slot: Option<OwnedSemaphorePermit>,
 ) -> Pin<Box<dyn Future<Output = ()> + Send>> {
     Box::pin(async move {
@@ -147,7 +159,12 @@ fn range(
             pages_seen += 1;
             for meta in page.result.objects {
                 let key = meta.location.as_ref();
-                if after.as_deref().is_some_and(|a| key <= a) {
+                if let Some(a) = after.as_deref().filter(|a| key <= *a) {
+                    // Before the start (not at it: GCS and Azure start there): the store
+                    // ignored it, and every cut would list all before it again.
+                    if key < a {
+                        listers.cut.store(false, Ordering::Relaxed);
+                    }
                     continue;
                 }
                 // Keys come in order: the rest belong to the listing past the cut.
@@ -165,7 +182,10 @@ fn range(
             let Some(next) = page.page_token else { return };
             token = Some(next);
             let Some((first, last)) = &seen else { continue };
-            let Ok(permit) = slots.clone().try_acquire_owned() else {
+            if !listers.cut.load(Ordering::Relaxed) {
+                continue;
+            }
+            let Ok(permit) = listers.slots.clone().try_acquire_owned() else {
                 continue;
             };
             if let Some(at) = keyspace::cut(&prefix, first, last, pages_seen, end.as_deref()) {
@@ -175,7 +195,7 @@ fn range(
                     Some(at.clone()),
                     end.take(),
                     tx.clone(),
-                    slots.clone(),
+                    listers.clone(),
                     Some(permit),
                 );
                 tokio::spawn(rest);

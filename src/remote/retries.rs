@@ -13,8 +13,9 @@ thread_local! {
     static RETRIED: Cell<u32> = const { Cell::new(0) };
 }
 
-/// Where the client's retry loop logs each retry.
-const TARGET: &str = "object_store::client::retry";
+/// Where the client logs each retry: its request retry loop, and a download's body read
+/// again after the connection broke off (each module logs nothing else).
+const TARGETS: [&str; 2] = ["object_store::client::retry", "object_store::client::get"];
 
 /// Counts the client's retry events; every other event and span is of no interest (and, so
 /// told once per call site, costs nothing).
@@ -30,7 +31,7 @@ impl Subscriber for Counter {
     }
 
     fn enabled(&self, metadata: &Metadata<'_>) -> bool {
-        metadata.is_event() && metadata.target().starts_with(TARGET)
+        metadata.is_event() && TARGETS.contains(&metadata.target())
     }
 
     fn new_span(&self, _: &span::Attributes<'_>) -> span::Id {

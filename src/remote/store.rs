@@ -360,9 +360,10 @@ impl Stores {
     }
 
     /// Deletes the probe objects that runs killed mid-probe left beside `url`'s keys (hidden
-    /// keys, but inputs with `-H`): those whose name says they are more than an hour old (a
-    /// probe takes seconds), or, named by an older fanout, whose store says so. One listing of
-    /// the probe names; what fails is left for the next run.
+    /// keys, but inputs with `-H`): only keys named exactly as a probe is, directly there,
+    /// that both their name and the store say are more than an hour old (a probe takes
+    /// seconds; two clocks must agree). One listing of the probe names; what fails is left
+    /// for the next run.
     fn sweep_probes(&self, url: &RemoteUrl) {
         let Ok(Client {
             store,
@@ -374,18 +375,18 @@ impl Stores {
         let prefix = format!("{}{PROBE}", url.dir_prefix());
         let now = unix_secs();
         self.block_on(async {
-            let options = object_store::list::PaginatedListOptions::default();
+            let options = object_store::list::PaginatedListOptions {
+                delimiter: Some("/".into()),
+                ..Default::default()
+            };
             let Ok(page) = pages.list_paginated(Some(&prefix), options).await else {
                 return;
             };
             for meta in page.result.objects {
-                let name = &meta.location.as_ref()[prefix.len()..];
-                // A time (an older fanout put its process id first, a smaller number).
-                let made = name.split('-').next().and_then(|t| t.parse::<u64>().ok());
-                let made = made
-                    .filter(|&t| t > 1_000_000_000)
-                    .unwrap_or_else(|| meta.last_modified.timestamp().max(0) as u64);
-                if now.saturating_sub(made) > PROBE_STALE_SECS {
+                let Some(name) = meta.location.as_ref().strip_prefix(&prefix) else {
+                    continue;
+                };
+                if stale_probe(name, meta.last_modified.timestamp(), now) {
                     let _ = store.delete(&meta.location).await;
                 }
             }
@@ -453,8 +454,11 @@ fn user_metadata(url: &RemoteUrl, attributes: &Attributes) -> Vec<(String, Strin
         .collect()
 }
 
-/// The file at `path` as bytes without reading it into memory: mapped, so that its pages are
-/// the page cache's (reclaimable, never fanout's own memory), however large the output.
+/// The file at `path` as bytes. On a file system of this machine's own (its disks, its
+/// memory) it is mapped, not read: its pages are the page cache's (reclaimable, never
+/// fanout's own memory), however large the output. On any other (NFS, SMB, FUSE, a cluster
+/// file system as a `--stage-dir`) it is read: there a read error, or a change made from
+/// another host, would fault a mapping and end the run.
 #[allow(unsafe_code)]
 fn mapped(path: &FsPath) -> std::io::Result<bytes::Bytes> {
     use std::os::unix::fs::OpenOptionsExt;
@@ -469,12 +473,52 @@ fn mapped(path: &FsPath) -> std::io::Result<bytes::Bytes> {
     if md.len() == 0 {
         return Ok(bytes::Bytes::new());
     }
-    // SAFETY: the file is a job's output in the run's private stage directory (mode 0700),
-    // checked as a regular file and no longer written: the job and all its processes have
-    // ended. A mapping of a file truncated meanwhile would fault; nothing else of the user's
-    // can reach it.
+    if !local_file_system(&file) {
+        let mut bytes = Vec::with_capacity(usize::try_from(md.len()).unwrap_or(0));
+        std::io::Read::read_to_end(&mut &file, &mut bytes)?;
+        return Ok(bytes.into());
+    }
+    // SAFETY: the file is a job's output in the run's private stage directory (mode 0700) on
+    // a local file system, checked as a regular file and no longer written: the job has
+    // ended and its process group was stopped. Only a process of the user's that escaped it
+    // and truncated the file would fault the mapping.
     let map = unsafe { memmap2::Mmap::map(&file)? };
     Ok(bytes::Bytes::from_owner(map))
+}
+
+/// Whether `file` is on a file system of this machine's disks or memory: ext2–4, XFS,
+/// Btrfs, F2FS, ZFS, tmpfs, overlayfs (Linux); APFS, HFS+ (macOS).
+#[allow(
+    clippy::useless_conversion,
+    reason = "statfs's type field differs by platform (i64 with glibc, u64 with musl)"
+)]
+fn local_file_system(file: &File) -> bool {
+    let Ok(fs) = nix::sys::statfs::fstatfs(file) else {
+        return false;
+    };
+    #[cfg(target_os = "linux")]
+    {
+        /// ext2–4, XFS, Btrfs, F2FS, tmpfs, overlayfs, ZFS (linux/magic.h; not all are among
+        /// nix's names on every libc).
+        const LOCAL: [i64; 7] = [
+            0xEF53,
+            0x5846_5342,
+            0x9123_683E,
+            0xF2F5_2010,
+            0x0102_1994,
+            0x794C_7630,
+            0x2FC1_2FC1,
+        ];
+        i64::try_from(fs.filesystem_type().0).is_ok_and(|kind| LOCAL.contains(&kind))
+    }
+    #[cfg(target_os = "macos")]
+    {
+        matches!(fs.filesystem_type_name(), "apfs" | "hfs")
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "macos")))]
+    {
+        false
+    }
 }
 
 /// One line for a store's error: what the store answered (its error code and message, and
@@ -490,10 +534,28 @@ pub(crate) fn store_error(e: &object_store::Error, url: &RemoteUrl) -> anyhow::E
         source = s.source();
     }
     let line = format!("{url}: {}", readable(&why));
-    if line.contains(UNREACHABLE) {
+    if could_not_connect(e) {
         return anyhow::Error::new(super::object::Unreachable(line));
     }
     anyhow!(line)
+}
+
+/// Whether `e` is the client's failure to reach the store at all (to connect, to send, or
+/// an answer that did not come in time), from the error's own kind, never from its text
+/// (a key or a store's message may say anything).
+fn could_not_connect(e: &object_store::Error) -> bool {
+    use object_store::client::{HttpError, HttpErrorKind};
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if let Some(http) = s.downcast_ref::<HttpError>() {
+            return matches!(
+                http.kind(),
+                HttpErrorKind::Connect | HttpErrorKind::Request | HttpErrorKind::Timeout
+            );
+        }
+        source = s.source();
+    }
+    false
 }
 
 /// How a store that could not be reached is told.
@@ -549,20 +611,33 @@ fn build(url: &RemoteUrl) -> Result<Client> {
         Scheme::S3 => {
             let mut b = AmazonS3Builder::from_env();
             b = super::credentials::apply_aws_profile(b, base)?;
-            paged(
-                b.with_url(base.replacen("s3a://", "s3://", 1))
-                    .with_retry(retry)
-                    .with_config(
-                        AmazonS3ConfigKey::Client(ClientConfigKey::Timeout),
-                        &timeout,
-                    )
-                    .with_config(
-                        AmazonS3ConfigKey::Client(ClientConfigKey::ConnectTimeout),
-                        &connect,
-                    )
-                    .build()
-                    .map_err(|e| store_error(&e, url))?,
-            )
+            let b = b
+                .with_url(base.replacen("s3a://", "s3://", 1))
+                .with_retry(retry)
+                .with_config(
+                    AmazonS3ConfigKey::Client(ClientConfigKey::Timeout),
+                    &timeout,
+                )
+                .with_config(
+                    AmazonS3ConfigKey::Client(ClientConfigKey::ConnectTimeout),
+                    &connect,
+                );
+            // S3 Express One Zone's directory buckets list in no order and take no start:
+            // they are listed as one stream, never split by prefix or key range.
+            let express = b
+                .get_config_value(&AmazonS3ConfigKey::S3Express)
+                .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+                || b.get_config_value(&AmazonS3ConfigKey::Bucket)
+                    .is_some_and(|name| name.ends_with("--x-s3"));
+            let store = b.build().map_err(|e| store_error(&e, url))?;
+            if express {
+                Client {
+                    store: Arc::new(store),
+                    pages: None,
+                }
+            } else {
+                paged(store)
+            }
         }
         Scheme::Gcs => paged(
             GoogleCloudStorageBuilder::from_env()
@@ -627,6 +702,25 @@ impl Drop for AbortOnDrop {
 const PROBE: &str = ".fanout-probe-";
 /// A probe object older than this was left by a run that was killed.
 const PROBE_STALE_SECS: u64 = 3600;
+
+/// Whether the key named `name` after [`PROBE`], last modified at `listed` (the store's
+/// clock), is a probe object over an hour old by its name's clock and by the store's.
+fn stale_probe(name: &str, listed: i64, now: u64) -> bool {
+    let old = |t: u64| now.saturating_sub(t) > PROBE_STALE_SECS;
+    probe_time(name).is_some_and(old) && u64::try_from(listed).is_ok_and(old)
+}
+
+/// The time in a probe object's name after [`PROBE`] (`TIME-PID-RANDOM`: digits, digits, 16
+/// hex digits), or `None` for any other name.
+fn probe_time(name: &str) -> Option<u64> {
+    let mut parts = name.split('-');
+    let (time, pid, random) = (parts.next()?, parts.next()?, parts.next()?);
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let hex = random.len() == 16 && random.bytes().all(|b| b.is_ascii_hexdigit());
+    (parts.next().is_none() && digits(time) && digits(pid) && hex)
+        .then(|| time.parse().ok())
+        .flatten()
+}
 
 fn unix_secs() -> u64 {
     std::time::SystemTime::now()
@@ -784,10 +878,101 @@ mod tests {
         assert_eq!(crate::remote::counted(|| ()).1, 0);
     }
 
-    /// A store that pages listings two entries at a time (S3 pages 1,000), and counts them.
+    /// Whether a store could not be reached is read from the error's kind: a refused
+    /// connection is; an answer whose message (or key) says the words is not.
+    #[test]
+    fn unreachable_is_the_error_s_kind_not_its_words() {
+        use std::io::{BufRead, BufReader};
+        let stores = stores();
+        let words = "could not reach the store";
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let open = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { return };
+                let mut reader = BufReader::new(conn.try_clone().unwrap());
+                let mut line = String::new();
+                while reader.read_line(&mut line).unwrap_or(0) > 0 && line != "\r\n" {
+                    line.clear();
+                }
+                let body =
+                    format!("<Error><Code>AccessDenied</Code><Message>{words}</Message></Error>");
+                let _ = write!(
+                    conn,
+                    "HTTP/1.1 403 Forbidden\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        let closed = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let client = |port: u16| {
+            object_store::aws::AmazonS3Builder::new()
+                .with_endpoint(format!("http://127.0.0.1:{port}"))
+                .with_bucket_name("b")
+                .with_allow_http(true)
+                .with_access_key_id("k")
+                .with_secret_access_key("s")
+                .with_region("us-east-1")
+                .with_retry(object_store::RetryConfig {
+                    max_retries: 0,
+                    ..object_store::RetryConfig::default()
+                })
+                .build()
+                .unwrap()
+        };
+        let url = RemoteUrl::parse(&format!("s3://b/{words}.csv")).unwrap();
+        let error = |port: u16| {
+            let e = stores
+                .block_on(client(port).get(&key_path(&url.key)))
+                .unwrap_err();
+            (could_not_connect(&e), store_error(&e, &url))
+        };
+        let (refused, line) = error(closed);
+        assert!(refused, "{line:#}");
+        assert!(crate::remote::unreachable(&line), "{line:#}");
+        let (answered, line) = error(open);
+        assert!(!answered, "{line:#}");
+        assert!(!crate::remote::unreachable(&line), "{line:#}");
+        assert!(format!("{line:#}").contains("AccessDenied"), "{line:#}");
+    }
+
+    /// Only a key named as a probe is, old by its name and by the store, is a stale probe.
+    #[test]
+    fn a_stale_probe_is_old_by_both_clocks_and_named_exactly() {
+        let now = 1_800_000_000;
+        let hour_ago = now as i64 - 3_700;
+        let name = |t: u64| format!("{t}-4242-00000000000000aa");
+        assert!(stale_probe(&name(now - 3_700), hour_ago, now));
+        assert!(
+            !stale_probe(&name(now - 3_700), now as i64, now),
+            "the store says fresh"
+        );
+        assert!(
+            !stale_probe(&name(now - 60), hour_ago, now),
+            "the name says fresh"
+        );
+        for other in [
+            "notes.txt",
+            "x/y",
+            "1700000000-4242-00000000000000aa.csv",
+            "1700000000-4242-aa",
+            "1700000000-pid-00000000000000aa",
+            "1700000000-4242-00000000000000aa-1",
+            "-4242-00000000000000aa",
+        ] {
+            assert!(!stale_probe(other, hour_ago, now), "{other}");
+        }
+    }
+
+    /// A store that pages listings two entries at a time (S3 pages 1,000), and counts them;
+    /// it ignores a listing's start while its flag says so.
     struct Paged(
         Arc<object_store::memory::InMemory>,
         Arc<Mutex<Vec<Option<String>>>>,
+        Arc<std::sync::atomic::AtomicBool>,
     );
 
     impl PaginatedListStore for Paged {
@@ -820,11 +1005,13 @@ mod tests {
                         .map(|m| m.unwrap())
                         .collect()
                         .await;
+                    let ignore = self.2.load(std::sync::atomic::Ordering::Relaxed);
                     all.retain(|m| {
-                        options
-                            .offset
-                            .as_deref()
-                            .is_none_or(|o| m.location.as_ref() > o)
+                        ignore
+                            || options
+                                .offset
+                                .as_deref()
+                                .is_none_or(|o| m.location.as_ref() > o)
                     });
                     all.sort_by(|a, b| a.location.cmp(&b.location));
                     let end = (at + 2).min(all.len());
@@ -876,7 +1063,8 @@ mod tests {
         let stores = stores();
         let memory = Arc::new(object_store::memory::InMemory::new());
         let requests = Arc::new(Mutex::new(Vec::new()));
-        let paged = Paged(memory.clone(), requests.clone());
+        let ignores = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let paged = Paged(memory.clone(), requests.clone(), ignores.clone());
         let pages = Some(Arc::new(paged) as Arc<dyn PaginatedListStore>);
         let client = Client {
             store: memory.clone(),
@@ -918,6 +1106,23 @@ mod tests {
                 .unwrap();
             listed
         };
+        // A store that ignores the start: each key once all the same, and the first listing
+        // that sees it stops the cutting (each cut would list all before it again).
+        ignores.store(true, std::sync::atomic::Ordering::Relaxed);
+        requests.lock().unwrap().clear();
+        let mut listed = list("flat/", usize::MAX);
+        listed.sort();
+        let mut want: Vec<_> = keys
+            .iter()
+            .filter(|k| k.starts_with("flat/"))
+            .cloned()
+            .collect();
+        want.sort();
+        assert_eq!(listed, want, "a store that ignores the start");
+        let requests_made = requests.lock().unwrap().len();
+        // One sequence is 171 pages here; a cut lists them again once, and no more cuts.
+        assert!(requests_made < 3 * 171, "{requests_made} requests");
+        ignores.store(false, std::sync::atomic::Ordering::Relaxed);
         for prefix in ["d/", "lone/", "flat/", ""] {
             requests.lock().unwrap().clear();
             let mut listed = list(prefix, usize::MAX);

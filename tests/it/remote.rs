@@ -1543,11 +1543,13 @@ fn a_key_with_a_dot_dot_segment_never_writes_outside_the_output_directory() {
     assert_eq!(written, Vec::<PathBuf>::new(), "{}", out.dump());
 }
 
-/// A probe object left by a run killed mid-probe (a hidden key, but an input with `-H`) is
-/// deleted by the next run's probe once it is over an hour old; a fresh one (another run's
-/// probe going on) stays.
+/// The probe's sweep of stale probe objects (src/remote/store.rs, `stale_probe`) deletes
+/// only keys named exactly as a probe is that both their name and the store say are over an
+/// hour old: a probe of another run going on, a key old by its name alone (the store says it
+/// was written now: the writer's clock was wrong) and the user's keys that merely begin like
+/// a probe's all stay. (A key the store says is an hour old cannot be made here.)
 #[test]
-fn the_probe_deletes_the_stale_probes_of_killed_runs() {
+fn the_probe_s_sweep_leaves_what_is_not_a_stale_probe() {
     let Some(l) = Lake::on(SeaweedFs::start()) else {
         return;
     };
@@ -1556,24 +1558,29 @@ fn the_probe_deletes_the_stale_probes_of_killed_runs() {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs();
-    let stale = "data/.fanout-probe-1700000000-4242-00000000000000aa".to_string();
-    let fresh = format!("data/.fanout-probe-{now}-4243-00000000000000bb");
-    l.put_all(
-        "lake",
-        &[
-            ("data/a.csv", "a\n"),
-            (&stale, "fanout probe\n"),
-            (&fresh, "fanout probe\n"),
-        ],
-    );
+    let kept = [
+        format!("data/.fanout-probe-{now}-4243-00000000000000bb"),
+        "data/.fanout-probe-1700000000-4242-00000000000000aa".to_string(),
+        "data/.fanout-probe-notes.txt".to_string(),
+        "data/.fanout-probe-dir/1700000000-4242-00000000000000aa".to_string(),
+    ];
+    let mut objects: Vec<(&str, &str)> = kept.iter().map(|k| (k.as_str(), "x\n")).collect();
+    objects.push(("data/a.csv", "a\n"));
+    l.put_all("lake", &objects);
     let stage = l.stage();
     let out = l.run(&with(
         &["-i", "--stage-dir", &stage, "s3://lake/data/"],
         &sh(UPPER, &["{}", "{out}"]),
     ));
     out.assert_ok();
+    let mut want: Vec<String> = kept.to_vec();
+    want.push("data/a.csv".into());
+    want.sort();
     let keys: Vec<String> = l.texts("lake").into_keys().collect();
-    assert_eq!(keys, [fresh, "data/a.csv".to_string()]);
+    assert_eq!(
+        keys, want,
+        "nothing but the probe's own object came and went"
+    );
     assert_eq!(l.text("lake", "data/a.csv"), "A\n");
 }
 
