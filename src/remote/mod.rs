@@ -33,7 +33,7 @@ mod url;
 
 pub(crate) use footer::{footer, weight};
 pub(crate) use list::{list_root, named, KeyFilter};
-pub(crate) use object::{unreachable, Condition, Fetched, Object, PutError, Written};
+pub(crate) use object::{unreachable, Condition, Object, PutError, Written};
 pub(crate) use retries::counted;
 pub(crate) use stage::{JobStage, Stage, Transfer};
 pub(crate) use store::stores;

@@ -175,12 +175,16 @@ impl Stores {
     /// Downloads exactly the version of `object` that was listed into `to`: the bytes written
     /// and how many times the whole download was tried again. A changed object is an error
     /// (the job would run on other bytes than were listed). Each request is retried by the
-    /// client; a download that still fails, or whose body breaks off part way (which the
-    /// client does not retry), starts over, up to [`DOWNLOAD_TRIES`] times in all.
-    pub(crate) fn download(&self, object: &Object, to: &mut File) -> Result<super::Fetched> {
-        let (fetched, store_retries) = super::counted(|| self.fetch(object, to));
+    /// client (a body that breaks off is read on from where it stopped); a download that still
+    /// fails starts over, up to [`DOWNLOAD_TRIES`] times in all.
+    pub(crate) fn download(
+        &self,
+        object: &Object,
+        to: &mut File,
+    ) -> Result<super::object::Fetched> {
+        let (fetched, store_retries) = super::retries::counted(|| self.fetch(object, to));
         let (bytes, restarts) = fetched?;
-        Ok(super::Fetched {
+        Ok(super::object::Fetched {
             bytes,
             restarts,
             store_retries,
@@ -868,7 +872,7 @@ mod tests {
         let fetched = stores.download(&object, &mut copy).unwrap();
         assert_eq!(
             fetched,
-            crate::remote::Fetched {
+            crate::remote::object::Fetched {
                 bytes: 4,
                 restarts: 0,
                 store_retries: 1

@@ -39,7 +39,11 @@ impl Stores {
         bail!("{OFF} {url}")
     }
 
-    pub(crate) fn download(&self, object: &Object, _to: &mut File) -> Result<super::Fetched> {
+    pub(crate) fn download(
+        &self,
+        object: &Object,
+        _to: &mut File,
+    ) -> Result<super::object::Fetched> {
         bail!("{OFF} {}", object.url)
     }
 
